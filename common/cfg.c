@@ -1,0 +1,1163 @@
+/*
+ * cfg: reads govrelay.conf into an immutable snapshot, validating every
+ * value against the parameter table in common/cfg_table.h.
+ *
+ * The table is the only list of parameters (STYLE.md section 9): this file
+ * turns it into a row array (name, type, default, bounds, field offset) and
+ * dispatches on the type, so a new parameter needs one table line and no
+ * code here unless it brings a new type. Defaults go through the very same
+ * parsers as file values, so a bad default in the table is caught too.
+ *
+ * Entry points: cfg_load (parse and validate a file), cfg_ref/cfg_unref
+ * (snapshot lifetime), cfg_params (the table, for checkers and docs),
+ * cfg_parse_size/duration/cidr (shared with the CLI), cfg_cidr_list_has,
+ * cfg_role_name.
+ * OWNERSHIP: a snapshot owns every string and array in it; the last
+ * cfg_unref frees them all. Arguments are borrowed.
+ * THREADS: cfg_load may run on any thread (it only reads the file and
+ * calls gethostname). A snapshot is immutable after loading, so any thread
+ * may read it, but refs is a plain counter: cfg_ref/cfg_unref belong to
+ * the loop thread only.
+ * ERRORS: cfg_load returns -EINVAL after appending one "FILE:LINE: message"
+ * line per problem (it collects all of them rather than stopping at the
+ * first, so an operator fixes a file in one round), or a negative errno
+ * when the file cannot be read. It never logs and never resolves names:
+ * every address is numeric, because the daemon must not do DNS here.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/cfg.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+
+/* Longest line accepted, newline excluded. */
+#define CFG_LINE_MAX 4096
+/* A sanity bound: more listeners than this is a typo generator, not a setup. */
+#define CFG_LISTEN_MAX 256
+/* Longest value quoted back in a message, so one bad line cannot flood. */
+#define CFG_QUOTE_MAX 64
+/* Room for a unix socket path, NUL excluded. */
+#define CFG_SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+
+static const char cfg_not_number[] = "is not a number";
+static const char cfg_not_size[] = "is not a size (bytes, or a number with k, m or g)";
+static const char cfg_not_duration[] = "is not a duration (a number and a unit: s, m, h, d)";
+
+enum cfg_type {
+	CFG_T_STRING,
+	CFG_T_PATH,
+	CFG_T_SIZE,
+	CFG_T_COUNT,
+	CFG_T_DURATION,
+	CFG_T_PORT,
+	CFG_T_LOGFORMAT,
+	CFG_T_CIDRS,
+	CFG_T_LISTEN,
+	CFG_T_HOSTPORT,
+	CFG_T_ENDPOINT,
+};
+
+/* One index per parameter, so the checks below can name rows directly. */
+enum cfg_index {
+#define CFG_IDX(name, type, def, min, max, reload, doc) CFG_I_##name,
+	CFG_PARAMS(CFG_IDX)
+#undef CFG_IDX
+	CFG_I_COUNT
+};
+
+struct cfg_row {
+	const char *name;
+	enum cfg_type type;
+	const char *def;
+	uint64_t min, max;
+	size_t off;
+};
+
+static const struct cfg_row cfg_rows[CFG_I_COUNT] = {
+#define CFG_ROW(name, type, def, min, max, reload, doc) \
+	{ #name, CFG_T_##type, def, min, max, offsetof(struct config, name) },
+	CFG_PARAMS(CFG_ROW)
+#undef CFG_ROW
+};
+
+static const struct cfg_param_info cfg_infos[CFG_I_COUNT] = {
+#define CFG_INFO(name, type, def, min, max, reload, doc) \
+	{ #name, #type, def, min, max, reload, doc },
+	CFG_PARAMS(CFG_INFO)
+#undef CFG_INFO
+};
+
+/* State of one cfg_load call. */
+struct cfg_ctx {
+	const char *file;          /* as the caller wrote it, for messages */
+	struct config *cfg;
+	struct buf *errors;
+	unsigned nerrors;
+	unsigned line[CFG_I_COUNT]; /* where each key was set; 0 = not in file */
+};
+
+static void cfg_free(struct config *cfg);
+
+const struct cfg_param_info *cfg_params(size_t *count)
+{
+	if (count != NULL)
+		*count = CFG_I_COUNT;
+	return cfg_infos;
+}
+
+const char *cfg_role_name(enum cfg_role role)
+{
+	switch (role) {
+	case CFG_ROLE_MX: return "mx";
+	case CFG_ROLE_SUBMISSION: return "submission";
+	case CFG_ROLE_SUBMISSIONS: return "submissions";
+	}
+	return "unknown";
+}
+
+/* "FILE:LINE: message\n", or "FILE: message\n" for file-wide problems. */
+static void cfg_err(struct cfg_ctx *ctx, unsigned line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void cfg_err(struct cfg_ctx *ctx, unsigned line, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (line > 0)
+		buf_printf(ctx->errors, "%s:%u: ", ctx->file, line);
+	else
+		buf_printf(ctx->errors, "%s: ", ctx->file);
+	va_start(ap, fmt);
+	buf_vprintf(ctx->errors, fmt, ap);
+	va_end(ap);
+	buf_append_char(ctx->errors, '\n');
+	ctx->nerrors++;
+}
+
+static bool cfg_is_space(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static bool cfg_is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/*
+ * Reads decimal digits at s into *v, leaving *end after them. Returns NULL
+ * or why the text is not a number. Overflow is checked before each step,
+ * so "99999999999999999999" is "too large" rather than a wrapped value.
+ */
+static const char *cfg_uint_parse(const char *s, const char **end, uint64_t *v)
+{
+	uint64_t n = 0;
+
+	if (!cfg_is_digit(*s))
+		return cfg_not_number;
+	for (; cfg_is_digit(*s); s++) {
+		unsigned d = (unsigned)(*s - '0');
+
+		if (n > (UINT64_MAX - d) / 10)
+			return "is too large";
+		n = n * 10 + d;
+	}
+	*end = s;
+	*v = n;
+	return NULL;
+}
+
+static const char *cfg_size_why(const char *s, uint64_t *bytes)
+{
+	const char *end, *why;
+	unsigned shift = 0;
+	uint64_t v;
+
+	why = cfg_uint_parse(s, &end, &v);
+	if (why != NULL)
+		return why == cfg_not_number ? cfg_not_size : why;
+	switch (*end) {
+	case '\0': break;
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	default: return cfg_not_size;
+	}
+	if (*end != '\0')
+		return cfg_not_size;
+	if (shift > 0 && v > (UINT64_MAX >> shift))
+		return "is too large";
+	*bytes = v << shift;
+	return NULL;
+}
+
+int cfg_parse_size(const char *s, uint64_t *bytes)
+{
+	return cfg_size_why(s, bytes) == NULL ? 0 : -EINVAL;
+}
+
+static const char *cfg_duration_why(const char *s, uint64_t *ms)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ms;
+	} units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 },
+		{ "h", 3600000 }, { "d", 86400000 },
+	};
+	const char *end, *why;
+	uint64_t v;
+	size_t i;
+
+	why = cfg_uint_parse(s, &end, &v);
+	if (why != NULL)
+		return why == cfg_not_number ? cfg_not_duration : why;
+	/* A bare number is ambiguous (Postfix reads seconds, others ms), so refuse it. */
+	if (*end == '\0')
+		return "needs a unit (s, m, h, d)";
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].unit) != 0)
+			continue;
+		if (v > UINT64_MAX / units[i].ms)
+			return "is too large";
+		*ms = v * units[i].ms;
+		return NULL;
+	}
+	return "has an unknown unit (use ms, s, m, h or d)";
+}
+
+int cfg_parse_duration(const char *s, uint64_t *ms)
+{
+	return cfg_duration_why(s, ms) == NULL ? 0 : -EINVAL;
+}
+
+/* Writes ms in the largest unit that divides it exactly, for messages. */
+static void cfg_fmt_duration(uint64_t ms, char *out, size_t outlen)
+{
+	if (ms == 0)
+		snprintf(out, outlen, "0s");
+	else if (ms % 86400000 == 0)
+		snprintf(out, outlen, "%llud", (unsigned long long)(ms / 86400000));
+	else if (ms % 3600000 == 0)
+		snprintf(out, outlen, "%lluh", (unsigned long long)(ms / 3600000));
+	else if (ms % 60000 == 0)
+		snprintf(out, outlen, "%llum", (unsigned long long)(ms / 60000));
+	else if (ms % 1000 == 0)
+		snprintf(out, outlen, "%llus", (unsigned long long)(ms / 1000));
+	else
+		snprintf(out, outlen, "%llums", (unsigned long long)ms);
+}
+
+static const char *cfg_cidr_why(const char *s, struct cfg_cidr *out)
+{
+	char tmp[INET6_ADDRSTRLEN + 8];
+	struct cfg_cidr c;
+	unsigned bits, i;
+	char *slash;
+
+	if (str_copy(tmp, s, sizeof(tmp)) >= sizeof(tmp))
+		return "is not an IPv4 or IPv6 address or CIDR";
+	memset(&c, 0, sizeof(c));
+	slash = strchr(tmp, '/');
+	if (slash != NULL)
+		*slash = '\0';
+	if (strchr(tmp, ':') != NULL) {
+		c.family = AF_INET6;
+		bits = 128;
+	} else {
+		c.family = AF_INET;
+		bits = 32;
+	}
+	if (inet_pton(c.family, tmp, c.addr) != 1)
+		return "is not an IPv4 or IPv6 address or CIDR";
+	c.prefix = bits;
+	if (slash != NULL) {
+		const char *p = slash + 1, *end;
+		uint64_t v;
+
+		/* At most three digits: "/0000000032" is a typo, not a prefix. */
+		if (cfg_uint_parse(p, &end, &v) != NULL || *end != '\0' ||
+		    end - p > 3 || v > bits)
+			return c.family == AF_INET ? "has a bad prefix length (0..32)" :
+						     "has a bad prefix length (0..128)";
+		c.prefix = (unsigned)v;
+	}
+	/* Clear host bits so matching can compare whole bytes. */
+	for (i = 0; i < bits / 8; i++) {
+		unsigned keep = c.prefix > i * 8 ? c.prefix - i * 8 : 0;
+
+		if (keep >= 8)
+			continue;
+		c.addr[i] &= (uint8_t)(0xff00u >> keep);
+	}
+	*out = c;
+	return NULL;
+}
+
+int cfg_parse_cidr(const char *s, struct cfg_cidr *out)
+{
+	return cfg_cidr_why(s, out) == NULL ? 0 : -EINVAL;
+}
+
+static bool cfg_prefix_match(const uint8_t *net, const uint8_t *addr, unsigned prefix)
+{
+	unsigned whole = prefix / 8, rest = prefix % 8;
+
+	if (memcmp(net, addr, whole) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	return ((net[whole] ^ addr[whole]) & (uint8_t)(0xff00u >> rest)) == 0;
+}
+
+bool cfg_cidr_list_has(const struct cfg_cidr_list *list, const struct sockaddr *addr)
+{
+	uint8_t v4[4], v6[16];
+	bool have4 = false, have6 = false;
+	size_t i;
+
+	if (list == NULL || addr == NULL)
+		return false;
+	if (addr->sa_family == AF_INET) {
+		struct sockaddr_in sin;
+
+		memcpy(&sin, addr, sizeof(sin));
+		memcpy(v4, &sin.sin_addr, 4);
+		have4 = true;
+	} else if (addr->sa_family == AF_INET6) {
+		struct sockaddr_in6 sin6;
+
+		memcpy(&sin6, addr, sizeof(sin6));
+		memcpy(v6, &sin6.sin6_addr, 16);
+		have6 = true;
+		/*
+		 * A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d;
+		 * they must match the IPv4 entries operators write.
+		 */
+		if (IN6_IS_ADDR_V4MAPPED(&sin6.sin6_addr)) {
+			memcpy(v4, v6 + 12, 4);
+			have4 = true;
+		}
+	} else {
+		return false;
+	}
+	for (i = 0; i < list->n; i++) {
+		const struct cfg_cidr *c = &list->v[i];
+
+		if (c->family == AF_INET && have4 && cfg_prefix_match(c->addr, v4, c->prefix))
+			return true;
+		if (c->family == AF_INET6 && have6 && cfg_prefix_match(c->addr, v6, c->prefix))
+			return true;
+	}
+	return false;
+}
+
+static const char *cfg_port_why(const char *s, uint16_t *port)
+{
+	const char *end;
+	uint64_t v;
+
+	if (cfg_uint_parse(s, &end, &v) != NULL || *end != '\0' || v < 1 || v > 65535)
+		return "needs a port number 1..65535";
+	*port = (uint16_t)v;
+	return NULL;
+}
+
+/*
+ * "ADDRESS:PORT" or "[IPv6]:PORT", numeric only; with allow_star, "*" is
+ * 0.0.0.0. Fills ss (address and port) and host (canonical, no brackets).
+ */
+static const char *cfg_hostport_why(const char *s, bool allow_star,
+				    struct sockaddr_storage *ss, char *host,
+				    size_t hostlen, uint16_t *port)
+{
+	char addr[INET6_ADDRSTRLEN + 1];
+	const char *colon, *why;
+	size_t alen;
+	int family;
+	uint8_t bytes[16];
+
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (close == NULL)
+			return "has '[' without ']'";
+		alen = (size_t)(close - s - 1);
+		if (alen >= sizeof(addr))
+			return "is not a numeric IPv6 address in brackets";
+		memcpy(addr, s + 1, alen);
+		addr[alen] = '\0';
+		if (close[1] != ':')
+			return "needs ADDRESS:PORT";
+		colon = close + 1;
+		family = AF_INET6;
+		if (inet_pton(AF_INET6, addr, bytes) != 1)
+			return "is not a numeric IPv6 address in brackets";
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL)
+			return "needs ADDRESS:PORT";
+		alen = (size_t)(colon - s);
+		if (memchr(s, ':', alen) != NULL)
+			return "needs brackets around an IPv6 address, as [ADDRESS]:PORT";
+		if (alen >= sizeof(addr))
+			return "is not a numeric IPv4 address (names are not resolved)";
+		memcpy(addr, s, alen);
+		addr[alen] = '\0';
+		family = AF_INET;
+		if (allow_star && strcmp(addr, "*") == 0)
+			str_copy(addr, "0.0.0.0", sizeof(addr));
+		if (inet_pton(AF_INET, addr, bytes) != 1)
+			return "is not a numeric IPv4 address (names are not resolved)";
+	}
+	why = cfg_port_why(colon + 1, port);
+	if (why != NULL)
+		return why;
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET) {
+		struct sockaddr_in sin;
+
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_port = htons(*port);
+		memcpy(&sin.sin_addr, bytes, 4);
+		memcpy(ss, &sin, sizeof(sin));
+	} else {
+		struct sockaddr_in6 sin6;
+
+		memset(&sin6, 0, sizeof(sin6));
+		sin6.sin6_family = AF_INET6;
+		sin6.sin6_port = htons(*port);
+		memcpy(&sin6.sin6_addr, bytes, 16);
+		memcpy(ss, &sin6, sizeof(sin6));
+	}
+	if (inet_ntop(family, bytes, host, (socklen_t)hostlen) == NULL)
+		return "is not a numeric address";
+	return NULL;
+}
+
+/* Relative paths are relative to the configuration file's folder (INTERFACE.md). */
+static char *cfg_path_abs(struct cfg_ctx *ctx, const char *value)
+{
+	struct buf b;
+
+	if (value[0] == '/')
+		return xstrdup(value);
+	buf_init(&b);
+	buf_printf(&b, "%s/%s", strcmp(ctx->cfg->dir, "/") == 0 ? "" : ctx->cfg->dir, value);
+	buf_cstr(&b);
+	return buf_steal(&b, NULL);
+}
+
+static void cfg_set_listen(struct cfg_ctx *ctx, const struct cfg_row *row,
+			   struct cfg_listen_list *list, const char *value, unsigned line)
+{
+	static const char *const roles[] = { "mx", "submission", "submissions" };
+	struct cfg_listen l;
+	const char *p = value, *why;
+	uint16_t port;
+	char host[64];
+	size_t rlen, i;
+
+	while (*p != '\0' && !cfg_is_space(*p))
+		p++;
+	rlen = (size_t)(p - value);
+	while (cfg_is_space(*p))
+		p++;
+	if (*p == '\0' || strpbrk(p, " \t") != NULL) {
+		cfg_err(ctx, line, "%s: expected ROLE ADDRESS:PORT, got '%.*s'",
+			row->name, CFG_QUOTE_MAX, value);
+		return;
+	}
+	memset(&l, 0, sizeof(l));
+	for (i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
+		if (rlen == strlen(roles[i]) && memcmp(value, roles[i], rlen) == 0)
+			break;
+	if (i == sizeof(roles) / sizeof(roles[0])) {
+		cfg_err(ctx, line, "%s: unknown role '%.*s' (use mx, submission or submissions)",
+			row->name, (int)(rlen < CFG_QUOTE_MAX ? rlen : CFG_QUOTE_MAX), value);
+		return;
+	}
+	l.role = (enum cfg_role)i;
+	why = cfg_hostport_why(p, true, &l.addr, host, sizeof(host), &port);
+	if (why != NULL) {
+		cfg_err(ctx, line, "%s: '%.*s' %s", row->name, CFG_QUOTE_MAX, p, why);
+		return;
+	}
+	if (str_copy(l.text, p, sizeof(l.text)) >= sizeof(l.text)) {
+		cfg_err(ctx, line, "%s: address '%.*s' is too long", row->name, CFG_QUOTE_MAX, p);
+		return;
+	}
+	if (list->n >= CFG_LISTEN_MAX) {
+		cfg_err(ctx, line, "%s: too many listen lines (at most %d)", row->name,
+			CFG_LISTEN_MAX);
+		return;
+	}
+	l.line = line;
+	list->v = xreallocarray(list->v, list->n + 1, sizeof(*list->v));
+	list->v[list->n++] = l;
+}
+
+static void cfg_set_cidrs(struct cfg_ctx *ctx, const struct cfg_row *row,
+			  struct cfg_cidr_list *list, const char *value, unsigned line)
+{
+	const char *p = value;
+	bool bad = false;
+
+	free(list->v);
+	list->v = NULL;
+	list->n = 0;
+	while (*p != '\0') {
+		char tok[INET6_ADDRSTRLEN + 8];
+		struct cfg_cidr c;
+		const char *why;
+		size_t len;
+
+		if (cfg_is_space(*p) || *p == ',') {
+			p++;
+			continue;
+		}
+		len = strcspn(p, " \t,");
+		if (str_copyn(tok, p, len, sizeof(tok)) >= sizeof(tok))
+			why = "is not an IPv4 or IPv6 address or CIDR";
+		else
+			why = cfg_cidr_why(tok, &c);
+		if (why != NULL) {
+			cfg_err(ctx, line, "%s: '%.*s' %s", row->name,
+				(int)(len < CFG_QUOTE_MAX ? len : CFG_QUOTE_MAX), p, why);
+			bad = true;
+		} else {
+			list->v = xreallocarray(list->v, list->n + 1, sizeof(*list->v));
+			list->v[list->n++] = c;
+		}
+		p += len;
+	}
+	if (bad) {
+		free(list->v);
+		list->v = NULL;
+		list->n = 0;
+	} else if (list->n == 0) {
+		cfg_err(ctx, line, "%s: needs at least one address or CIDR", row->name);
+	}
+}
+
+static void cfg_set_endpoint(struct cfg_ctx *ctx, const struct cfg_row *row,
+			     char **field, const char *value, unsigned line)
+{
+	struct sockaddr_storage ss;
+	char host[64];
+	uint16_t port;
+	const char *why;
+
+	if (strncmp(value, "unix:", 5) == 0) {
+		char *path;
+
+		if (value[5] == '\0') {
+			cfg_err(ctx, line, "%s: unix: needs a socket path", row->name);
+			return;
+		}
+		path = cfg_path_abs(ctx, value + 5);
+		if (strlen(path) > CFG_SUN_PATH_MAX) {
+			cfg_err(ctx, line, "%s: socket path '%.*s...' is longer than %zu bytes",
+				row->name, CFG_QUOTE_MAX, path, CFG_SUN_PATH_MAX);
+			free(path);
+			return;
+		}
+		free(*field);
+		*field = xmalloc(strlen(path) + 6);
+		snprintf(*field, strlen(path) + 6, "unix:%s", path);
+		free(path);
+		return;
+	}
+	if (strncmp(value, "tcp:", 4) == 0) {
+		why = cfg_hostport_why(value + 4, false, &ss, host, sizeof(host), &port);
+		if (why != NULL) {
+			cfg_err(ctx, line, "%s: '%.*s' %s", row->name, CFG_QUOTE_MAX,
+				value + 4, why);
+			return;
+		}
+		free(*field);
+		*field = xstrdup(value);
+		return;
+	}
+	cfg_err(ctx, line, "%s: expected unix:PATH or tcp:ADDRESS:PORT, got '%.*s'",
+		row->name, CFG_QUOTE_MAX, value);
+}
+
+/* Bounds from the table, with the allowed range named in the message. */
+static bool cfg_in_range(struct cfg_ctx *ctx, const struct cfg_row *row,
+			 uint64_t v, const char *value, unsigned line)
+{
+	char lo[32], hi[32];
+
+	if (row->max == 0 || (v >= row->min && v <= row->max))
+		return true;
+	if (row->type == CFG_T_DURATION) {
+		cfg_fmt_duration(row->min, lo, sizeof(lo));
+		cfg_fmt_duration(row->max, hi, sizeof(hi));
+	} else {
+		snprintf(lo, sizeof(lo), "%llu", (unsigned long long)row->min);
+		snprintf(hi, sizeof(hi), "%llu", (unsigned long long)row->max);
+	}
+	cfg_err(ctx, line, "%s: %.*s is out of range (allowed: %s..%s%s)", row->name,
+		CFG_QUOTE_MAX, value, lo, hi, row->type == CFG_T_SIZE ? " bytes" : "");
+	return false;
+}
+
+/* Parses value for row into the snapshot; reports problems at line. */
+static void cfg_set(struct cfg_ctx *ctx, size_t idx, const char *value, unsigned line)
+{
+	const struct cfg_row *row = &cfg_rows[idx];
+	void *field = (char *)ctx->cfg + row->off;
+	const char *why = NULL, *end;
+	uint64_t v = 0;
+
+	if (value[0] == '\0') {
+		cfg_err(ctx, line, "%s: needs a value", row->name);
+		return;
+	}
+	switch (row->type) {
+	case CFG_T_STRING: {
+		const char *p;
+
+		/* One word: the only string today is a host name for the greeting. */
+		for (p = value; *p != '\0'; p++)
+			if ((unsigned char)*p <= ' ' || *p == 0x7f)
+				break;
+		if (*p != '\0' || p - value > 255) {
+			cfg_err(ctx, line, "%s: '%.*s' must be one word of at most 255 bytes",
+				row->name, CFG_QUOTE_MAX, value);
+			return;
+		}
+		free(*(char **)field);
+		*(char **)field = xstrdup(value);
+		return;
+	}
+	case CFG_T_PATH: {
+		char *path = cfg_path_abs(ctx, value);
+
+		if (strlen(path) >= PATH_MAX) {
+			cfg_err(ctx, line, "%s: path is longer than %d bytes", row->name,
+				PATH_MAX - 1);
+			free(path);
+			return;
+		}
+		free(*(char **)field);
+		*(char **)field = path;
+		return;
+	}
+	case CFG_T_SIZE:
+		why = cfg_size_why(value, &v);
+		break;
+	case CFG_T_COUNT:
+	case CFG_T_PORT:
+		why = cfg_uint_parse(value, &end, &v);
+		if (why == NULL && *end != '\0')
+			why = "is not a number";
+		break;
+	case CFG_T_DURATION:
+		why = cfg_duration_why(value, &v);
+		break;
+	case CFG_T_LOGFORMAT:
+		if (strcmp(value, "text") == 0)
+			*(enum log_format *)field = LOG_FORMAT_TEXT;
+		else if (strcmp(value, "json") == 0)
+			*(enum log_format *)field = LOG_FORMAT_JSON;
+		else
+			cfg_err(ctx, line, "%s: '%.*s' is not text or json", row->name,
+				CFG_QUOTE_MAX, value);
+		return;
+	case CFG_T_CIDRS:
+		cfg_set_cidrs(ctx, row, field, value, line);
+		return;
+	case CFG_T_LISTEN:
+		cfg_set_listen(ctx, row, field, value, line);
+		return;
+	case CFG_T_HOSTPORT: {
+		struct cfg_hostport *hp = field;
+		struct sockaddr_storage ss;
+
+		why = cfg_hostport_why(value, false, &ss, hp->host, sizeof(hp->host), &hp->port);
+		if (why != NULL) {
+			memset(hp, 0, sizeof(*hp));
+			cfg_err(ctx, line, "%s: '%.*s' %s", row->name, CFG_QUOTE_MAX, value, why);
+			return;
+		}
+		hp->set = true;
+		return;
+	}
+	case CFG_T_ENDPOINT:
+		cfg_set_endpoint(ctx, row, field, value, line);
+		return;
+	}
+	if (why != NULL) {
+		cfg_err(ctx, line, "%s: '%.*s' %s", row->name, CFG_QUOTE_MAX, value, why);
+		return;
+	}
+	if (!cfg_in_range(ctx, row, v, value, line))
+		return;
+	*(uint64_t *)field = v;
+}
+
+static size_t cfg_lookup(const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < CFG_I_COUNT; i++)
+		if (strcmp(cfg_rows[i].name, key) == 0)
+			return i;
+	return CFG_I_COUNT;
+}
+
+/* One "key = value" line, already known not to be blank or a comment. */
+static void cfg_line(struct cfg_ctx *ctx, char *s, unsigned line)
+{
+	char *eq, *key, *value, *end;
+	size_t idx;
+
+	eq = strchr(s, '=');
+	if (eq == NULL) {
+		cfg_err(ctx, line, "expected 'key = value', got '%.*s'", CFG_QUOTE_MAX, s);
+		return;
+	}
+	*eq = '\0';
+	key = s;
+	end = eq;
+	while (end > key && cfg_is_space(end[-1]))
+		*--end = '\0';
+	value = eq + 1;
+	while (cfg_is_space(*value))
+		value++;
+	if (key[0] == '\0') {
+		cfg_err(ctx, line, "expected 'key = value', the key is missing");
+		return;
+	}
+	idx = cfg_lookup(key);
+	if (idx == CFG_I_COUNT) {
+		cfg_err(ctx, line, "unknown parameter '%.*s'", CFG_QUOTE_MAX, key);
+		return;
+	}
+	if (ctx->line[idx] != 0 && idx != CFG_I_listen) {
+		cfg_err(ctx, line, "%s is given twice (lines %u and %u)", key,
+			ctx->line[idx], line);
+		return;
+	}
+	if (ctx->line[idx] == 0)
+		ctx->line[idx] = line;
+	cfg_set(ctx, idx, value, line);
+}
+
+/*
+ * Strips comments and surrounding blanks in place. A '#' starts a comment
+ * at the start of the line or after a blank, so values such as "a#b" stay
+ * whole. Returns the remaining text (possibly empty).
+ */
+static char *cfg_strip(char *s)
+{
+	char *p, *end;
+
+	while (cfg_is_space(*s))
+		s++;
+	if (*s == '#')
+		*s = '\0';
+	for (p = s; *p != '\0'; p++) {
+		if (*p == '#' && p > s && cfg_is_space(p[-1])) {
+			*p = '\0';
+			break;
+		}
+	}
+	end = s + strlen(s);
+	while (end > s && (cfg_is_space(end[-1]) || end[-1] == '\r'))
+		*--end = '\0';
+	return s;
+}
+
+/*
+ * Reads one line into line[CFG_LINE_MAX + 1] without ever holding more
+ * than that: a longer line is consumed and flagged, not allocated.
+ * Returns 1 for a line, 0 at end of file, or a negative errno.
+ */
+static int cfg_read_line(FILE *f, char *line, bool *too_long, bool *has_nul)
+{
+	size_t len = 0;
+	int c;
+
+	*too_long = false;
+	*has_nul = false;
+	while ((c = getc(f)) != EOF) {
+		if (c == '\n')
+			break;
+		if (c == '\0')
+			*has_nul = true;
+		if (len < CFG_LINE_MAX)
+			line[len++] = (char)c;
+		else
+			*too_long = true;
+	}
+	line[len] = '\0';
+	if (ferror(f))
+		return errno ? -errno : -EIO;
+	if (c == EOF && len == 0 && !*too_long)
+		return 0;
+	return 1;
+}
+
+/* Sets file and dir: absolute, without resolving symlinks. */
+static int cfg_set_names(struct cfg_ctx *ctx, const char *file)
+{
+	struct config *cfg = ctx->cfg;
+	char cwd[PATH_MAX];
+	char *slash;
+	struct buf b;
+
+	if (file[0] == '/') {
+		cfg->file = xstrdup(file);
+	} else {
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			return -errno;
+		buf_init(&b);
+		buf_printf(&b, "%s/%s", strcmp(cwd, "/") == 0 ? "" : cwd, file);
+		buf_cstr(&b);
+		cfg->file = buf_steal(&b, NULL);
+	}
+	slash = strrchr(cfg->file, '/');
+	if (slash == cfg->file)
+		cfg->dir = xstrdup("/");
+	else
+		cfg->dir = xstrndup(cfg->file, (size_t)(slash - cfg->file));
+	return 0;
+}
+
+static int cfg_read_file(struct cfg_ctx *ctx, FILE *f)
+{
+	char *line = xmalloc(CFG_LINE_MAX + 1);
+	bool too_long, has_nul;
+	unsigned lineno = 0;
+	int rc;
+
+	for (;;) {
+		char *s;
+
+		errno = 0;
+		rc = cfg_read_line(f, line, &too_long, &has_nul);
+		if (rc <= 0)
+			break;
+		lineno++;
+		if (too_long) {
+			cfg_err(ctx, lineno, "line is longer than %d bytes", CFG_LINE_MAX);
+			continue;
+		}
+		if (has_nul) {
+			cfg_err(ctx, lineno, "line contains a NUL byte");
+			continue;
+		}
+		s = cfg_strip(line);
+		if (*s != '\0')
+			cfg_line(ctx, s, lineno);
+	}
+	free(line);
+	return rc;
+}
+
+static bool cfg_hostname_ok(const char *name)
+{
+	size_t len = strlen(name), label = 0;
+	const char *p;
+	char prev = '.';
+
+	if (len == 0 || len > 253)
+		return false;
+	for (p = name; *p != '\0'; p++) {
+		char c = *p;
+
+		if (c == '.') {
+			if (label == 0 || prev == '-')
+				return false;
+			label = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			   cfg_is_digit(c) || c == '-') {
+			if (c == '-' && label == 0)
+				return false;
+			if (++label > 63)
+				return false;
+		} else {
+			return false;
+		}
+		prev = c;
+	}
+	return label > 0 && prev != '-';
+}
+
+static void cfg_check_readable(struct cfg_ctx *ctx, size_t idx)
+{
+	const char *path = *(char **)((char *)ctx->cfg + cfg_rows[idx].off);
+	struct stat st;
+	int fd;
+
+	if (path == NULL)
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		cfg_err(ctx, ctx->line[idx], "%s: cannot read %s: %s", cfg_rows[idx].name,
+			path, strerror(errno));
+		return;
+	}
+	if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))
+		cfg_err(ctx, ctx->line[idx], "%s: %s is not a regular file",
+			cfg_rows[idx].name, path);
+	close(fd);
+}
+
+static bool cfg_is_wildcard(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		struct sockaddr_in sin;
+
+		memcpy(&sin, ss, sizeof(sin));
+		return sin.sin_addr.s_addr == htonl(INADDR_ANY);
+	}
+	if (ss->ss_family == AF_INET6) {
+		struct sockaddr_in6 sin6;
+
+		memcpy(&sin6, ss, sizeof(sin6));
+		return IN6_IS_ADDR_UNSPECIFIED(&sin6.sin6_addr);
+	}
+	return false;
+}
+
+/*
+ * Listeners on the same address and port cannot both bind. Linux also
+ * refuses a specific address next to the wildcard of the same family on
+ * the same port (even with SO_REUSEADDR), so that is reported here rather
+ * than as a bind failure after startup.
+ */
+static void cfg_check_listeners(struct cfg_ctx *ctx)
+{
+	const struct cfg_listen_list *list = &ctx->cfg->listen;
+	const struct config *cfg = ctx->cfg;
+	size_t i, j;
+
+	for (i = 0; i < list->n; i++) {
+		const struct cfg_listen *l = &list->v[i];
+
+		if (l->role != CFG_ROLE_MX &&
+		    (cfg->tls_cert_file == NULL || cfg->tls_key_file == NULL))
+			cfg_err(ctx, l->line,
+				"listen: %s listener needs tls_cert_file and tls_key_file",
+				cfg_role_name(l->role));
+		for (j = 0; j < i; j++) {
+			const struct cfg_listen *o = &list->v[j];
+			struct sockaddr_in a4, b4;
+			struct sockaddr_in6 a6, b6;
+			bool same;
+
+			if (l->addr.ss_family != o->addr.ss_family)
+				continue;
+			if (l->addr.ss_family == AF_INET) {
+				memcpy(&a4, &l->addr, sizeof(a4));
+				memcpy(&b4, &o->addr, sizeof(b4));
+				if (a4.sin_port != b4.sin_port)
+					continue;
+				same = a4.sin_addr.s_addr == b4.sin_addr.s_addr;
+			} else {
+				memcpy(&a6, &l->addr, sizeof(a6));
+				memcpy(&b6, &o->addr, sizeof(b6));
+				if (a6.sin6_port != b6.sin6_port)
+					continue;
+				same = memcmp(&a6.sin6_addr, &b6.sin6_addr, 16) == 0;
+			}
+			if (same)
+				cfg_err(ctx, l->line, "listen: %s is already used on line %u",
+					l->text, o->line);
+			else if (cfg_is_wildcard(&l->addr) || cfg_is_wildcard(&o->addr))
+				cfg_err(ctx, l->line,
+					"listen: %s overlaps %s on line %u (same port, wildcard address)",
+					l->text, o->text, o->line);
+			else
+				continue;
+			break;
+		}
+	}
+}
+
+/* Checks that involve more than one key, after every value is parsed. */
+static void cfg_check(struct cfg_ctx *ctx)
+{
+	struct config *cfg = ctx->cfg;
+
+	if (cfg->data_dir == NULL)
+		cfg_err(ctx, 0, "data_dir is required");
+
+	if (cfg->hostname == NULL) {
+		char name[256];
+
+		if (gethostname(name, sizeof(name)) != 0) {
+			cfg_err(ctx, 0, "hostname is not set and gethostname() failed: %s",
+				strerror(errno));
+		} else {
+			name[sizeof(name) - 1] = '\0';
+			cfg->hostname = xstrdup(name);
+		}
+	}
+	if (cfg->hostname != NULL && !cfg_hostname_ok(cfg->hostname))
+		cfg_err(ctx, ctx->line[CFG_I_hostname],
+			"hostname: '%.*s' is not a valid host name%s", CFG_QUOTE_MAX, cfg->hostname,
+			ctx->line[CFG_I_hostname] ? "" : " (from gethostname(); set hostname)");
+
+	if (cfg->control_socket == NULL && cfg->data_dir != NULL) {
+		struct buf b;
+
+		buf_init(&b);
+		buf_printf(&b, "%s/control.sock", cfg->data_dir);
+		buf_cstr(&b);
+		cfg->control_socket = buf_steal(&b, NULL);
+	}
+	if (cfg->control_socket != NULL && strlen(cfg->control_socket) > CFG_SUN_PATH_MAX)
+		cfg_err(ctx, ctx->line[CFG_I_control_socket],
+			"control_socket: '%.*s...' is longer than a unix socket path may be (%zu bytes)",
+			CFG_QUOTE_MAX, cfg->control_socket, CFG_SUN_PATH_MAX);
+
+	if (cfg->tls_cert_file != NULL && cfg->tls_key_file == NULL)
+		cfg_err(ctx, ctx->line[CFG_I_tls_cert_file],
+			"tls_cert_file is set but tls_key_file is not; set both or neither");
+	if (cfg->tls_key_file != NULL && cfg->tls_cert_file == NULL)
+		cfg_err(ctx, ctx->line[CFG_I_tls_key_file],
+			"tls_key_file is set but tls_cert_file is not; set both or neither");
+	cfg_check_readable(ctx, CFG_I_tls_cert_file);
+	cfg_check_readable(ctx, CFG_I_tls_key_file);
+
+	if (cfg->minimal_backoff_time > cfg->maximal_backoff_time) {
+		char lo[32], hi[32];
+
+		cfg_fmt_duration(cfg->minimal_backoff_time, lo, sizeof(lo));
+		cfg_fmt_duration(cfg->maximal_backoff_time, hi, sizeof(hi));
+		cfg_err(ctx, ctx->line[CFG_I_minimal_backoff_time] ?
+				     ctx->line[CFG_I_minimal_backoff_time] :
+				     ctx->line[CFG_I_maximal_backoff_time],
+			"minimal_backoff_time (%s) is greater than maximal_backoff_time (%s)",
+			lo, hi);
+	}
+
+	cfg_check_listeners(ctx);
+	if (cfg->listen.n == 0 && ctx->line[CFG_I_listen] == 0)
+		cfg_err(ctx, 0, "at least one listen line is required");
+}
+
+int cfg_load(const char *file, struct config **out, struct buf *errors)
+{
+	struct cfg_ctx ctx;
+	struct buf scratch;
+	struct stat st;
+	FILE *f;
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	buf_init(&scratch);
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.file = file;
+	ctx.errors = errors != NULL ? errors : &scratch;
+
+	f = fopen(file, "re");
+	if (f == NULL) {
+		rc = -errno;
+		goto fail_read;
+	}
+	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+		rc = -EISDIR;
+		goto fail_read;
+	}
+	ctx.cfg = xcalloc(1, sizeof(*ctx.cfg));
+	ctx.cfg->refs = 1;
+	rc = cfg_set_names(&ctx, file);
+	if (rc < 0)
+		goto fail_read;
+
+	rc = cfg_read_file(&ctx, f);
+	if (rc < 0)
+		goto fail_read;
+	fclose(f);
+	f = NULL;
+
+	/* Defaults pass through the same parsers, so the table is checked too. */
+	for (i = 0; i < CFG_I_COUNT; i++)
+		if (ctx.line[i] == 0 && cfg_rows[i].def[0] != '\0')
+			cfg_set(&ctx, i, cfg_rows[i].def, 0);
+	cfg_check(&ctx);
+
+	if (ctx.nerrors > 0) {
+		cfg_free(ctx.cfg);
+		buf_free(&scratch);
+		return -EINVAL;
+	}
+	buf_free(&scratch);
+	*out = ctx.cfg;
+	return 0;
+
+fail_read:
+	buf_printf(ctx.errors, "%s: cannot read: %s\n", file, strerror(-rc));
+	if (f != NULL)
+		fclose(f);
+	cfg_free(ctx.cfg);
+	buf_free(&scratch);
+	return rc;
+}
+
+struct config *cfg_ref(struct config *cfg)
+{
+	cfg->refs++;
+	return cfg;
+}
+
+void cfg_unref(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	if (--cfg->refs > 0)
+		return;
+	cfg_free(cfg);
+}
+
+static void cfg_free(struct config *cfg)
+{
+	size_t i;
+
+	if (cfg == NULL)
+		return;
+	for (i = 0; i < CFG_I_COUNT; i++) {
+		void *field = (char *)cfg + cfg_rows[i].off;
+
+		switch (cfg_rows[i].type) {
+		case CFG_T_STRING:
+		case CFG_T_PATH:
+		case CFG_T_ENDPOINT:
+			free(*(char **)field);
+			break;
+		case CFG_T_CIDRS:
+			free(((struct cfg_cidr_list *)field)->v);
+			break;
+		case CFG_T_LISTEN:
+			free(((struct cfg_listen_list *)field)->v);
+			break;
+		default:
+			break;
+		}
+	}
+	free(cfg->file);
+	free(cfg->dir);
+	free(cfg);
+}

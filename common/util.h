@@ -1,0 +1,28 @@
+#ifndef GOVRELAY_UTIL_H
+#define GOVRELAY_UTIL_H
+/* util: small string and time helpers every module needs. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Bounded copy: always NUL-terminates (when dstlen > 0) and returns
+ * strlen(src), so truncation is detected by result >= dstlen.
+ */
+size_t str_copy(char *dst, const char *src, size_t dstlen);
+/* Same for n bytes of src that need not be NUL-terminated. */
+size_t str_copyn(char *dst, const char *src, size_t n, size_t dstlen);
+/* ASCII-only lowercasing in place (UTF-8 bytes are left alone). */
+void str_lower(char *s);
+bool str_ieq(const char *a, const char *b);
+bool str_has_iprefix(const char *s, const char *prefix);
+
+/* Wall clock in unix milliseconds and monotonic milliseconds. */
+int64_t time_now_ms(void);
+uint64_t time_mono_ms(void);
+/* "2026-11-23T11:30:00.123Z" into out (at least 32 bytes). */
+void time_format_iso(int64_t unix_ms, char *out, size_t outlen);
+/* RFC 5322 date for headers, e.g. "Mon, 23 Nov 2026 11:30:00 +0000". */
+void time_format_rfc5322(int64_t unix_ms, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,99 @@
+#ifndef GOVRELAY_POLICY_H
+#define GOVRELAY_POLICY_H
+/*
+ * policy: the verdict pipeline (ARCHITECTURE.md step 3, STYLE.md section
+ * 8). At configuration load each stage's checks compile into an array of
+ * rules; at request time the engine walks that array, the first decisive
+ * verdict wins and CONTINUE falls through. A check completes exactly once,
+ * synchronously or later by callback; the engine owns the timeout, which
+ * turns a slow check into a tempfail (never an accept, never a 5xx).
+ *
+ * policy sees a session only through struct policy_request: it never
+ * includes a relay/ header.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "common/cfg.h"
+#include "queue/queue.h"
+
+enum policy_stage {
+	POLICY_STAGE_CONNECT,
+	POLICY_STAGE_HELO,
+	POLICY_STAGE_MAIL,
+	POLICY_STAGE_RCPT,
+	POLICY_STAGE_DATA,
+	POLICY_STAGE_COUNT
+};
+const char *policy_stage_name(enum policy_stage stage);
+
+enum verdict_kind {
+	VERDICT_CONTINUE,
+	VERDICT_ACCEPT,
+	VERDICT_TEMPFAIL,
+	VERDICT_REJECT,
+	VERDICT_DISCONNECT,
+};
+const char *verdict_kind_name(enum verdict_kind kind);
+
+struct verdict {
+	enum verdict_kind kind;
+	int code;          /* SMTP reply code, 0 for CONTINUE/ACCEPT */
+	char enh[12];      /* RFC 3463 enhanced code, "" for CONTINUE/ACCEPT */
+	char text[256];    /* for the reply: words a civil servant understands */
+	const char *rule;  /* name of the rule that decided, static storage */
+};
+
+void policy_verdict_set(struct verdict *v, enum verdict_kind kind, int code,
+    const char *enh, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* What a check may know about the session and transaction. Borrowed. */
+struct policy_request {
+	enum policy_stage stage;
+	const char *session_id;
+	const char *client_addr;      /* numeric IP */
+	bool client_trusted;          /* in trusted_networks */
+	const char *listener_role;    /* "mx", "submission", "submissions" */
+	bool tls;
+	const char *auth_user;        /* NULL until AUTH exists */
+	const char *helo;
+	const char *sender;           /* "" for <> */
+	/* RCPT stage */
+	const char *rcpt;             /* full address */
+	const char *rcpt_domain;      /* lowercased; "" for <Postmaster> */
+	bool rcpt_routing_chars;      /* % ! or quoted @ in the local part */
+	size_t nrcpt;                 /* recipients accepted so far */
+};
+
+struct policy;
+struct policy_call;
+
+/*
+ * A check: decides now (return the verdict through policy_call_complete
+ * before returning) or later (keep call and complete it from a callback
+ * on the loop thread). rule_arg is what the rule was compiled with.
+ */
+typedef void policy_check_fn(struct policy_call *call,
+    const struct policy_request *req, void *rule_arg);
+/* Exactly once per call; a second completion is a bug and is ignored+logged. */
+void policy_call_complete(struct policy_call *call, const struct verdict *v);
+/* For checks that wait: the policy's queue store (read transactions only). */
+struct queue_store *policy_call_store(const struct policy_call *call);
+
+typedef void policy_done_fn(void *arg, const struct verdict *v);
+
+struct policy *policy_new(uv_loop_t *loop, const struct config *cfg,
+    struct queue_store *store);
+void policy_free(struct policy *p);
+
+/*
+ * Runs stage's rules over req. done(arg, verdict) runs exactly once, maybe
+ * before policy_run returns; the verdict is CONTINUE when no rule decided.
+ * req must stay valid until done runs. Loop thread.
+ */
+void policy_run(struct policy *p, const struct policy_request *req,
+    policy_done_fn *done, void *arg);
+#endif

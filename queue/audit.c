@@ -1,0 +1,515 @@
+/*
+ * audit: the tamper-evident audit chain in the store. Each record is one
+ * canonical text line; its hash is SHA-256(previous hash || line), and
+ * meta "audit_head" names the newest record, so deleting, editing or
+ * reordering any record, or cutting the end of the chain, shows up in
+ * queue_audit_verify.
+ *
+ * Entry points: queue_audit_append, queue_audit_walk, queue_audit_verify.
+ * OWNERSHIP: every argument is borrowed; the record passed to a walk
+ * callback and all its strings are valid only during the call.
+ * THREADS: any thread that owns the txn. Append reads the head inside
+ * the caller's write txn, and LMDB admits one write txn at a time across
+ * processes, so the daemon and govrelayctl can both append and the chain
+ * stays linear.
+ * ERRORS: -EINVAL (bad key, event or time, or a read txn for append),
+ * -EBADMSG (a record or the head does not decode, or the chain is
+ * broken), -ENOSPC, -EIO (also an OpenSSL failure).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "common/buf.h"
+#include "common/xmalloc.h"
+#include "queue/queue.h"
+#include "queue/queue_int.h"
+#include "queue/schema.h"
+
+#define QUEUE_AUDIT_KEY_MAX 64
+/* 9999-12-31T23:59:59.999Z: the time field keeps a four-digit year. */
+#define QUEUE_AUDIT_TIME_MAX INT64_C(253402300799999)
+#define QUEUE_AUDIT_TIME_LEN 24
+/* Room for any int the format could print, so snprintf never truncates. */
+#define QUEUE_AUDIT_TIME_BUF 80
+
+static const uint8_t queue_audit_zero[QUEUE_AUDIT_HASH_LEN];
+
+/* ----------------------------------------------------------- the line */
+
+static bool queue_audit_key_is_valid(const char *k)
+{
+	size_t n = 0;
+
+	for (; k[n] != '\0'; n++) {
+		char c = k[n];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '_' || c == '.' || c == '-'))
+			return false;
+	}
+	return n > 0 && n <= QUEUE_AUDIT_KEY_MAX;
+}
+
+/* The four keys every line starts with; fields may not reuse them. */
+static bool queue_audit_key_is_reserved(const char *k)
+{
+	return strcmp(k, "seq") == 0 || strcmp(k, "time") == 0 ||
+	    strcmp(k, "qid") == 0 || strcmp(k, "event") == 0;
+}
+
+/*
+ * Values: space separates pairs and '=' separates key from value, so both
+ * are escaped, as is the escape character itself; control bytes would let
+ * a value forge a line break in an export, and non-ASCII is escaped so the
+ * line is plain ASCII whatever encoding the reader assumes.
+ */
+static void queue_audit_escape(struct buf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c <= 0x20 || c >= 0x7f || c == '=' || c == '\\') {
+			char e[4] = { '\\', 'x', hex[c >> 4], hex[c & 0xf] };
+
+			buf_append(b, e, sizeof e);
+		} else {
+			buf_append_char(b, (char)c);
+		}
+	}
+}
+
+static int queue_audit_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Reverses queue_audit_escape on s[0..len) into out; -EBADMSG on junk. */
+static int queue_audit_unescape(const char *s, size_t len, struct buf *out)
+{
+	buf_reset(out);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		int hi, lo;
+
+		if (c == '\\') {
+			if (len - i < 4 || s[i + 1] != 'x' ||
+			    (hi = queue_audit_hexval(s[i + 2])) < 0 ||
+			    (lo = queue_audit_hexval(s[i + 3])) < 0 ||
+			    (hi == 0 && lo == 0))
+				return -EBADMSG;
+			buf_append_char(out, (char)(hi << 4 | lo));
+			i += 3;
+		} else if (c <= 0x20 || c >= 0x7f || c == '=') {
+			return -EBADMSG;
+		} else {
+			buf_append_char(out, (char)c);
+		}
+	}
+	buf_cstr(out);
+	return 0;
+}
+
+static void queue_audit_format_time(int64_t ms, char out[QUEUE_AUDIT_TIME_BUF])
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&secs, &tm);
+	snprintf(out, QUEUE_AUDIT_TIME_BUF, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+static int queue_audit_digits(const char *s, size_t n, int *v)
+{
+	*v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EBADMSG;
+		*v = *v * 10 + (s[i] - '0');
+	}
+	return 0;
+}
+
+/* Parses exactly the form queue_audit_format_time writes. */
+static int queue_audit_parse_time(const char *s, size_t len, int64_t *ms)
+{
+	char again[QUEUE_AUDIT_TIME_BUF];
+	struct tm tm;
+	int y, mo, d, h, mi, se, frac;
+	time_t secs;
+
+	if (len != QUEUE_AUDIT_TIME_LEN || s[4] != '-' || s[7] != '-' ||
+	    s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != '.' ||
+	    s[23] != 'Z')
+		return -EBADMSG;
+	if (queue_audit_digits(s, 4, &y) < 0 || queue_audit_digits(s + 5, 2, &mo) < 0 ||
+	    queue_audit_digits(s + 8, 2, &d) < 0 || queue_audit_digits(s + 11, 2, &h) < 0 ||
+	    queue_audit_digits(s + 14, 2, &mi) < 0 || queue_audit_digits(s + 17, 2, &se) < 0 ||
+	    queue_audit_digits(s + 20, 3, &frac) < 0)
+		return -EBADMSG;
+	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
+	    mi > 59 || se > 60)
+		return -EBADMSG;
+	memset(&tm, 0, sizeof tm);
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = se;
+	secs = timegm(&tm);
+	if (secs < 0)
+		return -EBADMSG;
+	*ms = (int64_t)secs * 1000 + frac;
+	/* Only the canonical spelling of a time (no 31 April, no :60). */
+	queue_audit_format_time(*ms, again);
+	if (memcmp(again, s, len) != 0)
+		return -EBADMSG;
+	return 0;
+}
+
+/*
+ * The parsed head of a stored line. qid and event are unescaped into the
+ * two bufs, which the caller owns and reuses record after record.
+ */
+struct queue_audit_parsed {
+	uint64_t seq;
+	int64_t time;
+	struct buf qid;
+	struct buf event;
+};
+
+/* Splits off the next "key=value" token; -EBADMSG unless key matches. */
+static int queue_audit_token(const char **p, const char *end, const char *key,
+    const char **val, size_t *vlen)
+{
+	size_t klen = strlen(key);
+	const char *sp;
+
+	if ((size_t)(end - *p) <= klen || memcmp(*p, key, klen) != 0 ||
+	    (*p)[klen] != '=')
+		return -EBADMSG;
+	*val = *p + klen + 1;
+	sp = memchr(*val, ' ', (size_t)(end - *val));
+	*vlen = (size_t)((sp ? sp : end) - *val);
+	*p = sp ? sp + 1 : end;
+	return 0;
+}
+
+static int queue_audit_parse_line(const char *line, size_t len,
+    struct queue_audit_parsed *out)
+{
+	const char *p = line, *end = line + len, *val;
+	size_t vlen;
+	int d;
+
+	if (queue_audit_token(&p, end, "seq", &val, &vlen) < 0 || vlen == 0 ||
+	    vlen > 20 || val[0] == '0')
+		return -EBADMSG;
+	out->seq = 0;
+	for (size_t i = 0; i < vlen; i++) {
+		if (queue_audit_digits(val + i, 1, &d) < 0 ||
+		    out->seq > (UINT64_MAX - (uint64_t)d) / 10)
+			return -EBADMSG;
+		out->seq = out->seq * 10 + (uint64_t)d;
+	}
+	if (queue_audit_token(&p, end, "time", &val, &vlen) < 0 ||
+	    queue_audit_parse_time(val, vlen, &out->time) < 0)
+		return -EBADMSG;
+	if (queue_audit_token(&p, end, "qid", &val, &vlen) < 0 ||
+	    queue_audit_unescape(val, vlen, &out->qid) < 0)
+		return -EBADMSG;
+	if (queue_audit_token(&p, end, "event", &val, &vlen) < 0 ||
+	    queue_audit_unescape(val, vlen, &out->event) < 0 || vlen == 0)
+		return -EBADMSG;
+	/* The rest are key=value pairs; a raw control byte is never valid. */
+	for (const char *q = p; q < end; q++)
+		if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
+			return -EBADMSG;
+	return 0;
+}
+
+/* ----------------------------------------------------------- hashing */
+
+static int queue_audit_hash(const uint8_t prev[QUEUE_AUDIT_HASH_LEN],
+    const void *line, size_t len, uint8_t out[QUEUE_AUDIT_HASH_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int n = 0;
+	int ok;
+
+	if (ctx == NULL)
+		return -EIO;
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	    EVP_DigestUpdate(ctx, prev, QUEUE_AUDIT_HASH_LEN) == 1 &&
+	    EVP_DigestUpdate(ctx, line, len) == 1 &&
+	    EVP_DigestFinal_ex(ctx, out, &n) == 1 && n == QUEUE_AUDIT_HASH_LEN;
+	EVP_MD_CTX_free(ctx);
+	return ok ? 0 : -EIO;
+}
+
+/* ------------------------------------------------------------- head */
+
+static int queue_audit_head_get(struct queue_txn *txn, bool *present, uint64_t *seq,
+    uint8_t hash[QUEUE_AUDIT_HASH_LEN])
+{
+	MDB_val k = { sizeof QUEUE_META_AUDIT_HEAD - 1, (void *)QUEUE_META_AUDIT_HEAD };
+	MDB_val v;
+	int rc;
+
+	*present = false;
+	*seq = 0;
+	memset(hash, 0, QUEUE_AUDIT_HASH_LEN);
+	rc = mdb_get(txn->txn, txn->store->db_meta, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != MDB_SUCCESS)
+		return queue__lmdb_err(rc);
+	if (v.mv_size != QUEUE_AUDIT_HEAD_LEN)
+		return -EBADMSG;
+	*present = true;
+	*seq = queue__be64_get(v.mv_data);
+	memcpy(hash, (const uint8_t *)v.mv_data + 8, QUEUE_AUDIT_HASH_LEN);
+	return 0;
+}
+
+/* ------------------------------------------------------------- append */
+
+int queue_audit_append(struct queue_txn *txn, int64_t time_ms, const char *qid,
+    const char *event, const struct queue_audit_field *fields, size_t nfields)
+{
+	uint8_t head[QUEUE_AUDIT_HEAD_LEN], key[QUEUE_KEY_AUDIT_LEN];
+	uint8_t prev[QUEUE_AUDIT_HASH_LEN], hash[QUEUE_AUDIT_HASH_LEN];
+	char tbuf[QUEUE_AUDIT_TIME_BUF];
+	MDB_val k, v;
+	struct buf line, val;
+	uint64_t seq;
+	bool present;
+	int rc;
+
+	if ((rc = queue__need_write(txn)) < 0)
+		return rc;
+	if (time_ms < 0 || time_ms > QUEUE_AUDIT_TIME_MAX || event == NULL ||
+	    !queue_audit_key_is_valid(event) || (fields == NULL && nfields > 0))
+		return -EINVAL;
+	for (size_t i = 0; i < nfields; i++)
+		if (fields[i].key == NULL || fields[i].value == NULL ||
+		    !queue_audit_key_is_valid(fields[i].key) ||
+		    queue_audit_key_is_reserved(fields[i].key))
+			return -EINVAL;
+
+	/* Read in this write txn: no other writer can move the head under us. */
+	if ((rc = queue_audit_head_get(txn, &present, &seq, prev)) < 0)
+		return rc;
+	if (seq == UINT64_MAX)
+		return -EBADMSG;
+	seq++;
+
+	buf_init(&line);
+	queue_audit_format_time(time_ms, tbuf);
+	buf_printf(&line, "seq=%" PRIu64 " time=%s qid=", seq, tbuf);
+	queue_audit_escape(&line, qid ? qid : "");
+	buf_append_str(&line, " event=");
+	queue_audit_escape(&line, event);
+	for (size_t i = 0; i < nfields; i++) {
+		buf_printf(&line, " %s=", fields[i].key);
+		queue_audit_escape(&line, fields[i].value);
+	}
+	if ((rc = queue_audit_hash(prev, line.data, line.len, hash)) < 0) {
+		buf_free(&line);
+		return rc;
+	}
+
+	buf_init(&val);
+	buf_append(&val, prev, sizeof prev);
+	buf_append(&val, hash, sizeof hash);
+	buf_append(&val, line.data, line.len);
+	buf_free(&line);
+	queue__be64_put(key, seq);
+	k.mv_size = sizeof key;
+	k.mv_data = key;
+	v.mv_size = val.len;
+	v.mv_data = val.data;
+	rc = mdb_put(txn->txn, txn->store->db_audit, &k, &v, MDB_NOOVERWRITE);
+	buf_free(&val);
+	/* A record beyond the head means the chain was tampered with. */
+	if (rc == MDB_KEYEXIST)
+		return -EBADMSG;
+	if (rc != MDB_SUCCESS)
+		return queue__lmdb_err(rc);
+
+	memcpy(head, key, sizeof key);
+	memcpy(head + 8, hash, sizeof hash);
+	k.mv_size = sizeof QUEUE_META_AUDIT_HEAD - 1;
+	k.mv_data = (void *)QUEUE_META_AUDIT_HEAD;
+	v.mv_size = sizeof head;
+	v.mv_data = head;
+	return queue__lmdb_err(mdb_put(txn->txn, txn->store->db_meta, &k, &v, 0));
+}
+
+/* -------------------------------------------------------- walk/verify */
+
+/*
+ * Fills rec from one stored record (key k, value v); line points into
+ * linebuf, qid and event into the bufs of p. -EBADMSG when it does not
+ * decode or its line names another seq than its key.
+ */
+static int queue_audit_load(const MDB_val *k, const MDB_val *v, struct buf *linebuf,
+    struct queue_audit_parsed *p, struct queue_audit_rec *rec)
+{
+	const uint8_t *data = v->mv_data;
+	size_t llen;
+
+	if (k->mv_size != QUEUE_KEY_AUDIT_LEN || v->mv_size < 2 * QUEUE_AUDIT_HASH_LEN)
+		return -EBADMSG;
+	memset(rec, 0, sizeof *rec);
+	rec->seq = queue__be64_get(k->mv_data);
+	memcpy(rec->prev, data, QUEUE_AUDIT_HASH_LEN);
+	memcpy(rec->hash, data + QUEUE_AUDIT_HASH_LEN, QUEUE_AUDIT_HASH_LEN);
+	llen = v->mv_size - 2 * QUEUE_AUDIT_HASH_LEN;
+	buf_reset(linebuf);
+	buf_append(linebuf, data + 2 * QUEUE_AUDIT_HASH_LEN, llen);
+	rec->line = buf_cstr(linebuf);
+	if (memchr(rec->line, '\0', llen) != NULL)
+		return -EBADMSG;
+	if (queue_audit_parse_line(rec->line, llen, p) < 0 || p->seq != rec->seq)
+		return -EBADMSG;
+	rec->time = p->time;
+	rec->qid = p->qid.data;
+	rec->event = p->event.data;
+	return 0;
+}
+
+int queue_audit_walk(struct queue_txn *txn, queue_audit_walk_cb *cb, void *arg)
+{
+	struct queue_audit_parsed p;
+	struct queue_audit_rec rec;
+	struct buf linebuf;
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc, ret = 0;
+
+	rc = mdb_cursor_open(txn->txn, txn->store->db_audit, &c);
+	if (rc != MDB_SUCCESS)
+		return queue__lmdb_err(rc);
+	buf_init(&linebuf);
+	buf_init(&p.qid);
+	buf_init(&p.event);
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+	    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if ((ret = queue_audit_load(&k, &v, &linebuf, &p, &rec)) < 0)
+			break;
+		if ((ret = cb(arg, &rec)) != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	buf_free(&linebuf);
+	buf_free(&p.qid);
+	buf_free(&p.event);
+	if (ret != 0)
+		return ret;
+	return rc == MDB_NOTFOUND ? 0 : queue__lmdb_err(rc);
+}
+
+int queue_audit_verify(struct queue_txn *txn, uint64_t *count, uint64_t *bad_seq)
+{
+	uint8_t prev[QUEUE_AUDIT_HASH_LEN], hash[QUEUE_AUDIT_HASH_LEN];
+	uint8_t head_hash[QUEUE_AUDIT_HASH_LEN];
+	struct queue_audit_parsed p;
+	struct queue_audit_rec rec;
+	struct buf linebuf;
+	MDB_cursor *c;
+	MDB_val k, v;
+	uint64_t n = 0, head_seq;
+	bool present;
+	int rc, ret = 0;
+
+	*count = 0;
+	*bad_seq = 0;
+	memcpy(prev, queue_audit_zero, sizeof prev);
+	rc = mdb_cursor_open(txn->txn, txn->store->db_audit, &c);
+	if (rc != MDB_SUCCESS)
+		return queue__lmdb_err(rc);
+	buf_init(&linebuf);
+	buf_init(&p.qid);
+	buf_init(&p.event);
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+	    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		/* Records must be 1, 2, 3 ... : a gap is a deleted record. */
+		if (k.mv_size != QUEUE_KEY_AUDIT_LEN || queue__be64_get(k.mv_data) != n + 1) {
+			*bad_seq = n + 1;
+			ret = -EBADMSG;
+			break;
+		}
+		if (queue_audit_load(&k, &v, &linebuf, &p, &rec) < 0 ||
+		    memcmp(rec.prev, prev, sizeof prev) != 0) {
+			*bad_seq = n + 1;
+			ret = -EBADMSG;
+			break;
+		}
+		if ((ret = queue_audit_hash(prev, linebuf.data, linebuf.len, hash)) < 0)
+			break;
+		if (memcmp(hash, rec.hash, sizeof hash) != 0) {
+			*bad_seq = n + 1;
+			ret = -EBADMSG;
+			break;
+		}
+		memcpy(prev, hash, sizeof prev);
+		n++;
+	}
+	mdb_cursor_close(c);
+	buf_free(&linebuf);
+	buf_free(&p.qid);
+	buf_free(&p.event);
+	*count = n;
+	if (ret != 0)
+		return ret;
+	if (rc != MDB_NOTFOUND)
+		return queue__lmdb_err(rc);
+
+	/*
+	 * The head catches what the walk cannot: records cut from the end
+	 * (head beyond the last record) or appended behind our back.
+	 */
+	rc = queue_audit_head_get(txn, &present, &head_seq, head_hash);
+	if (rc == -EBADMSG) {
+		*bad_seq = n > 0 ? n : 1;
+		return rc;
+	}
+	if (rc < 0)
+		return rc;
+	if (!present && n == 0)
+		return 0;
+	if (!present) {
+		*bad_seq = n;
+		return -EBADMSG;
+	}
+	if (head_seq > n) {
+		*bad_seq = n + 1;
+		return -EBADMSG;
+	}
+	if (head_seq < n) {
+		*bad_seq = head_seq + 1;
+		return -EBADMSG;
+	}
+	if (memcmp(head_hash, prev, sizeof prev) != 0) {
+		*bad_seq = n > 0 ? n : 1;
+		return -EBADMSG;
+	}
+	return 0;
+}

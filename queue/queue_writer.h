@@ -1,0 +1,43 @@
+#ifndef GOVRELAY_QUEUE_WRITER_H
+#define GOVRELAY_QUEUE_WRITER_H
+/*
+ * queue_writer: the one thread that writes to LMDB in the daemon, with
+ * group commit (ARCHITECTURE.md step 5). Every operation waiting when the
+ * writer wakes is applied, each in its own nested transaction so one
+ * failing operation does not sink the others, and then all of them are
+ * made durable by one commit (one fsync). Only after that commit returns
+ * does any operation's completion run, on the loop thread.
+ */
+#include <uv.h>
+
+#include "queue/queue.h"
+
+struct queue_writer;
+
+/* Runs on the writer thread inside the batch's write transaction. */
+typedef int queue_apply_fn(struct queue_txn *txn, void *arg);
+/*
+ * Runs on the loop thread once the batch is durable (status 0), or failed:
+ * the apply's own error, or the batch commit's error (-ENOSPC, -EIO).
+ */
+typedef void queue_done_fn(void *arg, int status);
+
+int queue_writer_start(uv_loop_t *loop, struct queue_store *store,
+    struct queue_writer **out);
+/*
+ * Queues one operation. OWNERSHIP: arg stays the caller's; it must live
+ * until done runs. Operations are applied in submission order. Loop thread.
+ */
+void queue_writer_submit(struct queue_writer *w, queue_apply_fn *apply,
+    queue_done_fn *done, void *arg);
+/* Operations submitted and not yet completed. */
+size_t queue_writer_pending(const struct queue_writer *w);
+/*
+ * Applies and commits everything already submitted, runs the remaining
+ * completions, joins the thread, and closes the async handle; w is freed
+ * in its close callback, so the caller runs the loop once more (as it does
+ * anyway to close its other handles). Loop thread.
+ */
+void queue_writer_stop(struct queue_writer *w);
+
+#endif

@@ -1,0 +1,102 @@
+#ifndef GOVRELAY_QUEUE_SCHEMA_H
+#define GOVRELAY_QUEUE_SCHEMA_H
+/*
+ * schema: the layout of every named database in the queue's LMDB
+ * environment. This file is the reference for anyone reading the store
+ * with mdb_dump or writing a migration; change it together with the code
+ * and bump QUEUE_SCHEMA_VERSION when a layout changes incompatibly.
+ *
+ * Integers in keys are big-endian and the databases use LMDB's default
+ * byte-wise key order (no MDB_INTEGERKEY), so a cursor walks ids, times
+ * and sequence numbers in numeric order and `mdb_dump` output is portable
+ * between hosts. Integers inside values are big-endian too.
+ *
+ * Value encodings shared by several databases:
+ *   u8/u32/u64   big-endian unsigned; i32/i64 are the same bits as
+ *                u32/u64 (two's complement).
+ *   str          u32 length, then that many bytes (no NUL, no terminator).
+ *                The length QUEUE_STR_NULL (0xFFFFFFFF) with no bytes
+ *                encodes a NULL pointer. A decoder rejects NUL bytes
+ *                inside a string, a length running past the value, and
+ *                trailing bytes after the last field: all -EBADMSG.
+ *
+ * ------------------------------------------------------------------------
+ * meta        key: ASCII string (no NUL)          value: per key
+ *   "schema_version"  u32: QUEUE_SCHEMA_VERSION. Written on the first
+ *                     open; an open with any other value is refused.
+ *   "last_id"         u64: the greatest queue id stored so far (message or
+ *                     body chunk), so ids never repeat across restarts.
+ *   "audit_head"      u64 seq + 32-byte SHA-256: the newest audit record.
+ *                     Absent while the chain is empty.
+ *
+ * messages    key: id (u64, 8 bytes)               value: encoded queue_msg
+ *   u8   version (QUEUE_MSG_ENC_VERSION)
+ *   u64  id                    i64 arrival (unix ms)
+ *   str  sender                str envid
+ *   u8   ret                   u8  body_type
+ *   u8   flags (bit 0 smtputf8, bit 1 held; other bits must be 0)
+ *   u64  declared_size         u64 size            u32 nchunks
+ *   str  client_addr           str helo            str listener
+ *   str  tls                   str auth_user
+ *   u32  nrcpts, then per recipient:
+ *     str addr     str orcpt     u32 notify (only QUEUE_NOTIFY_* bits)
+ *     u8 state     u32 attempts  i64 next_attempt  i64 done_at
+ *     i32 last_code              str last_reply
+ *   The id inside the value must equal the key.
+ *
+ * bodies      key: id (u64) + seq (u32), 12 bytes   value: chunk bytes
+ *   At most QUEUE_CHUNK_MAX bytes per chunk; chunks are written under
+ *   fresh keys and never overwritten. Chunks whose id has no record in
+ *   `messages` belong to a message that never committed (orphans).
+ *
+ * schedule    key: time (u64 unix ms) + id (u64), 16 bytes   value: empty
+ *   One entry per message that has a pending recipient and is not held,
+ *   at queue_msg_next_attempt() (negative times are stored as 0).
+ *
+ * domains     key: lowercase domain name, no trailing dot
+ *             value: encoded queue_domain
+ *   u8   version (QUEUE_DOMAIN_ENC_VERSION)
+ *   str  name     str tenant     str route
+ *   u8   require_tls (0 or 1)    i64 created (unix ms)
+ *
+ * audit       key: seq (u64), 1, 2, 3 ... with no gaps
+ *             value: prev hash (32 bytes) + hash (32 bytes) + line
+ *   line is the canonical record text, ASCII with no control bytes:
+ *     seq=N time=YYYY-MM-DDTHH:MM:SS.mmmZ qid=Q event=E key=value ...
+ *   Values escape space, '=', '\\', control and non-ASCII bytes as \xNN;
+ *   keys are [a-z0-9_.-]+. hash = SHA-256(prev || line); the first
+ *   record's prev is 32 zero bytes.
+ * ------------------------------------------------------------------------
+ */
+
+#define QUEUE_SCHEMA_VERSION 1u
+
+/* Named databases; QUEUE_DB_COUNT is what mdb_env_set_maxdbs gets. */
+#define QUEUE_DB_META "meta"
+#define QUEUE_DB_MESSAGES "messages"
+#define QUEUE_DB_BODIES "bodies"
+#define QUEUE_DB_SCHEDULE "schedule"
+#define QUEUE_DB_DOMAINS "domains"
+#define QUEUE_DB_AUDIT "audit"
+#define QUEUE_DB_COUNT 6
+
+/* Keys of the meta database. */
+#define QUEUE_META_SCHEMA_VERSION "schema_version"
+#define QUEUE_META_LAST_ID "last_id"
+#define QUEUE_META_AUDIT_HEAD "audit_head"
+
+/* Encoding versions inside values (independent of the schema version). */
+#define QUEUE_MSG_ENC_VERSION 1u
+#define QUEUE_DOMAIN_ENC_VERSION 1u
+
+#define QUEUE_STR_NULL 0xFFFFFFFFu
+
+/* Key sizes. */
+#define QUEUE_KEY_ID_LEN 8
+#define QUEUE_KEY_BODY_LEN 12
+#define QUEUE_KEY_SCHED_LEN 16
+#define QUEUE_KEY_AUDIT_LEN 8
+#define QUEUE_AUDIT_HASH_LEN 32
+#define QUEUE_AUDIT_HEAD_LEN (8 + QUEUE_AUDIT_HASH_LEN)
+
+#endif

@@ -1,0 +1,883 @@
+/*
+ * delivery: the scheduler. A timer wakes at the earliest time in the
+ * store's schedule (capped at DLV_MAX_SLEEP_MS, so changes made by
+ * govrelayctl from another process are noticed without a kick). Each due
+ * message becomes a job: its due recipients are grouped by the route of
+ * their domain, each group is handed to one outbound SMTP session in turn
+ * (so at most one session per message, and at most delivery_concurrency
+ * messages at once), and when every group is done the outcomes are
+ * recorded through the queue writer in one operation per message, with
+ * one audit record per recipient in the same transaction. The Postfix-like
+ * log lines are written only after that transaction is durable.
+ *
+ * This first cut delivers only over "smtp:ADDRESS:PORT" routes with a
+ * numeric address. Every other route (mx, lmtp:, maildir:, a host name)
+ * and a domain without a record are honest temporary failures, retried
+ * with backoff until the message expires.
+ *
+ * Recording (the apply, on the writer thread) re-reads the message inside
+ * the write transaction, since govrelayctl may have changed or deleted it
+ * while the session ran, and updates only recipients that are still
+ * pending: 2xx DELIVERED, 5xx FAILED, anything else PENDING again with
+ * attempts+1 and next_attempt = now + backoff, or FAILED as expired when
+ * the message is older than max_queue_lifetime. A message with nothing
+ * pending is deleted (bounces come later). If the operation fails the
+ * store keeps the message as it was: it is delivered again later, which
+ * is the at-least-once promise (a crash mid-session does the same).
+ *
+ * Entry points: dlv_start, dlv_kick, dlv_set_config, dlv_stop.
+ *
+ * OWNERSHIP: the dlv owns its timer, its jobs and a reference on its
+ * config snapshot; each job owns a message snapshot, a config reference
+ * (in-flight work keeps its own snapshot across SIGHUP) and its session.
+ * store, writer and client_tls are borrowed and must outlive dlv_stop's
+ * callback. A job submitted to the writer lives until its done callback.
+ *
+ * THREADS: everything on the loop thread except dlv_apply, which runs on
+ * the writer thread while the loop does not touch that job (between
+ * submit and done); it reads the job's config snapshot, which is
+ * immutable while referenced.
+ *
+ * ERRORS: store read errors are logged and the message is left for a
+ * later pass; nothing a peer sends can stop the scheduler.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "common/buf.h"
+#include "common/cfg.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "queue/queue.h"
+#include "queue/queue_writer.h"
+#include "relay/delivery.h"
+#include "relay/smtp_client.h"
+#include "relay/tlsio.h"
+
+/* Longest sleep: external changes (govrelayctl) are seen within this. */
+#define DLV_MAX_SLEEP_MS 60000
+/* A message we could not load or record is left alone this long. */
+#define DLV_SKIP_MS 60000
+#define DLV_SKIP_MAX 64
+/* Audit "reply" values are truncated to this many bytes. */
+#define DLV_AUDIT_REPLY_MAX 200
+
+#define DLV_TEXT_NO_ROUTE "4.3.0 no route for domain"
+#define DLV_TEXT_UNSUPPORTED "4.4.0 route type not supported until the delivery engine lands"
+
+/* One recipient of a job, in the job's (grouped) order. */
+struct dlv_rcpt {
+	size_t idx;                  /* index in the message snapshot */
+	char *domain;                /* lowercased domain part; NULL when none */
+	bool smtp;                   /* deliverable over smtp:ADDRESS:PORT */
+	char host[INET6_ADDRSTRLEN];
+	uint16_t port;
+	bool require_tls;
+	char relay[SMTPC_RELAY_MAX]; /* for the log and the audit record */
+	/* Written by dlv_apply (writer thread), read by dlv_done (loop). */
+	bool applied;
+	bool expired;
+	enum queue_rcpt_state state;
+	uint32_t attempts;
+	char dsn[16];
+	char reply[SMTPC_TEXT_MAX];
+};
+
+/* Consecutive recipients of a job that share one next hop. */
+struct dlv_group {
+	size_t start, n;
+	struct smtpc_request req;
+};
+
+struct dlv_job {
+	struct dlv *d;
+	struct dlv_job *prev, *next;
+	struct config *cfg;
+	struct queue_msg *msg;       /* snapshot from when the job started */
+	char qid[QUEUE_ID_TEXT_LEN + 1];
+	size_t n;
+	struct dlv_rcpt *r;          /* n */
+	struct smtpc_rcpt *sr;       /* n, parallel to r */
+	struct dlv_group *groups;
+	size_t ngroups, group_next;
+	struct smtpc *session;       /* the running session, or NULL */
+	int64_t finished_at;         /* unix ms: "now" for the record */
+	bool gone;                   /* dlv_apply: the message had been deleted */
+};
+
+struct dlv_skip {
+	uint64_t id;
+	uint64_t until;              /* monotonic ms */
+};
+
+struct dlv {
+	uv_loop_t *loop;
+	struct config *cfg;
+	struct queue_store *store;
+	struct queue_writer *writer;
+	struct tlsio_ctx *client_tls;
+	uv_timer_t timer;
+	struct dlv_job *jobs;        /* in flight: session or writer op owed */
+	size_t njobs;
+	uint64_t *ids;               /* scratch for queue_schedule_due */
+	size_t ids_cap;
+	struct dlv_skip skip[DLV_SKIP_MAX];
+	bool stopping;
+	bool closing;
+	void (*stop_cb)(void *arg);
+	void *stop_arg;
+};
+
+static void dlv_job_next(struct dlv_job *j);
+static void dlv_kick_later(struct dlv *d, uint64_t ms);
+
+/* ------------------------------------------------------------- helpers */
+
+static void dlv_skip_add(struct dlv *d, uint64_t id)
+{
+	uint64_t now = time_mono_ms();
+	size_t i, oldest = 0;
+
+	for (i = 0; i < DLV_SKIP_MAX; i++) {
+		if (d->skip[i].id == id || d->skip[i].until <= now) {
+			oldest = i;
+			break;
+		}
+		if (d->skip[i].until < d->skip[oldest].until)
+			oldest = i;
+	}
+	d->skip[oldest].id = id;
+	d->skip[oldest].until = now + DLV_SKIP_MS;
+}
+
+static bool dlv_is_skipped(const struct dlv *d, uint64_t id)
+{
+	uint64_t now = time_mono_ms();
+	size_t i;
+
+	for (i = 0; i < DLV_SKIP_MAX; i++)
+		if (d->skip[i].id == id && d->skip[i].until > now)
+			return true;
+	return false;
+}
+
+static bool dlv_is_in_flight(const struct dlv *d, uint64_t id)
+{
+	const struct dlv_job *j;
+
+	for (j = d->jobs; j != NULL; j = j->next)
+		if (j->msg->id == id)
+			return true;
+	return false;
+}
+
+/*
+ * Postfix's backoff: minimal_backoff_time doubled per earlier attempt,
+ * kept within [minimal, maximal], divided by time_scale (a test aid).
+ * Never 0, so a deferred recipient cannot be retried in a tight loop.
+ */
+static int64_t dlv_backoff(const struct config *cfg, uint32_t attempts)
+{
+	uint64_t min = cfg->minimal_backoff_time, max = cfg->maximal_backoff_time;
+	uint64_t b = min, scale = cfg->time_scale ? cfg->time_scale : 1;
+	uint32_t i;
+
+	if (max < min)
+		max = min;
+	for (i = 1; i < attempts && b < max; i++)
+		b = b > max / 2 ? max : b * 2;
+	if (b > max)
+		b = max;
+	b /= scale;
+	return b > 0 ? (int64_t)b : 1;
+}
+
+/*
+ * Parses "smtp:ADDRESS:PORT" (IPv6 in brackets, as queue_route_check
+ * insists). Returns true for a numeric address; false for a host name or
+ * anything else this first cut cannot deliver to.
+ */
+static bool dlv_route_parse(const char *route, struct dlv_rcpt *r)
+{
+	const char *s, *port, *end;
+	unsigned char addr[sizeof(struct in6_addr)];
+	unsigned long p = 0;
+	size_t hlen, i;
+	bool v6;
+
+	if (route == NULL || strncmp(route, "smtp:", 5) != 0)
+		return false;
+	s = route + 5;
+	v6 = s[0] == '[';
+	if (v6) {
+		end = strchr(s, ']');
+		if (end == NULL || end[1] != ':')
+			return false;
+		s++;
+		hlen = (size_t)(end - s);
+		port = end + 2;
+	} else {
+		end = strrchr(s, ':');
+		if (end == NULL)
+			return false;
+		hlen = (size_t)(end - s);
+		port = end + 1;
+	}
+	if (hlen == 0 || hlen >= sizeof(r->host))
+		return false;
+	memcpy(r->host, s, hlen);
+	r->host[hlen] = '\0';
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, r->host, addr) != 1)
+		return false;
+	for (i = 0; port[i] != '\0'; i++) {
+		if (port[i] < '0' || port[i] > '9' || i >= 5)
+			return false;
+		p = p * 10 + (unsigned long)(port[i] - '0');
+	}
+	if (i == 0 || p == 0 || p > 65535)
+		return false;
+	r->port = (uint16_t)p;
+	r->smtp = true;
+	snprintf(r->relay, sizeof(r->relay), "%s[%s]:%u", r->host, r->host, (unsigned)p);
+	return true;
+}
+
+/* The lowercased domain of an address, without a final dot; NULL if none. */
+static char *dlv_domain_of(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	char *dom;
+	size_t len;
+
+	if (at == NULL || at[1] == '\0')
+		return NULL;
+	dom = xstrdup(at + 1);
+	len = strlen(dom);
+	if (len > 0 && dom[len - 1] == '.')
+		dom[len - 1] = '\0';
+	str_lower(dom);
+	return dom;
+}
+
+static int dlv_cmp_domain(const void *a, const void *b)
+{
+	const struct dlv_rcpt *x = *(const struct dlv_rcpt *const *)a;
+	const struct dlv_rcpt *y = *(const struct dlv_rcpt *const *)b;
+
+	if (x->domain == NULL || y->domain == NULL)
+		return (x->domain == NULL) - (y->domain == NULL);
+	return strcmp(x->domain, y->domain);
+}
+
+/* Local verdicts first, then by next hop, then in message order. */
+static int dlv_cmp_route(const void *a, const void *b)
+{
+	const struct dlv_rcpt *x = *(const struct dlv_rcpt *const *)a;
+	const struct dlv_rcpt *y = *(const struct dlv_rcpt *const *)b;
+	int c;
+
+	if (x->smtp != y->smtp)
+		return x->smtp ? 1 : -1;
+	if (x->smtp) {
+		if ((c = strcmp(x->host, y->host)) != 0)
+			return c;
+		if (x->port != y->port)
+			return x->port < y->port ? -1 : 1;
+		if (x->require_tls != y->require_tls)
+			return x->require_tls ? 1 : -1;
+	}
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static bool dlv_same_hop(const struct dlv_rcpt *x, const struct dlv_rcpt *y)
+{
+	return x->smtp && y->smtp && strcmp(x->host, y->host) == 0 &&
+	    x->port == y->port && x->require_tls == y->require_tls;
+}
+
+/* ---------------------------------------------------------------- jobs */
+
+static void dlv_job_free(struct dlv_job *j)
+{
+	struct dlv *d = j->d;
+	size_t i;
+
+	if (j->prev != NULL)
+		j->prev->next = j->next;
+	else
+		d->jobs = j->next;
+	if (j->next != NULL)
+		j->next->prev = j->prev;
+	d->njobs--;
+	for (i = 0; i < j->n; i++)
+		free(j->r[i].domain);
+	free(j->r);
+	free(j->sr);
+	free(j->groups);
+	queue_msg_free(j->msg);
+	cfg_unref(j->cfg);
+	free(j);
+}
+
+/* Finishes dlv_stop once nothing is owed any more. */
+static void dlv_on_timer_close(uv_handle_t *h)
+{
+	struct dlv *d = h->data;
+	void (*cb)(void *arg) = d->stop_cb;
+	void *arg = d->stop_arg;
+
+	cfg_unref(d->cfg);
+	free(d->ids);
+	free(d);
+	if (cb != NULL)
+		cb(arg);
+}
+
+static void dlv_maybe_stopped(struct dlv *d)
+{
+	if (!d->stopping || d->closing || d->njobs > 0)
+		return;
+	d->closing = true;
+	uv_close((uv_handle_t *)&d->timer, dlv_on_timer_close);
+}
+
+static void dlv_log_outcome(const struct dlv_job *j, const struct dlv_rcpt *r,
+    const struct smtpc_rcpt *s)
+{
+	char to[SMTPC_TEXT_MAX], delay[32], status[SMTPC_TEXT_MAX + 16];
+	const char *word;
+	int64_t ms = j->finished_at - j->msg->arrival;
+	struct buf b;
+
+	if (ms < 0)
+		ms = 0;
+	snprintf(delay, sizeof(delay), "%" PRId64 ".%02d", ms / 1000, (int)(ms % 1000) / 10);
+	buf_init(&b);
+	buf_printf(&b, "<%s>", s->addr);
+	str_copy(to, buf_cstr(&b), sizeof(to));
+	buf_reset(&b);
+	if (r->state == QUEUE_RCPT_DELIVERED)
+		word = "sent";
+	else if (r->state == QUEUE_RCPT_PENDING)
+		word = "deferred";
+	else
+		word = r->expired ? "expired" : "bounced";
+	buf_printf(&b, "%s (%s)", word, r->reply);
+	str_copy(status, buf_cstr(&b), sizeof(status));
+	buf_free(&b);
+	log_event(LOG_LVL_INFO, j->qid, "to", to, "relay", r->relay, "delay", delay,
+	    "dsn", r->dsn, "status", status, NULL);
+}
+
+/*
+ * Writer completion (loop thread): the outcomes are durable (status 0) or
+ * were not recorded at all (the transaction rolled back).
+ */
+static void dlv_done(void *arg, int status)
+{
+	struct dlv_job *j = arg;
+	struct dlv *d = j->d;
+	size_t i;
+
+	if (status < 0) {
+		log_err(j->qid, "cannot record delivery results: %s; the message stays "
+		    "queued as it was and will be delivered again", queue_strerror(status));
+		/* Do not hammer the next hop while the store is unwell. */
+		dlv_skip_add(d, j->msg->id);
+	} else if (j->gone) {
+		log_info(j->qid, "message was removed while being delivered; "
+		    "results not recorded");
+	} else {
+		for (i = 0; i < j->n; i++)
+			if (j->r[i].applied)
+				dlv_log_outcome(j, &j->r[i], &j->sr[i]);
+	}
+	dlv_job_free(j);
+	if (d->stopping)
+		dlv_maybe_stopped(d);
+	else
+		dlv_kick(d);
+}
+
+/* Finds the stored recipient a result belongs to. */
+static struct queue_rcpt *dlv_match(struct queue_msg *m, size_t idx, const char *addr)
+{
+	size_t i;
+
+	if (idx < m->nrcpts && strcmp(m->rcpts[idx].addr, addr) == 0)
+		return &m->rcpts[idx];
+	/* The list changed meanwhile: match by address, pending first. */
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].state == QUEUE_RCPT_PENDING && strcmp(m->rcpts[i].addr, addr) == 0)
+			return &m->rcpts[i];
+	return NULL;
+}
+
+static void dlv_set_reply(struct queue_rcpt *q, const char *text)
+{
+	free(q->last_reply);
+	q->last_reply = xstrdup(text);
+}
+
+/*
+ * Writer thread, inside the batch's (nested) write transaction. Any error
+ * rolls back everything this op did, audit records included.
+ */
+static int dlv_apply(struct queue_txn *txn, void *arg)
+{
+	struct dlv_job *j = arg;
+	const struct config *cfg = j->cfg;
+	uint64_t scale = cfg->time_scale ? cfg->time_scale : 1;
+	int64_t now = j->finished_at;
+	int64_t lifetime = (int64_t)(cfg->max_queue_lifetime / scale);
+	struct queue_msg *m;
+	bool pending = false;
+	size_t i;
+	int rc;
+
+	rc = queue_msg_get(txn, j->msg->id, &m);
+	if (rc == -ENOENT) {
+		j->gone = true;
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	for (i = 0; i < j->n; i++) {
+		struct dlv_rcpt *r = &j->r[i];
+		const struct smtpc_rcpt *s = &j->sr[i];
+		struct queue_rcpt *q;
+		const char *event, *word;
+		char attempts[16], delay[32], reply[DLV_AUDIT_REPLY_MAX + 1];
+		struct queue_audit_field f[7];
+		int64_t age;
+
+		r->applied = false;
+		if (s->outcome == SMTPC_NONE)
+			continue; /* aborted before a verdict: leave it as it is */
+		q = dlv_match(m, r->idx, s->addr);
+		if (q == NULL || q->state != QUEUE_RCPT_PENDING)
+			continue; /* changed by an administrator meanwhile */
+		if (q->attempts < UINT32_MAX)
+			q->attempts++;
+		q->last_code = s->code;
+		str_copy(r->dsn, s->dsn, sizeof(r->dsn));
+		str_copy(r->reply, s->reply, sizeof(r->reply));
+		age = now - m->arrival;
+		r->expired = false;
+		if (s->outcome == SMTPC_OK) {
+			q->state = QUEUE_RCPT_DELIVERED;
+			q->done_at = now;
+			event = "delivered";
+			word = "sent";
+		} else if (s->outcome == SMTPC_PERM) {
+			q->state = QUEUE_RCPT_FAILED;
+			q->done_at = now;
+			event = "failed";
+			word = "bounced";
+		} else if (age >= lifetime) {
+			/* The expiry DSN is a later issue; the verdict is final now. */
+			struct buf b;
+
+			buf_init(&b);
+			buf_printf(&b, "4.4.7 message expired; last error: %s", s->reply);
+			str_copy(r->reply, buf_cstr(&b), sizeof(r->reply));
+			buf_free(&b);
+			str_copy(r->dsn, "4.4.7", sizeof(r->dsn));
+			q->state = QUEUE_RCPT_FAILED;
+			q->done_at = now;
+			r->expired = true;
+			event = "failed";
+			word = "expired";
+		} else {
+			q->next_attempt = now + dlv_backoff(cfg, q->attempts);
+			event = "deferred";
+			word = "deferred";
+		}
+		dlv_set_reply(q, r->reply);
+		r->state = q->state;
+		r->attempts = q->attempts;
+
+		snprintf(attempts, sizeof(attempts), "%" PRIu32, q->attempts);
+		if (age < 0)
+			age = 0;
+		snprintf(delay, sizeof(delay), "%" PRId64 ".%02d", age / 1000,
+		    (int)(age % 1000) / 10);
+		str_copy(reply, r->reply, sizeof(reply));
+		f[0] = (struct queue_audit_field){ "to", s->addr };
+		f[1] = (struct queue_audit_field){ "relay", r->relay };
+		f[2] = (struct queue_audit_field){ "dsn", r->dsn };
+		f[3] = (struct queue_audit_field){ "status", word };
+		f[4] = (struct queue_audit_field){ "reply", reply };
+		f[5] = (struct queue_audit_field){ "attempts", attempts };
+		f[6] = (struct queue_audit_field){ "delay", delay };
+		rc = queue_audit_append(txn, now, j->qid, event, f, 7);
+		if (rc < 0)
+			goto out;
+		r->applied = true;
+	}
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].state == QUEUE_RCPT_PENDING)
+			pending = true;
+	/* queue_msg_put also puts the schedule entry in step (or repairs it). */
+	rc = pending ? queue_msg_put(txn, m) : queue_msg_delete(txn, m->id);
+out:
+	queue_msg_free(m);
+	return rc;
+}
+
+static void dlv_job_finish(struct dlv_job *j)
+{
+	size_t i, verdicts = 0;
+
+	for (i = 0; i < j->n; i++)
+		if (j->sr[i].outcome != SMTPC_NONE)
+			verdicts++;
+	if (j->n > 0 && verdicts == 0) {
+		/* Every session was aborted (stop): nothing to record. */
+		struct dlv *d = j->d;
+
+		dlv_job_free(j);
+		dlv_maybe_stopped(d);
+		return;
+	}
+	j->finished_at = time_now_ms();
+	queue_writer_submit(j->d->writer, dlv_apply, dlv_done, j);
+}
+
+static void dlv_on_session_done(void *arg, const struct smtpc_result *res)
+{
+	struct dlv_job *j = arg;
+
+	j->session = NULL;
+	if (res->status < 0 && res->status != -ECANCELED)
+		log_debug(j->qid, "delivery session to %s ended: %s", res->relay, res->error);
+	dlv_job_next(j);
+}
+
+/* Starts the next group's session, or records the job when none is left. */
+static void dlv_job_next(struct dlv_job *j)
+{
+	while (j->group_next < j->ngroups && !j->d->stopping) {
+		struct dlv_group *g = &j->groups[j->group_next++];
+		size_t i;
+		int rc;
+
+		rc = smtpc_start(j->d->loop, &g->req, dlv_on_session_done, j, &j->session);
+		if (rc == 0)
+			return;
+		/* Only a bad address gets here; dlv_route_parse checked it. */
+		for (i = 0; i < g->n; i++) {
+			struct smtpc_rcpt *s = &j->sr[g->start + i];
+
+			s->outcome = SMTPC_TEMP;
+			str_copy(s->dsn, "4.3.0", sizeof(s->dsn));
+			snprintf(s->reply, sizeof(s->reply),
+			    "4.3.0 cannot start a delivery session: %s", strerror(-rc));
+		}
+	}
+	dlv_job_finish(j);
+}
+
+/*
+ * Resolves each recipient's route: one domain lookup per distinct
+ * domain, all in the caller's read transaction.
+ */
+static void dlv_resolve_routes(struct dlv_job *j, struct queue_txn *txn,
+    struct dlv_rcpt **by)
+{
+	size_t i = 0, k;
+
+	qsort(by, j->n, sizeof(*by), dlv_cmp_domain);
+	while (i < j->n) {
+		struct queue_domain *dom = NULL;
+		const char *fail = DLV_TEXT_NO_ROUTE;
+		char route_err[SMTPC_TEXT_MAX];
+		int rc = -ENOENT;
+
+		if (by[i]->domain != NULL)
+			rc = queue_domain_get(txn, by[i]->domain, &dom);
+		if (rc < 0 && rc != -ENOENT) {
+			snprintf(route_err, sizeof(route_err),
+			    "4.3.0 cannot read the domain table: %s", queue_strerror(rc));
+			fail = route_err;
+		}
+		for (k = i; k < j->n && dlv_cmp_domain(&by[i], &by[k]) == 0; k++) {
+			struct dlv_rcpt *r = by[k];
+			struct smtpc_rcpt *s = &j->sr[r - j->r];
+
+			if (dom != NULL && dlv_route_parse(dom->route, r)) {
+				r->require_tls = dom->require_tls;
+				continue;
+			}
+			s->outcome = SMTPC_TEMP;
+			s->code = 0;
+			str_copy(r->relay, "none", sizeof(r->relay));
+			if (dom != NULL)
+				fail = DLV_TEXT_UNSUPPORTED;
+			str_copyn(s->dsn, fail, 5, sizeof(s->dsn));
+			str_copy(s->reply, fail, sizeof(s->reply));
+		}
+		queue_domain_free(dom);
+		i = k;
+	}
+}
+
+/*
+ * Loads message id (short read transaction), builds its job and starts
+ * it. Returns false when the message could not be taken on.
+ */
+static bool dlv_job_start(struct dlv *d, uint64_t id)
+{
+	struct queue_txn *txn;
+	struct queue_msg *m;
+	struct dlv_job *j;
+	struct dlv_rcpt **by, *sorted;
+	struct smtpc_rcpt *ssorted;
+	int64_t now = time_now_ms();
+	size_t i, n = 0, g;
+	char qid[QUEUE_ID_TEXT_LEN + 1];
+	int rc;
+
+	queue_id_format(id, qid);
+	rc = queue_txn_begin(d->store, false, &txn);
+	if (rc < 0) {
+		log_err(NULL, "delivery: cannot read the queue: %s", queue_strerror(rc));
+		return false;
+	}
+	rc = queue_msg_get(txn, id, &m);
+	if (rc < 0) {
+		queue_txn_abort(txn);
+		/* -ENOENT: deleted since the schedule was read (govrelayctl). */
+		if (rc != -ENOENT)
+			log_err(qid, "delivery: cannot load the message: %s",
+			    queue_strerror(rc));
+		dlv_skip_add(d, id);
+		return false;
+	}
+	if (m->held) {
+		queue_txn_abort(txn);
+		queue_msg_free(m);
+		return false;
+	}
+
+	j = xcalloc(1, sizeof(*j));
+	j->d = d;
+	j->cfg = cfg_ref(d->cfg);
+	j->msg = m;
+	str_copy(j->qid, qid, sizeof(j->qid));
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].state == QUEUE_RCPT_PENDING && m->rcpts[i].next_attempt <= now)
+			n++;
+	j->n = n;
+	j->r = xcalloc(n ? n : 1, sizeof(*j->r));
+	j->sr = xcalloc(n ? n : 1, sizeof(*j->sr));
+	for (i = 0, n = 0; i < m->nrcpts; i++) {
+		const struct queue_rcpt *q = &m->rcpts[i];
+
+		if (q->state != QUEUE_RCPT_PENDING || q->next_attempt > now)
+			continue;
+		j->r[n].idx = i;
+		j->r[n].domain = dlv_domain_of(q->addr);
+		j->sr[n].addr = q->addr;
+		j->sr[n].orcpt = q->orcpt;
+		j->sr[n].notify = q->notify;
+		n++;
+	}
+	by = xcalloc(n ? n : 1, sizeof(*by));
+	for (i = 0; i < n; i++)
+		by[i] = &j->r[i];
+	dlv_resolve_routes(j, txn, by);
+	queue_txn_abort(txn);
+
+	/* Reorder so that each next hop's recipients are contiguous. */
+	qsort(by, n, sizeof(*by), dlv_cmp_route);
+	sorted = xcalloc(n ? n : 1, sizeof(*sorted));
+	ssorted = xcalloc(n ? n : 1, sizeof(*ssorted));
+	for (i = 0; i < n; i++) {
+		sorted[i] = *by[i];
+		ssorted[i] = j->sr[by[i] - j->r];
+	}
+	free(by);
+	free(j->r);
+	free(j->sr);
+	j->r = sorted;
+	j->sr = ssorted;
+
+	j->groups = xcalloc(n ? n : 1, sizeof(*j->groups));
+	for (i = 0, g = 0; i < n; i++) {
+		struct smtpc_request *rq;
+
+		if (!j->r[i].smtp)
+			continue;
+		if (g > 0 && dlv_same_hop(&j->r[j->groups[g - 1].start], &j->r[i])) {
+			j->groups[g - 1].n++;
+			continue;
+		}
+		j->groups[g].start = i;
+		j->groups[g].n = 1;
+		rq = &j->groups[g].req;
+		rq->id = j->qid;
+		rq->host = j->r[i].host;
+		rq->port = j->r[i].port;
+		rq->helo_name = j->cfg->hostname != NULL && j->cfg->hostname[0] != '\0' ?
+		    j->cfg->hostname : "localhost";
+		rq->tls = d->client_tls;
+		rq->require_tls = j->r[i].require_tls;
+		rq->store = d->store;
+		rq->msg = j->msg;
+		g++;
+	}
+	j->ngroups = g;
+	for (g = 0; g < j->ngroups; g++) {
+		j->groups[g].req.rcpts = &j->sr[j->groups[g].start];
+		j->groups[g].req.nrcpts = j->groups[g].n;
+	}
+
+	if (n == 0)
+		/*
+		 * Scheduled yet nothing due: the schedule entry is out of step.
+		 * The job's put sets it right; until then leave the id alone.
+		 */
+		dlv_skip_add(d, id);
+	j->next = d->jobs;
+	if (d->jobs != NULL)
+		d->jobs->prev = j;
+	d->jobs = j;
+	d->njobs++;
+	dlv_job_next(j);
+	return true;
+}
+
+/* ----------------------------------------------------------- scheduler */
+
+static void dlv_pass(struct dlv *d)
+{
+	struct queue_txn *txn;
+	uint64_t limit = d->cfg->delivery_concurrency ? d->cfg->delivery_concurrency : 1;
+	size_t want, n = 0, i;
+	int64_t now = time_now_ms(), next_due = -1;
+	uint64_t sleep = DLV_MAX_SLEEP_MS;
+	int rc;
+
+	if (d->stopping)
+		return;
+	if (d->njobs >= limit)
+		goto arm; /* a completion runs the next pass */
+	/*
+	 * Due ids come oldest first and include messages already in flight
+	 * or set aside; asking for that many more than we can start means a
+	 * startable one is never hidden behind them.
+	 */
+	want = (size_t)limit + DLV_SKIP_MAX;
+	if (want > d->ids_cap) {
+		d->ids = xreallocarray(d->ids, want, sizeof(*d->ids));
+		d->ids_cap = want;
+	}
+	rc = queue_txn_begin(d->store, false, &txn);
+	if (rc == 0) {
+		rc = queue_schedule_due(txn, now, d->ids, want, &n, &next_due);
+		queue_txn_abort(txn);
+	}
+	if (rc < 0) {
+		log_err(NULL, "delivery: cannot read the schedule: %s", queue_strerror(rc));
+		sleep = 5000;
+		goto arm;
+	}
+	for (i = 0; i < n && d->njobs < limit && !d->stopping; i++) {
+		if (dlv_is_in_flight(d, d->ids[i]) || dlv_is_skipped(d, d->ids[i]))
+			continue;
+		(void)dlv_job_start(d, d->ids[i]);
+	}
+	if (next_due > now && (uint64_t)(next_due - now) < sleep)
+		sleep = (uint64_t)(next_due - now);
+arm:
+	dlv_kick_later(d, sleep);
+}
+
+static void dlv_on_timer(uv_timer_t *t)
+{
+	dlv_pass(t->data);
+}
+
+static void dlv_kick_later(struct dlv *d, uint64_t ms)
+{
+	if (d->stopping)
+		return;
+	uv_timer_start(&d->timer, dlv_on_timer, ms, 0);
+}
+
+/* --------------------------------------------------------- entry points */
+
+int dlv_start(uv_loop_t *loop, struct config *cfg, struct queue_store *store,
+    struct queue_writer *writer, struct tlsio_ctx *client_tls, struct dlv **out)
+{
+	struct dlv *d = xcalloc(1, sizeof(*d));
+	int rc;
+
+	d->loop = loop;
+	d->store = store;
+	d->writer = writer;
+	d->client_tls = client_tls;
+	rc = uv_timer_init(loop, &d->timer);
+	if (rc < 0) {
+		free(d);
+		*out = NULL;
+		return rc;
+	}
+	d->timer.data = d;
+	d->cfg = cfg_ref(cfg);
+	/*
+	 * Nothing to rebuild in memory: the store's schedule is the index,
+	 * so messages queued before a restart come due at their time. The
+	 * first pass runs on the next loop iteration.
+	 */
+	dlv_kick(d);
+	*out = d;
+	return 0;
+}
+
+void dlv_kick(struct dlv *d)
+{
+	/* A zero timeout runs the pass from the loop, never from the caller. */
+	dlv_kick_later(d, 0);
+}
+
+void dlv_set_config(struct dlv *d, struct config *cfg)
+{
+	struct config *old = d->cfg;
+
+	d->cfg = cfg_ref(cfg);
+	cfg_unref(old);
+	/* delivery_concurrency may have grown. */
+	dlv_kick(d);
+}
+
+void dlv_stop(struct dlv *d, void (*cb)(void *arg), void *arg)
+{
+	struct dlv_job *j;
+
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	d->stop_cb = cb;
+	d->stop_arg = arg;
+	uv_timer_stop(&d->timer);
+	/*
+	 * Sessions close now; their completions come back through
+	 * dlv_on_session_done, record what verdicts they already had (a
+	 * recipient delivered before the abort must not be sent twice) and
+	 * leave the rest pending.
+	 */
+	for (j = d->jobs; j != NULL; j = j->next)
+		if (j->session != NULL)
+			smtpc_abort(j->session);
+	dlv_maybe_stopped(d);
+}

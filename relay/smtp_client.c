@@ -1,0 +1,1211 @@
+/*
+ * smtp_client: the outbound SMTP state machine (RFC 5321), one session per
+ * message and next hop. The session connects to a numeric address, reads
+ * the greeting, says EHLO (HELO after a 5xx), upgrades with STARTTLS (RFC
+ * 3207) when the server offers it and we have a client context, sends MAIL
+ * with the parameters the server announced (SIZE, BODY=8BITMIME, SMTPUTF8,
+ * and RET/ENVID/NOTIFY/ORCPT only when DSN is offered), one RCPT per
+ * recipient, DATA, the body dot-stuffed from the store, the final dot and
+ * QUIT. Commands are sent one at a time (no PIPELINING yet).
+ *
+ * Every state has a timeout and a phrase for the log, from one table
+ * (Postfix's smtp_proto.c "while sending end of data -- message may be
+ * sent more than once"). Replies are parsed line by line with bounds:
+ * SMTPC_LINE_MAX per line, SMTPC_REPLY_MAX per reply.
+ *
+ * Entry points: smtpc_start, smtpc_abort, smtpc_outcome_name.
+ *
+ * OWNERSHIP: the session owns its handles, buffers and tlsio. The request
+ * and what it points to are the caller's, borrowed until the completion.
+ * The body is read chunk by chunk, each in its own short read transaction
+ * (never one held across I/O, which would pin LMDB pages); a chunk is
+ * dot-stuffed into a buffer and written, and the next one is read only
+ * when the previous writes have completed, so a session holds about two
+ * chunks of memory whatever the message size.
+ *
+ * Lifetime: every path to the end goes through smtpc_close, which marks
+ * the session closing and closes both handles; libuv runs pending write
+ * and connect callbacks (with UV_ECANCELED) before the close callbacks,
+ * and the last close callback frees the session and then runs the
+ * completion. Callbacks check c->closing first.
+ *
+ * THREADS: loop thread only.
+ * ERRORS: smtpc_start returns -EINVAL for unusable arguments; everything
+ * else is reported through the completion (struct smtpc_result).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "queue/queue.h"
+#include "relay/smtp_client.h"
+#include "relay/smtp_parse.h"
+#include "relay/tlsio.h"
+
+/*
+ * RFC 5321 4.5.3.1.5 allows 512 bytes per reply line; real servers send
+ * longer ones, so we accept four times that. A whole multi-line reply
+ * (an EHLO with many keywords) is bounded too.
+ */
+#define SMTPC_LINE_MAX 2048
+#define SMTPC_REPLY_MAX (64 * 1024)
+/* Unprocessed input we keep (a reply arriving during the body waits). */
+#define SMTPC_IN_MAX (SMTPC_REPLY_MAX + SMTPC_LINE_MAX)
+#define SMTPC_READ_CHUNK (64 * 1024)
+
+enum smtpc_state {
+	SMTPC_ST_CONNECT,
+	SMTPC_ST_GREETING,
+	SMTPC_ST_EHLO,
+	SMTPC_ST_HELO,
+	SMTPC_ST_STARTTLS,
+	SMTPC_ST_TLS,
+	SMTPC_ST_MAIL,
+	SMTPC_ST_RCPT,
+	SMTPC_ST_DATA,
+	SMTPC_ST_BODY,
+	SMTPC_ST_DOT,
+	SMTPC_ST_QUIT,
+	SMTPC_ST_COUNT
+};
+
+#define SMTPC_B(st) (1u << (st))
+
+/*
+ * Per state: the timeout (Postfix's defaults: smtp_connect_timeout,
+ * smtp_helo_timeout, smtp_starttls_timeout, smtp_mail_timeout,
+ * smtp_rcpt_timeout, smtp_data_init_timeout, smtp_data_xfer_timeout,
+ * smtp_data_done_timeout; QUIT is shorter because every verdict is known
+ * by then and only the completion waits), what we were doing for
+ * "timed out while ..." and "lost connection ... while ...", the command
+ * a reply answers, whether a reply is awaited (BODY and TLS read none),
+ * and the states that may follow.
+ */
+static const struct smtpc_state_info {
+	const char *name;
+	uint64_t timeout_ms;
+	const char *doing;
+	const char *command;
+	bool awaits_reply;
+	unsigned next;
+} smtpc_states[SMTPC_ST_COUNT] = {
+	[SMTPC_ST_CONNECT] = { "connect", 30000, "connecting", "",
+	    false, SMTPC_B(SMTPC_ST_GREETING) },
+	[SMTPC_ST_GREETING] = { "greeting", 300000,
+	    "receiving the initial server greeting", "",
+	    true, SMTPC_B(SMTPC_ST_EHLO) | SMTPC_B(SMTPC_ST_QUIT) },
+	[SMTPC_ST_EHLO] = { "ehlo", 300000, "performing the EHLO handshake", "EHLO",
+	    true, SMTPC_B(SMTPC_ST_HELO) | SMTPC_B(SMTPC_ST_STARTTLS) |
+	    SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
+	[SMTPC_ST_HELO] = { "helo", 300000, "performing the HELO handshake", "HELO",
+	    true, SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
+	[SMTPC_ST_STARTTLS] = { "starttls", 300000, "sending STARTTLS", "STARTTLS",
+	    true, SMTPC_B(SMTPC_ST_TLS) | SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
+	[SMTPC_ST_TLS] = { "tls", 300000, "performing the TLS handshake", "",
+	    false, SMTPC_B(SMTPC_ST_EHLO) },
+	[SMTPC_ST_MAIL] = { "mail", 300000, "sending MAIL FROM", "MAIL FROM",
+	    true, SMTPC_B(SMTPC_ST_RCPT) | SMTPC_B(SMTPC_ST_QUIT) },
+	[SMTPC_ST_RCPT] = { "rcpt", 300000, "sending RCPT TO", "RCPT TO",
+	    true, SMTPC_B(SMTPC_ST_DATA) | SMTPC_B(SMTPC_ST_QUIT) },
+	[SMTPC_ST_DATA] = { "data", 120000, "sending DATA command", "DATA",
+	    true, SMTPC_B(SMTPC_ST_BODY) | SMTPC_B(SMTPC_ST_QUIT) },
+	[SMTPC_ST_BODY] = { "body", 180000, "sending message body", "",
+	    false, SMTPC_B(SMTPC_ST_DOT) },
+	[SMTPC_ST_DOT] = { "dot", 600000,
+	    "sending end of data -- message may be sent more than once",
+	    "end of DATA", true, SMTPC_B(SMTPC_ST_QUIT) },
+	[SMTPC_ST_QUIT] = { "quit", 60000, "sending QUIT", "QUIT", true, 0 },
+};
+
+struct smtpc {
+	uv_loop_t *loop;
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_connect_t connect_req;
+	struct sockaddr_storage addr;
+	struct smtpc_request rq;       /* copy; what it points to is borrowed */
+	smtpc_done_fn *done;
+	void *done_arg;
+	struct smtpc_result res;
+	enum smtpc_state state;
+	int open_handles;
+	bool tcp_inited;
+	bool closing;
+	bool finished;                 /* every recipient has its verdict */
+
+	/* Input: plaintext lines, and the reply being assembled. */
+	struct buf in;
+	bool in_overflow;
+	int rcode;
+	size_t rlines;
+	struct buf rtext;              /* reply lines without "NNN-", '\n' between */
+	char rbuf[SMTPC_READ_CHUNK];
+
+	/* What the server announced in EHLO. */
+	bool ext_size, ext_starttls, ext_8bitmime, ext_smtputf8, ext_dsn;
+	uint64_t size_limit;           /* SIZE n; 0 = no fixed limit */
+
+	/* TLS. */
+	struct tlsio *tls;
+	bool tls_up;                   /* set by the established callback */
+
+	/* Recipients. */
+	size_t rcpt_next;
+	size_t naccepted;
+	bool *accepted;                /* RCPT got 2xx */
+
+	/* Body transfer. */
+	uint32_t chunk_next;
+	bool body_bol;                 /* at the start of a line */
+	bool body_cr;                  /* a CR waits for its LF */
+	size_t writes_pending;
+	struct buf chunk;
+	struct buf out;
+};
+
+struct smtpc_wreq {
+	uv_write_t req;
+	struct smtpc *c;
+	char data[];
+};
+
+const char *smtpc_outcome_name(enum smtpc_outcome o)
+{
+	switch (o) {
+	case SMTPC_NONE: return "none";
+	case SMTPC_OK: return "ok";
+	case SMTPC_TEMP: return "temporary";
+	case SMTPC_PERM: return "permanent";
+	}
+	return "unknown";
+}
+
+static void smtpc_process(struct smtpc *c);
+static void smtpc_body_pump(struct smtpc *c);
+
+/* ------------------------------------------------------------ closing */
+
+static void smtpc_on_close(uv_handle_t *h)
+{
+	struct smtpc *c = h->data;
+	struct smtpc_result res;
+	smtpc_done_fn *done;
+	void *arg;
+
+	if (--c->open_handles > 0)
+		return;
+	res = c->res;
+	done = c->done;
+	arg = c->done_arg;
+	tlsio_free(c->tls);
+	buf_free(&c->in);
+	buf_free(&c->rtext);
+	buf_free(&c->chunk);
+	buf_free(&c->out);
+	free(c->accepted);
+	free(c);
+	/* After the free, so the completion may do anything it likes. */
+	done(arg, &res);
+}
+
+static void smtpc_close(struct smtpc *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	uv_timer_stop(&c->timer);
+	uv_close((uv_handle_t *)&c->timer, smtpc_on_close);
+	if (c->tcp_inited) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		uv_close((uv_handle_t *)&c->tcp, smtpc_on_close);
+	}
+}
+
+static void smtpc_set_rcpt(struct smtpc_rcpt *r, enum smtpc_outcome o, int code,
+    const char *dsn, const char *text)
+{
+	r->outcome = o;
+	r->code = code;
+	str_copy(r->dsn, dsn, sizeof(r->dsn));
+	str_copy(r->reply, text, sizeof(r->reply));
+}
+
+/* Gives every recipient still without a verdict this one. */
+static void smtpc_set_open(struct smtpc *c, enum smtpc_outcome o, int code,
+    const char *dsn, const char *text)
+{
+	size_t i;
+
+	for (i = 0; i < c->rq.nrcpts; i++)
+		if (c->rq.rcpts[i].outcome == SMTPC_NONE)
+			smtpc_set_rcpt(&c->rq.rcpts[i], o, code, dsn, text);
+}
+
+/*
+ * The session cannot go on: recipients without a verdict get a temporary
+ * failure with this text, and the connection is closed. After QUIT every
+ * verdict is known already, so trouble there changes nothing.
+ */
+static void smtpc_fail(struct smtpc *c, int status, const char *dsn, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void smtpc_fail(struct smtpc *c, int status, const char *dsn, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->closing)
+		return;
+	if (c->finished) {
+		smtpc_close(c);
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(c->res.error, sizeof(c->res.error), fmt, ap);
+	va_end(ap);
+	c->res.status = status < 0 ? status : -EPROTO;
+	smtpc_set_open(c, SMTPC_TEMP, 0, dsn, c->res.error);
+	c->finished = true;
+	log_debug(c->rq.id, "smtp client: %s", c->res.error);
+	smtpc_close(c);
+}
+
+static void smtpc_lost(struct smtpc *c, int status)
+{
+	smtpc_fail(c, status, "4.4.2", "lost connection with %s while %s", c->res.relay,
+	    smtpc_states[c->state].doing);
+}
+
+static void smtpc_protocol_error(struct smtpc *c, const char *what)
+{
+	smtpc_fail(c, -EPROTO, "4.5.0", "%s from %s while %s", what, c->res.relay,
+	    smtpc_states[c->state].doing);
+}
+
+void smtpc_abort(struct smtpc *c)
+{
+	if (c->closing)
+		return;
+	if (!c->finished) {
+		c->res.status = -ECANCELED;
+		snprintf(c->res.error, sizeof(c->res.error),
+		    "delivery to %s abandoned while %s", c->res.relay,
+		    smtpc_states[c->state].doing);
+	}
+	/* Recipients without a verdict keep SMTPC_NONE: nothing is known. */
+	smtpc_close(c);
+}
+
+/* ------------------------------------------------------------- states */
+
+static void smtpc_on_timeout(uv_timer_t *t)
+{
+	struct smtpc *c = t->data;
+
+	if (c->state == SMTPC_ST_CONNECT)
+		smtpc_fail(c, -ETIMEDOUT, "4.4.1", "connect to %s: Connection timed out",
+		    c->res.relay);
+	else
+		smtpc_fail(c, -ETIMEDOUT, "4.4.2", "conversation with %s timed out while %s",
+		    c->res.relay, smtpc_states[c->state].doing);
+}
+
+static void smtpc_timer_restart(struct smtpc *c)
+{
+	uv_timer_start(&c->timer, smtpc_on_timeout, smtpc_states[c->state].timeout_ms, 0);
+}
+
+/*
+ * The only place the state changes. An illegal transition is a bug in
+ * this file, never something a peer can cause.
+ */
+static void smtpc_set_state(struct smtpc *c, enum smtpc_state st)
+{
+	if (!(smtpc_states[c->state].next & SMTPC_B(st)))
+		panic("smtp client: illegal transition %s -> %s",
+		    smtpc_states[c->state].name, smtpc_states[st].name);
+	log_debug(c->rq.id, "smtp client %s: %s -> %s", c->res.relay,
+	    smtpc_states[c->state].name, smtpc_states[st].name);
+	c->state = st;
+	smtpc_timer_restart(c);
+}
+
+/* --------------------------------------------------------------- output */
+
+static void smtpc_on_write(uv_write_t *req, int status)
+{
+	struct smtpc_wreq *w = (struct smtpc_wreq *)req;
+	struct smtpc *c = w->c;
+
+	free(w);
+	c->writes_pending--;
+	if (c->closing)
+		return;
+	if (status < 0) {
+		smtpc_lost(c, status);
+		return;
+	}
+	if (c->state == SMTPC_ST_BODY && c->writes_pending == 0)
+		smtpc_body_pump(c);
+}
+
+/* Puts bytes on the wire (a copy: uv_write keeps the pointer). */
+static void smtpc_write_raw(struct smtpc *c, const char *data, size_t len)
+{
+	struct smtpc_wreq *w;
+	uv_buf_t b;
+	int rc;
+
+	if (c->closing || len == 0)
+		return;
+	w = xmalloc(sizeof(*w) + len);
+	w->c = c;
+	memcpy(w->data, data, len);
+	b = uv_buf_init(w->data, (unsigned)len);
+	rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, smtpc_on_write);
+	if (rc < 0) {
+		free(w);
+		smtpc_lost(c, rc);
+		return;
+	}
+	c->writes_pending++;
+}
+
+/* Plaintext out: through TLS once it is up. Check c->closing after. */
+static void smtpc_send(struct smtpc *c, const char *data, size_t len)
+{
+	int rc;
+
+	if (c->closing)
+		return;
+	if (c->tls == NULL) {
+		smtpc_write_raw(c, data, len);
+		return;
+	}
+	rc = tlsio_write(c->tls, data, len);
+	if (rc < 0 && !c->closing)
+		smtpc_fail(c, rc, "4.7.5", "TLS failure with %s while %s: %s", c->res.relay,
+		    smtpc_states[c->state].doing, tlsio_error(c->tls));
+}
+
+/* Sends one command line (CRLF added) and logs it at debug level. */
+static void smtpc_command(struct smtpc *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void smtpc_command(struct smtpc *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	buf_reset(&c->out);
+	va_start(ap, fmt);
+	buf_vprintf(&c->out, fmt, ap);
+	va_end(ap);
+	log_debug(c->rq.id, "smtp client > %s: %s", c->res.relay, buf_cstr(&c->out));
+	buf_append(&c->out, "\r\n", 2);
+	smtpc_send(c, c->out.data, c->out.len);
+	buf_reset(&c->out);
+}
+
+/* ---------------------------------------------------------------- TLS */
+
+static void smtpc_tls_send(void *arg, const char *data, size_t len)
+{
+	smtpc_write_raw(arg, data, len);
+}
+
+static void smtpc_tls_plain(void *arg, const char *data, size_t len)
+{
+	struct smtpc *c = arg;
+
+	if (c->in.len + len > SMTPC_IN_MAX) {
+		c->in_overflow = true;
+		return;
+	}
+	buf_append(&c->in, data, len);
+}
+
+static void smtpc_tls_established(void *arg)
+{
+	struct smtpc *c = arg;
+
+	c->tls_up = true;
+}
+
+static const struct tlsio_callbacks smtpc_tls_cbs = {
+	.send = smtpc_tls_send,
+	.plaintext = smtpc_tls_plain,
+	.established = smtpc_tls_established,
+};
+
+/* ------------------------------------------------------------ replies */
+
+/* "NNN text text ..." from the reply just read, printable and bounded. */
+static void smtpc_reply_text(const struct smtpc *c, char *out, size_t outlen)
+{
+	size_t o, i;
+
+	o = (size_t)snprintf(out, outlen, "%d", c->rcode);
+	if (o >= outlen)
+		return;
+	if (c->rtext.len > 0 && o + 1 < outlen)
+		out[o++] = ' ';
+	for (i = 0; i < c->rtext.len && o + 1 < outlen; i++) {
+		unsigned char ch = (unsigned char)c->rtext.data[i];
+
+		/* Lines are joined by spaces; no control byte is kept. */
+		out[o++] = ch == '\n' ? ' ' : (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+	}
+	out[o] = '\0';
+}
+
+/*
+ * The RFC 3463 code at the start of the reply's first line, when it is
+ * well formed and of the reply's class; else the class's generic code.
+ */
+static void smtpc_reply_dsn(const struct smtpc *c, char *dsn, size_t dsnlen)
+{
+	const char *p = c->rtext.data;
+	size_t len = c->rtext.len, i = 0, n;
+	int part, klass = c->rcode / 100;
+
+	if (klass != 2 && klass != 4 && klass != 5) {
+		/* 3xx where no 3xx was due: treated as a protocol error. */
+		str_copy(dsn, "4.5.0", dsnlen);
+		return;
+	}
+	if (p != NULL && len >= 5 && p[0] == (char)('0' + c->rcode / 100) && p[1] == '.') {
+		i = 2;
+		for (part = 0; part < 2; part++) {
+			for (n = 0; i < len && n < 4 && p[i] >= '0' && p[i] <= '9'; n++)
+				i++;
+			if (n == 0 || n > 3)
+				break;
+			if (part == 0) {
+				if (i >= len || p[i] != '.')
+					break;
+				i++;
+			}
+		}
+		if (part == 2 && (i == len || p[i] == ' ' || p[i] == '\n')) {
+			str_copyn(dsn, p, i, dsnlen);
+			return;
+		}
+	}
+	snprintf(dsn, dsnlen, "%d.0.0", klass);
+}
+
+static enum smtpc_outcome smtpc_class(int code)
+{
+	return code >= 500 ? SMTPC_PERM : code >= 200 && code < 300 ? SMTPC_OK : SMTPC_TEMP;
+}
+
+/*
+ * "host X said: REPLY (in reply to CMD command)" into out, truncated to
+ * outlen (built in a buf: the pieces may add up to more than outlen).
+ */
+static void smtpc_said(const struct smtpc *c, char *out, size_t outlen, const char *lead,
+    const char *reply)
+{
+	const char *cmd = smtpc_states[c->state].command;
+	struct buf b;
+
+	buf_init(&b);
+	buf_printf(&b, "host %s %s: %s", c->res.relay, lead, reply);
+	if (cmd[0] != '\0')
+		buf_printf(&b, " (in reply to %s command)", cmd);
+	str_copy(out, buf_cstr(&b), outlen);
+	buf_free(&b);
+}
+
+/*
+ * The server refused something that concerns every open recipient:
+ * "host X said: 550 ... (in reply to MAIL FROM command)", then QUIT.
+ */
+static void smtpc_quit(struct smtpc *c);
+
+static void smtpc_site_reply(struct smtpc *c, const char *lead)
+{
+	char text[SMTPC_TEXT_MAX], reply[SMTPC_TEXT_MAX], dsn[16];
+	enum smtpc_outcome o = smtpc_class(c->rcode);
+
+	smtpc_reply_text(c, reply, sizeof(reply));
+	smtpc_reply_dsn(c, dsn, sizeof(dsn));
+	if (o == SMTPC_OK) {
+		/* A 2xx where something else was due is a protocol error. */
+		o = SMTPC_TEMP;
+		str_copy(dsn, "4.5.0", sizeof(dsn));
+	}
+	smtpc_said(c, text, sizeof(text), lead, reply);
+	smtpc_set_open(c, o, c->rcode, dsn, text);
+	smtpc_quit(c);
+}
+
+/* Clears what EHLO announced: a new EHLO (after TLS) starts from nothing. */
+static void smtpc_ext_reset(struct smtpc *c)
+{
+	c->ext_size = c->ext_starttls = c->ext_8bitmime = false;
+	c->ext_smtputf8 = c->ext_dsn = false;
+	c->size_limit = 0;
+}
+
+/* RFC 5321 4.1.1.1: EHLO keywords, one per line after the first. */
+static void smtpc_parse_ehlo(struct smtpc *c)
+{
+	const char *p = buf_cstr(&c->rtext), *nl = NULL;
+	bool first = true;
+
+	smtpc_ext_reset(c);
+	for (; p != NULL && *p != '\0'; p = nl != NULL ? nl + 1 : p + strlen(p)) {
+		char kw[32];
+		size_t n;
+
+		nl = strchr(p, '\n');
+		if (first) {
+			first = false; /* the server's name and greeting */
+			continue;
+		}
+		n = strcspn(p, " \n");
+		if (n == 0 || n >= sizeof(kw))
+			continue;
+		str_copyn(kw, p, n, sizeof(kw));
+		if (str_ieq(kw, "SIZE")) {
+			/* RFC 1870: "SIZE" alone or "SIZE 0" means no fixed limit. */
+			c->ext_size = true;
+			if (p[n] == ' ') {
+				char *end;
+				unsigned long long v = strtoull(p + n + 1, &end, 10);
+
+				if (end != p + n + 1)
+					c->size_limit = v;
+			}
+		} else if (str_ieq(kw, "STARTTLS")) {
+			c->ext_starttls = true;
+		} else if (str_ieq(kw, "8BITMIME")) {
+			c->ext_8bitmime = true;
+		} else if (str_ieq(kw, "SMTPUTF8")) {
+			c->ext_smtputf8 = true;
+		} else if (str_ieq(kw, "DSN")) {
+			c->ext_dsn = true;
+		}
+	}
+}
+
+static bool smtpc_is_ascii(const char *s)
+{
+	for (; s != NULL && *s != '\0'; s++)
+		if ((unsigned char)*s >= 0x80)
+			return false;
+	return true;
+}
+
+/* True when the envelope itself needs SMTPUTF8 (RFC 6531 section 3.4). */
+static bool smtpc_envelope_is_utf8(const struct smtpc *c)
+{
+	size_t i;
+
+	if (!smtpc_is_ascii(c->rq.msg->sender))
+		return true;
+	for (i = 0; i < c->rq.nrcpts; i++)
+		if (!smtpc_is_ascii(c->rq.rcpts[i].addr))
+			return true;
+	return false;
+}
+
+static void smtpc_refuse_all(struct smtpc *c, const char *dsn, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* A local verdict for every open recipient (no server reply), then QUIT. */
+static void smtpc_refuse_all(struct smtpc *c, const char *dsn, const char *fmt, ...)
+{
+	char text[SMTPC_TEXT_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	smtpc_set_open(c, dsn[0] == '5' ? SMTPC_PERM : SMTPC_TEMP, 0, dsn, text);
+	smtpc_quit(c);
+}
+
+static void smtpc_mail(struct smtpc *c)
+{
+	const struct queue_msg *m = c->rq.msg;
+	bool utf8 = m->smtputf8 && smtpc_envelope_is_utf8(c);
+	struct buf cmd;
+
+	if (m->body_type == QUEUE_BODY_BINARYMIME) {
+		/* RFC 3030 binary content needs BDAT; this client sends DATA only. */
+		smtpc_refuse_all(c, "5.6.3", "cannot relay BINARYMIME content to %s: "
+		    "sending BDAT is not supported", c->res.relay);
+		return;
+	}
+	if (utf8 && !c->ext_smtputf8) {
+		/* RFC 6531 section 3.4: must not be downgraded silently. */
+		smtpc_refuse_all(c, "5.6.7", "SMTPUTF8 is required, but was not offered by host %s",
+		    c->res.relay);
+		return;
+	}
+	if (c->ext_size && c->size_limit > 0 && m->size > c->size_limit) {
+		smtpc_refuse_all(c, "5.3.4", "message size %llu exceeds size limit %llu of server %s",
+		    (unsigned long long)m->size, (unsigned long long)c->size_limit,
+		    c->res.relay);
+		return;
+	}
+	smtpc_set_state(c, SMTPC_ST_MAIL);
+	buf_init(&cmd);
+	buf_printf(&cmd, "MAIL FROM:<%s>", m->sender);
+	if (c->ext_size)
+		buf_printf(&cmd, " SIZE=%llu", (unsigned long long)m->size);
+	if (m->body_type == QUEUE_BODY_8BITMIME && c->ext_8bitmime)
+		buf_append_str(&cmd, " BODY=8BITMIME");
+	if (utf8)
+		buf_append_str(&cmd, " SMTPUTF8");
+	/* RFC 3461 parameters only to a server that announced DSN. */
+	if (c->ext_dsn) {
+		char x[SMTP_ENVID_MAX * 3 + 1];
+
+		if (m->ret == QUEUE_RET_FULL)
+			buf_append_str(&cmd, " RET=FULL");
+		else if (m->ret == QUEUE_RET_HDRS)
+			buf_append_str(&cmd, " RET=HDRS");
+		if (m->envid != NULL && m->envid[0] != '\0' &&
+		    smtp_parse_xtext_encode(m->envid, x, sizeof(x)) == 0)
+			buf_printf(&cmd, " ENVID=%s", x);
+	}
+	smtpc_command(c, "%s", buf_cstr(&cmd));
+	buf_free(&cmd);
+}
+
+static void smtpc_rcpt(struct smtpc *c)
+{
+	const struct smtpc_rcpt *r = &c->rq.rcpts[c->rcpt_next];
+	struct buf cmd;
+
+	buf_init(&cmd);
+	buf_printf(&cmd, "RCPT TO:<%s>", r->addr);
+	if (c->ext_dsn && r->notify != 0) {
+		if (r->notify & QUEUE_NOTIFY_NEVER) {
+			buf_append_str(&cmd, " NOTIFY=NEVER");
+		} else {
+			const char *sep = "=";
+
+			buf_append_str(&cmd, " NOTIFY");
+			if (r->notify & QUEUE_NOTIFY_SUCCESS) {
+				buf_printf(&cmd, "%sSUCCESS", sep);
+				sep = ",";
+			}
+			if (r->notify & QUEUE_NOTIFY_FAILURE) {
+				buf_printf(&cmd, "%sFAILURE", sep);
+				sep = ",";
+			}
+			if (r->notify & QUEUE_NOTIFY_DELAY)
+				buf_printf(&cmd, "%sDELAY", sep);
+		}
+	}
+	if (c->ext_dsn && r->orcpt != NULL) {
+		/* Stored decoded as "type;address": only the address is xtext. */
+		const char *semi = strchr(r->orcpt, ';');
+		char x[SMTP_ORCPT_MAX + 1];
+
+		if (semi != NULL && semi != r->orcpt && semi - r->orcpt < 32 &&
+		    smtp_parse_xtext_encode(semi + 1, x, sizeof(x)) == 0)
+			buf_printf(&cmd, " ORCPT=%.*s;%s", (int)(semi - r->orcpt), r->orcpt, x);
+	}
+	smtpc_command(c, "%s", buf_cstr(&cmd));
+	buf_free(&cmd);
+}
+
+static void smtpc_quit(struct smtpc *c)
+{
+	c->finished = true;
+	c->res.status = 0;
+	if (c->closing)
+		return;
+	smtpc_set_state(c, SMTPC_ST_QUIT);
+	smtpc_command(c, "QUIT");
+}
+
+/* After a successful EHLO or HELO: STARTTLS, or on to MAIL. */
+static void smtpc_after_helo(struct smtpc *c)
+{
+	if (c->tls == NULL && c->ext_starttls && c->rq.tls != NULL) {
+		smtpc_set_state(c, SMTPC_ST_STARTTLS);
+		smtpc_command(c, "STARTTLS");
+		return;
+	}
+	if (c->tls == NULL && c->rq.require_tls) {
+		smtpc_refuse_all(c, "4.7.4", "TLS is required, but %s by host %s",
+		    c->rq.tls == NULL ? "no client TLS context is configured for delivery to" :
+		    "was not offered", c->res.relay);
+		return;
+	}
+	smtpc_mail(c);
+}
+
+static void smtpc_ehlo(struct smtpc *c)
+{
+	smtpc_set_state(c, SMTPC_ST_EHLO);
+	smtpc_command(c, "EHLO %s", c->rq.helo_name);
+}
+
+static void smtpc_tls_ready(struct smtpc *c)
+{
+	snprintf(c->res.tls, sizeof(c->res.tls), "%s %s", tlsio_version(c->tls),
+	    tlsio_cipher(c->tls));
+	/* Opportunistic: the peer's certificate is not verified (see tlsio.c). */
+	log_info(c->rq.id, "Untrusted TLS connection established to %s: %s with cipher %s",
+	    c->res.relay, tlsio_version(c->tls), tlsio_cipher(c->tls));
+	/* RFC 3207 4.2: forget everything learned before; EHLO again. */
+	smtpc_ext_reset(c);
+	smtpc_ehlo(c);
+}
+
+static void smtpc_on_reply(struct smtpc *c)
+{
+	char text[SMTPC_TEXT_MAX], dsn[16];
+	size_t i;
+	int klass = c->rcode / 100;
+
+	if (log_is_debug()) {
+		smtpc_reply_text(c, text, sizeof(text));
+		log_debug(c->rq.id, "smtp client < %s: %s", c->res.relay, text);
+	}
+	switch (c->state) {
+	case SMTPC_ST_GREETING:
+		if (klass == 2)
+			smtpc_ehlo(c);
+		else
+			smtpc_site_reply(c, "refused to talk to me");
+		break;
+	case SMTPC_ST_EHLO:
+		if (klass == 2) {
+			smtpc_parse_ehlo(c);
+			smtpc_after_helo(c);
+		} else if (klass == 5) {
+			/* RFC 5321 3.2: an old server; fall back to HELO. */
+			smtpc_set_state(c, SMTPC_ST_HELO);
+			smtpc_ext_reset(c);
+			smtpc_command(c, "HELO %s", c->rq.helo_name);
+		} else {
+			smtpc_site_reply(c, "said");
+		}
+		break;
+	case SMTPC_ST_HELO:
+		if (klass == 2)
+			smtpc_after_helo(c);
+		else
+			smtpc_site_reply(c, "said");
+		break;
+	case SMTPC_ST_STARTTLS:
+		if (klass == 2) {
+			/*
+			 * RFC 3207 4.2 and the CVE-2011-0411 class: anything the
+			 * server sent after its 220 in cleartext was injected by
+			 * someone; it must never be read as a TLS-protected reply.
+			 */
+			if (c->in.len > 0)
+				log_warn(c->rq.id, "discarding %zu bytes of cleartext after "
+				    "STARTTLS reply from %s", c->in.len, c->res.relay);
+			buf_reset(&c->in);
+			smtpc_set_state(c, SMTPC_ST_TLS);
+			/* Numeric next hop: no SNI (RFC 6066 3 forbids literals). */
+			c->tls = tlsio_new(c->rq.tls, false, NULL, &smtpc_tls_cbs, c);
+			if (!c->closing && tlsio_error(c->tls)[0] != '\0')
+				smtpc_fail(c, -EPROTO, "4.7.5",
+				    "Cannot start TLS: handshake failure with %s: %s",
+				    c->res.relay, tlsio_error(c->tls));
+		} else if (c->rq.require_tls) {
+			smtpc_reply_text(c, text, sizeof(text));
+			smtpc_refuse_all(c, "4.7.4", "TLS is required, but host %s refused "
+			    "to start TLS: %s", c->res.relay, text);
+		} else {
+			/* Opportunistic: carry on in cleartext, as Postfix does. */
+			smtpc_reply_text(c, text, sizeof(text));
+			log_info(c->rq.id, "host %s refused STARTTLS (%s); continuing "
+			    "without TLS", c->res.relay, text);
+			smtpc_mail(c);
+		}
+		break;
+	case SMTPC_ST_MAIL:
+		if (klass == 2) {
+			smtpc_set_state(c, SMTPC_ST_RCPT);
+			c->rcpt_next = 0;
+			smtpc_rcpt(c);
+		} else {
+			smtpc_site_reply(c, "said");
+		}
+		break;
+	case SMTPC_ST_RCPT: {
+		struct smtpc_rcpt *r = &c->rq.rcpts[c->rcpt_next];
+
+		if (klass == 2) {
+			c->accepted[c->rcpt_next] = true;
+			c->naccepted++;
+		} else {
+			char reply[SMTPC_TEXT_MAX];
+
+			smtpc_reply_text(c, reply, sizeof(reply));
+			smtpc_reply_dsn(c, dsn, sizeof(dsn));
+			smtpc_said(c, text, sizeof(text), "said", reply);
+			smtpc_set_rcpt(r, smtpc_class(c->rcode), c->rcode, dsn, text);
+		}
+		if (++c->rcpt_next < c->rq.nrcpts) {
+			smtpc_timer_restart(c);
+			smtpc_rcpt(c);
+		} else if (c->naccepted == 0) {
+			smtpc_quit(c);
+		} else {
+			smtpc_set_state(c, SMTPC_ST_DATA);
+			smtpc_command(c, "DATA");
+		}
+		break;
+	}
+	case SMTPC_ST_DATA:
+		if (c->rcode == 354) {
+			smtpc_set_state(c, SMTPC_ST_BODY);
+			c->chunk_next = 0;
+			c->body_bol = true;
+			c->body_cr = false;
+			smtpc_body_pump(c);
+		} else {
+			smtpc_site_reply(c, "said");
+		}
+		break;
+	case SMTPC_ST_DOT:
+		if (klass == 2) {
+			smtpc_reply_text(c, text, sizeof(text));
+			smtpc_reply_dsn(c, dsn, sizeof(dsn));
+			for (i = 0; i < c->rq.nrcpts; i++)
+				if (c->accepted[i])
+					smtpc_set_rcpt(&c->rq.rcpts[i], SMTPC_OK, c->rcode, dsn, text);
+			smtpc_quit(c);
+		} else {
+			smtpc_site_reply(c, "said");
+		}
+		break;
+	case SMTPC_ST_QUIT:
+		smtpc_close(c);
+		break;
+	case SMTPC_ST_CONNECT:
+	case SMTPC_ST_TLS:
+	case SMTPC_ST_BODY:
+	case SMTPC_ST_COUNT:
+		panic("smtp client: reply in state %s", smtpc_states[c->state].name);
+	}
+}
+
+/*
+ * Adds one reply line (CR LF removed). Returns 1 when it completed the
+ * reply, 0 when more lines follow, -1 when it is malformed.
+ */
+static int smtpc_reply_line(struct smtpc *c, const char *line, size_t len)
+{
+	int code;
+
+	/* RFC 5321 4.2: three digits, the first 2 to 5, then ' ', '-' or end. */
+	if (len < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '9' ||
+	    line[2] < '0' || line[2] > '9')
+		return -1;
+	if (len > 3 && line[3] != ' ' && line[3] != '-')
+		return -1;
+	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	if (c->rlines > 0 && code != c->rcode)
+		return -1;
+	c->rcode = code;
+	if (c->rtext.len + len + 1 > SMTPC_REPLY_MAX)
+		return -1;
+	if (c->rlines > 0)
+		buf_append_char(&c->rtext, '\n');
+	if (len > 4)
+		buf_append(&c->rtext, line + 4, len - 4);
+	c->rlines++;
+	return len == 3 || line[3] == ' ' ? 1 : 0;
+}
+
+/*
+ * Takes complete lines from the input while a reply is awaited. Every
+ * reason to stop is its own branch: the session closed, the state awaits
+ * no reply (body, TLS handshake), or no complete line is buffered.
+ */
+static void smtpc_process(struct smtpc *c)
+{
+	for (;;) {
+		const char *nl;
+		size_t len, used;
+		int r;
+
+		if (c->closing)
+			break;
+		if (!smtpc_states[c->state].awaits_reply)
+			break;
+		if (c->in_overflow) {
+			smtpc_protocol_error(c, "too much reply data");
+			break;
+		}
+		nl = c->in.len > 0 ? memchr(c->in.data, '\n', c->in.len) : NULL;
+		if (nl == NULL) {
+			if (c->in.len > SMTPC_LINE_MAX)
+				smtpc_protocol_error(c, "reply line too long");
+			break;
+		}
+		used = (size_t)(nl - c->in.data) + 1;
+		len = used - 1;
+		if (len > 0 && c->in.data[len - 1] == '\r')
+			len--;
+		if (len > SMTPC_LINE_MAX) {
+			smtpc_protocol_error(c, "reply line too long");
+			break;
+		}
+		r = smtpc_reply_line(c, c->in.data, len);
+		buf_consume(&c->in, used);
+		if (r < 0) {
+			smtpc_protocol_error(c, "malformed reply");
+			break;
+		}
+		if (r == 0)
+			continue;
+		smtpc_on_reply(c);
+		c->rlines = 0;
+		c->rcode = 0;
+		buf_reset(&c->rtext);
+	}
+}
+
+/* ---------------------------------------------------------------- body */
+
+/*
+ * Appends len body bytes to out, dot-stuffed (RFC 5321 4.5.2) and with
+ * every line ending made CRLF: a bare LF or bare CR becomes CRLF, so no
+ * byte sequence in a stored body can look like an end of data to a
+ * lenient next hop (SMTP smuggling). State carries across chunks.
+ */
+static void smtpc_stuff(struct smtpc *c, const char *p, size_t len, struct buf *out)
+{
+	size_t i;
+	char *o;
+
+	/* Worst case: every byte doubles. */
+	buf_reserve(out, len * 2 + 2);
+	o = out->data + out->len;
+	for (i = 0; i < len; i++) {
+		char ch = p[i];
+
+		if (c->body_cr) {
+			c->body_cr = false;
+			*o++ = '\r';
+			*o++ = '\n';
+			c->body_bol = true;
+			if (ch == '\n')
+				continue;
+		}
+		if (ch == '\r') {
+			c->body_cr = true;
+			continue;
+		}
+		if (ch == '\n') {
+			*o++ = '\r';
+			*o++ = '\n';
+			c->body_bol = true;
+			continue;
+		}
+		if (c->body_bol && ch == '.')
+			*o++ = '.';
+		*o++ = ch;
+		c->body_bol = false;
+	}
+	out->len = (size_t)(o - out->data);
+}
+
+static int smtpc_chunk_read(struct smtpc *c, uint32_t seq, struct buf *out)
+{
+	struct queue_txn *txn;
+	int rc;
+
+	rc = queue_txn_begin(c->rq.store, false, &txn);
+	if (rc < 0)
+		return rc;
+	rc = queue_body_get(txn, c->rq.msg->id, seq, out);
+	queue_txn_abort(txn);
+	return rc;
+}
+
+static void smtpc_body_end(struct smtpc *c)
+{
+	buf_reset(&c->out);
+	if (c->body_cr) {
+		c->body_cr = false;
+		c->body_bol = true;
+		buf_append(&c->out, "\r\n", 2);
+	}
+	/* RFC 5321 4.1.1.4: the data ends with CRLF before the dot line. */
+	if (!c->body_bol)
+		buf_append(&c->out, "\r\n", 2);
+	buf_append(&c->out, ".\r\n", 3);
+	smtpc_set_state(c, SMTPC_ST_DOT);
+	smtpc_send(c, c->out.data, c->out.len);
+	buf_reset(&c->out);
+	/* A reply may already be buffered (an early answer). */
+	smtpc_process(c);
+}
+
+/*
+ * Sends the next chunk once the previous one is on the wire, so at most
+ * one chunk (stuffed) is in flight and memory stays bounded.
+ */
+static void smtpc_body_pump(struct smtpc *c)
+{
+	while (!c->closing && c->state == SMTPC_ST_BODY && c->writes_pending == 0) {
+		int rc;
+
+		if (c->chunk_next >= c->rq.msg->nchunks) {
+			smtpc_body_end(c);
+			return;
+		}
+		buf_reset(&c->chunk);
+		rc = smtpc_chunk_read(c, c->chunk_next, &c->chunk);
+		if (rc < 0) {
+			/* Never send the dot after a partial body: close instead. */
+			smtpc_fail(c, rc, "4.3.0", "cannot read body chunk %u of the message: %s",
+			    (unsigned)c->chunk_next, queue_strerror(rc));
+			return;
+		}
+		c->chunk_next++;
+		buf_reset(&c->out);
+		smtpc_stuff(c, c->chunk.data, c->chunk.len, &c->out);
+		buf_reset(&c->chunk);
+		smtpc_timer_restart(c);
+		smtpc_send(c, c->out.data, c->out.len);
+		buf_reset(&c->out);
+	}
+}
+
+/* --------------------------------------------------------------- input */
+
+static void smtpc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	struct smtpc *c = h->data;
+
+	(void)suggested;
+	*b = uv_buf_init(c->rbuf, sizeof(c->rbuf));
+}
+
+static void smtpc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+	struct smtpc *c = s->data;
+	int rc = 0;
+
+	if (c->closing || nread == 0)
+		return;
+	if (nread < 0) {
+		smtpc_lost(c, (int)nread);
+		return;
+	}
+	if (c->tls != NULL) {
+		rc = tlsio_feed(c->tls, b->base, (size_t)nread);
+		if (c->closing)
+			return;
+		if (c->state == SMTPC_ST_TLS && c->tls_up && rc == 0)
+			smtpc_tls_ready(c);
+	} else if (c->in.len + (size_t)nread > SMTPC_IN_MAX) {
+		c->in_overflow = true;
+	} else {
+		buf_append(&c->in, b->base, (size_t)nread);
+	}
+	/* What arrived before a close_notify is still a reply. */
+	smtpc_process(c);
+	if (c->closing || rc == 0)
+		return;
+	if (rc == -ECONNRESET)
+		smtpc_lost(c, rc);
+	else if (c->state == SMTPC_ST_TLS)
+		smtpc_fail(c, rc, "4.7.5", "Cannot start TLS: handshake failure with %s: %s",
+		    c->res.relay, tlsio_error(c->tls));
+	else
+		smtpc_fail(c, rc, "4.7.5", "TLS failure with %s while %s: %s", c->res.relay,
+		    smtpc_states[c->state].doing, tlsio_error(c->tls));
+}
+
+static void smtpc_on_connect(uv_connect_t *req, int status)
+{
+	struct smtpc *c = req->data;
+	int rc;
+
+	if (c->closing)
+		return;
+	if (status < 0) {
+		smtpc_fail(c, status, "4.4.1", "connect to %s: %s", c->res.relay,
+		    uv_strerror(status));
+		return;
+	}
+	rc = uv_read_start((uv_stream_t *)&c->tcp, smtpc_alloc, smtpc_on_read);
+	if (rc < 0) {
+		smtpc_lost(c, rc);
+		return;
+	}
+	smtpc_set_state(c, SMTPC_ST_GREETING);
+}
+
+/* --------------------------------------------------------------- start */
+
+int smtpc_start(uv_loop_t *loop, const struct smtpc_request *req,
+    smtpc_done_fn *done, void *arg, struct smtpc **out)
+{
+	struct sockaddr_storage ss;
+	struct smtpc *c;
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	memset(&ss, 0, sizeof(ss));
+	if (req->nrcpts == 0 || req->host == NULL || req->msg == NULL)
+		return -EINVAL;
+	if (uv_ip4_addr(req->host, req->port, (struct sockaddr_in *)&ss) != 0 &&
+	    uv_ip6_addr(req->host, req->port, (struct sockaddr_in6 *)&ss) != 0)
+		return -EINVAL;
+
+	c = xcalloc(1, sizeof(*c));
+	c->loop = loop;
+	c->addr = ss;
+	c->rq = *req;
+	c->done = done;
+	c->done_arg = arg;
+	c->state = SMTPC_ST_CONNECT;
+	c->accepted = xcalloc(req->nrcpts, sizeof(*c->accepted));
+	buf_init(&c->in);
+	buf_init(&c->rtext);
+	buf_init(&c->chunk);
+	buf_init(&c->out);
+	snprintf(c->res.relay, sizeof(c->res.relay), "%s[%s]:%u", req->host, req->host,
+	    (unsigned)req->port);
+	for (i = 0; i < req->nrcpts; i++)
+		smtpc_set_rcpt(&req->rcpts[i], SMTPC_NONE, 0, "", "");
+
+	uv_timer_init(loop, &c->timer);
+	c->timer.data = c;
+	c->open_handles = 1;
+	*out = c;
+	rc = uv_tcp_init(loop, &c->tcp);
+	if (rc < 0) {
+		smtpc_fail(c, rc, "4.4.1", "connect to %s: %s", c->res.relay, uv_strerror(rc));
+		return 0;
+	}
+	c->tcp.data = c;
+	c->tcp_inited = true;
+	c->open_handles++;
+	smtpc_timer_restart(c);
+	c->connect_req.data = c;
+	rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&c->addr,
+	    smtpc_on_connect);
+	if (rc < 0)
+		smtpc_fail(c, rc, "4.4.1", "connect to %s: %s", c->res.relay, uv_strerror(rc));
+	return 0;
+}

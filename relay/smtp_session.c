@@ -1,0 +1,1898 @@
+/*
+ * smtp_session: the inbound SMTP state machine.
+ *
+ * Entry points: smtp_server_init, smtp_session_accept, smtp_session_start,
+ * smtp_session_refuse, smtp_session_peer, smtp_server_shutdown.
+ *
+ * Each command goes through parse (smtp_parse.c, pure), check (syntax and
+ * state: immediate reply), policy (policy_run, maybe asynchronous) and
+ * proceed (the effect). While a command waits on policy or on the queue
+ * writer, the session is "busy": it stops parsing and stops reading, so
+ * pipelined commands are answered strictly in order (RFC 2920). Replies
+ * are collected in one buffer and written when the input runs dry or the
+ * session must wait, so a pipelined group costs one write.
+ *
+ * The body is dot-unstuffed once and streamed into queue chunks of at most
+ * QUEUE_CHUNK_MAX bytes while it arrives; only CRLF.CRLF ends DATA (bare
+ * CR and bare LF poison the message, they never end it). The 250 is sent
+ * from the commit completion only: the message, its schedule entry and its
+ * audit record are then durable.
+ *
+ * OWNERSHIP: a session owns its handles, buffers and transaction. Every
+ * asynchronous operation in flight (policy, writer operations, handle
+ * closes) holds a reference; the memory goes when the last one is dropped.
+ * Completions check s->closing before touching the connection.
+ * THREADS: loop thread only. Writer operations run their apply functions on
+ * the writer thread and touch nothing but their own op struct there.
+ * ERRORS: internal failures become 4xx replies; nothing a peer sends
+ * reaches panic() or fatal().
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "relay/smtp_parse.h"
+#include "relay/smtp_session.h"
+
+/* Input kept while commands wait: a pipelining client cannot grow it past this. */
+#define SMTP_INPUT_HIGH_WATER (256 * 1024)
+/* Body bytes handed to the writer and not yet committed before we stop reading. */
+#define SMTP_INFLIGHT_HIGH_WATER (4 * 1024 * 1024)
+
+enum smtp_state {
+	SMTP_ST_CONNECTED,  /* greet pause and connect policy */
+	SMTP_ST_HANDSHAKE,  /* TLS handshake (implicit or after STARTTLS) */
+	SMTP_ST_INIT,       /* greeting sent, no EHLO/HELO yet */
+	SMTP_ST_READY,      /* after EHLO/HELO, no transaction */
+	SMTP_ST_MAIL,       /* MAIL accepted, no recipient yet */
+	SMTP_ST_RCPT,       /* at least one recipient */
+	SMTP_ST_DATA,       /* reading the DATA body */
+	SMTP_ST_BDAT,       /* reading the bytes of one BDAT chunk */
+	SMTP_ST_BDAT_IDLE,  /* inside a BDAT transaction, between chunks */
+	SMTP_ST_QUIT,       /* QUIT, error or shutdown: nothing more is read */
+	SMTP_ST_COUNT
+};
+
+static const char *const smtp_state_names[SMTP_ST_COUNT] = {
+	"connected", "handshake", "init", "ready", "mail", "rcpt", "data",
+	"bdat", "bdat-idle", "quit",
+};
+
+#define SMTP_T(st) (1u << (st))
+/* Legal transitions: smtp_set_state() asserts against this table. */
+static const unsigned smtp_transitions[SMTP_ST_COUNT] = {
+	[SMTP_ST_CONNECTED] = SMTP_T(SMTP_ST_INIT) | SMTP_T(SMTP_ST_HANDSHAKE) | SMTP_T(SMTP_ST_QUIT),
+	[SMTP_ST_HANDSHAKE] = SMTP_T(SMTP_ST_INIT) | SMTP_T(SMTP_ST_QUIT),
+	[SMTP_ST_INIT] = SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_QUIT),
+	[SMTP_ST_READY] = SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_MAIL) |
+	    SMTP_T(SMTP_ST_HANDSHAKE) | SMTP_T(SMTP_ST_QUIT),
+	[SMTP_ST_MAIL] = SMTP_T(SMTP_ST_RCPT) | SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_QUIT),
+	[SMTP_ST_RCPT] = SMTP_T(SMTP_ST_RCPT) | SMTP_T(SMTP_ST_DATA) | SMTP_T(SMTP_ST_BDAT) |
+	    SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_QUIT),
+	[SMTP_ST_DATA] = SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_QUIT),
+	[SMTP_ST_BDAT] = SMTP_T(SMTP_ST_BDAT_IDLE) | SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_QUIT),
+	[SMTP_ST_BDAT_IDLE] = SMTP_T(SMTP_ST_BDAT) | SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_QUIT),
+	[SMTP_ST_QUIT] = SMTP_T(SMTP_ST_QUIT),
+};
+
+struct smtp_rcpt {
+	char *addr;
+	char *orcpt;
+	unsigned notify;
+};
+
+/* Why a message can no longer be accepted; the first cause wins the reply. */
+enum smtp_body_fault {
+	SMTP_BODY_OK,
+	SMTP_BODY_BARE_NEWLINE,
+	SMTP_BODY_LINE_TOO_LONG,
+	SMTP_BODY_TOO_BIG,
+};
+
+struct smtp_tx {
+	bool active;
+	uint64_t qid;
+	char qid_text[QUEUE_ID_TEXT_LEN + 1];
+	char sender[SMTP_PATH_MAX + 1];
+	struct smtp_mail_params params;
+	struct smtp_rcpt *rcpts;
+	size_t nrcpt;
+	/* Body streaming. */
+	bool body_started;
+	struct buf chunk;          /* bytes not yet handed to the writer */
+	uint32_t nchunks;          /* chunks handed to the writer */
+	uint64_t client_bytes;     /* body bytes from the client, after unstuffing */
+	uint64_t stored_bytes;     /* bytes in chunks, Received header included */
+	size_t chunks_inflight;
+	int chunk_error;
+	enum smtp_body_fault fault;
+	/* DATA line state. */
+	bool at_line_start;        /* previous line ended with a real CRLF */
+	bool skipping_long_line;   /* over 1000 octets: drop until LF */
+	bool waiting_chunks;       /* end of data seen; chunks still in flight */
+	/* BDAT state. */
+	uint64_t bdat_remaining;
+	bool bdat_last;
+	bool bdat_chunk_rejected;  /* consume the bytes, then answer 503 */
+	bool bdat_prev_cr;
+	uint64_t bdat_line_len;
+};
+
+struct smtp_session {
+	struct smtp_session *next, *prev;
+	struct smtp_server *srv;
+	struct config *cfg;
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_shutdown_t shutdown_req;
+	int refs;
+	unsigned handles_open;
+	bool closing;
+	bool close_after_flush;
+	bool started;
+	bool shutdown_sent;
+	enum cfg_role role;
+	enum smtp_state state;
+	struct sockaddr_storage peer;
+	char peer_addr[INET6_ADDRSTRLEN];
+	char id[24];
+	bool trusted;
+	char helo[SMTP_DOMAIN_MAX + 1];
+	bool esmtp;
+	struct tlsio *tls;
+	bool tls_active;
+	struct buf in;
+	size_t in_pos;             /* bytes of in already consumed */
+	struct buf out;
+	bool busy;                 /* a command waits on policy or the queue */
+	bool reading;
+	bool in_process;
+	bool greeted;
+	unsigned errors;
+	unsigned ncommands;
+	struct smtp_tx tx;
+	/* Kept here so it outlives an asynchronous policy run. */
+	struct policy_request preq;
+	char preq_rcpt[SMTP_PATH_MAX + 1];
+	char preq_domain[SMTP_DOMAIN_MAX + 1];
+	struct smtp_path pending_path;
+	struct smtp_rcpt_params pending_rparams;
+	uint64_t inflight_bytes;
+	enum smtp_state bdat_return_state;
+	bool admitted;             /* counted by the listener */
+	bool skipping_long_command;
+};
+
+static uint64_t smtp_session_counter;
+
+/*
+ * Unconsumed input is in[in_pos..len); consumed bytes are dropped once per
+ * pass of the input loop, so a read of many short lines costs one move.
+ */
+static char *smtp_in_data(struct smtp_session *s)
+{
+	return s->in.data + s->in_pos;
+}
+
+static size_t smtp_in_len(const struct smtp_session *s)
+{
+	return s->in.len - s->in_pos;
+}
+
+static void smtp_in_consume(struct smtp_session *s, size_t n)
+{
+	s->in_pos += n;
+}
+
+static void smtp_in_compact(struct smtp_session *s)
+{
+	buf_consume(&s->in, s->in_pos);
+	s->in_pos = 0;
+}
+
+static void smtp_in_clear(struct smtp_session *s)
+{
+	buf_reset(&s->in);
+	s->in_pos = 0;
+}
+
+static void smtp_process_input(struct smtp_session *s);
+static void smtp_close(struct smtp_session *s);
+static void smtp_tx_reset(struct smtp_session *s);
+static void smtp_finish_message(struct smtp_session *s);
+static void smtp_update_reading(struct smtp_session *s);
+static void smtp_arm_timer(struct smtp_session *s);
+
+/* ---------------------------------------------------------- lifetime */
+
+static void smtp_ref(struct smtp_session *s)
+{
+	s->refs++;
+}
+
+static void smtp_unref(struct smtp_session *s)
+{
+	if (--s->refs > 0)
+		return;
+	if (s->admitted && s->srv->on_closed)
+		s->srv->on_closed(s->srv->on_closed_arg, &s->peer);
+	tlsio_free(s->tls);
+	buf_free(&s->in);
+	buf_free(&s->out);
+	buf_free(&s->tx.chunk);
+	free(s->tx.rcpts);
+	cfg_unref(s->cfg);
+	free(s);
+}
+
+static void smtp_set_state(struct smtp_session *s, enum smtp_state to)
+{
+	if (!(smtp_transitions[s->state] & SMTP_T(to)))
+		panic("smtp session %s: illegal transition %s -> %s", s->id,
+		    smtp_state_names[s->state], smtp_state_names[to]);
+	log_debug(s->id, "state %s -> %s", smtp_state_names[s->state], smtp_state_names[to]);
+	s->state = to;
+}
+
+void smtp_server_init(struct smtp_server *srv, uv_loop_t *loop)
+{
+	memset(srv, 0, sizeof *srv);
+	srv->loop = loop;
+}
+
+static const char *smtp_hostname(const struct smtp_session *s)
+{
+	return s->cfg->hostname;
+}
+
+/* ------------------------------------------------------------ output */
+
+struct smtp_write_req {
+	uv_write_t req;
+	struct smtp_session *s;
+	size_t len;
+	char data[];
+};
+
+static void smtp_write_cb(uv_write_t *req, int status)
+{
+	struct smtp_write_req *w = (struct smtp_write_req *)req;
+	struct smtp_session *s = w->s;
+
+	if (status < 0 && status != UV_ECANCELED && !s->closing)
+		log_debug(s->id, "write failed: %s", uv_strerror(status));
+	free(w);
+	smtp_unref(s);
+}
+
+static void smtp_write_raw(struct smtp_session *s, const char *data, size_t len)
+{
+	struct smtp_write_req *w;
+	uv_buf_t b;
+	int rc;
+
+	if (s->closing || len == 0)
+		return;
+	w = xmalloc(sizeof *w + len);
+	w->s = s;
+	w->len = len;
+	memcpy(w->data, data, len);
+	b = uv_buf_init(w->data, (unsigned)len);
+	smtp_ref(s);
+	rc = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, smtp_write_cb);
+	if (rc < 0) {
+		free(w);
+		smtp_unref(s);
+	}
+}
+
+static void smtp_tls_send(void *arg, const char *data, size_t len)
+{
+	smtp_write_raw(arg, data, len);
+}
+
+static void smtp_flush(struct smtp_session *s)
+{
+	if (s->out.len == 0 || s->closing)
+		return;
+	if (s->tls_active) {
+		if (tlsio_write(s->tls, s->out.data, s->out.len) < 0)
+			log_warn(s->id, "TLS write failed: %s", tlsio_error(s->tls));
+	} else {
+		smtp_write_raw(s, s->out.data, s->out.len);
+	}
+	buf_reset(&s->out);
+}
+
+/*
+ * Appends one reply line. Codes of 500 and up count toward
+ * max_bad_commands when counts_as_error is set by the caller.
+ */
+static void smtp_reply(struct smtp_session *s, int code, const char *enh,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void smtp_reply(struct smtp_session *s, int code, const char *enh,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	buf_printf(&s->out, "%03d ", code);
+	if (enh && enh[0])
+		buf_printf(&s->out, "%s ", enh);
+	va_start(ap, fmt);
+	buf_vprintf(&s->out, fmt, ap);
+	va_end(ap);
+	buf_append_str(&s->out, "\r\n");
+}
+
+static void smtp_reply_parse_error(struct smtp_session *s, const struct smtp_parse_error *e)
+{
+	smtp_reply(s, e->code, e->enh, "%s", e->text);
+}
+
+/* Counts a client error; past the limit, answers 421 and ends the session. */
+static void smtp_count_error(struct smtp_session *s)
+{
+	if (++s->errors <= s->cfg->max_bad_commands)
+		return;
+	smtp_reply(s, 421, "4.7.0", "%s Error: too many errors", smtp_hostname(s));
+	log_event(LOG_LVL_INFO, s->id, "disconnect", "too many errors", "client",
+	    s->peer_addr, NULL);
+	s->close_after_flush = true;
+	if (s->state != SMTP_ST_QUIT)
+		smtp_set_state(s, SMTP_ST_QUIT);
+}
+
+/* ------------------------------------------------------- close paths */
+
+static void smtp_handle_closed(uv_handle_t *h)
+{
+	struct smtp_session *s = h->data;
+
+	s->handles_open--;
+	smtp_unref(s);
+}
+
+static void smtp_list_remove(struct smtp_session *s)
+{
+	struct smtp_server *srv = s->srv;
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else if (srv->sessions == s)
+		srv->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->next = s->prev = NULL;
+	srv->nsessions--;
+}
+
+static void smtp_close(struct smtp_session *s)
+{
+	if (s->closing)
+		return;
+	s->closing = true;
+	smtp_tx_reset(s);
+	smtp_list_remove(s);
+	uv_timer_stop(&s->timer);
+	uv_read_stop((uv_stream_t *)&s->tcp);
+	if (s->admitted) {
+		char ncmd[16], nerr[16];
+
+		snprintf(ncmd, sizeof ncmd, "%u", s->ncommands);
+		snprintf(nerr, sizeof nerr, "%u", s->errors);
+		log_event(LOG_LVL_INFO, s->id, "disconnect from", s->peer_addr,
+		    "commands", ncmd, "errors", nerr, NULL);
+	}
+	uv_close((uv_handle_t *)&s->tcp, smtp_handle_closed);
+	uv_close((uv_handle_t *)&s->timer, smtp_handle_closed);
+}
+
+static void smtp_shutdown_cb(uv_shutdown_t *req, int status)
+{
+	struct smtp_session *s = req->data;
+
+	(void)status;
+	smtp_close(s);
+	smtp_unref(s);
+}
+
+/* Sends what is buffered, then closes once the kernel has it. */
+static void smtp_close_graceful(struct smtp_session *s)
+{
+	if (s->closing || s->shutdown_sent)
+		return;
+	smtp_flush(s);
+	if (s->tls_active)
+		tlsio_shutdown(s->tls);
+	s->shutdown_sent = true;
+	uv_read_stop((uv_stream_t *)&s->tcp);
+	s->reading = false;
+	s->shutdown_req.data = s;
+	smtp_ref(s);
+	if (uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->tcp, smtp_shutdown_cb) < 0) {
+		smtp_unref(s);
+		smtp_close(s);
+	}
+}
+
+/* ------------------------------------------------------ queue writer */
+
+struct smtp_chunk_op {
+	struct smtp_session *s;
+	uint64_t qid;
+	uint32_t seq;
+	size_t len;
+	char data[];
+};
+
+static int smtp_chunk_apply(struct queue_txn *txn, void *arg)
+{
+	struct smtp_chunk_op *op = arg;
+
+	return queue_body_put(txn, op->qid, op->seq, op->data, op->len);
+}
+
+static void smtp_chunk_done(void *arg, int status)
+{
+	struct smtp_chunk_op *op = arg;
+	struct smtp_session *s = op->s;
+
+	s->inflight_bytes -= op->len;
+	if (s->tx.active && s->tx.qid == op->qid) {
+		s->tx.chunks_inflight--;
+		if (status < 0 && s->tx.chunk_error == 0)
+			s->tx.chunk_error = status;
+	}
+	free(op);
+	if (!s->closing) {
+		/* The end of data may have been waiting for this chunk. */
+		if (s->tx.active && s->tx.waiting_chunks && s->tx.chunks_inflight == 0) {
+			s->tx.waiting_chunks = false;
+			s->busy = false;
+			smtp_finish_message(s);
+		}
+		smtp_update_reading(s);
+		smtp_process_input(s);
+	}
+	smtp_unref(s);
+}
+
+static void smtp_chunk_flush(struct smtp_session *s)
+{
+	struct smtp_chunk_op *op;
+	struct smtp_tx *tx = &s->tx;
+
+	if (tx->chunk.len == 0)
+		return;
+	op = xmalloc(sizeof *op + tx->chunk.len);
+	op->s = s;
+	op->qid = tx->qid;
+	op->seq = tx->nchunks++;
+	op->len = tx->chunk.len;
+	memcpy(op->data, tx->chunk.data, tx->chunk.len);
+	buf_reset(&tx->chunk);
+	tx->chunks_inflight++;
+	s->inflight_bytes += op->len;
+	smtp_ref(s);
+	queue_writer_submit(s->srv->writer, smtp_chunk_apply, smtp_chunk_done, op);
+}
+
+struct smtp_discard_op {
+	uint64_t qid;
+};
+
+static int smtp_discard_apply(struct queue_txn *txn, void *arg)
+{
+	struct smtp_discard_op *op = arg;
+	int rc = queue_body_delete(txn, op->qid);
+
+	return rc == -ENOENT ? 0 : rc;
+}
+
+static void smtp_discard_done(void *arg, int status)
+{
+	struct smtp_discard_op *op = arg;
+
+	/* Orphan chunks left here are collected at the next start-up. */
+	if (status < 0)
+		log_warn(NULL, "discarding chunks of an unfinished message: %s",
+		    queue_strerror(status));
+	free(op);
+}
+
+/* An audit record with no state change of its own (rejections). */
+struct smtp_audit_op {
+	char qid[QUEUE_ID_TEXT_LEN + 1];
+	const char *event;
+	int64_t time;
+	size_t n;
+	struct queue_audit_field fields[12];
+	struct buf strings;
+	size_t offsets[12][2];
+};
+
+static int smtp_audit_apply(struct queue_txn *txn, void *arg)
+{
+	struct smtp_audit_op *op = arg;
+
+	for (size_t i = 0; i < op->n; i++) {
+		op->fields[i].key = op->strings.data + op->offsets[i][0];
+		op->fields[i].value = op->strings.data + op->offsets[i][1];
+	}
+	return queue_audit_append(txn, op->time, op->qid, op->event, op->fields, op->n);
+}
+
+static void smtp_audit_done(void *arg, int status)
+{
+	struct smtp_audit_op *op = arg;
+
+	if (status < 0)
+		log_err(op->qid[0] ? op->qid : NULL, "audit record %s not written: %s",
+		    op->event, queue_strerror(status));
+	buf_free(&op->strings);
+	free(op);
+}
+
+static void smtp_audit_add(struct smtp_audit_op *op, const char *key, const char *value)
+{
+	if (value == NULL || op->n >= sizeof op->fields / sizeof op->fields[0])
+		return;
+	op->offsets[op->n][0] = op->strings.len;
+	buf_append(&op->strings, key, strlen(key) + 1);
+	op->offsets[op->n][1] = op->strings.len;
+	buf_append(&op->strings, value, strlen(value) + 1);
+	op->n++;
+}
+
+static void smtp_audit_reject(struct smtp_session *s, const char *stage,
+    const struct verdict *v, const char *rcpt)
+{
+	struct smtp_audit_op *op = xcalloc(1, sizeof *op);
+	char code[64];
+
+	buf_init(&op->strings);
+	if (s->tx.active)
+		str_copy(op->qid, s->tx.qid_text, sizeof op->qid);
+	op->event = v->kind == VERDICT_TEMPFAIL ? "tempfailed" : "rejected";
+	op->time = time_now_ms();
+	snprintf(code, sizeof code, "%d %s", v->code, v->enh);
+	smtp_audit_add(op, "stage", stage);
+	smtp_audit_add(op, "rule", v->rule ? v->rule : "-");
+	smtp_audit_add(op, "code", code);
+	smtp_audit_add(op, "reason", v->text);
+	smtp_audit_add(op, "client", s->peer_addr);
+	smtp_audit_add(op, "helo", s->helo[0] ? s->helo : NULL);
+	smtp_audit_add(op, "from", s->tx.active ? s->tx.sender : NULL);
+	smtp_audit_add(op, "to", rcpt);
+	smtp_audit_add(op, "sess", s->id);
+	queue_writer_submit(s->srv->writer, smtp_audit_apply, smtp_audit_done, op);
+}
+
+/* ------------------------------------------------------- transaction */
+
+static void smtp_tx_reset(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	if (tx->active && tx->nchunks > 0) {
+		struct smtp_discard_op *op = xmalloc(sizeof *op);
+
+		/* FIFO order puts this after the chunks it deletes. */
+		op->qid = tx->qid;
+		queue_writer_submit(s->srv->writer, smtp_discard_apply, smtp_discard_done, op);
+	}
+	for (size_t i = 0; i < tx->nrcpt; i++) {
+		free(tx->rcpts[i].addr);
+		free(tx->rcpts[i].orcpt);
+	}
+	free(tx->rcpts);
+	buf_free(&tx->chunk);
+	memset(tx, 0, sizeof *tx);
+}
+
+/* Ends the transaction and returns to the after-EHLO state. */
+static void smtp_tx_end(struct smtp_session *s)
+{
+	smtp_tx_reset(s);
+	if (s->state != SMTP_ST_QUIT && s->state != SMTP_ST_READY)
+		smtp_set_state(s, SMTP_ST_READY);
+}
+
+static void smtp_body_store(struct smtp_session *s, const char *data, size_t len)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	while (len > 0) {
+		size_t room = QUEUE_CHUNK_MAX - tx->chunk.len;
+		size_t n = len < room ? len : room;
+
+		buf_append(&tx->chunk, data, n);
+		tx->stored_bytes += n;
+		data += n;
+		len -= n;
+		if (tx->chunk.len == QUEUE_CHUNK_MAX)
+			smtp_chunk_flush(s);
+	}
+}
+
+/* Client body bytes: counted against max_message_size, then stored. */
+static void smtp_body_client(struct smtp_session *s, const char *data, size_t len)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	tx->client_bytes += len;
+	if (tx->fault == SMTP_BODY_OK && tx->client_bytes > s->cfg->max_message_size)
+		tx->fault = SMTP_BODY_TOO_BIG;
+	if (tx->fault != SMTP_BODY_OK)
+		return; /* the message will be refused: keep nothing more */
+	smtp_body_store(s, data, len);
+}
+
+static const char *smtp_protocol_name(const struct smtp_session *s)
+{
+	/* RFC 3848 and RFC 6531 section 3.7.3 "with" values. */
+	bool utf8 = s->tx.params.smtputf8;
+
+	if (!s->esmtp)
+		return "SMTP";
+	if (utf8)
+		return s->tls_active ? "UTF8SMTPS" : "UTF8SMTP";
+	return s->tls_active ? "ESMTPS" : "ESMTP";
+}
+
+/* RFC 5321 section 4.4: the trace header we prepend to every message. */
+static void smtp_body_begin(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+	struct buf h;
+	char date[64];
+
+	buf_init(&h);
+	time_format_rfc5322(time_now_ms(), date, sizeof date);
+	buf_printf(&h, "Received: from %s ([%s])\r\n", s->helo[0] ? s->helo : "unknown",
+	    s->peer_addr);
+	if (s->tls_active)
+		buf_printf(&h, "\t(using %s with cipher %s)\r\n", tlsio_version(s->tls),
+		    tlsio_cipher(s->tls));
+	buf_printf(&h, "\tby %s (govrelay) with %s id %s", smtp_hostname(s),
+	    smtp_protocol_name(s), tx->qid_text);
+	/* Naming the recipient only when there is one keeps Bcc private. */
+	if (tx->nrcpt == 1)
+		buf_printf(&h, "\r\n\tfor <%s>", tx->rcpts[0].addr);
+	buf_printf(&h, "; %s\r\n", date);
+	tx->body_started = true;
+	tx->at_line_start = true;
+	smtp_body_store(s, h.data, h.len);
+	buf_free(&h);
+}
+
+/* -------------------------------------------------------- commit op */
+
+struct smtp_commit_op {
+	struct smtp_session *s;
+	struct queue_msg msg;
+	uint32_t last_seq;
+	struct buf last_chunk;
+	int64_t now;
+	char qid_text[QUEUE_ID_TEXT_LEN + 1];
+	char size_text[24], nrcpt_text[16];
+};
+
+static int smtp_commit_apply(struct queue_txn *txn, void *arg)
+{
+	struct smtp_commit_op *op = arg;
+	struct queue_audit_field f[8 + 100];
+	size_t n = 0;
+	int rc;
+
+	if (op->last_chunk.len > 0) {
+		rc = queue_body_put(txn, op->msg.id, op->last_seq, op->last_chunk.data,
+		    op->last_chunk.len);
+		if (rc < 0)
+			return rc;
+	}
+	rc = queue_msg_put(txn, &op->msg);
+	if (rc < 0)
+		return rc;
+	f[n++] = (struct queue_audit_field){ "from", op->msg.sender };
+	f[n++] = (struct queue_audit_field){ "size", op->size_text };
+	f[n++] = (struct queue_audit_field){ "nrcpt", op->nrcpt_text };
+	f[n++] = (struct queue_audit_field){ "client", op->msg.client_addr };
+	if (op->msg.helo)
+		f[n++] = (struct queue_audit_field){ "helo", op->msg.helo };
+	f[n++] = (struct queue_audit_field){ "listener", op->msg.listener };
+	if (op->msg.tls)
+		f[n++] = (struct queue_audit_field){ "tls", op->msg.tls };
+	for (size_t i = 0; i < op->msg.nrcpts && n < sizeof f / sizeof f[0]; i++)
+		f[n++] = (struct queue_audit_field){ "to", op->msg.rcpts[i].addr };
+	return queue_audit_append(txn, op->now, op->qid_text, "received", f, n);
+}
+
+static void smtp_commit_op_free(struct smtp_commit_op *op)
+{
+	for (size_t i = 0; i < op->msg.nrcpts; i++) {
+		free(op->msg.rcpts[i].addr);
+		free(op->msg.rcpts[i].orcpt);
+	}
+	free(op->msg.rcpts);
+	free(op->msg.sender);
+	free(op->msg.envid);
+	free(op->msg.client_addr);
+	free(op->msg.helo);
+	free(op->msg.tls);
+	buf_free(&op->last_chunk);
+	free(op);
+}
+
+static void smtp_commit_done(void *arg, int status)
+{
+	struct smtp_commit_op *op = arg;
+	struct smtp_session *s = op->s;
+
+	if (status == 0) {
+		char from[SMTP_PATH_MAX + 3];
+
+		snprintf(from, sizeof from, "<%s>", op->msg.sender);
+		log_event(LOG_LVL_INFO, op->qid_text, "from", from, "size", op->size_text,
+		    "nrcpt", op->nrcpt_text, "client", op->msg.client_addr, "tls",
+		    op->msg.tls, "status", "queued", NULL);
+		if (s->srv->on_queued)
+			s->srv->on_queued(s->srv->on_queued_arg);
+	} else {
+		log_err(op->qid_text, "queue commit failed: %s", queue_strerror(status));
+	}
+	if (!s->closing) {
+		if (status == 0) {
+			smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", op->qid_text);
+			/* The chunks now belong to a committed message: keep them. */
+			s->tx.nchunks = 0;
+		} else if (status == -ENOSPC) {
+			smtp_reply(s, 452, "4.3.1", "Insufficient system storage");
+		} else {
+			smtp_reply(s, 451, "4.3.0", "Error: queue write failed");
+		}
+		s->busy = false;
+		smtp_tx_end(s);
+		if (s->srv->shutting_down) {
+			smtp_reply(s, 421, "4.3.2", "%s Service shutting down", smtp_hostname(s));
+			smtp_set_state(s, SMTP_ST_QUIT);
+			s->close_after_flush = true;
+		}
+		smtp_update_reading(s);
+		smtp_process_input(s);
+	}
+	smtp_commit_op_free(op);
+	smtp_unref(s);
+}
+
+static void smtp_commit(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+	struct smtp_commit_op *op = xcalloc(1, sizeof *op);
+	int64_t now = time_now_ms();
+	char tlsdesc[128];
+
+	op->s = s;
+	op->now = now;
+	str_copy(op->qid_text, tx->qid_text, sizeof op->qid_text);
+	op->msg.id = tx->qid;
+	op->msg.arrival = now;
+	op->msg.sender = xstrdup(tx->sender);
+	op->msg.envid = tx->params.has_envid ? xstrdup(tx->params.envid) : NULL;
+	op->msg.ret = tx->params.ret;
+	op->msg.body_type = tx->params.body;
+	op->msg.smtputf8 = tx->params.smtputf8;
+	op->msg.declared_size = tx->params.has_size ? tx->params.size : 0;
+	op->msg.size = tx->stored_bytes;
+	op->msg.client_addr = xstrdup(s->peer_addr);
+	op->msg.helo = s->helo[0] ? xstrdup(s->helo) : NULL;
+	op->msg.listener = (char *)cfg_role_name(s->role);
+	if (s->tls_active) {
+		snprintf(tlsdesc, sizeof tlsdesc, "%s %s", tlsio_version(s->tls), tlsio_cipher(s->tls));
+		op->msg.tls = xstrdup(tlsdesc);
+	}
+	op->msg.nrcpts = tx->nrcpt;
+	op->msg.rcpts = xcalloc(tx->nrcpt, sizeof *op->msg.rcpts);
+	for (size_t i = 0; i < tx->nrcpt; i++) {
+		struct queue_rcpt *r = &op->msg.rcpts[i];
+
+		r->addr = xstrdup(tx->rcpts[i].addr);
+		r->orcpt = tx->rcpts[i].orcpt ? xstrdup(tx->rcpts[i].orcpt) : NULL;
+		r->notify = tx->rcpts[i].notify;
+		r->state = QUEUE_RCPT_PENDING;
+		r->next_attempt = now;
+	}
+	/* The tail of the body rides in the commit itself: one write for small mail. */
+	buf_init(&op->last_chunk);
+	if (tx->chunk.len > 0) {
+		op->last_seq = tx->nchunks++;
+		buf_append(&op->last_chunk, tx->chunk.data, tx->chunk.len);
+		buf_reset(&tx->chunk);
+	}
+	op->msg.nchunks = tx->nchunks;
+	snprintf(op->size_text, sizeof op->size_text, "%llu", (unsigned long long)tx->stored_bytes);
+	snprintf(op->nrcpt_text, sizeof op->nrcpt_text, "%zu", tx->nrcpt);
+	s->busy = true;
+	smtp_ref(s);
+	queue_writer_submit(s->srv->writer, smtp_commit_apply, smtp_commit_done, op);
+}
+
+/* ------------------------------------------------------ end of data */
+
+static void smtp_data_policy_done(void *arg, const struct verdict *v)
+{
+	struct smtp_session *s = arg;
+
+	if (s->closing) {
+		smtp_unref(s);
+		return;
+	}
+	s->busy = false;
+	if (v->kind == VERDICT_CONTINUE || v->kind == VERDICT_ACCEPT) {
+		smtp_commit(s);
+	} else {
+		smtp_reply(s, v->code, v->enh, "%s", v->text);
+		smtp_audit_reject(s, "data", v, NULL);
+		smtp_tx_end(s);
+		if (v->kind == VERDICT_DISCONNECT) {
+			smtp_set_state(s, SMTP_ST_QUIT);
+			s->close_after_flush = true;
+		}
+	}
+	smtp_update_reading(s);
+	smtp_process_input(s);
+	smtp_unref(s);
+}
+
+static void smtp_refuse_message(struct smtp_session *s, int code, const char *enh,
+    const char *text, const char *reason)
+{
+	struct verdict v;
+
+	policy_verdict_set(&v, VERDICT_REJECT, code, enh, "%s", text);
+	v.rule = reason;
+	smtp_reply(s, code, enh, "%s", text);
+	log_event(LOG_LVL_INFO, s->tx.qid_text, "reject", "DATA", "reason", reason,
+	    "client", s->peer_addr, NULL);
+	smtp_audit_reject(s, "data", &v, NULL);
+	smtp_tx_end(s);
+}
+
+/* CRLF.CRLF (or BDAT LAST) has been read: decide, then commit. */
+static void smtp_finish_message(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	switch (tx->fault) {
+	case SMTP_BODY_BARE_NEWLINE:
+		smtp_refuse_message(s, 550, "5.5.2",
+		    "Error: bare <LF> or <CR> in message text (RFC 5321 section 2.3.8)",
+		    "bare newline");
+		return;
+	case SMTP_BODY_LINE_TOO_LONG:
+		smtp_refuse_message(s, 552, "5.3.4",
+		    "Error: text line too long (RFC 5321 limit is 1000 octets)",
+		    "line too long");
+		return;
+	case SMTP_BODY_TOO_BIG:
+		smtp_refuse_message(s, 552, "5.3.4", "Error: message file too big",
+		    "message too big");
+		return;
+	case SMTP_BODY_OK:
+		break;
+	}
+	if (tx->chunks_inflight > 0) {
+		/* Wait: a failed chunk must fail the message (smtp_chunk_done resumes). */
+		tx->waiting_chunks = true;
+		s->busy = true;
+		return;
+	}
+	if (tx->chunk_error < 0) {
+		if (tx->chunk_error == -ENOSPC)
+			smtp_reply(s, 452, "4.3.1", "Insufficient system storage");
+		else
+			smtp_reply(s, 451, "4.3.0", "Error: queue write failed");
+		smtp_tx_end(s);
+		return;
+	}
+	/* Bodies that lack a final CRLF (possible with BDAT) get one. */
+	if (tx->chunk.len > 0 && tx->chunk.data[tx->chunk.len - 1] != '\n')
+		smtp_body_store(s, "\r\n", 2);
+	memset(&s->preq, 0, sizeof s->preq);
+	s->preq.stage = POLICY_STAGE_DATA;
+	s->preq.session_id = s->id;
+	s->preq.client_addr = s->peer_addr;
+	s->preq.client_trusted = s->trusted;
+	s->preq.listener_role = cfg_role_name(s->role);
+	s->preq.tls = s->tls_active;
+	s->preq.helo = s->helo;
+	s->preq.sender = tx->sender;
+	s->preq.nrcpt = tx->nrcpt;
+	s->busy = true;
+	smtp_ref(s);
+	policy_run(s->srv->policy, &s->preq, smtp_data_policy_done, s);
+}
+
+/* ------------------------------------------------------ DATA reading */
+
+/*
+ * Consumes DATA body bytes from s->in. Returns true when it made progress
+ * and the caller should loop again, false when it needs more input.
+ *
+ * Lines are split at LF only to look at them: a line counts as properly
+ * ended only with CRLF, and "." ends the data only when it is a whole line
+ * that follows a CRLF and ends in CRLF. Anything else with a lone CR or LF
+ * marks the message bad, but never ends it (SMTP smuggling).
+ */
+static bool smtp_data_consume(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+	char *data = smtp_in_data(s);
+	size_t avail = smtp_in_len(s);
+	char *lf = memchr(data, '\n', avail);
+	size_t linelen, content;
+	const char *p;
+	bool crlf;
+
+	if (lf == NULL) {
+		/*
+		 * No line end yet. More than 1000 octets without LF cannot be a
+		 * legal line (RFC 5321 section 4.5.3.1.6): drop it as it arrives.
+		 */
+		if (avail > SMTP_TEXTLINE_MAX) {
+			if (tx->fault == SMTP_BODY_OK)
+				tx->fault = SMTP_BODY_LINE_TOO_LONG;
+			tx->skipping_long_line = true;
+			/* Keep a trailing CR: it may pair with the next LF. */
+			smtp_in_consume(s, avail - 1);
+		}
+		return false;
+	}
+	linelen = (size_t)(lf - data) + 1;
+	crlf = linelen >= 2 && data[linelen - 2] == '\r';
+	content = crlf ? linelen - 2 : linelen - 1;
+	p = data;
+
+	if (tx->skipping_long_line) {
+		tx->skipping_long_line = false;
+		tx->at_line_start = crlf;
+		smtp_in_consume(s, linelen);
+		return true;
+	}
+	if (!crlf || memchr(p, '\r', content) != NULL) {
+		if (tx->fault == SMTP_BODY_OK)
+			tx->fault = SMTP_BODY_BARE_NEWLINE;
+	}
+	if (crlf && tx->at_line_start && content == 1 && p[0] == '.') {
+		smtp_in_consume(s, linelen);
+		smtp_finish_message(s);
+		return true;
+	}
+	if (linelen > SMTP_TEXTLINE_MAX && tx->fault == SMTP_BODY_OK)
+		tx->fault = SMTP_BODY_LINE_TOO_LONG;
+	if (tx->fault == SMTP_BODY_OK) {
+		/* RFC 5321 section 4.5.2: remove exactly one leading dot. */
+		if (tx->at_line_start && content > 0 && p[0] == '.') {
+			p++;
+			linelen--;
+		}
+		smtp_body_client(s, p, linelen);
+	}
+	tx->at_line_start = crlf;
+	smtp_in_consume(s, (size_t)(lf - data) + 1);
+	return true;
+}
+
+/* BDAT chunk bytes: counted, no unstuffing; line rules still apply. */
+static bool smtp_bdat_consume(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+	const char *data = smtp_in_data(s);
+	size_t n = smtp_in_len(s);
+
+	if (n == 0 && tx->bdat_remaining > 0)
+		return false;
+	if (n > tx->bdat_remaining)
+		n = (size_t)tx->bdat_remaining;
+	if (!tx->bdat_chunk_rejected) {
+		for (size_t i = 0; i < n && tx->fault == SMTP_BODY_OK; i++) {
+			char c = data[i];
+
+			if (c == '\n') {
+				if (!tx->bdat_prev_cr)
+					tx->fault = SMTP_BODY_BARE_NEWLINE;
+				tx->bdat_line_len = 0;
+			} else {
+				if (tx->bdat_prev_cr)
+					tx->fault = SMTP_BODY_BARE_NEWLINE;
+				if (++tx->bdat_line_len > SMTP_TEXTLINE_MAX - 2)
+					tx->fault = SMTP_BODY_LINE_TOO_LONG;
+			}
+			tx->bdat_prev_cr = c == '\r';
+		}
+		smtp_body_client(s, data, n);
+	}
+	smtp_in_consume(s, n);
+	tx->bdat_remaining -= n;
+	if (tx->bdat_remaining > 0)
+		return false;
+
+	if (tx->bdat_chunk_rejected) {
+		/* The refused chunk is gone: back where the BDAT found us. */
+		tx->bdat_chunk_rejected = false;
+		s->state = s->bdat_return_state;
+		smtp_count_error(s);
+		return true;
+	}
+	if (tx->bdat_last) {
+		/* A chunk ending in CR leaves the CR unpaired. */
+		if (tx->bdat_prev_cr && tx->fault == SMTP_BODY_OK)
+			tx->fault = SMTP_BODY_BARE_NEWLINE;
+		smtp_finish_message(s);
+		return true;
+	}
+	smtp_reply(s, 250, "2.0.0", "%llu octets received",
+	    (unsigned long long)tx->client_bytes);
+	smtp_set_state(s, SMTP_ST_BDAT_IDLE);
+	return true;
+}
+
+/* ---------------------------------------------------------- commands */
+
+static void smtp_cmd_helo(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
+{
+	struct smtp_parse_error err;
+	char name[SMTP_DOMAIN_MAX + 1];
+
+	if (smtp_parse_helo(arg, name, sizeof name, &err) < 0) {
+		smtp_reply_parse_error(s, &err);
+		smtp_count_error(s);
+		return;
+	}
+	/* RFC 5321 section 4.1.4: EHLO/HELO also resets any transaction. */
+	smtp_tx_reset(s);
+	str_copy(s->helo, name, sizeof s->helo);
+	s->esmtp = cmd == SMTP_CMD_EHLO;
+	smtp_set_state(s, SMTP_ST_READY);
+	if (cmd == SMTP_CMD_HELO) {
+		smtp_reply(s, 250, NULL, "%s", smtp_hostname(s));
+		return;
+	}
+	buf_printf(&s->out, "250-%s\r\n", smtp_hostname(s));
+	buf_append_str(&s->out, "250-PIPELINING\r\n");
+	buf_printf(&s->out, "250-SIZE %llu\r\n", (unsigned long long)s->cfg->max_message_size);
+	if (s->srv->tls && !s->tls_active && s->role != CFG_ROLE_SUBMISSIONS)
+		buf_append_str(&s->out, "250-STARTTLS\r\n");
+	buf_append_str(&s->out, "250-8BITMIME\r\n");
+	buf_append_str(&s->out, "250-SMTPUTF8\r\n");
+	buf_append_str(&s->out, "250-ENHANCEDSTATUSCODES\r\n");
+	buf_append_str(&s->out, "250-CHUNKING\r\n");
+	buf_append_str(&s->out, "250 DSN\r\n");
+}
+
+static bool smtp_require_state(struct smtp_session *s, enum smtp_cmd cmd)
+{
+	switch (s->state) {
+	case SMTP_ST_INIT:
+		smtp_reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+		break;
+	case SMTP_ST_READY:
+		if (cmd == SMTP_CMD_MAIL)
+			return true;
+		smtp_reply(s, 503, "5.5.1", "Error: need MAIL command");
+		break;
+	case SMTP_ST_MAIL:
+		if (cmd == SMTP_CMD_RCPT)
+			return true;
+		if (cmd == SMTP_CMD_MAIL)
+			smtp_reply(s, 503, "5.5.1", "Error: nested MAIL command");
+		else
+			smtp_reply(s, 503, "5.5.1", "Error: need RCPT command");
+		break;
+	case SMTP_ST_RCPT:
+		if (cmd != SMTP_CMD_MAIL)
+			return true;
+		smtp_reply(s, 503, "5.5.1", "Error: nested MAIL command");
+		break;
+	case SMTP_ST_BDAT_IDLE:
+		if (cmd == SMTP_CMD_BDAT)
+			return true;
+		smtp_reply(s, 503, "5.5.1", "Error: %s not allowed inside a BDAT transaction",
+		    smtp_cmd_name(cmd));
+		break;
+	default:
+		smtp_reply(s, 503, "5.5.1", "Error: bad sequence of commands");
+		break;
+	}
+	smtp_count_error(s);
+	return false;
+}
+
+static void smtp_fill_request(struct smtp_session *s, enum policy_stage stage)
+{
+	memset(&s->preq, 0, sizeof s->preq);
+	s->preq.stage = stage;
+	s->preq.session_id = s->tx.active ? s->tx.qid_text : s->id;
+	s->preq.client_addr = s->peer_addr;
+	s->preq.client_trusted = s->trusted;
+	s->preq.listener_role = cfg_role_name(s->role);
+	s->preq.tls = s->tls_active;
+	s->preq.helo = s->helo;
+	s->preq.sender = s->tx.active ? s->tx.sender : "";
+	s->preq.nrcpt = s->tx.nrcpt;
+	s->preq.rcpt = "";
+	s->preq.rcpt_domain = "";
+}
+
+static void smtp_mail_policy_done(void *arg, const struct verdict *v)
+{
+	struct smtp_session *s = arg;
+
+	if (!s->closing) {
+		s->busy = false;
+		if (v->kind == VERDICT_CONTINUE || v->kind == VERDICT_ACCEPT) {
+			smtp_set_state(s, SMTP_ST_MAIL);
+			log_event(LOG_LVL_INFO, s->tx.qid_text, "client", s->peer_addr,
+			    "sess", s->id, NULL);
+			smtp_reply(s, 250, "2.1.0", "Ok");
+		} else {
+			smtp_reply(s, v->code, v->enh, "%s", v->text);
+			smtp_audit_reject(s, "mail", v, NULL);
+			smtp_tx_reset(s);
+			if (v->kind == VERDICT_DISCONNECT) {
+				smtp_set_state(s, SMTP_ST_QUIT);
+				s->close_after_flush = true;
+			}
+		}
+		smtp_update_reading(s);
+		smtp_process_input(s);
+	}
+	smtp_unref(s);
+}
+
+static void smtp_cmd_mail(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
+{
+	struct smtp_parse_error err;
+	struct smtp_path path;
+	struct smtp_mail_params params;
+	const char *rest;
+
+	if (!smtp_require_state(s, cmd))
+		return;
+	if (s->role == CFG_ROLE_SUBMISSION && !s->tls_active) {
+		smtp_reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+		smtp_count_error(s);
+		return;
+	}
+	if (s->role != CFG_ROLE_MX) {
+		/* AUTH (RFC 4954) is not implemented yet: nobody may submit. */
+		smtp_reply(s, 530, "5.7.0", "Authentication required");
+		smtp_count_error(s);
+		return;
+	}
+	/* Parse with UTF-8 allowed, then hold it against the SMTPUTF8 parameter. */
+	if (smtp_parse_path(arg, false, true, true, &path, &rest, &err) < 0 ||
+	    smtp_parse_mail_params(rest, &params, &err) < 0) {
+		smtp_reply_parse_error(s, &err);
+		smtp_count_error(s);
+		return;
+	}
+	if (path.is_utf8 && !params.smtputf8) {
+		smtp_reply(s, 553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8");
+		smtp_count_error(s);
+		return;
+	}
+	if (params.has_size && params.size > s->cfg->max_message_size) {
+		smtp_reply(s, 552, "5.3.4", "Error: message file too big");
+		return;
+	}
+	smtp_tx_reset(s);
+	s->tx.active = true;
+	s->tx.qid = queue_next_id(s->srv->store);
+	queue_id_format(s->tx.qid, s->tx.qid_text);
+	str_copy(s->tx.sender, path.addr, sizeof s->tx.sender);
+	s->tx.params = params;
+	smtp_fill_request(s, POLICY_STAGE_MAIL);
+	s->busy = true;
+	smtp_ref(s);
+	policy_run(s->srv->policy, &s->preq, smtp_mail_policy_done, s);
+}
+
+static void smtp_rcpt_policy_done(void *arg, const struct verdict *v)
+{
+	struct smtp_session *s = arg;
+
+	if (!s->closing) {
+		s->busy = false;
+		if (v->kind == VERDICT_CONTINUE || v->kind == VERDICT_ACCEPT) {
+			struct smtp_tx *tx = &s->tx;
+			struct smtp_rcpt *r;
+
+			tx->rcpts = xreallocarray(tx->rcpts, tx->nrcpt + 1, sizeof *tx->rcpts);
+			r = &tx->rcpts[tx->nrcpt++];
+			r->addr = xstrdup(s->pending_path.addr);
+			r->orcpt = s->pending_rparams.has_orcpt ? xstrdup(s->pending_rparams.orcpt) : NULL;
+			r->notify = s->pending_rparams.notify;
+			if (s->state == SMTP_ST_MAIL)
+				smtp_set_state(s, SMTP_ST_RCPT);
+			smtp_reply(s, 250, "2.1.5", "Ok");
+		} else {
+			smtp_reply(s, v->code, v->enh, "%s", v->text);
+			log_event(LOG_LVL_INFO, s->tx.qid_text, "reject", "RCPT", "code",
+			    v->enh, "reason", v->text, "client", s->peer_addr, "rule", v->rule,
+			    NULL);
+			smtp_audit_reject(s, "rcpt", v, s->pending_path.addr);
+			if (v->kind == VERDICT_DISCONNECT) {
+				smtp_set_state(s, SMTP_ST_QUIT);
+				s->close_after_flush = true;
+			}
+		}
+		smtp_update_reading(s);
+		smtp_process_input(s);
+	}
+	smtp_unref(s);
+}
+
+static void smtp_cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
+{
+	struct smtp_parse_error err;
+	const char *rest;
+
+	if (!smtp_require_state(s, cmd))
+		return;
+	if (smtp_parse_path(arg, true, false, s->tx.params.smtputf8, &s->pending_path,
+	        &rest, &err) < 0 ||
+	    smtp_parse_rcpt_params(rest, &s->pending_rparams, &err) < 0) {
+		smtp_reply_parse_error(s, &err);
+		smtp_count_error(s);
+		return;
+	}
+	/* RFC 5321 section 4.5.3.1.8: 452 4.5.3 when a message has too many. */
+	if (s->tx.nrcpt >= s->cfg->max_recipients) {
+		smtp_reply(s, 452, "4.5.3", "Error: too many recipients");
+		return;
+	}
+	smtp_fill_request(s, POLICY_STAGE_RCPT);
+	str_copy(s->preq_rcpt, s->pending_path.addr, sizeof s->preq_rcpt);
+	str_copy(s->preq_domain, s->pending_path.domain, sizeof s->preq_domain);
+	s->preq.rcpt = s->preq_rcpt;
+	s->preq.rcpt_domain = s->preq_domain;
+	s->preq.rcpt_routing_chars = s->pending_path.has_routing_chars;
+	s->busy = true;
+	smtp_ref(s);
+	policy_run(s->srv->policy, &s->preq, smtp_rcpt_policy_done, s);
+}
+
+static void smtp_cmd_data(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
+{
+	if (arg[0] != '\0') {
+		smtp_reply(s, 501, "5.5.4", "Error: DATA takes no argument");
+		smtp_count_error(s);
+		return;
+	}
+	if (!smtp_require_state(s, cmd))
+		return;
+	smtp_set_state(s, SMTP_ST_DATA);
+	smtp_body_begin(s);
+	smtp_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+}
+
+static void smtp_cmd_bdat(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
+{
+	struct smtp_parse_error err;
+	uint64_t size;
+	bool last;
+
+	if (smtp_parse_bdat(arg, &size, &last, &err) < 0) {
+		smtp_reply_parse_error(s, &err);
+		smtp_count_error(s);
+		return;
+	}
+	if (s->state != SMTP_ST_RCPT && s->state != SMTP_ST_BDAT_IDLE) {
+		const char *why = s->state == SMTP_ST_INIT ? "Error: send HELO/EHLO first" :
+		    s->state == SMTP_ST_READY ? "Error: need MAIL command" :
+		    "Error: need RCPT command";
+
+		(void)cmd;
+		smtp_reply(s, 503, "5.5.1", "%s", why);
+		/*
+		 * RFC 3030 section 4: the chunk's octets are read even when the
+		 * command is refused, or they would be taken for commands. The
+		 * state is set directly: this detour is not a protocol transition.
+		 */
+		s->bdat_return_state = s->state;
+		s->tx.bdat_remaining = size;
+		s->tx.bdat_chunk_rejected = true;
+		s->tx.bdat_last = last;
+		s->state = SMTP_ST_BDAT;
+		if (size == 0)
+			smtp_bdat_consume(s);
+		return;
+	}
+	if (!s->tx.body_started)
+		smtp_body_begin(s);
+	s->tx.bdat_remaining = size;
+	s->tx.bdat_last = last;
+	smtp_set_state(s, SMTP_ST_BDAT);
+	if (size == 0) {
+		/* A zero-length chunk completes at once (usually "BDAT 0 LAST"). */
+		smtp_bdat_consume(s);
+	}
+}
+
+static void smtp_cmd_rset(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
+{
+	(void)cmd;
+	if (arg[0] != '\0') {
+		smtp_reply(s, 501, "5.5.4", "Error: RSET takes no argument");
+		smtp_count_error(s);
+		return;
+	}
+	smtp_tx_reset(s);
+	if (s->state != SMTP_ST_INIT)
+		smtp_set_state(s, SMTP_ST_READY);
+	smtp_reply(s, 250, "2.0.0", "Ok");
+}
+
+static void smtp_cmd_noop(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
+{
+	(void)cmd;
+	(void)arg;
+	smtp_reply(s, 250, "2.0.0", "Ok");
+}
+
+static void smtp_cmd_quit(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
+{
+	(void)cmd;
+	(void)arg;
+	smtp_reply(s, 221, "2.0.0", "Bye");
+	smtp_tx_reset(s);
+	smtp_set_state(s, SMTP_ST_QUIT);
+	s->close_after_flush = true;
+}
+
+static void smtp_cmd_help(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
+{
+	(void)cmd;
+	(void)arg;
+	smtp_reply(s, 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT "
+	    "HELP VRFY STARTTLS; see RFC 5321");
+}
+
+static void smtp_cmd_vrfy(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
+{
+	(void)cmd;
+	if (arg[0] == '\0') {
+		smtp_reply(s, 501, "5.5.4", "Error: VRFY needs an argument");
+		smtp_count_error(s);
+		return;
+	}
+	/* RFC 5321 section 3.5.3: 252 without saying whether the user exists. */
+	smtp_reply(s, 252, "2.5.0",
+	    "Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void smtp_cmd_expn(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
+{
+	(void)cmd;
+	(void)arg;
+	smtp_reply(s, 502, "5.5.1", "Error: EXPN not available");
+	smtp_count_error(s);
+}
+
+static void smtp_cmd_auth(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
+{
+	(void)cmd;
+	(void)arg;
+	smtp_reply(s, 502, "5.5.1", "Error: authentication not enabled");
+	smtp_count_error(s);
+}
+
+static void smtp_tls_plaintext(void *arg, const char *data, size_t len);
+static void smtp_tls_established(void *arg);
+
+static const struct tlsio_callbacks smtp_tls_callbacks = {
+	.send = smtp_tls_send,
+	.plaintext = smtp_tls_plaintext,
+	.established = smtp_tls_established,
+};
+
+static void smtp_start_tls(struct smtp_session *s)
+{
+	s->tls = tlsio_new(s->srv->tls, true, NULL, &smtp_tls_callbacks, s);
+	smtp_set_state(s, SMTP_ST_HANDSHAKE);
+	smtp_arm_timer(s);
+}
+
+static void smtp_cmd_starttls(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
+{
+	(void)cmd;
+	if (s->srv->tls == NULL || s->role == CFG_ROLE_SUBMISSIONS) {
+		smtp_reply(s, 502, "5.5.1", "Error: STARTTLS not available");
+		smtp_count_error(s);
+		return;
+	}
+	if (s->tls_active) {
+		smtp_reply(s, 503, "5.5.1", "Error: TLS already active");
+		smtp_count_error(s);
+		return;
+	}
+	if (arg[0] != '\0') {
+		smtp_reply(s, 501, "5.5.4", "Error: STARTTLS takes no argument");
+		smtp_count_error(s);
+		return;
+	}
+	if (s->state != SMTP_ST_READY) {
+		smtp_reply(s, 503, "5.5.1", s->state == SMTP_ST_INIT ?
+		    "Error: send EHLO first" : "Error: STARTTLS not allowed in a mail transaction");
+		smtp_count_error(s);
+		return;
+	}
+	smtp_reply(s, 220, "2.0.0", "Ready to start TLS");
+	smtp_flush(s);
+	/*
+	 * RFC 3207 section 4.2 and CVE-2011-0411: whatever the client sent
+	 * after STARTTLS came in cleartext and must never be executed.
+	 */
+	if (smtp_in_len(s) > 0) {
+		char n[24];
+
+		snprintf(n, sizeof n, "%zu", smtp_in_len(s));
+		log_event(LOG_LVL_WARN, s->id, "client", s->peer_addr, "discarded_bytes", n,
+		    "reason", "plaintext pipelined after STARTTLS", NULL);
+	}
+	smtp_in_clear(s);
+	s->helo[0] = '\0';
+	s->esmtp = false;
+	smtp_start_tls(s);
+}
+
+typedef void smtp_cmd_fn(struct smtp_session *s, enum smtp_cmd cmd, const char *arg);
+
+/* One row per verb. */
+static smtp_cmd_fn *const smtp_commands[] = {
+	[SMTP_CMD_HELO] = smtp_cmd_helo,
+	[SMTP_CMD_EHLO] = smtp_cmd_helo,
+	[SMTP_CMD_MAIL] = smtp_cmd_mail,
+	[SMTP_CMD_RCPT] = smtp_cmd_rcpt,
+	[SMTP_CMD_DATA] = smtp_cmd_data,
+	[SMTP_CMD_BDAT] = smtp_cmd_bdat,
+	[SMTP_CMD_RSET] = smtp_cmd_rset,
+	[SMTP_CMD_NOOP] = smtp_cmd_noop,
+	[SMTP_CMD_QUIT] = smtp_cmd_quit,
+	[SMTP_CMD_HELP] = smtp_cmd_help,
+	[SMTP_CMD_VRFY] = smtp_cmd_vrfy,
+	[SMTP_CMD_EXPN] = smtp_cmd_expn,
+	[SMTP_CMD_STARTTLS] = smtp_cmd_starttls,
+	[SMTP_CMD_AUTH] = smtp_cmd_auth,
+};
+
+static void smtp_handle_line(struct smtp_session *s, const char *line, size_t len)
+{
+	struct smtp_parse_error err;
+	enum smtp_cmd cmd;
+	const char *arg;
+
+	s->ncommands++;
+	if (smtp_parse_command(line, len, &cmd, &arg, &err) < 0) {
+		smtp_reply_parse_error(s, &err);
+		smtp_count_error(s);
+		return;
+	}
+	if ((size_t)cmd >= sizeof smtp_commands / sizeof smtp_commands[0] ||
+	    smtp_commands[cmd] == NULL) {
+		smtp_reply(s, 500, "5.5.2", "Error: command not recognized");
+		smtp_count_error(s);
+		return;
+	}
+	smtp_commands[cmd](s, cmd, arg);
+}
+
+/* ------------------------------------------------------ input loop */
+
+/*
+ * Takes one command line from s->in. Returns true when a line (good or
+ * bad) was consumed, false when more input is needed.
+ */
+static bool smtp_command_consume(struct smtp_session *s)
+{
+	char *data = smtp_in_data(s);
+	size_t avail = smtp_in_len(s);
+	char *lf = memchr(data, '\n', avail);
+	size_t linelen, content;
+	char line[SMTP_CMDLINE_MAX];
+
+	if (lf == NULL) {
+		if (avail > SMTP_CMDLINE_MAX) {
+			/* Drop the head of an over-long line; answer when it ends. */
+			s->skipping_long_command = true;
+			smtp_in_consume(s, avail - 1);
+		}
+		return false;
+	}
+	linelen = (size_t)(lf - data) + 1;
+	if (s->skipping_long_command || linelen > SMTP_CMDLINE_MAX) {
+		s->skipping_long_command = false;
+		smtp_in_consume(s, linelen);
+		smtp_reply(s, 500, "5.5.2", "Error: line too long");
+		smtp_count_error(s);
+		return true;
+	}
+	if (linelen < 2 || data[linelen - 2] != '\r' ||
+	    memchr(data, '\r', linelen - 2) != NULL) {
+		/* Never guess where a command ends (RFC 5321 section 2.3.8). */
+		smtp_in_consume(s, linelen);
+		log_event(LOG_LVL_INFO, s->id, "client", s->peer_addr, "error",
+		    "bare <LF> or <CR> in command", NULL);
+		smtp_reply(s, 500, "5.5.2", "Error: bare <LF> or <CR> received");
+		smtp_count_error(s);
+		return true;
+	}
+	content = linelen - 2;
+	memcpy(line, data, content);
+	line[content] = '\0';
+	smtp_in_consume(s, linelen);
+	smtp_handle_line(s, line, content);
+	return true;
+}
+
+static void smtp_process_input(struct smtp_session *s)
+{
+	if (s->in_process || s->closing)
+		return;
+	s->in_process = true;
+	smtp_ref(s);
+	for (;;) {
+		bool progressed;
+
+		/* Closing: nothing more to do with this connection. */
+		if (s->closing)
+			break;
+		/* A command waits on policy or the queue: answer it first. */
+		if (s->busy)
+			break;
+		/* QUIT or a fatal error: commands after it are ignored. */
+		if (s->state == SMTP_ST_QUIT)
+			break;
+		/* No plaintext exists until the handshake is done. */
+		if (s->state == SMTP_ST_HANDSHAKE || s->state == SMTP_ST_CONNECTED)
+			break;
+		/* Nothing left to parse (a BDAT chunk of 0 octets needs none). */
+		if (smtp_in_len(s) == 0 &&
+		    !(s->state == SMTP_ST_BDAT && s->tx.bdat_remaining == 0))
+			break;
+		if (s->state == SMTP_ST_DATA)
+			progressed = smtp_data_consume(s);
+		else if (s->state == SMTP_ST_BDAT)
+			progressed = smtp_bdat_consume(s);
+		else
+			progressed = smtp_command_consume(s);
+		/* Input ran dry in the middle of a line: wait for more. */
+		if (!progressed)
+			break;
+	}
+	smtp_in_compact(s);
+	if (!s->closing) {
+		if (s->close_after_flush)
+			smtp_close_graceful(s);
+		else
+			smtp_flush(s);
+		smtp_update_reading(s);
+		smtp_arm_timer(s);
+	}
+	s->in_process = false;
+	smtp_unref(s);
+}
+
+/* ------------------------------------------------------- reading */
+
+static char smtp_read_buffer[65536];
+
+static void smtp_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	(void)h;
+	(void)suggested;
+	/* One loop thread, and reads are consumed before the next: one buffer. */
+	*b = uv_buf_init(smtp_read_buffer, sizeof smtp_read_buffer);
+}
+
+static void smtp_greet(struct smtp_session *s);
+
+static void smtp_tls_plaintext(void *arg, const char *data, size_t len)
+{
+	struct smtp_session *s = arg;
+
+	if (s->state == SMTP_ST_QUIT)
+		return;
+	buf_append(&s->in, data, len);
+}
+
+static void smtp_tls_established(void *arg)
+{
+	struct smtp_session *s = arg;
+
+	s->tls_active = true;
+	log_event(LOG_LVL_INFO, s->id, "tls", tlsio_version(s->tls), "cipher",
+	    tlsio_cipher(s->tls), "client", s->peer_addr, NULL);
+	smtp_set_state(s, SMTP_ST_INIT);
+	if (!s->greeted)
+		smtp_greet(s);
+}
+
+static void smtp_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
+{
+	struct smtp_session *s = stream->data;
+
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		if (nread != UV_EOF)
+			log_debug(s->id, "read: %s", uv_strerror((int)nread));
+		smtp_close(s);
+		return;
+	}
+	if (s->state == SMTP_ST_CONNECTED) {
+		/* Real mail clients wait for the greeting (RFC 5321 section 3.1). */
+		log_event(LOG_LVL_INFO, s->id, "pregreet", "client talked before the greeting",
+		    "client", s->peer_addr, NULL);
+		smtp_reply(s, 554, "5.5.0", "%s Error: client talked before the greeting",
+		    smtp_hostname(s));
+		smtp_set_state(s, SMTP_ST_QUIT);
+		smtp_close_graceful(s);
+		return;
+	}
+	if (s->state == SMTP_ST_QUIT)
+		return; /* ignore everything after QUIT */
+	smtp_ref(s);
+	if (s->tls) {
+		int rc = tlsio_feed(s->tls, b->base, (size_t)nread);
+
+		if (rc < 0) {
+			if (rc != -ECONNRESET)
+				log_event(LOG_LVL_INFO, s->id, "tls_error", tlsio_error(s->tls),
+				    "client", s->peer_addr, NULL);
+			smtp_close(s);
+			smtp_unref(s);
+			return;
+		}
+	} else {
+		buf_append(&s->in, b->base, (size_t)nread);
+	}
+	smtp_process_input(s);
+	smtp_unref(s);
+}
+
+static void smtp_update_reading(struct smtp_session *s)
+{
+	bool want;
+
+	if (s->closing || s->shutdown_sent)
+		return;
+	want = !s->busy && smtp_in_len(s) < SMTP_INPUT_HIGH_WATER &&
+	    s->inflight_bytes < SMTP_INFLIGHT_HIGH_WATER && s->state != SMTP_ST_QUIT;
+	/* The pregreet check needs to see early bytes. */
+	if (s->state == SMTP_ST_CONNECTED)
+		want = true;
+	if (want && !s->reading) {
+		if (uv_read_start((uv_stream_t *)&s->tcp, smtp_alloc_cb, smtp_read_cb) == 0)
+			s->reading = true;
+	} else if (!want && s->reading) {
+		uv_read_stop((uv_stream_t *)&s->tcp);
+		s->reading = false;
+	}
+}
+
+/* ------------------------------------------------------- timers */
+
+static void smtp_timer_cb(uv_timer_t *t)
+{
+	struct smtp_session *s = t->data;
+
+	if (s->closing)
+		return;
+	if (s->state == SMTP_ST_CONNECTED) {
+		smtp_greet(s);
+		smtp_flush(s);
+		smtp_arm_timer(s);
+		return;
+	}
+	if (s->busy) {
+		/* Our own wait, not the client's: check again later. */
+		smtp_arm_timer(s);
+		return;
+	}
+	log_event(LOG_LVL_INFO, s->id, "timeout", smtp_state_names[s->state], "client",
+	    s->peer_addr, NULL);
+	if (s->shutdown_sent) {
+		smtp_close(s);
+		return;
+	}
+	if (s->state == SMTP_ST_HANDSHAKE) {
+		/* No TLS channel to speak in yet: just hang up. */
+		smtp_close(s);
+		return;
+	}
+	smtp_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", smtp_hostname(s));
+	smtp_tx_reset(s);
+	smtp_set_state(s, SMTP_ST_QUIT);
+	smtp_close_graceful(s);
+}
+
+static void smtp_arm_timer(struct smtp_session *s)
+{
+	uint64_t ms;
+
+	if (s->closing)
+		return;
+	if (s->state == SMTP_ST_CONNECTED)
+		return; /* the greet pause timer is armed by smtp_session_start */
+	ms = (s->state == SMTP_ST_DATA || s->state == SMTP_ST_BDAT) ?
+	    s->cfg->data_timeout : s->cfg->command_timeout;
+	uv_timer_start(&s->timer, smtp_timer_cb, ms, 0);
+}
+
+/* -------------------------------------------------- connection start */
+
+int smtp_session_accept(struct smtp_server *srv, uv_stream_t *listen_stream,
+    enum cfg_role role, struct smtp_session **out)
+{
+	struct smtp_session *s = xcalloc(1, sizeof *s);
+	int len = sizeof s->peer;
+	int rc;
+
+	s->srv = srv;
+	s->cfg = cfg_ref(srv->cfg);
+	s->role = role;
+	buf_init(&s->in);
+	buf_init(&s->out);
+	uv_tcp_init(srv->loop, &s->tcp);
+	s->tcp.data = s;
+	uv_timer_init(srv->loop, &s->timer);
+	s->timer.data = s;
+	s->handles_open = 2;
+	s->refs = 2; /* one per handle */
+	rc = uv_accept(listen_stream, (uv_stream_t *)&s->tcp);
+	if (rc == 0)
+		rc = uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&s->peer, &len);
+	/* Linked in before anything can fail, so close paths are uniform. */
+	s->next = srv->sessions;
+	if (srv->sessions)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+	snprintf(s->id, sizeof s->id, "S%llX", (unsigned long long)++smtp_session_counter);
+	if (rc < 0) {
+		s->closing = true;
+		smtp_list_remove(s);
+		s->srv = srv;
+		uv_close((uv_handle_t *)&s->tcp, smtp_handle_closed);
+		uv_close((uv_handle_t *)&s->timer, smtp_handle_closed);
+		return rc;
+	}
+	if (s->peer.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&s->peer;
+
+		/* Show v4-mapped peers (dual-stack listeners) as plain IPv4. */
+		if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+			inet_ntop(AF_INET, &a6->sin6_addr.s6_addr[12], s->peer_addr,
+			    sizeof s->peer_addr);
+		else
+			inet_ntop(AF_INET6, &a6->sin6_addr, s->peer_addr, sizeof s->peer_addr);
+	} else {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)&s->peer)->sin_addr,
+		    s->peer_addr, sizeof s->peer_addr);
+	}
+	uv_tcp_nodelay(&s->tcp, 1);
+	s->admitted = true;
+	*out = s;
+	return 0;
+}
+
+const struct sockaddr_storage *smtp_session_peer(const struct smtp_session *s)
+{
+	return &s->peer;
+}
+
+void smtp_session_refuse(struct smtp_session *s, int code, const char *enh,
+    const char *text)
+{
+	log_event(LOG_LVL_INFO, s->id, "refused", text, "client", s->peer_addr, NULL);
+	smtp_reply(s, code, enh, "%s %s", smtp_hostname(s), text);
+	s->state = SMTP_ST_QUIT;
+	smtp_close_graceful(s);
+	/* A peer that never reads must not hold the slot: bound the wait. */
+	uv_timer_start(&s->timer, smtp_timer_cb, 10000, 0);
+}
+
+static void smtp_connect_policy_done(void *arg, const struct verdict *v)
+{
+	struct smtp_session *s = arg;
+
+	if (!s->closing) {
+		s->busy = false;
+		if (v->kind == VERDICT_CONTINUE || v->kind == VERDICT_ACCEPT) {
+			smtp_reply(s, 220, NULL, "%s ESMTP govrelay", smtp_hostname(s));
+			s->greeted = true;
+			if (s->state == SMTP_ST_CONNECTED)
+				smtp_set_state(s, SMTP_ST_INIT);
+		} else {
+			smtp_reply(s, v->code, v->enh, "%s", v->text);
+			smtp_audit_reject(s, "connect", v, NULL);
+			smtp_set_state(s, SMTP_ST_QUIT);
+			s->close_after_flush = true;
+		}
+		smtp_process_input(s);
+	}
+	smtp_unref(s);
+}
+
+static void smtp_greet(struct smtp_session *s)
+{
+	smtp_fill_request(s, POLICY_STAGE_CONNECT);
+	s->busy = true;
+	smtp_ref(s);
+	policy_run(s->srv->policy, &s->preq, smtp_connect_policy_done, s);
+}
+
+void smtp_session_start(struct smtp_session *s)
+{
+	s->trusted = cfg_cidr_list_has(&s->cfg->trusted_networks,
+	    (const struct sockaddr *)&s->peer);
+	s->started = true;
+	log_event(LOG_LVL_INFO, s->id, "connect from", s->peer_addr, "listener",
+	    cfg_role_name(s->role), NULL);
+	if (s->srv->shutting_down) {
+		smtp_session_refuse(s, 421, "4.3.2", "Service shutting down");
+		return;
+	}
+	if (s->role == CFG_ROLE_SUBMISSIONS) {
+		/* RFC 8314: TLS first, the greeting comes inside it. */
+		smtp_update_reading(s);
+		smtp_start_tls(s);
+		return;
+	}
+	if (s->role == CFG_ROLE_MX && !s->trusted && s->cfg->greet_pause > 0) {
+		smtp_update_reading(s);
+		uv_timer_start(&s->timer, smtp_timer_cb, s->cfg->greet_pause, 0);
+		return;
+	}
+	smtp_greet(s);
+	smtp_flush(s);
+	smtp_arm_timer(s);
+	smtp_update_reading(s);
+}
+
+/* ------------------------------------------------------- shutdown */
+
+void smtp_server_shutdown(struct smtp_server *srv)
+{
+	struct smtp_session *s, *next;
+
+	srv->shutting_down = true;
+	for (s = srv->sessions; s; s = next) {
+		next = s->next;
+		if (s->closing || s->shutdown_sent)
+			continue;
+		if (s->busy && s->tx.active && s->tx.body_started) {
+			/* Its commit is in flight: the commit completion says goodbye. */
+			continue;
+		}
+		if (s->state != SMTP_ST_HANDSHAKE && s->started)
+			smtp_reply(s, 421, "4.3.2", "%s Service shutting down", smtp_hostname(s));
+		smtp_tx_reset(s);
+		if (s->state != SMTP_ST_QUIT)
+			s->state = SMTP_ST_QUIT;
+		smtp_close_graceful(s);
+	}
+}

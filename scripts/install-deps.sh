@@ -1,0 +1,49 @@
+#!/bin/sh
+# Installs every Debian 12 package govrelay needs to build, run and test,
+# and only those that are missing. Safe to run again.
+set -eu
+
+# To build and run govrelay.
+BUILD_PKGS="build-essential autoconf automake pkg-config
+  libuv1-dev libssl-dev liblmdb-dev lmdb-utils libspf2-dev libopendkim-dev
+  libopendmarc-dev libunbound-dev libevent-dev libsystemd-dev check openssl"
+# The demo's local mail store and a client to send with.
+DEMO_PKGS="python3 python3-aiosmtpd swaks"
+# Real peers for the test suite: Postfix's smtp-sink/smtp-source, unbound,
+# valgrind.
+TEST_PKGS="postfix unbound valgrind ca-certificates"
+
+case "${1:-}" in
+--test) want="$BUILD_PKGS $DEMO_PKGS $TEST_PKGS" ;;
+*) want="$BUILD_PKGS $DEMO_PKGS" ;;
+esac
+
+missing=""
+for p in $want; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "install-deps: installing:$missing" >&2
+# Postfix asks a debconf question on install; we only use its test tools
+# (smtp-sink, smtp-source) and never run it as the system MTA.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections 2>/dev/null || true
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# Packages like unbound and postfix would start system services on install;
+# we only run them as unprivileged test peers, so keep them from starting.
+guard=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+	$SUDO chmod 755 /usr/sbin/policy-rc.d
+	guard=1
+fi
+# shellcheck disable=SC2086
+rc=0
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null || rc=$?
+[ -n "$guard" ] && $SUDO rm -f /usr/sbin/policy-rc.d
+exit $rc

@@ -1,0 +1,110 @@
+"""
+e2e: relay control. trusted_networks = 127.0.0.1/32; untrusted clients
+connect from 127.0.0.2. Untrusted to a foreign domain: 554 5.7.1; to our
+domain: accepted and delivered; trusted to a foreign domain: accepted and
+queued (deferred: no route leaves loopback). Every classic open-relay
+address form from an untrusted client is refused.
+"""
+import os
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import RelayTestCase, queued_id, wait_for  # noqa: E402
+
+UNTRUSTED = "127.0.0.2"
+
+# (form, expected reply prefix)
+OPEN_RELAY_FORMS = [
+    ("user%other.invalid@ours.test", "554 5.7.1"),
+    ('"user@other.invalid"@ours.test', "554 5.7.1"),
+    ("@ours.test:user@other.invalid", "554 5.7.1"),
+    ("@ours.test,@ours.test:user@other.invalid", "554 5.7.1"),
+    ("user@other.invalid@ours.test", "501 5.1.3"),
+    ("other.invalid!user@ours.test", "554 5.7.1"),
+    ("USER%OTHER.INVALID@OURS.TEST", "554 5.7.1"),
+    ('"user%other.invalid"@ours.test', "554 5.7.1"),
+]
+
+
+class RelayControlTest(RelayTestCase):
+    relay_options = {"trusted_networks": "127.0.0.1/32", "max_bad_commands": 1000}
+
+    def untrusted(self):
+        c = self.raw(source=UNTRUSTED)
+        c.ehlo("untrusted.test")
+        return c
+
+    def test_untrusted_foreign_denied(self):
+        c = self.untrusted()
+        c.expect("MAIL FROM:<a@example.test>", 250)
+        self.assertEqual(c.cmd("RCPT TO:<u@other.invalid>").last,
+                         "554 5.7.1 <u@other.invalid>: Relay access denied")
+        self.assertReply(c.cmd("DATA"), 503, "503 5.5.1", "DATA with no accepted recipient")
+
+    def test_untrusted_literal_denied(self):
+        c = self.untrusted()
+        c.expect("MAIL FROM:<a@example.test>", 250)
+        r = c.cmd("RCPT TO:<u@[127.0.0.1]>")
+        self.assertTrue(500 <= r.code < 600, "address literal relayed for an untrusted client: %r" % r.lines)
+
+    def test_untrusted_ours_accepted_and_delivered(self):
+        c = self.untrusted()
+        c.expect("MAIL FROM:<ext@example.test>", 250)
+        c.expect("RCPT TO:<Someone@OURS.TEST>", 250, "250 2.1.5")
+        self.assertEqual(c.cmd("RCPT TO:<u@other.invalid>").code, 554)
+        c.expect("DATA", 354)
+        qid = queued_id(c.cmd("Subject: inbound\r\n\r\ninbound from untrusted\r\n."))
+        m = self.sink.find(b"inbound from untrusted")
+        self.assertEqual([r.lower() for r in m.rcpts], ["someone@ours.test"])
+        self.relay.wait_log(r"%s: client=" % qid)
+
+    def test_trusted_foreign_accepted_and_queued(self):
+        c = self.raw(source="127.0.0.1")
+        c.ehlo()
+        c.expect("MAIL FROM:<out@example.test>", 250)
+        c.expect("RCPT TO:<far@other.invalid>", 250, "250 2.1.5")
+        c.expect("DATA", 354)
+        qid = queued_id(c.cmd("Subject: outbound\r\n\r\noutbound to a foreign domain\r\n."))
+        self.assertIn(qid, self.relay.queue_ids())
+        show = self.relay.queue_show(qid)
+        dump = harness.json.dumps(show)
+        self.assertIn("far@other.invalid", dump)
+        states = [str(s).lower() for s in harness.find_key(show, "state")]
+        self.assertTrue(states and all(s == "pending" for s in states),
+                        "recipient of a message with no reachable route must stay pending: %s" % dump)
+        self.assertEqual(self.sink.count(b"outbound to a foreign domain"), 0)
+
+    def test_open_relay_forms_refused(self):
+        for form, expect in OPEN_RELAY_FORMS:
+            with self.subTest(form=form):
+                c = self.untrusted()
+                c.expect("MAIL FROM:<probe@example.test>", 250)
+                r = c.cmd("RCPT TO:<%s>" % form)
+                self.assertTrue(r.last.startswith(expect),
+                                "RCPT TO:<%s> from an untrusted client: expected %s, got %r"
+                                % (form, expect, r.lines))
+                self.assertReply(c.cmd("DATA"), 503, "503 5.5.1", "DATA after refused %s" % form)
+                c.expect("QUIT", 221)
+        self.assertEqual(self.sink.count(b"probe@example.test"), 0)
+
+    def test_live_domain_table(self):
+        c = self.untrusted()
+        c.expect("MAIL FROM:<a@example.test>", 250)
+        self.assertEqual(c.cmd("RCPT TO:<u@later.test>").code, 554)
+        self.relay.add_domain("later.test", self.sink.route)
+        self.addCleanup(lambda: self.relay.ctl("domain", "remove", "later.test"))
+
+        def accepted():
+            return c.cmd("RCPT TO:<u@later.test>").code == 250
+        wait_for(accepted, 10, interval=0.2, what="RCPT accepted for a domain added while running")
+        self.relay.ctl_ok("domain", "remove", "later.test")
+        c.expect("RSET", 250)
+        c.expect("MAIL FROM:<a@example.test>", 250)
+        wait_for(lambda: c.cmd("RCPT TO:<v@later.test>").code == 554, 10, interval=0.2,
+                 what="RCPT refused again after domain remove")
+
+
+if __name__ == "__main__":
+    harness.main()

@@ -1,0 +1,196 @@
+/*
+ * test_policy: the verdict engine and the relay check, against a real
+ * store in a temporary folder.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "common/util.h"
+#include "policy/policy.h"
+#include "queue/queue.h"
+
+static char test_dir[64];
+static struct queue_store *test_store;
+static uv_loop_t test_loop;
+
+static void test_setup(void)
+{
+	struct queue_txn *txn;
+	struct queue_domain d = { .name = "us.gov.vn", .route = "smtp:127.0.0.1:2526" };
+
+	str_copy(test_dir, "/tmp/govrelay-policy-XXXXXX", sizeof test_dir);
+	ck_assert_ptr_nonnull(mkdtemp(test_dir));
+	ck_assert_int_eq(queue_store_open(test_dir, 64 << 20, false, &test_store), 0);
+	ck_assert_int_eq(queue_txn_begin(test_store, true, &txn), 0);
+	ck_assert_int_eq(queue_domain_put(txn, &d), 0);
+	ck_assert_int_eq(queue_txn_commit(txn), 0);
+	ck_assert_int_eq(uv_loop_init(&test_loop), 0);
+}
+
+static void test_teardown(void)
+{
+	char cmd[128];
+
+	ck_assert_int_eq(uv_run(&test_loop, UV_RUN_DEFAULT), 0);
+	ck_assert_int_eq(uv_loop_close(&test_loop), 0);
+	queue_store_close(test_store);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", test_dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+struct policy_test_result {
+	int calls;
+	struct verdict v;
+};
+
+static void test_done(void *arg, const struct verdict *v)
+{
+	struct policy_test_result *r = arg;
+
+	r->calls++;
+	r->v = *v;
+}
+
+static const struct {
+	const char *label;
+	bool trusted;
+	const char *rcpt;
+	const char *domain;
+	bool routing;
+	enum verdict_kind want;
+	int code;
+	const char *enh;
+} relay_cases[] = {
+	{ "our domain, untrusted", false, "a@us.gov.vn", "us.gov.vn", false, VERDICT_CONTINUE, 0, "" },
+	{ "our domain, other case", false, "a@US.gov.vn", "US.GOV.VN", false, VERDICT_CONTINUE, 0, "" },
+	{ "foreign, untrusted", false, "a@other.org", "other.org", false, VERDICT_REJECT, 554, "5.7.1" },
+	{ "foreign, trusted", true, "a@other.org", "other.org", false, VERDICT_CONTINUE, 0, "" },
+	{ "percent hack, untrusted", false, "a%other.org@us.gov.vn", "us.gov.vn", true, VERDICT_REJECT, 554, "5.7.1" },
+	{ "bang path, untrusted", false, "other.org!a@us.gov.vn", "us.gov.vn", true, VERDICT_REJECT, 554, "5.7.1" },
+	{ "quoted at, untrusted", false, "\"a@other.org\"@us.gov.vn", "us.gov.vn", true, VERDICT_REJECT, 554, "5.7.1" },
+	{ "percent hack, trusted", true, "a%other.org@us.gov.vn", "us.gov.vn", true, VERDICT_CONTINUE, 0, "" },
+	{ "postmaster without domain", false, "Postmaster", "", false, VERDICT_CONTINUE, 0, "" },
+	{ "subdomain is not ours", false, "a@x.us.gov.vn", "x.us.gov.vn", false, VERDICT_REJECT, 554, "5.7.1" },
+	{ "literal, untrusted", false, "a@[127.0.0.1]", "[127.0.0.1]", false, VERDICT_REJECT, 554, "5.7.1" },
+};
+
+START_TEST(test_relay_table)
+{
+	struct policy *p = policy_new(&test_loop, NULL, test_store);
+	struct policy_request req;
+	struct policy_test_result r;
+
+	memset(&req, 0, sizeof req);
+	memset(&r, 0, sizeof r);
+	req.stage = POLICY_STAGE_RCPT;
+	req.session_id = "test";
+	req.client_addr = "127.0.0.2";
+	req.listener_role = "mx";
+	req.helo = "client.example";
+	req.sender = "s@example.org";
+	req.client_trusted = relay_cases[_i].trusted;
+	req.rcpt = relay_cases[_i].rcpt;
+	req.rcpt_domain = relay_cases[_i].domain;
+	req.rcpt_routing_chars = relay_cases[_i].routing;
+	policy_run(p, &req, test_done, &r);
+	ck_assert_msg(r.calls == 1, "%s: done called %d times", relay_cases[_i].label, r.calls);
+	ck_assert_msg(r.v.kind == relay_cases[_i].want, "%s: verdict %s, want %s",
+	    relay_cases[_i].label, verdict_kind_name(r.v.kind),
+	    verdict_kind_name(relay_cases[_i].want));
+	ck_assert_msg(r.v.code == relay_cases[_i].code, "%s: code %d", relay_cases[_i].label, r.v.code);
+	ck_assert_msg(strcmp(r.v.enh, relay_cases[_i].enh) == 0, "%s: enh %s",
+	    relay_cases[_i].label, r.v.enh);
+	if (r.v.kind == VERDICT_REJECT) {
+		ck_assert_msg(strstr(r.v.text, "Relay access denied") != NULL, "%s: text %s",
+		    relay_cases[_i].label, r.v.text);
+		ck_assert_str_eq(r.v.rule, "relay");
+	}
+	policy_free(p);
+}
+END_TEST
+
+START_TEST(test_stage_without_rules_continues)
+{
+	struct policy *p = policy_new(&test_loop, NULL, test_store);
+	struct policy_request req;
+	struct policy_test_result r;
+	enum policy_stage stages[] = { POLICY_STAGE_CONNECT, POLICY_STAGE_HELO,
+		POLICY_STAGE_MAIL, POLICY_STAGE_DATA };
+
+	for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
+		memset(&req, 0, sizeof req);
+		memset(&r, 0, sizeof r);
+		req.stage = stages[i];
+		req.session_id = "test";
+		policy_run(p, &req, test_done, &r);
+		ck_assert_int_eq(r.calls, 1);
+		ck_assert_int_eq(r.v.kind, VERDICT_CONTINUE);
+	}
+	policy_free(p);
+}
+END_TEST
+
+START_TEST(test_names)
+{
+	ck_assert_str_eq(policy_stage_name(POLICY_STAGE_RCPT), "rcpt");
+	ck_assert_str_eq(verdict_kind_name(VERDICT_TEMPFAIL), "tempfail");
+	ck_assert_str_eq(verdict_kind_name(VERDICT_DISCONNECT), "disconnect");
+}
+END_TEST
+
+START_TEST(test_readonly_store_lookup)
+{
+	struct policy *p;
+	struct policy_request req;
+	struct policy_test_result r;
+	struct queue_store *ro;
+
+	/* The relay check only reads: a read-only handle must be enough. */
+	ck_assert_int_eq(queue_store_open(test_dir, 0, true, &ro), 0);
+	p = policy_new(&test_loop, NULL, ro);
+	memset(&req, 0, sizeof req);
+	memset(&r, 0, sizeof r);
+	req.stage = POLICY_STAGE_RCPT;
+	req.session_id = "test";
+	req.rcpt = "a@us.gov.vn";
+	req.rcpt_domain = "us.gov.vn";
+	policy_run(p, &req, test_done, &r);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.v.kind, VERDICT_CONTINUE);
+	policy_free(p);
+	queue_store_close(ro);
+}
+END_TEST
+
+static Suite *test_policy_suite(void)
+{
+	Suite *s = suite_create("policy");
+	TCase *tc = tcase_create("relay");
+
+	tcase_add_checked_fixture(tc, test_setup, test_teardown);
+	tcase_add_loop_test(tc, test_relay_table, 0,
+	    (int)(sizeof relay_cases / sizeof relay_cases[0]));
+	tcase_add_test(tc, test_stage_without_rules_continues);
+	tcase_add_test(tc, test_names);
+	tcase_add_test(tc, test_readonly_store_lookup);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(test_policy_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
