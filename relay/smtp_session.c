@@ -120,6 +120,7 @@ struct smtp_tx {
 	bool at_line_start;        /* previous line ended with a real CRLF */
 	bool skipping_long_line;   /* over 1000 octets: drop until LF */
 	bool waiting_chunks;       /* end of data seen; chunks still in flight */
+	bool commit_submitted;     /* the chunks now belong to the commit op */
 	/* BDAT state. */
 	uint64_t bdat_remaining;
 	bool bdat_last;
@@ -511,6 +512,16 @@ static void smtp_discard_done(void *arg, int status)
 	free(op);
 }
 
+/* Deletes the chunks of a message that will never be committed. */
+static void smtp_discard_chunks(struct queue_writer *writer, uint64_t qid)
+{
+	struct smtp_discard_op *op = xmalloc(sizeof *op);
+
+	/* FIFO order puts this after the chunks it deletes. */
+	op->qid = qid;
+	queue_writer_submit(writer, smtp_discard_apply, smtp_discard_done, op);
+}
+
 /* An audit record with no state change of its own (rejections). */
 struct smtp_audit_op {
 	char qid[QUEUE_ID_TEXT_LEN + 1];
@@ -585,13 +596,13 @@ static void smtp_tx_reset(struct smtp_session *s)
 {
 	struct smtp_tx *tx = &s->tx;
 
-	if (tx->active && tx->nchunks > 0) {
-		struct smtp_discard_op *op = xmalloc(sizeof *op);
-
-		/* FIFO order puts this after the chunks it deletes. */
-		op->qid = tx->qid;
-		queue_writer_submit(s->srv->writer, smtp_discard_apply, smtp_discard_done, op);
-	}
+	/*
+	 * Once the commit is submitted its completion decides the chunks'
+	 * fate: a client that hangs up while it is in flight must not delete
+	 * the body of a message that is being queued.
+	 */
+	if (tx->active && tx->nchunks > 0 && !tx->commit_submitted)
+		smtp_discard_chunks(s->srv->writer, tx->qid);
 	for (size_t i = 0; i < tx->nrcpt; i++) {
 		free(tx->rcpts[i].addr);
 		free(tx->rcpts[i].orcpt);
@@ -751,12 +762,13 @@ static void smtp_commit_done(void *arg, int status)
 			s->srv->on_queued(s->srv->on_queued_arg);
 	} else {
 		log_err(op->qid_text, "queue commit failed: %s", queue_strerror(status));
+		/* The commit rolled back: its earlier chunks are orphans now. */
+		if (op->msg.nchunks > 0)
+			smtp_discard_chunks(s->srv->writer, op->msg.id);
 	}
 	if (!s->closing) {
 		if (status == 0) {
 			smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", op->qid_text);
-			/* The chunks now belong to a committed message: keep them. */
-			s->tx.nchunks = 0;
 		} else if (status == -ENOSPC) {
 			smtp_reply(s, 452, "4.3.1", "Insufficient system storage");
 		} else {
@@ -824,6 +836,7 @@ static void smtp_commit(struct smtp_session *s)
 	snprintf(op->size_text, sizeof op->size_text, "%llu", (unsigned long long)tx->stored_bytes);
 	snprintf(op->nrcpt_text, sizeof op->nrcpt_text, "%zu", tx->nrcpt);
 	s->busy = true;
+	tx->commit_submitted = true;
 	smtp_ref(s);
 	queue_writer_submit(s->srv->writer, smtp_commit_apply, smtp_commit_done, op);
 }
@@ -1418,13 +1431,13 @@ static void smtp_start_tls(struct smtp_session *s)
 static void smtp_cmd_starttls(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
 	(void)cmd;
-	if (s->srv->tls == NULL || s->role == CFG_ROLE_SUBMISSIONS) {
-		smtp_reply(s, 502, "5.5.1", "Error: STARTTLS not available");
+	if (s->tls_active) {
+		smtp_reply(s, 503, "5.5.1", "Error: TLS already active");
 		smtp_count_error(s);
 		return;
 	}
-	if (s->tls_active) {
-		smtp_reply(s, 503, "5.5.1", "Error: TLS already active");
+	if (s->srv->tls == NULL || s->role == CFG_ROLE_SUBMISSIONS) {
+		smtp_reply(s, 502, "5.5.1", "Error: STARTTLS not available");
 		smtp_count_error(s);
 		return;
 	}

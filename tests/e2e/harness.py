@@ -397,6 +397,11 @@ class Relay:
         except ValueError as e:
             raise AssertionError("queue show --json is not JSON (%s): %r" % (e, r.stdout))
 
+    def wait_gone(self, qid, timeout=15.0):
+        """Waits until qid has left the queue (delivered or failed)."""
+        wait_for(lambda: qid not in self.queue_ids(), timeout,
+                 what="%s to leave the queue" % qid)
+
     def wait_queue_empty(self, timeout=15.0):
         wait_for(lambda: not self.queue_ids(), timeout, what="empty queue")
 

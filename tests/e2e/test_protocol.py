@@ -84,7 +84,7 @@ class ProtocolTest(RelayTestCase):
                         "Received must be prepended: %r" % m.header_block[:200])
         self.assertEqual(m.without_received(), body.replace(b"\r\n", b"\n"))
         self.relay.wait_log(r"%s: from=<sender@example\.test>, size=\d+, nrcpt=1" % qid)
-        self.relay.wait_queue_empty()
+        self.relay.wait_gone(qid)
 
     def test_two_recipients_one_message(self):
         c = self.smtp()

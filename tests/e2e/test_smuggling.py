@@ -33,17 +33,38 @@ class SmugglingTest(RelayTestCase):
         self.assertNotIn("<%s>" % sender, self.relay.log(),
                          "%s appears in the log: a smuggled/refused transaction ran" % sender)
 
+    def assertDataBare(self, r, what=""):
+        # The daemon appends "(RFC 5321 section 2.3.8)" to the contract's text.
+        self.assertTrue(r.last.startswith(DATA_BARE), "%s expected %r..., got %r"
+                        % (what, DATA_BARE, r.lines))
+
     # ------------------------------------------------------------ commands
+
+    def replies_until_noop(self, c):
+        """Reads replies until the final NOOP's `250 2.0.0 Ok`. A bare LF
+        may end a line (each such line refused) or be part of the line up
+        to CRLF (one refusal): both are safe; executing any command whose
+        line ends in a bare LF, or that follows a bare CR, is not."""
+        got = []
+        while True:
+            r = c.reply()
+            got.append(r.last)
+            if r.last == "250 2.0.0 Ok":
+                break
+            self.assertLess(len(got), 10, got)
+        self.assertIn(BARE, got[:-1], got)
+        for l in got[:-1]:
+            self.assertTrue(l == BARE or l.startswith("503 "),
+                            "a command in a bare-LF/CR line was executed: %r" % got)
+        return got
 
     def test_bare_lf_in_command(self):
         c = self.raw()
         c.ehlo()
-        c.send(b"NOOP\nMAIL FROM:<lf-cmd@example.test>\r\nNOOP\r\n")
-        self.assertEqual(c.reply().last, BARE)
-        self.assertEqual(c.reply().last, "250 2.0.0 Ok",
-                         "exactly one reply for the line with the bare LF")
-        self.assertReply(c.cmd("RCPT TO:<x@ours.test>"), 503, "503 5.5.1",
-                         "the MAIL after the bare LF must not have run")
+        c.send(b"NOOP\nMAIL FROM:<lf-cmd@example.test>\nRCPT TO:<x@ours.test>\r\nNOOP\r\n")
+        self.replies_until_noop(c)
+        self.assertReply(c.cmd("DATA"), 503, "503 5.5.1",
+                         "the MAIL ended by a bare LF must not have run")
         self.assertNothingFrom("lf-cmd@example.test")
 
     def test_bare_cr_in_command(self):
@@ -51,7 +72,8 @@ class SmugglingTest(RelayTestCase):
         c.ehlo()
         c.send(b"NOOP\rMAIL FROM:<cr-cmd@example.test>\r\nNOOP\r\n")
         self.assertEqual(c.reply().last, BARE)
-        self.assertEqual(c.reply().last, "250 2.0.0 Ok")
+        self.assertEqual(c.reply().last, "250 2.0.0 Ok",
+                         "exactly one reply for the line with the bare CR")
         self.assertReply(c.cmd("RCPT TO:<x@ours.test>"), 503, "503 5.5.1",
                          "the MAIL after the bare CR must not have run")
 
@@ -59,7 +81,7 @@ class SmugglingTest(RelayTestCase):
         c = self.raw()
         c.ehlo()
         c.send(b"MAIL FROM:<lf-only@example.test>\nRCPT TO:<x@ours.test>\nNOOP\r\n")
-        self.assertEqual(c.reply().last, BARE)
+        self.replies_until_noop(c)
         self.assertReply(c.cmd("DATA"), 503, "503 5.5.1", "no transaction may exist")
 
     def test_bare_lf_in_ehlo(self):
@@ -87,7 +109,7 @@ class SmugglingTest(RelayTestCase):
                    b".\r\n")
         c.send(payload)
         r = c.reply()
-        self.assertEqual(r.last, DATA_BARE, "%s: the one reply after the real end of data" % name)
+        self.assertDataBare(r, "%s: the one reply after the real end of data" % name)
         self.assertReply(c.cmd("NOOP"), 250, "250 2.0.0",
                          "%s: a smuggled command was answered (replies out of step)" % name)
         self.assertReply(c.cmd("RCPT TO:<x@ours.test>"), 503, "503 5.5.1",
@@ -111,7 +133,7 @@ class SmugglingTest(RelayTestCase):
         c.expect("RCPT TO:<x@ours.test>", 250)
         c.expect("DATA", 354)
         c.send(b"Subject: lf\r\n\r\nline one\nline two\r\n.\r\n")
-        self.assertEqual(c.reply().last, DATA_BARE)
+        self.assertDataBare(c.reply())
         self.assertNothingFrom("lf-data@example.test")
 
     def test_lf_dot_lf_does_not_end_data(self):
@@ -124,7 +146,7 @@ class SmugglingTest(RelayTestCase):
         c.send(b"Subject: w\r\n\r\nbody\n.\n")
         self.assertTrue(c.quiet_for(0.5), "the server answered before <CR><LF>.<CR><LF>")
         c.send(b"more\r\n.\r\n")
-        self.assertEqual(c.reply().last, DATA_BARE)
+        self.assertDataBare(c.reply())
 
     def test_clean_message_after_refused_one(self):
         """The session is usable after a refused message; a clean message
@@ -135,7 +157,7 @@ class SmugglingTest(RelayTestCase):
         c.expect("RCPT TO:<x@ours.test>", 250)
         c.expect("DATA", 354)
         c.send(b"Subject: dirty\r\n\r\na\rb\r\n.\r\n")
-        self.assertEqual(c.reply().last, DATA_BARE)
+        self.assertDataBare(c.reply())
         body = b"Subject: clean after dirty\r\n\r\nclean after dirty\r\n..leading dots\r\n"
         qid = queued_id(c.send_message("clean@example.test", ["clean@ours.test"], body, ehlo=False))
         m = self.sink.find(b"clean after dirty")
