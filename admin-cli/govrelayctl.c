@@ -347,39 +347,6 @@ static const char *govrelayctl_arg(const struct govrelayctl_args *a, const char 
 /* ------------------------------------------------------------ output */
 
 /*
- * Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs,
- * no surrogates, nothing above U+10FFFF), or 0.
- */
-static size_t govrelayctl_utf8_len(const unsigned char *p)
-{
-	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-	size_t need, n;
-
-	if (c >= 0xc2 && c <= 0xdf)
-		need = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		need = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		need = 4;
-	else
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (n = 2; n < need; n++)
-		if (p[n] < 0x80 || p[n] > 0xbf)
-			return 0;
-	return need;
-}
-
-/*
  * Text for a terminal: C0 and C1 control characters, DEL and invalid
  * UTF-8 become \xNN, so a sender address or a remote reply can never
  * move the cursor or forge a line (U+009B is CSI on some terminals).
@@ -390,7 +357,7 @@ static void govrelayctl_text(struct buf *b, const char *s)
 	const unsigned char *p = (const unsigned char *)s;
 
 	while (*p != '\0') {
-		size_t n = *p >= 0x80 ? govrelayctl_utf8_len(p) : 1;
+		size_t n = *p >= 0x80 ? str_utf8_seq_len(p) : 1;
 
 		if (n == 0 || *p < 0x20 || *p == 0x7f || (*p == 0xc2 && p[1] < 0xa0)) {
 			buf_printf(b, "\\x%02X", *p);
@@ -527,7 +494,7 @@ static void govrelayctl_json_str(struct buf *b, const char *s)
 		} else if (c < 0x20 || c == 0x7f) {
 			buf_printf(b, "\\u%04x", c);
 		} else if (c >= 0x80) {
-			size_t n = govrelayctl_utf8_len(p);
+			size_t n = str_utf8_seq_len(p);
 
 			if (n == 0) {
 				buf_append_str(b, "\\ufffd");

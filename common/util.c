@@ -2,6 +2,7 @@
  * util: bounded string copies, ASCII case helpers and clocks.
  *
  * Entry points: str_copy, str_copyn, str_lower, str_ieq, str_has_iprefix,
+ * str_utf8_seq_len,
  * time_now_ms, time_mono_ms, time_format_iso, time_format_rfc5322.
  * OWNERSHIP: nothing kept. THREADS: any. ERRORS: none.
  */
@@ -47,6 +48,42 @@ bool str_ieq(const char *a, const char *b)
 bool str_has_iprefix(const char *s, const char *prefix)
 {
 	return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/*
+ * Length of the well-formed UTF-8 sequence at p (2 to 4), or 0. This is
+ * RFC 3629's UTF8-2/3/4 exactly: no overlong forms (C0, C1, E0 80..9F,
+ * F0 80..8F), no UTF-16 surrogates (ED A0..BF), nothing above U+10FFFF.
+ * Reading stops at the first bad byte, so a NUL ends the check safely.
+ */
+size_t str_utf8_seq_len(const unsigned char *p)
+{
+	unsigned char c = p[0];
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n, i;
+
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
 }
 
 int64_t time_now_ms(void)

@@ -16,6 +16,13 @@ size_t str_copyn(char *dst, const char *src, size_t n, size_t dstlen);
 void str_lower(char *s);
 bool str_ieq(const char *a, const char *b);
 bool str_has_iprefix(const char *s, const char *prefix);
+/*
+ * Length of the well-formed UTF-8 sequence starting at p (RFC 3629: no
+ * overlongs, no surrogates, nothing above U+10FFFF), or 0. p[0] must be
+ * a lead byte >= 0x80; reading stops at the first bad byte, so a NUL ends
+ * it safely.
+ */
+size_t str_utf8_seq_len(const unsigned char *p);
 
 /* Wall clock in unix milliseconds and monotonic milliseconds. */
 int64_t time_now_ms(void);

@@ -125,42 +125,6 @@ static int smtp_parse_xdigit(unsigned char c)
 	return -1;
 }
 
-/*
- * Length of the well-formed UTF-8 sequence at p (2 to 4), or 0. This is
- * RFC 3629's UTF8-2/3/4 exactly: no overlong forms (C0, C1, E0 80..9F,
- * F0 80..8F), no UTF-16 surrogates (ED A0..BF), nothing above U+10FFFF.
- * Reading stops at the first bad byte, so a NUL ends the check safely.
- */
-static size_t smtp_parse_utf8_len(const unsigned char *p)
-{
-	unsigned char c = p[0];
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t n, i;
-
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		n = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return n;
-}
-
 /* Why an unexpected character c was refused, for a reply a person reads. */
 static const char *smtp_parse_why_char(unsigned char c)
 {
@@ -231,7 +195,7 @@ static int smtp_parse_domain(const char **pp, unsigned flags, const char **why)
 				*why = "non-ASCII domain";
 				return SMTP_PARSE_E_NONASCII;
 			}
-			n = smtp_parse_utf8_len(p);
+			n = str_utf8_seq_len(p);
 			if (n == 0) {
 				*why = "invalid UTF-8";
 				return -1;
@@ -376,7 +340,7 @@ static int smtp_parse_local(const char **pp, bool smtputf8, struct smtp_path *ou
 
 				if (!smtputf8)
 					return SMTP_PARSE_E_NONASCII;
-				n = smtp_parse_utf8_len(p);
+				n = str_utf8_seq_len(p);
 				if (n == 0) {
 					*why = "invalid UTF-8";
 					return -1;
@@ -411,7 +375,7 @@ static int smtp_parse_local(const char **pp, bool smtputf8, struct smtp_path *ou
 
 				if (!smtputf8)
 					return SMTP_PARSE_E_NONASCII;
-				n = smtp_parse_utf8_len(p);
+				n = str_utf8_seq_len(p);
 				if (n == 0) {
 					*why = "invalid UTF-8";
 					return -1;

@@ -347,7 +347,7 @@ static void smtp_count_error(struct smtp_session *s)
 	if (++s->errors <= s->cfg->max_bad_commands)
 		return;
 	smtp_reply(s, 421, "4.7.0", "%s Error: too many errors", smtp_hostname(s));
-	log_event(LOG_LVL_INFO, s->id, "disconnect", "too many errors", "client",
+	log_event(LOG_LVL_INFO, s->id, "event", "too_many_errors", "client",
 	    s->peer_addr, NULL);
 	s->close_after_flush = true;
 	if (s->state != SMTP_ST_QUIT)
@@ -392,7 +392,7 @@ static void smtp_close(struct smtp_session *s)
 
 		snprintf(ncmd, sizeof ncmd, "%u", s->ncommands);
 		snprintf(nerr, sizeof nerr, "%u", s->errors);
-		log_event(LOG_LVL_INFO, s->id, "disconnect from", s->peer_addr,
+		log_event(LOG_LVL_INFO, s->id, "event", "disconnect", "client", s->peer_addr,
 		    "commands", ncmd, "errors", nerr, NULL);
 	}
 	uv_close((uv_handle_t *)&s->tcp, smtp_handle_closed);
@@ -841,6 +841,36 @@ static void smtp_commit(struct smtp_session *s)
 	queue_writer_submit(s->srv->writer, smtp_commit_apply, smtp_commit_done, op);
 }
 
+/* ------------------------------------------------- policy outcomes */
+
+/*
+ * A policy stage said no: reply with its words, log and audit the
+ * refusal, and hang up when it asked for that.
+ */
+static void smtp_policy_refused(struct smtp_session *s, const char *stage,
+    const struct verdict *v, const char *rcpt)
+{
+	char code[16];
+
+	snprintf(code, sizeof code, "%d", v->code);
+	smtp_reply(s, v->code, v->enh, "%s", v->text);
+	log_event(LOG_LVL_INFO, s->tx.active ? s->tx.qid_text : s->id, "event", "reject",
+	    "stage", stage, "code", code, "dsn", v->enh, "reason", v->text, "client",
+	    s->peer_addr, "to", rcpt, "rule", v->rule, NULL);
+	smtp_audit_reject(s, stage, v, rcpt);
+	if (v->kind == VERDICT_DISCONNECT) {
+		smtp_set_state(s, SMTP_ST_QUIT);
+		s->close_after_flush = true;
+	}
+}
+
+/* An asynchronous step is over: take up the input where it stopped. */
+static void smtp_resume(struct smtp_session *s)
+{
+	smtp_update_reading(s);
+	smtp_process_input(s);
+}
+
 /* ------------------------------------------------------ end of data */
 
 static void smtp_data_policy_done(void *arg, const struct verdict *v)
@@ -855,16 +885,10 @@ static void smtp_data_policy_done(void *arg, const struct verdict *v)
 	if (v->kind == VERDICT_CONTINUE || v->kind == VERDICT_ACCEPT) {
 		smtp_commit(s);
 	} else {
-		smtp_reply(s, v->code, v->enh, "%s", v->text);
-		smtp_audit_reject(s, "data", v, NULL);
+		smtp_policy_refused(s, "data", v, NULL);
 		smtp_tx_end(s);
-		if (v->kind == VERDICT_DISCONNECT) {
-			smtp_set_state(s, SMTP_ST_QUIT);
-			s->close_after_flush = true;
-		}
 	}
-	smtp_update_reading(s);
-	smtp_process_input(s);
+	smtp_resume(s);
 	smtp_unref(s);
 }
 
@@ -875,10 +899,7 @@ static void smtp_refuse_message(struct smtp_session *s, int code, const char *en
 
 	policy_verdict_set(&v, VERDICT_REJECT, code, enh, "%s", text);
 	v.rule = reason;
-	smtp_reply(s, code, enh, "%s", text);
-	log_event(LOG_LVL_INFO, s->tx.qid_text, "reject", "DATA", "reason", reason,
-	    "client", s->peer_addr, NULL);
-	smtp_audit_reject(s, "data", &v, NULL);
+	smtp_policy_refused(s, "data", &v, NULL);
 	smtp_tx_end(s);
 }
 
@@ -1160,16 +1181,10 @@ static void smtp_mail_policy_done(void *arg, const struct verdict *v)
 			    "sess", s->id, NULL);
 			smtp_reply(s, 250, "2.1.0", "Ok");
 		} else {
-			smtp_reply(s, v->code, v->enh, "%s", v->text);
-			smtp_audit_reject(s, "mail", v, NULL);
+			smtp_policy_refused(s, "mail", v, NULL);
 			smtp_tx_reset(s);
-			if (v->kind == VERDICT_DISCONNECT) {
-				smtp_set_state(s, SMTP_ST_QUIT);
-				s->close_after_flush = true;
-			}
 		}
-		smtp_update_reading(s);
-		smtp_process_input(s);
+		smtp_resume(s);
 	}
 	smtp_unref(s);
 }
@@ -1241,18 +1256,9 @@ static void smtp_rcpt_policy_done(void *arg, const struct verdict *v)
 				smtp_set_state(s, SMTP_ST_RCPT);
 			smtp_reply(s, 250, "2.1.5", "Ok");
 		} else {
-			smtp_reply(s, v->code, v->enh, "%s", v->text);
-			log_event(LOG_LVL_INFO, s->tx.qid_text, "reject", "RCPT", "code",
-			    v->enh, "reason", v->text, "client", s->peer_addr, "rule", v->rule,
-			    NULL);
-			smtp_audit_reject(s, "rcpt", v, s->pending_path.addr);
-			if (v->kind == VERDICT_DISCONNECT) {
-				smtp_set_state(s, SMTP_ST_QUIT);
-				s->close_after_flush = true;
-			}
+			smtp_policy_refused(s, "rcpt", v, s->pending_path.addr);
 		}
-		smtp_update_reading(s);
-		smtp_process_input(s);
+		smtp_resume(s);
 	}
 	smtp_unref(s);
 }
@@ -1462,8 +1468,9 @@ static void smtp_cmd_starttls(struct smtp_session *s, enum smtp_cmd cmd, const c
 		char n[24];
 
 		snprintf(n, sizeof n, "%zu", smtp_in_len(s));
-		log_event(LOG_LVL_WARN, s->id, "client", s->peer_addr, "discarded_bytes", n,
-		    "reason", "plaintext pipelined after STARTTLS", NULL);
+		log_event(LOG_LVL_WARN, s->id, "event", "starttls_injection", "client",
+		    s->peer_addr, "discarded_bytes", n, "reason",
+		    "plaintext pipelined after STARTTLS", NULL);
 	}
 	smtp_in_clear(s);
 	s->helo[0] = '\0';
@@ -1546,8 +1553,8 @@ static bool smtp_command_consume(struct smtp_session *s)
 	    memchr(data, '\r', linelen - 2) != NULL) {
 		/* Never guess where a command ends (RFC 5321 section 2.3.8). */
 		smtp_in_consume(s, linelen);
-		log_event(LOG_LVL_INFO, s->id, "client", s->peer_addr, "error",
-		    "bare <LF> or <CR> in command", NULL);
+		log_event(LOG_LVL_INFO, s->id, "event", "bare_newline", "client",
+		    s->peer_addr, "reason", "bare <LF> or <CR> in command", NULL);
 		smtp_reply(s, 500, "5.5.2", "Error: bare <LF> or <CR> received");
 		smtp_count_error(s);
 		return true;
@@ -1636,8 +1643,8 @@ static void smtp_tls_established(void *arg)
 	struct smtp_session *s = arg;
 
 	s->tls_active = true;
-	log_event(LOG_LVL_INFO, s->id, "tls", tlsio_version(s->tls), "cipher",
-	    tlsio_cipher(s->tls), "client", s->peer_addr, NULL);
+	log_event(LOG_LVL_INFO, s->id, "event", "tls", "client", s->peer_addr,
+	    "version", tlsio_version(s->tls), "cipher", tlsio_cipher(s->tls), NULL);
 	smtp_set_state(s, SMTP_ST_INIT);
 	if (!s->greeted)
 		smtp_greet(s);
@@ -1657,8 +1664,8 @@ static void smtp_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 	}
 	if (s->state == SMTP_ST_CONNECTED) {
 		/* Real mail clients wait for the greeting (RFC 5321 section 3.1). */
-		log_event(LOG_LVL_INFO, s->id, "pregreet", "client talked before the greeting",
-		    "client", s->peer_addr, NULL);
+		log_event(LOG_LVL_INFO, s->id, "event", "pregreet", "client", s->peer_addr,
+		    "reason", "client talked before the greeting", NULL);
 		smtp_reply(s, 554, "5.5.0", "%s Error: client talked before the greeting",
 		    smtp_hostname(s));
 		smtp_set_state(s, SMTP_ST_QUIT);
@@ -1673,8 +1680,8 @@ static void smtp_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 
 		if (rc < 0) {
 			if (rc != -ECONNRESET)
-				log_event(LOG_LVL_INFO, s->id, "tls_error", tlsio_error(s->tls),
-				    "client", s->peer_addr, NULL);
+				log_event(LOG_LVL_INFO, s->id, "event", "tls_error", "client",
+				    s->peer_addr, "reason", tlsio_error(s->tls), NULL);
 			smtp_close(s);
 			smtp_unref(s);
 			return;
@@ -1725,8 +1732,8 @@ static void smtp_timer_cb(uv_timer_t *t)
 		smtp_arm_timer(s);
 		return;
 	}
-	log_event(LOG_LVL_INFO, s->id, "timeout", smtp_state_names[s->state], "client",
-	    s->peer_addr, NULL);
+	log_event(LOG_LVL_INFO, s->id, "event", "timeout", "client", s->peer_addr,
+	    "state", smtp_state_names[s->state], NULL);
 	if (s->shutdown_sent) {
 		smtp_close(s);
 		return;
@@ -1820,7 +1827,8 @@ const struct sockaddr_storage *smtp_session_peer(const struct smtp_session *s)
 void smtp_session_refuse(struct smtp_session *s, int code, const char *enh,
     const char *text)
 {
-	log_event(LOG_LVL_INFO, s->id, "refused", text, "client", s->peer_addr, NULL);
+	log_event(LOG_LVL_INFO, s->id, "event", "refused", "client", s->peer_addr,
+	    "reason", text, NULL);
 	smtp_reply(s, code, enh, "%s %s", smtp_hostname(s), text);
 	s->state = SMTP_ST_QUIT;
 	smtp_close_graceful(s);
@@ -1840,9 +1848,10 @@ static void smtp_connect_policy_done(void *arg, const struct verdict *v)
 			if (s->state == SMTP_ST_CONNECTED)
 				smtp_set_state(s, SMTP_ST_INIT);
 		} else {
-			smtp_reply(s, v->code, v->enh, "%s", v->text);
-			smtp_audit_reject(s, "connect", v, NULL);
-			smtp_set_state(s, SMTP_ST_QUIT);
+			/* Refused at connect: nothing more is accepted either way. */
+			smtp_policy_refused(s, "connect", v, NULL);
+			if (s->state != SMTP_ST_QUIT)
+				smtp_set_state(s, SMTP_ST_QUIT);
 			s->close_after_flush = true;
 		}
 		smtp_process_input(s);
@@ -1863,8 +1872,8 @@ void smtp_session_start(struct smtp_session *s)
 	s->trusted = cfg_cidr_list_has(&s->cfg->trusted_networks,
 	    (const struct sockaddr *)&s->peer);
 	s->started = true;
-	log_event(LOG_LVL_INFO, s->id, "connect from", s->peer_addr, "listener",
-	    cfg_role_name(s->role), NULL);
+	log_event(LOG_LVL_INFO, s->id, "event", "connect", "client", s->peer_addr,
+	    "listener", cfg_role_name(s->role), NULL);
 	if (s->srv->shutting_down) {
 		smtp_session_refuse(s, 421, "4.3.2", "Service shutting down");
 		return;

@@ -599,11 +599,20 @@ class Sink:
             os.unlink(p)
 
     def find(self, needle, timeout=15.0):
-        """Waits for the single message containing needle (bytes)."""
+        """Waits for the single message containing needle (bytes).
+
+        smtp-sink writes a dump while the data arrives, so a hit counts
+        only once its file has stopped growing (two reads 0.1 s apart)."""
+        seen = {}
+
         def got():
             hits = [m for m in self.messages() if needle in m.raw]
-            return hits
-        hits = wait_for(got, timeout, what="message containing %r at smtp-sink" % needle)
+            stable = [m for m in hits if seen.get(m.path) == len(m.raw)]
+            for m in hits:
+                seen[m.path] = len(m.raw)
+            return stable
+        hits = wait_for(got, timeout, interval=0.1,
+                        what="message containing %r at smtp-sink" % needle)
         return hits[0]
 
     def count(self, needle):

@@ -173,7 +173,14 @@ class TlsTest(RelayTestCase):
                          "STARTTLS offered on submissions: %r" % r.lines)
         self.assertEqual(c.cmd("MAIL FROM:<subs@example.test>").last,
                          "530 5.7.0 Authentication required")
-        self.assertReply(c.cmd("STARTTLS"), 503, "503 5.5.1")
+
+    def test_submissions_starttls_when_tls_active(self):
+        """Contract: STARTTLS while TLS is active is 503 5.5.1 Error: TLS
+        already active; on submissions TLS is active from the first byte."""
+        c = self.raw(self.relay.ports["submissions"], implicit_tls=client_tls_context())
+        c.ehlo()
+        self.assertReply(c.cmd("STARTTLS"), 503, "503 5.5.1 Error: TLS already active")
+        self.assertReply(c.cmd("NOOP"), 250)
 
     def test_submissions_rejects_plaintext(self):
         port = self.relay.ports["submissions"]
