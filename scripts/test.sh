@@ -2,8 +2,8 @@
 # Sets up everything on a fresh Debian 12 machine and runs the whole test
 # suite: unit tests and end-to-end tests (the real daemon on loopback with
 # real peers), once in a normal build, once under AddressSanitizer and
-# UndefinedBehaviorSanitizer, the unit tests once more under valgrind, and
-# `make distcheck`. Prints "N passed, N failed" last.
+# UndefinedBehaviorSanitizer, once more with the daemon under valgrind, the
+# unit tests under valgrind, and `make distcheck`. Prints "N passed, N failed" last.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -46,6 +46,14 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 if ! make -C build-asan -j2 check >/dev/null; then status=1; show_failures build-asan; fi
 tally build-asan
 unset ASAN_OPTIONS UBSAN_OPTIONS
+
+echo "== end-to-end tests with the daemon under valgrind"
+e2e=$(ls tests/e2e/test_*.py | tr '\n' ' ')
+if ! GOVRELAYD_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
+	make -C build check TESTS="$e2e" >/dev/null; then
+	status=1; show_failures build
+fi
+tally build
 
 echo "== unit tests under valgrind"
 for t in build/tests/unit/test_*; do

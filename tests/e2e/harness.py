@@ -20,7 +20,8 @@ smtp-sink as the next hop. This module provides:
 
 Only 127.0.0.0/8 addresses are ever used. Environment: GOVRELAYD and
 GOVRELAYCTL (absolute paths of the binaries; default ./govrelayd and
-./govrelayctl), KEEP_E2E=1 keeps the temp dirs, E2E_VERBOSE=1 prints
+./govrelayctl), GOVRELAYD_WRAPPER (a command line the daemon runs under,
+e.g. valgrind), KEEP_E2E=1 keeps the temp dirs, E2E_VERBOSE=1 prints
 the relay log of failing tests in full.
 """
 
@@ -28,6 +29,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -253,7 +255,9 @@ class Relay:
         self.log_fh.write(("----- harness: start #%d\n" % self.starts).encode())
         self.log_fh.flush()
         self.log_offset = os.path.getsize(self.logfile)
-        self.proc = subprocess.Popen([GOVRELAYD, "-f", "-c", self.conf],
+        # GOVRELAYD_WRAPPER runs the daemon under a tool, e.g. valgrind.
+        wrapper = shlex.split(os.environ.get("GOVRELAYD_WRAPPER", ""))
+        self.proc = subprocess.Popen(wrapper + [GOVRELAYD, "-f", "-c", self.conf],
                                      stdin=subprocess.DEVNULL,
                                      stdout=self.log_fh, stderr=self.log_fh,
                                      cwd=self.dir)

@@ -184,5 +184,30 @@ class ReloadTest(RelayTestCase):
         self.relay.write_config()
 
 
+class StoreFullTest(RelayTestCase):
+    """A full store is a temporary failure (452 4.3.1), never a lost or
+    half-queued message, and the relay goes on working."""
+    relay_options = {"queue_max_size": 1048576, "max_message_size": 8 * 1024 * 1024}
+
+    def test_full_store_is_452_and_recovers(self):
+        tag = "full-%d" % os.getpid()
+        c = self.raw()
+        c.ehlo()
+        c.expect("MAIL FROM:<full@example.test>", 250)
+        c.expect("RCPT TO:<full@ours.test>", 250)
+        c.expect("DATA", 354)
+        data = body_of(tag, 3 * 1024 * 1024).encode()
+        c.send(data + b".\r\n")
+        self.assertReply(c.reply(timeout=30), 452, "452 4.3.1")
+        self.assertQueueEmpty("after a refused message")
+        # The chunks of the refused message are released: small mail fits.
+        c.expect("MAIL FROM:<small@example.test>", 250)
+        c.expect("RCPT TO:<full@ours.test>", 250)
+        c.expect("DATA", 354)
+        qid = queued_id(c.cmd("Subject: %s-small\r\n\r\nfits\r\n." % tag))
+        self.relay.wait_log(r"%s: to=<full@ours\.test>.*status=sent" % qid)
+        self.assertEqual(self.sink.count(("%s line" % tag).encode()), 0)
+
+
 if __name__ == "__main__":
     harness.main()
