@@ -22,8 +22,9 @@ if [ ! -f "$run/cert.pem" ]; then
 fi
 sed "s|@RUN@|$run|g" demo/govrelay.conf.in > "$conf"
 
-# The agencies' mail store for the demo: every message lands in a Maildir.
-mkdir -p "$run/Maildir"
+# The agencies' mail store for the demo: every message lands in a Maildir
+# (Python's mailbox module expects tmp/, new/ and cur/ to exist already).
+mkdir -p "$run/Maildir/tmp" "$run/Maildir/new" "$run/Maildir/cur"
 /usr/bin/python3 -m aiosmtpd -n -l 127.0.0.1:2526 -c aiosmtpd.handlers.Mailbox "$run/Maildir" \
 	>"$run/mailstore.log" 2>&1 &
 store_pid=$!
