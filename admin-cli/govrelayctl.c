@@ -5,6 +5,11 @@
  * wait, so it works whether or not the daemon runs) and runs one
  * NOUN VERB command.
  *
+ * The queue changes (hold, release, delete, retry, flush) go to the
+ * running daemon over control_socket so they take effect at once; when
+ * no daemon answers there, the CLI applies the same change to the store
+ * itself (see "queue changes" below).
+ *
  * Every command is one row of govrelayctl_cmds[]: noun, verb, an argument
  * pattern ("<domain> --route <route> [--tenant <id>] [--require-tls]"),
  * flags, handler and help line. The argument parser, `govrelayctl help`
@@ -20,9 +25,10 @@
  * ERRORS: exit codes from sysexits.h (INTERFACE.md): 0 ok, 64 usage,
  * 65 bad argument value, 66 no such domain or message, 69 store
  * unavailable, 70 internal error, 73 the domain already exists, 74 output
- * failed, 75 store locked (try again), 77 permission denied, 78
- * configuration error. Messages go to stderr and name the command and
- * the argument at fault.
+ * failed, 75 store locked or daemon busy (try again), 77 permission
+ * denied, 78 configuration error. A queue change answered by the daemon
+ * exits with the code the daemon sent. Messages go to stderr and name
+ * the command and the argument at fault.
  */
 #include "config.h"
 
@@ -35,6 +41,9 @@
 #include <string.h>
 #include <sysexits.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 
 #include "common/buf.h"
 #include "common/cfg.h"
@@ -102,6 +111,7 @@ static int govrelayctl_domain_show(struct govrelayctl *g, const struct govrelayc
 static int govrelayctl_domain_remove(struct govrelayctl *g, const struct govrelayctl_args *a);
 static int govrelayctl_queue_list(struct govrelayctl *g, const struct govrelayctl_args *a);
 static int govrelayctl_queue_show(struct govrelayctl *g, const struct govrelayctl_args *a);
+static int govrelayctl_queue_change(struct govrelayctl *g, const struct govrelayctl_args *a);
 static int govrelayctl_config_check(struct govrelayctl *g, const struct govrelayctl_args *a);
 
 #define GOVRELAYCTL_CFG_READ (GOVRELAYCTL_F_CONFIG | GOVRELAYCTL_F_READ)
@@ -119,9 +129,21 @@ static const struct govrelayctl_cmd govrelayctl_cmds[] = {
 	{ "domain", "remove", "<domain>", GOVRELAYCTL_CFG_WRITE, govrelayctl_domain_remove,
 	  "Stop accepting mail for DOMAIN." },
 	{ "queue", "list", "", GOVRELAYCTL_CFG_READ, govrelayctl_queue_list,
-	  "List the queued messages with their delivery state." },
+	  "List the queued messages and, under each, its recipients' state, attempts, "
+	  "next attempt and last error." },
 	{ "queue", "show", "<id>", GOVRELAYCTL_CFG_READ, govrelayctl_queue_show,
 	  "Show one queued message and each recipient's state." },
+	/* The store is opened by the handler, and only when no daemon answers. */
+	{ "queue", "hold", "<id>", GOVRELAYCTL_F_CONFIG, govrelayctl_queue_change,
+	  "Keep message ID in the queue without delivery attempts until released." },
+	{ "queue", "release", "<id>", GOVRELAYCTL_F_CONFIG, govrelayctl_queue_change,
+	  "Release a held message; its pending recipients are attempted now." },
+	{ "queue", "delete", "<id>", GOVRELAYCTL_F_CONFIG, govrelayctl_queue_change,
+	  "Remove message ID from the queue without delivery or bounce." },
+	{ "queue", "retry", "<id>", GOVRELAYCTL_F_CONFIG, govrelayctl_queue_change,
+	  "Attempt message ID's pending recipients now, whatever their backoff." },
+	{ "queue", "flush", "", GOVRELAYCTL_F_CONFIG, govrelayctl_queue_change,
+	  "Attempt every message that is not held now." },
 	{ "config", "check", "", 0, govrelayctl_config_check,
 	  "Check the configuration file: FILE:LINE: message per error." },
 };
@@ -997,55 +1019,157 @@ static int govrelayctl_domain_show(struct govrelayctl *g, const struct govrelayc
 
 /* ------------------------------------------------------------- queue */
 
-/* What `queue list` shows of a message, copied out of the read txn. */
-struct govrelayctl_qsum {
-	uint64_t id;
-	int64_t arrival;
-	uint64_t size;
-	char *sender;
-	size_t nrcpts, pending, delivered, failed;
-	bool held;
-	int64_t next; /* -1: nothing pends */
-};
-
+/* `queue list` copies every message out of the read txn before printing. */
 struct govrelayctl_qlist {
-	struct govrelayctl_qsum *v;
+	struct queue_msg **v;
 	size_t n, cap;
 };
 
+/* A deep copy through the store's own encoding: nothing can be missed. */
 static int govrelayctl_queue_collect(void *arg, const struct queue_msg *m)
 {
 	struct govrelayctl_qlist *l = arg;
-	struct govrelayctl_qsum *s;
+	struct buf b;
+	int rc;
 
 	if (l->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 64;
 		l->v = xreallocarray(l->v, l->cap, sizeof *l->v);
 	}
-	s = &l->v[l->n++];
-	memset(s, 0, sizeof *s);
-	s->id = m->id;
-	s->arrival = m->arrival;
-	s->size = m->size;
-	s->sender = xstrdup(m->sender != NULL ? m->sender : "");
-	s->nrcpts = m->nrcpts;
+	buf_init(&b);
+	queue_msg_encode(m, &b);
+	rc = queue_msg_decode(b.data, b.len, &l->v[l->n]);
+	buf_free(&b);
+	if (rc < 0)
+		return rc;
+	l->n++;
+	return 0;
+}
+
+static void govrelayctl_queue_list_json(const struct queue_msg *m)
+{
+	struct govrelayctl_json j;
+	char id[QUEUE_ID_TEXT_LEN + 1], t[GOVRELAYCTL_TIME_LEN];
+	size_t n[3] = { 0, 0, 0 };
+	int64_t next = queue_msg_next_attempt(m);
+
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if ((unsigned)m->rcpts[i].state < 3)
+			n[m->rcpts[i].state]++;
+	queue_id_format(m->id, id);
+	govrelayctl_json_begin(&j);
+	govrelayctl_json_kstr(&j, "id", id);
+	govrelayctl_json_kstr(&j, "arrival", govrelayctl_time(m->arrival, true, t));
+	govrelayctl_json_kuint(&j, "size", m->size);
+	govrelayctl_json_kstr(&j, "sender", m->sender != NULL ? m->sender : "");
+	govrelayctl_json_kbool(&j, "held", m->held);
+	govrelayctl_json_kstr(&j, "next_attempt", govrelayctl_time(next, next >= 0, t));
+	govrelayctl_json_kuint(&j, "pending", n[QUEUE_RCPT_PENDING]);
+	govrelayctl_json_kuint(&j, "delivered", n[QUEUE_RCPT_DELIVERED]);
+	govrelayctl_json_kuint(&j, "failed", n[QUEUE_RCPT_FAILED]);
+	govrelayctl_json_open(&j, "recipients", '[');
 	for (size_t i = 0; i < m->nrcpts; i++) {
-		switch (m->rcpts[i].state) {
-		case QUEUE_RCPT_PENDING: s->pending++; break;
-		case QUEUE_RCPT_DELIVERED: s->delivered++; break;
-		case QUEUE_RCPT_FAILED: s->failed++; break;
+		const struct queue_rcpt *r = &m->rcpts[i];
+
+		govrelayctl_json_open(&j, NULL, '{');
+		govrelayctl_json_kstr(&j, "address", r->addr);
+		govrelayctl_json_kstr(&j, "state", queue_rcpt_state_name(r->state));
+		govrelayctl_json_kuint(&j, "attempts", r->attempts);
+		govrelayctl_json_kstr(&j, "next_attempt", govrelayctl_time(r->next_attempt,
+		    r->state == QUEUE_RCPT_PENDING, t));
+		if (r->last_code != 0)
+			govrelayctl_json_kint(&j, "last_code", r->last_code);
+		else
+			govrelayctl_json_kstr(&j, "last_code", NULL);
+		govrelayctl_json_kstr(&j, "last_reply", r->last_reply);
+		govrelayctl_json_close(&j, '}');
+	}
+	govrelayctl_json_close(&j, ']');
+	govrelayctl_json_end(&j);
+}
+
+/*
+ * Text: one line per message (id, arrival, size, sender, held or
+ * queued), then one indented line per recipient (address, state,
+ * attempts, next attempt, last error). Columns are aligned over the
+ * whole listing; every stored string is made safe for a terminal.
+ */
+static void govrelayctl_queue_list_text(struct queue_msg *const *v, size_t n)
+{
+	static const char *const head[] = { "ID", "ARRIVAL", "SIZE", "SENDER", "STATE" };
+	size_t w[5], wr = 0;
+
+	if (n == 0) {
+		puts("queue is empty");
+		return;
+	}
+	for (size_t c = 0; c < 5; c++)
+		w[c] = govrelayctl_width(head[c]);
+	w[0] = w[0] < QUEUE_ID_TEXT_LEN ? QUEUE_ID_TEXT_LEN : w[0];
+	w[1] = w[1] < 24 ? 24 : w[1];
+	w[4] = w[4] < 6 ? 6 : w[4];
+	for (size_t i = 0; i < n; i++) {
+		char size[24], *sender = govrelayctl_text_dup(v[i]->sender != NULL &&
+		    v[i]->sender[0] != '\0' ? v[i]->sender : "<>");
+
+		snprintf(size, sizeof size, "%" PRIu64, v[i]->size);
+		if (govrelayctl_width(size) > w[2])
+			w[2] = govrelayctl_width(size);
+		if (govrelayctl_width(sender) > w[3])
+			w[3] = govrelayctl_width(sender);
+		free(sender);
+		for (size_t k = 0; k < v[i]->nrcpts; k++) {
+			char *addr = govrelayctl_text_dup(v[i]->rcpts[k].addr);
+
+			if (govrelayctl_width(addr) > wr)
+				wr = govrelayctl_width(addr);
+			free(addr);
 		}
 	}
-	s->held = m->held;
-	s->next = queue_msg_next_attempt(m);
-	return 0;
+	for (size_t c = 0; c < 5; c++)
+		govrelayctl_table_cell(head[c], w[c], c == 2 ? 'r' : 'l', c == 4);
+	fputc('\n', stdout);
+	for (size_t i = 0; i < n; i++) {
+		const struct queue_msg *m = v[i];
+		char id[QUEUE_ID_TEXT_LEN + 1], arr[GOVRELAYCTL_TIME_LEN], size[24];
+		char *sender = govrelayctl_text_dup(m->sender != NULL && m->sender[0] != '\0' ?
+		    m->sender : "<>");
+
+		queue_id_format(m->id, id);
+		govrelayctl_time(m->arrival, true, arr);
+		snprintf(size, sizeof size, "%" PRIu64, m->size);
+		govrelayctl_table_cell(id, w[0], 'l', false);
+		govrelayctl_table_cell(arr, w[1], 'l', false);
+		govrelayctl_table_cell(size, w[2], 'r', false);
+		govrelayctl_table_cell(sender, w[3], 'l', false);
+		govrelayctl_table_cell(m->held ? "held" : "queued", w[4], 'l', true);
+		fputc('\n', stdout);
+		free(sender);
+		for (size_t k = 0; k < m->nrcpts; k++) {
+			const struct queue_rcpt *r = &m->rcpts[k];
+			char nxt[GOVRELAYCTL_TIME_LEN], *addr = govrelayctl_text_dup(r->addr);
+			const char *next = govrelayctl_time(r->next_attempt,
+			    r->state == QUEUE_RCPT_PENDING, nxt);
+
+			fputs("    ", stdout);
+			govrelayctl_table_cell(addr, wr, 'l', false);
+			govrelayctl_table_cell(queue_rcpt_state_name(r->state), 9, 'l', false);
+			printf("attempts %-3" PRIu32 "  next %-24s", r->attempts,
+			    next != NULL ? next : "-");
+			if (r->state != QUEUE_RCPT_DELIVERED) {
+				char *last = govrelayctl_text_dup(r->last_reply);
+
+				printf("  last error: %s", last);
+				free(last);
+			}
+			fputc('\n', stdout);
+			free(addr);
+		}
+	}
 }
 
 static int govrelayctl_queue_list(struct govrelayctl *g, const struct govrelayctl_args *a)
 {
-	static const char *const head[] = { "ID", "ARRIVAL", "SIZE", "SENDER", "RCPTS",
-		"PENDING", "DELIVERED", "FAILED", "NEXT ATTEMPT" };
-	struct govrelayctl_table t = { 9, head, "llrlrrrrl", NULL, 0, 0 };
 	struct govrelayctl_qlist l = { NULL, 0, 0 };
 	struct queue_txn *txn;
 	int rc = 0;
@@ -1062,49 +1186,15 @@ static int govrelayctl_queue_list(struct govrelayctl *g, const struct govrelayct
 			goto out;
 		}
 	}
-	for (size_t i = 0; i < l.n; i++) {
-		const struct govrelayctl_qsum *s = &l.v[i];
-		char id[QUEUE_ID_TEXT_LEN + 1], arr[GOVRELAYCTL_TIME_LEN], nxt[GOVRELAYCTL_TIME_LEN];
-		char size[24], nr[24], np[24], nd[24], nf[24];
-		const char *next = govrelayctl_time(s->next, s->next >= 0, nxt);
-
-		queue_id_format(s->id, id);
-		govrelayctl_time(s->arrival, true, arr);
-		if (g->json) {
-			struct govrelayctl_json j;
-
-			govrelayctl_json_begin(&j);
-			govrelayctl_json_kstr(&j, "id", id);
-			govrelayctl_json_kstr(&j, "arrival", arr);
-			govrelayctl_json_kuint(&j, "size", s->size);
-			govrelayctl_json_kstr(&j, "sender", s->sender);
-			govrelayctl_json_kuint(&j, "recipients", s->nrcpts);
-			govrelayctl_json_kuint(&j, "pending", s->pending);
-			govrelayctl_json_kuint(&j, "delivered", s->delivered);
-			govrelayctl_json_kuint(&j, "failed", s->failed);
-			govrelayctl_json_kbool(&j, "held", s->held);
-			govrelayctl_json_kstr(&j, "next_attempt", next);
-			govrelayctl_json_end(&j);
-			continue;
-		}
-		snprintf(size, sizeof size, "%" PRIu64, s->size);
-		snprintf(nr, sizeof nr, "%zu", s->nrcpts);
-		snprintf(np, sizeof np, "%zu", s->pending);
-		snprintf(nd, sizeof nd, "%zu", s->delivered);
-		snprintf(nf, sizeof nf, "%zu", s->failed);
-		{
-			const char *row[9] = { id, arr, size, s->sender[0] ? s->sender : "<>", nr,
-				np, nd, nf, s->held ? "held" : next != NULL ? next : "-" };
-
-			govrelayctl_table_row(&t, row);
-		}
+	if (g->json) {
+		for (size_t i = 0; i < l.n; i++)
+			govrelayctl_queue_list_json(l.v[i]);
+	} else {
+		govrelayctl_queue_list_text(l.v, l.n);
 	}
-	if (!g->json)
-		govrelayctl_table_print(&t);
 out:
-	govrelayctl_table_free(&t);
 	for (size_t i = 0; i < l.n; i++)
-		free(l.v[i].sender);
+		queue_msg_free(l.v[i]);
 	free(l.v);
 	return rc;
 }
@@ -1291,6 +1381,435 @@ static int govrelayctl_queue_show(struct govrelayctl *g, const struct govrelayct
 		govrelayctl_msg_text(m);
 	queue_msg_free(m);
 	return EX_OK;
+}
+
+/* ----------------------------------------------------- queue changes */
+
+/*
+ * hold, release, delete, retry and flush go to the running daemon over
+ * control_socket, so they take effect at once (the daemon applies them
+ * through its writer and kicks its scheduler). The protocol is in
+ * relay/control.h; admin-cli may not include relay/ headers, so the two
+ * constants below are its copy. When no daemon answers (no socket file,
+ * or a stale one left by a crash: ENOENT, ECONNREFUSED) the CLI applies
+ * the very same change to the store itself, with the same audit record
+ * (via=store instead of via=daemon), so the postmaster can act while the
+ * daemon is down; a daemon started later simply finds the store so. The
+ * change functions below repeat relay/control.c's semantics (see the
+ * header there) and must be kept in step with them. Any other failure
+ * to connect is reported, never worked around: a permission problem
+ * must not open a second way in.
+ */
+#define GOVRELAYCTL_CTL_REQUEST_MAX 1024 /* CTL_REQUEST_MAX */
+#define GOVRELAYCTL_CTL_TIMEOUT_S 60
+
+enum govrelayctl_qverb {
+	GOVRELAYCTL_Q_HOLD,
+	GOVRELAYCTL_Q_RELEASE,
+	GOVRELAYCTL_Q_DELETE,
+	GOVRELAYCTL_Q_RETRY,
+	GOVRELAYCTL_Q_FLUSH,
+};
+
+static const struct {
+	const char *name;
+	const char *action;
+} govrelayctl_qverbs[] = {
+	[GOVRELAYCTL_Q_HOLD] = { "hold", "queue.hold" },
+	[GOVRELAYCTL_Q_RELEASE] = { "release", "queue.release" },
+	[GOVRELAYCTL_Q_DELETE] = { "delete", "queue.delete" },
+	[GOVRELAYCTL_Q_RETRY] = { "retry", "queue.retry" },
+	[GOVRELAYCTL_Q_FLUSH] = { "flush", "queue.flush" },
+};
+
+/* One queue change: what to do, and what came of it. */
+struct govrelayctl_qchange {
+	enum govrelayctl_qverb verb;
+	uint64_t id;
+	char qid[QUEUE_ID_TEXT_LEN + 1]; /* "" for flush */
+	char by[64];
+	int code;                        /* 0 or a sysexits code */
+	char text[GOVRELAYCTL_CTL_REQUEST_MAX];
+};
+
+/* Makes every pending recipient due at now; returns how many pend. */
+static size_t govrelayctl_due_now(struct queue_msg *m, int64_t now)
+{
+	size_t pending = 0;
+
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		struct queue_rcpt *r = &m->rcpts[i];
+
+		if (r->state != QUEUE_RCPT_PENDING)
+			continue;
+		pending++;
+		if (r->next_attempt > now)
+			r->next_attempt = now;
+	}
+	return pending;
+}
+
+/* hold, release, delete, retry in txn; as ctl_apply_msg in relay/control.c. */
+static int govrelayctl_qchange_msg(struct queue_txn *txn, struct govrelayctl_qchange *q,
+    int64_t now)
+{
+	struct queue_audit_field f[5];
+	struct queue_msg *m;
+	char npend[24];
+	size_t nf = 0, pending = 0;
+	int rc;
+
+	rc = queue_msg_get(txn, q->id, &m);
+	if (rc == -ENOENT) {
+		q->code = EX_NOINPUT;
+		snprintf(q->text, sizeof q->text, "no such message %s", q->qid);
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].state == QUEUE_RCPT_PENDING)
+			pending++;
+	switch (q->verb) {
+	case GOVRELAYCTL_Q_HOLD:
+		if (m->held) {
+			snprintf(q->text, sizeof q->text, "%s is already held", q->qid);
+			goto out;
+		}
+		m->held = true;
+		snprintf(q->text, sizeof q->text, "%s held", q->qid);
+		break;
+	case GOVRELAYCTL_Q_RELEASE:
+		if (!m->held) {
+			snprintf(q->text, sizeof q->text, "%s is not held", q->qid);
+			goto out;
+		}
+		m->held = false;
+		govrelayctl_due_now(m, now);
+		snprintf(q->text, sizeof q->text, "%s released; %zu pending recipients due now",
+		    q->qid, pending);
+		break;
+	case GOVRELAYCTL_Q_RETRY:
+		if (pending == 0) {
+			snprintf(q->text, sizeof q->text, "%s has no pending recipients", q->qid);
+			goto out;
+		}
+		if (m->held) {
+			snprintf(q->text, sizeof q->text,
+			    "%s is held; release it to have it delivered", q->qid);
+			goto out;
+		}
+		govrelayctl_due_now(m, now);
+		snprintf(q->text, sizeof q->text, "%s: %zu pending recipients due now",
+		    q->qid, pending);
+		break;
+	case GOVRELAYCTL_Q_DELETE:
+		snprintf(q->text, sizeof q->text, "%s deleted", q->qid);
+		break;
+	case GOVRELAYCTL_Q_FLUSH:
+		panic("govrelayctl: flush in govrelayctl_qchange_msg");
+	}
+	snprintf(npend, sizeof npend, "%zu", pending);
+	f[nf++] = (struct queue_audit_field){ "action", govrelayctl_qverbs[q->verb].action };
+	f[nf++] = (struct queue_audit_field){ "by", q->by };
+	f[nf++] = (struct queue_audit_field){ "via", "store" };
+	f[nf++] = (struct queue_audit_field){ "pending", npend };
+	if (q->verb == GOVRELAYCTL_Q_DELETE) {
+		f[nf++] = (struct queue_audit_field){ "sender",
+			m->sender != NULL && m->sender[0] != '\0' ? m->sender : "<>" };
+		rc = queue_msg_delete(txn, m->id);
+	} else {
+		rc = queue_msg_put(txn, m);
+	}
+	if (rc == 0)
+		rc = queue_audit_append(txn, now, q->qid, "admin", f, nf);
+out:
+	queue_msg_free(m);
+	return rc;
+}
+
+struct govrelayctl_flush {
+	int64_t now;
+	uint64_t *ids;
+	size_t n, cap;
+	size_t held;
+};
+
+static int govrelayctl_flush_collect(void *arg, const struct queue_msg *m)
+{
+	struct govrelayctl_flush *fl = arg;
+	bool later = false;
+
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].state == QUEUE_RCPT_PENDING && m->rcpts[i].next_attempt > fl->now)
+			later = true;
+	if (!later)
+		return 0;
+	if (m->held) {
+		fl->held++;
+		return 0;
+	}
+	if (fl->n == fl->cap) {
+		fl->cap = fl->cap ? fl->cap * 2 : 64;
+		fl->ids = xreallocarray(fl->ids, fl->cap, sizeof *fl->ids);
+	}
+	fl->ids[fl->n++] = m->id;
+	return 0;
+}
+
+/* flush in txn, one summary audit record; as ctl_apply_flush. */
+static int govrelayctl_qchange_flush(struct queue_txn *txn, struct govrelayctl_qchange *q,
+    int64_t now)
+{
+	struct govrelayctl_flush fl = { now, NULL, 0, 0, 0 };
+	struct queue_audit_field f[5];
+	char nmsg[24], nheld[24];
+	int rc;
+
+	rc = queue_msg_walk(txn, govrelayctl_flush_collect, &fl);
+	for (size_t i = 0; rc == 0 && i < fl.n; i++) {
+		struct queue_msg *m;
+
+		rc = queue_msg_get(txn, fl.ids[i], &m);
+		if (rc < 0)
+			break;
+		govrelayctl_due_now(m, now);
+		rc = queue_msg_put(txn, m);
+		queue_msg_free(m);
+	}
+	free(fl.ids);
+	if (rc < 0)
+		return rc;
+	snprintf(q->text, sizeof q->text, "%zu messages due now (%zu held left alone)",
+	    fl.n, fl.held);
+	if (fl.n == 0)
+		return 0;
+	snprintf(nmsg, sizeof nmsg, "%zu", fl.n);
+	snprintf(nheld, sizeof nheld, "%zu", fl.held);
+	f[0] = (struct queue_audit_field){ "action", govrelayctl_qverbs[q->verb].action };
+	f[1] = (struct queue_audit_field){ "by", q->by };
+	f[2] = (struct queue_audit_field){ "via", "store" };
+	f[3] = (struct queue_audit_field){ "messages", nmsg };
+	f[4] = (struct queue_audit_field){ "held", nheld };
+	return queue_audit_append(txn, now, "", "admin", f, 5);
+}
+
+/* The daemon is down: the change in one write transaction of our own. */
+static int govrelayctl_qchange_store(struct govrelayctl *g, struct govrelayctl_qchange *q)
+{
+	struct queue_txn *txn;
+	int rc;
+
+	if ((rc = govrelayctl_store_open(g, true)) != 0)
+		return rc;
+	govrelayctl_whoami(q->by, sizeof q->by);
+	rc = queue_txn_begin(g->store, true, &txn);
+	if (rc < 0) {
+		govrelayctl_err(g, "cannot write the store: %s", queue_strerror(rc));
+		return govrelayctl_store_exit(rc);
+	}
+	q->code = 0;
+	if (q->verb == GOVRELAYCTL_Q_FLUSH)
+		rc = govrelayctl_qchange_flush(txn, q, time_now_ms());
+	else
+		rc = govrelayctl_qchange_msg(txn, q, time_now_ms());
+	if (rc < 0) {
+		queue_txn_abort(txn);
+	} else {
+		rc = queue_txn_commit(txn);
+	}
+	if (rc < 0) {
+		govrelayctl_err(g, "cannot update the queue: %s", queue_strerror(rc));
+		return govrelayctl_store_exit(rc);
+	}
+	return 0;
+}
+
+/*
+ * Connects to the daemon: 0 with *fd, 1 when no daemon answers (the
+ * store path applies), or an exit code (reported).
+ */
+static int govrelayctl_ctl_connect(struct govrelayctl *g, int *fd)
+{
+	const char *path = g->cfg->control_socket;
+	struct timeval tv = { GOVRELAYCTL_CTL_TIMEOUT_S, 0 };
+	struct sockaddr_un sa;
+	int s, e;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	if (path == NULL || str_copy(sa.sun_path, path, sizeof sa.sun_path) >= sizeof sa.sun_path) {
+		govrelayctl_err(g, "control_socket is not a usable unix socket path");
+		return EX_CONFIG;
+	}
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		govrelayctl_err(g, "socket: %s", strerror(errno));
+		return EX_SOFTWARE;
+	}
+	/* Before connect: a daemon with a full backlog makes connect wait. */
+	if (setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+	    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0) {
+		govrelayctl_err(g, "setsockopt: %s", strerror(errno));
+		close(s);
+		return EX_SOFTWARE;
+	}
+	if (connect(s, (const struct sockaddr *)&sa, sizeof sa) < 0) {
+		e = errno;
+		close(s);
+		if (e == ENOENT || e == ECONNREFUSED)
+			return 1;
+		govrelayctl_err(g, "cannot reach the daemon at %s: %s", path, strerror(e));
+		if (e == EACCES || e == EPERM)
+			return EX_NOPERM;
+		return e == EAGAIN || e == ETIMEDOUT ? EX_TEMPFAIL : EX_UNAVAILABLE;
+	}
+	*fd = s;
+	return 0;
+}
+
+/* Sends one request and reads the one reply line into q (code, text). */
+static int govrelayctl_ctl_ask(struct govrelayctl *g, int fd, struct govrelayctl_qchange *q)
+{
+	char req[64], line[GOVRELAYCTL_CTL_REQUEST_MAX + 1], *nl, *end;
+	size_t len = 0, sent = 0, rl;
+	long code;
+
+	rl = (size_t)snprintf(req, sizeof req, "%s%s%s\n", govrelayctl_qverbs[q->verb].name,
+	    q->qid[0] != '\0' ? " " : "", q->qid);
+	while (sent < rl) {
+		ssize_t n = send(fd, req + sent, rl - sent, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		/*
+		 * The daemon may answer at accept (busy, permission denied)
+		 * and close before reading: its reply is still there to read.
+		 */
+		if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+			break;
+		if (n < 0) {
+			govrelayctl_err(g, "cannot send to the daemon: %s", strerror(errno));
+			return EX_UNAVAILABLE;
+		}
+		sent += (size_t)n;
+	}
+	while (len < sizeof line - 1 && memchr(line, '\n', len) == NULL) {
+		ssize_t n = recv(fd, line + len, sizeof line - 1 - len, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == ECONNRESET && len > 0)
+			break; /* after the reply: the daemon closed with our request unread */
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			govrelayctl_err(g, "no reply from the daemon within %d s; the change may "
+			    "or may not have been made ('queue show' tells)",
+			    GOVRELAYCTL_CTL_TIMEOUT_S);
+			return EX_TEMPFAIL;
+		}
+		if (n < 0) {
+			govrelayctl_err(g, "cannot read the daemon's reply: %s", strerror(errno));
+			return EX_UNAVAILABLE;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	line[len] = '\0';
+	nl = memchr(line, '\n', len);
+	if (nl == NULL) {
+		govrelayctl_err(g, "the daemon closed the connection without a complete reply");
+		return EX_SOFTWARE;
+	}
+	*nl = '\0';
+	if (strncmp(line, "ok ", 3) == 0) {
+		q->code = 0;
+		str_copy(q->text, line + 3, sizeof q->text);
+		return 0;
+	}
+	if (strncmp(line, "error ", 6) == 0) {
+		errno = 0;
+		code = strtol(line + 6, &end, 10);
+		/* Only the codes of the protocol; anything else is an internal error. */
+		if (errno == 0 && *end == ' ' && (code == EX_USAGE || code == EX_DATAERR ||
+		    code == EX_NOINPUT || code == EX_UNAVAILABLE || code == EX_SOFTWARE ||
+		    code == EX_TEMPFAIL || code == EX_NOPERM)) {
+			q->code = (int)code;
+			str_copy(q->text, end + 1, sizeof q->text);
+			return 0;
+		}
+	}
+	{
+		char *shown = govrelayctl_text_dup(line);
+
+		govrelayctl_err(g, "malformed reply from the daemon: '%s'", shown);
+		free(shown);
+	}
+	return EX_SOFTWARE;
+}
+
+static int govrelayctl_queue_change(struct govrelayctl *g, const struct govrelayctl_args *a)
+{
+	struct govrelayctl_qchange q;
+	const char *path, *path_err;
+	char *text;
+	bool by_daemon;
+	size_t v;
+	int fd = -1, rc;
+
+	memset(&q, 0, sizeof q);
+	for (v = 0; v < sizeof govrelayctl_qverbs / sizeof govrelayctl_qverbs[0]; v++)
+		if (strcmp(govrelayctl_qverbs[v].name, g->cmd->verb) == 0)
+			break;
+	if (v == sizeof govrelayctl_qverbs / sizeof govrelayctl_qverbs[0])
+		panic("govrelayctl: no queue change named %s", g->cmd->verb);
+	q.verb = (enum govrelayctl_qverb)v;
+	if (q.verb != GOVRELAYCTL_Q_FLUSH) {
+		const char *arg = govrelayctl_arg(a, "id");
+
+		if (queue_id_parse(arg, &q.id) < 0) {
+			char *shown = govrelayctl_text_dup(arg);
+
+			govrelayctl_err(g, "bad queue id '%s': expected %d hex digits", shown,
+			    QUEUE_ID_TEXT_LEN);
+			free(shown);
+			return EX_DATAERR;
+		}
+		queue_id_format(q.id, q.qid);
+	}
+	rc = govrelayctl_ctl_connect(g, &fd);
+	by_daemon = rc == 0;
+	if (rc == 0) {
+		rc = govrelayctl_ctl_ask(g, fd, &q);
+		close(fd);
+		path = "done by the running daemon";
+		path_err = "reported by the running daemon";
+	} else if (rc == 1) {
+		rc = govrelayctl_qchange_store(g, &q);
+		path = "daemon not running: applied to the store";
+		path_err = "daemon not running: checked the store";
+	} else {
+		return rc;
+	}
+	if (rc != 0)
+		return rc;
+	text = govrelayctl_text_dup(q.text);
+	if (q.code != 0) {
+		govrelayctl_err(g, "%s (%s)", text, path_err);
+	} else if (g->json) {
+		struct govrelayctl_json j;
+
+		govrelayctl_json_begin(&j);
+		govrelayctl_json_kstr(&j, "action", govrelayctl_qverbs[q.verb].action);
+		govrelayctl_json_kstr(&j, "id", q.qid[0] != '\0' ? q.qid : NULL);
+		govrelayctl_json_kstr(&j, "result", q.text);
+		govrelayctl_json_kstr(&j, "applied_by", by_daemon ? "daemon" : "store");
+		govrelayctl_json_end(&j);
+	} else {
+		printf("%s (%s)\n", text, path);
+	}
+	free(text);
+	return q.code;
 }
 
 /* ------------------------------------------------------------ config */

@@ -100,6 +100,7 @@ struct queue_msg {
 	enum queue_body_type body_type;
 	bool smtputf8;
 	bool held;                /* `queue hold`: not scheduled */
+	bool delay_warned;        /* the sender was told of the delay (RFC 3464 "delayed") */
 	uint64_t declared_size;   /* SIZE= from MAIL, 0 if none */
 	uint64_t size;            /* bytes stored in the body chunks */
 	uint32_t nchunks;

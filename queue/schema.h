@@ -34,7 +34,8 @@
  *   u64  id                    i64 arrival (unix ms)
  *   str  sender                str envid
  *   u8   ret                   u8  body_type
- *   u8   flags (bit 0 smtputf8, bit 1 held; other bits must be 0)
+ *   u8   flags (bit 0 smtputf8, bit 1 held, bit 2 delay_warned; other
+ *        bits must be 0)
  *   u64  declared_size         u64 size            u32 nchunks
  *   str  client_addr           str helo            str listener
  *   str  tls                   str auth_user

@@ -45,9 +45,11 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -59,6 +61,9 @@
 #include "queue/queue.h"
 #include "queue/queue_writer.h"
 #include "relay/delivery.h"
+#include "relay/dns.h"
+#include "relay/dsn.h"
+#include "relay/maildir.h"
 #include "relay/smtp_client.h"
 #include "relay/tlsio.h"
 
@@ -67,18 +72,34 @@
 /* A message we could not load or record is left alone this long. */
 #define DLV_SKIP_MS 60000
 #define DLV_SKIP_MAX 64
+/* Next-hop search: MX hosts, addresses per host, and sessions per group. */
+#define DLV_MX_MAX 8
+#define DLV_ADDR_MAX 8
+#define DLV_TRIES_MAX 10
 /* Audit "reply" values are truncated to this many bytes. */
 #define DLV_AUDIT_REPLY_MAX 200
 
 #define DLV_TEXT_NO_ROUTE "4.3.0 no route for domain"
 #define DLV_TEXT_UNSUPPORTED "4.4.0 route type not supported until the delivery engine lands"
 
+/* How a group of recipients leaves the relay. */
+enum dlv_hop {
+	DLV_HOP_NONE,     /* decided locally (no route, bad route) */
+	DLV_HOP_SMTP,     /* smtp:HOST:PORT */
+	DLV_HOP_LMTP,     /* lmtp:HOST:PORT or lmtp:unix:PATH */
+	DLV_HOP_MAILDIR,  /* maildir:DIR */
+	DLV_HOP_MX,       /* mx: the domain's MX hosts, port smtp_port */
+};
+
 /* One recipient of a job, in the job's (grouped) order. */
 struct dlv_rcpt {
 	size_t idx;                  /* index in the message snapshot */
 	char *domain;                /* lowercased domain part; NULL when none */
-	bool smtp;                   /* deliverable over smtp:ADDRESS:PORT */
-	char host[INET6_ADDRSTRLEN];
+	bool smtp;                   /* has a next hop (hop != DLV_HOP_NONE) */
+	enum dlv_hop hop;
+	bool host_is_name;           /* host needs an address lookup */
+	char host[256];              /* address, host name, or (MX) the domain */
+	char path[256];              /* unix socket or maildir folder */
 	uint16_t port;
 	bool require_tls;
 	char relay[SMTPC_RELAY_MAX]; /* for the log and the audit record */
@@ -94,7 +115,19 @@ struct dlv_rcpt {
 /* Consecutive recipients of a job that share one next hop. */
 struct dlv_group {
 	size_t start, n;
+	enum dlv_hop hop;
 	struct smtpc_request req;
+	/* DLV_HOP_MAILDIR */
+	const char **addrs;
+	struct maildir_result *mres;
+	/* Next hops found in DNS (MX, or a route's host name). */
+	char (*hosts)[DNS_NAME_MAX + 1];
+	size_t nhosts, host_next;
+	struct sockaddr_storage addrs_found[DLV_ADDR_MAX];
+	size_t naddrs, addr_next;
+	unsigned tries;
+	char addr_text[INET6_ADDRSTRLEN];
+	char last_error[SMTPC_TEXT_MAX];
 };
 
 struct dlv_job {
@@ -111,6 +144,11 @@ struct dlv_job {
 	struct smtpc *session;       /* the running session, or NULL */
 	int64_t finished_at;         /* unix ms: "now" for the record */
 	bool gone;                   /* dlv_apply: the message had been deleted */
+	/* Queue ids for the reports this job may queue (loop-allocated). */
+	uint64_t failure_dsn_id, delay_dsn_id;
+	bool failure_dsn_queued, delay_dsn_queued;  /* set by dlv_apply */
+	bool maildir_busy;           /* a maildir delivery is running */
+	struct dns_query *dns_q;     /* a next-hop lookup in flight */
 };
 
 struct dlv_skip {
@@ -120,6 +158,7 @@ struct dlv_skip {
 
 struct dlv {
 	uv_loop_t *loop;
+	struct dns *dns;             /* borrowed; NULL: no lookups possible */
 	struct config *cfg;
 	struct queue_store *store;
 	struct queue_writer *writer;
@@ -138,6 +177,7 @@ struct dlv {
 
 static void dlv_job_next(struct dlv_job *j);
 static void dlv_kick_later(struct dlv *d, uint64_t ms);
+static void dlv_group_relay(struct dlv_job *j, struct dlv_group *g, const char *relay);
 
 /* ------------------------------------------------------------- helpers */
 
@@ -200,23 +240,28 @@ static int64_t dlv_backoff(const struct config *cfg, uint32_t attempts)
 	return b > 0 ? (int64_t)b : 1;
 }
 
-/*
- * Parses "smtp:ADDRESS:PORT" (IPv6 in brackets, as queue_route_check
- * insists). Returns true for a numeric address; false for a host name or
- * anything else this first cut cannot deliver to.
- */
-static bool dlv_route_parse(const char *route, struct dlv_rcpt *r)
+/* Formats log and reply texts, where cutting a long one short is fine. */
+static void dlv_textf(char *dst, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void dlv_textf(char *dst, size_t len, const char *fmt, ...)
 {
-	const char *s, *port, *end;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(dst, len, fmt, ap);
+	va_end(ap);
+}
+
+/* Parses "HOST:PORT" (IPv6 in brackets) into r->host/port/host_is_name. */
+static bool dlv_hostport_parse(const char *s, struct dlv_rcpt *r)
+{
+	const char *port, *end;
 	unsigned char addr[sizeof(struct in6_addr)];
 	unsigned long p = 0;
 	size_t hlen, i;
-	bool v6;
+	bool v6 = s[0] == '[';
 
-	if (route == NULL || strncmp(route, "smtp:", 5) != 0)
-		return false;
-	s = route + 5;
-	v6 = s[0] == '[';
 	if (v6) {
 		end = strchr(s, ']');
 		if (end == NULL || end[1] != ':')
@@ -235,8 +280,6 @@ static bool dlv_route_parse(const char *route, struct dlv_rcpt *r)
 		return false;
 	memcpy(r->host, s, hlen);
 	r->host[hlen] = '\0';
-	if (inet_pton(v6 ? AF_INET6 : AF_INET, r->host, addr) != 1)
-		return false;
 	for (i = 0; port[i] != '\0'; i++) {
 		if (port[i] < '0' || port[i] > '9' || i >= 5)
 			return false;
@@ -245,8 +288,68 @@ static bool dlv_route_parse(const char *route, struct dlv_rcpt *r)
 	if (i == 0 || p == 0 || p > 65535)
 		return false;
 	r->port = (uint16_t)p;
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, r->host, addr) == 1) {
+		r->host_is_name = false;
+	} else {
+		/* queue_route_check allowed only LDH names here; v6 must be numeric. */
+		if (v6)
+			return false;
+		r->host_is_name = true;
+	}
+	return true;
+}
+
+/*
+ * Parses a domain's route (INTERFACE.md: smtp:HOST:PORT, lmtp:HOST:PORT,
+ * lmtp:unix:PATH, maildir:DIR, mx) into r. A recipient whose domain has
+ * no record goes over MX: that is mail the trusted agency servers relay
+ * to the Internet. Returns false for a route this build cannot use.
+ */
+static bool dlv_route_parse(const char *route, struct dlv_rcpt *r)
+{
+	r->hop = DLV_HOP_NONE;
+	r->host_is_name = false;
+	r->path[0] = '\0';
+	if (route == NULL || strcmp(route, "mx") == 0) {
+		if (r->domain == NULL || r->domain[0] == '\0' || r->domain[0] == '[' ||
+		    str_copy(r->host, r->domain, sizeof(r->host)) >= sizeof(r->host))
+			return false;
+		r->hop = DLV_HOP_MX;
+		r->host_is_name = true;
+		r->port = 0; /* smtp_port, from the job's config */
+		dlv_textf(r->relay, sizeof(r->relay), "mx:%s", r->host);
+	} else if (strncmp(route, "smtp:", 5) == 0) {
+		if (!dlv_hostport_parse(route + 5, r))
+			return false;
+		r->hop = DLV_HOP_SMTP;
+		dlv_textf(r->relay, sizeof(r->relay), "%s[%s]:%u", r->host,
+		    r->host_is_name ? "?" : r->host, (unsigned)r->port);
+	} else if (strncmp(route, "lmtp:unix:", 10) == 0) {
+		if (route[10] != '/' ||
+		    str_copy(r->path, route + 10, sizeof(r->path)) >= sizeof(r->path))
+			return false;
+		r->hop = DLV_HOP_LMTP;
+		r->host[0] = '\0';
+		r->port = 0;
+		dlv_textf(r->relay, sizeof(r->relay), "unix:%s", r->path);
+	} else if (strncmp(route, "lmtp:", 5) == 0) {
+		if (!dlv_hostport_parse(route + 5, r))
+			return false;
+		r->hop = DLV_HOP_LMTP;
+		dlv_textf(r->relay, sizeof(r->relay), "lmtp:%s[%s]:%u", r->host,
+		    r->host_is_name ? "?" : r->host, (unsigned)r->port);
+	} else if (strncmp(route, "maildir:", 8) == 0) {
+		if (route[8] != '/' ||
+		    str_copy(r->path, route + 8, sizeof(r->path)) >= sizeof(r->path))
+			return false;
+		r->hop = DLV_HOP_MAILDIR;
+		r->host[0] = '\0';
+		r->port = 0;
+		dlv_textf(r->relay, sizeof(r->relay), "maildir:%s", r->path);
+	} else {
+		return false;
+	}
 	r->smtp = true;
-	snprintf(r->relay, sizeof(r->relay), "%s[%s]:%u", r->host, r->host, (unsigned)p);
 	return true;
 }
 
@@ -287,7 +390,11 @@ static int dlv_cmp_route(const void *a, const void *b)
 	if (x->smtp != y->smtp)
 		return x->smtp ? 1 : -1;
 	if (x->smtp) {
+		if (x->hop != y->hop)
+			return x->hop < y->hop ? -1 : 1;
 		if ((c = strcmp(x->host, y->host)) != 0)
+			return c;
+		if ((c = strcmp(x->path, y->path)) != 0)
 			return c;
 		if (x->port != y->port)
 			return x->port < y->port ? -1 : 1;
@@ -299,8 +406,9 @@ static int dlv_cmp_route(const void *a, const void *b)
 
 static bool dlv_same_hop(const struct dlv_rcpt *x, const struct dlv_rcpt *y)
 {
-	return x->smtp && y->smtp && strcmp(x->host, y->host) == 0 &&
-	    x->port == y->port && x->require_tls == y->require_tls;
+	return x->smtp && y->smtp && x->hop == y->hop && strcmp(x->host, y->host) == 0 &&
+	    strcmp(x->path, y->path) == 0 && x->port == y->port &&
+	    x->require_tls == y->require_tls;
 }
 
 /* ---------------------------------------------------------------- jobs */
@@ -319,6 +427,11 @@ static void dlv_job_free(struct dlv_job *j)
 	d->njobs--;
 	for (i = 0; i < j->n; i++)
 		free(j->r[i].domain);
+	for (i = 0; i < j->ngroups; i++) {
+		free(j->groups[i].addrs);
+		free(j->groups[i].mres);
+		free(j->groups[i].hosts);
+	}
 	free(j->r);
 	free(j->sr);
 	free(j->groups);
@@ -396,9 +509,23 @@ static void dlv_done(void *arg, int status)
 		log_info(j->qid, "message was removed while being delivered; "
 		    "results not recorded");
 	} else {
+		char dsn_qid[QUEUE_ID_TEXT_LEN + 1];
+
 		for (i = 0; i < j->n; i++)
 			if (j->r[i].applied)
 				dlv_log_outcome(j, &j->r[i], &j->sr[i]);
+		if (j->failure_dsn_queued) {
+			queue_id_format(j->failure_dsn_id, dsn_qid);
+			log_event(LOG_LVL_INFO, j->qid, "event", "dsn", "kind", "failure",
+			    "dsn_id", dsn_qid, NULL);
+		}
+		if (j->delay_dsn_queued) {
+			queue_id_format(j->delay_dsn_id, dsn_qid);
+			log_event(LOG_LVL_INFO, j->qid, "event", "dsn", "kind", "delay",
+			    "dsn_id", dsn_qid, NULL);
+		}
+		if (j->failure_dsn_queued || j->delay_dsn_queued)
+			dlv_kick(d);
 	}
 	dlv_job_free(j);
 	if (d->stopping)
@@ -428,6 +555,87 @@ static void dlv_set_reply(struct queue_rcpt *q, const char *text)
 }
 
 /*
+ * Queues a delivery status notification about m's recipients that are
+ * marked in want, as a new message (null sender, to m's sender), in the
+ * caller's transaction: the report and the failure it reports commit
+ * together or not at all. Writer thread.
+ */
+static int dlv_queue_dsn(struct queue_txn *txn, struct dlv_job *j,
+    const struct queue_msg *m, const bool *want, enum dsn_kind kind, uint64_t dsn_id)
+{
+	const struct config *cfg = j->cfg;
+	uint64_t scale = cfg->time_scale ? cfg->time_scale : 1;
+	struct dsn_rcpt_report *rep;
+	char (*codes)[16];
+	struct dsn_params p;
+	struct queue_msg *dm = NULL;
+	struct buf body;
+	char dsn_qid[QUEUE_ID_TEXT_LEN + 1];
+	size_t i, n = 0;
+	uint32_t seq = 0;
+	int rc;
+
+	rep = xcalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*rep));
+	codes = xcalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*codes));
+	for (i = 0; i < m->nrcpts; i++) {
+		const struct queue_rcpt *q = &m->rcpts[i];
+		const char *reply = q->last_reply;
+
+		if (!want[i])
+			continue;
+		rep[n].addr = q->addr;
+		rep[n].orcpt = q->orcpt;
+		/* last_reply starts with the enhanced code when there is one. */
+		rep[n].status = NULL;
+		if (reply != NULL && reply[0] >= '2' && reply[0] <= '5' && reply[1] == '.') {
+			str_copyn(codes[n], reply, strcspn(reply, " "), sizeof(codes[n]));
+			rep[n].status = codes[n];
+		}
+		rep[n].diagnostic = reply;
+		rep[n].last_attempt = j->finished_at;
+		if (kind == DSN_DELAY)
+			rep[n].retry_until = m->arrival + (int64_t)(cfg->max_queue_lifetime / scale);
+		n++;
+	}
+	if (n == 0) {
+		free(codes);
+		free(rep);
+		return 0;
+	}
+	p.kind = kind;
+	p.reporting_mta = cfg->hostname != NULL && cfg->hostname[0] ? cfg->hostname : "localhost";
+	p.now = j->finished_at;
+	p.dsn_id = dsn_id;
+	p.full_max = 0;
+	buf_init(&body);
+	rc = dsn_build(txn, m, rep, n, &p, &body);
+	if (rc == 0)
+		rc = dsn_envelope_new(m, dsn_id, j->finished_at, &body, &dm);
+	for (size_t off = 0; rc == 0 && off < body.len; off += QUEUE_CHUNK_MAX) {
+		size_t len = body.len - off < QUEUE_CHUNK_MAX ? body.len - off : QUEUE_CHUNK_MAX;
+
+		rc = queue_body_put(txn, dsn_id, seq++, body.data + off, len);
+	}
+	if (rc == 0)
+		rc = queue_msg_put(txn, dm);
+	if (rc == 0) {
+		struct queue_audit_field f[4];
+
+		queue_id_format(dsn_id, dsn_qid);
+		f[0] = (struct queue_audit_field){ "from", "" };
+		f[1] = (struct queue_audit_field){ "to", m->sender };
+		f[2] = (struct queue_audit_field){ "kind", dsn_kind_name(kind) };
+		f[3] = (struct queue_audit_field){ "about", j->qid };
+		rc = queue_audit_append(txn, j->finished_at, dsn_qid, "received", f, 4);
+	}
+	queue_msg_free(dm);
+	buf_free(&body);
+	free(codes);
+	free(rep);
+	return rc;
+}
+
+/*
  * Writer thread, inside the batch's (nested) write transaction. Any error
  * rolls back everything this op did, audit records included.
  */
@@ -439,10 +647,11 @@ static int dlv_apply(struct queue_txn *txn, void *arg)
 	int64_t now = j->finished_at;
 	int64_t lifetime = (int64_t)(cfg->max_queue_lifetime / scale);
 	struct queue_msg *m;
-	bool pending = false;
-	size_t i;
+	bool pending = false, *failed_now = NULL, *delayed = NULL;
+	size_t i, nfailed = 0;
 	int rc;
 
+	j->failure_dsn_queued = j->delay_dsn_queued = false;
 	rc = queue_msg_get(txn, j->msg->id, &m);
 	if (rc == -ENOENT) {
 		j->gone = true;
@@ -450,6 +659,8 @@ static int dlv_apply(struct queue_txn *txn, void *arg)
 	}
 	if (rc < 0)
 		return rc;
+	failed_now = xcalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*failed_now));
+	delayed = xcalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*delayed));
 	for (i = 0; i < j->n; i++) {
 		struct dlv_rcpt *r = &j->r[i];
 		const struct smtpc_rcpt *s = &j->sr[i];
@@ -504,6 +715,10 @@ static int dlv_apply(struct queue_txn *txn, void *arg)
 		dlv_set_reply(q, r->reply);
 		r->state = q->state;
 		r->attempts = q->attempts;
+		if (q->state == QUEUE_RCPT_FAILED && dsn_wanted(m, q, DSN_FAILURE)) {
+			failed_now[q - m->rcpts] = true;
+			nfailed++;
+		}
 
 		snprintf(attempts, sizeof(attempts), "%" PRIu32, q->attempts);
 		if (age < 0)
@@ -526,9 +741,36 @@ static int dlv_apply(struct queue_txn *txn, void *arg)
 	for (i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].state == QUEUE_RCPT_PENDING)
 			pending = true;
+	/* RFC 3464 reports, never about a report (dsn_wanted: null sender). */
+	if (nfailed > 0) {
+		rc = dlv_queue_dsn(txn, j, m, failed_now, DSN_FAILURE, j->failure_dsn_id);
+		if (rc < 0)
+			goto out;
+		j->failure_dsn_queued = true;
+	}
+	if (pending && !m->delay_warned && cfg->delay_warning_time > 0 &&
+	    now - m->arrival >= (int64_t)(cfg->delay_warning_time / scale)) {
+		size_t ndelayed = 0;
+
+		for (i = 0; i < m->nrcpts; i++) {
+			delayed[i] = m->rcpts[i].state == QUEUE_RCPT_PENDING &&
+			    dsn_wanted(m, &m->rcpts[i], DSN_DELAY);
+			ndelayed += delayed[i];
+		}
+		/* Warn once per message, even when nobody asked to be warned. */
+		m->delay_warned = true;
+		if (ndelayed > 0) {
+			rc = dlv_queue_dsn(txn, j, m, delayed, DSN_DELAY, j->delay_dsn_id);
+			if (rc < 0)
+				goto out;
+			j->delay_dsn_queued = true;
+		}
+	}
 	/* queue_msg_put also puts the schedule entry in step (or repairs it). */
 	rc = pending ? queue_msg_put(txn, m) : queue_msg_delete(txn, m->id);
 out:
+	free(failed_now);
+	free(delayed);
 	queue_msg_free(m);
 	return rc;
 }
@@ -549,6 +791,9 @@ static void dlv_job_finish(struct dlv_job *j)
 		return;
 	}
 	j->finished_at = time_now_ms();
+	/* Ids come from the loop thread only; unused ones cost nothing. */
+	j->failure_dsn_id = queue_next_id(j->d->store);
+	j->delay_dsn_id = queue_next_id(j->d->store);
 	queue_writer_submit(j->d->writer, dlv_apply, dlv_done, j);
 }
 
@@ -557,9 +802,270 @@ static void dlv_on_session_done(void *arg, const struct smtpc_result *res)
 	struct dlv_job *j = arg;
 
 	j->session = NULL;
+	dlv_group_relay(j, &j->groups[j->group_next - 1], res->relay);
 	if (res->status < 0 && res->status != -ECANCELED)
 		log_debug(j->qid, "delivery session to %s ended: %s", res->relay, res->error);
 	dlv_job_next(j);
+}
+
+/* Maildir completion: its results become the group's verdicts. */
+static void dlv_on_maildir_done(void *arg)
+{
+	struct dlv_job *j = arg;
+	struct dlv_group *g = &j->groups[j->group_next - 1];
+	size_t i;
+
+	j->maildir_busy = false;
+	for (i = 0; i < g->n; i++) {
+		struct smtpc_rcpt *sr = &j->sr[g->start + i];
+		const struct maildir_result *mr = &g->mres[i];
+
+		switch (mr->outcome) {
+		case MAILDIR_OK: sr->outcome = SMTPC_OK; sr->code = 250; break;
+		case MAILDIR_PERM: sr->outcome = SMTPC_PERM; sr->code = 550; break;
+		case MAILDIR_TEMP: sr->outcome = SMTPC_TEMP; sr->code = 451; break;
+		case MAILDIR_NONE: sr->outcome = SMTPC_NONE; sr->code = 0; break;
+		}
+		str_copy(sr->dsn, mr->dsn, sizeof(sr->dsn));
+		dlv_textf(sr->reply, sizeof(sr->reply), "%s %s", mr->dsn, mr->text);
+	}
+	dlv_job_next(j);
+}
+
+/* Starts a maildir group: 0 when its completion will run, else an error. */
+static int dlv_group_maildir(struct dlv_job *j, struct dlv_group *g)
+{
+	size_t i;
+	int rc;
+
+	g->addrs = xcalloc(g->n, sizeof(*g->addrs));
+	g->mres = xcalloc(g->n, sizeof(*g->mres));
+	for (i = 0; i < g->n; i++)
+		g->addrs[i] = j->sr[g->start + i].addr;
+	rc = maildir_deliver(j->d->loop, j->d->store, j->r[g->start].path, j->msg,
+	    g->addrs, g->n, g->mres, dlv_on_maildir_done, j);
+	if (rc == 0)
+		j->maildir_busy = true;
+	return rc;
+}
+
+/* Gives every recipient of g the same local verdict. */
+static void dlv_group_fail(struct dlv_job *j, struct dlv_group *g,
+    enum smtpc_outcome outcome, const char *dsn, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void dlv_group_fail(struct dlv_job *j, struct dlv_group *g,
+    enum smtpc_outcome outcome, const char *dsn, const char *fmt, ...)
+{
+	char text[SMTPC_TEXT_MAX];
+	va_list ap;
+	size_t i;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	for (i = 0; i < g->n; i++) {
+		struct smtpc_rcpt *sr = &j->sr[g->start + i];
+
+		sr->outcome = outcome;
+		sr->code = 0;
+		str_copy(sr->dsn, dsn, sizeof(sr->dsn));
+		dlv_textf(sr->reply, sizeof(sr->reply), "%s %s", dsn, text);
+	}
+}
+
+static void dlv_resolve_next_host(struct dlv_job *j, struct dlv_group *g);
+
+/* Copies a session's relay text ("host[addr]:port") to its recipients. */
+static void dlv_group_relay(struct dlv_job *j, struct dlv_group *g, const char *relay)
+{
+	size_t i;
+
+	if (relay == NULL || relay[0] == '\0')
+		return;
+	for (i = 0; i < g->n; i++)
+		str_copy(j->r[g->start + i].relay, relay, sizeof(j->r[g->start + i].relay));
+}
+
+static void dlv_try_next_addr(struct dlv_job *j, struct dlv_group *g);
+
+/*
+ * A session to a looked-up address ended. A session that broke before
+ * any recipient got a verdict (refused, timed out, lost, TLS) moves on to
+ * the next address, then the next MX host (RFC 5321 section 5.1);
+ * anything the server actually answered is final for this attempt.
+ */
+static void dlv_on_resolved_session_done(void *arg, const struct smtpc_result *res)
+{
+	struct dlv_job *j = arg;
+	struct dlv_group *g = &j->groups[j->group_next - 1];
+	bool answered = false;
+	size_t i;
+
+	j->session = NULL;
+	dlv_group_relay(j, g, res->relay);
+	for (i = 0; i < g->n; i++) {
+		const struct smtpc_rcpt *sr = &j->sr[g->start + i];
+
+		if (sr->outcome == SMTPC_OK || sr->outcome == SMTPC_PERM || sr->code != 0)
+			answered = true;
+	}
+	if (res->status < 0 && res->status != -ECANCELED && !answered && !j->d->stopping) {
+		str_copy(g->last_error, j->sr[g->start].reply, sizeof(g->last_error));
+		log_debug(j->qid, "delivery to %s failed: %s; trying the next address",
+		    res->relay, res->error);
+		dlv_try_next_addr(j, g);
+		return;
+	}
+	dlv_job_next(j);
+}
+
+static void dlv_try_next_addr(struct dlv_job *j, struct dlv_group *g)
+{
+	const struct dlv_rcpt *r = &j->r[g->start];
+	const struct sockaddr_storage *ss;
+	size_t i;
+	int rc;
+
+	while (g->addr_next < g->naddrs && g->tries < DLV_TRIES_MAX) {
+		ss = &g->addrs_found[g->addr_next++];
+		if (ss->ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr,
+			    g->addr_text, sizeof(g->addr_text));
+		else
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr,
+			    g->addr_text, sizeof(g->addr_text));
+		g->req.host = g->addr_text;
+		g->req.port = r->hop == DLV_HOP_MX ? (uint16_t)j->cfg->smtp_port : r->port;
+		g->tries++;
+		for (i = 0; i < g->n; i++) {
+			struct smtpc_rcpt *sr = &j->sr[g->start + i];
+
+			sr->outcome = SMTPC_NONE;
+			sr->code = 0;
+			sr->dsn[0] = sr->reply[0] = '\0';
+		}
+		rc = smtpc_start(j->d->loop, &g->req, dlv_on_resolved_session_done, j,
+		    &j->session);
+		if (rc == 0)
+			return;
+		snprintf(g->last_error, sizeof(g->last_error), "cannot start a session to %s: %s",
+		    g->addr_text, strerror(-rc));
+	}
+	dlv_resolve_next_host(j, g);
+}
+
+static void dlv_on_addr(void *arg, const struct dns_result *res)
+{
+	struct dlv_job *j = arg;
+	struct dlv_group *g = &j->groups[j->group_next - 1];
+	const char *host = g->hosts[g->host_next - 1];
+	size_t i;
+
+	j->dns_q = NULL;
+	if (res->status != DNS_OK || res->n == 0) {
+		snprintf(g->last_error, sizeof(g->last_error), "no address for %s: %s%s%s", host,
+		    dns_status_name(res->status), res->error[0] ? ": " : "", res->error);
+		dlv_resolve_next_host(j, g);
+		return;
+	}
+	g->naddrs = res->n < DLV_ADDR_MAX ? res->n : DLV_ADDR_MAX;
+	for (i = 0; i < g->naddrs; i++)
+		g->addrs_found[i] = res->addr[i];
+	g->addr_next = 0;
+	dlv_try_next_addr(j, g);
+}
+
+/* Looks up the next host's addresses, or ends the group when none is left. */
+static void dlv_resolve_next_host(struct dlv_job *j, struct dlv_group *g)
+{
+	bool tried = g->tries > 0;
+	int rc;
+
+	while (g->host_next < g->nhosts && g->tries < DLV_TRIES_MAX && !j->d->stopping) {
+		rc = dns_query_addr(j->d->dns, g->hosts[g->host_next++], dlv_on_addr, j,
+		    &j->dns_q);
+		if (rc == 0)
+			return;
+		snprintf(g->last_error, sizeof(g->last_error), "bad host name %s",
+		    g->hosts[g->host_next - 1]);
+	}
+	/*
+	 * Every next hop failed. A session that ran has left its own verdicts
+	 * (temporary: it broke); otherwise say what the lookups found.
+	 */
+	if (!tried || j->sr[g->start].outcome == SMTPC_NONE)
+		dlv_group_fail(j, g, SMTPC_TEMP, "4.4.3", "%s",
+		    g->last_error[0] ? g->last_error : "no next hop found");
+	dlv_job_next(j);
+}
+
+static void dlv_on_mx(void *arg, const struct dns_result *res)
+{
+	struct dlv_job *j = arg;
+	struct dlv_group *g = &j->groups[j->group_next - 1];
+	const char *domain = j->r[g->start].host;
+	const char *self = j->cfg->hostname;
+	size_t i;
+
+	j->dns_q = NULL;
+	switch (res->status) {
+	case DNS_TEMPFAIL:
+		dlv_group_fail(j, g, SMTPC_TEMP, "4.4.3", "MX lookup for %s failed: %s",
+		    domain, res->error[0] ? res->error : "temporary DNS failure");
+		dlv_job_next(j);
+		return;
+	case DNS_NXDOMAIN:
+		dlv_group_fail(j, g, SMTPC_PERM, "5.1.2",
+		    "domain %s does not exist (DNS: no such domain)", domain);
+		dlv_job_next(j);
+		return;
+	case DNS_NODATA:
+		break;
+	case DNS_OK:
+		if (res->null_mx && res->n == 0) {
+			dlv_group_fail(j, g, SMTPC_PERM, "5.1.10",
+			    "domain %s accepts no mail (null MX, RFC 7505)", domain);
+			dlv_job_next(j);
+			return;
+		}
+		break;
+	}
+	g->hosts = xcalloc(DLV_MX_MAX, sizeof(*g->hosts));
+	if (res->status == DNS_OK && res->n > 0) {
+		for (i = 0; i < res->n && g->nhosts < DLV_MX_MAX; i++) {
+			/* Mail for a domain whose MX is us would loop (RFC 5321 5.1). */
+			if (self != NULL && strcasecmp(res->mx[i].host, self) == 0)
+				break;
+			str_copy(g->hosts[g->nhosts++], res->mx[i].host, sizeof(g->hosts[0]));
+		}
+		if (g->nhosts == 0) {
+			dlv_group_fail(j, g, SMTPC_PERM, "5.4.6",
+			    "mail for %s loops back to myself", domain);
+			dlv_job_next(j);
+			return;
+		}
+	} else {
+		/* No MX: the domain itself is the implicit MX (RFC 5321 5.1). */
+		str_copy(g->hosts[g->nhosts++], domain, sizeof(g->hosts[0]));
+	}
+	dlv_resolve_next_host(j, g);
+}
+
+/* Starts the DNS side of a group whose next hop is a name. */
+static int dlv_group_resolve(struct dlv_job *j, struct dlv_group *g)
+{
+	const struct dlv_rcpt *r = &j->r[g->start];
+
+	if (j->d->dns == NULL)
+		return -ENOSYS;
+	if (r->hop == DLV_HOP_MX)
+		return dns_query_mx(j->d->dns, r->host, dlv_on_mx, j, &j->dns_q);
+	g->hosts = xcalloc(1, sizeof(*g->hosts));
+	str_copy(g->hosts[0], r->host, sizeof(g->hosts[0]));
+	g->nhosts = 1;
+	dlv_resolve_next_host(j, g);
+	return 0;
 }
 
 /* Starts the next group's session, or records the job when none is left. */
@@ -570,10 +1076,15 @@ static void dlv_job_next(struct dlv_job *j)
 		size_t i;
 		int rc;
 
-		rc = smtpc_start(j->d->loop, &g->req, dlv_on_session_done, j, &j->session);
+		if (g->hop == DLV_HOP_MAILDIR)
+			rc = dlv_group_maildir(j, g);
+		else if (j->r[g->start].host_is_name)
+			rc = dlv_group_resolve(j, g);
+		else
+			rc = smtpc_start(j->d->loop, &g->req, dlv_on_session_done, j, &j->session);
 		if (rc == 0)
 			return;
-		/* Only a bad address gets here; dlv_route_parse checked it. */
+		/* A group that could not even start: a temporary local failure. */
 		for (i = 0; i < g->n; i++) {
 			struct smtpc_rcpt *s = &j->sr[g->start + i];
 
@@ -613,8 +1124,9 @@ static void dlv_resolve_routes(struct dlv_job *j, struct queue_txn *txn,
 			struct dlv_rcpt *r = by[k];
 			struct smtpc_rcpt *s = &j->sr[r - j->r];
 
-			if (dom != NULL && dlv_route_parse(dom->route, r)) {
-				r->require_tls = dom->require_tls;
+			if ((rc == 0 || rc == -ENOENT) &&
+			    dlv_route_parse(dom != NULL ? dom->route : NULL, r)) {
+				r->require_tls = dom != NULL && dom->require_tls;
 				continue;
 			}
 			s->outcome = SMTPC_TEMP;
@@ -723,9 +1235,12 @@ static bool dlv_job_start(struct dlv *d, uint64_t id)
 		}
 		j->groups[g].start = i;
 		j->groups[g].n = 1;
+		j->groups[g].hop = j->r[i].hop;
 		rq = &j->groups[g].req;
 		rq->id = j->qid;
-		rq->host = j->r[i].host;
+		rq->host = j->r[i].path[0] == '\0' ? j->r[i].host : NULL;
+		rq->unix_path = j->r[i].path[0] != '\0' ? j->r[i].path : NULL;
+		rq->lmtp = j->r[i].hop == DLV_HOP_LMTP;
 		rq->port = j->r[i].port;
 		rq->helo_name = j->cfg->hostname != NULL && j->cfg->hostname[0] != '\0' ?
 		    j->cfg->hostname : "localhost";
@@ -817,12 +1332,14 @@ static void dlv_kick_later(struct dlv *d, uint64_t ms)
 /* --------------------------------------------------------- entry points */
 
 int dlv_start(uv_loop_t *loop, struct config *cfg, struct queue_store *store,
-    struct queue_writer *writer, struct tlsio_ctx *client_tls, struct dlv **out)
+    struct queue_writer *writer, struct tlsio_ctx *client_tls, struct dns *dns,
+    struct dlv **out)
 {
 	struct dlv *d = xcalloc(1, sizeof(*d));
 	int rc;
 
 	d->loop = loop;
+	d->dns = dns;
 	d->store = store;
 	d->writer = writer;
 	d->client_tls = client_tls;
@@ -862,7 +1379,7 @@ void dlv_set_config(struct dlv *d, struct config *cfg)
 
 void dlv_stop(struct dlv *d, void (*cb)(void *arg), void *arg)
 {
-	struct dlv_job *j;
+	struct dlv_job *j, *next;
 
 	if (d->stopping)
 		return;
@@ -876,8 +1393,16 @@ void dlv_stop(struct dlv *d, void (*cb)(void *arg), void *arg)
 	 * recipient delivered before the abort must not be sent twice) and
 	 * leave the rest pending.
 	 */
-	for (j = d->jobs; j != NULL; j = j->next)
-		if (j->session != NULL)
+	for (j = d->jobs; j != NULL; j = next) {
+		next = j->next;
+		if (j->session != NULL) {
 			smtpc_abort(j->session);
+		} else if (j->dns_q != NULL) {
+			/* Nothing was sent yet: the job records what it has and ends. */
+			dns_cancel(j->dns_q);
+			j->dns_q = NULL;
+			dlv_job_next(j);
+		}
+	}
 	dlv_maybe_stopped(d);
 }

@@ -15,15 +15,18 @@
 #include "relay/tlsio.h"
 
 struct dlv;
+struct dns;
 
 /*
  * Starts the scheduler on loop. It rebuilds its view from the store (so
  * messages queued before a restart are picked up at their scheduled time).
- * cfg is referenced (cfg_ref); client_tls may be NULL (no outbound TLS).
- * Loop thread.
+ * cfg is referenced (cfg_ref); client_tls may be NULL (no outbound TLS);
+ * dns (borrowed, must outlive dlv_stop's callback) resolves MX routes and
+ * host names in routes, NULL defers them. Loop thread.
  */
 int dlv_start(uv_loop_t *loop, struct config *cfg, struct queue_store *store,
-    struct queue_writer *writer, struct tlsio_ctx *client_tls, struct dlv **out);
+    struct queue_writer *writer, struct tlsio_ctx *client_tls, struct dns *dns,
+    struct dlv **out);
 /* A message was just committed (or released): look at the schedule now. */
 void dlv_kick(struct dlv *d);
 /* Adopts a new configuration snapshot (SIGHUP); in-flight work keeps its own. */

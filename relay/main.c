@@ -35,7 +35,9 @@
 #include "policy/policy.h"
 #include "queue/queue.h"
 #include "queue/queue_writer.h"
+#include "relay/control.h"
 #include "relay/delivery.h"
+#include "relay/dns.h"
 #include "relay/listener.h"
 #include "relay/smtp_session.h"
 #include "relay/tlsio.h"
@@ -54,7 +56,9 @@ struct govrelayd {
 	struct policy *policy;
 	struct smtp_server srv;
 	struct listener_set *listeners;
+	struct ctl_server *ctl;
 	struct dlv *dlv;
+	struct dns *dns;
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t shutdown_timer;
 	uint64_t shutdown_started;
@@ -126,6 +130,8 @@ static void govrelayd_dlv_stopped(void *arg)
 	struct govrelayd *d = arg;
 
 	d->dlv = NULL;
+	dns_close(d->dns, NULL, NULL);
+	d->dns = NULL;
 	/* Every session is gone and deliveries are stopped: drain and stop the writer. */
 	queue_writer_stop(d->writer);
 	d->writer = NULL;
@@ -157,6 +163,8 @@ static void govrelayd_stop(struct govrelayd *d, const char *why)
 	log_info(NULL, "%s: stopping", why);
 	listener_stop(d->listeners);
 	d->listeners = NULL;
+	ctl_stop(d->ctl);
+	d->ctl = NULL;
 	smtp_server_shutdown(&d->srv);
 	d->shutdown_started = uv_now(d->loop);
 	/* Poll rather than count callbacks: sessions close on their own schedule. */
@@ -285,7 +293,16 @@ int main(int argc, char **argv)
 	rc = listener_start(d.loop, d.cfg, &d.srv, &d.listeners, err, sizeof err);
 	if (rc < 0)
 		fatal(EX_UNAVAILABLE, "%s", err);
-	rc = dlv_start(d.loop, d.cfg, d.store, d.writer, d.client_tls, &d.dlv);
+	/* govrelayctl's live verbs; a change kicks the scheduler like a new message. */
+	rc = ctl_start(d.loop, d.cfg->control_socket, d.writer, govrelayd_on_queued, &d, &d.ctl,
+	    err, sizeof err);
+	if (rc < 0)
+		fatal(EX_UNAVAILABLE, "%s", err);
+	/* The one resolver: dns_server, or resolv.conf's servers (never /etc/hosts). */
+	d.dns = dns_new(d.loop, &d.cfg->dns_server, err, sizeof err);
+	if (d.dns == NULL)
+		fatal(EX_UNAVAILABLE, "DNS resolver: %s", err);
+	rc = dlv_start(d.loop, d.cfg, d.store, d.writer, d.client_tls, d.dns, &d.dlv);
 	if (rc < 0)
 		fatal(EX_SOFTWARE, "cannot start the delivery scheduler: %s", strerror(-rc));
 

@@ -1,12 +1,26 @@
 /*
- * smtp_client: the outbound SMTP state machine (RFC 5321), one session per
- * message and next hop. The session connects to a numeric address, reads
- * the greeting, says EHLO (HELO after a 5xx), upgrades with STARTTLS (RFC
- * 3207) when the server offers it and we have a client context, sends MAIL
- * with the parameters the server announced (SIZE, BODY=8BITMIME, SMTPUTF8,
- * and RET/ENVID/NOTIFY/ORCPT only when DSN is offered), one RCPT per
+ * smtp_client: the outbound SMTP (RFC 5321) and LMTP (RFC 2033) state
+ * machine, one session per next hop. The session connects to a numeric
+ * address or a unix socket, reads the greeting, says EHLO (HELO after a
+ * 5xx) or LHLO, upgrades with STARTTLS (RFC 3207) when the server offers
+ * it, we have a client context and the socket is TCP, sends MAIL with
+ * the parameters the server announced (SIZE, BODY=8BITMIME, SMTPUTF8, and
+ * RET/ENVID/NOTIFY/ORCPT only when DSN is offered), one RCPT per
  * recipient, DATA, the body dot-stuffed from the store, the final dot and
- * QUIT. Commands are sent one at a time (no PIPELINING yet).
+ * QUIT. When the server announces PIPELINING (RFC 2920), MAIL, every RCPT
+ * and DATA leave in one write and the replies are read in order; else
+ * one command at a time.
+ *
+ * LMTP differs in two places only: LHLO (no HELO fallback: RFC 2033 4.1
+ * makes LHLO mandatory), and after the dot one reply per recipient whose
+ * RCPT got a 2xx, in RCPT order (RFC 2033 4.2).
+ *
+ * Connection reuse: when a transaction is over and the request has a
+ * next callback, the session asks it for another message for the same
+ * next hop; RSET goes out first when the transaction before failed after
+ * MAIL (RFC 5321 4.1.1.5), and QUIT when next has nothing more. A 421
+ * (RFC 5321 3.8: the server is closing) or any session-level failure
+ * ends the session without asking.
  *
  * Every state has a timeout and a phrase for the log, from one table
  * (Postfix's smtp_proto.c "while sending end of data -- message may be
@@ -16,12 +30,13 @@
  * Entry points: smtpc_start, smtpc_abort, smtpc_outcome_name.
  *
  * OWNERSHIP: the session owns its handles, buffers and tlsio. The request
- * and what it points to are the caller's, borrowed until the completion.
- * The body is read chunk by chunk, each in its own short read transaction
- * (never one held across I/O, which would pin LMDB pages); a chunk is
- * dot-stuffed into a buffer and written, and the next one is read only
- * when the previous writes have completed, so a session holds about two
- * chunks of memory whatever the message size.
+ * and what it points to are the caller's, borrowed until the completion
+ * (per-message fields: until passed to next). The body is read chunk by
+ * chunk, each in its own short read transaction (never one held across
+ * I/O, which would pin LMDB pages); a chunk is dot-stuffed into a buffer
+ * and written, and the next one is read only when the previous writes
+ * have completed, so a session holds about two chunks of memory whatever
+ * the message size.
  *
  * Lifetime: every path to the end goes through smtpc_close, which marks
  * the session closing and closes both handles; libuv runs pending write
@@ -42,6 +57,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/un.h>
 
 #include "common/buf.h"
 #include "common/log.h"
@@ -67,6 +83,7 @@ enum smtpc_state {
 	SMTPC_ST_CONNECT,
 	SMTPC_ST_GREETING,
 	SMTPC_ST_EHLO,
+	SMTPC_ST_LHLO,
 	SMTPC_ST_HELO,
 	SMTPC_ST_STARTTLS,
 	SMTPC_ST_TLS,
@@ -75,6 +92,7 @@ enum smtpc_state {
 	SMTPC_ST_DATA,
 	SMTPC_ST_BODY,
 	SMTPC_ST_DOT,
+	SMTPC_ST_RSET,
 	SMTPC_ST_QUIT,
 	SMTPC_ST_COUNT
 };
@@ -85,11 +103,13 @@ enum smtpc_state {
  * Per state: the timeout (Postfix's defaults: smtp_connect_timeout,
  * smtp_helo_timeout, smtp_starttls_timeout, smtp_mail_timeout,
  * smtp_rcpt_timeout, smtp_data_init_timeout, smtp_data_xfer_timeout,
- * smtp_data_done_timeout; QUIT is shorter because every verdict is known
- * by then and only the completion waits), what we were doing for
- * "timed out while ..." and "lost connection ... while ...", the command
- * a reply answers, whether a reply is awaited (BODY and TLS read none),
- * and the states that may follow.
+ * smtp_data_done_timeout, smtp_rset_timeout; QUIT is shorter because
+ * every verdict is known by then and only the completion waits), what we
+ * were doing for "timed out while ..." and "lost connection ... while
+ * ...", the command a reply answers, whether a reply is awaited (BODY and
+ * TLS read none), and the states that may follow. MAIL, RCPT and DATA may
+ * lead to RSET (a failed transaction before the next message), DOT to
+ * MAIL (the next message after a complete one).
  */
 static const struct smtpc_state_info {
 	const char *name;
@@ -103,33 +123,44 @@ static const struct smtpc_state_info {
 	    false, SMTPC_B(SMTPC_ST_GREETING) },
 	[SMTPC_ST_GREETING] = { "greeting", 300000,
 	    "receiving the initial server greeting", "",
-	    true, SMTPC_B(SMTPC_ST_EHLO) | SMTPC_B(SMTPC_ST_QUIT) },
+	    true, SMTPC_B(SMTPC_ST_EHLO) | SMTPC_B(SMTPC_ST_LHLO) | SMTPC_B(SMTPC_ST_QUIT) },
 	[SMTPC_ST_EHLO] = { "ehlo", 300000, "performing the EHLO handshake", "EHLO",
 	    true, SMTPC_B(SMTPC_ST_HELO) | SMTPC_B(SMTPC_ST_STARTTLS) |
 	    SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
+	[SMTPC_ST_LHLO] = { "lhlo", 300000, "performing the LHLO handshake", "LHLO",
+	    true, SMTPC_B(SMTPC_ST_STARTTLS) | SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
 	[SMTPC_ST_HELO] = { "helo", 300000, "performing the HELO handshake", "HELO",
 	    true, SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
 	[SMTPC_ST_STARTTLS] = { "starttls", 300000, "sending STARTTLS", "STARTTLS",
 	    true, SMTPC_B(SMTPC_ST_TLS) | SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
 	[SMTPC_ST_TLS] = { "tls", 300000, "performing the TLS handshake", "",
-	    false, SMTPC_B(SMTPC_ST_EHLO) },
+	    false, SMTPC_B(SMTPC_ST_EHLO) | SMTPC_B(SMTPC_ST_LHLO) },
 	[SMTPC_ST_MAIL] = { "mail", 300000, "sending MAIL FROM", "MAIL FROM",
-	    true, SMTPC_B(SMTPC_ST_RCPT) | SMTPC_B(SMTPC_ST_QUIT) },
+	    true, SMTPC_B(SMTPC_ST_RCPT) | SMTPC_B(SMTPC_ST_RSET) | SMTPC_B(SMTPC_ST_QUIT) },
 	[SMTPC_ST_RCPT] = { "rcpt", 300000, "sending RCPT TO", "RCPT TO",
-	    true, SMTPC_B(SMTPC_ST_DATA) | SMTPC_B(SMTPC_ST_QUIT) },
+	    true, SMTPC_B(SMTPC_ST_DATA) | SMTPC_B(SMTPC_ST_RSET) | SMTPC_B(SMTPC_ST_QUIT) },
 	[SMTPC_ST_DATA] = { "data", 120000, "sending DATA command", "DATA",
-	    true, SMTPC_B(SMTPC_ST_BODY) | SMTPC_B(SMTPC_ST_QUIT) },
+	    true, SMTPC_B(SMTPC_ST_BODY) | SMTPC_B(SMTPC_ST_RSET) | SMTPC_B(SMTPC_ST_QUIT) },
 	[SMTPC_ST_BODY] = { "body", 180000, "sending message body", "",
 	    false, SMTPC_B(SMTPC_ST_DOT) },
 	[SMTPC_ST_DOT] = { "dot", 600000,
 	    "sending end of data -- message may be sent more than once",
-	    "end of DATA", true, SMTPC_B(SMTPC_ST_QUIT) },
+	    "end of DATA", true, SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
+	[SMTPC_ST_RSET] = { "rset", 20000, "sending RSET", "RSET",
+	    true, SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
 	[SMTPC_ST_QUIT] = { "quit", 60000, "sending QUIT", "QUIT", true, 0 },
 };
 
 struct smtpc {
 	uv_loop_t *loop;
-	uv_tcp_t tcp;
+	/* TCP or unix socket; both are streams, and libuv handles share a head. */
+	union {
+		uv_handle_t handle;
+		uv_stream_t stream;
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+	} sock;
+	bool is_unix;
 	uv_timer_t timer;
 	uv_connect_t connect_req;
 	struct sockaddr_storage addr;
@@ -139,9 +170,10 @@ struct smtpc {
 	struct smtpc_result res;
 	enum smtpc_state state;
 	int open_handles;
-	bool tcp_inited;
+	bool sock_inited;
 	bool closing;
 	bool finished;                 /* every recipient has its verdict */
+	bool broken;                   /* a 421 or RSET failure: no next message */
 
 	/* Input: plaintext lines, and the reply being assembled. */
 	struct buf in;
@@ -151,18 +183,24 @@ struct smtpc {
 	struct buf rtext;              /* reply lines without "NNN-", '\n' between */
 	char rbuf[SMTPC_READ_CHUNK];
 
-	/* What the server announced in EHLO. */
+	/* What the server announced in EHLO/LHLO. */
 	bool ext_size, ext_starttls, ext_8bitmime, ext_smtputf8, ext_dsn;
+	bool ext_pipelining;
 	uint64_t size_limit;           /* SIZE n; 0 = no fixed limit */
 
 	/* TLS. */
 	struct tlsio *tls;
 	bool tls_up;                   /* set by the established callback */
 
-	/* Recipients. */
-	size_t rcpt_next;
+	/* The current transaction. */
+	bool mail_sent;                /* MAIL went out: RSET before the next one */
+	bool mail_failed;              /* MAIL refused: later replies only drained */
+	bool pipelined;                /* MAIL, RCPTs and DATA went out in one write */
+	bool dot_done;                 /* the final reply(ies) arrived */
+	size_t rcpt_next;              /* next RCPT reply (and command) */
 	size_t naccepted;
 	bool *accepted;                /* RCPT got 2xx */
+	size_t dot_next;               /* LMTP: next recipient a dot reply is for */
 
 	/* Body transfer. */
 	uint32_t chunk_next;
@@ -225,9 +263,9 @@ static void smtpc_close(struct smtpc *c)
 	c->closing = true;
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)&c->timer, smtpc_on_close);
-	if (c->tcp_inited) {
-		uv_read_stop((uv_stream_t *)&c->tcp);
-		uv_close((uv_handle_t *)&c->tcp, smtpc_on_close);
+	if (c->sock_inited) {
+		uv_read_stop(&c->sock.stream);
+		uv_close(&c->sock.handle, smtpc_on_close);
 	}
 }
 
@@ -371,7 +409,7 @@ static void smtpc_write_raw(struct smtpc *c, const char *data, size_t len)
 	w->c = c;
 	memcpy(w->data, data, len);
 	b = uv_buf_init(w->data, (unsigned)len);
-	rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, smtpc_on_write);
+	rc = uv_write(&w->req, &c->sock.stream, &b, 1, smtpc_on_write);
 	if (rc < 0) {
 		free(w);
 		smtpc_lost(c, rc);
@@ -397,6 +435,33 @@ static void smtpc_send(struct smtpc *c, const char *data, size_t len)
 		    smtpc_states[c->state].doing, tlsio_error(c->tls));
 }
 
+/*
+ * Adds one command line (CRLF added) to c->out, logging it at debug
+ * level; smtpc_flush sends what was added. A pipelined group (RFC 2920)
+ * is several appends and one flush, so it leaves in one write.
+ */
+static void smtpc_append(struct smtpc *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void smtpc_append(struct smtpc *c, const char *fmt, ...)
+{
+	size_t start = c->out.len;
+	va_list ap;
+
+	va_start(ap, fmt);
+	buf_vprintf(&c->out, fmt, ap);
+	va_end(ap);
+	log_debug(c->rq.id, "smtp client > %s: %.*s", c->res.relay,
+	    (int)(c->out.len - start), c->out.data + start);
+	buf_append(&c->out, "\r\n", 2);
+}
+
+static void smtpc_flush(struct smtpc *c)
+{
+	smtpc_send(c, c->out.data, c->out.len);
+	buf_reset(&c->out);
+}
+
 /* Sends one command line (CRLF added) and logs it at debug level. */
 static void smtpc_command(struct smtpc *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -411,8 +476,7 @@ static void smtpc_command(struct smtpc *c, const char *fmt, ...)
 	va_end(ap);
 	log_debug(c->rq.id, "smtp client > %s: %s", c->res.relay, buf_cstr(&c->out));
 	buf_append(&c->out, "\r\n", 2);
-	smtpc_send(c, c->out.data, c->out.len);
-	buf_reset(&c->out);
+	smtpc_flush(c);
 }
 
 /* ---------------------------------------------------------------- TLS */
@@ -528,11 +592,10 @@ static void smtpc_said(const struct smtpc *c, char *out, size_t outlen, const ch
 
 /*
  * The server refused something that concerns every open recipient:
- * "host X said: 550 ... (in reply to MAIL FROM command)", then QUIT.
+ * "host X said: 550 ... (in reply to MAIL FROM command)". The caller
+ * decides what follows (QUIT, or the end of this transaction).
  */
-static void smtpc_quit(struct smtpc *c);
-
-static void smtpc_site_reply(struct smtpc *c, const char *lead)
+static void smtpc_site_record(struct smtpc *c, const char *lead)
 {
 	char text[SMTPC_TEXT_MAX], reply[SMTPC_TEXT_MAX], dsn[16];
 	enum smtpc_outcome o = smtpc_class(c->rcode);
@@ -546,6 +609,14 @@ static void smtpc_site_reply(struct smtpc *c, const char *lead)
 	}
 	smtpc_said(c, text, sizeof(text), lead, reply);
 	smtpc_set_open(c, o, c->rcode, dsn, text);
+}
+
+static void smtpc_quit(struct smtpc *c);
+
+/* A refusal that ends the session: record it, then QUIT. */
+static void smtpc_site_reply(struct smtpc *c, const char *lead)
+{
+	smtpc_site_record(c, lead);
 	smtpc_quit(c);
 }
 
@@ -553,11 +624,11 @@ static void smtpc_site_reply(struct smtpc *c, const char *lead)
 static void smtpc_ext_reset(struct smtpc *c)
 {
 	c->ext_size = c->ext_starttls = c->ext_8bitmime = false;
-	c->ext_smtputf8 = c->ext_dsn = false;
+	c->ext_smtputf8 = c->ext_dsn = c->ext_pipelining = false;
 	c->size_limit = 0;
 }
 
-/* RFC 5321 4.1.1.1: EHLO keywords, one per line after the first. */
+/* RFC 5321 4.1.1.1: EHLO (and LHLO) keywords, one per line after the first. */
 static void smtpc_parse_ehlo(struct smtpc *c)
 {
 	const char *p = buf_cstr(&c->rtext), *nl = NULL;
@@ -595,6 +666,8 @@ static void smtpc_parse_ehlo(struct smtpc *c)
 			c->ext_smtputf8 = true;
 		} else if (str_ieq(kw, "DSN")) {
 			c->ext_dsn = true;
+		} else if (str_ieq(kw, "PIPELINING")) {
+			c->ext_pipelining = true;
 		}
 	}
 }
@@ -623,7 +696,7 @@ static bool smtpc_envelope_is_utf8(const struct smtpc *c)
 static void smtpc_refuse_all(struct smtpc *c, const char *dsn, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* A local verdict for every open recipient (no server reply), then QUIT. */
+/* A local verdict for every open recipient (no server reply). */
 static void smtpc_refuse_all(struct smtpc *c, const char *dsn, const char *fmt, ...)
 {
 	char text[SMTPC_TEXT_MAX];
@@ -633,34 +706,44 @@ static void smtpc_refuse_all(struct smtpc *c, const char *dsn, const char *fmt, 
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	smtpc_set_open(c, dsn[0] == '5' ? SMTPC_PERM : SMTPC_TEMP, 0, dsn, text);
-	smtpc_quit(c);
 }
 
-static void smtpc_mail(struct smtpc *c)
+/*
+ * Checks what can be decided about the current message without asking
+ * the server. Returns true (every recipient has a verdict) when it
+ * cannot be sent over this connection.
+ */
+static bool smtpc_mail_is_refused(struct smtpc *c)
 {
 	const struct queue_msg *m = c->rq.msg;
-	bool utf8 = m->smtputf8 && smtpc_envelope_is_utf8(c);
-	struct buf cmd;
 
 	if (m->body_type == QUEUE_BODY_BINARYMIME) {
 		/* RFC 3030 binary content needs BDAT; this client sends DATA only. */
 		smtpc_refuse_all(c, "5.6.3", "cannot relay BINARYMIME content to %s: "
 		    "sending BDAT is not supported", c->res.relay);
-		return;
+		return true;
 	}
-	if (utf8 && !c->ext_smtputf8) {
+	if (m->smtputf8 && smtpc_envelope_is_utf8(c) && !c->ext_smtputf8) {
 		/* RFC 6531 section 3.4: must not be downgraded silently. */
 		smtpc_refuse_all(c, "5.6.7", "SMTPUTF8 is required, but was not offered by host %s",
 		    c->res.relay);
-		return;
+		return true;
 	}
 	if (c->ext_size && c->size_limit > 0 && m->size > c->size_limit) {
 		smtpc_refuse_all(c, "5.3.4", "message size %llu exceeds size limit %llu of server %s",
 		    (unsigned long long)m->size, (unsigned long long)c->size_limit,
 		    c->res.relay);
-		return;
+		return true;
 	}
-	smtpc_set_state(c, SMTPC_ST_MAIL);
+	return false;
+}
+
+static void smtpc_append_mail(struct smtpc *c)
+{
+	const struct queue_msg *m = c->rq.msg;
+	bool utf8 = m->smtputf8 && smtpc_envelope_is_utf8(c);
+	struct buf cmd;
+
 	buf_init(&cmd);
 	buf_printf(&cmd, "MAIL FROM:<%s>", m->sender);
 	if (c->ext_size)
@@ -681,13 +764,13 @@ static void smtpc_mail(struct smtpc *c)
 		    smtp_parse_xtext_encode(m->envid, x, sizeof(x)) == 0)
 			buf_printf(&cmd, " ENVID=%s", x);
 	}
-	smtpc_command(c, "%s", buf_cstr(&cmd));
+	smtpc_append(c, "%s", buf_cstr(&cmd));
 	buf_free(&cmd);
 }
 
-static void smtpc_rcpt(struct smtpc *c)
+static void smtpc_append_rcpt(struct smtpc *c, size_t idx)
 {
-	const struct smtpc_rcpt *r = &c->rq.rcpts[c->rcpt_next];
+	const struct smtpc_rcpt *r = &c->rq.rcpts[idx];
 	struct buf cmd;
 
 	buf_init(&cmd);
@@ -720,8 +803,38 @@ static void smtpc_rcpt(struct smtpc *c)
 		    smtp_parse_xtext_encode(semi + 1, x, sizeof(x)) == 0)
 			buf_printf(&cmd, " ORCPT=%.*s;%s", (int)(semi - r->orcpt), r->orcpt, x);
 	}
-	smtpc_command(c, "%s", buf_cstr(&cmd));
+	smtpc_append(c, "%s", buf_cstr(&cmd));
 	buf_free(&cmd);
+}
+
+/*
+ * MAIL for the current message. With PIPELINING (RFC 2920 3.1: MAIL,
+ * RCPT and DATA may all be sent before any reply, DATA last in the
+ * group) the whole envelope and DATA leave in one write; the replies are
+ * then read in order through the same states as without it.
+ */
+static void smtpc_mail_send(struct smtpc *c)
+{
+	size_t i;
+
+	smtpc_set_state(c, SMTPC_ST_MAIL);
+	c->mail_sent = true;
+	c->pipelined = c->ext_pipelining;
+	buf_reset(&c->out);
+	smtpc_append_mail(c);
+	if (c->pipelined) {
+		for (i = 0; i < c->rq.nrcpts; i++)
+			smtpc_append_rcpt(c, i);
+		smtpc_append(c, "DATA");
+	}
+	smtpc_flush(c);
+}
+
+static void smtpc_rcpt_send(struct smtpc *c)
+{
+	buf_reset(&c->out);
+	smtpc_append_rcpt(c, c->rcpt_next);
+	smtpc_flush(c);
 }
 
 static void smtpc_quit(struct smtpc *c)
@@ -734,27 +847,122 @@ static void smtpc_quit(struct smtpc *c)
 	smtpc_command(c, "QUIT");
 }
 
-/* After a successful EHLO or HELO: STARTTLS, or on to MAIL. */
+/*
+ * Every verdict is known, but the connection is in a state we cannot
+ * continue from (a server that accepted DATA with no recipient): hang up
+ * without QUIT.
+ */
+static void smtpc_hangup(struct smtpc *c, const char *why)
+{
+	log_warn(c->rq.id, "closing the connection to %s: %s", c->res.relay, why);
+	c->finished = true;
+	c->res.status = 0;
+	smtpc_close(c);
+}
+
+/*
+ * Asks next for another message once the current one is over. Returns
+ * true when one was installed (its recipients open, the transaction
+ * state fresh), false when the session should end.
+ */
+static bool smtpc_take_next(struct smtpc *c)
+{
+	const struct smtpc_request *n;
+	size_t i;
+
+	if (c->rq.next == NULL || c->broken || c->closing)
+		return false;
+	/* The current message is final from here on, whatever happens next. */
+	c->finished = true;
+	c->res.status = 0;
+	n = c->rq.next(c->rq.next_arg, &c->rq);
+	if (n == NULL || c->closing)
+		return false;
+	if (n->msg == NULL || n->nrcpts == 0 || n->rcpts == NULL)
+		panic("smtp client: next returned a request without message or recipients");
+	c->rq.id = n->id;
+	c->rq.store = n->store;
+	c->rq.msg = n->msg;
+	c->rq.rcpts = n->rcpts;
+	c->rq.nrcpts = n->nrcpts;
+	free(c->accepted);
+	c->accepted = xcalloc(n->nrcpts, sizeof(*c->accepted));
+	c->naccepted = 0;
+	c->rcpt_next = 0;
+	c->dot_next = 0;
+	c->mail_sent = c->mail_failed = c->pipelined = c->dot_done = false;
+	c->finished = false;
+	for (i = 0; i < c->rq.nrcpts; i++)
+		smtpc_set_rcpt(&c->rq.rcpts[i], SMTPC_NONE, 0, "", "");
+	return true;
+}
+
+/*
+ * Starts the current message's transaction: messages that cannot go over
+ * this connection get their local verdict and the next one is asked for
+ * (a loop, not recursion, however many are refused in a row).
+ */
+static void smtpc_txn_start(struct smtpc *c)
+{
+	while (smtpc_mail_is_refused(c)) {
+		if (!smtpc_take_next(c)) {
+			smtpc_quit(c);
+			return;
+		}
+	}
+	smtpc_mail_send(c);
+}
+
+/*
+ * The current transaction is over: every recipient has a verdict. On to
+ * the next message (after RSET when the server may still hold part of
+ * this transaction, RFC 5321 4.1.1.5), or QUIT.
+ */
+static void smtpc_txn_end(struct smtpc *c)
+{
+	bool need_rset = c->mail_sent && !c->dot_done;
+
+	if (!smtpc_take_next(c)) {
+		smtpc_quit(c);
+		return;
+	}
+	if (need_rset) {
+		smtpc_set_state(c, SMTPC_ST_RSET);
+		smtpc_command(c, "RSET");
+		return;
+	}
+	smtpc_txn_start(c);
+}
+
+/* After a successful EHLO, LHLO or HELO: STARTTLS, or on to MAIL. */
 static void smtpc_after_helo(struct smtpc *c)
 {
-	if (c->tls == NULL && c->ext_starttls && c->rq.tls != NULL) {
+	/* A unix socket never leaves the host: no STARTTLS, nothing to require. */
+	if (c->tls == NULL && !c->is_unix && c->ext_starttls && c->rq.tls != NULL) {
 		smtpc_set_state(c, SMTPC_ST_STARTTLS);
 		smtpc_command(c, "STARTTLS");
 		return;
 	}
-	if (c->tls == NULL && c->rq.require_tls) {
+	if (c->tls == NULL && !c->is_unix && c->rq.require_tls) {
 		smtpc_refuse_all(c, "4.7.4", "TLS is required, but %s by host %s",
 		    c->rq.tls == NULL ? "no client TLS context is configured for delivery to" :
 		    "was not offered", c->res.relay);
+		smtpc_quit(c);
 		return;
 	}
-	smtpc_mail(c);
+	smtpc_txn_start(c);
 }
 
-static void smtpc_ehlo(struct smtpc *c)
+/* EHLO, or LHLO for LMTP (RFC 2033 4.1). */
+static void smtpc_hello(struct smtpc *c)
 {
-	smtpc_set_state(c, SMTPC_ST_EHLO);
-	smtpc_command(c, "EHLO %s", c->rq.helo_name);
+	if (c->rq.lmtp) {
+		smtpc_set_state(c, SMTPC_ST_LHLO);
+		smtpc_command(c, "LHLO %s", c->rq.helo_name);
+	} else {
+		smtpc_set_state(c, SMTPC_ST_EHLO);
+		smtpc_command(c, "EHLO %s", c->rq.helo_name);
+	}
 }
 
 static void smtpc_tls_ready(struct smtpc *c)
@@ -766,23 +974,116 @@ static void smtpc_tls_ready(struct smtpc *c)
 	    c->res.relay, tlsio_version(c->tls), tlsio_cipher(c->tls));
 	/* RFC 3207 4.2: forget everything learned before; EHLO again. */
 	smtpc_ext_reset(c);
-	smtpc_ehlo(c);
+	smtpc_hello(c);
+}
+
+/* The next recipient, from i on, whose RCPT got a 2xx; nrcpts if none. */
+static size_t smtpc_next_accepted(const struct smtpc *c, size_t i)
+{
+	while (i < c->rq.nrcpts && !c->accepted[i])
+		i++;
+	return i;
+}
+
+static void smtpc_on_rcpt_reply(struct smtpc *c)
+{
+	char text[SMTPC_TEXT_MAX], reply[SMTPC_TEXT_MAX], dsn[16];
+	struct smtpc_rcpt *r = &c->rq.rcpts[c->rcpt_next];
+
+	/* After a refused MAIL the RCPT replies are only drained. */
+	if (c->mail_failed) {
+		/* Nothing to record. */
+	} else if (c->rcode / 100 == 2) {
+		c->accepted[c->rcpt_next] = true;
+		c->naccepted++;
+	} else {
+		smtpc_reply_text(c, reply, sizeof(reply));
+		smtpc_reply_dsn(c, dsn, sizeof(dsn));
+		smtpc_said(c, text, sizeof(text), "said", reply);
+		smtpc_set_rcpt(r, smtpc_class(c->rcode), c->rcode, dsn, text);
+	}
+	if (++c->rcpt_next < c->rq.nrcpts) {
+		smtpc_timer_restart(c);
+		if (!c->pipelined)
+			smtpc_rcpt_send(c);
+	} else if (c->pipelined) {
+		/* DATA went out with the group; its reply comes next. */
+		smtpc_set_state(c, SMTPC_ST_DATA);
+	} else if (c->naccepted == 0) {
+		smtpc_txn_end(c);
+	} else {
+		smtpc_set_state(c, SMTPC_ST_DATA);
+		smtpc_command(c, "DATA");
+	}
+}
+
+/*
+ * A reply to the final dot. SMTP: one for every accepted recipient.
+ * LMTP (RFC 2033 4.2): one per accepted recipient, in RCPT order.
+ */
+static void smtpc_on_dot_reply(struct smtpc *c)
+{
+	char text[SMTPC_TEXT_MAX], reply[SMTPC_TEXT_MAX], dsn[16];
+	size_t i;
+
+	smtpc_reply_text(c, reply, sizeof(reply));
+	smtpc_reply_dsn(c, dsn, sizeof(dsn));
+	if (!c->rq.lmtp) {
+		if (c->rcode / 100 == 2) {
+			for (i = 0; i < c->rq.nrcpts; i++)
+				if (c->accepted[i])
+					smtpc_set_rcpt(&c->rq.rcpts[i], SMTPC_OK, c->rcode, dsn,
+					    reply);
+		} else {
+			smtpc_site_record(c, "said");
+		}
+		c->dot_done = true;
+		smtpc_txn_end(c);
+		return;
+	}
+	i = smtpc_next_accepted(c, c->dot_next);
+	if (i < c->rq.nrcpts) {
+		if (c->rcode / 100 == 2) {
+			smtpc_set_rcpt(&c->rq.rcpts[i], SMTPC_OK, c->rcode, dsn, reply);
+		} else {
+			smtpc_said(c, text, sizeof(text), "said", reply);
+			smtpc_set_rcpt(&c->rq.rcpts[i], smtpc_class(c->rcode), c->rcode, dsn,
+			    text);
+		}
+		c->dot_next = i + 1;
+	}
+	if (smtpc_next_accepted(c, c->dot_next) < c->rq.nrcpts) {
+		smtpc_timer_restart(c);
+		return;
+	}
+	c->dot_done = true;
+	smtpc_txn_end(c);
 }
 
 static void smtpc_on_reply(struct smtpc *c)
 {
-	char text[SMTPC_TEXT_MAX], dsn[16];
-	size_t i;
+	char text[SMTPC_TEXT_MAX];
 	int klass = c->rcode / 100;
 
 	if (log_is_debug()) {
 		smtpc_reply_text(c, text, sizeof(text));
 		log_debug(c->rq.id, "smtp client < %s: %s", c->res.relay, text);
 	}
+	/*
+	 * RFC 5321 3.8: 421 means the server is closing the channel. Every
+	 * open recipient gets it (no later pipelined reply will come), and
+	 * the connection is not reused.
+	 */
+	if (c->rcode == 421 && c->state != SMTPC_ST_QUIT) {
+		c->broken = true;
+		smtpc_site_reply(c, c->state == SMTPC_ST_GREETING ? "refused to talk to me" :
+		    "said");
+		return;
+	}
 	switch (c->state) {
 	case SMTPC_ST_GREETING:
 		if (klass == 2)
-			smtpc_ehlo(c);
+			smtpc_hello(c);
 		else
 			smtpc_site_reply(c, "refused to talk to me");
 		break;
@@ -795,6 +1096,15 @@ static void smtpc_on_reply(struct smtpc *c)
 			smtpc_set_state(c, SMTPC_ST_HELO);
 			smtpc_ext_reset(c);
 			smtpc_command(c, "HELO %s", c->rq.helo_name);
+		} else {
+			smtpc_site_reply(c, "said");
+		}
+		break;
+	case SMTPC_ST_LHLO:
+		/* RFC 2033 4.1: every LMTP server supports LHLO; no fallback. */
+		if (klass == 2) {
+			smtpc_parse_ehlo(c);
+			smtpc_after_helo(c);
 		} else {
 			smtpc_site_reply(c, "said");
 		}
@@ -827,69 +1137,78 @@ static void smtpc_on_reply(struct smtpc *c)
 			smtpc_reply_text(c, text, sizeof(text));
 			smtpc_refuse_all(c, "4.7.4", "TLS is required, but host %s refused "
 			    "to start TLS: %s", c->res.relay, text);
+			smtpc_quit(c);
 		} else {
 			/* Opportunistic: carry on in cleartext, as Postfix does. */
 			smtpc_reply_text(c, text, sizeof(text));
 			log_info(c->rq.id, "host %s refused STARTTLS (%s); continuing "
 			    "without TLS", c->res.relay, text);
-			smtpc_mail(c);
+			smtpc_txn_start(c);
 		}
 		break;
 	case SMTPC_ST_MAIL:
 		if (klass == 2) {
 			smtpc_set_state(c, SMTPC_ST_RCPT);
 			c->rcpt_next = 0;
-			smtpc_rcpt(c);
+			if (!c->pipelined)
+				smtpc_rcpt_send(c);
 		} else {
-			smtpc_site_reply(c, "said");
+			/* Every recipient gets the MAIL refusal. */
+			smtpc_site_record(c, "said");
+			c->mail_failed = true;
+			if (c->pipelined) {
+				/* RFC 2920 3.1: the RCPT and DATA replies still come. */
+				smtpc_set_state(c, SMTPC_ST_RCPT);
+				c->rcpt_next = 0;
+			} else {
+				smtpc_txn_end(c);
+			}
 		}
 		break;
-	case SMTPC_ST_RCPT: {
-		struct smtpc_rcpt *r = &c->rq.rcpts[c->rcpt_next];
-
-		if (klass == 2) {
-			c->accepted[c->rcpt_next] = true;
-			c->naccepted++;
-		} else {
-			char reply[SMTPC_TEXT_MAX];
-
-			smtpc_reply_text(c, reply, sizeof(reply));
-			smtpc_reply_dsn(c, dsn, sizeof(dsn));
-			smtpc_said(c, text, sizeof(text), "said", reply);
-			smtpc_set_rcpt(r, smtpc_class(c->rcode), c->rcode, dsn, text);
-		}
-		if (++c->rcpt_next < c->rq.nrcpts) {
-			smtpc_timer_restart(c);
-			smtpc_rcpt(c);
-		} else if (c->naccepted == 0) {
-			smtpc_quit(c);
-		} else {
-			smtpc_set_state(c, SMTPC_ST_DATA);
-			smtpc_command(c, "DATA");
-		}
+	case SMTPC_ST_RCPT:
+		smtpc_on_rcpt_reply(c);
 		break;
-	}
 	case SMTPC_ST_DATA:
-		if (c->rcode == 354) {
+		if (c->rcode == 354 && c->naccepted == 0) {
+			/*
+			 * Only possible pipelined: the server took DATA although
+			 * MAIL or every RCPT failed (RFC 2920 3.1 says it must
+			 * not). Its state is unknown; sending an empty message to
+			 * learn it is not worth it.
+			 */
+			smtpc_hangup(c, "server accepted DATA without recipients");
+		} else if (c->rcode == 354) {
 			smtpc_set_state(c, SMTPC_ST_BODY);
 			c->chunk_next = 0;
 			c->body_bol = true;
 			c->body_cr = false;
 			smtpc_body_pump(c);
 		} else {
-			smtpc_site_reply(c, "said");
+			/* With no accepted recipient every verdict is known already. */
+			if (c->naccepted > 0)
+				smtpc_site_record(c, "said");
+			smtpc_txn_end(c);
 		}
 		break;
 	case SMTPC_ST_DOT:
+		smtpc_on_dot_reply(c);
+		break;
+	case SMTPC_ST_RSET:
 		if (klass == 2) {
-			smtpc_reply_text(c, text, sizeof(text));
-			smtpc_reply_dsn(c, dsn, sizeof(dsn));
-			for (i = 0; i < c->rq.nrcpts; i++)
-				if (c->accepted[i])
-					smtpc_set_rcpt(&c->rq.rcpts[i], SMTPC_OK, c->rcode, dsn, text);
-			smtpc_quit(c);
+			smtpc_txn_start(c);
 		} else {
-			smtpc_site_reply(c, "said");
+			char reply[SMTPC_TEXT_MAX];
+
+			/*
+			 * The server cannot start over. That says nothing about
+			 * the new message, so even a 5xx is only temporary for
+			 * it: it waits for a fresh connection.
+			 */
+			c->broken = true;
+			smtpc_reply_text(c, reply, sizeof(reply));
+			smtpc_said(c, text, sizeof(text), "said", reply);
+			smtpc_set_open(c, SMTPC_TEMP, c->rcode, "4.5.0", text);
+			smtpc_quit(c);
 		}
 		break;
 	case SMTPC_ST_QUIT:
@@ -1146,7 +1465,7 @@ static void smtpc_on_connect(uv_connect_t *req, int status)
 		    uv_strerror(status));
 		return;
 	}
-	rc = uv_read_start((uv_stream_t *)&c->tcp, smtpc_alloc, smtpc_on_read);
+	rc = uv_read_start(&c->sock.stream, smtpc_alloc, smtpc_on_read);
 	if (rc < 0) {
 		smtpc_lost(c, rc);
 		return;
@@ -1166,16 +1485,25 @@ int smtpc_start(uv_loop_t *loop, const struct smtpc_request *req,
 
 	*out = NULL;
 	memset(&ss, 0, sizeof(ss));
-	if (req->nrcpts == 0 || req->host == NULL || req->msg == NULL)
+	if (req->nrcpts == 0 || req->rcpts == NULL || req->msg == NULL)
 		return -EINVAL;
-	if (uv_ip4_addr(req->host, req->port, (struct sockaddr_in *)&ss) != 0 &&
-	    uv_ip6_addr(req->host, req->port, (struct sockaddr_in6 *)&ss) != 0)
+	if (req->unix_path != NULL) {
+		size_t len = strlen(req->unix_path);
+
+		/* sun_path holds the path and its NUL; libuv would truncate. */
+		if (len == 0 || len >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
+			return -EINVAL;
+	} else if (req->host == NULL ||
+	    (uv_ip4_addr(req->host, req->port, (struct sockaddr_in *)&ss) != 0 &&
+	    uv_ip6_addr(req->host, req->port, (struct sockaddr_in6 *)&ss) != 0)) {
 		return -EINVAL;
+	}
 
 	c = xcalloc(1, sizeof(*c));
 	c->loop = loop;
 	c->addr = ss;
 	c->rq = *req;
+	c->is_unix = req->unix_path != NULL;
 	c->done = done;
 	c->done_arg = arg;
 	c->state = SMTPC_ST_CONNECT;
@@ -1184,8 +1512,11 @@ int smtpc_start(uv_loop_t *loop, const struct smtpc_request *req,
 	buf_init(&c->rtext);
 	buf_init(&c->chunk);
 	buf_init(&c->out);
-	snprintf(c->res.relay, sizeof(c->res.relay), "%s[%s]:%u", req->host, req->host,
-	    (unsigned)req->port);
+	if (c->is_unix)
+		snprintf(c->res.relay, sizeof(c->res.relay), "unix:%s", req->unix_path);
+	else
+		snprintf(c->res.relay, sizeof(c->res.relay), "%s[%s]:%u", req->host,
+		    req->host, (unsigned)req->port);
 	for (i = 0; i < req->nrcpts; i++)
 		smtpc_set_rcpt(&req->rcpts[i], SMTPC_NONE, 0, "", "");
 
@@ -1193,17 +1524,26 @@ int smtpc_start(uv_loop_t *loop, const struct smtpc_request *req,
 	c->timer.data = c;
 	c->open_handles = 1;
 	*out = c;
-	rc = uv_tcp_init(loop, &c->tcp);
+	if (c->is_unix)
+		rc = uv_pipe_init(loop, &c->sock.pipe, 0);
+	else
+		rc = uv_tcp_init(loop, &c->sock.tcp);
 	if (rc < 0) {
 		smtpc_fail(c, rc, "4.4.1", "connect to %s: %s", c->res.relay, uv_strerror(rc));
 		return 0;
 	}
-	c->tcp.data = c;
-	c->tcp_inited = true;
+	c->sock.handle.data = c;
+	c->sock_inited = true;
 	c->open_handles++;
 	smtpc_timer_restart(c);
 	c->connect_req.data = c;
-	rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&c->addr,
+	if (c->is_unix) {
+		/* Errors (ENOENT, ECONNREFUSED) come through the callback. */
+		uv_pipe_connect(&c->connect_req, &c->sock.pipe, req->unix_path,
+		    smtpc_on_connect);
+		return 0;
+	}
+	rc = uv_tcp_connect(&c->connect_req, &c->sock.tcp, (const struct sockaddr *)&c->addr,
 	    smtpc_on_connect);
 	if (rc < 0)
 		smtpc_fail(c, rc, "4.4.1", "connect to %s: %s", c->res.relay, uv_strerror(rc));

@@ -11,7 +11,7 @@ BUILD_PKGS="build-essential autoconf automake pkg-config
 DEMO_PKGS="python3 python3-aiosmtpd swaks"
 # Real peers for the test suite: Postfix's smtp-sink/smtp-source, unbound,
 # valgrind.
-TEST_PKGS="postfix unbound valgrind ca-certificates libnet-ssleay-perl"
+TEST_PKGS="postfix unbound ldnsutils valgrind ca-certificates libnet-ssleay-perl"
 
 case "${1:-}" in
 --test) want="$BUILD_PKGS $DEMO_PKGS $TEST_PKGS" ;;

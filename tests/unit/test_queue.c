@@ -268,6 +268,7 @@ static struct queue_msg *tq_full_msg(void)
 	m->body_type = QUEUE_BODY_8BITMIME;
 	m->smtputf8 = true;
 	m->held = true;
+	m->delay_warned = true;
 	m->declared_size = 123456;
 	m->size = 654321;
 	m->nchunks = 3;
@@ -312,6 +313,7 @@ static void tq_msg_eq(const struct queue_msg *a, const struct queue_msg *b)
 	ck_assert_int_eq(a->body_type, b->body_type);
 	ck_assert_int_eq(a->smtputf8, b->smtputf8);
 	ck_assert_int_eq(a->held, b->held);
+	ck_assert_int_eq(a->delay_warned, b->delay_warned);
 	ck_assert_uint_eq(a->declared_size, b->declared_size);
 	ck_assert_uint_eq(a->size, b->size);
 	ck_assert_uint_eq(a->nchunks, b->nchunks);
