@@ -47,10 +47,12 @@
 
 #include "common/buf.h"
 #include "common/cfg.h"
+#include "common/ctlproto.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "queue/queue.h"
+#include "queue/queue_admin.h"
 
 #define GOVRELAYCTL_DOMAIN_MAX 253 /* RFC 1035 2.3.4 in text form, no final dot */
 #define GOVRELAYCTL_TENANT_MAX 64
@@ -1388,215 +1390,32 @@ static int govrelayctl_queue_show(struct govrelayctl *g, const struct govrelayct
 /*
  * hold, release, delete, retry and flush go to the running daemon over
  * control_socket, so they take effect at once (the daemon applies them
- * through its writer and kicks its scheduler). The protocol is in
- * relay/control.h; admin-cli may not include relay/ headers, so the two
- * constants below are its copy. When no daemon answers (no socket file,
- * or a stale one left by a crash: ENOENT, ECONNREFUSED) the CLI applies
- * the very same change to the store itself, with the same audit record
- * (via=store instead of via=daemon), so the postmaster can act while the
- * daemon is down; a daemon started later simply finds the store so. The
- * change functions below repeat relay/control.c's semantics (see the
- * header there) and must be kept in step with them. Any other failure
- * to connect is reported, never worked around: a permission problem
- * must not open a second way in.
+ * through its writer and kicks its scheduler). The line format is
+ * common/ctlproto.h's. When no daemon answers (no socket file, or a
+ * stale one left by a crash: ENOENT, ECONNREFUSED) the CLI applies the
+ * very same change to the store itself through queue_admin, which the
+ * daemon uses too, so the audit record is the same but for via=store
+ * instead of via=daemon; the postmaster can act while the daemon is
+ * down, and a daemon started later simply finds the store so. Any other
+ * failure to connect is reported, never worked around: a permission
+ * problem must not open a second way in.
  */
-#define GOVRELAYCTL_CTL_REQUEST_MAX 1024 /* CTL_REQUEST_MAX */
 #define GOVRELAYCTL_CTL_TIMEOUT_S 60
-
-enum govrelayctl_qverb {
-	GOVRELAYCTL_Q_HOLD,
-	GOVRELAYCTL_Q_RELEASE,
-	GOVRELAYCTL_Q_DELETE,
-	GOVRELAYCTL_Q_RETRY,
-	GOVRELAYCTL_Q_FLUSH,
-};
-
-static const struct {
-	const char *name;
-	const char *action;
-} govrelayctl_qverbs[] = {
-	[GOVRELAYCTL_Q_HOLD] = { "hold", "queue.hold" },
-	[GOVRELAYCTL_Q_RELEASE] = { "release", "queue.release" },
-	[GOVRELAYCTL_Q_DELETE] = { "delete", "queue.delete" },
-	[GOVRELAYCTL_Q_RETRY] = { "retry", "queue.retry" },
-	[GOVRELAYCTL_Q_FLUSH] = { "flush", "queue.flush" },
-};
 
 /* One queue change: what to do, and what came of it. */
 struct govrelayctl_qchange {
-	enum govrelayctl_qverb verb;
+	enum queue_admin_verb verb;
 	uint64_t id;
 	char qid[QUEUE_ID_TEXT_LEN + 1]; /* "" for flush */
 	char by[64];
 	int code;                        /* 0 or a sysexits code */
-	char text[GOVRELAYCTL_CTL_REQUEST_MAX];
+	char text[CTLPROTO_LINE_MAX];
 };
-
-/* Makes every pending recipient due at now; returns how many pend. */
-static size_t govrelayctl_due_now(struct queue_msg *m, int64_t now)
-{
-	size_t pending = 0;
-
-	for (size_t i = 0; i < m->nrcpts; i++) {
-		struct queue_rcpt *r = &m->rcpts[i];
-
-		if (r->state != QUEUE_RCPT_PENDING)
-			continue;
-		pending++;
-		if (r->next_attempt > now)
-			r->next_attempt = now;
-	}
-	return pending;
-}
-
-/* hold, release, delete, retry in txn; as ctl_apply_msg in relay/control.c. */
-static int govrelayctl_qchange_msg(struct queue_txn *txn, struct govrelayctl_qchange *q,
-    int64_t now)
-{
-	struct queue_audit_field f[5];
-	struct queue_msg *m;
-	char npend[24];
-	size_t nf = 0, pending = 0;
-	int rc;
-
-	rc = queue_msg_get(txn, q->id, &m);
-	if (rc == -ENOENT) {
-		q->code = EX_NOINPUT;
-		snprintf(q->text, sizeof q->text, "no such message %s", q->qid);
-		return 0;
-	}
-	if (rc < 0)
-		return rc;
-	for (size_t i = 0; i < m->nrcpts; i++)
-		if (m->rcpts[i].state == QUEUE_RCPT_PENDING)
-			pending++;
-	switch (q->verb) {
-	case GOVRELAYCTL_Q_HOLD:
-		if (m->held) {
-			snprintf(q->text, sizeof q->text, "%s is already held", q->qid);
-			goto out;
-		}
-		m->held = true;
-		snprintf(q->text, sizeof q->text, "%s held", q->qid);
-		break;
-	case GOVRELAYCTL_Q_RELEASE:
-		if (!m->held) {
-			snprintf(q->text, sizeof q->text, "%s is not held", q->qid);
-			goto out;
-		}
-		m->held = false;
-		govrelayctl_due_now(m, now);
-		snprintf(q->text, sizeof q->text, "%s released; %zu pending recipients due now",
-		    q->qid, pending);
-		break;
-	case GOVRELAYCTL_Q_RETRY:
-		if (pending == 0) {
-			snprintf(q->text, sizeof q->text, "%s has no pending recipients", q->qid);
-			goto out;
-		}
-		if (m->held) {
-			snprintf(q->text, sizeof q->text,
-			    "%s is held; release it to have it delivered", q->qid);
-			goto out;
-		}
-		govrelayctl_due_now(m, now);
-		snprintf(q->text, sizeof q->text, "%s: %zu pending recipients due now",
-		    q->qid, pending);
-		break;
-	case GOVRELAYCTL_Q_DELETE:
-		snprintf(q->text, sizeof q->text, "%s deleted", q->qid);
-		break;
-	case GOVRELAYCTL_Q_FLUSH:
-		panic("govrelayctl: flush in govrelayctl_qchange_msg");
-	}
-	snprintf(npend, sizeof npend, "%zu", pending);
-	f[nf++] = (struct queue_audit_field){ "action", govrelayctl_qverbs[q->verb].action };
-	f[nf++] = (struct queue_audit_field){ "by", q->by };
-	f[nf++] = (struct queue_audit_field){ "via", "store" };
-	f[nf++] = (struct queue_audit_field){ "pending", npend };
-	if (q->verb == GOVRELAYCTL_Q_DELETE) {
-		f[nf++] = (struct queue_audit_field){ "sender",
-			m->sender != NULL && m->sender[0] != '\0' ? m->sender : "<>" };
-		rc = queue_msg_delete(txn, m->id);
-	} else {
-		rc = queue_msg_put(txn, m);
-	}
-	if (rc == 0)
-		rc = queue_audit_append(txn, now, q->qid, "admin", f, nf);
-out:
-	queue_msg_free(m);
-	return rc;
-}
-
-struct govrelayctl_flush {
-	int64_t now;
-	uint64_t *ids;
-	size_t n, cap;
-	size_t held;
-};
-
-static int govrelayctl_flush_collect(void *arg, const struct queue_msg *m)
-{
-	struct govrelayctl_flush *fl = arg;
-	bool later = false;
-
-	for (size_t i = 0; i < m->nrcpts; i++)
-		if (m->rcpts[i].state == QUEUE_RCPT_PENDING && m->rcpts[i].next_attempt > fl->now)
-			later = true;
-	if (!later)
-		return 0;
-	if (m->held) {
-		fl->held++;
-		return 0;
-	}
-	if (fl->n == fl->cap) {
-		fl->cap = fl->cap ? fl->cap * 2 : 64;
-		fl->ids = xreallocarray(fl->ids, fl->cap, sizeof *fl->ids);
-	}
-	fl->ids[fl->n++] = m->id;
-	return 0;
-}
-
-/* flush in txn, one summary audit record; as ctl_apply_flush. */
-static int govrelayctl_qchange_flush(struct queue_txn *txn, struct govrelayctl_qchange *q,
-    int64_t now)
-{
-	struct govrelayctl_flush fl = { now, NULL, 0, 0, 0 };
-	struct queue_audit_field f[5];
-	char nmsg[24], nheld[24];
-	int rc;
-
-	rc = queue_msg_walk(txn, govrelayctl_flush_collect, &fl);
-	for (size_t i = 0; rc == 0 && i < fl.n; i++) {
-		struct queue_msg *m;
-
-		rc = queue_msg_get(txn, fl.ids[i], &m);
-		if (rc < 0)
-			break;
-		govrelayctl_due_now(m, now);
-		rc = queue_msg_put(txn, m);
-		queue_msg_free(m);
-	}
-	free(fl.ids);
-	if (rc < 0)
-		return rc;
-	snprintf(q->text, sizeof q->text, "%zu messages due now (%zu held left alone)",
-	    fl.n, fl.held);
-	if (fl.n == 0)
-		return 0;
-	snprintf(nmsg, sizeof nmsg, "%zu", fl.n);
-	snprintf(nheld, sizeof nheld, "%zu", fl.held);
-	f[0] = (struct queue_audit_field){ "action", govrelayctl_qverbs[q->verb].action };
-	f[1] = (struct queue_audit_field){ "by", q->by };
-	f[2] = (struct queue_audit_field){ "via", "store" };
-	f[3] = (struct queue_audit_field){ "messages", nmsg };
-	f[4] = (struct queue_audit_field){ "held", nheld };
-	return queue_audit_append(txn, now, "", "admin", f, 5);
-}
 
 /* The daemon is down: the change in one write transaction of our own. */
 static int govrelayctl_qchange_store(struct govrelayctl *g, struct govrelayctl_qchange *q)
 {
+	struct queue_admin_result res;
 	struct queue_txn *txn;
 	int rc;
 
@@ -1608,11 +1427,7 @@ static int govrelayctl_qchange_store(struct govrelayctl *g, struct govrelayctl_q
 		govrelayctl_err(g, "cannot write the store: %s", queue_strerror(rc));
 		return govrelayctl_store_exit(rc);
 	}
-	q->code = 0;
-	if (q->verb == GOVRELAYCTL_Q_FLUSH)
-		rc = govrelayctl_qchange_flush(txn, q, time_now_ms());
-	else
-		rc = govrelayctl_qchange_msg(txn, q, time_now_ms());
+	rc = queue_admin_apply(txn, q->verb, q->id, time_now_ms(), q->by, "store", &res);
 	if (rc < 0) {
 		queue_txn_abort(txn);
 	} else {
@@ -1622,6 +1437,8 @@ static int govrelayctl_qchange_store(struct govrelayctl *g, struct govrelayctl_q
 		govrelayctl_err(g, "cannot update the queue: %s", queue_strerror(rc));
 		return govrelayctl_store_exit(rc);
 	}
+	q->code = res.code;
+	str_copy(q->text, res.text, sizeof q->text);
 	return 0;
 }
 
@@ -1671,12 +1488,16 @@ static int govrelayctl_ctl_connect(struct govrelayctl *g, int *fd)
 /* Sends one request and reads the one reply line into q (code, text). */
 static int govrelayctl_ctl_ask(struct govrelayctl *g, int fd, struct govrelayctl_qchange *q)
 {
-	char req[64], line[GOVRELAYCTL_CTL_REQUEST_MAX + 1], *nl, *end;
+	char req[64], line[CTLPROTO_LINE_MAX + 1], *nl;
 	size_t len = 0, sent = 0, rl;
-	long code;
+	const char *text;
+	int rc;
 
-	rl = (size_t)snprintf(req, sizeof req, "%s%s%s\n", govrelayctl_qverbs[q->verb].name,
-	    q->qid[0] != '\0' ? " " : "", q->qid);
+	/* A verb and a queue id always fit. */
+	rc = ctlproto_request_format(req, sizeof req, queue_admin_verb_name(q->verb), q->qid);
+	if (rc < 0)
+		panic("govrelayctl: request does not fit: %s", queue_admin_verb_name(q->verb));
+	rl = (size_t)rc;
 	while (sent < rl) {
 		ssize_t n = send(fd, req + sent, rl - sent, MSG_NOSIGNAL);
 
@@ -1722,22 +1543,10 @@ static int govrelayctl_ctl_ask(struct govrelayctl *g, int fd, struct govrelayctl
 		return EX_SOFTWARE;
 	}
 	*nl = '\0';
-	if (strncmp(line, "ok ", 3) == 0) {
-		q->code = 0;
-		str_copy(q->text, line + 3, sizeof q->text);
+	/* Only the codes of the protocol; anything else is an internal error. */
+	if (ctlproto_reply_parse(line, &q->code, &text) == 0) {
+		str_copy(q->text, text, sizeof q->text);
 		return 0;
-	}
-	if (strncmp(line, "error ", 6) == 0) {
-		errno = 0;
-		code = strtol(line + 6, &end, 10);
-		/* Only the codes of the protocol; anything else is an internal error. */
-		if (errno == 0 && *end == ' ' && (code == EX_USAGE || code == EX_DATAERR ||
-		    code == EX_NOINPUT || code == EX_UNAVAILABLE || code == EX_SOFTWARE ||
-		    code == EX_TEMPFAIL || code == EX_NOPERM)) {
-			q->code = (int)code;
-			str_copy(q->text, end + 1, sizeof q->text);
-			return 0;
-		}
 	}
 	{
 		char *shown = govrelayctl_text_dup(line);
@@ -1754,17 +1563,12 @@ static int govrelayctl_queue_change(struct govrelayctl *g, const struct govrelay
 	const char *path, *path_err;
 	char *text;
 	bool by_daemon;
-	size_t v;
 	int fd = -1, rc;
 
 	memset(&q, 0, sizeof q);
-	for (v = 0; v < sizeof govrelayctl_qverbs / sizeof govrelayctl_qverbs[0]; v++)
-		if (strcmp(govrelayctl_qverbs[v].name, g->cmd->verb) == 0)
-			break;
-	if (v == sizeof govrelayctl_qverbs / sizeof govrelayctl_qverbs[0])
+	if (queue_admin_verb_parse(g->cmd->verb, &q.verb) < 0)
 		panic("govrelayctl: no queue change named %s", g->cmd->verb);
-	q.verb = (enum govrelayctl_qverb)v;
-	if (q.verb != GOVRELAYCTL_Q_FLUSH) {
+	if (queue_admin_verb_has_id(q.verb)) {
 		const char *arg = govrelayctl_arg(a, "id");
 
 		if (queue_id_parse(arg, &q.id) < 0) {
@@ -1800,7 +1604,7 @@ static int govrelayctl_queue_change(struct govrelayctl *g, const struct govrelay
 		struct govrelayctl_json j;
 
 		govrelayctl_json_begin(&j);
-		govrelayctl_json_kstr(&j, "action", govrelayctl_qverbs[q.verb].action);
+		govrelayctl_json_kstr(&j, "action", queue_admin_verb_action(q.verb));
 		govrelayctl_json_kstr(&j, "id", q.qid[0] != '\0' ? q.qid : NULL);
 		govrelayctl_json_kstr(&j, "result", q.text);
 		govrelayctl_json_kstr(&j, "applied_by", by_daemon ? "daemon" : "store");

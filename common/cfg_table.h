@@ -61,8 +61,10 @@
 	  "Errors a session may make before it is disconnected with 421.") \
 	X(queue_max_size, SIZE, "17179869184", 1048576, 1099511627776ULL, 0, \
 	  "Largest size the LMDB store may grow to; a full store answers 452 4.3.1.") \
-	X(delivery_concurrency, COUNT, "20", 1, 10000, 1, \
-	  "Most outbound SMTP sessions at once.") \
+	X(delivery_concurrency, COUNT, "100", 1, 10000, 1, \
+	  "Most messages being delivered at once.") \
+	X(destination_concurrency, COUNT, "20", 1, 1000, 1, \
+	  "Most sessions open to one next hop at once; more messages wait and reuse them.") \
 	X(time_scale, COUNT, "1", 1, 100000, 0, \
 	  "Test aid: divide every queue delay (backoff, lifetime, warning) by this factor.")
 

@@ -4,35 +4,19 @@
  * effect at once: each is applied through the queue writer in one
  * transaction together with its audit record, and once that transaction
  * is durable the scheduler is kicked (the changed callback) and the
- * client gets its one-line reply. The protocol is in control.h.
+ * client gets its one-line reply. The line format is in common/ctlproto.h.
  *
- * Semantics, shared with govrelayctl's own store path (which repeats
- * them for when the daemon is down; keep the two in step):
- *   hold     sets the message's held flag: it leaves the schedule. An
- *            attempt already under way finishes (its result is
- *            recorded; the message stays held).
- *   release  clears held and makes every pending recipient due now.
- *   delete   removes the message, its body and its schedule entry, with
- *            no DSN (postsuper -d). An attempt under way cannot bring it
- *            back: delivery's apply re-reads the message in its own write
- *            transaction, finds it gone and records nothing.
- *   retry    makes every pending recipient of a message that is not held
- *            due now.
- *   flush    the same for every message that is not held, in one
- *            transaction, with ONE summary audit record (qid empty,
- *            messages=N, held=M): a flush is one decision by one person,
- *            and the delivery records that follow carry the queue ids.
- * A verb that changes nothing (hold of a held message, an unknown id)
- * writes no audit record; its reply says why. Audit records are event
- * "admin" with action=queue.VERB, by=uid:N (the peer's kernel-verified
- * uid) and via=daemon (the CLI's store path writes via=store).
+ * The changes themselves and their audit records are queue_admin's
+ * (queue/queue_admin.h), which govrelayctl's store path uses too when the
+ * daemon is down; here they carry by=uid:N (the peer's kernel-verified
+ * uid) and via=daemon.
  *
  * Entry points: ctl_start, ctl_stop.
  *
  * Safety: the socket is created mode 0600 (umask around bind, then
  * chmod) and owned by the daemon's user, and each peer's credentials
  * (SO_PEERCRED) must be uid 0 or the daemon's own uid. A request is one
- * line of at most CTL_REQUEST_MAX bytes; reading it and writing the reply
+ * line of at most CTLPROTO_LINE_MAX bytes; reading it and writing the reply
  * each have CTL_TIMEOUT_MS (the wait for the writer does not: it always
  * completes, and a reply to a change that was made must not be lost to a
  * timer). At most CTL_MAX_CONNS connections are served; the next as many
@@ -46,8 +30,8 @@
  *
  * THREADS: everything on the loop thread except ctl_apply, which runs on
  * the writer thread between submit and done; it touches only its
- * connection's operation fields, which the loop leaves alone meanwhile
- * (the writer's mutex orders the two).
+ * connection's operation fields (verb, id, by, res), which the loop
+ * leaves alone meanwhile (the writer's mutex orders the two).
  *
  * ERRORS: ctl_start returns a negative errno with a sentence for main;
  * everything a client does is answered or closed, never fatal.
@@ -69,10 +53,12 @@
 
 #include <uv.h>
 
+#include "common/ctlproto.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "queue/queue.h"
+#include "queue/queue_admin.h"
 #include "queue/queue_writer.h"
 #include "relay/control.h"
 
@@ -81,22 +67,6 @@
 #define CTL_BACKLOG 16
 #define CTL_TEXT_MAX 256
 #define CTL_REPLY_MAX (CTL_TEXT_MAX + 32)
-
-enum ctl_verb { CTL_VERB_HOLD, CTL_VERB_RELEASE, CTL_VERB_DELETE, CTL_VERB_RETRY, CTL_VERB_FLUSH };
-
-static const struct ctl_verb_def {
-	const char *name;
-	const char *action; /* the audit and log value */
-	bool needs_id;
-} ctl_verbs[] = {
-	[CTL_VERB_HOLD] = { "hold", "queue.hold", true },
-	[CTL_VERB_RELEASE] = { "release", "queue.release", true },
-	[CTL_VERB_DELETE] = { "delete", "queue.delete", true },
-	[CTL_VERB_RETRY] = { "retry", "queue.retry", true },
-	[CTL_VERB_FLUSH] = { "flush", "queue.flush", false },
-};
-
-#define CTL_NVERBS (sizeof ctl_verbs / sizeof ctl_verbs[0])
 
 struct ctl_server {
 	uv_loop_t *loop;
@@ -123,16 +93,14 @@ struct ctl_conn {
 	bool busy;           /* submitted to the writer, done not run yet */
 	bool replied;
 	char by[32];         /* "uid:N" */
-	char in[CTL_REQUEST_MAX];
+	char in[CTLPROTO_LINE_MAX];
 	size_t inlen;
 	char out[CTL_REPLY_MAX];
 	/* The operation: set on the loop before submit, results by ctl_apply. */
-	enum ctl_verb verb;
+	enum queue_admin_verb verb;
 	uint64_t id;
 	char qid[QUEUE_ID_TEXT_LEN + 1]; /* "" for flush */
-	int code;            /* 0 (ok) or the sysexits code of the error */
-	bool changed;
-	char text[CTL_TEXT_MAX];
+	struct queue_admin_result res;
 };
 
 static void ctl_reply(struct ctl_conn *c, int code, const char *fmt, ...)
@@ -227,18 +195,7 @@ static void ctl_reply(struct ctl_conn *c, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof text, fmt, ap);
 	va_end(ap);
-	for (char *p = text; *p != '\0'; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
-	if (code == 0)
-		rc = snprintf(c->out, sizeof c->out, "ok %s\n", text);
-	else
-		rc = snprintf(c->out, sizeof c->out, "error %d %s\n", code, text);
-	n = rc < 0 ? 0 : (size_t)rc;
-	if (n >= sizeof c->out) {
-		n = sizeof c->out - 1;
-		c->out[n - 1] = '\n';
-	}
+	n = ctlproto_reply_format(c->out, sizeof c->out, code, text);
 	uv_timer_start(&c->timer, ctl_on_timeout, CTL_TIMEOUT_MS, 0);
 	b = uv_buf_init(c->out, (unsigned)n);
 	c->wreq.data = c;
@@ -249,193 +206,13 @@ static void ctl_reply(struct ctl_conn *c, int code, const char *fmt, ...)
 
 /* ------------------------------------------------ the queue operations */
 
-/* Makes every pending recipient due at now; returns how many pend. */
-static size_t ctl_due_now(struct queue_msg *m, int64_t now)
-{
-	size_t pending = 0;
-
-	for (size_t i = 0; i < m->nrcpts; i++) {
-		struct queue_rcpt *r = &m->rcpts[i];
-
-		if (r->state != QUEUE_RCPT_PENDING)
-			continue;
-		pending++;
-		if (r->next_attempt > now)
-			r->next_attempt = now;
-	}
-	return pending;
-}
-
-static size_t ctl_pending(const struct queue_msg *m)
-{
-	size_t pending = 0;
-
-	for (size_t i = 0; i < m->nrcpts; i++)
-		if (m->rcpts[i].state == QUEUE_RCPT_PENDING)
-			pending++;
-	return pending;
-}
-
-/* hold, release, delete, retry of one message (writer thread). */
-static int ctl_apply_msg(struct queue_txn *txn, struct ctl_conn *c, int64_t now)
-{
-	struct queue_audit_field f[5];
-	struct queue_msg *m;
-	char npend[24];
-	size_t nf = 0, pending;
-	int rc;
-
-	rc = queue_msg_get(txn, c->id, &m);
-	if (rc == -ENOENT) {
-		c->code = EX_NOINPUT;
-		snprintf(c->text, sizeof c->text, "no such message %s", c->qid);
-		return 0;
-	}
-	if (rc < 0)
-		return rc;
-	pending = ctl_pending(m);
-	switch (c->verb) {
-	case CTL_VERB_HOLD:
-		if (m->held) {
-			snprintf(c->text, sizeof c->text, "%s is already held", c->qid);
-			goto out;
-		}
-		m->held = true;
-		snprintf(c->text, sizeof c->text, "%s held", c->qid);
-		break;
-	case CTL_VERB_RELEASE:
-		if (!m->held) {
-			snprintf(c->text, sizeof c->text, "%s is not held", c->qid);
-			goto out;
-		}
-		m->held = false;
-		ctl_due_now(m, now);
-		snprintf(c->text, sizeof c->text, "%s released; %zu pending recipients due now",
-		    c->qid, pending);
-		break;
-	case CTL_VERB_RETRY:
-		if (pending == 0) {
-			snprintf(c->text, sizeof c->text, "%s has no pending recipients", c->qid);
-			goto out;
-		}
-		if (m->held) {
-			snprintf(c->text, sizeof c->text,
-			    "%s is held; release it to have it delivered", c->qid);
-			goto out;
-		}
-		ctl_due_now(m, now);
-		snprintf(c->text, sizeof c->text, "%s: %zu pending recipients due now",
-		    c->qid, pending);
-		break;
-	case CTL_VERB_DELETE:
-		snprintf(c->text, sizeof c->text, "%s deleted", c->qid);
-		break;
-	case CTL_VERB_FLUSH:
-		panic("control: flush in ctl_apply_msg");
-	}
-	c->changed = true;
-	snprintf(npend, sizeof npend, "%zu", pending);
-	f[nf++] = (struct queue_audit_field){ "action", ctl_verbs[c->verb].action };
-	f[nf++] = (struct queue_audit_field){ "by", c->by };
-	f[nf++] = (struct queue_audit_field){ "via", "daemon" };
-	f[nf++] = (struct queue_audit_field){ "pending", npend };
-	if (c->verb == CTL_VERB_DELETE) {
-		f[nf++] = (struct queue_audit_field){ "sender",
-			m->sender != NULL && m->sender[0] != '\0' ? m->sender : "<>" };
-		rc = queue_msg_delete(txn, m->id);
-	} else {
-		/* queue_msg_put keeps the schedule entry in step with held/next. */
-		rc = queue_msg_put(txn, m);
-	}
-	if (rc == 0)
-		rc = queue_audit_append(txn, now, c->qid, "admin", f, nf);
-out:
-	queue_msg_free(m);
-	return rc;
-}
-
-struct ctl_flush {
-	int64_t now;
-	uint64_t *ids;
-	size_t n, cap;
-	size_t held;
-};
-
-static int ctl_flush_collect(void *arg, const struct queue_msg *m)
-{
-	struct ctl_flush *fl = arg;
-	bool later = false;
-
-	for (size_t i = 0; i < m->nrcpts; i++)
-		if (m->rcpts[i].state == QUEUE_RCPT_PENDING && m->rcpts[i].next_attempt > fl->now)
-			later = true;
-	if (!later)
-		return 0; /* nothing pends, or it is due already */
-	if (m->held) {
-		fl->held++;
-		return 0;
-	}
-	if (fl->n == fl->cap) {
-		fl->cap = fl->cap ? fl->cap * 2 : 64;
-		fl->ids = xreallocarray(fl->ids, fl->cap, sizeof *fl->ids);
-	}
-	fl->ids[fl->n++] = m->id;
-	return 0;
-}
-
-/*
- * flush (writer thread): ids are collected first and changed after, so
- * no cursor walks a database that is being written.
- */
-static int ctl_apply_flush(struct queue_txn *txn, struct ctl_conn *c, int64_t now)
-{
-	struct ctl_flush fl = { now, NULL, 0, 0, 0 };
-	struct queue_audit_field f[5];
-	char nmsg[24], nheld[24];
-	int rc;
-
-	rc = queue_msg_walk(txn, ctl_flush_collect, &fl);
-	for (size_t i = 0; rc == 0 && i < fl.n; i++) {
-		struct queue_msg *m;
-
-		rc = queue_msg_get(txn, fl.ids[i], &m);
-		if (rc < 0)
-			break;
-		ctl_due_now(m, now);
-		rc = queue_msg_put(txn, m);
-		queue_msg_free(m);
-	}
-	free(fl.ids);
-	if (rc < 0)
-		return rc;
-	snprintf(c->text, sizeof c->text, "%zu messages due now (%zu held left alone)",
-	    fl.n, fl.held);
-	/* Kick anyway: a due message may be waiting behind a long sleep. */
-	c->changed = true;
-	if (fl.n == 0)
-		return 0;
-	snprintf(nmsg, sizeof nmsg, "%zu", fl.n);
-	snprintf(nheld, sizeof nheld, "%zu", fl.held);
-	f[0] = (struct queue_audit_field){ "action", ctl_verbs[CTL_VERB_FLUSH].action };
-	f[1] = (struct queue_audit_field){ "by", c->by };
-	f[2] = (struct queue_audit_field){ "via", "daemon" };
-	f[3] = (struct queue_audit_field){ "messages", nmsg };
-	f[4] = (struct queue_audit_field){ "held", nheld };
-	return queue_audit_append(txn, now, "", "admin", f, 5);
-}
-
 /* Writer thread, inside the batch's (nested) write transaction. */
 static int ctl_apply(struct queue_txn *txn, void *arg)
 {
 	struct ctl_conn *c = arg;
 	int64_t now = time_now_ms();
 
-	c->code = 0;
-	c->changed = false;
-	c->text[0] = '\0';
-	if (c->verb == CTL_VERB_FLUSH)
-		return ctl_apply_flush(txn, c, now);
-	return ctl_apply_msg(txn, c, now);
+	return queue_admin_apply(txn, c->verb, c->id, now, c->by, "daemon", &c->res);
 }
 
 /* Loop thread: the change is durable (status 0), or rolled back. */
@@ -443,8 +220,9 @@ static void ctl_done(void *arg, int status)
 {
 	struct ctl_conn *c = arg;
 	struct ctl_server *s = c->srv;
-	const char *action = ctl_verbs[c->verb].action;
+	const char *action = queue_admin_verb_action(c->verb);
 	const char *id = c->qid[0] != '\0' ? c->qid : NULL;
+	bool changed;
 
 	c->busy = false;
 	if (status < 0) {
@@ -452,11 +230,13 @@ static void ctl_done(void *arg, int status)
 		ctl_reply(c, status == -ENOSPC || status == -EAGAIN ? EX_TEMPFAIL : EX_SOFTWARE,
 		    "cannot update the queue: %s", queue_strerror(status));
 	} else {
-		if (c->changed)
+		/* A flush kicks anyway: a due message may be waiting behind a long sleep. */
+		changed = c->res.changed || c->verb == QUEUE_ADMIN_FLUSH;
+		if (changed)
 			log_event(LOG_LVL_INFO, id, "action", action, "by", c->by, "result",
-			    c->text, NULL);
-		ctl_reply(c, c->code, "%s", c->text);
-		if (c->changed && !s->stopping && s->changed != NULL)
+			    c->res.text, NULL);
+		ctl_reply(c, c->res.code, "%s", c->res.text);
+		if (changed && !s->stopping && s->changed != NULL)
 			s->changed(s->changed_arg);
 	}
 	ctl_conn_unref(c);
@@ -467,53 +247,35 @@ static void ctl_done(void *arg, int status)
 /* Parses one request line (NUL-terminated, newline removed) and acts. */
 static void ctl_dispatch(struct ctl_conn *c, char *line, size_t len)
 {
-	const struct ctl_verb_def *v = NULL;
-	const char *arg = NULL;
-	char *sp;
-	size_t i;
+	const char *verb, *arg;
+	bool needs_id;
 
-	if (len > 0 && line[len - 1] == '\r')
-		line[--len] = '\0';
-	for (i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)line[i];
-
-		if (ch < 0x20 || ch >= 0x7f) {
-			ctl_reply(c, EX_USAGE, "request must be printable ASCII");
-			return;
-		}
+	if (ctlproto_request_parse(line, len, &verb, &arg) < 0) {
+		ctl_reply(c, EX_USAGE, "request must be printable ASCII");
+		return;
 	}
-	sp = strchr(line, ' ');
-	if (sp != NULL) {
-		*sp = '\0';
-		arg = sp + 1;
-	}
-	for (i = 0; i < CTL_NVERBS; i++) {
-		if (strcmp(line, ctl_verbs[i].name) == 0) {
-			v = &ctl_verbs[i];
-			break;
-		}
-	}
-	if (v == NULL) {
+	if (queue_admin_verb_parse(verb, &c->verb) < 0) {
 		ctl_reply(c, EX_USAGE,
 		    "unknown verb; expected hold, release, delete or retry ID, or flush");
 		return;
 	}
-	c->verb = (enum ctl_verb)i;
+	needs_id = queue_admin_verb_has_id(c->verb);
 	c->qid[0] = '\0';
-	if (v->needs_id && arg == NULL) {
-		ctl_reply(c, EX_USAGE, "%s needs a queue id", v->name);
+	c->id = 0;
+	if (needs_id && arg == NULL) {
+		ctl_reply(c, EX_USAGE, "%s needs a queue id", verb);
 		return;
 	}
-	if (v->needs_id && queue_id_parse(arg, &c->id) < 0) {
+	if (needs_id && queue_id_parse(arg, &c->id) < 0) {
 		ctl_reply(c, EX_DATAERR, "bad queue id: expected %d hex digits",
 		    QUEUE_ID_TEXT_LEN);
 		return;
 	}
-	if (!v->needs_id && arg != NULL) {
-		ctl_reply(c, EX_USAGE, "%s takes no argument", v->name);
+	if (!needs_id && arg != NULL) {
+		ctl_reply(c, EX_USAGE, "%s takes no argument", verb);
 		return;
 	}
-	if (v->needs_id)
+	if (needs_id)
 		queue_id_format(c->id, c->qid);
 	/* From here the writer sets the pace, not the client. */
 	uv_timer_stop(&c->timer);
@@ -549,7 +311,7 @@ static void ctl_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	c->inlen += (size_t)nread;
 	if (nl == NULL) {
 		if (c->inlen == sizeof c->in)
-			ctl_reply(c, EX_USAGE, "request longer than %d bytes", CTL_REQUEST_MAX);
+			ctl_reply(c, EX_USAGE, "request longer than %d bytes", CTLPROTO_LINE_MAX);
 		return;
 	}
 	/* One request per connection: anything after the newline is ignored. */

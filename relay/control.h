@@ -4,25 +4,16 @@
  * control: the daemon side of the admin socket, through which
  * govrelayctl's live queue verbs take effect at once.
  *
- * Protocol (one request per connection, then the daemon closes it):
- *   request  "VERB\n" or "VERB ARG\n", at most CTL_REQUEST_MAX bytes
- *            including the newline (a CR before it is tolerated);
- *            VERB is hold, release, delete or retry with a queue id as
- *            ARG, or flush with no ARG.
- *   reply    "ok TEXT\n" or "error CODE TEXT\n", one line; CODE is the
- *            sysexits.h code the CLI exits with: 64 bad request, 65 bad
- *            queue id, 66 no such message, 70 internal error, 75 busy or
- *            try again, 77 permission denied.
- * The CLI keeps its own copy of these constants: admin-cli may not
- * include relay/ headers (ARCHITECTURE.md, dependencies point one way).
+ * One request per connection, then the daemon closes it. The line format
+ * and the reply codes are common/ctlproto.h's, the verbs and what they do
+ * queue/queue_admin.h's; govrelayctl links both, so admin-cli never needs
+ * a relay/ header (ARCHITECTURE.md, dependencies point one way).
  */
 #include <stddef.h>
 
 #include <uv.h>
 
 #include "queue/queue_writer.h"
-
-#define CTL_REQUEST_MAX 1024
 
 struct ctl_server;
 

@@ -151,6 +151,40 @@ struct dlv_job {
 	struct dns_query *dns_q;     /* a next-hop lookup in flight */
 };
 
+/* A group waiting for a session to its next hop. */
+struct dlv_wait {
+	struct dlv_wait *next;
+	struct dlv_job *j;
+	struct dlv_group *g;
+};
+
+/*
+ * One next hop known without DNS (an address and port, a unix socket):
+ * how many sessions are open to it, and the groups waiting for one. A
+ * session that finishes a message takes the next waiting group over the
+ * same connection (RSET between when needed), so a busy destination gets
+ * at most destination_concurrency connections, kept in use.
+ */
+struct dlv_hopq {
+	struct dlv_hopq *next;
+	enum dlv_hop hop;
+	char host[256];
+	char path[256];
+	uint16_t port;
+	bool require_tls;
+	unsigned sessions;
+	struct dlv_wait *head, *tail;
+};
+
+/* One session to a dlv_hopq and the group it is working for now. */
+struct dlv_conn {
+	struct dlv *d;
+	struct dlv_hopq *hq;
+	struct dlv_job *j;           /* NULL once the session has no more work */
+	struct dlv_group *g;
+	struct smtpc *c;
+};
+
 struct dlv_skip {
 	uint64_t id;
 	uint64_t until;              /* monotonic ms */
@@ -166,6 +200,7 @@ struct dlv {
 	uv_timer_t timer;
 	struct dlv_job *jobs;        /* in flight: session or writer op owed */
 	size_t njobs;
+	struct dlv_hopq *hops;       /* next hops with sessions or waiting groups */
 	uint64_t *ids;               /* scratch for queue_schedule_due */
 	size_t ids_cap;
 	struct dlv_skip skip[DLV_SKIP_MAX];
@@ -797,17 +832,6 @@ static void dlv_job_finish(struct dlv_job *j)
 	queue_writer_submit(j->d->writer, dlv_apply, dlv_done, j);
 }
 
-static void dlv_on_session_done(void *arg, const struct smtpc_result *res)
-{
-	struct dlv_job *j = arg;
-
-	j->session = NULL;
-	dlv_group_relay(j, &j->groups[j->group_next - 1], res->relay);
-	if (res->status < 0 && res->status != -ECANCELED)
-		log_debug(j->qid, "delivery session to %s ended: %s", res->relay, res->error);
-	dlv_job_next(j);
-}
-
 /* Maildir completion: its results become the group's verdicts. */
 static void dlv_on_maildir_done(void *arg)
 {
@@ -1068,6 +1092,179 @@ static int dlv_group_resolve(struct dlv_job *j, struct dlv_group *g)
 	return 0;
 }
 
+/* ------------------------------------------------- sessions per next hop */
+
+static bool dlv_hopq_is(const struct dlv_hopq *hq, const struct dlv_rcpt *r)
+{
+	return hq->hop == r->hop && hq->port == r->port && hq->require_tls == r->require_tls &&
+	    strcmp(hq->host, r->host) == 0 && strcmp(hq->path, r->path) == 0;
+}
+
+static struct dlv_hopq *dlv_hopq_get(struct dlv *d, const struct dlv_rcpt *r)
+{
+	struct dlv_hopq *hq;
+
+	for (hq = d->hops; hq != NULL; hq = hq->next)
+		if (dlv_hopq_is(hq, r))
+			return hq;
+	hq = xcalloc(1, sizeof(*hq));
+	hq->hop = r->hop;
+	str_copy(hq->host, r->host, sizeof(hq->host));
+	str_copy(hq->path, r->path, sizeof(hq->path));
+	hq->port = r->port;
+	hq->require_tls = r->require_tls;
+	hq->next = d->hops;
+	d->hops = hq;
+	return hq;
+}
+
+static void dlv_hopq_release(struct dlv *d, struct dlv_hopq *hq)
+{
+	struct dlv_hopq **pp;
+
+	if (hq->sessions > 0 || hq->head != NULL)
+		return;
+	for (pp = &d->hops; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == hq) {
+			*pp = hq->next;
+			free(hq);
+			return;
+		}
+	}
+}
+
+static bool dlv_hopq_pop(struct dlv_hopq *hq, struct dlv_job **j, struct dlv_group **g)
+{
+	struct dlv_wait *w = hq->head;
+
+	if (w == NULL)
+		return false;
+	hq->head = w->next;
+	if (hq->head == NULL)
+		hq->tail = NULL;
+	*j = w->j;
+	*g = w->g;
+	free(w);
+	return true;
+}
+
+static int dlv_conn_start(struct dlv_hopq *hq, struct dlv_job *j, struct dlv_group *g);
+
+/*
+ * The session finished its message (prev's verdicts are final): hand it
+ * the next waiting group for this hop, then let the finished job go on.
+ */
+static const struct smtpc_request *dlv_conn_next(void *arg, const struct smtpc_request *prev)
+{
+	struct dlv_conn *conn = arg;
+	struct dlv_job *done_job = conn->j, *j2 = NULL;
+	struct dlv_group *g2 = NULL;
+
+	(void)prev;
+	done_job->session = NULL;
+	if (!conn->d->stopping && dlv_hopq_pop(conn->hq, &j2, &g2)) {
+		conn->j = j2;
+		conn->g = g2;
+		j2->session = conn->c;
+	} else {
+		conn->j = NULL;
+		conn->g = NULL;
+	}
+	/* Reassigned first: the finished job may start other groups now. */
+	dlv_job_next(done_job);
+	return j2 != NULL ? &g2->req : NULL;
+}
+
+static void dlv_conn_done(void *arg, const struct smtpc_result *res)
+{
+	struct dlv_conn *conn = arg;
+	struct dlv *d = conn->d;
+	struct dlv_hopq *hq = conn->hq;
+	struct dlv_job *j = conn->j, *wj;
+	struct dlv_group *wg;
+
+	hq->sessions--;
+	free(conn);
+	if (j != NULL) {
+		j->session = NULL;
+		dlv_group_relay(j, &j->groups[j->group_next - 1], res->relay);
+		if (res->status < 0 && res->status != -ECANCELED)
+			log_debug(j->qid, "delivery session to %s ended: %s", res->relay,
+			    res->error);
+		dlv_job_next(j);
+	}
+	/* A session that broke leaves waiting groups: give them a new one. */
+	while (!d->stopping && hq->sessions < d->cfg->destination_concurrency &&
+	    dlv_hopq_pop(hq, &wj, &wg)) {
+		if (dlv_conn_start(hq, wj, wg) < 0) {
+			dlv_group_fail(wj, wg, SMTPC_TEMP, "4.3.0", "cannot start a delivery session");
+			dlv_job_next(wj);
+		}
+	}
+	dlv_hopq_release(d, hq);
+}
+
+static int dlv_conn_start(struct dlv_hopq *hq, struct dlv_job *j, struct dlv_group *g)
+{
+	struct dlv_conn *conn = xcalloc(1, sizeof(*conn));
+	int rc;
+
+	conn->d = j->d;
+	conn->hq = hq;
+	conn->j = j;
+	conn->g = g;
+	g->req.next = dlv_conn_next;
+	g->req.next_arg = conn;
+	hq->sessions++;
+	rc = smtpc_start(j->d->loop, &g->req, dlv_conn_done, conn, &conn->c);
+	if (rc < 0) {
+		hq->sessions--;
+		free(conn);
+		return rc;
+	}
+	j->session = conn->c;
+	return 0;
+}
+
+/* Starts a group whose next hop needs no lookup, or queues it for a session. */
+static int dlv_group_direct(struct dlv_job *j, struct dlv_group *g)
+{
+	struct dlv *d = j->d;
+	struct dlv_hopq *hq = dlv_hopq_get(d, &j->r[g->start]);
+	struct dlv_wait *w;
+	int rc;
+
+	if (hq->sessions < d->cfg->destination_concurrency) {
+		rc = dlv_conn_start(hq, j, g);
+		dlv_hopq_release(d, hq);
+		return rc;
+	}
+	w = xcalloc(1, sizeof(*w));
+	w->j = j;
+	w->g = g;
+	if (hq->tail != NULL)
+		hq->tail->next = w;
+	else
+		hq->head = w;
+	hq->tail = w;
+	return 0;
+}
+
+/* Stopping: groups that never got a session end without a verdict. */
+static void dlv_hops_drain(struct dlv *d)
+{
+	struct dlv_hopq *hq, *next;
+	struct dlv_job *j;
+	struct dlv_group *g;
+
+	for (hq = d->hops; hq != NULL; hq = next) {
+		next = hq->next;
+		while (dlv_hopq_pop(hq, &j, &g))
+			dlv_job_next(j);
+		dlv_hopq_release(d, hq);
+	}
+}
+
 /* Starts the next group's session, or records the job when none is left. */
 static void dlv_job_next(struct dlv_job *j)
 {
@@ -1081,7 +1278,7 @@ static void dlv_job_next(struct dlv_job *j)
 		else if (j->r[g->start].host_is_name)
 			rc = dlv_group_resolve(j, g);
 		else
-			rc = smtpc_start(j->d->loop, &g->req, dlv_on_session_done, j, &j->session);
+			rc = dlv_group_direct(j, g);
 		if (rc == 0)
 			return;
 		/* A group that could not even start: a temporary local failure. */
@@ -1387,9 +1584,10 @@ void dlv_stop(struct dlv *d, void (*cb)(void *arg), void *arg)
 	d->stop_cb = cb;
 	d->stop_arg = arg;
 	uv_timer_stop(&d->timer);
+	dlv_hops_drain(d);
 	/*
 	 * Sessions close now; their completions come back through
-	 * dlv_on_session_done, record what verdicts they already had (a
+	 * dlv_conn_done, record what verdicts they already had (a
 	 * recipient delivered before the abort must not be sent twice) and
 	 * leave the rest pending.
 	 */

@@ -297,6 +297,46 @@ class DelayExpiryTest(RelayTestCase):
         self.relay.wait_gone(qid)
 
 
+class ReuseTest(RelayTestCase):
+    """destination_concurrency = 1: five due messages to one LMTP server
+    travel over one connection, one after the other."""
+    relay_options = {"destination_concurrency": 1, "minimal_backoff_time": "1h",
+                     "maximal_backoff_time": "1h"}
+    dead_domain = None
+
+    def test_one_connection_for_five_messages(self):
+        out = os.path.join(self.workdir, "lmtp-reuse")
+        port = free_port()
+        self.relay.ctl_ok("domain", "add", "reuse.test", "--route",
+                          "lmtp:127.0.0.1:%d" % self.relay.dead_port)
+        qids = []
+        c = self.raw()
+        c.ehlo()
+        for k in range(5):
+            c.expect("MAIL FROM:<s@ours.test>", 250)
+            c.expect("RCPT TO:<r%d@reuse.test>" % k, 250)
+            c.expect("DATA", 354)
+            qids.append(queued_id(c.cmd("Subject: reuse %d\r\n\r\nreuse %d\r\n." % (k, k))))
+        for q in qids:
+            self.relay.wait_log(r"%s: to=<r\d@reuse\.test>.*status=deferred" % q)
+        p = LmtpMaildirTest._lmtp(["--listen", "127.0.0.1:%d" % port], out)
+        try:
+            self.relay.ctl_ok("domain", "remove", "reuse.test")
+            self.relay.ctl_ok("domain", "add", "reuse.test", "--route", "lmtp:127.0.0.1:%d" % port)
+            self.relay.ctl_ok("queue", "flush")
+            for q in qids:
+                self.relay.wait_log(r"%s: to=<r\d@reuse\.test>.*status=sent" % q, timeout=20)
+            with open(os.path.join(out, "deliveries.jsonl")) as f:
+                rows = [json.loads(l) for l in f if l.strip()]
+            self.assertEqual(sorted(r["rcpt"] for r in rows),
+                             ["r%d@reuse.test" % k for k in range(5)])
+            self.assertEqual({r["conn"] for r in rows}, {1},
+                             "five messages should share one connection: %r" % rows)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            p.wait(10)
+
+
 import unittest  # noqa: E402  (used by SkipTest above)
 
 if __name__ == "__main__":

@@ -164,6 +164,7 @@ START_TEST(test_full_file)
 		 "max_bad_commands = 5\n"
 		 "queue_max_size = 2G\n"
 		 "delivery_concurrency = 7\n"
+		 "destination_concurrency = 3\n"
 		 "time_scale = 60\n",
 		 tmpdir, tmpdir);
 	rc = test_load(text);
@@ -207,6 +208,7 @@ START_TEST(test_full_file)
 	ck_assert_uint_eq(cfg->max_bad_commands, 5);
 	ck_assert_uint_eq(cfg->queue_max_size, 2ULL << 30);
 	ck_assert_uint_eq(cfg->delivery_concurrency, 7);
+	ck_assert_uint_eq(cfg->destination_concurrency, 3);
 	ck_assert_uint_eq(cfg->time_scale, 60);
 	ck_assert_uint_eq(errs.len, 0);
 }
@@ -248,7 +250,8 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg->greet_pause, 1000);
 	ck_assert_uint_eq(cfg->max_bad_commands, 10);
 	ck_assert_uint_eq(cfg->queue_max_size, 17179869184ULL);
-	ck_assert_uint_eq(cfg->delivery_concurrency, 20);
+	ck_assert_uint_eq(cfg->delivery_concurrency, 100);
+	ck_assert_uint_eq(cfg->destination_concurrency, 20);
 	ck_assert_uint_eq(cfg->time_scale, 1);
 }
 END_TEST
