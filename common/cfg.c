@@ -107,6 +107,7 @@ struct cfg_ctx {
 	struct config *cfg;
 	struct buf *errors;
 	unsigned nerrors;
+	unsigned flags;             /* CFG_LOAD_* */
 	unsigned line[CFG_I_COUNT]; /* where each key was set; 0 = not in file */
 };
 
@@ -1037,8 +1038,10 @@ static void cfg_check(struct cfg_ctx *ctx)
 	if (cfg->tls_key_file != NULL && cfg->tls_cert_file == NULL)
 		cfg_err(ctx, ctx->line[CFG_I_tls_key_file],
 			"tls_key_file is set but tls_cert_file is not; set both or neither");
-	cfg_check_readable(ctx, CFG_I_tls_cert_file);
-	cfg_check_readable(ctx, CFG_I_tls_key_file);
+	if (!(ctx->flags & CFG_LOAD_NO_FILE_CHECKS)) {
+		cfg_check_readable(ctx, CFG_I_tls_cert_file);
+		cfg_check_readable(ctx, CFG_I_tls_key_file);
+	}
 
 	if (cfg->minimal_backoff_time > cfg->maximal_backoff_time) {
 		char lo[32], hi[32];
@@ -1059,6 +1062,12 @@ static void cfg_check(struct cfg_ctx *ctx)
 
 int cfg_load(const char *file, struct config **out, struct buf *errors)
 {
+	return cfg_load_flags(file, 0, out, errors);
+}
+
+int cfg_load_flags(const char *file, unsigned flags, struct config **out,
+    struct buf *errors)
+{
 	struct cfg_ctx ctx;
 	struct buf scratch;
 	struct stat st;
@@ -1070,6 +1079,7 @@ int cfg_load(const char *file, struct config **out, struct buf *errors)
 	buf_init(&scratch);
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.file = file;
+	ctx.flags = flags;
 	ctx.errors = errors != NULL ? errors : &scratch;
 
 	f = fopen(file, "re");

@@ -87,6 +87,14 @@ const struct cfg_param_info *cfg_params(size_t *count);
  * file). Never logs.
  */
 int cfg_load(const char *file, struct config **out, struct buf *errors);
+/*
+ * CFG_LOAD_NO_FILE_CHECKS: do not open the files the configuration names
+ * (the TLS key): govrelayctl run by a delegated operator reads the file
+ * only to find the control socket, and must not need the daemon's key.
+ */
+#define CFG_LOAD_NO_FILE_CHECKS 0x1u
+int cfg_load_flags(const char *file, unsigned flags, struct config **out,
+    struct buf *errors);
 struct config *cfg_ref(struct config *cfg);
 void cfg_unref(struct config *cfg);
 

@@ -66,6 +66,16 @@
 	X(destination_concurrency, COUNT, "20", 1, 1000, 1, \
 	  "Most sessions open to one next hop at once; more messages wait and reuse them.") \
 	X(time_scale, COUNT, "1", 1, 100000, 0, \
-	  "Test aid: divide every queue delay (backoff, lifetime, warning) by this factor.")
+	  "Test aid: divide every queue delay (backoff, lifetime, warning) by this factor.") \
+	X(auth_max_failures, COUNT, "5", 1, 1000, 1, \
+	  "Consecutive failed AUTH attempts after which a user is locked out until govrelayctl user unlock.") \
+	X(auth_failure_delay, DURATION, "1s", 0, 60000, 1, \
+	  "Delay before answering a failed AUTH; it doubles with each further failure from the same address or for the same user.") \
+	X(auth_failure_delay_max, DURATION, "30s", 0, 300000, 1, \
+	  "Longest delay before answering a failed AUTH.") \
+	X(auth_ip_max_failures, COUNT, "20", 1, 100000, 1, \
+	  "Failed AUTH attempts from one client address within auth_failure_window after which it may not try again until the window has passed.") \
+	X(auth_failure_window, DURATION, "1h", 1000, 604800000, 1, \
+	  "How long failed AUTH attempts of a client address are remembered.")
 
 #endif

@@ -5,7 +5,8 @@
  * side, blocking sockets in the CLI) stays with each end.
  *
  * Entry points: ctlproto_code_is_valid, ctlproto_request_format,
- * ctlproto_request_parse, ctlproto_reply_format, ctlproto_reply_parse.
+ * ctlproto_request_parse, ctlproto_reply_format, ctlproto_reply_parse,
+ * ctlproto_exec_encode/decode/free.
  * OWNERSHIP: every argument is borrowed; the parse functions return
  * pointers into the caller's line.
  * THREADS: any; no state.
@@ -16,12 +17,15 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
 
+#include "common/buf.h"
 #include "common/ctlproto.h"
+#include "common/xmalloc.h"
 
 bool ctlproto_code_is_valid(int code)
 {
@@ -115,4 +119,81 @@ int ctlproto_reply_parse(const char *line, int *code, const char **text)
 	*code = (int)v;
 	*text = end + 1;
 	return 0;
+}
+
+/* ------------------------------------------------------------- exec */
+
+static void ctlproto_put_u32(struct buf *out, uint32_t v)
+{
+	unsigned char b[4] = { (unsigned char)(v >> 24), (unsigned char)(v >> 16),
+		(unsigned char)(v >> 8), (unsigned char)v };
+
+	buf_append(out, b, sizeof b);
+}
+
+void ctlproto_exec_encode(struct buf *out, int argc, char *const *argv,
+    const void *in, size_t inlen)
+{
+	ctlproto_put_u32(out, (uint32_t)argc);
+	for (int i = 0; i < argc; i++) {
+		size_t n = strlen(argv[i]);
+
+		ctlproto_put_u32(out, (uint32_t)n);
+		buf_append(out, argv[i], n);
+	}
+	ctlproto_put_u32(out, (uint32_t)inlen);
+	if (inlen > 0)
+		buf_append(out, in, inlen);
+}
+
+static int ctlproto_get_u32(const unsigned char **p, size_t *left, uint32_t *v)
+{
+	if (*left < 4)
+		return -EBADMSG;
+	*v = (uint32_t)(*p)[0] << 24 | (uint32_t)(*p)[1] << 16 | (uint32_t)(*p)[2] << 8 |
+	    (uint32_t)(*p)[3];
+	*p += 4;
+	*left -= 4;
+	return 0;
+}
+
+void ctlproto_exec_free(int argc, char **argv)
+{
+	if (argv == NULL)
+		return;
+	for (int i = 0; i < argc; i++)
+		free(argv[i]);
+	free(argv);
+}
+
+int ctlproto_exec_decode(const void *data, size_t len, int *argc, char ***argv,
+    const void **in, size_t *inlen)
+{
+	const unsigned char *p = data;
+	size_t left = len;
+	uint32_t n, slen;
+	char **v;
+	int made = 0;
+
+	if (ctlproto_get_u32(&p, &left, &n) != 0 || n == 0 || n > CTLPROTO_EXEC_ARGS_MAX)
+		return -EBADMSG;
+	v = xcalloc(n + 1, sizeof *v);
+	for (; made < (int)n; made++) {
+		if (ctlproto_get_u32(&p, &left, &slen) != 0 || slen > left ||
+		    memchr(p, '\0', slen) != NULL)
+			goto bad;
+		v[made] = xstrndup((const char *)p, slen);
+		p += slen;
+		left -= slen;
+	}
+	if (ctlproto_get_u32(&p, &left, &slen) != 0 || slen != left)
+		goto bad;
+	*argc = (int)n;
+	*argv = v;
+	*in = p;
+	*inlen = slen;
+	return 0;
+bad:
+	ctlproto_exec_free(made, v);
+	return -EBADMSG;
 }

@@ -14,6 +14,16 @@
  *            sysexits.h code the CLI exits with: 64 bad request, 65 bad
  *            queue id, 66 no such message, 69 unavailable, 70 internal
  *            error, 75 busy or try again, 77 permission denied.
+ *
+ * Exec (a delegated operator's whole govrelayctl command, run by the
+ * daemon with the peer's identity, admin-cli/admin.h):
+ *   request  "exec LEN\n" then LEN bytes (at most CTLPROTO_EXEC_MAX):
+ *            u32 argc, argc times (u32 len, bytes), u32 stdin length,
+ *            stdin bytes; integers big-endian, strings without NUL.
+ *   reply    frames until the last: "out LEN\n" + LEN bytes (stdout),
+ *            "err LEN\n" + LEN bytes (stderr), and finally
+ *            "exit CODE\n" (a sysexits.h code, 0 for success); or one
+ *            "error CODE TEXT\n" line when the request itself is refused.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -51,5 +61,26 @@ size_t ctlproto_reply_format(char *out, size_t outlen, int code, const char *tex
  * protocol's; *text points into line. Returns 0 or -EBADMSG.
  */
 int ctlproto_reply_parse(const char *line, int *code, const char **text);
+
+/* ------------------------------------------------------------- exec */
+
+#define CTLPROTO_EXEC_MAX (64u * 1024 * 1024)
+#define CTLPROTO_EXEC_ARGS_MAX 64
+#define CTLPROTO_FRAME_MAX (64u * 1024)
+
+struct buf;
+
+/* The exec payload for argv and stdin bytes (in may be NULL when inlen 0). */
+void ctlproto_exec_encode(struct buf *out, int argc, char *const *argv,
+    const void *in, size_t inlen);
+/*
+ * Decodes a payload of len bytes. *argv is a fresh NULL-terminated array
+ * of fresh strings (ctlproto_exec_free), *in points into data. 0 or
+ * -EBADMSG (truncated, trailing bytes, a NUL in an argument, too many
+ * arguments).
+ */
+int ctlproto_exec_decode(const void *data, size_t len, int *argc, char ***argv,
+    const void **in, size_t *inlen);
+void ctlproto_exec_free(int argc, char **argv);
 
 #endif

@@ -5,7 +5,10 @@
  * reordering any record, or cutting the end of the chain, shows up in
  * queue_audit_verify.
  *
- * Entry points: queue_audit_append, queue_audit_walk, queue_audit_verify.
+ * Entry points: queue_audit_append, queue_audit_walk, queue_audit_verify,
+ * and audit_verify_detail (declared in queue/audit_query.h, defined here
+ * so both verifications run the very same checks; queue_audit_verify is
+ * the detailed one reduced to a sequence number).
  * OWNERSHIP: every argument is borrowed; the record passed to a walk
  * callback and all its strings are valid only during the call.
  * THREADS: any thread that owns the txn. Append reads the head inside
@@ -20,6 +23,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +33,7 @@
 
 #include "common/buf.h"
 #include "common/xmalloc.h"
+#include "queue/audit_query.h"
 #include "queue/queue.h"
 #include "queue/queue_int.h"
 #include "queue/schema.h"
@@ -426,21 +431,65 @@ int queue_audit_walk(struct queue_txn *txn, queue_audit_walk_cb *cb, void *arg)
 	return rc == MDB_NOTFOUND ? 0 : queue__lmdb_err(rc);
 }
 
-int queue_audit_verify(struct queue_txn *txn, uint64_t *count, uint64_t *bad_seq)
+static void queue_audit_hex(const uint8_t h[QUEUE_AUDIT_HASH_LEN], char out[65])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < QUEUE_AUDIT_HASH_LEN; i++) {
+		out[2 * i] = hex[h[i] >> 4];
+		out[2 * i + 1] = hex[h[i] & 0xf];
+	}
+	out[2 * QUEUE_AUDIT_HASH_LEN] = '\0';
+}
+
+/* Records fault seq and the English sentence; the hashes are optional. */
+static int queue_audit_fault(struct audit_fault *f, uint64_t seq,
+    const uint8_t *expected, const uint8_t *found, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static int queue_audit_fault(struct audit_fault *f, uint64_t seq,
+    const uint8_t *expected, const uint8_t *found, const char *fmt, ...)
+{
+	va_list ap;
+
+	f->seq = seq;
+	if (expected != NULL)
+		queue_audit_hex(expected, f->expected_hex);
+	if (found != NULL)
+		queue_audit_hex(found, f->found_hex);
+	va_start(ap, fmt);
+	vsnprintf(f->what, sizeof f->what, fmt, ap);
+	va_end(ap);
+	return -EBADMSG;
+}
+
+/*
+ * The one verification both entry points share. Each record is checked
+ * in the order a reader can explain: it is where the sequence says it
+ * should be, it links to the record before it, its hash covers its own
+ * text, and the text decodes. Checking the link before the hash means an
+ * attacker who edits record N and fixes N's own hash is named at N+1,
+ * whose stored link no longer matches (there is nothing wrong inside N
+ * that the chain alone can show).
+ */
+int audit_verify_detail(struct queue_txn *txn, uint64_t *count, struct audit_fault *fault)
 {
 	uint8_t prev[QUEUE_AUDIT_HASH_LEN], hash[QUEUE_AUDIT_HASH_LEN];
 	uint8_t head_hash[QUEUE_AUDIT_HASH_LEN];
+	struct audit_fault scratch;
 	struct queue_audit_parsed p;
 	struct queue_audit_rec rec;
 	struct buf linebuf;
 	MDB_cursor *c;
 	MDB_val k, v;
-	uint64_t n = 0, head_seq;
+	uint64_t n = 0, head_seq, kseq;
 	bool present;
 	int rc, ret = 0;
 
+	if (fault == NULL)
+		fault = &scratch;
+	memset(fault, 0, sizeof *fault);
 	*count = 0;
-	*bad_seq = 0;
 	memcpy(prev, queue_audit_zero, sizeof prev);
 	rc = mdb_cursor_open(txn->txn, txn->store->db_audit, &c);
 	if (rc != MDB_SUCCESS)
@@ -450,23 +499,54 @@ int queue_audit_verify(struct queue_txn *txn, uint64_t *count, uint64_t *bad_seq
 	buf_init(&p.event);
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
 	    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		const uint8_t *data = v.mv_data;
+
 		/* Records must be 1, 2, 3 ... : a gap is a deleted record. */
-		if (k.mv_size != QUEUE_KEY_AUDIT_LEN || queue__be64_get(k.mv_data) != n + 1) {
-			*bad_seq = n + 1;
-			ret = -EBADMSG;
+		if (k.mv_size != QUEUE_KEY_AUDIT_LEN) {
+			ret = queue_audit_fault(fault, n + 1, NULL, NULL,
+			    "a record after record %" PRIu64 " has a malformed key (%zu bytes)",
+			    n, k.mv_size);
 			break;
 		}
-		if (queue_audit_load(&k, &v, &linebuf, &p, &rec) < 0 ||
-		    memcmp(rec.prev, prev, sizeof prev) != 0) {
-			*bad_seq = n + 1;
-			ret = -EBADMSG;
+		kseq = queue__be64_get(k.mv_data);
+		if (kseq != n + 1) {
+			if (n == 0)
+				ret = queue_audit_fault(fault, 1, NULL, NULL,
+				    "record 1 is missing: the chain starts at record %" PRIu64,
+				    kseq);
+			else
+				ret = queue_audit_fault(fault, n + 1, NULL, NULL,
+				    "record %" PRIu64 " is missing: record %" PRIu64
+				    " is followed by record %" PRIu64, n + 1, n, kseq);
 			break;
 		}
-		if ((ret = queue_audit_hash(prev, linebuf.data, linebuf.len, hash)) < 0)
+		if (v.mv_size < 2 * QUEUE_AUDIT_HASH_LEN) {
+			ret = queue_audit_fault(fault, n + 1, NULL, NULL,
+			    "record %" PRIu64 " is too short to hold its hashes", n + 1);
 			break;
-		if (memcmp(hash, rec.hash, sizeof hash) != 0) {
-			*bad_seq = n + 1;
-			ret = -EBADMSG;
+		}
+		if (memcmp(data, prev, sizeof prev) != 0) {
+			if (n == 0)
+				ret = queue_audit_fault(fault, 1, prev, data, "record 1 does not "
+				    "start the chain: its previous hash is not zero");
+			else
+				ret = queue_audit_fault(fault, n + 1, prev, data,
+				    "record %" PRIu64 " does not link to record %" PRIu64,
+				    n + 1, n);
+			break;
+		}
+		if ((ret = queue_audit_hash(prev, data + 2 * QUEUE_AUDIT_HASH_LEN,
+		    v.mv_size - 2 * QUEUE_AUDIT_HASH_LEN, hash)) < 0)
+			break;
+		if (memcmp(hash, data + QUEUE_AUDIT_HASH_LEN, sizeof hash) != 0) {
+			ret = queue_audit_fault(fault, n + 1, hash, data + QUEUE_AUDIT_HASH_LEN,
+			    "record %" PRIu64 " was changed: its hash does not match its contents",
+			    n + 1);
+			break;
+		}
+		if (queue_audit_load(&k, &v, &linebuf, &p, &rec) < 0) {
+			ret = queue_audit_fault(fault, n + 1, NULL, NULL,
+			    "record %" PRIu64 " does not decode as an audit line", n + 1);
 			break;
 		}
 		memcpy(prev, hash, sizeof prev);
@@ -487,29 +567,36 @@ int queue_audit_verify(struct queue_txn *txn, uint64_t *count, uint64_t *bad_seq
 	 * (head beyond the last record) or appended behind our back.
 	 */
 	rc = queue_audit_head_get(txn, &present, &head_seq, head_hash);
-	if (rc == -EBADMSG) {
-		*bad_seq = n > 0 ? n : 1;
-		return rc;
-	}
+	if (rc == -EBADMSG)
+		return queue_audit_fault(fault, n > 0 ? n : 1, NULL, NULL,
+		    "the chain head in meta does not decode");
 	if (rc < 0)
 		return rc;
 	if (!present && n == 0)
 		return 0;
-	if (!present) {
-		*bad_seq = n;
-		return -EBADMSG;
-	}
-	if (head_seq > n) {
-		*bad_seq = n + 1;
-		return -EBADMSG;
-	}
-	if (head_seq < n) {
-		*bad_seq = head_seq + 1;
-		return -EBADMSG;
-	}
-	if (memcmp(head_hash, prev, sizeof prev) != 0) {
-		*bad_seq = n > 0 ? n : 1;
-		return -EBADMSG;
-	}
+	if (!present)
+		return queue_audit_fault(fault, n, prev, NULL,
+		    "the chain head in meta is missing, but the chain holds %" PRIu64
+		    " records", n);
+	if (head_seq > n)
+		return queue_audit_fault(fault, n + 1, head_hash, NULL,
+		    "record %" PRIu64 " is missing: the chain head in meta names record %"
+		    PRIu64 " but the chain ends at record %" PRIu64, n + 1, head_seq, n);
+	if (head_seq < n)
+		return queue_audit_fault(fault, head_seq + 1, NULL, NULL,
+		    "record %" PRIu64 " lies beyond the chain head in meta, which names record %"
+		    PRIu64, head_seq + 1, head_seq);
+	if (memcmp(head_hash, prev, sizeof prev) != 0)
+		return queue_audit_fault(fault, n > 0 ? n : 1, prev, head_hash,
+		    "the chain head in meta does not match record %" PRIu64 "'s hash", n);
 	return 0;
+}
+
+int queue_audit_verify(struct queue_txn *txn, uint64_t *count, uint64_t *bad_seq)
+{
+	struct audit_fault fault;
+	int rc = audit_verify_detail(txn, count, &fault);
+
+	*bad_seq = rc == -EBADMSG ? fault.seq : 0;
+	return rc;
 }

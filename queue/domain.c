@@ -7,6 +7,8 @@
  * OWNERSHIP: queue_domain_get returns a fresh copy freed with
  * queue_domain_free; records passed to a walk callback are borrowed for
  * the call. Every argument is borrowed.
+ * Records are written as QUEUE_DOMAIN_ENC_VERSION 2 (with accept_all);
+ * version 1 records from before tenancy still decode (schema.h).
  * THREADS: any thread that owns the txn; queue_route_check on any thread.
  * ERRORS: -EINVAL (bad name or route, or a write on a read txn), -ENOENT,
  * -EBADMSG (a record does not decode), -ENOSPC, -EIO.
@@ -240,14 +242,15 @@ static int queue_domain_decode(const void *data, size_t len, struct queue_domain
 	struct queue_dec d = { data, len };
 	struct queue_domain *dom = xcalloc(1, sizeof *dom);
 	uint64_t created;
-	uint8_t u8;
+	uint8_t version, u8, all = 0;
 	int rc;
 
 	*out = NULL;
-	if ((rc = queue__dec_u8(&d, &u8)) < 0)
+	if ((rc = queue__dec_u8(&d, &version)) < 0)
 		goto fail;
 	rc = -EBADMSG;
-	if (u8 != QUEUE_DOMAIN_ENC_VERSION)
+	/* Version 1 predates accept_all (schema.h): it decodes as false. */
+	if (version != 1 && version != QUEUE_DOMAIN_ENC_VERSION)
 		goto fail;
 	if ((rc = queue__dec_str(&d, &dom->name)) < 0 ||
 	    (rc = queue__dec_str(&d, &dom->tenant)) < 0 ||
@@ -255,10 +258,13 @@ static int queue_domain_decode(const void *data, size_t len, struct queue_domain
 	    (rc = queue__dec_u8(&d, &u8)) < 0 ||
 	    (rc = queue__dec_u64(&d, &created)) < 0)
 		goto fail;
+	if (version >= 2 && (rc = queue__dec_u8(&d, &all)) < 0)
+		goto fail;
 	rc = -EBADMSG;
-	if (u8 > 1 || d.left != 0 || dom->name == NULL)
+	if (u8 > 1 || all > 1 || d.left != 0 || dom->name == NULL)
 		goto fail;
 	dom->require_tls = u8 != 0;
+	dom->accept_all = all != 0;
 	dom->created = (int64_t)created;
 	*out = dom;
 	return 0;
@@ -288,6 +294,7 @@ int queue_domain_put(struct queue_txn *txn, const struct queue_domain *d)
 	queue__enc_str(&b, d->route);
 	queue__enc_u8(&b, d->require_tls ? 1 : 0);
 	queue__enc_u64(&b, (uint64_t)d->created);
+	queue__enc_u8(&b, d->accept_all ? 1 : 0);
 	k.mv_size = klen;
 	k.mv_data = key;
 	v.mv_size = b.len;

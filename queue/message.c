@@ -38,6 +38,7 @@
 #define QUEUE_MSG_FLAG_SMTPUTF8 0x1u
 #define QUEUE_MSG_FLAG_HELD 0x2u
 #define QUEUE_MSG_FLAG_DELAY_WARNED 0x4u
+#define QUEUE_MSG_FLAG_REQUIRE_TLS 0x8u
 #define QUEUE_NOTIFY_ALL (QUEUE_NOTIFY_NEVER | QUEUE_NOTIFY_SUCCESS | \
 	QUEUE_NOTIFY_FAILURE | QUEUE_NOTIFY_DELAY)
 
@@ -136,6 +137,8 @@ void queue_msg_encode(const struct queue_msg *msg, struct buf *out)
 		flags |= QUEUE_MSG_FLAG_HELD;
 	if (msg->delay_warned)
 		flags |= QUEUE_MSG_FLAG_DELAY_WARNED;
+	if (msg->require_tls)
+		flags |= QUEUE_MSG_FLAG_REQUIRE_TLS;
 	/* nrcpts travels as u32; RCPT limits keep it far below that. */
 	if (msg->nrcpts > UINT32_MAX)
 		panic("queue: %zu recipients cannot be encoded", msg->nrcpts);
@@ -233,11 +236,13 @@ static int queue_msg_decode_body(struct queue_dec *d, struct queue_msg *m)
 	m->body_type = (enum queue_body_type)u8;
 	if ((rc = queue__dec_u8(d, &u8)) < 0)
 		return rc;
-	if (u8 & ~(QUEUE_MSG_FLAG_SMTPUTF8 | QUEUE_MSG_FLAG_HELD | QUEUE_MSG_FLAG_DELAY_WARNED))
+	if (u8 & ~(QUEUE_MSG_FLAG_SMTPUTF8 | QUEUE_MSG_FLAG_HELD | QUEUE_MSG_FLAG_DELAY_WARNED |
+	    QUEUE_MSG_FLAG_REQUIRE_TLS))
 		return -EBADMSG;
 	m->smtputf8 = (u8 & QUEUE_MSG_FLAG_SMTPUTF8) != 0;
 	m->held = (u8 & QUEUE_MSG_FLAG_HELD) != 0;
 	m->delay_warned = (u8 & QUEUE_MSG_FLAG_DELAY_WARNED) != 0;
+	m->require_tls = (u8 & QUEUE_MSG_FLAG_REQUIRE_TLS) != 0;
 	if ((rc = queue__dec_u64(d, &m->declared_size)) < 0 ||
 	    (rc = queue__dec_u64(d, &m->size)) < 0 ||
 	    (rc = queue__dec_u32(d, &m->nchunks)) < 0 ||

@@ -101,6 +101,7 @@ struct queue_msg {
 	bool smtputf8;
 	bool held;                /* `queue hold`: not scheduled */
 	bool delay_warned;        /* the sender was told of the delay (RFC 3464 "delayed") */
+	bool require_tls;         /* deliveries outside our domains need STARTTLS */
 	uint64_t declared_size;   /* SIZE= from MAIL, 0 if none */
 	uint64_t size;            /* bytes stored in the body chunks */
 	uint32_t nchunks;
@@ -158,6 +159,11 @@ struct queue_domain {
 	char *tenant;        /* tenant id; NULL until tenancy exists */
 	char *route;         /* smtp:HOST:PORT, lmtp:..., maildir:DIR, mx */
 	bool require_tls;
+	/*
+	 * The route is a server that knows its own users (an agency's mail
+	 * server), so RCPT is not checked against the mailbox table.
+	 */
+	bool accept_all;
 	int64_t created;     /* unix ms */
 };
 

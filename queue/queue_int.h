@@ -22,6 +22,18 @@ struct queue_store {
 	MDB_dbi db_schedule;
 	MDB_dbi db_domains;
 	MDB_dbi db_audit;
+	MDB_dbi db_tenants;
+	MDB_dbi db_mailboxes;
+	MDB_dbi db_users;
+	MDB_dbi db_policies;
+	MDB_dbi db_operators;
+	/*
+	 * QUEUE_ABSENT_* bits: tenancy databases a read-only open did not
+	 * find (a store written before they existed). Their dbi is not valid;
+	 * readers in tenancy.c treat them as empty. A read-write open creates
+	 * them, so a write txn never sees a bit set.
+	 */
+	unsigned absent;
 	bool readonly;
 	uint64_t last_id;   /* greatest id issued or seen; loop thread only */
 };
@@ -31,6 +43,12 @@ struct queue_txn {
 	MDB_txn *txn;
 	bool write;
 };
+
+#define QUEUE_ABSENT_TENANTS 0x01u
+#define QUEUE_ABSENT_MAILBOXES 0x02u
+#define QUEUE_ABSENT_USERS 0x04u
+#define QUEUE_ABSENT_POLICIES 0x08u
+#define QUEUE_ABSENT_OPERATORS 0x10u
 
 /* LMDB return code to our negative errno (MAP_FULL -> -ENOSPC, ...). */
 int queue__lmdb_err(int rc);

@@ -34,7 +34,8 @@
  *   u64  id                    i64 arrival (unix ms)
  *   str  sender                str envid
  *   u8   ret                   u8  body_type
- *   u8   flags (bit 0 smtputf8, bit 1 held, bit 2 delay_warned; other
+ *   u8   flags (bit 0 smtputf8, bit 1 held, bit 2 delay_warned, bit 3 require_tls
+ *        (outbound TLS required by the sender's agency); other
  *        bits must be 0)
  *   u64  declared_size         u64 size            u32 nchunks
  *   str  client_addr           str helo            str listener
@@ -59,6 +60,10 @@
  *   u8   version (QUEUE_DOMAIN_ENC_VERSION)
  *   str  name     str tenant     str route
  *   u8   require_tls (0 or 1)    i64 created (unix ms)
+ *   u8   accept_all (0 or 1)     (version 2 only)
+ *   Version 1 records (written before tenancy) end after created and
+ *   decode with accept_all false; they are rewritten as version 2 the next
+ *   time the domain is put.
  *
  * audit       key: seq (u64), 1, 2, 3 ... with no gaps
  *             value: prev hash (32 bytes) + hash (32 bytes) + line
@@ -67,6 +72,53 @@
  *   Values escape space, '=', '\\', control and non-ASCII bytes as \xNN;
  *   keys are [a-z0-9_.-]+. hash = SHA-256(prev || line); the first
  *   record's prev is 32 zero bytes.
+ *
+ * The tenancy databases below (queue/tenancy.h) were added without a
+ * schema version change: a read-write open creates whichever of them is
+ * missing, and a read-only open of a store written before they existed
+ * reads them as empty. Their string keys and values never hold a NUL
+ * byte, so the NUL that joins the two parts of a composite key sorts
+ * before every byte of the second part and a cursor range on
+ * "PART1" + 0x00 covers exactly the records of PART1 ("a.b" + 0x00 is not
+ * a prefix of any "a.bc" key).
+ *
+ * tenants     key: tenant id, [a-z0-9][a-z0-9._-]{0,63}
+ *             value: encoded queue_tenant
+ *   u8   version (QUEUE_TENANT_ENC_VERSION)
+ *   str  id (must equal the key)     str name (UTF-8, 1..200 bytes)
+ *   str  parent (NULL for a root)    i64 created (unix ms)
+ *   Parents form a forest at most TENANCY_DEPTH_MAX tenants deep.
+ *
+ * mailboxes   key: DOMAIN + 0x00 + LOCALPART of the canonical address
+ *             LOCALPART@DOMAIN (split at the last '@'), so one domain's
+ *             mailboxes are one cursor range, in local-part order
+ *             value: encoded queue_mailbox
+ *   u8   version (QUEUE_MAILBOX_ENC_VERSION)
+ *   str  address (must equal LOCALPART@DOMAIN of the key)
+ *   i64  created (unix ms)
+ *   u32  nalias_of (0 for a plain mailbox, at most
+ *        TENANCY_ALIAS_TARGETS_MAX), then that many
+ *   str  target address (canonical; may be external)
+ *
+ * users       key: canonical address        value: encoded queue_user
+ *   u8   version (QUEUE_USER_ENC_VERSION)
+ *   str  address (must equal the key)      str hash (common/passwd.h text)
+ *   u8   flags (bit 0 locked, bit 1 locked_out; other bits must be 0)
+ *   u32  failures    i64 last_failure (unix ms, 0)    i64 created
+ *
+ * policies    key: TENANT + 0x00 + KEY (a name of tenancy_policy_keys[])
+ *             value: the normalized value text (tenancy_policy_normalize),
+ *             raw bytes with no length prefix, no NUL and no version
+ *             byte, at most TENANCY_POLICY_VALUE_MAX bytes
+ *   Only a tenant's own settings are stored; inheritance is computed on
+ *   read. Deleting a tenant deletes its range.
+ *
+ * operators   key: unix user name, [a-z_][a-z0-9_.-]{0,31}
+ *             value: encoded queue_operator
+ *   u8   version (QUEUE_OPERATOR_ENC_VERSION)
+ *   str  unix_user (must equal the key)    str tenant
+ *   u8   role (enum queue_operator_role: 0 postmaster, 1 auditor)
+ *   i64  created (unix ms)
  * ------------------------------------------------------------------------
  */
 
@@ -79,7 +131,12 @@
 #define QUEUE_DB_SCHEDULE "schedule"
 #define QUEUE_DB_DOMAINS "domains"
 #define QUEUE_DB_AUDIT "audit"
-#define QUEUE_DB_COUNT 6
+#define QUEUE_DB_TENANTS "tenants"
+#define QUEUE_DB_MAILBOXES "mailboxes"
+#define QUEUE_DB_USERS "users"
+#define QUEUE_DB_POLICIES "policies"
+#define QUEUE_DB_OPERATORS "operators"
+#define QUEUE_DB_COUNT 11
 
 /* Keys of the meta database. */
 #define QUEUE_META_SCHEMA_VERSION "schema_version"
@@ -88,7 +145,11 @@
 
 /* Encoding versions inside values (independent of the schema version). */
 #define QUEUE_MSG_ENC_VERSION 1u
-#define QUEUE_DOMAIN_ENC_VERSION 1u
+#define QUEUE_DOMAIN_ENC_VERSION 2u   /* 2 appends accept_all; 1 still decodes */
+#define QUEUE_TENANT_ENC_VERSION 1u
+#define QUEUE_MAILBOX_ENC_VERSION 1u
+#define QUEUE_USER_ENC_VERSION 1u
+#define QUEUE_OPERATOR_ENC_VERSION 1u
 
 #define QUEUE_STR_NULL 0xFFFFFFFFu
 

@@ -9,6 +9,9 @@
  * OWNERSHIP: queue_store_open returns a store the caller frees with
  * queue_store_close, after every transaction on it has ended. A txn is
  * freed by commit or abort, whatever they return.
+ * A read-write open creates every named database that is missing (the
+ * tenancy ones are newer than schema version 1, schema.h); a read-only
+ * open of a store that predates them marks them absent (queue_int.h).
  * THREADS: open/close and queue_next_id on one thread (the loop). Read
  * transactions may begin on any thread and end on another (MDB_NOTLS); a
  * write transaction begins and ends on one thread, and in the daemon that
@@ -360,24 +363,53 @@ uint64_t queue_next_id(struct queue_store *store)
 
 static int queue_store_open_dbs(struct queue_store *s, MDB_txn *t)
 {
+	/*
+	 * absent: 0 for the databases every schema-1 store has; for the
+	 * tenancy ones (added later without a schema bump, schema.h) the
+	 * QUEUE_ABSENT_* bit a read-only open sets when the store predates
+	 * them, so that `govrelayctl` listings still work on such a store.
+	 */
 	static const struct {
 		const char *name;
 		size_t off;
+		unsigned absent;
 	} dbs[] = {
-		{ QUEUE_DB_META, offsetof(struct queue_store, db_meta) },
-		{ QUEUE_DB_MESSAGES, offsetof(struct queue_store, db_messages) },
-		{ QUEUE_DB_BODIES, offsetof(struct queue_store, db_bodies) },
-		{ QUEUE_DB_SCHEDULE, offsetof(struct queue_store, db_schedule) },
-		{ QUEUE_DB_DOMAINS, offsetof(struct queue_store, db_domains) },
-		{ QUEUE_DB_AUDIT, offsetof(struct queue_store, db_audit) },
+		{ QUEUE_DB_META, offsetof(struct queue_store, db_meta), 0 },
+		{ QUEUE_DB_MESSAGES, offsetof(struct queue_store, db_messages), 0 },
+		{ QUEUE_DB_BODIES, offsetof(struct queue_store, db_bodies), 0 },
+		{ QUEUE_DB_SCHEDULE, offsetof(struct queue_store, db_schedule), 0 },
+		{ QUEUE_DB_DOMAINS, offsetof(struct queue_store, db_domains), 0 },
+		{ QUEUE_DB_AUDIT, offsetof(struct queue_store, db_audit), 0 },
+		{ QUEUE_DB_TENANTS, offsetof(struct queue_store, db_tenants),
+			QUEUE_ABSENT_TENANTS },
+		{ QUEUE_DB_MAILBOXES, offsetof(struct queue_store, db_mailboxes),
+			QUEUE_ABSENT_MAILBOXES },
+		{ QUEUE_DB_USERS, offsetof(struct queue_store, db_users),
+			QUEUE_ABSENT_USERS },
+		{ QUEUE_DB_POLICIES, offsetof(struct queue_store, db_policies),
+			QUEUE_ABSENT_POLICIES },
+		{ QUEUE_DB_OPERATORS, offsetof(struct queue_store, db_operators),
+			QUEUE_ABSENT_OPERATORS },
 	};
+	_Static_assert(sizeof dbs / sizeof dbs[0] == QUEUE_DB_COUNT,
+	    "QUEUE_DB_COUNT must match the databases opened");
 	unsigned flags = s->readonly ? 0 : MDB_CREATE;
 	int rc;
 
+	s->absent = 0;
 	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
 		MDB_dbi *dbi = (MDB_dbi *)((char *)s + dbs[i].off);
 
 		rc = mdb_dbi_open(t, dbs[i].name, flags, dbi);
+		if (rc == MDB_NOTFOUND && s->readonly && dbs[i].absent != 0) {
+			/*
+			 * A read-only open cannot create it, and a store that
+			 * never had it has no records in it: read as empty.
+			 */
+			s->absent |= dbs[i].absent;
+			*dbi = 0;
+			continue;
+		}
 		if (rc != MDB_SUCCESS)
 			return queue__lmdb_err(rc);
 	}

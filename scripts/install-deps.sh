@@ -6,12 +6,14 @@ set -eu
 # To build and run govrelay.
 BUILD_PKGS="build-essential autoconf automake pkg-config
   libuv1-dev libssl-dev liblmdb-dev lmdb-utils libspf2-dev libopendkim-dev
-  libopendmarc-dev libunbound-dev libevent-dev libsystemd-dev check openssl"
+  libopendmarc-dev libunbound-dev libevent-dev libsystemd-dev libidn2-dev check
+  openssl"
 # The demo's local mail store and a client to send with.
 DEMO_PKGS="python3 python3-aiosmtpd swaks"
 # Real peers for the test suite: Postfix's smtp-sink/smtp-source, unbound,
 # valgrind.
-TEST_PKGS="postfix unbound ldnsutils valgrind ca-certificates libnet-ssleay-perl"
+TEST_PKGS="postfix unbound ldnsutils valgrind ca-certificates libnet-ssleay-perl
+  python3-lmdb libauthen-sasl-perl"
 
 case "${1:-}" in
 --test) want="$BUILD_PKGS $DEMO_PKGS $TEST_PKGS" ;;

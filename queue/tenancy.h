@@ -1,0 +1,217 @@
+#ifndef GOVRELAY_TENANCY_H
+#define GOVRELAY_TENANCY_H
+/*
+ * tenancy: the agencies (tenants) in their hierarchy, their mailboxes and
+ * aliases, the users who submit mail, per-tenant policy with inheritance,
+ * and the delegated operators (ARCHITECTURE.md "Tenancy"). Records live
+ * in the queue's LMDB environment (layouts in queue/schema.h), are
+ * written by govrelayctl and read live by govrelayd in read transactions.
+ *
+ * Names passed in must already be canonical (common/addr.h): domains in
+ * A-label lowercase form, addresses LOCAL@DOMAIN as addr_canon returns.
+ * Functions that take a `why` buffer fill it with an English reason that
+ * names the offending value when they return an error.
+ *
+ * Errors: as queue.h, plus -EEXIST (already there), -ENOTEMPTY (a tenant
+ * that still owns domains or children), -ELOOP (a parent that would make
+ * a cycle).
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "queue/queue.h"
+
+#define TENANCY_ID_MAX 64
+#define TENANCY_NAME_MAX 200
+#define TENANCY_DEPTH_MAX 16          /* city -> ... -> ward is 3 */
+#define TENANCY_ALIAS_TARGETS_MAX 1000
+#define TENANCY_ALIAS_DEPTH_MAX 8     /* levels queue_alias_expand follows */
+#define TENANCY_UNIX_USER_MAX 32
+#define TENANCY_POLICY_VALUE_MAX 32   /* longest normalized policy value */
+
+/* ---------------------------------------------------------------- tenants */
+
+struct queue_tenant {
+	char *id;          /* [a-z0-9][a-z0-9._-]{0,63} */
+	char *name;        /* display name, UTF-8, no control characters */
+	char *parent;      /* NULL for a root (the city) */
+	int64_t created;   /* unix ms */
+};
+
+/* 0 or -EINVAL (why says what is wrong with id). */
+int tenancy_id_check(const char *id, char *why, size_t whylen);
+/* A display name: UTF-8, 1..TENANCY_NAME_MAX bytes, no control characters. */
+int tenancy_name_check(const char *name, char *why, size_t whylen);
+void queue_tenant_free(struct queue_tenant *t);
+/*
+ * Insert or replace. The parent must exist (-ENOENT, why names it) and
+ * may not be t itself or below it (-ELOOP).
+ */
+int queue_tenant_put(struct queue_txn *txn, const struct queue_tenant *t,
+    char *why, size_t whylen);
+int queue_tenant_get(struct queue_txn *txn, const char *id, struct queue_tenant **out);
+/*
+ * -ENOTEMPTY while the tenant owns a domain, has a child tenant, or is
+ * named by an operator; why names the first one found. The tenant's own
+ * policy settings go with it.
+ */
+int queue_tenant_delete(struct queue_txn *txn, const char *id, char *why, size_t whylen);
+typedef int queue_tenant_walk_cb(void *arg, const struct queue_tenant *t);
+int queue_tenant_walk(struct queue_txn *txn, queue_tenant_walk_cb *cb, void *arg);
+/*
+ * *within = tenant is ancestor or lies below it. -ENOENT when tenant does
+ * not exist.
+ */
+int queue_tenant_within(struct queue_txn *txn, const char *tenant, const char *ancestor,
+    bool *within);
+/*
+ * Depth: queue_tenant_put keeps every chain (a tenant and its ancestors,
+ * including the subtree of a tenant it moves) at most TENANCY_DEPTH_MAX
+ * tenants long, else -ELOOP. queue_tenant_within and
+ * queue_policy_effective return -ELOOP on a longer chain, which only a
+ * store edited by other means can hold.
+ */
+
+/* ------------------------------------------------- mailboxes and aliases */
+
+/*
+ * A mailbox is an address of one of our domains that accepts mail. An
+ * alias is an address whose mail goes to its targets instead: mailboxes
+ * of ours or external addresses. nalias_of == 0 means a plain mailbox.
+ */
+struct queue_mailbox {
+	char *address;      /* canonical LOCAL@DOMAIN */
+	char **alias_of;    /* canonical target addresses */
+	size_t nalias_of;
+	int64_t created;
+};
+
+void queue_mailbox_free(struct queue_mailbox *m);
+/* Insert or replace. The domain must be in the domain table (-ENOENT). */
+int queue_mailbox_put(struct queue_txn *txn, const struct queue_mailbox *m,
+    char *why, size_t whylen);
+int queue_mailbox_get(struct queue_txn *txn, const char *address, struct queue_mailbox **out);
+int queue_mailbox_delete(struct queue_txn *txn, const char *address);
+typedef int queue_mailbox_walk_cb(void *arg, const struct queue_mailbox *m);
+/* One domain's mailboxes in address order, by a cursor range (streams). */
+int queue_mailbox_walk_domain(struct queue_txn *txn, const char *domain,
+    queue_mailbox_walk_cb *cb, void *arg);
+int queue_mailbox_walk(struct queue_txn *txn, queue_mailbox_walk_cb *cb, void *arg);
+/* Number of mailboxes of domain (so `domain remove` can refuse). */
+int queue_mailbox_count_domain(struct queue_txn *txn, const char *domain, uint64_t *count);
+
+/*
+ * The final recipients of address: itself when it is a mailbox or not in
+ * our table, otherwise the targets of the alias, expanded again when a
+ * target is an alias itself (at most 8 levels; a loop stops there),
+ * without duplicates. *out is an array of fresh strings (free with
+ * rfc-style: each, then the array).
+ */
+int queue_alias_expand(struct queue_txn *txn, const char *address, char ***out, size_t *n);
+/*
+ * Details of queue_alias_expand: a target that is an alias on the current
+ * expansion path (a -> b -> a, or an alias naming itself to keep a copy,
+ * as Postfix's virtual(5) allows) is delivered as itself and not
+ * expanded again; an address met after TENANCY_ALIAS_DEPTH_MAX levels is
+ * returned as itself. Order: depth first, in target order. *n >= 1.
+ */
+/* Frees what queue_alias_expand returned (NULL is fine). */
+void queue_alias_list_free(char **list, size_t n);
+
+/* ------------------------------------------------------------------ users */
+
+struct queue_user {
+	char *address;     /* canonical; also their own mailbox */
+	char *hash;        /* common/passwd.h text form */
+	bool locked;       /* `user lock` by a postmaster */
+	bool locked_out;   /* too many failed AUTH attempts */
+	uint32_t failures; /* consecutive failed AUTH attempts */
+	int64_t last_failure; /* unix ms, 0 if none */
+	int64_t created;
+};
+
+void queue_user_free(struct queue_user *u);
+/* Insert or replace. The domain must be ours (-ENOENT). */
+int queue_user_put(struct queue_txn *txn, const struct queue_user *u, char *why, size_t whylen);
+int queue_user_get(struct queue_txn *txn, const char *address, struct queue_user **out);
+int queue_user_delete(struct queue_txn *txn, const char *address);
+typedef int queue_user_walk_cb(void *arg, const struct queue_user *u);
+int queue_user_walk(struct queue_txn *txn, queue_user_walk_cb *cb, void *arg);
+/*
+ * *ok = the user may use sender as envelope and From: address: it is
+ * their own address, or an alias whose targets include their address.
+ */
+int queue_user_may_send_as(struct queue_txn *txn, const char *user, const char *sender,
+    bool *ok);
+
+/* ----------------------------------------------------------------- policy */
+
+enum tenancy_policy_type { TENANCY_POLICY_SIZE, TENANCY_POLICY_COUNT, TENANCY_POLICY_BOOL };
+
+struct tenancy_policy_key {
+	const char *name;
+	enum tenancy_policy_type type;
+	const char *builtin;   /* effective value when no tenant sets it */
+	const char *doc;
+};
+
+/* The known keys, NULL-name terminated. */
+extern const struct tenancy_policy_key tenancy_policy_keys[];
+const struct tenancy_policy_key *tenancy_policy_key_find(const char *name);
+/*
+ * Checks value against key's type and writes its normal form to out
+ * (sizes in bytes; counts in decimal; booleans "yes"/"no"; accepts
+ * "10M", "yes"/"no"/"true"/"false"/"on"/"off"/"1"/"0"). 0 or -EINVAL.
+ */
+int tenancy_policy_normalize(const struct tenancy_policy_key *key, const char *value,
+    char *out, size_t outlen, char *why, size_t whylen);
+
+/*
+ * value NULL removes the tenant's own setting (-ENOENT when it had none).
+ * The tenant must exist (-ENOENT); an unknown key or a value its type
+ * refuses is -EINVAL. The value is stored normalized.
+ */
+int queue_policy_set(struct queue_txn *txn, const char *tenant, const char *key,
+    const char *value);
+/* The tenant's own setting, or -ENOENT. */
+int queue_policy_get(struct queue_txn *txn, const char *tenant, const char *key, char **value);
+/*
+ * The effective value: the tenant's own, else the nearest ancestor's,
+ * else the key's builtin. *source is the tenant id that set it, or
+ * "default" for the builtin (fresh strings).
+ */
+int queue_policy_effective(struct queue_txn *txn, const char *tenant, const char *key,
+    char **value, char **source);
+
+/* -------------------------------------------------------------- operators */
+
+enum queue_operator_role { QUEUE_ROLE_POSTMASTER, QUEUE_ROLE_AUDITOR };
+const char *queue_role_name(enum queue_operator_role r);
+/* "postmaster" or "auditor": 0, else -EINVAL. */
+int queue_role_parse(const char *s, enum queue_operator_role *r);
+/* A unix user name [a-z_][a-z0-9_.-]{0,31}: 0 or -EINVAL with why. */
+int tenancy_unix_user_check(const char *user, char *why, size_t whylen);
+
+struct queue_operator {
+	char *unix_user;
+	char *tenant;
+	enum queue_operator_role role;
+	int64_t created;
+};
+
+void queue_operator_free(struct queue_operator *o);
+/* The tenant must exist (-ENOENT). */
+int queue_operator_put(struct queue_txn *txn, const struct queue_operator *o, char *why,
+    size_t whylen);
+int queue_operator_get(struct queue_txn *txn, const char *unix_user, struct queue_operator **out);
+int queue_operator_delete(struct queue_txn *txn, const char *unix_user);
+typedef int queue_operator_walk_cb(void *arg, const struct queue_operator *o);
+int queue_operator_walk(struct queue_txn *txn, queue_operator_walk_cb *cb, void *arg);
+
+/* ------------------------------------------------------------- helpers */
+
+/* Tenant owning the domain of address (fresh string), or -ENOENT. */
+int queue_tenant_of_address(struct queue_txn *txn, const char *address, char **tenant);
+
+#endif
