@@ -3,7 +3,8 @@
  *
  * Entry points: policy_new/free (compile the rule arrays from a config
  * snapshot), policy_run (walk one stage), policy_call_complete (a check's
- * one completion), policy_verdict_set, policy_stage_name, verdict_kind_name.
+ * one completion), policy_verdict_set, policy_stage_name, verdict_kind_name,
+ * policy_message_queued (tell counting checks a message was queued).
  * OWNERSHIP: a policy_call is owned by the engine; it lives until both
  * the run has finished (done called) and its current check has completed,
  * so a check that completes after the engine timed it out touches valid
@@ -24,6 +25,7 @@
 #include "common/xmalloc.h"
 #include "policy/policy.h"
 #include "policy/stage_relay.h"
+#include "policy/stage_tenant.h"
 
 /* Dry run: audit and log what the rule would have done, then go on. */
 #define POLICY_RULE_WARN_ONLY 0x1u
@@ -43,6 +45,7 @@ struct policy {
 	struct queue_store *store;
 	struct policy_rule *rules[POLICY_STAGE_COUNT];
 	size_t nrules[POLICY_STAGE_COUNT];
+	struct stage_tenant *tenant;
 };
 
 struct policy_call {
@@ -118,7 +121,11 @@ struct policy *policy_new(uv_loop_t *loop, const struct config *cfg,
 	p->loop = loop;
 	p->store = store;
 	/* One registration line per check (STYLE.md section 8). */
+	p->tenant = stage_tenant_new();
+	policy_add_rule(p, POLICY_STAGE_MAIL, stage_tenant_mail, p->tenant, "tenant-mail", 0);
 	policy_add_rule(p, POLICY_STAGE_RCPT, stage_relay_check, NULL, "relay", 0);
+	policy_add_rule(p, POLICY_STAGE_RCPT, stage_tenant_rcpt, p->tenant, "tenant-rcpt", 0);
+	policy_add_rule(p, POLICY_STAGE_DATA, stage_tenant_data, p->tenant, "tenant-data", 0);
 	return p;
 }
 
@@ -128,7 +135,13 @@ void policy_free(struct policy *p)
 		return;
 	for (size_t i = 0; i < POLICY_STAGE_COUNT; i++)
 		free(p->rules[i]);
+	stage_tenant_free(p->tenant);
 	free(p);
+}
+
+void policy_message_queued(struct policy *p, const struct policy_request *req)
+{
+	stage_tenant_queued(p->tenant, req);
 }
 
 struct queue_store *policy_call_store(const struct policy_call *call)

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "common/cfg.h"
+#include "common/rfc5322.h"
 #include "queue/queue.h"
 
 enum policy_stage {
@@ -58,7 +59,7 @@ struct policy_request {
 	bool client_trusted;          /* in trusted_networks */
 	const char *listener_role;    /* "mx", "submission", "submissions" */
 	bool tls;
-	const char *auth_user;        /* NULL until AUTH exists */
+	const char *auth_user;        /* canonical address after AUTH, else NULL */
 	const char *helo;
 	const char *sender;           /* "" for <> */
 	/* RCPT stage */
@@ -66,6 +67,10 @@ struct policy_request {
 	const char *rcpt_domain;      /* lowercased; "" for <Postmaster> */
 	bool rcpt_routing_chars;      /* % ! or quoted @ in the local part */
 	size_t nrcpt;                 /* recipients accepted so far */
+	uint64_t declared_size;       /* SIZE= at MAIL, 0 when not given */
+	/* DATA stage */
+	const struct rfc5322_scan *headers; /* what the header section said */
+	uint64_t size;                /* body bytes from the client */
 };
 
 struct policy;
@@ -96,4 +101,10 @@ void policy_free(struct policy *p);
  */
 void policy_run(struct policy *p, const struct policy_request *req,
     policy_done_fn *done, void *arg);
+
+/*
+ * The message of req (DATA stage request) has been queued: checks that
+ * count messages (the per-user hourly rate) count it. Loop thread.
+ */
+void policy_message_queued(struct policy *p, const struct policy_request *req);
 #endif

@@ -13,14 +13,21 @@
  *
  * Entry points: ctl_start, ctl_stop.
  *
- * Safety: the socket is created mode 0600 (umask around bind, then
- * chmod) and owned by the daemon's user, and each peer's credentials
- * (SO_PEERCRED) must be uid 0 or the daemon's own uid. A request is one
- * line of at most CTLPROTO_LINE_MAX bytes; reading it and writing the reply
- * each have CTL_TIMEOUT_MS (the wait for the writer does not: it always
+ * Exec: a whole govrelayctl command from any local user, run by
+ * admin-cli's engine on the thread pool with that user's SO_PEERCRED
+ * identity (the engine checks the operators table and audits refusals);
+ * its output streams back in frames (common/ctlproto.h).
+ *
+ * Safety: the socket is mode 0666 and every request is authorized from
+ * the peer's kernel-verified uid: the queue verbs need uid 0 or the
+ * daemon's own uid, an exec is authorized by the engine. A request line
+ * is at most CTLPROTO_LINE_MAX bytes, an exec payload at most
+ * CTLPROTO_EXEC_MAX; reading them and writing the reply each have
+ * CTL_TIMEOUT_MS per read (the wait for the writer does not: it always
  * completes, and a reply to a change that was made must not be lost to a
- * timer). At most CTL_MAX_CONNS connections are served; the next as many
- * again get "error 75 busy", any beyond that are closed unanswered.
+ * timer), an exec's output CTL_EXEC_WRITE_TIMEOUT_MS. At most
+ * CTL_MAX_CONNS connections are served; the next as many again get
+ * "error 75 busy", any beyond that are closed unanswered.
  *
  * OWNERSHIP: the server owns its listening pipe, its path copy and its
  * connections. A connection lives until both of its handles have closed
@@ -28,7 +35,10 @@
  * callback has run (a reference each). The server frees itself after
  * ctl_stop once its pipe has closed and its last connection is gone.
  *
- * THREADS: everything on the loop thread except ctl_apply, which runs on
+ * THREADS: everything on the loop thread except ctl_exec_work and the
+ * frame writers it drives (thread pool: they touch only their connection's
+ * exec fields and its socket, which the loop leaves alone while
+ * exec_running) and ctl_apply, which runs on
  * the writer thread between submit and done; it touches only its
  * connection's operation fields (verb, id, by, res), which the loop
  * leaves alone meanwhile (the writer's mutex orders the two).
@@ -39,6 +49,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -53,6 +65,8 @@
 
 #include <uv.h>
 
+#include "admin-cli/admin.h"
+#include "common/buf.h"
 #include "common/ctlproto.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -67,11 +81,18 @@
 #define CTL_BACKLOG 16
 #define CTL_TEXT_MAX 256
 #define CTL_REPLY_MAX (CTL_TEXT_MAX + 32)
+/* An exec's output must drain within this, or the command's output is cut. */
+#define CTL_EXEC_WRITE_TIMEOUT_MS 30000
+#define CTL_USER_MAX 64
 
 struct ctl_server {
 	uv_loop_t *loop;
 	uv_pipe_t pipe;
 	struct queue_writer *writer;
+	struct queue_store *store;
+	ctl_config_fn *config;
+	uv_async_t kick;           /* exec threads ask for a scheduler kick */
+	bool kick_closed;
 	ctl_changed_fn *changed;
 	void *changed_arg;
 	char *path;
@@ -93,6 +114,17 @@ struct ctl_conn {
 	bool busy;           /* submitted to the writer, done not run yet */
 	bool replied;
 	char by[32];         /* "uid:N" */
+	uid_t uid;           /* SO_PEERCRED */
+	bool privileged;     /* root or the daemon's own uid */
+	/* exec: payload being read, then the command running on the pool. */
+	size_t exec_len;     /* payload length announced; 0 when not an exec */
+	struct buf payload;
+	bool exec_running;
+	uv_work_t work;
+	int exec_fd;
+	int exec_code;
+	bool exec_write_failed;
+	struct config *exec_cfg; /* a reference taken on the loop for the run */
 	char in[CTLPROTO_LINE_MAX];
 	size_t inlen;
 	char out[CTL_REPLY_MAX];
@@ -110,7 +142,7 @@ static void ctl_reply(struct ctl_conn *c, int code, const char *fmt, ...)
 
 static void ctl_server_maybe_free(struct ctl_server *s)
 {
-	if (!s->stopping || !s->pipe_closed || s->nconns > 0)
+	if (!s->stopping || !s->pipe_closed || !s->kick_closed || s->nconns > 0)
 		return;
 	free(s->path);
 	free(s);
@@ -129,6 +161,7 @@ static void ctl_conn_unref(struct ctl_conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	s->nconns--;
+	buf_free(&c->payload);
 	free(c);
 	ctl_server_maybe_free(s);
 }
@@ -153,6 +186,22 @@ static void ctl_on_server_closed(uv_handle_t *h)
 
 	s->pipe_closed = true;
 	ctl_server_maybe_free(s);
+}
+
+static void ctl_on_kick_closed(uv_handle_t *h)
+{
+	struct ctl_server *s = h->data;
+
+	s->kick_closed = true;
+	ctl_server_maybe_free(s);
+}
+
+static void ctl_on_kick(uv_async_t *a)
+{
+	struct ctl_server *s = a->data;
+
+	if (!s->stopping && s->changed != NULL)
+		s->changed(s->changed_arg);
 }
 
 /* --------------------------------------------------------------- reply */
@@ -242,6 +291,210 @@ static void ctl_done(void *arg, int status)
 	ctl_conn_unref(c);
 }
 
+/* ---------------------------------------------------------------- exec */
+
+/*
+ * A delegated operator's govrelayctl command (admin-cli/admin.h), run on
+ * the thread pool with the identity the kernel gives for the socket's
+ * peer. Output goes back in frames as it is produced, written straight
+ * to the socket from the pool thread: the loop leaves this connection
+ * alone while the command runs (reading stopped, timer stopped).
+ */
+
+/* Pool thread: all of data, waiting for the peer to read (bounded). */
+static int ctl_write_all(int fd, const char *data, size_t len)
+{
+	uint64_t deadline = uv_hrtime() / 1000000 + CTL_EXEC_WRITE_TIMEOUT_MS;
+
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+
+		if (n > 0) {
+			data += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+			uint64_t now = uv_hrtime() / 1000000;
+
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			if (poll(&pfd, 1, (int)(deadline - now)) < 0 && errno != EINTR)
+				return -errno;
+			continue;
+		}
+		return n < 0 ? -errno : -EIO;
+	}
+	return 0;
+}
+
+struct ctl_frame_sink {
+	struct ctl_conn *c;
+	const char *kind; /* "out" or "err" */
+};
+
+static ssize_t ctl_frame_write(void *cookie, const char *data, size_t size)
+{
+	struct ctl_frame_sink *sink = cookie;
+	struct ctl_conn *c = sink->c;
+	size_t done = 0;
+
+	if (c->exec_write_failed)
+		return -1;
+	while (done < size) {
+		size_t n = size - done < CTLPROTO_FRAME_MAX ? size - done : CTLPROTO_FRAME_MAX;
+		char head[32];
+		int hl = snprintf(head, sizeof head, "%s %zu\n", sink->kind, n);
+
+		if (ctl_write_all(c->exec_fd, head, (size_t)hl) < 0 ||
+		    ctl_write_all(c->exec_fd, data + done, n) < 0) {
+			c->exec_write_failed = true;
+			return -1;
+		}
+		done += n;
+	}
+	return (ssize_t)size;
+}
+
+/* Pool thread: called by the engine after a committed queue change. */
+static void ctl_exec_queue_changed(void *arg)
+{
+	struct ctl_server *s = arg;
+
+	uv_async_send(&s->kick);
+}
+
+static void ctl_exec_work(uv_work_t *w)
+{
+	struct ctl_conn *c = w->data;
+	struct ctl_server *s = c->srv;
+	struct ctl_frame_sink out_sink = { c, "out" }, err_sink = { c, "err" };
+	cookie_io_functions_t fns = { .write = ctl_frame_write };
+	struct admin_io io;
+	struct passwd pw, *pwp = NULL;
+	char pwbuf[4096];
+	char user[CTL_USER_MAX];
+	char **argv = NULL;
+	int argc = 0;
+	const void *in = NULL;
+	size_t inlen = 0;
+	const struct config *cfg = c->exec_cfg;
+
+	c->exec_code = EX_SOFTWARE;
+	if (ctlproto_exec_decode(c->payload.data, c->payload.len, &argc, &argv, &in, &inlen) < 0) {
+		c->exec_code = EX_USAGE;
+		return;
+	}
+	if (getpwuid_r(c->uid, &pw, pwbuf, sizeof pwbuf, &pwp) == 0 && pwp != NULL)
+		str_copy(user, pw.pw_name, sizeof user);
+	else
+		snprintf(user, sizeof user, "uid:%lu", (unsigned long)c->uid);
+	memset(&io, 0, sizeof io);
+	io.out = fopencookie(&out_sink, "w", fns);
+	io.err = fopencookie(&err_sink, "w", fns);
+	/* fmemopen refuses an empty buffer: an empty stdin is /dev/null. */
+	io.in = inlen > 0 ? fmemopen((void *)in, inlen, "r") : fopen("/dev/null", "r");
+	io.config_file = cfg->file;
+	io.cfg = cfg;
+	io.store = s->store;
+	io.uid = c->uid;
+	io.user = user;
+	io.super = c->privileged;
+	io.remote = true;
+	io.queue_changed = ctl_exec_queue_changed;
+	io.queue_changed_arg = s;
+	if (io.out != NULL && io.err != NULL && io.in != NULL)
+		c->exec_code = admin_run(&io, argc, argv);
+	if (io.out != NULL)
+		fclose(io.out);
+	if (io.err != NULL)
+		fclose(io.err);
+	if (io.in != NULL)
+		fclose(io.in);
+	ctlproto_exec_free(argc, argv);
+}
+
+static void ctl_exec_done(uv_work_t *w, int status)
+{
+	struct ctl_conn *c = w->data;
+	uv_buf_t b;
+	int n, rc;
+
+	c->exec_running = false;
+	buf_free(&c->payload);
+	cfg_unref(c->exec_cfg);
+	c->exec_cfg = NULL;
+	if (status < 0)
+		c->exec_code = EX_SOFTWARE;
+	log_event(LOG_LVL_INFO, NULL, "event", "control_exec", "by", c->by, "exit",
+	    c->exec_code == 0 ? "0" : "nonzero", NULL);
+	if (c->closing || c->exec_write_failed) {
+		ctl_conn_close(c);
+		ctl_conn_unref(c);
+		return;
+	}
+	c->replied = true;
+	n = snprintf(c->out, sizeof c->out, "exit %d\n", c->exec_code);
+	uv_timer_start(&c->timer, ctl_on_timeout, CTL_TIMEOUT_MS, 0);
+	b = uv_buf_init(c->out, (unsigned)n);
+	c->wreq.data = c;
+	rc = uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, ctl_on_write);
+	if (rc < 0)
+		ctl_conn_close(c);
+	ctl_conn_unref(c);
+}
+
+static void ctl_exec_start(struct ctl_conn *c)
+{
+	uv_os_fd_t fd;
+
+	uv_read_stop((uv_stream_t *)&c->pipe);
+	uv_timer_stop(&c->timer);
+	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0) {
+		ctl_reply(c, EX_SOFTWARE, "cannot run the command");
+		return;
+	}
+	c->exec_fd = fd;
+	c->exec_cfg = c->srv->config(c->srv->changed_arg);
+	c->exec_running = true;
+	c->busy = true;
+	c->refs++;
+	c->work.data = c;
+	if (uv_queue_work(c->srv->loop, &c->work, ctl_exec_work, ctl_exec_done) < 0) {
+		c->exec_running = false;
+		c->busy = false;
+		c->refs--;
+		cfg_unref(c->exec_cfg);
+		c->exec_cfg = NULL;
+		ctl_reply(c, EX_SOFTWARE, "cannot run the command");
+	}
+}
+
+/* "exec LEN": the payload follows (maybe partly read with the line already). */
+static void ctl_exec_begin(struct ctl_conn *c, const char *arg)
+{
+	char *end;
+	unsigned long long len;
+
+	if (c->srv->store == NULL || c->srv->config == NULL) {
+		ctl_reply(c, EX_UNAVAILABLE, "this daemon does not run commands");
+		return;
+	}
+	errno = 0;
+	len = arg != NULL ? strtoull(arg, &end, 10) : 0;
+	if (arg == NULL || errno != 0 || *end != '\0' || len == 0 ||
+	    len > CTLPROTO_EXEC_MAX) {
+		ctl_reply(c, EX_USAGE, "exec needs a payload length of 1 to %u bytes",
+		    CTLPROTO_EXEC_MAX);
+		return;
+	}
+	c->exec_len = (size_t)len;
+	buf_init(&c->payload);
+}
+
 /* ------------------------------------------------------------- request */
 
 /* Parses one request line (NUL-terminated, newline removed) and acts. */
@@ -252,6 +505,19 @@ static void ctl_dispatch(struct ctl_conn *c, char *line, size_t len)
 
 	if (ctlproto_request_parse(line, len, &verb, &arg) < 0) {
 		ctl_reply(c, EX_USAGE, "request must be printable ASCII");
+		return;
+	}
+	if (strcmp(verb, "exec") == 0) {
+		ctl_exec_begin(c, arg);
+		return;
+	}
+	if (!c->privileged) {
+		log_warn(NULL, "control: refused %s from uid %lu: only root and uid %lu may "
+		    "use the queue verbs", verb, (unsigned long)c->uid,
+		    (unsigned long)c->srv->self_uid);
+		ctl_reply(c, EX_NOPERM, "permission denied: only root and the daemon's user may "
+		    "change the queue this way; operators use govrelayctl, which runs their "
+		    "command with their own rights");
 		return;
 	}
 	if (queue_admin_verb_parse(verb, &c->verb) < 0) {
@@ -289,10 +555,25 @@ static void ctl_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	struct ctl_conn *c = h->data;
 
 	(void)suggested;
+	if (c->exec_len > 0) {
+		/* An exec payload: at most what is still owed, in 64 KiB steps. */
+		size_t want = c->exec_len - c->payload.len;
+
+		if (want > 65536)
+			want = 65536;
+		if (want == 0)
+			want = 1; /* one byte too many: reported as a protocol error */
+		buf_reserve(&c->payload, want);
+		buf->base = c->payload.data + c->payload.len;
+		buf->len = want;
+		return;
+	}
 	/* Never more than the rest of the request buffer: the bound is here. */
 	buf->base = c->in + c->inlen;
 	buf->len = sizeof c->in - c->inlen;
 }
+
+static void ctl_exec_more(struct ctl_conn *c);
 
 static void ctl_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
@@ -307,6 +588,11 @@ static void ctl_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 		ctl_conn_close(c);
 		return;
 	}
+	if (c->exec_len > 0) {
+		c->payload.len += (size_t)nread;
+		ctl_exec_more(c);
+		return;
+	}
 	nl = memchr(c->in + c->inlen, '\n', (size_t)nread);
 	c->inlen += (size_t)nread;
 	if (nl == NULL) {
@@ -314,19 +600,42 @@ static void ctl_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 			ctl_reply(c, EX_USAGE, "request longer than %d bytes", CTLPROTO_LINE_MAX);
 		return;
 	}
-	/* One request per connection: anything after the newline is ignored. */
-	uv_read_stop(st);
 	*nl = '\0';
 	ctl_dispatch(c, c->in, (size_t)(nl - c->in));
+	if (c->exec_len > 0 && !c->replied) {
+		/* Payload bytes that came with the line. */
+		size_t extra = c->inlen - (size_t)(nl + 1 - c->in);
+
+		buf_append(&c->payload, nl + 1, extra);
+		ctl_exec_more(c);
+		return;
+	}
+	/* One request per connection: anything after the newline is ignored. */
+	uv_read_stop(st);
+}
+
+/* Payload bytes arrived: wait for more, refuse too many, or run. */
+static void ctl_exec_more(struct ctl_conn *c)
+{
+	if (c->payload.len > c->exec_len) {
+		ctl_reply(c, EX_USAGE, "exec payload longer than announced");
+		return;
+	}
+	if (c->payload.len < c->exec_len) {
+		/* A client that sends slowly gets the timeout per read, not per request. */
+		uv_timer_start(&c->timer, ctl_on_timeout, CTL_TIMEOUT_MS, 0);
+		return;
+	}
+	ctl_exec_start(c);
 }
 
 /*
- * The peer's kernel-verified credentials. Only root and the daemon's own
- * uid may act for now; operators and their roles (govrelayctl operator
- * add, a later issue) will widen this check, and the audit records
- * already name the uid.
+ * The peer's kernel-verified credentials (SO_PEERCRED): never a name the
+ * client claims. root and the daemon's own uid are privileged (every
+ * verb); anyone else may only ask for an exec, whose command the engine
+ * authorizes against the operators table.
  */
-static bool ctl_peer_is_allowed(struct ctl_conn *c)
+static bool ctl_peer_identify(struct ctl_conn *c)
 {
 	struct ctl_server *s = c->srv;
 	struct ucred cred;
@@ -340,13 +649,9 @@ static bool ctl_peer_is_allowed(struct ctl_conn *c)
 		return false;
 	}
 	snprintf(c->by, sizeof c->by, "uid:%lu", (unsigned long)cred.uid);
-	if (cred.uid == 0 || cred.uid == s->self_uid)
-		return true;
-	log_warn(NULL, "control: refused uid %lu (pid %ld): only root and uid %lu may use %s",
-	    (unsigned long)cred.uid, (long)cred.pid, (unsigned long)s->self_uid, s->path);
-	ctl_reply(c, EX_NOPERM, "permission denied: only root and the daemon's user may "
-	    "change the queue");
-	return false;
+	c->uid = cred.uid;
+	c->privileged = cred.uid == 0 || cred.uid == s->self_uid;
+	return true;
 }
 
 static void ctl_on_connection(uv_stream_t *server, int status)
@@ -387,7 +692,7 @@ static void ctl_on_connection(uv_stream_t *server, int status)
 		ctl_reply(c, EX_TEMPFAIL, "busy: too many control connections; try again");
 		return;
 	}
-	if (!ctl_peer_is_allowed(c))
+	if (!ctl_peer_identify(c))
 		return;
 	rc = uv_read_start((uv_stream_t *)&c->pipe, ctl_on_alloc, ctl_on_read);
 	if (rc < 0)
@@ -455,7 +760,8 @@ static int ctl_clear_stale(const char *path, char *err, size_t errlen)
 }
 
 int ctl_start(uv_loop_t *loop, const char *path, struct queue_writer *writer,
-    ctl_changed_fn *changed, void *arg, struct ctl_server **out, char *err, size_t errlen)
+    struct queue_store *store, ctl_config_fn *config, ctl_changed_fn *changed, void *arg,
+    struct ctl_server **out, char *err, size_t errlen)
 {
 	struct ctl_server *s;
 	mode_t old;
@@ -472,6 +778,8 @@ int ctl_start(uv_loop_t *loop, const char *path, struct queue_writer *writer,
 	s = xcalloc(1, sizeof *s);
 	s->loop = loop;
 	s->writer = writer;
+	s->store = store;
+	s->config = config;
 	s->changed = changed;
 	s->changed_arg = arg;
 	s->path = xstrdup(path);
@@ -484,18 +792,20 @@ int ctl_start(uv_loop_t *loop, const char *path, struct queue_writer *writer,
 		return rc;
 	}
 	s->pipe.data = s;
+	uv_async_init(loop, &s->kick, ctl_on_kick);
+	s->kick.data = s;
 	/*
-	 * The socket must never exist with a wider mode, not even between
-	 * bind and chmod. umask is per process: only the queue writer thread
-	 * runs besides this one now, and it creates no files. The socket is
-	 * owned by the user the daemon runs as; a later privilege drop must
-	 * bind after it (or chown the socket) to keep that true.
+	 * Anyone may connect (mode 0666): delegated operators are ordinary
+	 * Unix users. What a peer may do is decided per request from its
+	 * SO_PEERCRED uid, never from the socket's mode or anything the peer
+	 * says. umask is per process: only the queue writer thread runs
+	 * besides this one now, and it creates no files.
 	 */
-	old = umask(0177);
+	old = umask(0111);
 	rc = uv_pipe_bind(&s->pipe, path);
 	umask(old);
 	bound = rc == 0;
-	if (rc == 0 && chmod(path, 0600) < 0)
+	if (rc == 0 && chmod(path, 0666) < 0)
 		rc = -errno;
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)&s->pipe, CTL_BACKLOG, ctl_on_connection);
@@ -505,6 +815,7 @@ int ctl_start(uv_loop_t *loop, const char *path, struct queue_writer *writer,
 		if (bound)
 			(void)unlink(path);
 		s->stopping = true;
+		uv_close((uv_handle_t *)&s->kick, ctl_on_kick_closed);
 		uv_close((uv_handle_t *)&s->pipe, ctl_on_server_closed);
 		return rc;
 	}
@@ -523,6 +834,7 @@ void ctl_stop(struct ctl_server *s)
 	/* From now on govrelayctl finds no socket and works on the store. */
 	if (unlink(s->path) < 0 && errno != ENOENT)
 		log_warn(NULL, "control: cannot remove %s: %s", s->path, strerror(errno));
+	uv_close((uv_handle_t *)&s->kick, ctl_on_kick_closed);
 	uv_close((uv_handle_t *)&s->pipe, ctl_on_server_closed);
 	/*
 	 * Connections owed a writer completion, or writing their reply,

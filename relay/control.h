@@ -4,7 +4,13 @@
  * control: the daemon side of the admin socket, through which
  * govrelayctl's live queue verbs take effect at once.
  *
- * One request per connection, then the daemon closes it. The line format
+ * One request per connection, then the daemon closes it. Besides the queue
+ * verbs (root and the daemon's user only), a request may be a whole
+ * govrelayctl command ("exec"), which runs admin-cli's engine on the
+ * thread pool with the peer's kernel-verified identity: that is how
+ * delegated operators, who cannot open the store, administer their
+ * subtree. relay links admin-cli's engine for this (admin-cli -> queue ->
+ * common), never the other way round. The line format
  * and the reply codes are common/ctlproto.h's, the verbs and what they do
  * queue/queue_admin.h's; govrelayctl links both, so admin-cli never needs
  * a relay/ header (ARCHITECTURE.md, dependencies point one way).
@@ -13,15 +19,23 @@
 
 #include <uv.h>
 
+#include "common/cfg.h"
+#include "queue/queue.h"
 #include "queue/queue_writer.h"
 
 struct ctl_server;
 
 /* Called on the loop thread after a change is durable (kicks the scheduler). */
 typedef void ctl_changed_fn(void *arg);
+/*
+ * The configuration in force, as a new reference (cfg_unref when done).
+ * Loop thread.
+ */
+typedef struct config *ctl_config_fn(void *arg);
 
 /*
- * Creates the unix socket at path (mode 0600; a stale socket file nobody
+ * Creates the unix socket at path (mode 0666: every request is authorized
+ * from the peer's SO_PEERCRED uid; a stale socket file nobody
  * answers on is replaced, a live one or a non-socket is an error) and
  * starts accepting. Changes go through writer; changed(arg) runs after
  * each durable change. On failure returns a negative errno and writes a
@@ -30,7 +44,8 @@ typedef void ctl_changed_fn(void *arg);
  * operation it submits completes before queue_writer_stop returns).
  */
 int ctl_start(uv_loop_t *loop, const char *path, struct queue_writer *writer,
-    ctl_changed_fn *changed, void *arg, struct ctl_server **out, char *err, size_t errlen);
+    struct queue_store *store, ctl_config_fn *config, ctl_changed_fn *changed, void *arg,
+    struct ctl_server **out, char *err, size_t errlen);
 /*
  * Stops accepting, removes the socket file and closes idle connections;
  * a connection whose change is in flight gets its reply first. changed

@@ -1323,7 +1323,12 @@ static void dlv_resolve_routes(struct dlv_job *j, struct queue_txn *txn,
 
 			if ((rc == 0 || rc == -ENOENT) &&
 			    dlv_route_parse(dom != NULL ? dom->route : NULL, r)) {
-				r->require_tls = dom != NULL && dom->require_tls;
+				/*
+				 * Mail leaving the city from an agency whose policy
+				 * says require_tls_outbound was marked so at arrival.
+				 */
+				r->require_tls = dom != NULL ? dom->require_tls :
+				    j->msg->require_tls;
 				continue;
 			}
 			s->outcome = SMTPC_TEMP;

@@ -32,6 +32,7 @@
 #include "common/cfg.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "policy/auth.h"
 #include "policy/policy.h"
 #include "queue/queue.h"
 #include "queue/queue_writer.h"
@@ -54,6 +55,7 @@ struct govrelayd {
 	struct tlsio_ctx *server_tls;
 	struct tlsio_ctx *client_tls;
 	struct policy *policy;
+	struct auth_guard *auth;
 	struct smtp_server srv;
 	struct listener_set *listeners;
 	struct ctl_server *ctl;
@@ -64,6 +66,14 @@ struct govrelayd {
 	uint64_t shutdown_started;
 	bool stopping;
 };
+
+/* The configuration in force for a control-socket command (a reference). */
+static struct config *govrelayd_config_ref(void *arg)
+{
+	struct govrelayd *d = arg;
+
+	return cfg_ref(d->cfg);
+}
 
 static void govrelayd_usage(void)
 {
@@ -286,6 +296,8 @@ int main(int argc, char **argv)
 	d.srv.store = d.store;
 	d.srv.writer = d.writer;
 	d.srv.policy = d.policy;
+	d.auth = auth_guard_new(d.loop, d.store, d.writer);
+	d.srv.auth = d.auth;
 	d.srv.tls = d.server_tls;
 	d.srv.on_queued = govrelayd_on_queued;
 	d.srv.on_queued_arg = &d;
@@ -294,8 +306,8 @@ int main(int argc, char **argv)
 	if (rc < 0)
 		fatal(EX_UNAVAILABLE, "%s", err);
 	/* govrelayctl's live verbs; a change kicks the scheduler like a new message. */
-	rc = ctl_start(d.loop, d.cfg->control_socket, d.writer, govrelayd_on_queued, &d, &d.ctl,
-	    err, sizeof err);
+	rc = ctl_start(d.loop, d.cfg->control_socket, d.writer, d.store, govrelayd_config_ref,
+	    govrelayd_on_queued, &d, &d.ctl, err, sizeof err);
 	if (rc < 0)
 		fatal(EX_UNAVAILABLE, "%s", err);
 	/* The one resolver: dns_server, or resolv.conf's servers (never /etc/hosts). */
@@ -328,6 +340,7 @@ int main(int argc, char **argv)
 	if (uv_loop_close(d.loop) != 0)
 		log_warn(NULL, "event loop closed with handles still active");
 	policy_free(d.policy);
+	auth_guard_free(d.auth);
 	tlsio_ctx_free(d.server_tls);
 	tlsio_ctx_free(d.client_tls);
 	cfg_unref(d.srv.cfg);

@@ -37,10 +37,17 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <openssl/crypto.h>
+
+#include "common/addr.h"
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/rfc5322.h"
+#include "common/sasl.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
+#include "policy/auth.h"
+#include "queue/tenancy.h"
 #include "relay/smtp_parse.h"
 #include "relay/smtp_session.h"
 
@@ -85,6 +92,15 @@ static const unsigned smtp_transitions[SMTP_ST_COUNT] = {
 	[SMTP_ST_QUIT] = SMTP_T(SMTP_ST_QUIT),
 };
 
+/* Where an AUTH exchange (RFC 4954 section 4) stands. */
+enum smtp_auth_step {
+	SMTP_AUTH_IDLE,
+	SMTP_AUTH_PLAIN,        /* sent "334 ", waiting for the PLAIN message */
+	SMTP_AUTH_LOGIN_USER,   /* sent "334 VXNlcm5hbWU6" (Username:) */
+	SMTP_AUTH_LOGIN_PASS,   /* sent "334 UGFzc3dvcmQ6" (Password:) */
+	SMTP_AUTH_CHECKING,     /* credentials handed to policy/auth */
+};
+
 struct smtp_rcpt {
 	char *addr;
 	char *orcpt;
@@ -120,6 +136,12 @@ struct smtp_tx {
 	bool at_line_start;        /* previous line ended with a real CRLF */
 	bool skipping_long_line;   /* over 1000 octets: drop until LF */
 	bool waiting_chunks;       /* end of data seen; chunks still in flight */
+	/*
+	 * The header section as policy sees it (From: checks); allocated only
+	 * for authenticated submissions, whose From: must match the sender.
+	 */
+	struct rfc5322_scan *hdr;
+	struct buf hdr_line;       /* BDAT: bytes of a header line not yet ended */
 	bool commit_submitted;     /* the chunks now belong to the commit op */
 	/* BDAT state. */
 	uint64_t bdat_remaining;
@@ -171,6 +193,11 @@ struct smtp_session {
 	uint64_t inflight_bytes;
 	enum smtp_state bdat_return_state;
 	bool admitted;             /* counted by the listener */
+	/* AUTH (RFC 4954). */
+	bool authenticated;
+	char auth_user[ADDR_MAX + 1];    /* canonical address once authenticated */
+	enum smtp_auth_step auth_step;
+	char auth_login_user[SASL_FIELD_MAX + 1];
 	bool skipping_long_command;
 };
 
@@ -609,6 +636,8 @@ static void smtp_tx_reset(struct smtp_session *s)
 	}
 	free(tx->rcpts);
 	buf_free(&tx->chunk);
+	free(tx->hdr);
+	buf_free(&tx->hdr_line);
 	memset(tx, 0, sizeof *tx);
 }
 
@@ -684,6 +713,10 @@ static void smtp_body_begin(struct smtp_session *s)
 	buf_printf(&h, "; %s\r\n", date);
 	tx->body_started = true;
 	tx->at_line_start = true;
+	if (s->authenticated) {
+		tx->hdr = xmalloc(sizeof *tx->hdr);
+		rfc5322_scan_init(tx->hdr);
+	}
 	smtp_body_store(s, h.data, h.len);
 	buf_free(&h);
 }
@@ -693,6 +726,7 @@ static void smtp_body_begin(struct smtp_session *s)
 struct smtp_commit_op {
 	struct smtp_session *s;
 	struct queue_msg msg;
+	char *tenants;             /* "a,b": agencies the message concerns; NULL */
 	uint32_t last_seq;
 	struct buf last_chunk;
 	int64_t now;
@@ -700,12 +734,165 @@ struct smtp_commit_op {
 	char size_text[24], nrcpt_text[16];
 };
 
+/* Most recipients a message may have after its aliases are expanded. */
+#define SMTP_EXPANDED_MAX 10000
+
+static bool smtp_rcpt_listed(const struct queue_rcpt *v, size_t n, const char *addr)
+{
+	for (size_t i = 0; i < n; i++)
+		if (str_ieq(v[i].addr, addr))
+			return true;
+	return false;
+}
+
+/*
+ * Writer thread: replaces each recipient that is an alias by its final
+ * recipients (queue_alias_expand), read in the transaction that queues
+ * the message, so the expansion and the message agree. ORCPT keeps the
+ * address the client gave (RFC 3461 section 4.2), so DSNs name it.
+ */
+static int smtp_expand_aliases(struct queue_txn *txn, struct queue_msg *msg)
+{
+	struct queue_rcpt *out = NULL;
+	size_t nout = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < msg->nrcpts && rc == 0; i++) {
+		struct queue_rcpt *r = &msg->rcpts[i];
+		char canon[ADDR_MAX + 1];
+		const char *why = NULL;
+		char **targets = NULL;
+		size_t nt = 0;
+		bool alias;
+
+		if (addr_canon(r->addr, canon, sizeof canon, &why) < 0 ||
+		    queue_alias_expand(txn, canon, &targets, &nt) < 0) {
+			nt = 0;
+			targets = NULL;
+		}
+		alias = nt > 0 && !(nt == 1 && strcmp(targets[0], canon) == 0);
+		if (!alias) {
+			if (!smtp_rcpt_listed(out, nout, r->addr)) {
+				out = xreallocarray(out, nout + 1, sizeof *out);
+				out[nout++] = *r;
+			} else {
+				free(r->addr);
+				free(r->orcpt);
+			}
+			r->addr = r->orcpt = NULL;
+		} else {
+			for (size_t k = 0; k < nt; k++) {
+				struct queue_rcpt *t;
+
+				if (smtp_rcpt_listed(out, nout, targets[k]))
+					continue;
+				if (nout >= SMTP_EXPANDED_MAX) {
+					rc = -E2BIG;
+					break;
+				}
+				out = xreallocarray(out, nout + 1, sizeof *out);
+				t = &out[nout++];
+				*t = *r;
+				t->addr = xstrdup(targets[k]);
+				if (r->orcpt != NULL) {
+					t->orcpt = xstrdup(r->orcpt);
+				} else {
+					size_t len = strlen(r->addr) + 8;
+
+					t->orcpt = xmalloc(len);
+					snprintf(t->orcpt, len, "rfc822;%s", r->addr);
+				}
+			}
+			free(r->addr);
+			free(r->orcpt);
+			r->addr = r->orcpt = NULL;
+		}
+		queue_alias_list_free(targets, nt);
+	}
+	for (size_t i = 0; i < msg->nrcpts; i++) {
+		free(msg->rcpts[i].addr);
+		free(msg->rcpts[i].orcpt);
+	}
+	free(msg->rcpts);
+	msg->rcpts = out;
+	msg->nrcpts = nout;
+	return rc;
+}
+
+/* Adds tenant (taken) to the comma list *list unless it is there. */
+static void smtp_tenant_add(char **list, char *tenant)
+{
+	size_t have, add;
+	const char *p;
+
+	if (tenant == NULL)
+		return;
+	add = strlen(tenant);
+	for (p = *list; p != NULL && *p != '\0';) {
+		size_t len = strcspn(p, ",");
+
+		if (len == add && memcmp(p, tenant, add) == 0) {
+			free(tenant);
+			return;
+		}
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	have = *list ? strlen(*list) : 0;
+	*list = xrealloc(*list, have + add + 2);
+	if (have > 0)
+		(*list)[have++] = ',';
+	memcpy(*list + have, tenant, add + 1);
+	free(tenant);
+}
+
+/*
+ * Writer thread: the agencies the message concerns (the sender's and
+ * each recipient's domain owner), for the audit record, and whether the
+ * sender's agency requires TLS for mail leaving the city.
+ */
+static int smtp_tenancy_facts(struct queue_txn *txn, struct smtp_commit_op *op)
+{
+	char canon[ADDR_MAX + 1];
+	const char *why = NULL;
+	char *tenant = NULL;
+	char *value = NULL, *source = NULL;
+	int rc;
+
+	if (op->msg.sender[0] != '\0' &&
+	    addr_canon(op->msg.sender, canon, sizeof canon, &why) == 0 &&
+	    queue_tenant_of_address(txn, canon, &tenant) == 0) {
+		rc = queue_policy_effective(txn, tenant, "require_tls_outbound", &value, &source);
+		if (rc < 0 && rc != -ENOENT)
+			return rc;
+		op->msg.require_tls = value != NULL && strcmp(value, "yes") == 0;
+		free(value);
+		free(source);
+		smtp_tenant_add(&op->tenants, tenant);
+	}
+	for (size_t i = 0; i < op->msg.nrcpts; i++) {
+		tenant = NULL;
+		if (addr_canon(op->msg.rcpts[i].addr, canon, sizeof canon, &why) == 0 &&
+		    queue_tenant_of_address(txn, canon, &tenant) == 0)
+			smtp_tenant_add(&op->tenants, tenant);
+	}
+	return 0;
+}
+
 static int smtp_commit_apply(struct queue_txn *txn, void *arg)
 {
 	struct smtp_commit_op *op = arg;
-	struct queue_audit_field f[8 + 100];
+	struct queue_audit_field f[10 + 100];
 	size_t n = 0;
 	int rc;
+
+	rc = smtp_expand_aliases(txn, &op->msg);
+	if (rc == 0)
+		rc = smtp_tenancy_facts(txn, op);
+	if (rc < 0)
+		return rc;
+	snprintf(op->nrcpt_text, sizeof op->nrcpt_text, "%zu", op->msg.nrcpts);
 
 	if (op->last_chunk.len > 0) {
 		rc = queue_body_put(txn, op->msg.id, op->last_seq, op->last_chunk.data,
@@ -723,6 +910,10 @@ static int smtp_commit_apply(struct queue_txn *txn, void *arg)
 	if (op->msg.helo)
 		f[n++] = (struct queue_audit_field){ "helo", op->msg.helo };
 	f[n++] = (struct queue_audit_field){ "listener", op->msg.listener };
+	if (op->msg.auth_user)
+		f[n++] = (struct queue_audit_field){ "user", op->msg.auth_user };
+	if (op->tenants)
+		f[n++] = (struct queue_audit_field){ "tenant", op->tenants };
 	if (op->msg.tls)
 		f[n++] = (struct queue_audit_field){ "tls", op->msg.tls };
 	for (size_t i = 0; i < op->msg.nrcpts && n < sizeof f / sizeof f[0]; i++)
@@ -742,6 +933,8 @@ static void smtp_commit_op_free(struct smtp_commit_op *op)
 	free(op->msg.client_addr);
 	free(op->msg.helo);
 	free(op->msg.tls);
+	free(op->msg.auth_user);
+	free(op->tenants);
 	buf_free(&op->last_chunk);
 	free(op);
 }
@@ -760,6 +953,12 @@ static void smtp_commit_done(void *arg, int status)
 		    op->msg.tls, "status", "queued", NULL);
 		if (s->srv->on_queued)
 			s->srv->on_queued(s->srv->on_queued_arg);
+		if (op->msg.auth_user != NULL) {
+			struct policy_request queued = { .stage = POLICY_STAGE_DATA,
+				.auth_user = op->msg.auth_user, .sender = op->msg.sender };
+
+			policy_message_queued(s->srv->policy, &queued);
+		}
 	} else {
 		log_err(op->qid_text, "queue commit failed: %s", queue_strerror(status));
 		/* The commit rolled back: its earlier chunks are orphans now. */
@@ -810,6 +1009,7 @@ static void smtp_commit(struct smtp_session *s)
 	op->msg.client_addr = xstrdup(s->peer_addr);
 	op->msg.helo = s->helo[0] ? xstrdup(s->helo) : NULL;
 	op->msg.listener = (char *)cfg_role_name(s->role);
+	op->msg.auth_user = s->authenticated ? xstrdup(s->auth_user) : NULL;
 	if (s->tls_active) {
 		snprintf(tlsdesc, sizeof tlsdesc, "%s %s", tlsio_version(s->tls), tlsio_cipher(s->tls));
 		op->msg.tls = xstrdup(tlsdesc);
@@ -953,6 +1153,10 @@ static void smtp_finish_message(struct smtp_session *s)
 	s->preq.helo = s->helo;
 	s->preq.sender = tx->sender;
 	s->preq.nrcpt = tx->nrcpt;
+	s->preq.auth_user = s->authenticated ? s->auth_user : NULL;
+	s->preq.declared_size = tx->params.has_size ? tx->params.size : 0;
+	s->preq.headers = tx->hdr;
+	s->preq.size = tx->client_bytes;
 	s->busy = true;
 	smtp_ref(s);
 	policy_run(s->srv->policy, &s->preq, smtp_data_policy_done, s);
@@ -1020,12 +1224,45 @@ static bool smtp_data_consume(struct smtp_session *s)
 		if (tx->at_line_start && content > 0 && p[0] == '.') {
 			p++;
 			linelen--;
+			content--;
 		}
+		if (tx->hdr != NULL && !tx->hdr->done)
+			rfc5322_scan_line(tx->hdr, p, content);
 		smtp_body_client(s, p, linelen);
 	}
 	tx->at_line_start = crlf;
 	smtp_in_consume(s, (size_t)(lf - data) + 1);
 	return true;
+}
+
+/*
+ * BDAT bytes come in arbitrary pieces: header lines are assembled here
+ * (each at most a legal text line; longer ones are cut, which the
+ * scanner's own limits then report) and handed to the scanner whole.
+ */
+static void smtp_hdr_feed_bytes(struct smtp_session *s, const char *data, size_t n)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	while (n > 0 && tx->hdr != NULL && !tx->hdr->done) {
+		const char *lf = memchr(data, '\n', n);
+		size_t take = lf ? (size_t)(lf - data) + 1 : n;
+		size_t room = SMTP_TEXTLINE_MAX > tx->hdr_line.len ?
+		    SMTP_TEXTLINE_MAX - tx->hdr_line.len : 0;
+
+		buf_append(&tx->hdr_line, data, take < room ? take : room);
+		data += take;
+		n -= take;
+		if (lf != NULL) {
+			size_t len = tx->hdr_line.len;
+
+			while (len > 0 && (tx->hdr_line.data[len - 1] == '\n' ||
+			    tx->hdr_line.data[len - 1] == '\r'))
+				len--;
+			rfc5322_scan_line(tx->hdr, tx->hdr_line.data, len);
+			buf_reset(&tx->hdr_line);
+		}
+	}
 }
 
 /* BDAT chunk bytes: counted, no unstuffing; line rules still apply. */
@@ -1055,6 +1292,7 @@ static bool smtp_bdat_consume(struct smtp_session *s)
 			}
 			tx->bdat_prev_cr = c == '\r';
 		}
+		smtp_hdr_feed_bytes(s, data, n);
 		smtp_body_client(s, data, n);
 	}
 	smtp_in_consume(s, n);
@@ -1112,6 +1350,9 @@ static void smtp_cmd_helo(struct smtp_session *s, enum smtp_cmd cmd, const char 
 	buf_append_str(&s->out, "250-SMTPUTF8\r\n");
 	buf_append_str(&s->out, "250-ENHANCEDSTATUSCODES\r\n");
 	buf_append_str(&s->out, "250-CHUNKING\r\n");
+	/* RFC 4954 section 4: no cleartext passwords, so AUTH only under TLS. */
+	if (s->role != CFG_ROLE_MX && s->tls_active && s->srv->auth != NULL)
+		buf_append_str(&s->out, "250-AUTH PLAIN LOGIN\r\n");
 	buf_append_str(&s->out, "250 DSN\r\n");
 }
 
@@ -1167,6 +1408,8 @@ static void smtp_fill_request(struct smtp_session *s, enum policy_stage stage)
 	s->preq.nrcpt = s->tx.nrcpt;
 	s->preq.rcpt = "";
 	s->preq.rcpt_domain = "";
+	s->preq.auth_user = s->authenticated ? s->auth_user : NULL;
+	s->preq.declared_size = s->tx.active && s->tx.params.has_size ? s->tx.params.size : 0;
 }
 
 static void smtp_mail_policy_done(void *arg, const struct verdict *v)
@@ -1203,8 +1446,8 @@ static void smtp_cmd_mail(struct smtp_session *s, enum smtp_cmd cmd, const char 
 		smtp_count_error(s);
 		return;
 	}
-	if (s->role != CFG_ROLE_MX) {
-		/* AUTH (RFC 4954) is not implemented yet: nobody may submit. */
+	if (s->role != CFG_ROLE_MX && !s->authenticated) {
+		/* RFC 6409 section 4.3: a submission server needs to know the submitter. */
 		smtp_reply(s, 530, "5.7.0", "Authentication required");
 		smtp_count_error(s);
 		return;
@@ -1410,11 +1653,183 @@ static void smtp_cmd_expn(struct smtp_session *s, enum smtp_cmd cmd, const char 
 	smtp_count_error(s);
 }
 
+/* ---------------------------------------------------------------- AUTH */
+
+static void smtp_auth_done(void *arg, const struct auth_result *r)
+{
+	struct smtp_session *s = arg;
+
+	if (!s->closing) {
+		s->busy = false;
+		s->auth_step = SMTP_AUTH_IDLE;
+		switch (r->outcome) {
+		case AUTH_OUTCOME_OK:
+			s->authenticated = true;
+			str_copy(s->auth_user, r->user, sizeof s->auth_user);
+			smtp_reply(s, 235, "2.7.0", "Authentication successful");
+			break;
+		case AUTH_OUTCOME_LOCKED:
+			smtp_reply(s, 535, "5.7.8", "Authentication credentials invalid: the "
+			    "account is locked after too many failed attempts; ask your "
+			    "postmaster to unlock it");
+			smtp_count_error(s);
+			break;
+		case AUTH_OUTCOME_BAD:
+			smtp_reply(s, 535, "5.7.8", "Authentication credentials invalid");
+			smtp_count_error(s);
+			break;
+		case AUTH_OUTCOME_THROTTLED:
+			smtp_reply(s, 454, "4.7.0", "Too many failed authentications from your "
+			    "address; try again later");
+			smtp_count_error(s);
+			break;
+		case AUTH_OUTCOME_TEMPFAIL:
+			smtp_reply(s, 454, "4.7.0", "Temporary authentication failure");
+			break;
+		}
+		smtp_resume(s);
+	}
+	smtp_unref(s);
+}
+
+/* Hands the credentials over; the password buffer is the caller's to wipe. */
+static void smtp_auth_submit(struct smtp_session *s, const char *user, const char *pass)
+{
+	s->auth_step = SMTP_AUTH_CHECKING;
+	s->busy = true;
+	smtp_ref(s);
+	auth_check(s->srv->auth, s->cfg, s->peer_addr, cfg_role_name(s->role), user, pass,
+	    smtp_auth_done, s);
+}
+
+static void smtp_auth_fail_syntax(struct smtp_session *s)
+{
+	s->auth_step = SMTP_AUTH_IDLE;
+	smtp_reply(s, 501, "5.5.2", "Error: cannot decode the authentication response");
+	smtp_count_error(s);
+}
+
+/* A PLAIN message (RFC 4616), still base64-encoded. */
+static void smtp_auth_plain(struct smtp_session *s, const char *b64, size_t len)
+{
+	unsigned char msg[3 * SASL_FIELD_MAX + 3];
+	char user[SASL_FIELD_MAX + 1], pass[SASL_FIELD_MAX + 1];
+	size_t n;
+
+	if (sasl_b64_decode(b64, len, msg, sizeof msg, &n) < 0 ||
+	    sasl_plain_parse(msg, n, user, pass) < 0) {
+		OPENSSL_cleanse(msg, sizeof msg);
+		smtp_auth_fail_syntax(s);
+		return;
+	}
+	smtp_auth_submit(s, user, pass);
+	OPENSSL_cleanse(msg, sizeof msg);
+	OPENSSL_cleanse(pass, sizeof pass);
+}
+
+/* One base64 field of LOGIN (user name or password) into out. */
+static int smtp_auth_login_field(const char *b64, size_t len, char *out)
+{
+	size_t n;
+
+	if (sasl_b64_decode(b64, len, (unsigned char *)out, SASL_FIELD_MAX, &n) < 0 ||
+	    n == 0 || memchr(out, '\0', n) != NULL)
+		return -EINVAL;
+	out[n] = '\0';
+	return 0;
+}
+
+/* A line that answers our 334 challenge (RFC 4954 section 4). */
+static void smtp_auth_response(struct smtp_session *s, const char *line, size_t len)
+{
+	char pass[SASL_FIELD_MAX + 1];
+
+	if (len == 1 && line[0] == '*') {
+		s->auth_step = SMTP_AUTH_IDLE;
+		smtp_reply(s, 501, "5.0.0", "Authentication aborted");
+		return;
+	}
+	switch (s->auth_step) {
+	case SMTP_AUTH_PLAIN:
+		smtp_auth_plain(s, line, len);
+		return;
+	case SMTP_AUTH_LOGIN_USER:
+		if (smtp_auth_login_field(line, len, s->auth_login_user) < 0) {
+			smtp_auth_fail_syntax(s);
+			return;
+		}
+		s->auth_step = SMTP_AUTH_LOGIN_PASS;
+		smtp_reply(s, 334, NULL, "UGFzc3dvcmQ6");
+		return;
+	case SMTP_AUTH_LOGIN_PASS:
+		if (smtp_auth_login_field(line, len, pass) < 0) {
+			OPENSSL_cleanse(pass, sizeof pass);
+			smtp_auth_fail_syntax(s);
+			return;
+		}
+		smtp_auth_submit(s, s->auth_login_user, pass);
+		OPENSSL_cleanse(pass, sizeof pass);
+		return;
+	default:
+		return;
+	}
+}
+
 static void smtp_cmd_auth(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
+	const char *sp = strchr(arg, ' ');
+	size_t mechlen = sp ? (size_t)(sp - arg) : strlen(arg);
+	const char *initial = sp ? sp + 1 : NULL;
+
 	(void)cmd;
-	(void)arg;
-	smtp_reply(s, 502, "5.5.1", "Error: authentication not enabled");
+	if (s->role == CFG_ROLE_MX || s->srv->auth == NULL) {
+		smtp_reply(s, 502, "5.5.1", "Error: authentication not enabled");
+		smtp_count_error(s);
+		return;
+	}
+	if (!s->tls_active) {
+		smtp_reply(s, 538, "5.7.11", "Encryption required for requested authentication "
+		    "mechanism: issue STARTTLS first");
+		smtp_count_error(s);
+		return;
+	}
+	if (s->authenticated) {
+		smtp_reply(s, 503, "5.5.1", "Error: already authenticated");
+		smtp_count_error(s);
+		return;
+	}
+	/* RFC 4954 section 4: not during a mail transaction. */
+	if (s->state != SMTP_ST_READY) {
+		smtp_reply(s, 503, "5.5.1",
+		    s->state == SMTP_ST_INIT ? "Error: send EHLO first" :
+		    "Error: AUTH not allowed during a mail transaction");
+		smtp_count_error(s);
+		return;
+	}
+	if (mechlen == 5 && strncasecmp(arg, "PLAIN", 5) == 0) {
+		if (initial == NULL) {
+			s->auth_step = SMTP_AUTH_PLAIN;
+			smtp_reply(s, 334, NULL, "%s", "");
+			return;
+		}
+		smtp_auth_plain(s, initial, strlen(initial));
+		return;
+	}
+	if (mechlen == 5 && strncasecmp(arg, "LOGIN", 5) == 0) {
+		if (initial == NULL) {
+			s->auth_step = SMTP_AUTH_LOGIN_USER;
+			smtp_reply(s, 334, NULL, "VXNlcm5hbWU6");
+			return;
+		}
+		if (smtp_auth_login_field(initial, strlen(initial), s->auth_login_user) < 0) {
+			smtp_auth_fail_syntax(s);
+			return;
+		}
+		s->auth_step = SMTP_AUTH_LOGIN_PASS;
+		smtp_reply(s, 334, NULL, "UGFzc3dvcmQ6");
+		return;
+	}
+	smtp_reply(s, 504, "5.5.4", "Unrecognized authentication type; use PLAIN or LOGIN");
 	smtp_count_error(s);
 }
 
@@ -1504,6 +1919,12 @@ static void smtp_handle_line(struct smtp_session *s, const char *line, size_t le
 	enum smtp_cmd cmd;
 	const char *arg;
 
+	if (s->auth_step == SMTP_AUTH_PLAIN || s->auth_step == SMTP_AUTH_LOGIN_USER ||
+	    s->auth_step == SMTP_AUTH_LOGIN_PASS) {
+		/* Not a command: the client's answer to our 334. */
+		smtp_auth_response(s, line, len);
+		return;
+	}
 	s->ncommands++;
 	if (smtp_parse_command(line, len, &cmd, &arg, &err) < 0) {
 		smtp_reply_parse_error(s, &err);

@@ -28,6 +28,7 @@ struct smtp_server {
 	struct queue_store *store;
 	struct queue_writer *writer;
 	struct policy *policy;
+	struct auth_guard *auth;        /* NULL: AUTH not offered */
 	struct tlsio_ctx *tls;          /* NULL: no certificate configured */
 	/* A message was queued: the scheduler should look now. */
 	void (*on_queued)(void *arg);

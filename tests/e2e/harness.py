@@ -364,8 +364,17 @@ class Relay:
                                  % (" ".join(map(str, args)), r.returncode, r.stdout, r.stderr))
         return r
 
-    def add_domain(self, domain, route):
-        return self.ctl_ok("domain", "add", domain, "--route", route)
+    def add_domain(self, domain, route, accept_all=True, tenant=None):
+        """`domain add DOMAIN --route ROUTE`. accept_all (the default)
+        passes --accept-all: any local part is accepted, as the tests
+        written before mailboxes existed expect; accept_all=False makes
+        RCPT check the mailbox table (550 5.1.1 for unknown users)."""
+        args = ["domain", "add", domain, "--route", route]
+        if tenant is not None:
+            args += ["--tenant", tenant]
+        if accept_all:
+            args.append("--accept-all")
+        return self.ctl_ok(*args)
 
     def queue_list(self):
         """Decoded `queue list --json`: a list of objects."""

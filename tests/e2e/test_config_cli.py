@@ -116,6 +116,12 @@ class CliTest(RelayTestCase):
         show = harness.json.loads(rel.ctl_ok("domain", "show", "CLI.example.test", "--json").stdout)
         self.assertEqual(show.get("route"), "smtp:127.0.0.1:2525", show)
         self.assertEqual(show.get("name") or show.get("domain"), "cli.example.test", show)
+        self.assertIs(show.get("accept_all"), False, show)
+        rel.ctl_ok("domain", "add", "all.example.test", "--route", "smtp:127.0.0.1:2525",
+                   "--accept-all")
+        show = harness.json.loads(rel.ctl_ok("domain", "show", "all.example.test", "--json").stdout)
+        self.assertIs(show.get("accept_all"), True, show)
+        rel.ctl_ok("domain", "remove", "all.example.test")
         text = rel.ctl_ok("domain", "list").stdout
         self.assertIn("cli.example.test", text)
         rel.ctl_ok("domain", "remove", "cli.example.test")

@@ -2,8 +2,10 @@
 e2e: relay control. trusted_networks = 127.0.0.1/32; untrusted clients
 connect from 127.0.0.2. Untrusted to a foreign domain: 554 5.7.1; to our
 domain: accepted and delivered; trusted to a foreign domain: accepted and
-queued (deferred: no route leaves loopback). Every classic open-relay
-address form from an untrusted client is refused.
+queued (deferred: no route leaves loopback) when the sender is in one of
+our domains or null, 554 5.7.1 otherwise. A domain added without
+--accept-all takes only its mailboxes (550 5.1.1). Every classic
+open-relay address form from an untrusted client is refused.
 """
 import os
 import sys
@@ -66,13 +68,62 @@ class RelayControlTest(RelayTestCase):
         answered by the resolver itself), so it bounces with a DSN."""
         c = self.raw(source="127.0.0.1")
         c.ehlo()
-        c.expect("MAIL FROM:<out@example.test>", 250)
+        # The sender must be in one of our domains (ours.test, the sink's).
+        c.expect("MAIL FROM:<out@ours.test>", 250)
         c.expect("RCPT TO:<far@other.invalid>", 250, "250 2.1.5")
         c.expect("DATA", 354)
         qid = queued_id(c.cmd("Subject: outbound\r\n\r\noutbound to a foreign domain\r\n."))
         self.relay.wait_log(r"%s: to=<far@other\.invalid>, relay=mx:other\.invalid, "
                             r".*dsn=5\.1\.2, status=bounced" % qid)
         self.relay.wait_log(r"%s: event=dsn, kind=failure" % qid)
+
+    def test_trusted_relay_needs_our_sender(self):
+        """A trusted server relaying out must use a sender address of one of
+        our domains (554 5.7.1); bounces (the null sender) may go out; mail
+        to our own domains is not affected."""
+        c = self.raw(source="127.0.0.1")
+        c.ehlo()
+        for sender in ("out@example.test", "out@sub.ours.test"):
+            with self.subTest(sender=sender):
+                c.expect("MAIL FROM:<%s>" % sender, 250)
+                self.assertEqual(
+                    c.cmd("RCPT TO:<far@other.invalid>").last,
+                    "554 5.7.1 <far@other.invalid>: Relay access denied: the sender <%s> "
+                    "is not an address of the city's domains" % sender)
+                c.expect("RCPT TO:<in@ours.test>", 250, "250 2.1.5")
+                c.expect("RSET", 250)
+        c.expect("MAIL FROM:<>", 250)
+        c.expect("RCPT TO:<far@other.invalid>", 250, "250 2.1.5")
+        c.expect("RSET", 250)
+        c.expect("MAIL FROM:<Out@OURS.TEST>", 250)
+        c.expect("RCPT TO:<far@other.invalid>", 250, "250 2.1.5")
+        c.expect("RSET", 250)
+
+    def test_mailboxes_only_without_accept_all(self):
+        """A domain added without --accept-all takes mail only for its
+        mailboxes and aliases, from any client."""
+        self.relay.add_domain("strict.test", self.sink.route, accept_all=False)
+        self.relay.ctl_ok("mailbox", "add", "known@strict.test")
+        self.relay.ctl_ok("mailbox", "add", "team@strict.test", "--alias-of", "known@strict.test")
+        for source in (UNTRUSTED, "127.0.0.1"):
+            with self.subTest(source=source):
+                c = self.raw(source=source)
+                c.ehlo()
+                c.expect("MAIL FROM:<mb@example.test>", 250)
+                self.assertEqual(c.cmd("RCPT TO:<nobody@strict.test>").last,
+                                 "550 5.1.1 <nobody@strict.test>: Recipient address "
+                                 "rejected: no such user here")
+                c.expect("RCPT TO:<Known@Strict.TEST>", 250, "250 2.1.5")
+                c.expect("RCPT TO:<team@strict.test>", 250, "250 2.1.5")
+                c.expect("QUIT", 221)
+        c = self.untrusted()
+        c.expect("MAIL FROM:<mb@example.test>", 250)
+        self.assertEqual(c.cmd("RCPT TO:<nobody@strict.test>").code, 550)
+        c.expect("RCPT TO:<known@strict.test>", 250)
+        c.expect("DATA", 354)
+        queued_id(c.cmd("Subject: mailbox\r\n\r\nto a known mailbox\r\n."))
+        m = self.sink.find(b"to a known mailbox")
+        self.assertEqual([r.lower() for r in m.rcpts], ["known@strict.test"])
 
     def test_open_relay_forms_refused(self):
         for form, expect in OPEN_RELAY_FORMS:

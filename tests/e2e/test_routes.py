@@ -308,7 +308,7 @@ class ReuseTest(RelayTestCase):
         out = os.path.join(self.workdir, "lmtp-reuse")
         port = free_port()
         self.relay.ctl_ok("domain", "add", "reuse.test", "--route",
-                          "lmtp:127.0.0.1:%d" % self.relay.dead_port)
+                          "lmtp:127.0.0.1:%d" % self.relay.dead_port, "--accept-all")
         qids = []
         c = self.raw()
         c.ehlo()
@@ -322,7 +322,8 @@ class ReuseTest(RelayTestCase):
         p = LmtpMaildirTest._lmtp(["--listen", "127.0.0.1:%d" % port], out)
         try:
             self.relay.ctl_ok("domain", "remove", "reuse.test")
-            self.relay.ctl_ok("domain", "add", "reuse.test", "--route", "lmtp:127.0.0.1:%d" % port)
+            self.relay.ctl_ok("domain", "add", "reuse.test", "--route", "lmtp:127.0.0.1:%d" % port,
+                              "--accept-all")
             self.relay.ctl_ok("queue", "flush")
             for q in qids:
                 self.relay.wait_log(r"%s: to=<r\d@reuse\.test>.*status=sent" % q, timeout=20)

@@ -1,6 +1,11 @@
 /*
- * test_policy: the verdict engine and the relay check, against a real
- * store in a temporary folder.
+ * test_policy: the verdict engine, the relay check and the tenancy rules
+ * of RCPT (stage_tenant), against a real store in a temporary folder.
+ *
+ * The fixture holds two of our domains: us.gov.vn, added with accept_all
+ * (any local part, no agency), on which the relay table runs, and
+ * strict.gov.vn of tenant "city", which accepts only its mailboxes
+ * (known@, and the alias team@ -> known@).
  */
 #include "config.h"
 
@@ -15,6 +20,7 @@
 #include "common/util.h"
 #include "policy/policy.h"
 #include "queue/queue.h"
+#include "queue/tenancy.h"
 
 static char test_dir[64];
 static struct queue_store *test_store;
@@ -23,13 +29,26 @@ static uv_loop_t test_loop;
 static void test_setup(void)
 {
 	struct queue_txn *txn;
-	struct queue_domain d = { .name = "us.gov.vn", .route = "smtp:127.0.0.1:2526" };
+	struct queue_domain d = { .name = "us.gov.vn", .route = "smtp:127.0.0.1:2526",
+		.accept_all = true };
+	struct queue_tenant city = { .id = "city", .name = "Thành phố" };
+	struct queue_domain strict = { .name = "strict.gov.vn", .tenant = "city",
+		.route = "smtp:127.0.0.1:2526" };
+	char *team_targets[] = { "known@strict.gov.vn" };
+	struct queue_mailbox known = { .address = "known@strict.gov.vn" };
+	struct queue_mailbox team = { .address = "team@strict.gov.vn",
+		.alias_of = team_targets, .nalias_of = 1 };
+	char why[256];
 
 	str_copy(test_dir, "/tmp/govrelay-policy-XXXXXX", sizeof test_dir);
 	ck_assert_ptr_nonnull(mkdtemp(test_dir));
 	ck_assert_int_eq(queue_store_open(test_dir, 64 << 20, false, &test_store), 0);
 	ck_assert_int_eq(queue_txn_begin(test_store, true, &txn), 0);
 	ck_assert_int_eq(queue_domain_put(txn, &d), 0);
+	ck_assert_int_eq(queue_tenant_put(txn, &city, why, sizeof why), 0);
+	ck_assert_int_eq(queue_domain_put(txn, &strict), 0);
+	ck_assert_int_eq(queue_mailbox_put(txn, &known, why, sizeof why), 0);
+	ck_assert_int_eq(queue_mailbox_put(txn, &team, why, sizeof why), 0);
 	ck_assert_int_eq(queue_txn_commit(txn), 0);
 	ck_assert_int_eq(uv_loop_init(&test_loop), 0);
 }
@@ -94,7 +113,12 @@ START_TEST(test_relay_table)
 	req.client_addr = "127.0.0.2";
 	req.listener_role = "mx";
 	req.helo = "client.example";
-	req.sender = "s@example.org";
+	/*
+	 * Inbound mail comes from anywhere; a trusted agency server relaying
+	 * out must use a sender of ours (stage_tenant, tested below), so the
+	 * trusted rows send as one and test only the relay decision.
+	 */
+	req.sender = relay_cases[_i].trusted ? "s@us.gov.vn" : "s@example.org";
 	req.client_trusted = relay_cases[_i].trusted;
 	req.rcpt = relay_cases[_i].rcpt;
 	req.rcpt_domain = relay_cases[_i].domain;
@@ -112,6 +136,159 @@ START_TEST(test_relay_table)
 		    relay_cases[_i].label, r.v.text);
 		ck_assert_str_eq(r.v.rule, "relay");
 	}
+	policy_free(p);
+}
+END_TEST
+
+/* The RCPT rules of stage_tenant for clients that did not authenticate. */
+static const struct {
+	const char *label;
+	bool trusted;
+	const char *sender;
+	const char *rcpt;
+	const char *domain;
+	enum verdict_kind want;
+	int code;
+	const char *enh;
+	const char *rule;
+} tenant_cases[] = {
+	/* RCPT to one of our domains without accept_all: mailboxes only. */
+	{ "unknown user, strict domain", false, "s@example.org", "nobody@strict.gov.vn",
+	  "strict.gov.vn", VERDICT_REJECT, 550, "5.1.1", "recipient-mailbox" },
+	{ "unknown user, strict domain, trusted", true, "s@us.gov.vn", "nobody@strict.gov.vn",
+	  "strict.gov.vn", VERDICT_REJECT, 550, "5.1.1", "recipient-mailbox" },
+	{ "unknown user, null sender", false, "", "nobody@strict.gov.vn",
+	  "strict.gov.vn", VERDICT_REJECT, 550, "5.1.1", "recipient-mailbox" },
+	{ "known mailbox", false, "s@example.org", "known@strict.gov.vn",
+	  "strict.gov.vn", VERDICT_CONTINUE, 0, "", NULL },
+	{ "known mailbox, other case", false, "s@example.org", "Known@STRICT.gov.vn",
+	  "strict.gov.vn", VERDICT_CONTINUE, 0, "", NULL },
+	{ "alias", false, "s@example.org", "team@strict.gov.vn",
+	  "strict.gov.vn", VERDICT_CONTINUE, 0, "", NULL },
+	{ "any user, accept-all domain", false, "s@example.org", "whoever@us.gov.vn",
+	  "us.gov.vn", VERDICT_CONTINUE, 0, "", NULL },
+	/* A trusted client relaying out must send as one of our domains. */
+	{ "trusted relay, foreign sender", true, "s@example.org", "a@other.org",
+	  "other.org", VERDICT_REJECT, 554, "5.7.1", "trusted-relay" },
+	{ "trusted relay, sender in a subdomain of ours", true, "s@x.us.gov.vn", "a@other.org",
+	  "other.org", VERDICT_REJECT, 554, "5.7.1", "trusted-relay" },
+	{ "trusted relay, our sender (no agency)", true, "s@us.gov.vn", "a@other.org",
+	  "other.org", VERDICT_CONTINUE, 0, "", NULL },
+	{ "trusted relay, our sender (agency)", true, "anyone@STRICT.GOV.VN", "a@other.org",
+	  "other.org", VERDICT_CONTINUE, 0, "", NULL },
+	{ "trusted relay, null sender", true, "", "a@other.org",
+	  "other.org", VERDICT_CONTINUE, 0, "", NULL },
+	/* stage_relay refuses an untrusted client first. */
+	{ "untrusted relay, our sender", false, "s@us.gov.vn", "a@other.org",
+	  "other.org", VERDICT_REJECT, 554, "5.7.1", "relay" },
+};
+
+static void tenant_request(struct policy_request *req, bool trusted, const char *sender,
+    const char *rcpt, const char *domain)
+{
+	memset(req, 0, sizeof *req);
+	req->stage = POLICY_STAGE_RCPT;
+	req->session_id = "test";
+	req->client_addr = trusted ? "127.0.0.1" : "127.0.0.2";
+	req->client_trusted = trusted;
+	req->listener_role = "mx";
+	req->helo = "client.example";
+	req->sender = sender;
+	req->rcpt = rcpt;
+	req->rcpt_domain = domain;
+}
+
+START_TEST(test_tenant_table)
+{
+	struct policy *p = policy_new(&test_loop, NULL, test_store);
+	struct policy_request req;
+	struct policy_test_result r;
+
+	tenant_request(&req, tenant_cases[_i].trusted, tenant_cases[_i].sender,
+	    tenant_cases[_i].rcpt, tenant_cases[_i].domain);
+	memset(&r, 0, sizeof r);
+	policy_run(p, &req, test_done, &r);
+	ck_assert_msg(r.calls == 1, "%s: done called %d times", tenant_cases[_i].label, r.calls);
+	ck_assert_msg(r.v.kind == tenant_cases[_i].want, "%s: verdict %s (%d %s %s), want %s",
+	    tenant_cases[_i].label, verdict_kind_name(r.v.kind), r.v.code, r.v.enh, r.v.text,
+	    verdict_kind_name(tenant_cases[_i].want));
+	ck_assert_msg(r.v.code == tenant_cases[_i].code, "%s: code %d", tenant_cases[_i].label,
+	    r.v.code);
+	ck_assert_msg(strcmp(r.v.enh, tenant_cases[_i].enh) == 0, "%s: enh %s",
+	    tenant_cases[_i].label, r.v.enh);
+	if (tenant_cases[_i].rule != NULL) {
+		ck_assert_msg(r.v.rule != NULL && strcmp(r.v.rule, tenant_cases[_i].rule) == 0,
+		    "%s: rule %s", tenant_cases[_i].label, r.v.rule ? r.v.rule : "(null)");
+		/* The reply names the refused recipient. */
+		ck_assert_msg(strstr(r.v.text, tenant_cases[_i].rcpt) != NULL, "%s: text %s",
+		    tenant_cases[_i].label, r.v.text);
+	}
+	policy_free(p);
+}
+END_TEST
+
+/*
+ * A mailbox added while the policy exists counts at the next RCPT: the
+ * tables are read live, not cached.
+ */
+START_TEST(test_tenant_mailbox_added_live)
+{
+	struct policy *p = policy_new(&test_loop, NULL, test_store);
+	struct queue_mailbox mb = { .address = "late@strict.gov.vn" };
+	struct policy_request req;
+	struct policy_test_result r;
+	struct queue_txn *txn;
+	char why[256];
+
+	tenant_request(&req, false, "s@example.org", "late@strict.gov.vn", "strict.gov.vn");
+	memset(&r, 0, sizeof r);
+	policy_run(p, &req, test_done, &r);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.v.kind, VERDICT_REJECT);
+	ck_assert_int_eq(r.v.code, 550);
+	ck_assert_str_eq(r.v.enh, "5.1.1");
+
+	ck_assert_int_eq(queue_txn_begin(test_store, true, &txn), 0);
+	ck_assert_int_eq(queue_mailbox_put(txn, &mb, why, sizeof why), 0);
+	ck_assert_int_eq(queue_txn_commit(txn), 0);
+	memset(&r, 0, sizeof r);
+	policy_run(p, &req, test_done, &r);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.v.kind, VERDICT_CONTINUE);
+	policy_free(p);
+}
+END_TEST
+
+/* allow_external "no" on the sender's agency stops a trusted relay out. */
+START_TEST(test_tenant_allow_external)
+{
+	struct policy *p = policy_new(&test_loop, NULL, test_store);
+	struct policy_request req;
+	struct policy_test_result r;
+	struct queue_txn *txn;
+
+	ck_assert_int_eq(queue_txn_begin(test_store, true, &txn), 0);
+	ck_assert_int_eq(queue_policy_set(txn, "city", "allow_external", "no"), 0);
+	ck_assert_int_eq(queue_txn_commit(txn), 0);
+
+	tenant_request(&req, true, "s@strict.gov.vn", "a@other.org", "other.org");
+	memset(&r, 0, sizeof r);
+	policy_run(p, &req, test_done, &r);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.v.kind, VERDICT_REJECT);
+	ck_assert_int_eq(r.v.code, 550);
+	ck_assert_str_eq(r.v.enh, "5.7.1");
+	ck_assert_str_eq(r.v.rule, "allow-external");
+
+	/* A domain without an agency has the builtin (yes); mail inside the city is fine. */
+	tenant_request(&req, true, "s@us.gov.vn", "a@other.org", "other.org");
+	memset(&r, 0, sizeof r);
+	policy_run(p, &req, test_done, &r);
+	ck_assert_int_eq(r.v.kind, VERDICT_CONTINUE);
+	tenant_request(&req, true, "s@strict.gov.vn", "known@strict.gov.vn", "strict.gov.vn");
+	memset(&r, 0, sizeof r);
+	policy_run(p, &req, test_done, &r);
+	ck_assert_int_eq(r.v.kind, VERDICT_CONTINUE);
 	policy_free(p);
 }
 END_TEST
@@ -164,6 +341,18 @@ START_TEST(test_readonly_store_lookup)
 	policy_run(p, &req, test_done, &r);
 	ck_assert_int_eq(r.calls, 1);
 	ck_assert_int_eq(r.v.kind, VERDICT_CONTINUE);
+	/* The mailbox table too. */
+	tenant_request(&req, false, "s@example.org", "known@strict.gov.vn", "strict.gov.vn");
+	memset(&r, 0, sizeof r);
+	policy_run(p, &req, test_done, &r);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.v.kind, VERDICT_CONTINUE);
+	tenant_request(&req, false, "s@example.org", "nobody@strict.gov.vn", "strict.gov.vn");
+	memset(&r, 0, sizeof r);
+	policy_run(p, &req, test_done, &r);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.v.kind, VERDICT_REJECT);
+	ck_assert_int_eq(r.v.code, 550);
 	policy_free(p);
 	queue_store_close(ro);
 }
@@ -177,6 +366,10 @@ static Suite *test_policy_suite(void)
 	tcase_add_checked_fixture(tc, test_setup, test_teardown);
 	tcase_add_loop_test(tc, test_relay_table, 0,
 	    (int)(sizeof relay_cases / sizeof relay_cases[0]));
+	tcase_add_loop_test(tc, test_tenant_table, 0,
+	    (int)(sizeof tenant_cases / sizeof tenant_cases[0]));
+	tcase_add_test(tc, test_tenant_mailbox_added_live);
+	tcase_add_test(tc, test_tenant_allow_external);
 	tcase_add_test(tc, test_stage_without_rules_continues);
 	tcase_add_test(tc, test_names);
 	tcase_add_test(tc, test_readonly_store_lookup);

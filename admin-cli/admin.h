@@ -1,0 +1,76 @@
+#ifndef GOVRELAY_ADMIN_H
+#define GOVRELAY_ADMIN_H
+/*
+ * admin: the command engine of govrelayctl (NOUN VERB [ARGS] [--json]).
+ * The CLI runs it in its own process when its user may open the store
+ * (root, or the user owning data_dir); govrelayd runs it, on a thread-pool
+ * thread, for a delegated operator who asks over the control socket, with
+ * the identity taken from the socket's peer credentials (SO_PEERCRED).
+ * Either way the same code parses, authorizes, changes the store in one
+ * transaction with its audit record, and prints.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "common/cfg.h"
+#include "queue/queue.h"
+
+struct admin_io {
+	FILE *out;                 /* results */
+	FILE *err;                 /* error messages */
+	FILE *in;                  /* passwords, and `mailbox import -` */
+	const char *config_file;   /* for messages and `config check` */
+	const struct config *cfg;  /* loaded configuration (borrowed) */
+	struct queue_store *store; /* NULL: the engine opens cfg's data_dir itself */
+	uid_t uid;                 /* who runs the command (kernel-verified) */
+	const char *user;          /* that uid's login name, for audit records */
+	bool super;                /* root or the store's owner: no tenant scope */
+	bool remote;               /* run for a control-socket peer: never opens
+	                              a path named on its command line */
+	/*
+	 * Called after a queue change was committed (the daemon kicks its
+	 * scheduler; the CLI forwards nothing). NULL is fine.
+	 */
+	void (*queue_changed)(void *arg);
+	void *queue_changed_arg;
+};
+
+/*
+ * Runs one command: argv[0] is the noun (argv has no program name and no
+ * -c option). --json and --help may appear anywhere in argv (the engine
+ * takes them out); "help [NOUN [VERB]]" prints usage. Returns a sysexits.h
+ * code (INTERFACE.md). Everything is printed through io->out and io->err;
+ * a refusal (77) is also recorded in the audit chain. When io->remote,
+ * queue changes are applied in this thread's own write transaction and
+ * then io->queue_changed is called; otherwise they go to the daemon over
+ * cfg->control_socket (or to the store when no daemon answers).
+ */
+int admin_run(const struct admin_io *io, int argc, char **argv);
+
+/* Whether NOUN VERB reads stdin (so a remote caller forwards it). */
+bool admin_reads_stdin(int argc, char **argv);
+/*
+ * For a remote run: the index in argv of an argument naming a local file
+ * the caller must read and send as stdin, replacing it with "-"; -1 if
+ * none (`mailbox import FILE.csv`).
+ */
+int admin_file_arg(int argc, char **argv);
+
+/*
+ * Reads a new password for `user add` and `user passwd`. When in is a
+ * terminal: prompts on err twice ("New password for ADDRESS: ") with
+ * echo off (termios) and requires both to match; otherwise takes the
+ * first line of in without its CR/LF. The password is refused when
+ * empty, longer than PASSWD_MAX bytes or holding a NUL byte.
+ * Returns 0 with out NUL-terminated and *len its length (outlen must be
+ * at least PASSWD_MAX + 1), or a sysexits.h code (65) with an English
+ * reason in why. The CLI uses it too, so that a delegated operator is
+ * prompted on their own terminal before the password goes to the daemon.
+ * THREADS: any; no signal handlers (an interrupted prompt leaves echo
+ * off, as passwd(1) without its handlers would).
+ */
+int admin_read_password(FILE *in, FILE *err, const char *address, char *out,
+    size_t outlen, size_t *len, char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,435 @@
+/*
+ * cmd_audit: `audit search`, `audit export` and `audit verify`: the
+ * security team's view of the tamper-evident audit chain
+ * (ARCHITECTURE.md "Account"; queue/audit_query.h reads it).
+ *
+ * search and export stream: each matching record is printed from inside
+ * audit_search's callback (a chain holds millions of records; buffered
+ * output is flushed every 64 KiB). Text: one line per record,
+ *   TIME seq=N event=E qid=Q key=value ...
+ * with values escaped so a line stays one line; --json and `export
+ * --format jsonl`: one object per line with seq, time, qid, event, hash,
+ * prev and every fact as a key (a repeated key, such as the `to` of a
+ * message with several recipients, becomes an array); `export --format
+ * csv`: a header row, then seq,time,qid,event,hash,prev,facts (RFC 4180).
+ *
+ * An auditor of tenant T sees only records whose `tenant` fact names a
+ * tenant of T's subtree; records without one (message traffic, the
+ * store's own events) are not theirs to read. verify checks the whole
+ * chain for anyone allowed to run it: it reveals no content.
+ *
+ * Entry points: admin__audit_search (search and export),
+ * admin__audit_verify, admin__audit_count (admin_int.h).
+ * OWNERSHIP: entries are the search's, borrowed for the callback.
+ * THREADS: any (see admin.c). ERRORS: sysexits.h codes (admin.c): 65 for
+ * a bad filter or a broken chain.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "admin-cli/admin_int.h"
+#include "common/addr.h"
+#include "common/buf.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "queue/audit_query.h"
+#include "queue/queue.h"
+
+#define ADMIN_AUDIT_FLUSH 65536
+
+enum admin_audit_fmt { ADMIN_AUDIT_TEXT, ADMIN_AUDIT_JSONL, ADMIN_AUDIT_CSV };
+
+struct admin_audit_out {
+	struct admin *a;
+	enum admin_audit_fmt fmt;
+	struct buf b;
+	uint64_t n;
+};
+
+/*
+ * A fact's value on a text line: space, '=', '\\', control bytes and
+ * invalid UTF-8 as \xNN (so key=value pairs split unambiguously and the
+ * terminal is safe); other UTF-8 is kept for people to read.
+ */
+static void admin_audit_value(struct buf *b, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p != '\0') {
+		size_t n = *p >= 0x80 ? str_utf8_seq_len(p) : 1;
+
+		if (n == 0 || *p <= 0x20 || *p == 0x7f || *p == '=' || *p == '\\' ||
+		    (*p == 0xc2 && p[1] < 0xa0)) {
+			buf_printf(b, "\\x%02X", *p);
+			p++;
+			continue;
+		}
+		buf_append(b, p, n);
+		p += n;
+	}
+}
+
+static bool admin_audit_reserved(const char *k)
+{
+	return strcmp(k, "seq") == 0 || strcmp(k, "time") == 0 || strcmp(k, "qid") == 0 ||
+	    strcmp(k, "event") == 0 || strcmp(k, "hash") == 0 || strcmp(k, "prev") == 0;
+}
+
+static void admin_audit_json(struct buf *b, const struct audit_entry *e)
+{
+	char tm[ADMIN_TIME_LEN];
+	bool *done = e->nfields > 0 ? xcalloc(e->nfields, sizeof *done) : NULL;
+
+	time_format_iso(e->time, tm, sizeof tm);
+	buf_printf(b, "{\"seq\":%" PRIu64 ",\"time\":", e->seq);
+	admin__json_str(b, tm);
+	buf_append_str(b, ",\"qid\":");
+	admin__json_str(b, e->qid != NULL ? e->qid : "");
+	buf_append_str(b, ",\"event\":");
+	admin__json_str(b, e->event);
+	buf_append_str(b, ",\"hash\":");
+	admin__json_str(b, e->hash_hex);
+	buf_append_str(b, ",\"prev\":");
+	admin__json_str(b, e->prev_hex);
+	/* Each key once, in order of first appearance; repeats make an array. */
+	for (size_t i = 0; i < e->nfields; i++) {
+		size_t count = 0;
+
+		if (done[i])
+			continue;
+		for (size_t k = i; k < e->nfields; k++)
+			if (strcmp(e->fields[k].key, e->fields[i].key) == 0)
+				count++;
+		buf_append_char(b, ',');
+		if (admin_audit_reserved(e->fields[i].key)) {
+			struct buf key;
+
+			buf_init(&key);
+			buf_printf(&key, "fact.%s", e->fields[i].key);
+			admin__json_str(b, buf_cstr(&key));
+			buf_free(&key);
+		} else {
+			admin__json_str(b, e->fields[i].key);
+		}
+		buf_append_char(b, ':');
+		if (count == 1) {
+			admin__json_str(b, e->fields[i].value);
+			done[i] = true;
+			continue;
+		}
+		buf_append_char(b, '[');
+		for (size_t k = i, m = 0; k < e->nfields; k++) {
+			if (strcmp(e->fields[k].key, e->fields[i].key) != 0)
+				continue;
+			if (m++ > 0)
+				buf_append_char(b, ',');
+			admin__json_str(b, e->fields[k].value);
+			done[k] = true;
+		}
+		buf_append_char(b, ']');
+	}
+	buf_append_str(b, "}\n");
+	free(done);
+}
+
+static void admin_audit_facts(struct buf *b, const struct audit_entry *e)
+{
+	for (size_t i = 0; i < e->nfields; i++) {
+		if (i > 0)
+			buf_append_char(b, ' ');
+		buf_append_str(b, e->fields[i].key);
+		buf_append_char(b, '=');
+		admin_audit_value(b, e->fields[i].value);
+	}
+}
+
+static void admin_audit_text(struct buf *b, const struct audit_entry *e)
+{
+	char tm[ADMIN_TIME_LEN];
+
+	time_format_iso(e->time, tm, sizeof tm);
+	buf_printf(b, "%s seq=%" PRIu64 " event=", tm, e->seq);
+	admin_audit_value(b, e->event);
+	buf_append_str(b, " qid=");
+	admin_audit_value(b, e->qid != NULL ? e->qid : "");
+	if (e->nfields > 0)
+		buf_append_char(b, ' ');
+	admin_audit_facts(b, e);
+	buf_append_char(b, '\n');
+}
+
+static void admin_audit_csv(struct buf *b, const struct audit_entry *e)
+{
+	char tm[ADMIN_TIME_LEN];
+	struct buf facts;
+
+	time_format_iso(e->time, tm, sizeof tm);
+	buf_init(&facts);
+	admin_audit_facts(&facts, e);
+	buf_printf(b, "%" PRIu64 ",%s,", e->seq, tm);
+	admin__csv_field(b, e->qid);
+	buf_append_char(b, ',');
+	admin__csv_field(b, e->event);
+	buf_printf(b, ",%s,%s,", e->hash_hex, e->prev_hex);
+	admin__csv_field(b, buf_cstr(&facts));
+	buf_append_str(b, "\r\n");
+	buf_free(&facts);
+}
+
+/* Whether an auditor may read e: its tenant fact names a tenant of their subtree. */
+static bool admin_audit_visible(const struct admin *a, const struct audit_entry *e)
+{
+	if (a->super)
+		return true;
+	for (size_t i = 0; i < e->nfields; i++) {
+		char *list, *save = NULL, *t;
+		bool hit = false;
+
+		if (strcmp(e->fields[i].key, "tenant") != 0)
+			continue;
+		list = xstrdup(e->fields[i].value);
+		for (t = strtok_r(list, ",", &save); t != NULL && !hit;
+		    t = strtok_r(NULL, ",", &save))
+			hit = admin__tenant_in_scope(a, t);
+		free(list);
+		if (hit)
+			return true;
+	}
+	return false;
+}
+
+static int admin_audit_row(void *arg, const struct audit_entry *e)
+{
+	struct admin_audit_out *o = arg;
+
+	if (!admin_audit_visible(o->a, e))
+		return 0;
+	switch (o->fmt) {
+	case ADMIN_AUDIT_JSONL:
+		admin_audit_json(&o->b, e);
+		break;
+	case ADMIN_AUDIT_CSV:
+		admin_audit_csv(&o->b, e);
+		break;
+	default:
+		admin_audit_text(&o->b, e);
+		break;
+	}
+	o->n++;
+	if (o->b.len >= ADMIN_AUDIT_FLUSH) {
+		admin__out_buf(o->a, &o->b);
+		buf_reset(&o->b);
+	}
+	return 0;
+}
+
+static int admin_audit_time_arg(struct admin *a, const char *opt, const char *v, int64_t now,
+    int64_t *ms)
+{
+	char *shown;
+
+	if (v == NULL)
+		return 0;
+	if (audit_time_parse(v, now, ms) == 0)
+		return 0;
+	shown = admin__text_dup(v);
+	admin__err(a, "%s \"%s\": use ISO 8601 (2026-11-23T10:00Z), a relative time (-2h, -30m, "
+	    "-7d), now, or @UNIXSECONDS", opt, shown);
+	free(shown);
+	return EX_DATAERR;
+}
+
+/* `audit search` and `audit export`. */
+int admin__audit_search(struct admin *a, const struct admin_args *args)
+{
+	bool export = strcmp(a->cmd->verb, "export") == 0;
+	const char *sender = admin__arg(args, "--sender");
+	const char *rcpt = admin__arg(args, "--recipient");
+	const char *qid = admin__arg(args, "--queue-id");
+	struct audit_filter f;
+	struct admin_audit_out o;
+	struct queue_txn *txn;
+	char sbuf[ADDR_MAX + 1], rbuf[ADDR_MAX + 1], qbuf[QUEUE_ID_TEXT_LEN + 1];
+	int64_t now = time_now_ms();
+	int rc;
+
+	memset(&f, 0, sizeof f);
+	memset(&o, 0, sizeof o);
+	o.a = a;
+	o.fmt = a->json ? ADMIN_AUDIT_JSONL : ADMIN_AUDIT_TEXT;
+	if (export) {
+		const char *fmt = admin__arg(args, "--format");
+
+		if (strcmp(fmt, "jsonl") == 0 || strcmp(fmt, "json") == 0) {
+			o.fmt = ADMIN_AUDIT_JSONL;
+		} else if (strcmp(fmt, "csv") == 0) {
+			o.fmt = ADMIN_AUDIT_CSV;
+		} else {
+			char *shown = admin__text_dup(fmt);
+
+			admin__err(a, "--format \"%s\": use jsonl or csv", shown);
+			free(shown);
+			return EX_DATAERR;
+		}
+	}
+	if ((rc = admin_audit_time_arg(a, "--since", admin__arg(args, "--since"), now,
+	    &f.since)) != 0 ||
+	    (rc = admin_audit_time_arg(a, "--until", admin__arg(args, "--until"), now,
+	    &f.until)) != 0)
+		return rc;
+	if (f.since != 0 && f.until != 0 && f.until <= f.since) {
+		admin__err(a, "--until is not after --since: nothing can match");
+		return EX_DATAERR;
+	}
+	/* The chain's addresses are canonical: so is what we look for. */
+	if (sender != NULL) {
+		if ((rc = admin__addr_arg(a, "--sender", sender, sbuf, sizeof sbuf)) != 0)
+			return rc;
+		f.sender = sbuf;
+	}
+	if (rcpt != NULL) {
+		if ((rc = admin__addr_arg(a, "--recipient", rcpt, rbuf, sizeof rbuf)) != 0)
+			return rc;
+		f.recipient = rbuf;
+	}
+	if (qid != NULL) {
+		uint64_t id;
+
+		if (queue_id_parse(qid, &id) < 0) {
+			char *shown = admin__text_dup(qid);
+
+			admin__err(a, "--queue-id \"%s\": expected %d hex digits", shown,
+			    QUEUE_ID_TEXT_LEN);
+			free(shown);
+			return EX_DATAERR;
+		}
+		queue_id_format(id, qbuf);
+		f.qid = qbuf;
+	}
+	f.tenant = admin__arg(args, "--tenant");
+	if (f.tenant != NULL) {
+		if ((rc = admin__tenant_arg(a, "--tenant", f.tenant)) != 0)
+			return rc;
+		if ((rc = admin__need_tenant(a, f.tenant, "--tenant")) != 0)
+			return rc;
+	}
+	f.event = admin__arg(args, "--event");
+	buf_init(&o.b);
+	if (o.fmt == ADMIN_AUDIT_CSV)
+		buf_append_str(&o.b, "seq,time,qid,event,hash,prev,facts\r\n");
+	if (a->store != NULL) {
+		if ((rc = admin__txn(a, false, &txn)) != 0) {
+			buf_free(&o.b);
+			return rc;
+		}
+		rc = audit_search(txn, &f, admin_audit_row, &o);
+		queue_txn_abort(txn);
+		if (rc < 0) {
+			admin__out_buf(a, &o.b);
+			buf_free(&o.b);
+			admin__err(a, "cannot read the audit chain: %s", queue_strerror(rc));
+			return rc == -EBADMSG ? EX_DATAERR : admin__store_exit(rc);
+		}
+	}
+	admin__out_buf(a, &o.b);
+	buf_free(&o.b);
+	return EX_OK;
+}
+
+int admin__audit_verify(struct admin *a, const struct admin_args *args)
+{
+	struct audit_fault fault;
+	struct queue_txn *txn;
+	uint64_t count = 0;
+	int rc = 0;
+
+	(void)args;
+	memset(&fault, 0, sizeof fault);
+	if (a->store != NULL) {
+		if ((rc = admin__txn(a, false, &txn)) != 0)
+			return rc;
+		rc = audit_verify_detail(txn, &count, &fault);
+		queue_txn_abort(txn);
+	}
+	if (rc == 0) {
+		if (a->json) {
+			struct admin_json j;
+
+			admin__json_begin(&j);
+			admin__json_kbool(&j, "intact", true);
+			admin__json_kuint(&j, "records", count);
+			admin__json_end(a, &j);
+		} else {
+			admin__out(a, "audit chain intact: %" PRIu64 " records\n", count);
+		}
+		return EX_OK;
+	}
+	if (rc != -EBADMSG) {
+		admin__err(a, "cannot read the audit chain: %s", queue_strerror(rc));
+		return admin__store_exit(rc);
+	}
+	if (a->json) {
+		struct admin_json j;
+
+		admin__json_begin(&j);
+		admin__json_kbool(&j, "intact", false);
+		admin__json_kuint(&j, "seq", fault.seq);
+		admin__json_kstr(&j, "what", fault.what);
+		admin__json_kstr(&j, "expected", fault.expected_hex);
+		admin__json_kstr(&j, "found", fault.found_hex);
+		admin__json_end(a, &j);
+	} else {
+		char *what = admin__text_dup(fault.what);
+
+		admin__out(a, "audit chain broken at record %" PRIu64 ": %s (expected %s, found %s)\n",
+		    fault.seq, what, fault.expected_hex[0] ? fault.expected_hex : "-",
+		    fault.found_hex[0] ? fault.found_hex : "-");
+		free(what);
+	}
+	admin__err(a, "audit chain broken at record %" PRIu64, fault.seq);
+	return EX_DATAERR;
+}
+
+/* ------------------------------------------------------------ count */
+
+static int admin_audit_last(void *arg, const struct audit_entry *e)
+{
+	uint64_t *last = arg;
+
+	if (e->seq > *last)
+		*last = e->seq;
+	return 0;
+}
+
+int admin__audit_count(struct queue_txn *txn, uint64_t *count)
+{
+	/* Growing windows back from now; the last one is the whole chain. */
+	static const int64_t windows[] = {
+		60 * 1000LL, 3600 * 1000LL, 86400 * 1000LL, 31 * 86400 * 1000LL,
+		366 * 86400 * 1000LL, 0,
+	};
+	int64_t now = time_now_ms();
+	uint64_t last = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < sizeof windows / sizeof windows[0]; i++) {
+		struct audit_filter f;
+
+		memset(&f, 0, sizeof f);
+		if (windows[i] != 0 && now > windows[i])
+			f.since = now - windows[i];
+		else if (windows[i] != 0)
+			continue;
+		rc = audit_search(txn, &f, admin_audit_last, &last);
+		if (rc < 0 || last > 0)
+			break;
+	}
+	*count = last;
+	return rc < 0 ? rc : 0;
+}

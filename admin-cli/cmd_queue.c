@@ -1,0 +1,949 @@
+/*
+ * cmd_queue: the queue verbs of govrelayctl (list, show, hold, release,
+ * delete, retry, flush) and `stats`.
+ *
+ * Queue changes take effect at once in the running daemon:
+ *   - run by govrelayctl for root or the store's owner (local), they go
+ *     to the daemon over control_socket as one line (common/ctlproto.h);
+ *     when no daemon answers there (no socket file, or a stale one left by
+ *     a crash: ENOENT, ECONNREFUSED) the CLI applies the very same change
+ *     to the store itself through queue_admin, which the daemon uses too,
+ *     so the audit record is the same but for via=store. Any other failure
+ *     to connect is reported, never worked around: a permission problem
+ *     must not open a second way in.
+ *   - run inside govrelayd for a delegated operator (io->remote), they are
+ *     applied in a write transaction of this thread, via=daemon, and then
+ *     io->queue_changed kicks the scheduler.
+ * A postmaster sees and changes only messages whose sender's domain or a
+ * recipient's domain belongs to a tenant of their subtree; their flush
+ * is a retry of each of those (one audit record per message).
+ *
+ * Entry points: admin__queue_list, admin__queue_show, admin__queue_change,
+ * admin__stats (admin_int.h).
+ * OWNERSHIP: messages are deep-copied out of the read transaction before
+ * printing and freed before returning.
+ * THREADS: any (see admin.c). ERRORS: sysexits.h codes (admin.c).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#include "admin-cli/admin_int.h"
+#include "common/buf.h"
+#include "common/cfg.h"
+#include "common/ctlproto.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "queue/queue.h"
+#include "queue/queue_admin.h"
+#include "queue/tenancy.h"
+
+#define ADMIN_CTL_TIMEOUT_S 60
+
+/* ------------------------------------------------------------ scope */
+
+/*
+ * Whether the caller may see message m: super always; a postmaster when
+ * the sender's domain or a recipient's domain is in their subtree.
+ * a->domains must be loaded. *tenant (optional) gets the tenant of the
+ * first of our domains the message names, for a refusal's record.
+ */
+static bool admin_msg_in_scope(const struct admin *a, const struct queue_msg *m,
+    const char **tenant)
+{
+	char dom[ADDR_DOMAIN_MAX + 1];
+	const struct admin_domain_ent *e;
+
+	if (tenant != NULL)
+		*tenant = NULL;
+	if (a->super)
+		return true;
+	for (size_t i = 0; i <= m->nrcpts; i++) {
+		const char *addr = i == 0 ? m->sender : m->rcpts[i - 1].addr;
+
+		admin__addr_domain(addr, dom, sizeof dom);
+		if (dom[0] == '\0' || (e = admin__domain_find(a, dom)) == NULL)
+			continue;
+		if (e->in_scope)
+			return true;
+		if (tenant != NULL && *tenant == NULL)
+			*tenant = e->tenant;
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------- list */
+
+struct admin_qlist {
+	const struct admin *a;
+	struct queue_msg **v;
+	size_t n, cap;
+};
+
+/* A deep copy through the store's own encoding: nothing can be missed. */
+static int admin_queue_collect(void *arg, const struct queue_msg *m)
+{
+	struct admin_qlist *l = arg;
+	struct buf b;
+	int rc;
+
+	if (!admin_msg_in_scope(l->a, m, NULL))
+		return 0;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 64;
+		l->v = xreallocarray(l->v, l->cap, sizeof *l->v);
+	}
+	buf_init(&b);
+	queue_msg_encode(m, &b);
+	rc = queue_msg_decode(b.data, b.len, &l->v[l->n]);
+	buf_free(&b);
+	if (rc < 0)
+		return rc;
+	l->n++;
+	return 0;
+}
+
+static void admin_queue_list_json(const struct admin *a, const struct queue_msg *m)
+{
+	struct admin_json j;
+	char id[QUEUE_ID_TEXT_LEN + 1], t[ADMIN_TIME_LEN];
+	size_t n[3] = { 0, 0, 0 };
+	int64_t next = queue_msg_next_attempt(m);
+
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if ((unsigned)m->rcpts[i].state < 3)
+			n[m->rcpts[i].state]++;
+	queue_id_format(m->id, id);
+	admin__json_begin(&j);
+	admin__json_kstr(&j, "id", id);
+	admin__json_kstr(&j, "arrival", admin__time(m->arrival, true, t));
+	admin__json_kuint(&j, "size", m->size);
+	admin__json_kstr(&j, "sender", m->sender != NULL ? m->sender : "");
+	admin__json_kbool(&j, "held", m->held);
+	admin__json_kstr(&j, "next_attempt", admin__time(next, next >= 0, t));
+	admin__json_kuint(&j, "pending", n[QUEUE_RCPT_PENDING]);
+	admin__json_kuint(&j, "delivered", n[QUEUE_RCPT_DELIVERED]);
+	admin__json_kuint(&j, "failed", n[QUEUE_RCPT_FAILED]);
+	admin__json_open(&j, "recipients", '[');
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		const struct queue_rcpt *r = &m->rcpts[i];
+
+		admin__json_open(&j, NULL, '{');
+		admin__json_kstr(&j, "address", r->addr);
+		admin__json_kstr(&j, "state", queue_rcpt_state_name(r->state));
+		admin__json_kuint(&j, "attempts", r->attempts);
+		admin__json_kstr(&j, "next_attempt", admin__time(r->next_attempt,
+		    r->state == QUEUE_RCPT_PENDING, t));
+		if (r->last_code != 0)
+			admin__json_kint(&j, "last_code", r->last_code);
+		else
+			admin__json_kstr(&j, "last_code", NULL);
+		admin__json_kstr(&j, "last_reply", r->last_reply);
+		admin__json_close(&j, '}');
+	}
+	admin__json_close(&j, ']');
+	admin__json_end(a, &j);
+}
+
+static void admin_cell(struct buf *b, const char *s, size_t width, char align, bool last)
+{
+	size_t w = admin__width(s), pad = width > w ? width - w : 0;
+
+	if (align == 'r')
+		for (size_t i = 0; i < pad; i++)
+			buf_append_char(b, ' ');
+	buf_append_str(b, s);
+	if (!last && align != 'r')
+		for (size_t i = 0; i < pad; i++)
+			buf_append_char(b, ' ');
+	if (!last)
+		buf_append_str(b, "  ");
+}
+
+/*
+ * Text: one line per message (id, arrival, size, sender, held or
+ * queued), then one indented line per recipient (address, state,
+ * attempts, next attempt, last error). Columns are aligned over the
+ * whole listing; every stored string is made safe for a terminal.
+ */
+static void admin_queue_list_text(const struct admin *a, struct queue_msg *const *v, size_t n)
+{
+	static const char *const head[] = { "ID", "ARRIVAL", "SIZE", "SENDER", "STATE" };
+	size_t w[5], wr = 0;
+	struct buf b;
+
+	if (n == 0) {
+		admin__out(a, "queue is empty\n");
+		return;
+	}
+	buf_init(&b);
+	for (size_t c = 0; c < 5; c++)
+		w[c] = admin__width(head[c]);
+	w[0] = w[0] < QUEUE_ID_TEXT_LEN ? QUEUE_ID_TEXT_LEN : w[0];
+	w[1] = w[1] < 24 ? 24 : w[1];
+	w[4] = w[4] < 6 ? 6 : w[4];
+	for (size_t i = 0; i < n; i++) {
+		char size[24], *sender = admin__text_dup(v[i]->sender != NULL &&
+		    v[i]->sender[0] != '\0' ? v[i]->sender : "<>");
+
+		snprintf(size, sizeof size, "%" PRIu64, v[i]->size);
+		if (admin__width(size) > w[2])
+			w[2] = admin__width(size);
+		if (admin__width(sender) > w[3])
+			w[3] = admin__width(sender);
+		free(sender);
+		for (size_t k = 0; k < v[i]->nrcpts; k++) {
+			char *addr = admin__text_dup(v[i]->rcpts[k].addr);
+
+			if (admin__width(addr) > wr)
+				wr = admin__width(addr);
+			free(addr);
+		}
+	}
+	for (size_t c = 0; c < 5; c++)
+		admin_cell(&b, head[c], w[c], c == 2 ? 'r' : 'l', c == 4);
+	buf_append_char(&b, '\n');
+	for (size_t i = 0; i < n; i++) {
+		const struct queue_msg *m = v[i];
+		char id[QUEUE_ID_TEXT_LEN + 1], arr[ADMIN_TIME_LEN], size[24];
+		char *sender = admin__text_dup(m->sender != NULL && m->sender[0] != '\0' ?
+		    m->sender : "<>");
+
+		queue_id_format(m->id, id);
+		admin__time(m->arrival, true, arr);
+		snprintf(size, sizeof size, "%" PRIu64, m->size);
+		admin_cell(&b, id, w[0], 'l', false);
+		admin_cell(&b, arr, w[1], 'l', false);
+		admin_cell(&b, size, w[2], 'r', false);
+		admin_cell(&b, sender, w[3], 'l', false);
+		admin_cell(&b, m->held ? "held" : "queued", w[4], 'l', true);
+		buf_append_char(&b, '\n');
+		free(sender);
+		for (size_t k = 0; k < m->nrcpts; k++) {
+			const struct queue_rcpt *r = &m->rcpts[k];
+			char nxt[ADMIN_TIME_LEN], *addr = admin__text_dup(r->addr);
+			const char *next = admin__time(r->next_attempt,
+			    r->state == QUEUE_RCPT_PENDING, nxt);
+
+			buf_append_str(&b, "    ");
+			admin_cell(&b, addr, wr, 'l', false);
+			admin_cell(&b, queue_rcpt_state_name(r->state), 9, 'l', false);
+			buf_printf(&b, "attempts %-3" PRIu32 "  next %-24s", r->attempts,
+			    next != NULL ? next : "-");
+			if (r->state != QUEUE_RCPT_DELIVERED) {
+				char *last = admin__text_dup(r->last_reply);
+
+				buf_printf(&b, "  last error: %s", last);
+				free(last);
+			}
+			buf_append_char(&b, '\n');
+			free(addr);
+		}
+		if (b.len > 65536) {
+			admin__out_buf(a, &b);
+			buf_reset(&b);
+		}
+	}
+	admin__out_buf(a, &b);
+	buf_free(&b);
+}
+
+int admin__queue_list(struct admin *a, const struct admin_args *args)
+{
+	struct admin_qlist l = { a, NULL, 0, 0 };
+	struct queue_txn *txn;
+	int rc = 0;
+
+	(void)args;
+	if (a->store != NULL) {
+		if ((rc = admin__txn(a, false, &txn)) != 0)
+			return rc;
+		if (!a->super)
+			rc = admin__domains_load(a, txn);
+		if (rc == 0) {
+			rc = queue_msg_walk(txn, admin_queue_collect, &l);
+			if (rc < 0) {
+				admin__err(a, "cannot read the queue: %s", queue_strerror(rc));
+				rc = admin__store_exit(rc);
+			}
+		}
+		queue_txn_abort(txn);
+		if (rc != 0)
+			goto out;
+	}
+	if (a->json) {
+		for (size_t i = 0; i < l.n; i++)
+			admin_queue_list_json(a, l.v[i]);
+	} else {
+		admin_queue_list_text(a, l.v, l.n);
+	}
+out:
+	for (size_t i = 0; i < l.n; i++)
+		queue_msg_free(l.v[i]);
+	free(l.v);
+	return rc;
+}
+
+/* ------------------------------------------------------------- show */
+
+static const char *admin_ret_name(enum queue_ret r)
+{
+	switch (r) {
+	case QUEUE_RET_FULL: return "full";
+	case QUEUE_RET_HDRS: return "hdrs";
+	default: return NULL;
+	}
+}
+
+static const char *admin_body_name(enum queue_body_type b)
+{
+	switch (b) {
+	case QUEUE_BODY_7BIT: return "7bit";
+	case QUEUE_BODY_8BITMIME: return "8bitmime";
+	case QUEUE_BODY_BINARYMIME: return "binarymime";
+	default: return NULL;
+	}
+}
+
+/* RFC 3461 NOTIFY as text: "never", "success,failure,delay", or NULL. */
+static const char *admin_notify_text(unsigned notify, char *out, size_t outlen)
+{
+	static const struct {
+		unsigned bit;
+		const char *name;
+	} bits[] = {
+		{ QUEUE_NOTIFY_NEVER, "never" },
+		{ QUEUE_NOTIFY_SUCCESS, "success" },
+		{ QUEUE_NOTIFY_FAILURE, "failure" },
+		{ QUEUE_NOTIFY_DELAY, "delay" },
+	};
+	size_t o = 0;
+
+	out[0] = '\0';
+	if (notify == 0)
+		return NULL;
+	for (size_t i = 0; i < sizeof bits / sizeof bits[0]; i++) {
+		if (!(notify & bits[i].bit))
+			continue;
+		o += (size_t)snprintf(out + o, outlen - o, "%s%s", o ? "," : "", bits[i].name);
+		if (o >= outlen)
+			break;
+	}
+	return out;
+}
+
+static void admin_msg_json(const struct admin *a, const struct queue_msg *m)
+{
+	struct admin_json j;
+	char id[QUEUE_ID_TEXT_LEN + 1], t1[ADMIN_TIME_LEN], nt[48];
+	int64_t next = queue_msg_next_attempt(m);
+
+	queue_id_format(m->id, id);
+	admin__json_begin(&j);
+	admin__json_kstr(&j, "id", id);
+	admin__json_kstr(&j, "arrival", admin__time(m->arrival, true, t1));
+	admin__json_kstr(&j, "sender", m->sender);
+	admin__json_kstr(&j, "envid", m->envid);
+	admin__json_kstr(&j, "ret", admin_ret_name(m->ret));
+	admin__json_kstr(&j, "body", admin_body_name(m->body_type));
+	admin__json_kbool(&j, "smtputf8", m->smtputf8);
+	admin__json_kbool(&j, "held", m->held);
+	admin__json_kuint(&j, "declared_size", m->declared_size);
+	admin__json_kuint(&j, "size", m->size);
+	admin__json_kuint(&j, "chunks", m->nchunks);
+	admin__json_kstr(&j, "client_addr", m->client_addr);
+	admin__json_kstr(&j, "helo", m->helo);
+	admin__json_kstr(&j, "listener", m->listener);
+	admin__json_kstr(&j, "tls", m->tls);
+	admin__json_kstr(&j, "auth_user", m->auth_user);
+	admin__json_kstr(&j, "next_attempt", admin__time(next, next >= 0, t1));
+	admin__json_open(&j, "recipients", '[');
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		const struct queue_rcpt *r = &m->rcpts[i];
+		bool pending = r->state == QUEUE_RCPT_PENDING;
+
+		admin__json_open(&j, NULL, '{');
+		admin__json_kstr(&j, "address", r->addr);
+		admin__json_kstr(&j, "orcpt", r->orcpt);
+		admin__json_kstr(&j, "notify", admin_notify_text(r->notify, nt, sizeof nt));
+		admin__json_kstr(&j, "state", queue_rcpt_state_name(r->state));
+		admin__json_kuint(&j, "attempts", r->attempts);
+		admin__json_kstr(&j, "next_attempt", admin__time(r->next_attempt, pending, t1));
+		admin__json_kstr(&j, "done_at", admin__time(r->done_at, r->done_at != 0, t1));
+		if (r->last_code != 0)
+			admin__json_kint(&j, "last_code", r->last_code);
+		else
+			admin__json_kstr(&j, "last_code", NULL);
+		admin__json_kstr(&j, "last_reply", r->last_reply);
+		admin__json_close(&j, '}');
+	}
+	admin__json_close(&j, ']');
+	admin__json_end(a, &j);
+}
+
+static void admin_msg_text(const struct admin *a, const struct queue_msg *m)
+{
+	char id[QUEUE_ID_TEXT_LEN + 1], t[ADMIN_TIME_LEN], n[48];
+	int64_t next = queue_msg_next_attempt(m);
+
+	queue_id_format(m->id, id);
+	admin__kv(a, "", "id", id);
+	admin__kv(a, "", "arrival", admin__time(m->arrival, true, t));
+	admin__kv(a, "", "sender", m->sender != NULL && m->sender[0] ? m->sender : "<>");
+	admin__kv(a, "", "envid", m->envid);
+	admin__kv(a, "", "ret", admin_ret_name(m->ret));
+	admin__kv(a, "", "body", admin_body_name(m->body_type));
+	admin__kv(a, "", "smtputf8", m->smtputf8 ? "yes" : "no");
+	admin__kv(a, "", "held", m->held ? "yes" : "no");
+	snprintf(n, sizeof n, "%" PRIu64, m->declared_size);
+	admin__kv(a, "", "declared_size", m->declared_size ? n : NULL);
+	snprintf(n, sizeof n, "%" PRIu64, m->size);
+	admin__kv(a, "", "size", n);
+	snprintf(n, sizeof n, "%" PRIu32, m->nchunks);
+	admin__kv(a, "", "chunks", n);
+	admin__kv(a, "", "client_addr", m->client_addr);
+	admin__kv(a, "", "helo", m->helo);
+	admin__kv(a, "", "listener", m->listener);
+	admin__kv(a, "", "tls", m->tls);
+	admin__kv(a, "", "auth_user", m->auth_user);
+	admin__kv(a, "", "next_attempt", admin__time(next, next >= 0, t));
+	snprintf(n, sizeof n, "%zu", m->nrcpts);
+	admin__kv(a, "", "recipients", n);
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		const struct queue_rcpt *r = &m->rcpts[i];
+		bool pending = r->state == QUEUE_RCPT_PENDING;
+
+		admin__kv(a, "", "recipient", r->addr);
+		admin__kv(a, "  ", "state", queue_rcpt_state_name(r->state));
+		admin__kv(a, "  ", "orcpt", r->orcpt);
+		admin__kv(a, "  ", "notify", admin_notify_text(r->notify, n, sizeof n));
+		snprintf(n, sizeof n, "%" PRIu32, r->attempts);
+		admin__kv(a, "  ", "attempts", n);
+		admin__kv(a, "  ", "next_attempt", admin__time(r->next_attempt, pending, t));
+		admin__kv(a, "  ", "done_at", admin__time(r->done_at, r->done_at != 0, t));
+		snprintf(n, sizeof n, "%d", r->last_code);
+		admin__kv(a, "  ", "last_code", r->last_code != 0 ? n : NULL);
+		admin__kv(a, "  ", "last_reply", r->last_reply);
+	}
+}
+
+static int admin_queue_id_arg(struct admin *a, const char *arg, uint64_t *id)
+{
+	char *shown;
+
+	if (queue_id_parse(arg, id) == 0)
+		return 0;
+	shown = admin__text_dup(arg);
+	admin__err(a, "bad queue id '%s': expected %d hex digits", shown, QUEUE_ID_TEXT_LEN);
+	free(shown);
+	return EX_DATAERR;
+}
+
+int admin__queue_show(struct admin *a, const struct admin_args *args)
+{
+	struct queue_msg *m = NULL;
+	struct queue_txn *txn;
+	char text[QUEUE_ID_TEXT_LEN + 1];
+	const char *tenant = NULL;
+	uint64_t id;
+	int rc;
+
+	if ((rc = admin_queue_id_arg(a, admin__arg(args, "id"), &id)) != 0)
+		return rc;
+	queue_id_format(id, text);
+	rc = -ENOENT;
+	if (a->store != NULL) {
+		if ((rc = admin__txn(a, false, &txn)) != 0)
+			return rc;
+		if (!a->super && (rc = admin__domains_load(a, txn)) != 0) {
+			queue_txn_abort(txn);
+			return rc;
+		}
+		rc = queue_msg_get(txn, id, &m);
+		queue_txn_abort(txn);
+	}
+	if (rc == -ENOENT) {
+		admin__err(a, "no such message %s", text);
+		return EX_NOINPUT;
+	}
+	if (rc < 0) {
+		admin__err(a, "cannot read message %s: %s", text, queue_strerror(rc));
+		return admin__store_exit(rc);
+	}
+	if (!admin_msg_in_scope(a, m, &tenant)) {
+		rc = admin__deny(a, tenant, "message %s names no domain of tenant %s", text,
+		    a->op_tenant);
+		queue_msg_free(m);
+		return rc;
+	}
+	if (a->json)
+		admin_msg_json(a, m);
+	else
+		admin_msg_text(a, m);
+	queue_msg_free(m);
+	return EX_OK;
+}
+
+/* ---------------------------------------------------------- changes */
+
+/* One queue change: what to do, and what came of it. */
+struct admin_qchange {
+	enum queue_admin_verb verb;
+	uint64_t id;
+	char qid[QUEUE_ID_TEXT_LEN + 1]; /* "" for flush */
+	int code;                        /* 0 or a sysexits code */
+	bool changed;
+	char text[CTLPROTO_LINE_MAX];
+};
+
+struct admin_flush_ids {
+	const struct admin *a;
+	int64_t now;
+	uint64_t *ids;
+	size_t n, cap, held;
+};
+
+/* A postmaster's flush: their messages that wait, not held (as queue_admin_flush). */
+static int admin_flush_collect(void *arg, const struct queue_msg *m)
+{
+	struct admin_flush_ids *fl = arg;
+	bool later = false;
+
+	if (!admin_msg_in_scope(fl->a, m, NULL))
+		return 0;
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].state == QUEUE_RCPT_PENDING && m->rcpts[i].next_attempt > fl->now)
+			later = true;
+	if (!later)
+		return 0;
+	if (m->held) {
+		fl->held++;
+		return 0;
+	}
+	if (fl->n == fl->cap) {
+		fl->cap = fl->cap ? fl->cap * 2 : 64;
+		fl->ids = xreallocarray(fl->ids, fl->cap, sizeof *fl->ids);
+	}
+	fl->ids[fl->n++] = m->id;
+	return 0;
+}
+
+/*
+ * The change in a write transaction of our own: inside the daemon for a
+ * delegated operator (via=daemon), or from the CLI when no daemon
+ * answers (via=store). Scope checks happen in the same transaction.
+ */
+static int admin_qchange_store(struct admin *a, struct admin_qchange *q, const char *via)
+{
+	struct queue_admin_result res;
+	struct queue_txn *txn;
+	int64_t now = time_now_ms();
+	int rc;
+
+	if ((rc = admin__txn(a, true, &txn)) != 0)
+		return rc;
+	if (!a->super && (rc = admin__domains_load(a, txn)) != 0) {
+		queue_txn_abort(txn);
+		return rc;
+	}
+	memset(&res, 0, sizeof res);
+	if (a->super) {
+		rc = queue_admin_apply(txn, q->verb, q->id, now, a->user, via, &res);
+	} else if (q->verb == QUEUE_ADMIN_FLUSH) {
+		struct admin_flush_ids fl = { a, now, NULL, 0, 0, 0 };
+		size_t done = 0;
+
+		rc = queue_msg_walk(txn, admin_flush_collect, &fl);
+		for (size_t i = 0; rc == 0 && i < fl.n; i++) {
+			struct queue_admin_result one;
+
+			rc = queue_admin_apply(txn, QUEUE_ADMIN_RETRY, fl.ids[i], now, a->user, via,
+			    &one);
+			if (rc == 0 && one.changed)
+				done++;
+		}
+		free(fl.ids);
+		res.changed = done > 0;
+		snprintf(res.text, sizeof res.text, "%zu messages due now (%zu held left alone)",
+		    done, fl.held);
+	} else {
+		struct queue_msg *m = NULL;
+		const char *tenant = NULL;
+
+		rc = queue_msg_get(txn, q->id, &m);
+		if (rc == 0 && !admin_msg_in_scope(a, m, &tenant)) {
+			queue_txn_abort(txn);
+			rc = admin__deny(a, tenant, "message %s names no domain of tenant %s", q->qid,
+			    a->op_tenant);
+			queue_msg_free(m);
+			return rc;
+		}
+		queue_msg_free(m);
+		if (rc == 0 || rc == -ENOENT)
+			rc = queue_admin_apply(txn, q->verb, q->id, now, a->user, via, &res);
+	}
+	if (rc < 0) {
+		queue_txn_abort(txn);
+	} else {
+		rc = queue_txn_commit(txn);
+	}
+	if (rc < 0) {
+		admin__err(a, "cannot update the queue: %s", queue_strerror(rc));
+		return admin__store_exit(rc);
+	}
+	q->code = res.code;
+	q->changed = res.changed;
+	str_copy(q->text, res.text, sizeof q->text);
+	return 0;
+}
+
+/*
+ * Connects to the daemon: 0 with *fd, 1 when no daemon answers (the
+ * store path applies), or an exit code (reported).
+ */
+static int admin_ctl_connect(struct admin *a, int *fd)
+{
+	const char *path = a->io->cfg->control_socket;
+	struct timeval tv = { ADMIN_CTL_TIMEOUT_S, 0 };
+	struct sockaddr_un sa;
+	int s, e;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	if (path == NULL || str_copy(sa.sun_path, path, sizeof sa.sun_path) >= sizeof sa.sun_path) {
+		admin__err(a, "control_socket is not a usable unix socket path");
+		return EX_CONFIG;
+	}
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		admin__err(a, "socket: %s", ADMIN_STRERROR(errno));
+		return EX_SOFTWARE;
+	}
+	/* Before connect: a daemon with a full backlog makes connect wait. */
+	if (setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+	    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0) {
+		admin__err(a, "setsockopt: %s", ADMIN_STRERROR(errno));
+		close(s);
+		return EX_SOFTWARE;
+	}
+	if (connect(s, (const struct sockaddr *)&sa, sizeof sa) < 0) {
+		e = errno;
+		close(s);
+		if (e == ENOENT || e == ECONNREFUSED)
+			return 1;
+		admin__err(a, "cannot reach the daemon at %s: %s", path, ADMIN_STRERROR(e));
+		if (e == EACCES || e == EPERM)
+			return EX_NOPERM;
+		return e == EAGAIN || e == ETIMEDOUT ? EX_TEMPFAIL : EX_UNAVAILABLE;
+	}
+	*fd = s;
+	return 0;
+}
+
+/* Sends one request and reads the one reply line into q (code, text). */
+static int admin_ctl_ask(struct admin *a, int fd, struct admin_qchange *q)
+{
+	char req[64], line[CTLPROTO_LINE_MAX + 1], *nl;
+	size_t len = 0, sent = 0, rl;
+	const char *text;
+	int rc;
+
+	/* A verb and a queue id always fit. */
+	rc = ctlproto_request_format(req, sizeof req, queue_admin_verb_name(q->verb), q->qid);
+	if (rc < 0)
+		panic("govrelayctl: request does not fit: %s", queue_admin_verb_name(q->verb));
+	rl = (size_t)rc;
+	while (sent < rl) {
+		ssize_t n = send(fd, req + sent, rl - sent, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		/*
+		 * The daemon may answer at accept (busy, permission denied)
+		 * and close before reading: its reply is still there to read.
+		 */
+		if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+			break;
+		if (n < 0) {
+			admin__err(a, "cannot send to the daemon: %s", ADMIN_STRERROR(errno));
+			return EX_UNAVAILABLE;
+		}
+		sent += (size_t)n;
+	}
+	while (len < sizeof line - 1 && memchr(line, '\n', len) == NULL) {
+		ssize_t n = recv(fd, line + len, sizeof line - 1 - len, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == ECONNRESET && len > 0)
+			break; /* after the reply: the daemon closed with our request unread */
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			admin__err(a, "no reply from the daemon within %d s; the change may "
+			    "or may not have been made ('queue show' tells)", ADMIN_CTL_TIMEOUT_S);
+			return EX_TEMPFAIL;
+		}
+		if (n < 0) {
+			admin__err(a, "cannot read the daemon's reply: %s", ADMIN_STRERROR(errno));
+			return EX_UNAVAILABLE;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	line[len] = '\0';
+	nl = memchr(line, '\n', len);
+	if (nl == NULL) {
+		admin__err(a, "the daemon closed the connection without a complete reply");
+		return EX_SOFTWARE;
+	}
+	*nl = '\0';
+	/* Only the codes of the protocol; anything else is an internal error. */
+	if (ctlproto_reply_parse(line, &q->code, &text) == 0) {
+		str_copy(q->text, text, sizeof q->text);
+		return 0;
+	}
+	{
+		char *shown = admin__text_dup(line);
+
+		admin__err(a, "malformed reply from the daemon: '%s'", shown);
+		free(shown);
+	}
+	return EX_SOFTWARE;
+}
+
+int admin__queue_change(struct admin *a, const struct admin_args *args)
+{
+	struct admin_qchange q;
+	const char *path, *path_err;
+	char *text;
+	bool by_daemon;
+	int fd = -1, rc;
+
+	memset(&q, 0, sizeof q);
+	if (queue_admin_verb_parse(a->cmd->verb, &q.verb) < 0)
+		panic("govrelayctl: no queue change named %s", a->cmd->verb);
+	if (queue_admin_verb_has_id(q.verb)) {
+		if ((rc = admin_queue_id_arg(a, admin__arg(args, "id"), &q.id)) != 0)
+			return rc;
+		queue_id_format(q.id, q.qid);
+	}
+	if (a->io->remote || !a->super) {
+		/* We are the daemon (or act for an operator): apply it here. */
+		rc = admin_qchange_store(a, &q, a->io->remote ? "daemon" : "store");
+		if (rc != 0)
+			return rc;
+		by_daemon = a->io->remote;
+		if (q.changed && a->io->queue_changed != NULL)
+			a->io->queue_changed(a->io->queue_changed_arg);
+		path = by_daemon ? "done by the running daemon" :
+		    "daemon not running: applied to the store";
+		path_err = by_daemon ? "reported by the running daemon" :
+		    "daemon not running: checked the store";
+	} else {
+		rc = admin_ctl_connect(a, &fd);
+		by_daemon = rc == 0;
+		if (rc == 0) {
+			rc = admin_ctl_ask(a, fd, &q);
+			close(fd);
+			path = "done by the running daemon";
+			path_err = "reported by the running daemon";
+		} else if (rc == 1) {
+			rc = admin_qchange_store(a, &q, "store");
+			path = "daemon not running: applied to the store";
+			path_err = "daemon not running: checked the store";
+		} else {
+			return rc;
+		}
+		if (rc != 0)
+			return rc;
+	}
+	text = admin__text_dup(q.text);
+	if (q.code != 0) {
+		admin__err(a, "%s (%s)", text, path_err);
+	} else if (a->json) {
+		struct admin_json j;
+
+		admin__json_begin(&j);
+		admin__json_kstr(&j, "action", queue_admin_verb_action(q.verb));
+		admin__json_kstr(&j, "id", q.qid[0] != '\0' ? q.qid : NULL);
+		admin__json_kstr(&j, "result", q.text);
+		admin__json_kstr(&j, "applied_by", by_daemon ? "daemon" : "store");
+		admin__json_end(a, &j);
+	} else {
+		admin__out(a, "%s (%s)\n", text, path);
+	}
+	free(text);
+	return q.code;
+}
+
+/* ------------------------------------------------------------ stats */
+
+struct admin_stats {
+	struct admin *a;
+	uint64_t tenants, domains, mailboxes, aliases, users, locked, locked_out, operators;
+	uint64_t messages, held, pending;
+	bool have_audit;
+	uint64_t audit;
+};
+
+static int admin_stats_tenant(void *arg, const struct queue_tenant *t)
+{
+	struct admin_stats *s = arg;
+
+	if (admin__tenant_in_scope(s->a, t->id))
+		s->tenants++;
+	return 0;
+}
+
+static int admin_stats_mailbox(void *arg, const struct queue_mailbox *m)
+{
+	struct admin_stats *s = arg;
+
+	if (m->nalias_of > 0)
+		s->aliases++;
+	else
+		s->mailboxes++;
+	return 0;
+}
+
+static int admin_stats_user(void *arg, const struct queue_user *u)
+{
+	struct admin_stats *s = arg;
+	const struct admin_domain_ent *e;
+
+	if (!s->a->super) {
+		e = admin__domain_find(s->a, addr_domain_of(u->address));
+		if (e == NULL || !e->in_scope)
+			return 0;
+	}
+	s->users++;
+	if (u->locked)
+		s->locked++;
+	if (u->locked_out)
+		s->locked_out++;
+	return 0;
+}
+
+static int admin_stats_operator(void *arg, const struct queue_operator *o)
+{
+	struct admin_stats *s = arg;
+
+	if (admin__tenant_in_scope(s->a, o->tenant))
+		s->operators++;
+	return 0;
+}
+
+static int admin_stats_msg(void *arg, const struct queue_msg *m)
+{
+	struct admin_stats *s = arg;
+
+	if (!admin_msg_in_scope(s->a, m, NULL))
+		return 0;
+	s->messages++;
+	if (m->held)
+		s->held++;
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].state == QUEUE_RCPT_PENDING)
+			s->pending++;
+	return 0;
+}
+
+static int admin_stats_read(struct admin *a, struct queue_txn *txn, struct admin_stats *s)
+{
+	int rc;
+
+	if ((rc = admin__domains_load(a, txn)) != 0)
+		return rc;
+	for (size_t i = 0; i < a->domains.n; i++)
+		if (a->domains.v[i].in_scope)
+			s->domains++;
+	rc = queue_tenant_walk(txn, admin_stats_tenant, s);
+	if (rc == 0 && a->super)
+		rc = queue_mailbox_walk(txn, admin_stats_mailbox, s);
+	for (size_t i = 0; rc == 0 && !a->super && i < a->domains.n; i++)
+		if (a->domains.v[i].in_scope)
+			rc = queue_mailbox_walk_domain(txn, a->domains.v[i].name,
+			    admin_stats_mailbox, s);
+	if (rc == 0)
+		rc = queue_user_walk(txn, admin_stats_user, s);
+	if (rc == 0)
+		rc = queue_operator_walk(txn, admin_stats_operator, s);
+	if (rc == 0)
+		rc = queue_msg_walk(txn, admin_stats_msg, s);
+	/* The audit chain is the security team's: its size is for super only. */
+	if (rc == 0 && a->super) {
+		rc = admin__audit_count(txn, &s->audit);
+		s->have_audit = rc == 0;
+	}
+	if (rc < 0) {
+		admin__err(a, "cannot read the store: %s", queue_strerror(rc));
+		return admin__store_exit(rc);
+	}
+	return 0;
+}
+
+int admin__stats(struct admin *a, const struct admin_args *args)
+{
+	struct admin_stats s;
+	struct queue_txn *txn;
+	int rc;
+
+	(void)args;
+	memset(&s, 0, sizeof s);
+	s.a = a;
+	s.have_audit = a->super;
+	if (a->store != NULL) {
+		if ((rc = admin__txn(a, false, &txn)) != 0)
+			return rc;
+		rc = admin_stats_read(a, txn, &s);
+		queue_txn_abort(txn);
+		if (rc != 0)
+			return rc;
+	}
+	if (a->json) {
+		struct admin_json j;
+
+		admin__json_begin(&j);
+		admin__json_kstr(&j, "scope", a->super ? NULL : a->op_tenant);
+		admin__json_kuint(&j, "tenants", s.tenants);
+		admin__json_kuint(&j, "domains", s.domains);
+		admin__json_kuint(&j, "mailboxes", s.mailboxes);
+		admin__json_kuint(&j, "aliases", s.aliases);
+		admin__json_kuint(&j, "users", s.users);
+		admin__json_kuint(&j, "users_locked", s.locked);
+		admin__json_kuint(&j, "users_locked_out", s.locked_out);
+		admin__json_kuint(&j, "operators", s.operators);
+		admin__json_kuint(&j, "queued_messages", s.messages);
+		admin__json_kuint(&j, "queued_held", s.held);
+		admin__json_kuint(&j, "queued_pending_recipients", s.pending);
+		if (s.have_audit)
+			admin__json_kuint(&j, "audit_records", s.audit);
+		else
+			admin__json_kstr(&j, "audit_records", NULL);
+		admin__json_end(a, &j);
+	} else {
+		admin__out(a, "scope:              %s\n", a->super ? "everything" : a->op_tenant);
+		admin__out(a, "tenants:            %" PRIu64 "\n", s.tenants);
+		admin__out(a, "domains:            %" PRIu64 "\n", s.domains);
+		admin__out(a, "mailboxes:          %" PRIu64 "\n", s.mailboxes);
+		admin__out(a, "aliases:            %" PRIu64 "\n", s.aliases);
+		admin__out(a, "users:              %" PRIu64 " (%" PRIu64 " locked, %" PRIu64
+		    " locked out)\n", s.users, s.locked, s.locked_out);
+		admin__out(a, "operators:          %" PRIu64 "\n", s.operators);
+		admin__out(a, "queued messages:    %" PRIu64 " (%" PRIu64 " held, %" PRIu64
+		    " pending recipients)\n", s.messages, s.held, s.pending);
+		if (s.have_audit)
+			admin__out(a, "audit records:      %" PRIu64 "\n", s.audit);
+	}
+	return EX_OK;
+}
