@@ -45,12 +45,58 @@
 
 enum admin_audit_fmt { ADMIN_AUDIT_TEXT, ADMIN_AUDIT_JSONL, ADMIN_AUDIT_CSV };
 
+/* Queue ids of messages a delegated auditor may see (open addressing). */
+#define ADMIN_QIDS_MAX (1u << 20)
+
 struct admin_audit_out {
 	struct admin *a;
 	enum admin_audit_fmt fmt;
 	struct buf b;
 	uint64_t n;
+	uint64_t *qids;     /* 0 = empty slot; ids are never 0 */
+	size_t qcap, qn;
 };
+
+static bool admin_qids_has(const struct admin_audit_out *o, uint64_t id)
+{
+	if (o->qcap == 0)
+		return false;
+	for (size_t i = (size_t)(id * 0x9E3779B97F4A7C15ull) & (o->qcap - 1);;
+	    i = (i + 1) & (o->qcap - 1)) {
+		if (o->qids[i] == 0)
+			return false;
+		if (o->qids[i] == id)
+			return true;
+	}
+}
+
+/* Past ADMIN_QIDS_MAX ids, later records of further messages stay hidden. */
+static void admin_qids_add(struct admin_audit_out *o, uint64_t id)
+{
+	if (admin_qids_has(o, id) || o->qn >= ADMIN_QIDS_MAX)
+		return;
+	if (2 * (o->qn + 1) > o->qcap) {
+		size_t ncap = o->qcap ? 2 * o->qcap : 1024;
+		uint64_t *old = o->qids;
+		size_t ocap = o->qcap;
+
+		o->qids = xcalloc(ncap, sizeof *o->qids);
+		o->qcap = ncap;
+		o->qn = 0;
+		for (size_t i = 0; i < ocap; i++)
+			if (old[i] != 0)
+				admin_qids_add(o, old[i]);
+		free(old);
+	}
+	for (size_t i = (size_t)(id * 0x9E3779B97F4A7C15ull) & (o->qcap - 1);;
+	    i = (i + 1) & (o->qcap - 1)) {
+		if (o->qids[i] == 0) {
+			o->qids[i] = id;
+			o->qn++;
+			return;
+		}
+	}
+}
 
 /*
  * A fact's value on a text line: space, '=', '\\', control bytes and
@@ -183,10 +229,8 @@ static void admin_audit_csv(struct buf *b, const struct audit_entry *e)
 }
 
 /* Whether an auditor may read e: its tenant fact names a tenant of their subtree. */
-static bool admin_audit_visible(const struct admin *a, const struct audit_entry *e)
+static bool admin_audit_tenant_hit(const struct admin *a, const struct audit_entry *e)
 {
-	if (a->super)
-		return true;
 	for (size_t i = 0; i < e->nfields; i++) {
 		char *list, *save = NULL, *t;
 		bool hit = false;
@@ -194,8 +238,8 @@ static bool admin_audit_visible(const struct admin *a, const struct audit_entry 
 		if (strcmp(e->fields[i].key, "tenant") != 0)
 			continue;
 		list = xstrdup(e->fields[i].value);
-		for (t = strtok_r(list, ",", &save); t != NULL && !hit;
-		    t = strtok_r(NULL, ",", &save))
+		for (t = strtok_r(list, ", ", &save); t != NULL && !hit;
+		    t = strtok_r(NULL, ", ", &save))
 			hit = admin__tenant_in_scope(a, t);
 		free(list);
 		if (hit)
@@ -204,11 +248,32 @@ static bool admin_audit_visible(const struct admin *a, const struct audit_entry 
 	return false;
 }
 
+/*
+ * A delegated auditor sees records whose tenant fact names a tenant of
+ * their subtree, and the later records (delivered, deferred, bounced,
+ * which carry no tenant) of the messages whose visible records they saw.
+ */
+static bool admin_audit_visible(struct admin_audit_out *o, const struct audit_entry *e)
+{
+	const struct admin *a = o->a;
+	uint64_t id = 0;
+	bool has_qid = e->qid[0] != '\0' && queue_id_parse(e->qid, &id) == 0 && id != 0;
+
+	if (a->super)
+		return true;
+	if (admin_audit_tenant_hit(a, e)) {
+		if (has_qid)
+			admin_qids_add(o, id);
+		return true;
+	}
+	return has_qid && audit_entry_get(e, "tenant") == NULL && admin_qids_has(o, id);
+}
+
 static int admin_audit_row(void *arg, const struct audit_entry *e)
 {
 	struct admin_audit_out *o = arg;
 
-	if (!admin_audit_visible(o->a, e))
+	if (!admin_audit_visible(o, e))
 		return 0;
 	switch (o->fmt) {
 	case ADMIN_AUDIT_JSONL:
@@ -326,6 +391,7 @@ int admin__audit_search(struct admin *a, const struct admin_args *args)
 	if (a->store != NULL) {
 		if ((rc = admin__txn(a, false, &txn)) != 0) {
 			buf_free(&o.b);
+	free(o.qids);
 			return rc;
 		}
 		rc = audit_search(txn, &f, admin_audit_row, &o);
@@ -333,12 +399,14 @@ int admin__audit_search(struct admin *a, const struct admin_args *args)
 		if (rc < 0) {
 			admin__out_buf(a, &o.b);
 			buf_free(&o.b);
+	free(o.qids);
 			admin__err(a, "cannot read the audit chain: %s", queue_strerror(rc));
 			return rc == -EBADMSG ? EX_DATAERR : admin__store_exit(rc);
 		}
 	}
 	admin__out_buf(a, &o.b);
 	buf_free(&o.b);
+	free(o.qids);
 	return EX_OK;
 }
 

@@ -2003,7 +2003,8 @@ static int admin_user_password(struct admin *a, const struct admin_args *args, b
 		goto out;
 	}
 	/* scrypt takes tens of milliseconds: before the write lock, not under it. */
-	rc = passwd_hash(pw, pwlen, PASSWD_DEFAULT_LN, hash, sizeof hash);
+	rc = passwd_hash(pw, pwlen, a->io->cfg != NULL ?
+	    (unsigned)a->io->cfg->password_hash_cost : PASSWD_DEFAULT_LN, hash, sizeof hash);
 	explicit_bzero(pw, sizeof pw);
 	if (rc < 0) {
 		admin__err(a, "cannot hash the password: %s", ADMIN_STRERROR(-rc));

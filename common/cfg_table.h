@@ -76,6 +76,8 @@
 	X(auth_ip_max_failures, COUNT, "20", 1, 100000, 1, \
 	  "Failed AUTH attempts from one client address within auth_failure_window after which it may not try again until the window has passed.") \
 	X(auth_failure_window, DURATION, "1h", 1000, 604800000, 1, \
-	  "How long failed AUTH attempts of a client address are remembered.")
+	  "How long failed AUTH attempts of a client address are remembered.") \
+	X(password_hash_cost, COUNT, "15", 10, 20, 1, \
+	  "log2 of scrypt's N for new password hashes (15: 32 MiB and tens of milliseconds per check); stored hashes keep their own cost.")
 
 #endif
