@@ -4,6 +4,10 @@
 # certificate made on first run, data in demo/run/ inside the checkout, and
 # demo domains delivering to a local mail store (a Maildir written by a
 # small SMTP server from python3-aiosmtpd) so you can watch mail go through.
+# The domains belong to a small tree of agencies (tenants: the city, two
+# departments, a ward) with a few mailboxes and one user who submits with
+# AUTH on the submission port; the setup is idempotent (each step looks
+# first), so the demo can be run again on the same demo/run/.
 # Stop it with Ctrl-C.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +26,62 @@ if [ ! -f "$run/cert.pem" ]; then
 fi
 sed "s|@RUN@|$run|g" demo/govrelay.conf.in > "$conf"
 
+ctl="$top/build/govrelayctl -c $conf"
+gctl() { "$top/build/govrelayctl" -c "$conf" "$@"; }
+
+# The demo city's agencies (tenants), their domains, mailboxes and one user
+# who submits with AUTH. Each step looks first, so running the demo again
+# changes nothing.
+demo_tenant() { # ID NAME [PARENT]
+	gctl tenant show "$1" >/dev/null 2>&1 && return 0
+	gctl tenant add "$1" --name "$2" ${3:+--parent "$3"}
+}
+demo_domain() { # DOMAIN TENANT
+	if gctl domain show "$1" --json 2>/dev/null | grep -q "\"tenant\":\"$2\""; then
+		return 0
+	fi
+	# Left by an older demo without its agency: add it again with one.
+	if gctl domain show "$1" >/dev/null 2>&1; then
+		gctl domain remove "$1"
+	fi
+	gctl domain add "$1" --tenant "$2" --route smtp:127.0.0.1:2526
+}
+demo_mailbox() { # ADDRESS [TARGET...]: a mailbox, or an alias of the targets
+	local a=$1 t
+	shift
+	gctl mailbox show "$a" >/dev/null 2>&1 && return 0
+	if [ $# -eq 0 ]; then
+		gctl mailbox add "$a"
+	fi
+	for t in "$@"; do
+		gctl mailbox add "$a" --alias-of "$t"
+	done
+}
+demo_user="demo@so-tttt.demo.gov.vn"
+demo_password="demo-password"
+
+demo_tenant city "Thành phố"
+demo_tenant so-noi-vu "Sở Nội vụ" city
+demo_tenant so-tttt "Sở Thông tin và Truyền thông" city
+demo_tenant phuong-1 "Phường 1" so-noi-vu
+demo_domain demo.gov.vn city
+demo_domain so-noi-vu.demo.gov.vn so-noi-vu
+demo_domain so-tttt.demo.gov.vn so-tttt
+demo_domain phuong-1.demo.gov.vn phuong-1
+demo_mailbox mayor@demo.gov.vn
+demo_mailbox vanthu@demo.gov.vn
+demo_mailbox vanthu@so-noi-vu.demo.gov.vn
+demo_mailbox giamdoc@so-noi-vu.demo.gov.vn
+demo_mailbox vanthu@so-tttt.demo.gov.vn
+demo_mailbox vanthu@phuong-1.demo.gov.vn
+demo_mailbox chutich@phuong-1.demo.gov.vn
+# An alias: the city's leaders.
+demo_mailbox lanhdao@demo.gov.vn mayor@demo.gov.vn giamdoc@so-noi-vu.demo.gov.vn
+# The password goes on standard input, never on the command line.
+if ! gctl user show "$demo_user" >/dev/null 2>&1; then
+	printf '%s\n' "$demo_password" | gctl user add "$demo_user"
+fi
+
 # The agencies' mail store for the demo: every message lands in a Maildir
 # (Python's mailbox module expects tmp/, new/ and cur/ to exist already).
 mkdir -p "$run/Maildir/tmp" "$run/Maildir/new" "$run/Maildir/cur"
@@ -29,17 +89,32 @@ mkdir -p "$run/Maildir/tmp" "$run/Maildir/new" "$run/Maildir/cur"
 	>"$run/mailstore.log" 2>&1 &
 store_pid=$!
 
-ctl="$top/build/govrelayctl -c $conf"
-for d in demo.gov.vn phuong-1.demo.gov.vn so-tttt.demo.gov.vn; do
-	$ctl domain show "$d" >/dev/null 2>&1 || $ctl domain add "$d" --route smtp:127.0.0.1:2526
-done
+echo
+gctl tenant list
+tls_note=""
+if ! perl -MNet::SSLeay -e 1 >/dev/null 2>&1; then
+	tls_note="
+(swaks --tls needs Perl's Net::SSLeay: apt-get install libnet-ssleay-perl)"
+fi
 
 cat <<MSG
 
-govrelay demo: MX on 127.0.0.1:2525 (STARTTLS), submission on 2587/2465.
-Send a message from another terminal:
+govrelay demo: MX on 127.0.0.1:2525 (STARTTLS), submission on 2587 (STARTTLS,
+then AUTH) and 2465 (implicit TLS, then AUTH). Agencies, domains, mailboxes:
+    $ctl tenant list
+    $ctl domain list
+    $ctl mailbox list
+
+From another terminal, a message from the Internet to the city (MX):
     swaks --server 127.0.0.1:2525 --from citizen@example.org --to mayor@demo.gov.vn
+
+A civil servant submitting with AUTH (user $demo_user, password $demo_password):
+    swaks --server 127.0.0.1:2587 --tls --auth PLAIN \\
+        --auth-user $demo_user --auth-password $demo_password \\
+        --from $demo_user --to vanthu@phuong-1.demo.gov.vn$tls_note
+
 See it delivered:   ls $run/Maildir/new/
+See it audited:     $ctl audit search --sender $demo_user
 See the queue:      $ctl queue list
 Stop with Ctrl-C.
 

@@ -9,7 +9,7 @@ BUILD_PKGS="build-essential autoconf automake pkg-config
   libopendmarc-dev libunbound-dev libevent-dev libsystemd-dev libidn2-dev check
   openssl"
 # The demo's local mail store and a client to send with.
-DEMO_PKGS="python3 python3-aiosmtpd swaks"
+DEMO_PKGS="python3 python3-aiosmtpd swaks libnet-ssleay-perl"
 # Real peers for the test suite: Postfix's smtp-sink/smtp-source, unbound,
 # valgrind.
 TEST_PKGS="postfix unbound ldnsutils valgrind ca-certificates libnet-ssleay-perl
