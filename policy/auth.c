@@ -208,6 +208,11 @@ out:
 	OPENSSL_cleanse(r->pass, sizeof r->pass);
 	r->passlen = 0;
 	queue_user_free(u);
+	/*
+	 * OpenSSL keeps per-thread state (error queue, DRBG) on this pool
+	 * thread; release it, as libuv never tells OpenSSL the thread ends.
+	 */
+	OPENSSL_thread_stop();
 }
 
 static const char *auth_outcome_word(enum auth_outcome o)

@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "common/addr.h"
 #include "common/buf.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
@@ -306,12 +307,27 @@ int queue_domain_put(struct queue_txn *txn, const struct queue_domain *d)
 
 int queue_domain_get(struct queue_txn *txn, const char *name, struct queue_domain **out)
 {
+	char alabel[ADDR_DOMAIN_MAX + 1];
 	char key[QUEUE_HOST_MAX + 2];
 	MDB_val k, v;
 	size_t klen;
 	int rc;
 
 	*out = NULL;
+	/*
+	 * An internationalized name as a client wrote it (RFC 6531 allows
+	 * U-labels in RCPT TO) is looked up in the stored A-label form.
+	 */
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+		if (*p >= 0x80) {
+			const char *why = NULL;
+
+			if (addr_domain_canon(name, alabel, sizeof alabel, &why) < 0)
+				return -EINVAL;
+			name = alabel;
+			break;
+		}
+	}
 	if ((rc = queue_domain_key(name, key, &klen)) < 0)
 		return rc;
 	k.mv_size = klen;

@@ -63,6 +63,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <uv.h>
 
 #include "admin-cli/admin.h"
@@ -415,6 +416,8 @@ static void ctl_exec_work(uv_work_t *w)
 	if (io.in != NULL)
 		fclose(io.in);
 	ctlproto_exec_free(argc, argv);
+	/* Per-thread OpenSSL state of a pool thread (password hashing). */
+	OPENSSL_thread_stop();
 }
 
 static void ctl_exec_done(uv_work_t *w, int status)
