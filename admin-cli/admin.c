@@ -591,9 +591,9 @@ void admin__table_row(struct admin_table *t, const char *const *cols)
 	t->nrows++;
 }
 
-static void admin_table_cell(struct buf *b, const char *s, size_t width, char align, bool last)
+void admin__cell(struct buf *b, const char *s, size_t width, char align, bool last)
 {
-	size_t pad = width - admin__width(s);
+	size_t w = admin__width(s), pad = width > w ? width - w : 0;
 
 	if (align == 'r')
 		for (size_t i = 0; i < pad; i++)
@@ -622,11 +622,11 @@ void admin__table_print(const struct admin *a, const struct admin_table *t)
 		}
 	}
 	for (size_t c = 0; c < t->ncols; c++)
-		admin_table_cell(&b, t->head[c], w[c], t->align[c], c + 1 == t->ncols);
+		admin__cell(&b, t->head[c], w[c], t->align[c], c + 1 == t->ncols);
 	buf_append_char(&b, '\n');
 	for (size_t r = 0; r < t->nrows; r++) {
 		for (size_t c = 0; c < t->ncols; c++)
-			admin_table_cell(&b, t->cells[r * t->ncols + c], w[c], t->align[c],
+			admin__cell(&b, t->cells[r * t->ncols + c], w[c], t->align[c],
 			    c + 1 == t->ncols);
 		buf_append_char(&b, '\n');
 		if (b.len > 65536) {
@@ -930,32 +930,32 @@ int admin__commit(struct admin *a, struct queue_txn *txn, const char *what)
 
 /* -------------------------------------------------------- arguments */
 
-int admin__domain_arg(const struct admin *a, const char *what, const char *in, char *out,
-    size_t outlen)
+/* One canonical form (common/addr.h) of in, or an error naming the argument. */
+static int admin_canon_arg(const struct admin *a, const char *what, const char *in,
+    char *out, size_t outlen,
+    int (*canon)(const char *, char *, size_t, const char **), const char *fallback)
 {
 	const char *why = "";
 	char *shown;
 
-	if (addr_domain_canon(in, out, outlen, &why) == 0)
+	if (canon(in, out, outlen, &why) == 0)
 		return 0;
 	shown = admin__text_dup(in);
-	admin__err(a, "%s \"%s\": %s", what, shown, why != NULL ? why : "not a domain");
+	admin__err(a, "%s \"%s\": %s", what, shown, why != NULL ? why : fallback);
 	free(shown);
 	return EX_DATAERR;
+}
+
+int admin__domain_arg(const struct admin *a, const char *what, const char *in, char *out,
+    size_t outlen)
+{
+	return admin_canon_arg(a, what, in, out, outlen, addr_domain_canon, "not a domain");
 }
 
 int admin__addr_arg(const struct admin *a, const char *what, const char *in, char *out,
     size_t outlen)
 {
-	const char *why = "";
-	char *shown;
-
-	if (addr_canon(in, out, outlen, &why) == 0)
-		return 0;
-	shown = admin__text_dup(in);
-	admin__err(a, "%s \"%s\": %s", what, shown, why != NULL ? why : "not an address");
-	free(shown);
-	return EX_DATAERR;
+	return admin_canon_arg(a, what, in, out, outlen, addr_canon, "not an address");
 }
 
 int admin__tenant_arg(const struct admin *a, const char *what, const char *in)

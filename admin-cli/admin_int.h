@@ -144,6 +144,12 @@ size_t admin__width(const char *s);
 /* s padded with spaces to width columns (left aligned). */
 void admin__pad(struct buf *b, const char *s, size_t width);
 
+/*
+ * One cell of an aligned row: s padded to width display columns (left or
+ * right, align 'l' or 'r'), then two spaces unless it is the last.
+ */
+void admin__cell(struct buf *b, const char *s, size_t width, char align, bool last);
+
 /* An aligned text table: cells are collected, then printed in one go. */
 struct admin_table {
 	size_t ncols;

@@ -155,21 +155,6 @@ static void admin_queue_list_json(const struct admin *a, const struct queue_msg 
 	admin__json_end(a, &j);
 }
 
-static void admin_cell(struct buf *b, const char *s, size_t width, char align, bool last)
-{
-	size_t w = admin__width(s), pad = width > w ? width - w : 0;
-
-	if (align == 'r')
-		for (size_t i = 0; i < pad; i++)
-			buf_append_char(b, ' ');
-	buf_append_str(b, s);
-	if (!last && align != 'r')
-		for (size_t i = 0; i < pad; i++)
-			buf_append_char(b, ' ');
-	if (!last)
-		buf_append_str(b, "  ");
-}
-
 /*
  * Text: one line per message (id, arrival, size, sender, held or
  * queued), then one indented line per recipient (address, state,
@@ -211,7 +196,7 @@ static void admin_queue_list_text(const struct admin *a, struct queue_msg *const
 		}
 	}
 	for (size_t c = 0; c < 5; c++)
-		admin_cell(&b, head[c], w[c], c == 2 ? 'r' : 'l', c == 4);
+		admin__cell(&b, head[c], w[c], c == 2 ? 'r' : 'l', c == 4);
 	buf_append_char(&b, '\n');
 	for (size_t i = 0; i < n; i++) {
 		const struct queue_msg *m = v[i];
@@ -222,11 +207,11 @@ static void admin_queue_list_text(const struct admin *a, struct queue_msg *const
 		queue_id_format(m->id, id);
 		admin__time(m->arrival, true, arr);
 		snprintf(size, sizeof size, "%" PRIu64, m->size);
-		admin_cell(&b, id, w[0], 'l', false);
-		admin_cell(&b, arr, w[1], 'l', false);
-		admin_cell(&b, size, w[2], 'r', false);
-		admin_cell(&b, sender, w[3], 'l', false);
-		admin_cell(&b, m->held ? "held" : "queued", w[4], 'l', true);
+		admin__cell(&b, id, w[0], 'l', false);
+		admin__cell(&b, arr, w[1], 'l', false);
+		admin__cell(&b, size, w[2], 'r', false);
+		admin__cell(&b, sender, w[3], 'l', false);
+		admin__cell(&b, m->held ? "held" : "queued", w[4], 'l', true);
 		buf_append_char(&b, '\n');
 		free(sender);
 		for (size_t k = 0; k < m->nrcpts; k++) {
@@ -236,8 +221,8 @@ static void admin_queue_list_text(const struct admin *a, struct queue_msg *const
 			    r->state == QUEUE_RCPT_PENDING, nxt);
 
 			buf_append_str(&b, "    ");
-			admin_cell(&b, addr, wr, 'l', false);
-			admin_cell(&b, queue_rcpt_state_name(r->state), 9, 'l', false);
+			admin__cell(&b, addr, wr, 'l', false);
+			admin__cell(&b, queue_rcpt_state_name(r->state), 9, 'l', false);
 			buf_printf(&b, "attempts %-3" PRIu32 "  next %-24s", r->attempts,
 			    next != NULL ? next : "-");
 			if (r->state != QUEUE_RCPT_DELIVERED) {

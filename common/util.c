@@ -1,7 +1,7 @@
 /*
  * util: bounded string copies, ASCII case helpers and clocks.
  *
- * Entry points: str_copy, str_copyn, str_lower, str_ieq, str_has_iprefix,
+ * Entry points: str_copy, str_copyn, str_lower, str_ieq, str_hash, str_has_iprefix,
  * str_utf8_seq_len,
  * time_now_ms, time_mono_ms, time_format_iso, time_format_rfc5322.
  * OWNERSHIP: nothing kept. THREADS: any. ERRORS: none.
@@ -38,6 +38,15 @@ void str_lower(char *s)
 	for (; *s; s++)
 		if (*s >= 'A' && *s <= 'Z')
 			*s = (char)(*s - 'A' + 'a');
+}
+
+uint32_t str_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
 }
 
 bool str_ieq(const char *a, const char *b)

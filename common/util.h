@@ -15,6 +15,8 @@ size_t str_copyn(char *dst, const char *src, size_t n, size_t dstlen);
 /* ASCII-only lowercasing in place (UTF-8 bytes are left alone). */
 void str_lower(char *s);
 bool str_ieq(const char *a, const char *b);
+/* FNV-1a of s: bucket index for small in-memory tables, not for security. */
+uint32_t str_hash(const char *s);
 bool str_has_iprefix(const char *s, const char *prefix);
 /*
  * Length of the well-formed UTF-8 sequence starting at p (RFC 3629: no

@@ -106,12 +106,7 @@ void auth_guard_free(struct auth_guard *g)
 
 static size_t auth_ip_hash(const char *ip)
 {
-	/* FNV-1a: addresses are short and the table only bounds memory. */
-	uint32_t h = 2166136261u;
-
-	for (const unsigned char *p = (const unsigned char *)ip; *p; p++)
-		h = (h ^ *p) * 16777619u;
-	return h % AUTH_IP_BUCKETS;
+	return str_hash(ip) % AUTH_IP_BUCKETS;
 }
 
 static void auth_ip_sweep(struct auth_guard *g, uint64_t now, uint64_t window)

@@ -86,11 +86,7 @@ void stage_tenant_free(struct stage_tenant *st)
 
 static size_t st_hash(const char *s)
 {
-	uint32_t h = 2166136261u;
-
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-		h = (h ^ *p) * 16777619u;
-	return h % ST_RATE_BUCKETS;
+	return str_hash(s) % ST_RATE_BUCKETS;
 }
 
 /* Rolls e's windows forward to now. */
