@@ -93,6 +93,13 @@ int cfg_load(const char *file, struct config **out, struct buf *errors);
  * only to find the control socket, and must not need the daemon's key.
  */
 #define CFG_LOAD_NO_FILE_CHECKS 0x1u
+/*
+ * CFG_LOAD_TO_RUN: the configuration is about to run a daemon (govrelayd,
+ * govrelayd -t, govrelayctl config check): also refuse keys whose feature
+ * is not built yet, so that no key promises what the code does not do.
+ * Without it cfg_load checks syntax and consistency only.
+ */
+#define CFG_LOAD_TO_RUN 0x2u
 int cfg_load_flags(const char *file, unsigned flags, struct config **out,
     struct buf *errors);
 struct config *cfg_ref(struct config *cfg);

@@ -38,7 +38,7 @@
 	X(smtp_port, PORT, "25", 1, 65535, 1, \
 	  "TCP port for deliveries over mx routes.") \
 	X(clamd, ENDPOINT, "", 0, 0, 1, \
-	  "unix:PATH or tcp:ADDRESS:PORT of clamd; when set every message is scanned.") \
+	  "unix:PATH or tcp:ADDRESS:PORT of clamd. Not available yet: govrelayd refuses a configuration that sets it.") \
 	X(control_socket, PATH, "", 0, 0, 0, \
 	  "Unix socket for govrelayctl live verbs; default: DATA_DIR/control.sock.") \
 	X(log_format, LOGFORMAT, "text", 0, 0, 1, \

@@ -93,7 +93,7 @@ static struct config *govrelayd_load_config(const char *file, struct tlsio_ctx *
 	int rc;
 
 	buf_init(&errors);
-	rc = cfg_load(file, &cfg, &errors);
+	rc = cfg_load_flags(file, CFG_LOAD_TO_RUN, &cfg, &errors);
 	if (rc < 0) {
 		fputs(buf_cstr(&errors), stderr);
 		if (errors.len == 0)

@@ -94,6 +94,21 @@ class ConfigCheckTest(RelayTestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("%s:3:" % path, r.stderr)
 
+    def test_clamd_refused_until_scanning_exists(self):
+        # Mail would pass unscanned: the key is refused, by -t and at start.
+        data = os.path.join(self.workdir, "clamd-data")
+        os.makedirs(data, exist_ok=True)
+        path = self.write("clamd.conf", "data_dir = %s\nlisten = mx 127.0.0.1:%d\n"
+                          "clamd = tcp:127.0.0.1:3310\n" % (data, harness.free_port()))
+        r = check_config(path)
+        self.assertEqual(r.returncode, EX_CONFIG, r.stderr)
+        self.assertIn("%s:3: clamd:" % path, r.stderr)
+        self.assertIn("not available", r.stderr)
+        r = subprocess.run([GOVRELAYD, "-f", "-c", path], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True, timeout=20)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("%s:3: clamd:" % path, r.stderr)
+
     def test_missing_config_file(self):
         r = check_config(os.path.join(self.workdir, "does-not-exist.conf"))
         self.assertNotEqual(r.returncode, 0)

@@ -366,6 +366,29 @@ START_TEST(test_duplicate_key)
 }
 END_TEST
 
+/* A key whose feature is not built is refused when the configuration is to run. */
+START_TEST(test_unbuilt_key_refused_to_run)
+{
+	static const char text[] = BASE "clamd = tcp:127.0.0.1:3310\n";
+	int rc;
+
+	test_write("govrelay.conf", text, strlen(text));
+	rc = cfg_load_flags(conf_path, CFG_LOAD_TO_RUN, &cfg, &errs);
+	ck_assert_int_eq(rc, -EINVAL);
+	ck_assert_msg(test_has_error(3, "clamd: virus scanning is not available"), "%s",
+		      test_errs());
+	ck_assert_uint_eq(test_error_count(), 1);
+	buf_reset(&errs);
+	/* Without the key, the same load succeeds. */
+	rc = test_load(BASE);
+	ASSERT_LOADED(rc);
+	cfg_unref(cfg);
+	cfg = NULL;
+	rc = cfg_load_flags(conf_path, CFG_LOAD_TO_RUN, &cfg, &errs);
+	ASSERT_LOADED(rc);
+}
+END_TEST
+
 START_TEST(test_comments_and_line_endings)
 {
 	int rc;
@@ -911,6 +934,7 @@ static Suite *config_suite(void)
 	tcase_add_loop_test(tc, test_bad_value, 0, sizeof(bad_values) / sizeof(bad_values[0]));
 	tcase_add_test(tc, test_multiple_errors);
 	tcase_add_test(tc, test_duplicate_key);
+	tcase_add_test(tc, test_unbuilt_key_refused_to_run);
 	tcase_add_test(tc, test_comments_and_line_endings);
 	tcase_add_test(tc, test_long_line_and_nul);
 	tcase_add_test(tc, test_relative_paths);
