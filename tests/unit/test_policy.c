@@ -64,6 +64,17 @@ static void test_teardown(void)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
+/* The product's table over store (the API call; the assertions are the tests'). */
+static struct policy *test_policy_new(struct queue_store *store)
+{
+	struct policy *p = NULL;
+	char err[256] = "";
+
+	ck_assert_msg(policy_new(&test_loop, NULL, store, &p, err, sizeof err) == 0,
+	    "policy_new: %s", err);
+	return p;
+}
+
 struct policy_test_result {
 	int calls;
 	struct verdict v;
@@ -102,7 +113,7 @@ static const struct {
 
 START_TEST(test_relay_table)
 {
-	struct policy *p = policy_new(&test_loop, NULL, test_store);
+	struct policy *p = test_policy_new(test_store);
 	struct policy_request req;
 	struct policy_test_result r;
 
@@ -200,7 +211,7 @@ static void tenant_request(struct policy_request *req, bool trusted, const char 
 
 START_TEST(test_tenant_table)
 {
-	struct policy *p = policy_new(&test_loop, NULL, test_store);
+	struct policy *p = test_policy_new(test_store);
 	struct policy_request req;
 	struct policy_test_result r;
 
@@ -233,7 +244,7 @@ END_TEST
  */
 START_TEST(test_tenant_mailbox_added_live)
 {
-	struct policy *p = policy_new(&test_loop, NULL, test_store);
+	struct policy *p = test_policy_new(test_store);
 	struct queue_mailbox mb = { .address = "late@strict.gov.vn" };
 	struct policy_request req;
 	struct policy_test_result r;
@@ -262,7 +273,7 @@ END_TEST
 /* allow_external "no" on the sender's agency stops a trusted relay out. */
 START_TEST(test_tenant_allow_external)
 {
-	struct policy *p = policy_new(&test_loop, NULL, test_store);
+	struct policy *p = test_policy_new(test_store);
 	struct policy_request req;
 	struct policy_test_result r;
 	struct queue_txn *txn;
@@ -295,7 +306,7 @@ END_TEST
 
 START_TEST(test_stage_without_rules_continues)
 {
-	struct policy *p = policy_new(&test_loop, NULL, test_store);
+	struct policy *p = test_policy_new(test_store);
 	struct policy_request req;
 	struct policy_test_result r;
 	enum policy_stage stages[] = { POLICY_STAGE_CONNECT, POLICY_STAGE_HELO,
@@ -331,7 +342,7 @@ START_TEST(test_readonly_store_lookup)
 
 	/* The relay check only reads: a read-only handle must be enough. */
 	ck_assert_int_eq(queue_store_open(test_dir, 0, true, &ro), 0);
-	p = policy_new(&test_loop, NULL, ro);
+	p = test_policy_new(ro);
 	memset(&req, 0, sizeof req);
 	memset(&r, 0, sizeof r);
 	req.stage = POLICY_STAGE_RCPT;
