@@ -308,6 +308,60 @@ START_TEST(test_tenant_allow_external)
 }
 END_TEST
 
+/*
+ * The typed getters every caller reads tenant policy through: builtins
+ * for no tenant, inheritance with its source, one parsing rule, and the
+ * wrong type refused.
+ */
+START_TEST(test_tenant_policy_getters)
+{
+	struct queue_tenant ward = { .id = "ward", .name = "Ward", .parent = "city" };
+	struct queue_txn *txn;
+	char source[TENANCY_ID_MAX + 1];
+	char why[256];
+	uint64_t n = 0;
+	bool b = false;
+
+	ck_assert_int_eq(queue_txn_begin(test_store, true, &txn), 0);
+	ck_assert_int_eq(queue_tenant_put(txn, &ward, why, sizeof why), 0);
+	ck_assert_int_eq(queue_policy_set(txn, "city", "max_recipients", "7"), 0);
+	ck_assert_int_eq(queue_policy_set(txn, "city", "require_tls_outbound", "on"), 0);
+	ck_assert_int_eq(queue_txn_commit(txn), 0);
+
+	ck_assert_int_eq(queue_txn_begin(test_store, false, &txn), 0);
+	/* No tenant (a domain without an agency): the builtin. */
+	ck_assert_int_eq(queue_policy_u64(txn, NULL, "max_recipients", &n, source,
+	    sizeof source), 0);
+	ck_assert_uint_eq(n, 100);
+	ck_assert_str_eq(source, "default");
+	ck_assert_int_eq(queue_policy_bool(txn, NULL, "allow_external", &b, NULL, 0), 0);
+	ck_assert(b);
+	/* Inherited from the parent, which set it. */
+	ck_assert_int_eq(queue_policy_u64(txn, "ward", "max_recipients", &n, source,
+	    sizeof source), 0);
+	ck_assert_uint_eq(n, 7);
+	ck_assert_str_eq(source, "city");
+	ck_assert_int_eq(queue_policy_bool(txn, "ward", "require_tls_outbound", &b, source,
+	    sizeof source), 0);
+	ck_assert(b);
+	ck_assert_str_eq(source, "city");
+	/* Set nowhere up the tree: the builtin, from "default". */
+	ck_assert_int_eq(queue_policy_u64(txn, "ward", "max_message_size", &n, source,
+	    sizeof source), 0);
+	ck_assert_uint_eq(n, 26214400);
+	ck_assert_str_eq(source, "default");
+	ck_assert_int_eq(queue_policy_u64(txn, "ward", "messages_per_hour", &n, NULL, 0), 0);
+	ck_assert_uint_eq(n, 0);
+	/* Refusals: the other type, an unknown key, an unknown tenant. */
+	ck_assert_int_eq(queue_policy_bool(txn, "ward", "max_recipients", &b, NULL, 0), -EINVAL);
+	ck_assert_int_eq(queue_policy_u64(txn, "ward", "allow_external", &n, NULL, 0), -EINVAL);
+	ck_assert_int_eq(queue_policy_u64(txn, "ward", "no_such_key", &n, NULL, 0), -EINVAL);
+	ck_assert_int_eq(queue_policy_bool(txn, "nobody", "allow_external", &b, NULL, 0),
+	    -ENOENT);
+	queue_txn_abort(txn);
+}
+END_TEST
+
 START_TEST(test_stage_without_rules_continues)
 {
 	struct policy *p = test_policy_new(test_store);
@@ -776,6 +830,7 @@ static Suite *test_policy_suite(void)
 	    (int)(sizeof tenant_cases / sizeof tenant_cases[0]));
 	tcase_add_test(tc, test_tenant_mailbox_added_live);
 	tcase_add_test(tc, test_tenant_allow_external);
+	tcase_add_test(tc, test_tenant_policy_getters);
 	tcase_add_test(tc, test_stage_without_rules_continues);
 	tcase_add_test(tc, test_names);
 	tcase_add_test(tc, test_readonly_store_lookup);
