@@ -32,6 +32,11 @@ struct policy_call;
  * the rule would have done and the walk goes on (Postfix warn_if_reject).
  */
 #define POLICY_CHECK_WARN_ONLY 0x1u
+/*
+ * delay_to_rcpt (STYLE.md section 8) is not a flag yet: no row refuses
+ * before RCPT today (the tenant check's MAIL refusals concern the
+ * authenticated sender itself). It comes with the first check that does.
+ */
 
 /* A check that waits longer than this (unless its row says) is a tempfail. */
 #define POLICY_CHECK_TIMEOUT_MS 30000
