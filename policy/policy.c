@@ -1,20 +1,29 @@
 /*
- * policy: the stage engine and the verdict vocabulary.
+ * policy: the stage engine and the verdict vocabulary. It knows no check:
+ * the rows of a check table (policy/check.h; the product's is
+ * policy/checks.c) are compiled here into one rule array per stage and
+ * listener role, and walked per request.
  *
- * Entry points: policy_new/free (compile the rule arrays from a config
- * snapshot), policy_run (walk one stage), policy_call_complete (a check's
- * one completion), policy_verdict_set, policy_stage_name, verdict_kind_name,
- * policy_message_queued (tell counting checks a message was queued).
- * OWNERSHIP: a policy_call is owned by the engine; it lives until both
- * the run has finished (done called) and its current check has completed,
- * so a check that completes after the engine timed it out touches valid
- * memory and is merely ignored.
+ * Entry points: policy_new/policy_new_table/policy_free (run the rows'
+ * constructors and compile), policy_run (walk one stage),
+ * policy_call_complete (a check's one completion), policy_call_store,
+ * policy_message_queued (every row's after-queue hook),
+ * policy_verdict_set, policy_stage_name, verdict_kind_name.
+ * OWNERSHIP: the engine owns each row's state (made by its constructor,
+ * freed by its destructor). A policy_call is owned by the engine; it
+ * lives until both the run has finished (done called) and its current
+ * check has completed, so a check that completes after the engine timed
+ * it out touches valid memory and is merely ignored.
  * THREADS: loop thread only.
- * ERRORS: a check that does not complete within the timeout yields a
- * tempfail (STYLE.md section 6: internal failure means tempfail).
+ * ERRORS: a check that does not complete within its timeout yields a
+ * tempfail (STYLE.md section 6: internal failure means tempfail); so does
+ * a request from a listener role the engine does not know. A second
+ * completion of one check is a broken invariant: panic, or a logged and
+ * ignored error when built with NDEBUG.
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,29 +32,26 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
+#include "policy/check.h"
 #include "policy/policy.h"
-#include "policy/stage_relay.h"
-#include "policy/stage_tenant.h"
 
-/* Dry run: audit and log what the rule would have done, then go on. */
-#define POLICY_RULE_WARN_ONLY 0x1u
-
-/* A check that waits longer than this is treated as a tempfail. */
-#define POLICY_CHECK_TIMEOUT_MS 30000
+/* Roles are enum cfg_role; one more array holds the rows of every role. */
+#define POLICY_NROLES (CFG_ROLE_SUBMISSIONS + 1)
+#define POLICY_ANY_ROLE POLICY_NROLES
 
 struct policy_rule {
-	policy_check_fn *check;
-	void *arg;
-	const char *name;
-	unsigned flags;
+	const struct policy_check *check;
+	void *state;
 };
 
 struct policy {
 	uv_loop_t *loop;
 	struct queue_store *store;
-	struct policy_rule *rules[POLICY_STAGE_COUNT];
-	size_t nrules[POLICY_STAGE_COUNT];
-	struct stage_tenant *tenant;
+	const struct policy_check *checks;
+	size_t nchecks;
+	void **states;                  /* one per row of checks */
+	struct policy_rule *rules[POLICY_STAGE_COUNT][POLICY_NROLES + 1];
+	size_t nrules[POLICY_STAGE_COUNT][POLICY_NROLES + 1];
 };
 
 struct policy_call {
@@ -53,6 +59,8 @@ struct policy_call {
 	const struct policy_request *req;
 	policy_done_fn *done;
 	void *arg;
+	const struct policy_rule *rules; /* the stage's and role's array */
+	size_t nrules;
 	size_t next;            /* index of the next rule to run */
 	bool check_running;     /* current check has not completed yet */
 	bool in_check;          /* inside the check function right now */
@@ -102,52 +110,119 @@ void policy_verdict_set(struct verdict *v, enum verdict_kind kind, int code,
 	v->rule = NULL;
 }
 
-static void policy_add_rule(struct policy *p, enum policy_stage stage,
-    policy_check_fn *check, void *arg, const char *name, unsigned flags)
-{
-	size_t n = p->nrules[stage];
+/* ------------------------------------------------------- construction */
 
-	p->rules[stage] = xreallocarray(p->rules[stage], n + 1, sizeof *p->rules[stage]);
-	p->rules[stage][n] = (struct policy_rule){ check, arg, name, flags };
-	p->nrules[stage] = n + 1;
+static void policy_add_rule(struct policy *p, enum policy_stage stage, size_t role,
+    const struct policy_check *check, void *state)
+{
+	size_t n = p->nrules[stage][role];
+
+	p->rules[stage][role] = xreallocarray(p->rules[stage][role], n + 1,
+	    sizeof *p->rules[stage][role]);
+	p->rules[stage][role][n] = (struct policy_rule){ check, state };
+	p->nrules[stage][role] = n + 1;
 }
 
-struct policy *policy_new(uv_loop_t *loop, const struct config *cfg,
-    struct queue_store *store)
+/* A row the engine could not run correctly is a bug in the table. */
+static int policy_row_check(const struct policy_check *c, char *err, size_t errlen)
+{
+	const unsigned all_stages = (1u << POLICY_STAGE_COUNT) - 1;
+
+	if (c->name == NULL || c->run == NULL || c->stages == 0 ||
+	    (c->stages & ~all_stages) != 0 || c->roles == 0 ||
+	    (c->roles & ~(unsigned)POLICY_ROLES_ALL) != 0) {
+		snprintf(err, errlen, "policy check table: row %s is incomplete",
+		    c->name ? c->name : "(unnamed)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Compiles the rows into per stage and role arrays, in table order. */
+static void policy_compile(struct policy *p)
+{
+	for (size_t i = 0; i < p->nchecks; i++) {
+		const struct policy_check *c = &p->checks[i];
+
+		for (int st = 0; st < POLICY_STAGE_COUNT; st++) {
+			if (!(c->stages & POLICY_AT(st)))
+				continue;
+			for (size_t role = 0; role < POLICY_NROLES; role++) {
+				if (c->roles & POLICY_ROLE(role))
+					policy_add_rule(p, (enum policy_stage)st, role, c, p->states[i]);
+			}
+			policy_add_rule(p, (enum policy_stage)st, POLICY_ANY_ROLE, c, p->states[i]);
+		}
+	}
+}
+
+int policy_new_table(uv_loop_t *loop, const struct config *cfg, struct queue_store *store,
+    const struct policy_check *checks, size_t nchecks, struct policy **out, char *err,
+    size_t errlen)
 {
 	struct policy *p = xcalloc(1, sizeof *p);
+	int rc = 0;
 
-	(void)cfg;
+	*out = NULL;
 	p->loop = loop;
 	p->store = store;
-	/* One registration line per check (STYLE.md section 8). */
-	p->tenant = stage_tenant_new();
-	policy_add_rule(p, POLICY_STAGE_MAIL, stage_tenant_mail, p->tenant, "tenant-mail", 0);
-	policy_add_rule(p, POLICY_STAGE_RCPT, stage_relay_check, NULL, "relay", 0);
-	policy_add_rule(p, POLICY_STAGE_RCPT, stage_tenant_rcpt, p->tenant, "tenant-rcpt", 0);
-	policy_add_rule(p, POLICY_STAGE_DATA, stage_tenant_data, p->tenant, "tenant-data", 0);
-	return p;
+	p->checks = checks;
+	p->states = xcalloc(nchecks ? nchecks : 1, sizeof *p->states);
+	for (size_t i = 0; i < nchecks && rc == 0; i++) {
+		rc = policy_row_check(&checks[i], err, errlen);
+		if (rc == 0 && checks[i].create != NULL)
+			rc = checks[i].create(cfg, &p->states[i], err, errlen);
+		if (rc < 0)
+			break;
+		/* Only constructed rows are destroyed on the way out. */
+		p->nchecks = i + 1;
+	}
+	if (rc < 0) {
+		policy_free(p);
+		return rc;
+	}
+	policy_compile(p);
+	*out = p;
+	return 0;
+}
+
+int policy_new(uv_loop_t *loop, const struct config *cfg, struct queue_store *store,
+    struct policy **out, char *err, size_t errlen)
+{
+	return policy_new_table(loop, cfg, store, policy_checks, policy_nchecks, out, err,
+	    errlen);
 }
 
 void policy_free(struct policy *p)
 {
 	if (p == NULL)
 		return;
-	for (size_t i = 0; i < POLICY_STAGE_COUNT; i++)
-		free(p->rules[i]);
-	stage_tenant_free(p->tenant);
+	for (size_t st = 0; st < POLICY_STAGE_COUNT; st++) {
+		for (size_t role = 0; role <= POLICY_NROLES; role++)
+			free(p->rules[st][role]);
+	}
+	for (size_t i = p->nchecks; i-- > 0;) {
+		if (p->checks[i].destroy != NULL)
+			p->checks[i].destroy(p->states[i]);
+	}
+	free(p->states);
 	free(p);
 }
 
 void policy_message_queued(struct policy *p, const struct policy_request *req)
 {
-	stage_tenant_queued(p->tenant, req);
+	for (size_t i = 0; i < p->nchecks; i++) {
+		if (p->checks[i].queued != NULL)
+			p->checks[i].queued(p->states[i], req);
+	}
 }
 
 struct queue_store *policy_call_store(const struct policy_call *call)
 {
 	return call->p->store;
 }
+
+/* --------------------------------------------------------------- runs */
 
 static void policy_call_free_cb(uv_handle_t *h)
 {
@@ -177,27 +252,39 @@ static void policy_call_finish(struct policy_call *call, const struct verdict *v
 
 static void policy_call_step(struct policy_call *call);
 
+static const struct policy_check *policy_call_check(const struct policy_call *call)
+{
+	return call->rules[call->next - 1].check;
+}
+
 static void policy_timeout_cb(uv_timer_t *t)
 {
 	struct policy_call *call = t->data;
-	const struct policy_rule *rule = &call->p->rules[call->req->stage][call->next - 1];
+	const char *name = policy_call_check(call)->name;
 	struct verdict v;
 
-	log_warn(call->req->session_id, "policy check %s timed out at stage %s",
-	    rule->name, policy_stage_name(call->req->stage));
+	log_warn(call->req->session_id, "policy check %s timed out at stage %s", name,
+	    policy_stage_name(call->req->stage));
 	policy_verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.3.0",
 	    "Temporary policy failure, try again later");
-	v.rule = rule->name;
+	v.rule = name;
 	policy_call_finish(call, &v);
 }
 
 void policy_call_complete(struct policy_call *call, const struct verdict *v)
 {
-	const struct policy_rule *rule;
+	const struct policy_check *check = policy_call_check(call);
 
 	if (!call->check_running) {
-		log_err(call->req->session_id, "policy check completed twice (ignored)");
+		/* STYLE.md section 8: loud where it can be afforded. */
+#ifdef NDEBUG
+		log_err(call->req->session_id, "policy check %s completed twice (ignored)",
+		    check->name);
 		return;
+#else
+		panic("policy check %s completed twice at stage %s", check->name,
+		    policy_stage_name(call->req->stage));
+#endif
 	}
 	call->check_running = false;
 	if (call->finished) {
@@ -205,12 +292,11 @@ void policy_call_complete(struct policy_call *call, const struct verdict *v)
 		policy_call_release(call);
 		return;
 	}
-	rule = &call->p->rules[call->req->stage][call->next - 1];
 	call->current = *v;
 	if (call->current.rule == NULL)
-		call->current.rule = rule->name;
-	if (call->current.kind != VERDICT_CONTINUE && (rule->flags & POLICY_RULE_WARN_ONLY)) {
-		log_event(LOG_LVL_INFO, call->req->session_id, "warn_only", rule->name,
+		call->current.rule = check->name;
+	if (call->current.kind != VERDICT_CONTINUE && (check->flags & POLICY_CHECK_WARN_ONLY)) {
+		log_event(LOG_LVL_INFO, call->req->session_id, "warn_only", check->name,
 		    "would", verdict_kind_name(call->current.kind), "reason",
 		    call->current.text, NULL);
 		call->current.kind = VERDICT_CONTINUE;
@@ -226,14 +312,14 @@ void policy_call_complete(struct policy_call *call, const struct verdict *v)
 static void policy_call_step(struct policy_call *call)
 {
 	struct policy *p = call->p;
-	enum policy_stage stage = call->req->stage;
 
-	while (!call->finished && call->next < p->nrules[stage]) {
-		const struct policy_rule *rule = &p->rules[stage][call->next++];
+	while (!call->finished && call->next < call->nrules) {
+		const struct policy_rule *rule = &call->rules[call->next++];
+		unsigned timeout = rule->check->timeout_ms;
 
 		call->check_running = true;
 		call->in_check = true;
-		rule->check(call, call->req, rule->arg);
+		rule->check->run(call, call->req, rule->state);
 		call->in_check = false;
 		if (call->finished) {
 			/* Decided inside the check: release deferred until here. */
@@ -247,7 +333,8 @@ static void policy_call_step(struct policy_call *call)
 				call->timer.data = call;
 				call->timer_started = true;
 			}
-			uv_timer_start(&call->timer, policy_timeout_cb, POLICY_CHECK_TIMEOUT_MS, 0);
+			uv_timer_start(&call->timer, policy_timeout_cb,
+			    timeout ? timeout : POLICY_CHECK_TIMEOUT_MS, 0);
 			return;
 		}
 	}
@@ -259,14 +346,45 @@ static void policy_call_step(struct policy_call *call)
 	}
 }
 
+/* The rule array for a role name; NULL role: the rows of every role. */
+static int policy_role_index(const char *role, size_t *index)
+{
+	if (role == NULL) {
+		*index = POLICY_ANY_ROLE;
+		return 0;
+	}
+	for (size_t i = 0; i < POLICY_NROLES; i++) {
+		if (strcmp(role, cfg_role_name((enum cfg_role)i)) == 0) {
+			*index = i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 void policy_run(struct policy *p, const struct policy_request *req,
     policy_done_fn *done, void *arg)
 {
-	struct policy_call *call = xcalloc(1, sizeof *call);
+	struct policy_call *call;
+	size_t role;
 
+	if (req->stage >= POLICY_STAGE_COUNT ||
+	    policy_role_index(req->listener_role, &role) < 0) {
+		struct verdict v;
+
+		log_err(req->session_id, "policy: no rules for stage %d, role %s",
+		    (int)req->stage, req->listener_role ? req->listener_role : "(any)");
+		policy_verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.3.0",
+		    "Temporary policy failure, try again later");
+		done(arg, &v);
+		return;
+	}
+	call = xcalloc(1, sizeof *call);
 	call->p = p;
 	call->req = req;
 	call->done = done;
 	call->arg = arg;
+	call->rules = p->rules[req->stage][role];
+	call->nrules = p->nrules[req->stage][role];
 	policy_call_step(call);
 }

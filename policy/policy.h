@@ -1,15 +1,17 @@
 #ifndef GOVRELAY_POLICY_H
 #define GOVRELAY_POLICY_H
 /*
- * policy: the verdict pipeline (ARCHITECTURE.md step 3, STYLE.md section
- * 8). At configuration load each stage's checks compile into an array of
- * rules; at request time the engine walks that array, the first decisive
+ * policy: the verdict pipeline as the session sees it (ARCHITECTURE.md
+ * step 3, STYLE.md section 8). At construction the engine compiles the
+ * check table (policy/checks.c) into one rule array per stage and
+ * listener role; at request time it walks that array, the first decisive
  * verdict wins and CONTINUE falls through. A check completes exactly once,
  * synchronously or later by callback; the engine owns the timeout, which
  * turns a slow check into a tempfail (never an accept, never a 5xx).
  *
  * policy sees a session only through struct policy_request: it never
- * includes a relay/ header.
+ * includes a relay/ header. What a check's author needs (the table row,
+ * the completion call) is in policy/check.h.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -57,7 +59,11 @@ struct policy_request {
 	const char *session_id;
 	const char *client_addr;      /* numeric IP */
 	bool client_trusted;          /* in trusted_networks */
-	const char *listener_role;    /* "mx", "submission", "submissions" */
+	/*
+	 * "mx", "submission", "submissions" (cfg_role_name): only the rows
+	 * whose roles include it run. NULL (unit tests, tools): every row.
+	 */
+	const char *listener_role;
 	bool tls;
 	const char *auth_user;        /* canonical address after AUTH, else NULL */
 	const char *helo;
@@ -74,24 +80,17 @@ struct policy_request {
 };
 
 struct policy;
-struct policy_call;
-
-/*
- * A check: decides now (return the verdict through policy_call_complete
- * before returning) or later (keep call and complete it from a callback
- * on the loop thread). rule_arg is what the rule was compiled with.
- */
-typedef void policy_check_fn(struct policy_call *call,
-    const struct policy_request *req, void *rule_arg);
-/* Exactly once per call; a second completion is a bug and is ignored+logged. */
-void policy_call_complete(struct policy_call *call, const struct verdict *v);
-/* For checks that wait: the policy's queue store (read transactions only). */
-struct queue_store *policy_call_store(const struct policy_call *call);
 
 typedef void policy_done_fn(void *arg, const struct verdict *v);
 
-struct policy *policy_new(uv_loop_t *loop, const struct config *cfg,
-    struct queue_store *store);
+/*
+ * Builds the engine from the product's check table: every row's
+ * constructor runs with cfg (may be NULL: builtin settings). 0, or a
+ * negative errno with err naming the check that refused the
+ * configuration (then nothing is kept). Loop thread.
+ */
+int policy_new(uv_loop_t *loop, const struct config *cfg, struct queue_store *store,
+    struct policy **out, char *err, size_t errlen);
 void policy_free(struct policy *p);
 
 /*
@@ -103,8 +102,9 @@ void policy_run(struct policy *p, const struct policy_request *req,
     policy_done_fn *done, void *arg);
 
 /*
- * The message of req (DATA stage request) has been queued: checks that
- * count messages (the per-user hourly rate) count it. Loop thread.
+ * The message of req (DATA stage request) is durably queued: every row's
+ * after-queue hook sees it (the tenant check counts it for the per-user
+ * hourly rate). Loop thread.
  */
 void policy_message_queued(struct policy *p, const struct policy_request *req);
 #endif

@@ -1,7 +1,13 @@
 /*
- * stage_relay: may this client send to this recipient through us?
+ * stage_relay: may this client send to this recipient through us? A
+ * recipient is accepted when its domain is one of ours (the domain table)
+ * or the client may relay (trusted_networks, or authenticated).
+ * Address-routing forms from clients that may not relay are refused like
+ * Postfix's allow_untrusted_routing=no, so none of the classic open-relay
+ * tricks work.
  *
- * Entry points: stage_relay_check (a policy_check_fn for POLICY_STAGE_RCPT).
+ * Entry points: stage_relay_run (the "relay" row of policy/checks.c, at
+ * RCPT; no state, no constructor).
  * OWNERSHIP: nothing kept beyond the call.
  * THREADS: loop thread; the domain lookup is an LMDB read transaction,
  * which never waits for the writer.
@@ -11,20 +17,22 @@
 
 #include <errno.h>
 
-#include "policy/stage_relay.h"
+#include "policy/check.h"
 #include "queue/queue.h"
+
+policy_check_run_fn stage_relay_run;
 
 static const char stage_relay_rule[] = "relay";
 
-void stage_relay_check(struct policy_call *call, const struct policy_request *req,
-    void *rule_arg)
+void stage_relay_run(struct policy_call *call, const struct policy_request *req,
+    void *state)
 {
 	struct verdict v;
 	struct queue_txn *txn = NULL;
 	struct queue_domain *dom = NULL;
 	int rc;
 
-	(void)rule_arg;
+	(void)state;
 	policy_verdict_set(&v, VERDICT_CONTINUE, 0, "", "relay allowed");
 	v.rule = stage_relay_rule;
 

@@ -1,9 +1,25 @@
 /*
- * stage_tenant: tenancy rules at MAIL, RCPT and DATA (see stage_tenant.h).
+ * stage_tenant: the rules that come from tenancy (queue/tenancy.h), the
+ * "tenant" row of policy/checks.c.
+ *   MAIL  an authenticated user may send only as their own addresses and
+ *         aliases they own (553 5.7.1), within their agency's hourly
+ *         message rate (450 4.7.1) and size limit (552 5.3.4).
+ *   RCPT  a recipient in one of our domains must be a mailbox or alias
+ *         unless the domain accepts all (550 5.1.1); mail leaving the city
+ *         needs the sending agency's allow_external (550 5.7.1), and from
+ *         a trusted agency server a sender address of ours (554 5.7.1);
+ *         the agency's max_recipients (452 4.5.3).
+ *   DATA  for an authenticated user, the From: header must name exactly
+ *         the envelope sender (550 5.7.1); the agency's size limit.
+ *   after-queue: a queued message of an authenticated user counts for
+ *         the hourly rate.
+ * Policy values are read live from the store for each request (through
+ * queue_policy_u64/queue_policy_bool), so a `govrelayctl policy set`
+ * applies to the next command.
  *
- * Entry points: stage_tenant_new/free, stage_tenant_mail, stage_tenant_rcpt,
- * stage_tenant_data (policy_check_fn), stage_tenant_queued.
- * OWNERSHIP: the stage owns its per-user rate table; requests are borrowed.
+ * Entry points: stage_tenant_new/free (the per-user rate table),
+ * stage_tenant_run (MAIL, RCPT, DATA), stage_tenant_queued.
+ * OWNERSHIP: the check owns its per-user rate table; requests are borrowed.
  * THREADS: loop thread. Lookups are LMDB read transactions, which never
  * wait for the writer; each check opens one and ends it before replying.
  * ERRORS: a store failure is a tempfail (451 4.3.0), never an accept.
@@ -20,8 +36,13 @@
 #include "common/rfc5322.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
-#include "policy/stage_tenant.h"
+#include "policy/check.h"
 #include "queue/tenancy.h"
+
+policy_check_new_fn stage_tenant_new;
+policy_check_free_fn stage_tenant_free;
+policy_check_run_fn stage_tenant_run;
+policy_check_queued_fn stage_tenant_queued;
 
 #define ST_RATE_BUCKETS 4096
 #define ST_RATE_MAX 200000          /* users remembered before a sweep */
@@ -56,9 +77,13 @@ struct stage_tenant {
 	size_t nrates;
 };
 
-struct stage_tenant *stage_tenant_new(void)
+int stage_tenant_new(const struct config *cfg, void **state, char *err, size_t errlen)
 {
-	return xcalloc(1, sizeof(struct stage_tenant));
+	(void)cfg;
+	(void)err;
+	(void)errlen;
+	*state = xcalloc(1, sizeof(struct stage_tenant));
+	return 0;
 }
 
 static void st_rate_free(struct st_rate *e)
@@ -67,8 +92,10 @@ static void st_rate_free(struct st_rate *e)
 	free(e);
 }
 
-void stage_tenant_free(struct stage_tenant *st)
+void stage_tenant_free(void *state)
 {
+	struct stage_tenant *st = state;
+
 	if (st == NULL)
 		return;
 	for (size_t i = 0; i < ST_RATE_BUCKETS; i++) {
@@ -155,8 +182,9 @@ static uint64_t st_rate_estimate(const struct st_rate *e)
 	return e->count + (e->prev * left) / ST_HOUR_MS;
 }
 
-void stage_tenant_queued(struct stage_tenant *st, const struct policy_request *req)
+void stage_tenant_queued(void *state, const struct policy_request *req)
 {
+	struct stage_tenant *st = state;
 	struct st_rate *e;
 
 	if (req->auth_user == NULL)
@@ -192,71 +220,21 @@ static void st_tempfail(struct policy_call *call, int rc)
 }
 
 /*
- * A policy key's effective value for tenant (sizes and counts are stored
- * in decimal; booleans as yes/no). *builtin tells whether no tenant up the
- * tree sets it. tenant NULL (a domain without an agency): the builtin.
- */
-static int st_policy_value(struct queue_txn *txn, const char *tenant, const char *key,
-    char *out, size_t outlen, bool *builtin)
-{
-	char *value = NULL, *source = NULL;
-	int rc;
-
-	*builtin = true;
-	if (tenant == NULL) {
-		const struct tenancy_policy_key *k = tenancy_policy_key_find(key);
-
-		if (k == NULL)
-			return -EINVAL;
-		str_copy(out, k->builtin, outlen);
-		return 0;
-	}
-	rc = queue_policy_effective(txn, tenant, key, &value, &source);
-	if (rc == 0) {
-		str_copy(out, value, outlen);
-		*builtin = strcmp(source, "default") == 0;
-	}
-	free(value);
-	free(source);
-	return rc;
-}
-
-/*
- * A numeric key. The builtins of the limits that the configuration also
- * sets (max_message_size, max_recipients) stand for "the global limit",
- * which the session enforces already: no tenant limit then.
+ * A numeric key (queue_policy_u64). The builtins of the limits that the
+ * configuration also sets (max_message_size, max_recipients) stand for
+ * "the global limit", which the session enforces already: no tenant
+ * limit then.
  */
 static int st_policy_u64(struct queue_txn *txn, const char *tenant, const char *key,
     uint64_t *out)
 {
-	char text[32];
-	char *end;
-	bool builtin;
-	int rc = st_policy_value(txn, tenant, key, text, sizeof text, &builtin);
+	char source[TENANCY_ID_MAX + 1];
+	int rc = queue_policy_u64(txn, tenant, key, out, source, sizeof source);
 
-	if (rc < 0)
-		return rc;
-	if (builtin && (strcmp(key, "max_message_size") == 0 ||
-	    strcmp(key, "max_recipients") == 0)) {
+	if (rc == 0 && strcmp(source, "default") == 0 &&
+	    (strcmp(key, "max_message_size") == 0 || strcmp(key, "max_recipients") == 0))
 		*out = UINT64_MAX;
-		return 0;
-	}
-	errno = 0;
-	*out = strtoull(text, &end, 10);
-	return errno != 0 || end == text || *end != '\0' ? -EBADMSG : 0;
-}
-
-static int st_policy_bool(struct queue_txn *txn, const char *tenant, const char *key,
-    bool *out)
-{
-	char text[16];
-	bool builtin;
-	int rc = st_policy_value(txn, tenant, key, text, sizeof text, &builtin);
-
-	if (rc < 0)
-		return rc;
-	*out = strcmp(text, "yes") == 0;
-	return 0;
+	return rc;
 }
 
 /* The tenant of addr's domain (fresh) or NULL; -ENOENT is not an error. */
@@ -273,10 +251,9 @@ static int st_tenant_of(struct queue_txn *txn, const char *addr, char **tenant)
 
 /* ---------------------------------------------------------------- MAIL */
 
-void stage_tenant_mail(struct policy_call *call, const struct policy_request *req,
-    void *rule_arg)
+static void stage_tenant_mail(struct policy_call *call, const struct policy_request *req,
+    struct stage_tenant *st)
 {
-	struct stage_tenant *st = rule_arg;
 	struct queue_txn *txn = NULL;
 	char sender[ADDR_MAX + 1];
 	char *tenant = NULL;
@@ -404,7 +381,7 @@ static bool st_rcpt_external(struct policy_call *call, struct queue_txn *txn,
 		return true; /* stage_relay has refused it already */
 	}
 	if (rc == 0)
-		rc = st_policy_bool(txn, tenant, "allow_external", &allowed);
+		rc = queue_policy_bool(txn, tenant, "allow_external", &allowed, NULL, 0);
 	if (rc < 0) {
 		free(tenant);
 		st_tempfail(call, rc);
@@ -422,8 +399,7 @@ static bool st_rcpt_external(struct policy_call *call, struct queue_txn *txn,
 	return true;
 }
 
-void stage_tenant_rcpt(struct policy_call *call, const struct policy_request *req,
-    void *rule_arg)
+static void stage_tenant_rcpt(struct policy_call *call, const struct policy_request *req)
 {
 	struct queue_txn *txn = NULL;
 	struct queue_domain *dom = NULL;
@@ -434,7 +410,6 @@ void stage_tenant_rcpt(struct policy_call *call, const struct policy_request *re
 	uint64_t limit;
 	int rc;
 
-	(void)rule_arg;
 	/* <Postmaster> and address literals: stage_relay has decided. */
 	if (req->rcpt_domain[0] == '\0' || addr_canon(req->rcpt, rcpt, sizeof rcpt, &why) < 0) {
 		st_continue(call);
@@ -521,8 +496,7 @@ static bool st_from_matches(struct policy_call *call, const struct policy_reques
 	return ok;
 }
 
-void stage_tenant_data(struct policy_call *call, const struct policy_request *req,
-    void *rule_arg)
+static void stage_tenant_data(struct policy_call *call, const struct policy_request *req)
 {
 	struct queue_txn *txn = NULL;
 	char *tenant = NULL;
@@ -530,7 +504,6 @@ void stage_tenant_data(struct policy_call *call, const struct policy_request *re
 	uint64_t limit;
 	int rc;
 
-	(void)rule_arg;
 	if (req->auth_user == NULL) {
 		st_continue(call);
 		return;
@@ -555,4 +528,24 @@ void stage_tenant_data(struct policy_call *call, const struct policy_request *re
 		return;
 	}
 	st_continue(call);
+}
+
+/* The row's run: one entry, the stage picks the rules. */
+void stage_tenant_run(struct policy_call *call, const struct policy_request *req, void *state)
+{
+	switch (req->stage) {
+	case POLICY_STAGE_MAIL:
+		stage_tenant_mail(call, req, state);
+		return;
+	case POLICY_STAGE_RCPT:
+		stage_tenant_rcpt(call, req);
+		return;
+	case POLICY_STAGE_DATA:
+		stage_tenant_data(call, req);
+		return;
+	default:
+		/* The row names no other stage. */
+		st_continue(call);
+		return;
+	}
 }

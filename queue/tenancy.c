@@ -1636,6 +1636,78 @@ int queue_policy_effective(struct queue_txn *txn, const char *tenant, const char
 	return 0;
 }
 
+/*
+ * The effective text of key for tenant and its source; tenant NULL (an
+ * address of a domain with no agency) reads the builtin. The one place a
+ * typed getter reads the store, so every caller gets the same answer.
+ */
+static int tenancy_policy_text(struct queue_txn *txn, const char *tenant,
+    const struct tenancy_policy_key *pk, char *text, size_t textlen, char *source,
+    size_t sourcelen)
+{
+	char *value = NULL, *src = NULL;
+	int rc;
+
+	if (tenant == NULL) {
+		str_copy(text, pk->builtin, textlen);
+		if (source != NULL)
+			str_copy(source, "default", sourcelen);
+		return 0;
+	}
+	rc = queue_policy_effective(txn, tenant, pk->name, &value, &src);
+	if (rc == 0) {
+		if (strlen(value) >= textlen)
+			rc = -EBADMSG;
+		else
+			str_copy(text, value, textlen);
+		if (source != NULL)
+			str_copy(source, src, sourcelen);
+	}
+	free(value);
+	free(src);
+	return rc;
+}
+
+int queue_policy_bool(struct queue_txn *txn, const char *tenant, const char *key,
+    bool *out, char *source, size_t sourcelen)
+{
+	const struct tenancy_policy_key *pk = tenancy_policy_key_find(key);
+	char text[TENANCY_POLICY_VALUE_MAX + 1];
+	int rc;
+
+	if (pk == NULL || pk->type != TENANCY_POLICY_BOOL)
+		return -EINVAL;
+	if ((rc = tenancy_policy_text(txn, tenant, pk, text, sizeof text, source,
+	    sourcelen)) < 0)
+		return rc;
+	/* Stored values are normalized (tenancy_policy_normalize): yes or no. */
+	if (strcmp(text, "yes") == 0)
+		*out = true;
+	else if (strcmp(text, "no") == 0)
+		*out = false;
+	else
+		return -EBADMSG;
+	return 0;
+}
+
+int queue_policy_u64(struct queue_txn *txn, const char *tenant, const char *key,
+    uint64_t *out, char *source, size_t sourcelen)
+{
+	const struct tenancy_policy_key *pk = tenancy_policy_key_find(key);
+	char text[TENANCY_POLICY_VALUE_MAX + 1];
+	int rc;
+
+	if (pk == NULL || (pk->type != TENANCY_POLICY_SIZE && pk->type != TENANCY_POLICY_COUNT))
+		return -EINVAL;
+	if ((rc = tenancy_policy_text(txn, tenant, pk, text, sizeof text, source,
+	    sourcelen)) < 0)
+		return rc;
+	/* Normalized sizes and counts are plain decimal within the size bound. */
+	if (!tenancy_parse_decimal(text, strlen(text), TENANCY_POLICY_SIZE_MAX, out))
+		return -EBADMSG;
+	return 0;
+}
+
 /* -------------------------------------------------------------- operators */
 
 const char *queue_role_name(enum queue_operator_role r)

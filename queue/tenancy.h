@@ -183,6 +183,20 @@ int queue_policy_get(struct queue_txn *txn, const char *tenant, const char *key,
  */
 int queue_policy_effective(struct queue_txn *txn, const char *tenant, const char *key,
     char **value, char **source);
+/*
+ * The effective value, typed: the one parsing rule for every caller (the
+ * policy checks, the session, govrelayctl). tenant NULL (an address whose
+ * domain has no agency) reads the key's builtin from tenancy_policy_keys.
+ * source, unless NULL, receives the tenant id that set the value or
+ * "default" (truncated to sourcelen). 0; -EINVAL for an unknown key or a
+ * key of the other type; -EBADMSG for a stored value that does not parse;
+ * else as queue_policy_effective (-ENOENT: no such tenant).
+ */
+int queue_policy_bool(struct queue_txn *txn, const char *tenant, const char *key,
+    bool *out, char *source, size_t sourcelen);
+/* Sizes (bytes) and counts. */
+int queue_policy_u64(struct queue_txn *txn, const char *tenant, const char *key,
+    uint64_t *out, char *source, size_t sourcelen);
 
 /* -------------------------------------------------------------- operators */
 

@@ -290,7 +290,8 @@ int main(int argc, char **argv)
 	if (tlsio_ctx_new_client(&d.client_tls, err, sizeof err) < 0)
 		fatal(EX_SOFTWARE, "outbound TLS: %s", err);
 
-	d.policy = policy_new(d.loop, d.cfg, d.store);
+	if (policy_new(d.loop, d.cfg, d.store, &d.policy, err, sizeof err) < 0)
+		fatal(EX_CONFIG, "policy: %s", err);
 	smtp_server_init(&d.srv, d.loop);
 	d.srv.cfg = cfg_ref(d.cfg);
 	d.srv.store = d.store;

@@ -10,14 +10,18 @@
 #include "config.h"
 
 #include <check.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <uv.h>
 
 #include "common/util.h"
+#include "policy/check.h"
 #include "policy/policy.h"
 #include "queue/queue.h"
 #include "queue/tenancy.h"
@@ -64,6 +68,17 @@ static void test_teardown(void)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
+/* The product's table over store (the API call; the assertions are the tests'). */
+static struct policy *test_policy_new(struct queue_store *store)
+{
+	struct policy *p = NULL;
+	char err[256] = "";
+
+	ck_assert_msg(policy_new(&test_loop, NULL, store, &p, err, sizeof err) == 0,
+	    "policy_new: %s", err);
+	return p;
+}
+
 struct policy_test_result {
 	int calls;
 	struct verdict v;
@@ -102,7 +117,7 @@ static const struct {
 
 START_TEST(test_relay_table)
 {
-	struct policy *p = policy_new(&test_loop, NULL, test_store);
+	struct policy *p = test_policy_new(test_store);
 	struct policy_request req;
 	struct policy_test_result r;
 
@@ -200,7 +215,7 @@ static void tenant_request(struct policy_request *req, bool trusted, const char 
 
 START_TEST(test_tenant_table)
 {
-	struct policy *p = policy_new(&test_loop, NULL, test_store);
+	struct policy *p = test_policy_new(test_store);
 	struct policy_request req;
 	struct policy_test_result r;
 
@@ -233,7 +248,7 @@ END_TEST
  */
 START_TEST(test_tenant_mailbox_added_live)
 {
-	struct policy *p = policy_new(&test_loop, NULL, test_store);
+	struct policy *p = test_policy_new(test_store);
 	struct queue_mailbox mb = { .address = "late@strict.gov.vn" };
 	struct policy_request req;
 	struct policy_test_result r;
@@ -262,7 +277,7 @@ END_TEST
 /* allow_external "no" on the sender's agency stops a trusted relay out. */
 START_TEST(test_tenant_allow_external)
 {
-	struct policy *p = policy_new(&test_loop, NULL, test_store);
+	struct policy *p = test_policy_new(test_store);
 	struct policy_request req;
 	struct policy_test_result r;
 	struct queue_txn *txn;
@@ -293,9 +308,63 @@ START_TEST(test_tenant_allow_external)
 }
 END_TEST
 
+/*
+ * The typed getters every caller reads tenant policy through: builtins
+ * for no tenant, inheritance with its source, one parsing rule, and the
+ * wrong type refused.
+ */
+START_TEST(test_tenant_policy_getters)
+{
+	struct queue_tenant ward = { .id = "ward", .name = "Ward", .parent = "city" };
+	struct queue_txn *txn;
+	char source[TENANCY_ID_MAX + 1];
+	char why[256];
+	uint64_t n = 0;
+	bool b = false;
+
+	ck_assert_int_eq(queue_txn_begin(test_store, true, &txn), 0);
+	ck_assert_int_eq(queue_tenant_put(txn, &ward, why, sizeof why), 0);
+	ck_assert_int_eq(queue_policy_set(txn, "city", "max_recipients", "7"), 0);
+	ck_assert_int_eq(queue_policy_set(txn, "city", "require_tls_outbound", "on"), 0);
+	ck_assert_int_eq(queue_txn_commit(txn), 0);
+
+	ck_assert_int_eq(queue_txn_begin(test_store, false, &txn), 0);
+	/* No tenant (a domain without an agency): the builtin. */
+	ck_assert_int_eq(queue_policy_u64(txn, NULL, "max_recipients", &n, source,
+	    sizeof source), 0);
+	ck_assert_uint_eq(n, 100);
+	ck_assert_str_eq(source, "default");
+	ck_assert_int_eq(queue_policy_bool(txn, NULL, "allow_external", &b, NULL, 0), 0);
+	ck_assert(b);
+	/* Inherited from the parent, which set it. */
+	ck_assert_int_eq(queue_policy_u64(txn, "ward", "max_recipients", &n, source,
+	    sizeof source), 0);
+	ck_assert_uint_eq(n, 7);
+	ck_assert_str_eq(source, "city");
+	ck_assert_int_eq(queue_policy_bool(txn, "ward", "require_tls_outbound", &b, source,
+	    sizeof source), 0);
+	ck_assert(b);
+	ck_assert_str_eq(source, "city");
+	/* Set nowhere up the tree: the builtin, from "default". */
+	ck_assert_int_eq(queue_policy_u64(txn, "ward", "max_message_size", &n, source,
+	    sizeof source), 0);
+	ck_assert_uint_eq(n, 26214400);
+	ck_assert_str_eq(source, "default");
+	ck_assert_int_eq(queue_policy_u64(txn, "ward", "messages_per_hour", &n, NULL, 0), 0);
+	ck_assert_uint_eq(n, 0);
+	/* Refusals: the other type, an unknown key, an unknown tenant. */
+	ck_assert_int_eq(queue_policy_bool(txn, "ward", "max_recipients", &b, NULL, 0), -EINVAL);
+	ck_assert_int_eq(queue_policy_u64(txn, "ward", "allow_external", &n, NULL, 0), -EINVAL);
+	ck_assert_int_eq(queue_policy_u64(txn, "ward", "no_such_key", &n, NULL, 0), -EINVAL);
+	ck_assert_int_eq(queue_policy_bool(txn, "nobody", "allow_external", &b, NULL, 0),
+	    -ENOENT);
+	queue_txn_abort(txn);
+}
+END_TEST
+
 START_TEST(test_stage_without_rules_continues)
 {
-	struct policy *p = policy_new(&test_loop, NULL, test_store);
+	struct policy *p = test_policy_new(test_store);
 	struct policy_request req;
 	struct policy_test_result r;
 	enum policy_stage stages[] = { POLICY_STAGE_CONNECT, POLICY_STAGE_HELO,
@@ -331,7 +400,7 @@ START_TEST(test_readonly_store_lookup)
 
 	/* The relay check only reads: a read-only handle must be enough. */
 	ck_assert_int_eq(queue_store_open(test_dir, 0, true, &ro), 0);
-	p = policy_new(&test_loop, NULL, ro);
+	p = test_policy_new(ro);
 	memset(&req, 0, sizeof req);
 	memset(&r, 0, sizeof r);
 	req.stage = POLICY_STAGE_RCPT;
@@ -358,6 +427,397 @@ START_TEST(test_readonly_store_lookup)
 }
 END_TEST
 
+
+/* ------------------------------------------------- the table, with fake rows */
+
+/*
+ * Test-only rows: what each one does is its state (a struct fake), so one
+ * run function serves them all and the tests read as tables.
+ */
+enum fake_action { FAKE_CONTINUE, FAKE_REJECT, FAKE_TEMPFAIL, FAKE_TWICE, FAKE_NEVER,
+	FAKE_LATER };
+
+struct fake {
+	enum fake_action action;
+	int runs;
+	int queued;
+	int freed;
+	int create_rc;
+	struct policy_call *held;    /* FAKE_NEVER: the call it never completed */
+	uv_timer_t timer;            /* FAKE_LATER */
+};
+
+static struct fake fakes[4];
+static int fake_next;      /* the fake the next constructor call takes */
+
+static int fake_index(const void *state)
+{
+	return (int)((const struct fake *)state - fakes);
+}
+
+static int fake_new(const struct config *cfg, void **state, char *err, size_t errlen)
+{
+	/* A constructor does not know its row: rows take the fakes in order. */
+	struct fake *f = &fakes[fake_next++ % 4];
+
+	(void)cfg;
+	if (f->create_rc < 0) {
+		snprintf(err, errlen, "fake %d refuses the configuration", fake_index(f));
+		return f->create_rc;
+	}
+	*state = f;
+	return 0;
+}
+
+static void fake_free(void *state)
+{
+	((struct fake *)state)->freed++;
+}
+
+static void fake_queued(void *state, const struct policy_request *req)
+{
+	(void)req;
+	((struct fake *)state)->queued++;
+}
+
+static void fake_later_cb(uv_timer_t *t)
+{
+	struct fake *f = t->data;
+	struct verdict v;
+
+	policy_verdict_set(&v, VERDICT_REJECT, 550, "5.7.1", "decided later");
+	policy_call_complete(f->held, &v);
+	f->held = NULL;
+	uv_close((uv_handle_t *)&f->timer, NULL);
+}
+
+static void fake_run(struct policy_call *call, const struct policy_request *req, void *state)
+{
+	struct fake *f = state;
+	struct verdict v;
+
+	(void)req;
+	f->runs++;
+	switch (f->action) {
+	case FAKE_CONTINUE:
+		policy_verdict_set(&v, VERDICT_CONTINUE, 0, "", "fine");
+		break;
+	case FAKE_REJECT:
+	case FAKE_TWICE:
+		policy_verdict_set(&v, VERDICT_REJECT, 554, "5.7.1", "fake %d says no",
+		    fake_index(f));
+		break;
+	case FAKE_TEMPFAIL:
+		policy_verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.7.1", "later");
+		break;
+	case FAKE_NEVER:
+		f->held = call;
+		return;
+	case FAKE_LATER:
+		f->held = call;
+		uv_timer_init(&test_loop, &f->timer);
+		f->timer.data = f;
+		uv_timer_start(&f->timer, fake_later_cb, 5, 0);
+		return;
+	}
+	policy_call_complete(call, &v);
+	if (f->action == FAKE_TWICE)
+		policy_call_complete(call, &v);
+}
+
+#define FAKE_ROW(name, stages, roles, flags) \
+	{ name, stages, roles, flags, 0, fake_new, fake_free, fake_run, fake_queued }
+
+static struct policy *fake_policy(const struct policy_check *rows, size_t n)
+{
+	struct policy *p = NULL;
+	char err[256] = "";
+
+	ck_assert_msg(policy_new_table(&test_loop, NULL, test_store, rows, n, &p, err,
+	    sizeof err) == 0, "policy_new_table: %s", err);
+	return p;
+}
+
+static void fake_reset(void)
+{
+	memset(fakes, 0, sizeof fakes);
+	fake_next = 0;
+}
+
+static struct policy_test_result fake_request(struct policy *p, enum policy_stage stage,
+    const char *role)
+{
+	struct policy_request req;
+	struct policy_test_result r;
+
+	memset(&req, 0, sizeof req);
+	memset(&r, 0, sizeof r);
+	req.stage = stage;
+	req.session_id = "fake";
+	req.listener_role = role;
+	req.sender = "";
+	req.rcpt = "";
+	req.rcpt_domain = "";
+	policy_run(p, &req, test_done, &r);
+	ck_assert_int_eq(r.calls, 1);
+	return r;
+}
+
+/* The first decisive verdict wins; CONTINUE falls through; later rows never run. */
+START_TEST(test_table_first_decisive_wins)
+{
+	const unsigned all = POLICY_AT(POLICY_STAGE_MAIL);
+	const struct policy_check rows[] = {
+		FAKE_ROW("a", all, POLICY_ROLES_ALL, 0),
+		FAKE_ROW("b", all, POLICY_ROLES_ALL, 0),
+		FAKE_ROW("c", all, POLICY_ROLES_ALL, 0),
+	};
+	struct policy *p;
+	struct policy_test_result r;
+
+	fake_reset();
+	fakes[1].action = FAKE_REJECT;
+	p = fake_policy(rows, 3);
+	r = fake_request(p, POLICY_STAGE_MAIL, "mx");
+	ck_assert_int_eq(r.v.kind, VERDICT_REJECT);
+	ck_assert_int_eq(r.v.code, 554);
+	ck_assert_str_eq(r.v.rule, "b");      /* the row's name when the check names none */
+	ck_assert_int_eq(fakes[0].runs, 1);
+	ck_assert_int_eq(fakes[1].runs, 1);
+	ck_assert_int_eq(fakes[2].runs, 0);
+	policy_free(p);
+	ck_assert_int_eq(fakes[0].freed + fakes[1].freed + fakes[2].freed, 3);
+}
+END_TEST
+
+/* Rows run only at their stages and for their listener roles. */
+START_TEST(test_table_stage_and_role_filter)
+{
+	const struct policy_check rows[] = {
+		FAKE_ROW("mx-mail", POLICY_AT(POLICY_STAGE_MAIL), POLICY_ROLE(CFG_ROLE_MX), 0),
+		FAKE_ROW("sub-rcpt", POLICY_AT(POLICY_STAGE_RCPT),
+		    POLICY_ROLE(CFG_ROLE_SUBMISSION) | POLICY_ROLE(CFG_ROLE_SUBMISSIONS), 0),
+		FAKE_ROW("everywhere", POLICY_AT(POLICY_STAGE_MAIL) | POLICY_AT(POLICY_STAGE_RCPT),
+		    POLICY_ROLES_ALL, 0),
+	};
+	static const struct {
+		enum policy_stage stage;
+		const char *role;
+		int runs[3];
+	} cases[] = {
+		{ POLICY_STAGE_MAIL, "mx", { 1, 0, 1 } },
+		{ POLICY_STAGE_MAIL, "submission", { 0, 0, 1 } },
+		{ POLICY_STAGE_RCPT, "mx", { 0, 0, 1 } },
+		{ POLICY_STAGE_RCPT, "submission", { 0, 1, 1 } },
+		{ POLICY_STAGE_RCPT, "submissions", { 0, 1, 1 } },
+		{ POLICY_STAGE_CONNECT, "mx", { 0, 0, 0 } },
+		{ POLICY_STAGE_DATA, "submission", { 0, 0, 0 } },
+		{ POLICY_STAGE_RCPT, NULL, { 0, 1, 1 } },   /* no role: every row */
+	};
+	struct policy *p;
+
+	fake_reset();
+	p = fake_policy(rows, 3);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct policy_test_result r;
+
+		for (int k = 0; k < 3; k++)
+			fakes[k].runs = 0;
+		r = fake_request(p, cases[i].stage, cases[i].role);
+		ck_assert_int_eq(r.v.kind, VERDICT_CONTINUE);
+		for (int k = 0; k < 3; k++)
+			ck_assert_msg(fakes[k].runs == cases[i].runs[k], "case %zu (%s %s): row %d "
+			    "ran %d times, want %d", i, policy_stage_name(cases[i].stage),
+			    cases[i].role ? cases[i].role : "(any)", k, fakes[k].runs,
+			    cases[i].runs[k]);
+	}
+	/* A role the engine does not know is an internal failure: tempfail. */
+	{
+		struct policy_test_result r = fake_request(p, POLICY_STAGE_MAIL, "smtp-out");
+
+		ck_assert_int_eq(r.v.kind, VERDICT_TEMPFAIL);
+		ck_assert_int_eq(r.v.code, 451);
+	}
+	policy_free(p);
+}
+END_TEST
+
+/* The engine owns the clock: a check that never answers becomes a tempfail. */
+START_TEST(test_table_timeout_tempfails)
+{
+	const struct policy_check rows[] = {
+		{ "slow", POLICY_AT(POLICY_STAGE_RCPT), POLICY_ROLES_ALL, 0, 20, fake_new,
+		  fake_free, fake_run, NULL },
+		FAKE_ROW("after", POLICY_AT(POLICY_STAGE_RCPT), POLICY_ROLES_ALL, 0),
+	};
+	struct policy_request req;
+	struct policy_test_result r;
+	struct policy *p;
+	struct verdict late;
+
+	fake_reset();
+	fakes[0].action = FAKE_NEVER;
+	p = fake_policy(rows, 2);
+	memset(&req, 0, sizeof req);
+	memset(&r, 0, sizeof r);
+	req.stage = POLICY_STAGE_RCPT;
+	req.session_id = "fake";
+	req.listener_role = "mx";
+	policy_run(p, &req, test_done, &r);
+	ck_assert_int_eq(r.calls, 0);          /* waiting */
+	ck_assert_int_eq(uv_run(&test_loop, UV_RUN_DEFAULT), 0);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.v.kind, VERDICT_TEMPFAIL);
+	ck_assert_int_eq(r.v.code, 451);
+	ck_assert_str_eq(r.v.enh, "4.3.0");
+	ck_assert_str_eq(r.v.rule, "slow");
+	ck_assert_int_eq(fakes[1].runs, 0);
+	/* The answer after the deadline is ignored, and frees the call. */
+	policy_verdict_set(&late, VERDICT_CONTINUE, 0, "", "too late");
+	policy_call_complete(fakes[0].held, &late);
+	ck_assert_int_eq(uv_run(&test_loop, UV_RUN_DEFAULT), 0);
+	ck_assert_int_eq(r.calls, 1);
+	policy_free(p);
+}
+END_TEST
+
+/* A check may complete later, from a callback on the loop. */
+START_TEST(test_table_async_completion)
+{
+	const struct policy_check rows[] = {
+		FAKE_ROW("later", POLICY_AT(POLICY_STAGE_HELO), POLICY_ROLES_ALL, 0),
+		FAKE_ROW("after", POLICY_AT(POLICY_STAGE_HELO), POLICY_ROLES_ALL, 0),
+	};
+	struct policy_request req;
+	struct policy_test_result r;
+	struct policy *p;
+
+	fake_reset();
+	fakes[0].action = FAKE_LATER;
+	p = fake_policy(rows, 2);
+	memset(&req, 0, sizeof req);
+	memset(&r, 0, sizeof r);
+	req.stage = POLICY_STAGE_HELO;
+	req.session_id = "fake";
+	req.listener_role = "submission";
+	policy_run(p, &req, test_done, &r);
+	ck_assert_int_eq(r.calls, 0);
+	ck_assert_int_eq(uv_run(&test_loop, UV_RUN_DEFAULT), 0);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.v.kind, VERDICT_REJECT);
+	ck_assert_str_eq(r.v.text, "decided later");
+	ck_assert_int_eq(fakes[1].runs, 0);
+	policy_free(p);
+}
+END_TEST
+
+/* warn_only: the row's refusal is logged, and the walk goes on. */
+START_TEST(test_table_warn_only)
+{
+	const struct policy_check rows[] = {
+		FAKE_ROW("dry", POLICY_AT(POLICY_STAGE_DATA), POLICY_ROLES_ALL,
+		    POLICY_CHECK_WARN_ONLY),
+		FAKE_ROW("real", POLICY_AT(POLICY_STAGE_DATA), POLICY_ROLES_ALL, 0),
+	};
+	struct policy *p;
+	struct policy_test_result r;
+
+	fake_reset();
+	fakes[0].action = FAKE_REJECT;
+	fakes[1].action = FAKE_TEMPFAIL;
+	p = fake_policy(rows, 2);
+	r = fake_request(p, POLICY_STAGE_DATA, "mx");
+	ck_assert_int_eq(fakes[1].runs, 1);
+	ck_assert_int_eq(r.v.kind, VERDICT_TEMPFAIL);
+	ck_assert_str_eq(r.v.rule, "real");
+	policy_free(p);
+}
+END_TEST
+
+/* Every row's after-queue hook hears of a queued message; rows without one are skipped. */
+START_TEST(test_table_after_queue_hook)
+{
+	const struct policy_check rows[] = {
+		FAKE_ROW("counts", POLICY_AT(POLICY_STAGE_MAIL), POLICY_ROLES_ALL, 0),
+		{ "no-hook", POLICY_AT(POLICY_STAGE_MAIL), POLICY_ROLES_ALL, 0, 0, fake_new,
+		  fake_free, fake_run, NULL },
+	};
+	struct policy_request req = { .stage = POLICY_STAGE_DATA, .auth_user = "u@us.gov.vn",
+		.sender = "u@us.gov.vn" };
+	struct policy *p;
+
+	fake_reset();
+	p = fake_policy(rows, 2);
+	policy_message_queued(p, &req);
+	policy_message_queued(p, &req);
+	ck_assert_int_eq(fakes[0].queued, 2);
+	ck_assert_int_eq(fakes[1].queued, 0);
+	policy_free(p);
+}
+END_TEST
+
+/* A constructor refusing the configuration fails policy_new with its words. */
+START_TEST(test_table_constructor_fails)
+{
+	const struct policy_check rows[] = {
+		FAKE_ROW("ok", POLICY_AT(POLICY_STAGE_MAIL), POLICY_ROLES_ALL, 0),
+		FAKE_ROW("refuses", POLICY_AT(POLICY_STAGE_MAIL), POLICY_ROLES_ALL, 0),
+		FAKE_ROW("never built", POLICY_AT(POLICY_STAGE_MAIL), POLICY_ROLES_ALL, 0),
+	};
+	const struct policy_check broken[] = {
+		{ "no run", POLICY_AT(POLICY_STAGE_MAIL), POLICY_ROLES_ALL, 0, 0, NULL, NULL,
+		  NULL, NULL },
+	};
+	struct policy *p = (struct policy *)1;
+	char err[256] = "";
+
+	fake_reset();
+	fakes[1].create_rc = -EINVAL;
+	ck_assert_int_eq(policy_new_table(&test_loop, NULL, test_store, rows, 3, &p, err,
+	    sizeof err), -EINVAL);
+	ck_assert_ptr_null(p);
+	ck_assert_str_eq(err, "fake 1 refuses the configuration");
+	ck_assert_int_eq(fakes[0].freed, 1);   /* built, so freed */
+	ck_assert_int_eq(fakes[2].freed, 0);   /* never built */
+	ck_assert_int_eq(policy_new_table(&test_loop, NULL, test_store, broken, 1, &p, err,
+	    sizeof err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "no run"));
+}
+END_TEST
+
+/*
+ * A check completing twice is a broken invariant: the engine aborts (in a
+ * child, so this test survives it); with NDEBUG it logs and ignores it.
+ */
+START_TEST(test_table_double_completion)
+{
+	const struct policy_check rows[] = {
+		FAKE_ROW("twice", POLICY_AT(POLICY_STAGE_MAIL), POLICY_ROLES_ALL, 0),
+	};
+	pid_t pid;
+	int status = 0;
+
+	fake_reset();
+	fakes[0].action = FAKE_TWICE;
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct policy *p = fake_policy(rows, 1);
+
+		fake_request(p, POLICY_STAGE_MAIL, "mx");
+		policy_free(p);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+#ifdef NDEBUG
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+#else
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+	    "a double completion must abort (status %d)", status);
+#endif
+}
+END_TEST
+
 static Suite *test_policy_suite(void)
 {
 	Suite *s = suite_create("policy");
@@ -370,9 +830,21 @@ static Suite *test_policy_suite(void)
 	    (int)(sizeof tenant_cases / sizeof tenant_cases[0]));
 	tcase_add_test(tc, test_tenant_mailbox_added_live);
 	tcase_add_test(tc, test_tenant_allow_external);
+	tcase_add_test(tc, test_tenant_policy_getters);
 	tcase_add_test(tc, test_stage_without_rules_continues);
 	tcase_add_test(tc, test_names);
 	tcase_add_test(tc, test_readonly_store_lookup);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("table");
+	tcase_add_checked_fixture(tc, test_setup, test_teardown);
+	tcase_add_test(tc, test_table_first_decisive_wins);
+	tcase_add_test(tc, test_table_stage_and_role_filter);
+	tcase_add_test(tc, test_table_timeout_tempfails);
+	tcase_add_test(tc, test_table_async_completion);
+	tcase_add_test(tc, test_table_warn_only);
+	tcase_add_test(tc, test_table_after_queue_hook);
+	tcase_add_test(tc, test_table_constructor_fails);
+	tcase_add_test(tc, test_table_double_completion);
 	suite_add_tcase(s, tc);
 	return s;
 }

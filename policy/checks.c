@@ -1,0 +1,41 @@
+/*
+ * checks: the check table, the only file that names every check. Each
+ * row says where a check runs (stages, listener roles), its flags and
+ * timeout, and the functions of its file (policy/stage_<name>.c) that
+ * build, run, tell and free it (policy/check.h says what each must do).
+ * Rows run in table order at each stage: the cheap, decisive relay
+ * question before the tenancy lookups.
+ *
+ * Adding a check (SPF, say): write policy/stage_spf.c with functions of
+ * the typedef'd signatures of policy/check.h, declare them below in its
+ * own block and add its row. Nothing else changes: not the engine, not
+ * the session.
+ *
+ * Entry points: policy_checks, policy_nchecks (read by policy_new).
+ * OWNERSHIP: static, read-only data.
+ * THREADS: any (constant).
+ * ERRORS: none here; constructors report theirs through policy_new.
+ */
+#include "config.h"
+
+#include "policy/check.h"
+
+/* stage_relay.c: may this client send to this recipient through us? */
+policy_check_run_fn stage_relay_run;
+
+/* stage_tenant.c: the agency rules (mailboxes, sender ownership, limits). */
+policy_check_new_fn stage_tenant_new;
+policy_check_free_fn stage_tenant_free;
+policy_check_run_fn stage_tenant_run;
+policy_check_queued_fn stage_tenant_queued;
+
+const struct policy_check policy_checks[] = {
+	{ .name = "relay", .stages = POLICY_AT(POLICY_STAGE_RCPT), .roles = POLICY_ROLES_ALL,
+	  .run = stage_relay_run },
+	{ .name = "tenant", .stages = POLICY_AT(POLICY_STAGE_MAIL) |
+	  POLICY_AT(POLICY_STAGE_RCPT) | POLICY_AT(POLICY_STAGE_DATA),
+	  .roles = POLICY_ROLES_ALL, .create = stage_tenant_new, .destroy = stage_tenant_free,
+	  .run = stage_tenant_run, .queued = stage_tenant_queued },
+};
+
+const size_t policy_nchecks = sizeof policy_checks / sizeof policy_checks[0];
