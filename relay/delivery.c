@@ -10,20 +10,33 @@
  * one audit record per recipient in the same transaction. The Postfix-like
  * log lines are written only after that transaction is durable.
  *
- * This first cut delivers only over "smtp:ADDRESS:PORT" routes with a
- * numeric address. Every other route (mx, lmtp:, maildir:, a host name)
- * and a domain without a record are honest temporary failures, retried
- * with backoff until the message expires.
+ * Routes (a domain's record, INTERFACE.md): smtp:HOST:PORT and
+ * lmtp:HOST:PORT (HOST an address or a name looked up through relay/dns),
+ * lmtp:unix:PATH, maildir:DIR (written on the thread pool by
+ * relay/maildir), and mx (the domain's MX hosts, or its address when it
+ * has none, on port smtp_port). A recipient whose domain has no record
+ * goes over mx: mail the trusted agency servers relay to the Internet. A
+ * route that cannot be parsed is a temporary failure, retried with
+ * backoff until the message expires. Sessions to one next hop known
+ * without DNS are shared: at most destination_concurrency at once, each
+ * taking the next waiting group over the same connection. STARTTLS is
+ * required where the domain says so, or where the sender's agency had
+ * require_tls_outbound when the message arrived (queue_receive marks it).
  *
- * Recording (the apply, on the writer thread) re-reads the message inside
- * the write transaction, since govrelayctl may have changed or deleted it
- * while the session ran, and updates only recipients that are still
- * pending: 2xx DELIVERED, 5xx FAILED, anything else PENDING again with
- * attempts+1 and next_attempt = now + backoff, or FAILED as expired when
- * the message is older than max_queue_lifetime. A message with nothing
- * pending is deleted (bounces come later). If the operation fails the
- * store keeps the message as it was: it is delivered again later, which
- * is the at-least-once promise (a crash mid-session does the same).
+ * Recording is queue_delivery_apply's (queue/delivery.c), on the writer
+ * thread in one transaction per message: it re-reads the message (an
+ * operator may have changed or deleted it meanwhile) and updates only
+ * recipients still pending: 2xx delivered, 5xx failed, anything else
+ * pending again with backoff, or failed as expired (4.4.7) past
+ * max_queue_lifetime. Failures that asked for it get an RFC 3464 failure
+ * report, and a message pending past delay_warning_time gets one delay
+ * report: the words come from relay/dsn (dlv_make_report), and the
+ * report is queued like a received message (queue_receive_apply) in the
+ * same transaction, null sender, never about a report. A message with
+ * nothing pending is deleted. If the operation fails the store keeps the
+ * message as it was: it is delivered again later, which is the
+ * at-least-once promise (a crash mid-session does the same). Success
+ * reports (NOTIFY=SUCCESS) are not sent.
  *
  * Entry points: dlv_start, dlv_kick, dlv_set_config, dlv_stop.
  *
@@ -33,10 +46,10 @@
  * store, writer and client_tls are borrowed and must outlive dlv_stop's
  * callback. A job submitted to the writer lives until its done callback.
  *
- * THREADS: everything on the loop thread except dlv_apply, which runs on
- * the writer thread while the loop does not touch that job (between
- * submit and done); it reads the job's config snapshot, which is
- * immutable while referenced.
+ * THREADS: everything on the loop thread except dlv_apply and
+ * dlv_make_report, which run on the writer thread while the loop does not
+ * touch that job (between submit and done); they read the job's config
+ * snapshot, which is immutable while referenced.
  *
  * ERRORS: store read errors are logged and the message is left for a
  * later pass; nothing a peer sends can stop the scheduler.
@@ -58,6 +71,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
+#include "queue/audit_event.h"
+#include "queue/delivery.h"
 #include "queue/queue.h"
 #include "queue/queue_writer.h"
 #include "relay/delivery.h"
@@ -76,11 +91,9 @@
 #define DLV_MX_MAX 8
 #define DLV_ADDR_MAX 8
 #define DLV_TRIES_MAX 10
-/* Audit "reply" values are truncated to this many bytes. */
-#define DLV_AUDIT_REPLY_MAX 200
 
 #define DLV_TEXT_NO_ROUTE "4.3.0 no route for domain"
-#define DLV_TEXT_UNSUPPORTED "4.4.0 route type not supported until the delivery engine lands"
+#define DLV_TEXT_UNSUPPORTED "4.4.0 the route of the domain cannot be used"
 
 /* How a group of recipients leaves the relay. */
 enum dlv_hop {
@@ -103,13 +116,6 @@ struct dlv_rcpt {
 	uint16_t port;
 	bool require_tls;
 	char relay[SMTPC_RELAY_MAX]; /* for the log and the audit record */
-	/* Written by dlv_apply (writer thread), read by dlv_done (loop). */
-	bool applied;
-	bool expired;
-	enum queue_rcpt_state state;
-	uint32_t attempts;
-	char dsn[16];
-	char reply[SMTPC_TEXT_MAX];
 };
 
 /* Consecutive recipients of a job that share one next hop. */
@@ -143,10 +149,15 @@ struct dlv_job {
 	size_t ngroups, group_next;
 	struct smtpc *session;       /* the running session, or NULL */
 	int64_t finished_at;         /* unix ms: "now" for the record */
-	bool gone;                   /* dlv_apply: the message had been deleted */
-	/* Queue ids for the reports this job may queue (loop-allocated). */
-	uint64_t failure_dsn_id, delay_dsn_id;
-	bool failure_dsn_queued, delay_dsn_queued;  /* set by dlv_apply */
+	/*
+	 * What queue_delivery_apply records (built by dlv_job_finish on the
+	 * loop; read, and out/rec written, on the writer thread; read by
+	 * dlv_done on the loop again). Report ids are loop-allocated.
+	 */
+	struct queue_delivery_attempt *att;   /* n */
+	struct queue_delivery_record *rec;    /* n */
+	struct queue_delivery_result req;
+	struct queue_delivery_outcome out;
 	bool maildir_busy;           /* a maildir delivery is running */
 	struct dns_query *dns_q;     /* a next-hop lookup in flight */
 };
@@ -252,27 +263,6 @@ static bool dlv_is_in_flight(const struct dlv *d, uint64_t id)
 		if (j->msg->id == id)
 			return true;
 	return false;
-}
-
-/*
- * Postfix's backoff: minimal_backoff_time doubled per earlier attempt,
- * kept within [minimal, maximal], divided by time_scale (a test aid).
- * Never 0, so a deferred recipient cannot be retried in a tight loop.
- */
-static int64_t dlv_backoff(const struct config *cfg, uint32_t attempts)
-{
-	uint64_t min = cfg->minimal_backoff_time, max = cfg->maximal_backoff_time;
-	uint64_t b = min, scale = cfg->time_scale ? cfg->time_scale : 1;
-	uint32_t i;
-
-	if (max < min)
-		max = min;
-	for (i = 1; i < attempts && b < max; i++)
-		b = b > max / 2 ? max : b * 2;
-	if (b > max)
-		b = max;
-	b /= scale;
-	return b > 0 ? (int64_t)b : 1;
 }
 
 /* Formats log and reply texts, where cutting a long one short is fine. */
@@ -469,6 +459,8 @@ static void dlv_job_free(struct dlv_job *j)
 	}
 	free(j->r);
 	free(j->sr);
+	free(j->att);
+	free(j->rec);
 	free(j->groups);
 	queue_msg_free(j->msg);
 	cfg_unref(j->cfg);
@@ -498,10 +490,9 @@ static void dlv_maybe_stopped(struct dlv *d)
 }
 
 static void dlv_log_outcome(const struct dlv_job *j, const struct dlv_rcpt *r,
-    const struct smtpc_rcpt *s)
+    const struct queue_delivery_record *rec, const struct smtpc_rcpt *s)
 {
 	char to[SMTPC_TEXT_MAX], delay[32], status[SMTPC_TEXT_MAX + 16];
-	const char *word;
 	int64_t ms = j->finished_at - j->msg->arrival;
 	struct buf b;
 
@@ -512,17 +503,11 @@ static void dlv_log_outcome(const struct dlv_job *j, const struct dlv_rcpt *r,
 	buf_printf(&b, "<%s>", s->addr);
 	str_copy(to, buf_cstr(&b), sizeof(to));
 	buf_reset(&b);
-	if (r->state == QUEUE_RCPT_DELIVERED)
-		word = "sent";
-	else if (r->state == QUEUE_RCPT_PENDING)
-		word = "deferred";
-	else
-		word = r->expired ? "expired" : "bounced";
-	buf_printf(&b, "%s (%s)", word, r->reply);
+	buf_printf(&b, "%s (%s)", queue_delivery_status_name(rec->status), rec->reply);
 	str_copy(status, buf_cstr(&b), sizeof(status));
 	buf_free(&b);
 	log_event(LOG_LVL_INFO, j->qid, "to", to, "relay", r->relay, "delay", delay,
-	    "dsn", r->dsn, "status", status, NULL);
+	    "dsn", rec->dsn, "status", status, NULL);
 }
 
 /*
@@ -540,26 +525,26 @@ static void dlv_done(void *arg, int status)
 		    "queued as it was and will be delivered again", queue_strerror(status));
 		/* Do not hammer the next hop while the store is unwell. */
 		dlv_skip_add(d, j->msg->id);
-	} else if (j->gone) {
+	} else if (j->out.gone) {
 		log_info(j->qid, "message was removed while being delivered; "
 		    "results not recorded");
 	} else {
 		char dsn_qid[QUEUE_ID_TEXT_LEN + 1];
 
 		for (i = 0; i < j->n; i++)
-			if (j->r[i].applied)
-				dlv_log_outcome(j, &j->r[i], &j->sr[i]);
-		if (j->failure_dsn_queued) {
-			queue_id_format(j->failure_dsn_id, dsn_qid);
+			if (j->rec[i].applied)
+				dlv_log_outcome(j, &j->r[i], &j->rec[i], &j->sr[i]);
+		if (j->out.failure_report_queued) {
+			queue_id_format(j->req.failure_report_id, dsn_qid);
 			log_event(LOG_LVL_INFO, j->qid, "event", "dsn", "kind", "failure",
 			    "dsn_id", dsn_qid, NULL);
 		}
-		if (j->delay_dsn_queued) {
-			queue_id_format(j->delay_dsn_id, dsn_qid);
+		if (j->out.delay_report_queued) {
+			queue_id_format(j->req.delay_report_id, dsn_qid);
 			log_event(LOG_LVL_INFO, j->qid, "event", "dsn", "kind", "delay",
 			    "dsn_id", dsn_qid, NULL);
 		}
-		if (j->failure_dsn_queued || j->delay_dsn_queued)
+		if (j->out.failure_report_queued || j->out.delay_report_queued)
 			dlv_kick(d);
 	}
 	dlv_job_free(j);
@@ -569,50 +554,30 @@ static void dlv_done(void *arg, int status)
 		dlv_kick(d);
 }
 
-/* Finds the stored recipient a result belongs to. */
-static struct queue_rcpt *dlv_match(struct queue_msg *m, size_t idx, const char *addr)
-{
-	size_t i;
-
-	if (idx < m->nrcpts && strcmp(m->rcpts[idx].addr, addr) == 0)
-		return &m->rcpts[idx];
-	/* The list changed meanwhile: match by address, pending first. */
-	for (i = 0; i < m->nrcpts; i++)
-		if (m->rcpts[i].state == QUEUE_RCPT_PENDING && strcmp(m->rcpts[i].addr, addr) == 0)
-			return &m->rcpts[i];
-	return NULL;
-}
-
-static void dlv_set_reply(struct queue_rcpt *q, const char *text)
-{
-	free(q->last_reply);
-	q->last_reply = xstrdup(text);
-}
-
 /*
- * Queues a delivery status notification about m's recipients that are
- * marked in want, as a new message (null sender, to m's sender), in the
- * caller's transaction: the report and the failure it reports commit
- * together or not at all. Writer thread.
+ * queue_report_fn: the words of an RFC 3464 report about orig's
+ * recipients marked in want (relay/dsn.c), for queue_delivery_apply to
+ * queue in its own transaction. Writer thread; reads the job's config
+ * snapshot, immutable while referenced.
  */
-static int dlv_queue_dsn(struct queue_txn *txn, struct dlv_job *j,
-    const struct queue_msg *m, const bool *want, enum dsn_kind kind, uint64_t dsn_id)
+static int dlv_make_report(void *arg, struct queue_txn *txn, const struct queue_msg *m,
+    const bool *want, enum queue_dsn_kind qkind, uint64_t dsn_id, int64_t now,
+    struct queue_receive *out)
 {
+	const struct dlv_job *j = arg;
 	const struct config *cfg = j->cfg;
 	uint64_t scale = cfg->time_scale ? cfg->time_scale : 1;
+	enum dsn_kind kind = qkind == QUEUE_DSN_DELAY ? DSN_DELAY : DSN_FAILURE;
 	struct dsn_rcpt_report *rep;
 	char (*codes)[16];
 	struct dsn_params p;
 	struct queue_msg *dm = NULL;
-	struct buf body;
-	char dsn_qid[QUEUE_ID_TEXT_LEN + 1];
-	size_t i, n = 0;
-	uint32_t seq = 0;
+	size_t n = 0;
 	int rc;
 
 	rep = xcalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*rep));
 	codes = xcalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*codes));
-	for (i = 0; i < m->nrcpts; i++) {
+	for (size_t i = 0; i < m->nrcpts; i++) {
 		const struct queue_rcpt *q = &m->rcpts[i];
 		const char *reply = q->last_reply;
 
@@ -627,187 +592,78 @@ static int dlv_queue_dsn(struct queue_txn *txn, struct dlv_job *j,
 			rep[n].status = codes[n];
 		}
 		rep[n].diagnostic = reply;
-		rep[n].last_attempt = j->finished_at;
+		rep[n].last_attempt = now;
 		if (kind == DSN_DELAY)
 			rep[n].retry_until = m->arrival + (int64_t)(cfg->max_queue_lifetime / scale);
 		n++;
 	}
-	if (n == 0) {
-		free(codes);
-		free(rep);
-		return 0;
-	}
 	p.kind = kind;
 	p.reporting_mta = cfg->hostname != NULL && cfg->hostname[0] ? cfg->hostname : "localhost";
-	p.now = j->finished_at;
+	p.now = now;
 	p.dsn_id = dsn_id;
 	p.full_max = 0;
-	buf_init(&body);
-	rc = dsn_build(txn, m, rep, n, &p, &body);
+	rc = n > 0 ? dsn_build(txn, m, rep, n, &p, &out->body) : -EINVAL;
 	if (rc == 0)
-		rc = dsn_envelope_new(m, dsn_id, j->finished_at, &body, &dm);
-	for (size_t off = 0; rc == 0 && off < body.len; off += QUEUE_CHUNK_MAX) {
-		size_t len = body.len - off < QUEUE_CHUNK_MAX ? body.len - off : QUEUE_CHUNK_MAX;
-
-		rc = queue_body_put(txn, dsn_id, seq++, body.data + off, len);
-	}
-	if (rc == 0)
-		rc = queue_msg_put(txn, dm);
+		rc = dsn_envelope_new(m, dsn_id, now, &out->body, &dm);
 	if (rc == 0) {
-		struct queue_audit_field f[4];
-
-		queue_id_format(dsn_id, dsn_qid);
-		f[0] = (struct queue_audit_field){ "from", "" };
-		f[1] = (struct queue_audit_field){ "to", m->sender };
-		f[2] = (struct queue_audit_field){ "kind", dsn_kind_name(kind) };
-		f[3] = (struct queue_audit_field){ "about", j->qid };
-		rc = queue_audit_append(txn, j->finished_at, dsn_qid, "received", f, 4);
+		/* The record's strings move to the request (queue_receive_clear frees them). */
+		out->msg = *dm;
+		free(dm);
 	}
-	queue_msg_free(dm);
-	buf_free(&body);
 	free(codes);
 	free(rep);
 	return rc;
 }
 
-/*
- * Writer thread, inside the batch's (nested) write transaction. Any error
- * rolls back everything this op did, audit records included.
- */
+static enum queue_outcome dlv_outcome(enum smtpc_outcome o)
+{
+	switch (o) {
+	case SMTPC_OK: return QUEUE_OUTCOME_OK;
+	case SMTPC_TEMP: return QUEUE_OUTCOME_TEMP;
+	case SMTPC_PERM: return QUEUE_OUTCOME_PERM;
+	case SMTPC_NONE: break;
+	}
+	return QUEUE_OUTCOME_NONE;
+}
+
+/* Writer thread: the job's results, recorded by queue/ (queue_delivery_apply). */
 static int dlv_apply(struct queue_txn *txn, void *arg)
 {
 	struct dlv_job *j = arg;
+
+	return queue_delivery_apply(txn, &j->req, &j->out);
+}
+
+/* Loop thread: what the writer is to record, from the sessions' results. */
+static void dlv_job_request(struct dlv_job *j)
+{
 	const struct config *cfg = j->cfg;
-	uint64_t scale = cfg->time_scale ? cfg->time_scale : 1;
-	int64_t now = j->finished_at;
-	int64_t lifetime = (int64_t)(cfg->max_queue_lifetime / scale);
-	struct queue_msg *m;
-	bool pending = false, *failed_now = NULL, *delayed = NULL;
-	size_t i, nfailed = 0;
-	int rc;
+	struct queue_delivery_result *q = &j->req;
 
-	j->failure_dsn_queued = j->delay_dsn_queued = false;
-	rc = queue_msg_get(txn, j->msg->id, &m);
-	if (rc == -ENOENT) {
-		j->gone = true;
-		return 0;
+	j->att = xcalloc(j->n ? j->n : 1, sizeof(*j->att));
+	j->rec = xcalloc(j->n ? j->n : 1, sizeof(*j->rec));
+	for (size_t i = 0; i < j->n; i++) {
+		const struct smtpc_rcpt *sr = &j->sr[i];
+
+		j->att[i] = (struct queue_delivery_attempt){ .idx = j->r[i].idx,
+			.addr = sr->addr, .outcome = dlv_outcome(sr->outcome), .code = sr->code,
+			.dsn = sr->dsn, .reply = sr->reply, .relay = j->r[i].relay };
 	}
-	if (rc < 0)
-		return rc;
-	failed_now = xcalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*failed_now));
-	delayed = xcalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*delayed));
-	for (i = 0; i < j->n; i++) {
-		struct dlv_rcpt *r = &j->r[i];
-		const struct smtpc_rcpt *s = &j->sr[i];
-		struct queue_rcpt *q;
-		const char *event, *word;
-		char attempts[16], delay[32], reply[DLV_AUDIT_REPLY_MAX + 1];
-		struct queue_audit_field f[7];
-		int64_t age;
-
-		r->applied = false;
-		if (s->outcome == SMTPC_NONE)
-			continue; /* aborted before a verdict: leave it as it is */
-		q = dlv_match(m, r->idx, s->addr);
-		if (q == NULL || q->state != QUEUE_RCPT_PENDING)
-			continue; /* changed by an administrator meanwhile */
-		if (q->attempts < UINT32_MAX)
-			q->attempts++;
-		q->last_code = s->code;
-		str_copy(r->dsn, s->dsn, sizeof(r->dsn));
-		str_copy(r->reply, s->reply, sizeof(r->reply));
-		age = now - m->arrival;
-		r->expired = false;
-		if (s->outcome == SMTPC_OK) {
-			q->state = QUEUE_RCPT_DELIVERED;
-			q->done_at = now;
-			event = "delivered";
-			word = "sent";
-		} else if (s->outcome == SMTPC_PERM) {
-			q->state = QUEUE_RCPT_FAILED;
-			q->done_at = now;
-			event = "failed";
-			word = "bounced";
-		} else if (age >= lifetime) {
-			/* The expiry DSN is a later issue; the verdict is final now. */
-			struct buf b;
-
-			buf_init(&b);
-			buf_printf(&b, "4.4.7 message expired; last error: %s", s->reply);
-			str_copy(r->reply, buf_cstr(&b), sizeof(r->reply));
-			buf_free(&b);
-			str_copy(r->dsn, "4.4.7", sizeof(r->dsn));
-			q->state = QUEUE_RCPT_FAILED;
-			q->done_at = now;
-			r->expired = true;
-			event = "failed";
-			word = "expired";
-		} else {
-			q->next_attempt = now + dlv_backoff(cfg, q->attempts);
-			event = "deferred";
-			word = "deferred";
-		}
-		dlv_set_reply(q, r->reply);
-		r->state = q->state;
-		r->attempts = q->attempts;
-		if (q->state == QUEUE_RCPT_FAILED && dsn_wanted(m, q, DSN_FAILURE)) {
-			failed_now[q - m->rcpts] = true;
-			nfailed++;
-		}
-
-		snprintf(attempts, sizeof(attempts), "%" PRIu32, q->attempts);
-		if (age < 0)
-			age = 0;
-		snprintf(delay, sizeof(delay), "%" PRId64 ".%02d", age / 1000,
-		    (int)(age % 1000) / 10);
-		str_copy(reply, r->reply, sizeof(reply));
-		f[0] = (struct queue_audit_field){ "to", s->addr };
-		f[1] = (struct queue_audit_field){ "relay", r->relay };
-		f[2] = (struct queue_audit_field){ "dsn", r->dsn };
-		f[3] = (struct queue_audit_field){ "status", word };
-		f[4] = (struct queue_audit_field){ "reply", reply };
-		f[5] = (struct queue_audit_field){ "attempts", attempts };
-		f[6] = (struct queue_audit_field){ "delay", delay };
-		rc = queue_audit_append(txn, now, j->qid, event, f, 7);
-		if (rc < 0)
-			goto out;
-		r->applied = true;
-	}
-	for (i = 0; i < m->nrcpts; i++)
-		if (m->rcpts[i].state == QUEUE_RCPT_PENDING)
-			pending = true;
-	/* RFC 3464 reports, never about a report (dsn_wanted: null sender). */
-	if (nfailed > 0) {
-		rc = dlv_queue_dsn(txn, j, m, failed_now, DSN_FAILURE, j->failure_dsn_id);
-		if (rc < 0)
-			goto out;
-		j->failure_dsn_queued = true;
-	}
-	if (pending && !m->delay_warned && cfg->delay_warning_time > 0 &&
-	    now - m->arrival >= (int64_t)(cfg->delay_warning_time / scale)) {
-		size_t ndelayed = 0;
-
-		for (i = 0; i < m->nrcpts; i++) {
-			delayed[i] = m->rcpts[i].state == QUEUE_RCPT_PENDING &&
-			    dsn_wanted(m, &m->rcpts[i], DSN_DELAY);
-			ndelayed += delayed[i];
-		}
-		/* Warn once per message, even when nobody asked to be warned. */
-		m->delay_warned = true;
-		if (ndelayed > 0) {
-			rc = dlv_queue_dsn(txn, j, m, delayed, DSN_DELAY, j->delay_dsn_id);
-			if (rc < 0)
-				goto out;
-			j->delay_dsn_queued = true;
-		}
-	}
-	/* queue_msg_put also puts the schedule entry in step (or repairs it). */
-	rc = pending ? queue_msg_put(txn, m) : queue_msg_delete(txn, m->id);
-out:
-	free(failed_now);
-	free(delayed);
-	queue_msg_free(m);
-	return rc;
+	q->id = j->msg->id;
+	q->now = j->finished_at;
+	q->rcpts = j->att;
+	q->n = j->n;
+	q->max_queue_lifetime = cfg->max_queue_lifetime;
+	q->delay_warning_time = cfg->delay_warning_time;
+	q->minimal_backoff_time = cfg->minimal_backoff_time;
+	q->maximal_backoff_time = cfg->maximal_backoff_time;
+	q->time_scale = cfg->time_scale;
+	/* Ids come from the loop thread only; unused ones cost nothing. */
+	q->failure_report_id = queue_next_id(j->d->store);
+	q->delay_report_id = queue_next_id(j->d->store);
+	q->report = dlv_make_report;
+	q->report_arg = j;
+	j->out.rcpts = j->rec;
 }
 
 static void dlv_job_finish(struct dlv_job *j)
@@ -826,9 +682,7 @@ static void dlv_job_finish(struct dlv_job *j)
 		return;
 	}
 	j->finished_at = time_now_ms();
-	/* Ids come from the loop thread only; unused ones cost nothing. */
-	j->failure_dsn_id = queue_next_id(j->d->store);
-	j->delay_dsn_id = queue_next_id(j->d->store);
+	dlv_job_request(j);
 	queue_writer_submit(j->d->writer, dlv_apply, dlv_done, j);
 }
 

@@ -37,6 +37,7 @@
 #include "common/buf.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
+#include "queue/delivery.h"
 #include "queue/queue.h"
 #include "relay/dsn.h"
 
@@ -136,24 +137,14 @@ const char *dsn_kind_name(enum dsn_kind kind)
 
 /* ------------------------------------------------------------- NOTIFY */
 
+/* The rule is the queue's (it decides which reports a delivery queues). */
 bool dsn_wanted(const struct queue_msg *msg, const struct queue_rcpt *r,
     enum dsn_kind kind)
 {
-	/* RFC 5321 section 4.5.5: nothing ever goes back to the null sender. */
-	if (msg == NULL || r == NULL || msg->sender == NULL || msg->sender[0] == '\0')
-		return false;
-	if (r->notify & QUEUE_NOTIFY_NEVER)
-		return false;
-	/*
-	 * RFC 3461 section 4.1: without NOTIFY, behave as NOTIFY=FAILURE or
-	 * NOTIFY=FAILURE,DELAY; we warn of delays, as Postfix and sendmail do.
-	 */
-	if (r->notify == 0)
-		return kind == DSN_FAILURE || kind == DSN_DELAY;
 	switch (kind) {
-	case DSN_FAILURE: return (r->notify & QUEUE_NOTIFY_FAILURE) != 0;
-	case DSN_DELAY: return (r->notify & QUEUE_NOTIFY_DELAY) != 0;
-	case DSN_SUCCESS: return (r->notify & QUEUE_NOTIFY_SUCCESS) != 0;
+	case DSN_FAILURE: return queue_dsn_wanted(msg, r, QUEUE_DSN_FAILURE);
+	case DSN_DELAY: return queue_dsn_wanted(msg, r, QUEUE_DSN_DELAY);
+	case DSN_SUCCESS: return queue_dsn_wanted(msg, r, QUEUE_DSN_SUCCESS);
 	}
 	return false;
 }
