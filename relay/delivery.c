@@ -1199,6 +1199,50 @@ static void dlv_resolve_routes(struct dlv_job *j, struct queue_txn *txn,
 }
 
 /*
+ * One group per next hop over j's sorted recipients (those with one),
+ * each with the outbound request its session will run.
+ */
+static void dlv_job_groups(struct dlv_job *j)
+{
+	struct dlv *d = j->d;
+	size_t i, g, n = j->n;
+
+	j->groups = xcalloc(n ? n : 1, sizeof(*j->groups));
+	for (i = 0, g = 0; i < n; i++) {
+		struct smtpc_request *rq;
+
+		if (!j->r[i].smtp)
+			continue;
+		if (g > 0 && dlv_same_hop(&j->r[j->groups[g - 1].start], &j->r[i])) {
+			j->groups[g - 1].n++;
+			continue;
+		}
+		j->groups[g].start = i;
+		j->groups[g].n = 1;
+		j->groups[g].hop = j->r[i].hop;
+		rq = &j->groups[g].req;
+		rq->id = j->qid;
+		rq->host = j->r[i].path[0] == '\0' ? j->r[i].host : NULL;
+		rq->unix_path = j->r[i].path[0] != '\0' ? j->r[i].path : NULL;
+		rq->lmtp = j->r[i].hop == DLV_HOP_LMTP;
+		rq->port = j->r[i].port;
+		rq->helo_name = j->cfg->hostname != NULL && j->cfg->hostname[0] != '\0' ?
+		    j->cfg->hostname : "localhost";
+		rq->tls = d->client_tls;
+		rq->require_tls = j->r[i].require_tls;
+		rq->store = d->store;
+		rq->msg = j->msg;
+		g++;
+	}
+	j->ngroups = g;
+	for (g = 0; g < j->ngroups; g++) {
+		j->groups[g].req.rcpts = &j->sr[j->groups[g].start];
+		j->groups[g].req.nrcpts = j->groups[g].n;
+	}
+
+}
+
+/*
  * Loads message id (short read transaction), builds its job and starts
  * it. Returns false when the message could not be taken on.
  */
@@ -1210,7 +1254,7 @@ static bool dlv_job_start(struct dlv *d, uint64_t id)
 	struct dlv_rcpt **by, *sorted;
 	struct smtpc_rcpt *ssorted;
 	int64_t now = time_now_ms();
-	size_t i, n = 0, g;
+	size_t i, n = 0;
 	char qid[QUEUE_ID_TEXT_LEN + 1];
 	int rc;
 
@@ -1279,39 +1323,7 @@ static bool dlv_job_start(struct dlv *d, uint64_t id)
 	j->r = sorted;
 	j->sr = ssorted;
 
-	j->groups = xcalloc(n ? n : 1, sizeof(*j->groups));
-	for (i = 0, g = 0; i < n; i++) {
-		struct smtpc_request *rq;
-
-		if (!j->r[i].smtp)
-			continue;
-		if (g > 0 && dlv_same_hop(&j->r[j->groups[g - 1].start], &j->r[i])) {
-			j->groups[g - 1].n++;
-			continue;
-		}
-		j->groups[g].start = i;
-		j->groups[g].n = 1;
-		j->groups[g].hop = j->r[i].hop;
-		rq = &j->groups[g].req;
-		rq->id = j->qid;
-		rq->host = j->r[i].path[0] == '\0' ? j->r[i].host : NULL;
-		rq->unix_path = j->r[i].path[0] != '\0' ? j->r[i].path : NULL;
-		rq->lmtp = j->r[i].hop == DLV_HOP_LMTP;
-		rq->port = j->r[i].port;
-		rq->helo_name = j->cfg->hostname != NULL && j->cfg->hostname[0] != '\0' ?
-		    j->cfg->hostname : "localhost";
-		rq->tls = d->client_tls;
-		rq->require_tls = j->r[i].require_tls;
-		rq->store = d->store;
-		rq->msg = j->msg;
-		g++;
-	}
-	j->ngroups = g;
-	for (g = 0; g < j->ngroups; g++) {
-		j->groups[g].req.rcpts = &j->sr[j->groups[g].start];
-		j->groups[g].req.nrcpts = j->groups[g].n;
-	}
-
+	dlv_job_groups(j);
 	if (n == 0)
 		/*
 		 * Scheduled yet nothing due: the schedule entry is out of step.
