@@ -635,6 +635,16 @@ static void smtp_body_begin(struct smtp_session *s)
 static void smtp_policy_refused(struct smtp_session *s, const char *stage,
     const struct verdict *v, const char *rcpt);
 
+/*
+ * The bound on final recipients: QUEUE_RECEIVE_EXPANDED_MAX, or
+ * max_recipients when a site allows more plain recipients than that.
+ */
+static size_t smtp_expanded_max(const struct smtp_session *s)
+{
+	return s->cfg->max_recipients > QUEUE_RECEIVE_EXPANDED_MAX ?
+	    (size_t)s->cfg->max_recipients : QUEUE_RECEIVE_EXPANDED_MAX;
+}
+
 static void smtp_commit_done(void *arg, int status, const struct queue_receive *req,
     const struct queue_receive_result *res)
 {
@@ -746,6 +756,8 @@ static void smtp_commit(struct smtp_session *s)
 		buf_reset(&tx->chunk);
 	}
 	m->nchunks = tx->nchunks;
+	/* The commit expands again (aliases may have grown since RCPT). */
+	req->expanded_max = smtp_expanded_max(s);
 	s->busy = true;
 	tx->commit_submitted = true;
 	smtp_ref(s);
@@ -1195,7 +1207,7 @@ static void smtp_cmd_mail(struct smtp_session *s, enum smtp_cmd cmd, const char 
  * Counts the final recipients the pending RCPT brings once its aliases
  * are expanded (a read transaction: mmap lookups on the loop thread, as
  * the tenant check does) and refuses it when the message would go over
- * QUEUE_RECEIVE_EXPANDED_MAX. Refusing here, not at end of data, tells
+ * smtp_expanded_max. Refusing here, not at end of data, tells
  * the sender which recipient is the problem before the body is sent.
  *
  * Two codes, by whether a later transaction could succeed:
@@ -1220,12 +1232,12 @@ static bool smtp_rcpt_bound(struct smtp_session *s)
 	int rc;
 
 	if (s->tx.expansion == NULL)
-		s->tx.expansion = queue_expansion_new(0);
+		s->tx.expansion = queue_expansion_new(smtp_expanded_max(s));
 	if (queue_txn_begin(s->srv->store, false, &txn) < 0)
 		return true;
 	rc = queue_expansion_add(txn, s->tx.expansion, &r, NULL);
 	if (rc == -E2BIG) {
-		alone = queue_expansion_new(0);
+		alone = queue_expansion_new(smtp_expanded_max(s));
 		rc = queue_expansion_add(txn, alone, &r, NULL);
 		queue_expansion_free(alone);
 		if (rc == -E2BIG)

@@ -77,6 +77,14 @@ class AliasBoundTest(RelayTestCase):
         r = self.relay.ctl_ok("audit", "search", *(filters + ("--json",)))
         return parse_json_lines(r.stdout)
 
+    def rejected(self, match):
+        """The `rejected` records of rule alias_limit that match, once
+        there is at least one."""
+        return harness.wait_for(
+            lambda: [x for x in self.audit("--event", "rejected")
+                     if x.get("rule") == "alias_limit" and match(x)],
+            what="a rejected audit record of rule alias_limit")
+
     def test_alias_alone_over_bound_is_permanent_at_rcpt(self):
         c = untrusted(self.relay)
         self.addCleanup(c.close)
@@ -87,8 +95,8 @@ class AliasBoundTest(RelayTestCase):
         # the session goes on: another recipient is fine
         c.expect("RCPT TO:<list0@big.test>", 250)
         c.expect("RSET", 250)
-        recs = [x for x in self.audit("--event", "rejected")
-                if x.get("rule") == "alias_limit" and x.get("to") == "everyone@big.test"]
+        # the refusal's record is written after the reply: wait for it
+        recs = self.rejected(lambda x: x.get("to") == "everyone@big.test")
         self.assertEqual(len(recs), 1, recs)
         self.assertEqual(recs[0].get("stage"), "rcpt")
         self.assertTrue(recs[0].get("code", "").startswith("550 5.5.3"), recs[0])
@@ -105,8 +113,7 @@ class AliasBoundTest(RelayTestCase):
         r = c.cmd(b"Subject: grown\r\n\r\ngrown-alias-body\r\n.")
         self.assertReply(r, 554, "554 5.5.3", "alias grown past the bound before DATA")
         self.assertEqual(self.relay.queue_ids(), [])
-        recs = [x for x in self.audit("--event", "rejected")
-                if x.get("rule") == "alias_limit" and x.get("stage") == "data"]
+        recs = self.rejected(lambda x: x.get("stage") == "data")
         self.assertEqual(len(recs), 1, recs)
         # the session goes on
         c.expect("MAIL FROM:<sender@example.org>", 250)
