@@ -545,7 +545,8 @@ static void queue_refusal_op_done(void *arg, int status)
 	if (status < 0)
 		log_err(op->r.qid && op->r.qid[0] ? op->r.qid : NULL,
 		    "audit record %s not written: %s",
-		    op->r.tempfail ? "tempfailed" : "rejected", queue_strerror(status));
+		    queue_audit_event_name(op->r.tempfail ? QUEUE_AUDIT_TEMPFAILED :
+		    QUEUE_AUDIT_REJECTED), queue_strerror(status));
 	for (size_t i = 0; i < sizeof op->strings / sizeof op->strings[0]; i++)
 		free(op->strings[i]);
 	free(op);
