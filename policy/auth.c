@@ -31,6 +31,7 @@
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "policy/auth.h"
+#include "queue/audit_event.h"
 #include "queue/tenancy.h"
 
 #define AUTH_IP_BUCKETS 4096
@@ -231,10 +232,9 @@ static int auth_record_apply(struct queue_txn *txn, void *arg)
 {
 	struct auth_request *r = arg;
 	struct queue_user *u = NULL;
-	struct queue_audit_field f[8];
 	char *tenant = NULL;
-	char failures[16] = "";
-	size_t n = 0;
+	struct queue_audit_auth a = { .user = r->user, .client = r->ip,
+		.listener = r->listener, .result = auth_outcome_word(r->result.outcome) };
 	int rc = 0;
 
 	r->locked_now = false;
@@ -254,7 +254,8 @@ static int auth_record_apply(struct queue_txn *txn, void *arg)
 			changed = true;
 		}
 		r->user_failures = u->failures;
-		snprintf(failures, sizeof failures, "%u", u->failures);
+		a.has_failures = true;
+		a.failures = u->failures;
 		if (changed)
 			rc = queue_user_put(txn, u, NULL, 0);
 		queue_user_free(u);
@@ -263,17 +264,9 @@ static int auth_record_apply(struct queue_txn *txn, void *arg)
 	}
 	if (r->user_valid)
 		(void)queue_tenant_of_address(txn, r->user, &tenant);
-	f[n++] = (struct queue_audit_field){ "user", r->user };
-	f[n++] = (struct queue_audit_field){ "client", r->ip };
-	f[n++] = (struct queue_audit_field){ "listener", r->listener };
-	f[n++] = (struct queue_audit_field){ "result", auth_outcome_word(r->result.outcome) };
-	if (failures[0] != '\0')
-		f[n++] = (struct queue_audit_field){ "failures", failures };
-	if (r->locked_now)
-		f[n++] = (struct queue_audit_field){ "lockout", "yes" };
-	if (tenant != NULL)
-		f[n++] = (struct queue_audit_field){ "tenant", tenant };
-	rc = queue_audit_append(txn, time_now_ms(), "", "auth", f, n);
+	a.lockout = r->locked_now;
+	a.tenant = tenant;
+	rc = queue_audit_auth(txn, time_now_ms(), &a);
 	free(tenant);
 	return rc;
 }

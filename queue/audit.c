@@ -464,6 +464,45 @@ static int queue_audit_fault(struct audit_fault *f, uint64_t seq,
 }
 
 /*
+ * The head catches what the walk cannot: records cut from the end (head
+ * beyond the last record) or appended behind our back. n records were
+ * walked; prev is the last one's hash.
+ */
+static int queue_audit_verify_head(struct queue_txn *txn, uint64_t n,
+    const uint8_t prev[QUEUE_AUDIT_HASH_LEN], struct audit_fault *fault)
+{
+	uint8_t head_hash[QUEUE_AUDIT_HASH_LEN];
+	uint64_t head_seq;
+	bool present;
+	int rc;
+
+	rc = queue_audit_head_get(txn, &present, &head_seq, head_hash);
+	if (rc == -EBADMSG)
+		return queue_audit_fault(fault, n > 0 ? n : 1, NULL, NULL,
+		    "the chain head in meta does not decode");
+	if (rc < 0)
+		return rc;
+	if (!present && n == 0)
+		return 0;
+	if (!present)
+		return queue_audit_fault(fault, n, prev, NULL,
+		    "the chain head in meta is missing, but the chain holds %" PRIu64
+		    " records", n);
+	if (head_seq > n)
+		return queue_audit_fault(fault, n + 1, head_hash, NULL,
+		    "record %" PRIu64 " is missing: the chain head in meta names record %"
+		    PRIu64 " but the chain ends at record %" PRIu64, n + 1, head_seq, n);
+	if (head_seq < n)
+		return queue_audit_fault(fault, head_seq + 1, NULL, NULL,
+		    "record %" PRIu64 " lies beyond the chain head in meta, which names record %"
+		    PRIu64, head_seq + 1, head_seq);
+	if (memcmp(head_hash, prev, QUEUE_AUDIT_HASH_LEN) != 0)
+		return queue_audit_fault(fault, n > 0 ? n : 1, prev, head_hash,
+		    "the chain head in meta does not match record %" PRIu64 "'s hash", n);
+	return 0;
+}
+
+/*
  * The one verification both entry points share. Each record is checked
  * in the order a reader can explain: it is where the sequence says it
  * should be, it links to the record before it, its hash covers its own
@@ -475,15 +514,13 @@ static int queue_audit_fault(struct audit_fault *f, uint64_t seq,
 int audit_verify_detail(struct queue_txn *txn, uint64_t *count, struct audit_fault *fault)
 {
 	uint8_t prev[QUEUE_AUDIT_HASH_LEN], hash[QUEUE_AUDIT_HASH_LEN];
-	uint8_t head_hash[QUEUE_AUDIT_HASH_LEN];
 	struct audit_fault scratch;
 	struct queue_audit_parsed p;
 	struct queue_audit_rec rec;
 	struct buf linebuf;
 	MDB_cursor *c;
 	MDB_val k, v;
-	uint64_t n = 0, head_seq, kseq;
-	bool present;
+	uint64_t n = 0, kseq;
 	int rc, ret = 0;
 
 	if (fault == NULL)
@@ -561,35 +598,7 @@ int audit_verify_detail(struct queue_txn *txn, uint64_t *count, struct audit_fau
 		return ret;
 	if (rc != MDB_NOTFOUND)
 		return queue__lmdb_err(rc);
-
-	/*
-	 * The head catches what the walk cannot: records cut from the end
-	 * (head beyond the last record) or appended behind our back.
-	 */
-	rc = queue_audit_head_get(txn, &present, &head_seq, head_hash);
-	if (rc == -EBADMSG)
-		return queue_audit_fault(fault, n > 0 ? n : 1, NULL, NULL,
-		    "the chain head in meta does not decode");
-	if (rc < 0)
-		return rc;
-	if (!present && n == 0)
-		return 0;
-	if (!present)
-		return queue_audit_fault(fault, n, prev, NULL,
-		    "the chain head in meta is missing, but the chain holds %" PRIu64
-		    " records", n);
-	if (head_seq > n)
-		return queue_audit_fault(fault, n + 1, head_hash, NULL,
-		    "record %" PRIu64 " is missing: the chain head in meta names record %"
-		    PRIu64 " but the chain ends at record %" PRIu64, n + 1, head_seq, n);
-	if (head_seq < n)
-		return queue_audit_fault(fault, head_seq + 1, NULL, NULL,
-		    "record %" PRIu64 " lies beyond the chain head in meta, which names record %"
-		    PRIu64, head_seq + 1, head_seq);
-	if (memcmp(head_hash, prev, sizeof prev) != 0)
-		return queue_audit_fault(fault, n > 0 ? n : 1, prev, head_hash,
-		    "the chain head in meta does not match record %" PRIu64 "'s hash", n);
-	return 0;
+	return queue_audit_verify_head(txn, n, prev, fault);
 }
 
 int queue_audit_verify(struct queue_txn *txn, uint64_t *count, uint64_t *bad_seq)

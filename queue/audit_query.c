@@ -34,6 +34,7 @@
 
 #include "common/buf.h"
 #include "common/xmalloc.h"
+#include "queue/audit_event.h"
 #include "queue/audit_query.h"
 #include "queue/queue.h"
 #include "queue/queue_int.h"
@@ -755,7 +756,8 @@ static void audit_search_track(struct audit_search *s, const struct audit_entry 
 	unsigned has, ok;
 	uint64_t id;
 
-	if (s->want == 0 || strcmp(e->event, "received") != 0 ||
+	if (s->want == 0 ||
+	    strcmp(e->event, queue_audit_event_name(QUEUE_AUDIT_RECEIVED)) != 0 ||
 	    queue_id_parse(e->qid, &id) < 0)
 		return;
 	audit_judge(s->f, e, &has, &ok);

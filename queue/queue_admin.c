@@ -26,6 +26,7 @@
 
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "queue/audit_event.h"
 #include "queue/queue.h"
 #include "queue/queue_admin.h"
 
@@ -168,9 +169,6 @@ int queue_admin_apply(struct queue_txn *txn, enum queue_admin_verb verb, uint64_
 		break; /* handled above */
 	}
 	snprintf(npend, sizeof npend, "%zu", pending);
-	f[nf++] = (struct queue_audit_field){ "action", queue_admin_verbs[verb].action };
-	f[nf++] = (struct queue_audit_field){ "by", by };
-	f[nf++] = (struct queue_audit_field){ "via", via };
 	f[nf++] = (struct queue_audit_field){ "pending", npend };
 	if (verb == QUEUE_ADMIN_DELETE) {
 		f[nf++] = (struct queue_audit_field){ "sender",
@@ -181,7 +179,8 @@ int queue_admin_apply(struct queue_txn *txn, enum queue_admin_verb verb, uint64_
 		rc = queue_msg_put(txn, m);
 	}
 	if (rc == 0)
-		rc = queue_audit_append(txn, now, qid, "admin", f, nf);
+		rc = queue_audit_admin(txn, now, qid, queue_admin_verbs[verb].action, by, via,
+		    f, nf);
 	/* Only a change that will be committed counts; else the txn aborts. */
 	out->changed = rc == 0;
 out:
@@ -251,12 +250,10 @@ int queue_admin_flush(struct queue_txn *txn, int64_t now, const char *by, const 
 		return 0;
 	snprintf(nmsg, sizeof nmsg, "%zu", fl.n);
 	snprintf(nheld, sizeof nheld, "%zu", fl.held);
-	f[0] = (struct queue_audit_field){ "action", queue_admin_verbs[QUEUE_ADMIN_FLUSH].action };
-	f[1] = (struct queue_audit_field){ "by", by };
-	f[2] = (struct queue_audit_field){ "via", via };
-	f[3] = (struct queue_audit_field){ "messages", nmsg };
-	f[4] = (struct queue_audit_field){ "held", nheld };
-	rc = queue_audit_append(txn, now, "", "admin", f, 5);
+	f[0] = (struct queue_audit_field){ "messages", nmsg };
+	f[1] = (struct queue_audit_field){ "held", nheld };
+	rc = queue_audit_admin(txn, now, NULL, queue_admin_verbs[QUEUE_ADMIN_FLUSH].action,
+	    by, via, f, 2);
 	out->changed = rc == 0;
 	return rc;
 }

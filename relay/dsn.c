@@ -37,6 +37,7 @@
 #include "common/buf.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
+#include "queue/delivery.h"
 #include "queue/queue.h"
 #include "relay/dsn.h"
 
@@ -136,24 +137,14 @@ const char *dsn_kind_name(enum dsn_kind kind)
 
 /* ------------------------------------------------------------- NOTIFY */
 
+/* The rule is the queue's (it decides which reports a delivery queues). */
 bool dsn_wanted(const struct queue_msg *msg, const struct queue_rcpt *r,
     enum dsn_kind kind)
 {
-	/* RFC 5321 section 4.5.5: nothing ever goes back to the null sender. */
-	if (msg == NULL || r == NULL || msg->sender == NULL || msg->sender[0] == '\0')
-		return false;
-	if (r->notify & QUEUE_NOTIFY_NEVER)
-		return false;
-	/*
-	 * RFC 3461 section 4.1: without NOTIFY, behave as NOTIFY=FAILURE or
-	 * NOTIFY=FAILURE,DELAY; we warn of delays, as Postfix and sendmail do.
-	 */
-	if (r->notify == 0)
-		return kind == DSN_FAILURE || kind == DSN_DELAY;
 	switch (kind) {
-	case DSN_FAILURE: return (r->notify & QUEUE_NOTIFY_FAILURE) != 0;
-	case DSN_DELAY: return (r->notify & QUEUE_NOTIFY_DELAY) != 0;
-	case DSN_SUCCESS: return (r->notify & QUEUE_NOTIFY_SUCCESS) != 0;
+	case DSN_FAILURE: return queue_dsn_wanted(msg, r, QUEUE_DSN_FAILURE);
+	case DSN_DELAY: return queue_dsn_wanted(msg, r, QUEUE_DSN_DELAY);
+	case DSN_SUCCESS: return queue_dsn_wanted(msg, r, QUEUE_DSN_SUCCESS);
 	}
 	return false;
 }
@@ -919,6 +910,34 @@ static int dsn_boundary(uint64_t id, const struct buf *const *parts, size_t npar
 	return -EIO;
 }
 
+/* The report's own header section, up to its MIME preamble. */
+static void dsn_head(const struct dsn_ctx *c, const struct dsn_text *t, const char *boundary,
+    bool eight, struct buf *res)
+{
+	char date[64];
+
+	/* The message header (RFC 5322 section 3.6, RFC 3834 section 5). */
+	buf_printf(res, "From: \"Mail Delivery System\" <MAILER-DAEMON@%s>\r\n",
+	    c->p->reporting_mta);
+	buf_printf(res, "To: <%s>\r\n", c->msg->sender);
+	dsn_subject(res, t->subject_vi, t->subject_en);
+	time_format_rfc5322(c->p->now, date, sizeof date);
+	buf_printf(res, "Date: %s\r\n", date);
+	buf_printf(res, "Message-ID: <%016" PRIX64 ".dsn@%s>\r\n", c->p->dsn_id,
+	    c->p->reporting_mta);
+	buf_append_str(res, "MIME-Version: 1.0\r\n");
+	/* Keeps vacation responders and the like from answering a bounce. */
+	buf_append_str(res, "Auto-Submitted: auto-replied\r\n");
+	/* RFC 6522 section 3 and RFC 6533 section 6: the report's types. */
+	buf_printf(res, "Content-Type: multipart/report; report-type=%s;\r\n"
+	    "\tboundary=\"%s\"\r\n",
+	    c->utf8 ? "global-delivery-status" : "delivery-status", boundary);
+	if (eight)
+		buf_append_str(res, "Content-Transfer-Encoding: 8bit\r\n");
+	buf_append_str(res, "\r\nThis is a MIME-encapsulated message "
+	    "(a delivery status notification).\r\n");
+}
+
 int dsn_build(struct queue_txn *txn, const struct queue_msg *msg,
     const struct dsn_rcpt_report *rcpts, size_t n, const struct dsn_params *p,
     struct buf *out)
@@ -927,7 +946,7 @@ int dsn_build(struct queue_txn *txn, const struct queue_msg *msg,
 	struct buf text, part1, part2, part3, res;
 	const struct buf *parts[3] = { &part1, &part2, &part3 };
 	const struct dsn_text *t;
-	char boundary[64], date[64];
+	char boundary[64];
 	bool full = false, eight;
 	int rc;
 
@@ -964,27 +983,7 @@ int dsn_build(struct queue_txn *txn, const struct queue_msg *msg,
 		goto out;
 	eight = dsn_has_8bit(part2.data, part2.len) || dsn_has_8bit(part3.data, part3.len);
 
-	/* The message header (RFC 5322 section 3.6, RFC 3834 section 5). */
-	buf_printf(&res, "From: \"Mail Delivery System\" <MAILER-DAEMON@%s>\r\n",
-	    p->reporting_mta);
-	buf_printf(&res, "To: <%s>\r\n", msg->sender);
-	dsn_subject(&res, t->subject_vi, t->subject_en);
-	time_format_rfc5322(p->now, date, sizeof date);
-	buf_printf(&res, "Date: %s\r\n", date);
-	buf_printf(&res, "Message-ID: <%016" PRIX64 ".dsn@%s>\r\n", p->dsn_id,
-	    p->reporting_mta);
-	buf_append_str(&res, "MIME-Version: 1.0\r\n");
-	/* Keeps vacation responders and the like from answering a bounce. */
-	buf_append_str(&res, "Auto-Submitted: auto-replied\r\n");
-	/* RFC 6522 section 3 and RFC 6533 section 6: the report's types. */
-	buf_printf(&res, "Content-Type: multipart/report; report-type=%s;\r\n"
-	    "\tboundary=\"%s\"\r\n",
-	    c.utf8 ? "global-delivery-status" : "delivery-status", boundary);
-	if (eight)
-		buf_append_str(&res, "Content-Transfer-Encoding: 8bit\r\n");
-	buf_append_str(&res, "\r\nThis is a MIME-encapsulated message "
-	    "(a delivery status notification).\r\n");
-
+	dsn_head(&c, t, boundary, eight, &res);
 	buf_printf(&res, "\r\n--%s\r\n", boundary);
 	buf_append_str(&res, "Content-Description: Notification\r\n"
 	    "Content-Type: text/plain; charset=utf-8\r\n"

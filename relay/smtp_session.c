@@ -47,6 +47,7 @@
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "policy/auth.h"
+#include "queue/receive.h"
 #include "queue/tenancy.h"
 #include "relay/smtp_parse.h"
 #include "relay/smtp_session.h"
@@ -143,6 +144,8 @@ struct smtp_tx {
 	struct rfc5322_scan *hdr;
 	struct buf hdr_line;       /* BDAT: bytes of a header line not yet ended */
 	bool commit_submitted;     /* the chunks now belong to the commit op */
+	/* Final recipients so far, aliases expanded: bounded at RCPT. */
+	struct queue_expansion *expansion;
 	/* BDAT state. */
 	uint64_t bdat_remaining;
 	bool bdat_last;
@@ -456,33 +459,17 @@ static void smtp_close_graceful(struct smtp_session *s)
 
 /* ------------------------------------------------------ queue writer */
 
-struct smtp_chunk_op {
-	struct smtp_session *s;
-	uint64_t qid;
-	uint32_t seq;
-	size_t len;
-	char data[];
-};
-
-static int smtp_chunk_apply(struct queue_txn *txn, void *arg)
+/* Writer completion of one body chunk (queue_receive_chunk_submit). */
+static void smtp_chunk_done(void *arg, int status, uint64_t qid, size_t len)
 {
-	struct smtp_chunk_op *op = arg;
+	struct smtp_session *s = arg;
 
-	return queue_body_put(txn, op->qid, op->seq, op->data, op->len);
-}
-
-static void smtp_chunk_done(void *arg, int status)
-{
-	struct smtp_chunk_op *op = arg;
-	struct smtp_session *s = op->s;
-
-	s->inflight_bytes -= op->len;
-	if (s->tx.active && s->tx.qid == op->qid) {
+	s->inflight_bytes -= len;
+	if (s->tx.active && s->tx.qid == qid) {
 		s->tx.chunks_inflight--;
 		if (status < 0 && s->tx.chunk_error == 0)
 			s->tx.chunk_error = status;
 	}
-	free(op);
 	if (!s->closing) {
 		/* The end of data may have been waiting for this chunk. */
 		if (s->tx.active && s->tx.waiting_chunks && s->tx.chunks_inflight == 0) {
@@ -498,123 +485,44 @@ static void smtp_chunk_done(void *arg, int status)
 
 static void smtp_chunk_flush(struct smtp_session *s)
 {
-	struct smtp_chunk_op *op;
 	struct smtp_tx *tx = &s->tx;
 
 	if (tx->chunk.len == 0)
 		return;
-	op = xmalloc(sizeof *op + tx->chunk.len);
-	op->s = s;
-	op->qid = tx->qid;
-	op->seq = tx->nchunks++;
-	op->len = tx->chunk.len;
-	memcpy(op->data, tx->chunk.data, tx->chunk.len);
-	buf_reset(&tx->chunk);
 	tx->chunks_inflight++;
-	s->inflight_bytes += op->len;
+	s->inflight_bytes += tx->chunk.len;
 	smtp_ref(s);
-	queue_writer_submit(s->srv->writer, smtp_chunk_apply, smtp_chunk_done, op);
-}
-
-struct smtp_discard_op {
-	uint64_t qid;
-};
-
-static int smtp_discard_apply(struct queue_txn *txn, void *arg)
-{
-	struct smtp_discard_op *op = arg;
-	int rc = queue_body_delete(txn, op->qid);
-
-	return rc == -ENOENT ? 0 : rc;
-}
-
-static void smtp_discard_done(void *arg, int status)
-{
-	struct smtp_discard_op *op = arg;
-
-	/* Orphan chunks left here are collected at the next start-up. */
-	if (status < 0)
-		log_warn(NULL, "discarding chunks of an unfinished message: %s",
-		    queue_strerror(status));
-	free(op);
+	queue_receive_chunk_submit(s->srv->writer, tx->qid, tx->nchunks++, tx->chunk.data,
+	    tx->chunk.len, smtp_chunk_done, s);
+	buf_reset(&tx->chunk);
 }
 
 /* Deletes the chunks of a message that will never be committed. */
 static void smtp_discard_chunks(struct queue_writer *writer, uint64_t qid)
 {
-	struct smtp_discard_op *op = xmalloc(sizeof *op);
-
-	/* FIFO order puts this after the chunks it deletes. */
-	op->qid = qid;
-	queue_writer_submit(writer, smtp_discard_apply, smtp_discard_done, op);
+	queue_receive_discard_submit(writer, qid);
 }
 
-/* An audit record with no state change of its own (rejections). */
-struct smtp_audit_op {
-	char qid[QUEUE_ID_TEXT_LEN + 1];
-	const char *event;
-	int64_t time;
-	size_t n;
-	struct queue_audit_field fields[12];
-	struct buf strings;
-	size_t offsets[12][2];
-};
-
-static int smtp_audit_apply(struct queue_txn *txn, void *arg)
-{
-	struct smtp_audit_op *op = arg;
-
-	for (size_t i = 0; i < op->n; i++) {
-		op->fields[i].key = op->strings.data + op->offsets[i][0];
-		op->fields[i].value = op->strings.data + op->offsets[i][1];
-	}
-	return queue_audit_append(txn, op->time, op->qid, op->event, op->fields, op->n);
-}
-
-static void smtp_audit_done(void *arg, int status)
-{
-	struct smtp_audit_op *op = arg;
-
-	if (status < 0)
-		log_err(op->qid[0] ? op->qid : NULL, "audit record %s not written: %s",
-		    op->event, queue_strerror(status));
-	buf_free(&op->strings);
-	free(op);
-}
-
-static void smtp_audit_add(struct smtp_audit_op *op, const char *key, const char *value)
-{
-	if (value == NULL || op->n >= sizeof op->fields / sizeof op->fields[0])
-		return;
-	op->offsets[op->n][0] = op->strings.len;
-	buf_append(&op->strings, key, strlen(key) + 1);
-	op->offsets[op->n][1] = op->strings.len;
-	buf_append(&op->strings, value, strlen(value) + 1);
-	op->n++;
-}
-
+/* The audit record of a refusal: queue/ decides its fields. */
 static void smtp_audit_reject(struct smtp_session *s, const char *stage,
     const struct verdict *v, const char *rcpt)
 {
-	struct smtp_audit_op *op = xcalloc(1, sizeof *op);
-	char code[64];
+	struct queue_audit_refusal r = {
+		.qid = s->tx.active ? s->tx.qid_text : NULL,
+		.tempfail = v->kind == VERDICT_TEMPFAIL,
+		.stage = stage,
+		.rule = v->rule,
+		.code = v->code,
+		.enh = v->enh,
+		.reason = v->text,
+		.client = s->peer_addr,
+		.helo = s->helo[0] ? s->helo : NULL,
+		.from = s->tx.active ? s->tx.sender : NULL,
+		.to = rcpt,
+		.sess = s->id,
+	};
 
-	buf_init(&op->strings);
-	if (s->tx.active)
-		str_copy(op->qid, s->tx.qid_text, sizeof op->qid);
-	op->event = v->kind == VERDICT_TEMPFAIL ? "tempfailed" : "rejected";
-	op->time = time_now_ms();
-	snprintf(code, sizeof code, "%d %s", v->code, v->enh);
-	smtp_audit_add(op, "stage", stage);
-	smtp_audit_add(op, "rule", v->rule ? v->rule : "-");
-	smtp_audit_add(op, "code", code);
-	smtp_audit_add(op, "reason", v->text);
-	smtp_audit_add(op, "client", s->peer_addr);
-	smtp_audit_add(op, "helo", s->helo[0] ? s->helo : NULL);
-	smtp_audit_add(op, "from", s->tx.active ? s->tx.sender : NULL);
-	smtp_audit_add(op, "to", rcpt);
-	smtp_audit_add(op, "sess", s->id);
-	queue_writer_submit(s->srv->writer, smtp_audit_apply, smtp_audit_done, op);
+	queue_receive_refusal_submit(s->srv->writer, &r);
 }
 
 /* ------------------------------------------------------- transaction */
@@ -635,6 +543,7 @@ static void smtp_tx_reset(struct smtp_session *s)
 		free(tx->rcpts[i].orcpt);
 	}
 	free(tx->rcpts);
+	queue_expansion_free(tx->expansion);
 	buf_free(&tx->chunk);
 	free(tx->hdr);
 	buf_free(&tx->hdr_line);
@@ -721,253 +630,65 @@ static void smtp_body_begin(struct smtp_session *s)
 	buf_free(&h);
 }
 
-/* -------------------------------------------------------- commit op */
+/* -------------------------------------------------------- commit */
 
-struct smtp_commit_op {
-	struct smtp_session *s;
-	struct queue_msg msg;
-	char *tenants;             /* "a,b": agencies the message concerns; NULL */
-	uint32_t last_seq;
-	struct buf last_chunk;
-	int64_t now;
-	char qid_text[QUEUE_ID_TEXT_LEN + 1];
-	char size_text[24], nrcpt_text[16];
-};
-
-/* Most recipients a message may have after its aliases are expanded. */
-#define SMTP_EXPANDED_MAX 10000
-
-static bool smtp_rcpt_listed(const struct queue_rcpt *v, size_t n, const char *addr)
-{
-	for (size_t i = 0; i < n; i++)
-		if (str_ieq(v[i].addr, addr))
-			return true;
-	return false;
-}
+static void smtp_policy_refused(struct smtp_session *s, const char *stage,
+    const struct verdict *v, const char *rcpt);
 
 /*
- * Writer thread: replaces each recipient that is an alias by its final
- * recipients (queue_alias_expand), read in the transaction that queues
- * the message, so the expansion and the message agree. ORCPT keeps the
- * address the client gave (RFC 3461 section 4.2), so DSNs name it.
+ * The bound on final recipients: QUEUE_RECEIVE_EXPANDED_MAX, or
+ * max_recipients when a site allows more plain recipients than that.
  */
-static int smtp_expand_aliases(struct queue_txn *txn, struct queue_msg *msg)
+static size_t smtp_expanded_max(const struct smtp_session *s)
 {
-	struct queue_rcpt *out = NULL;
-	size_t nout = 0;
-	int rc = 0;
-
-	for (size_t i = 0; i < msg->nrcpts && rc == 0; i++) {
-		struct queue_rcpt *r = &msg->rcpts[i];
-		char canon[ADDR_MAX + 1];
-		const char *why = NULL;
-		char **targets = NULL;
-		size_t nt = 0;
-		bool alias;
-
-		if (addr_canon(r->addr, canon, sizeof canon, &why) < 0 ||
-		    queue_alias_expand(txn, canon, &targets, &nt) < 0) {
-			nt = 0;
-			targets = NULL;
-		}
-		alias = nt > 0 && !(nt == 1 && strcmp(targets[0], canon) == 0);
-		if (!alias) {
-			if (!smtp_rcpt_listed(out, nout, r->addr)) {
-				out = xreallocarray(out, nout + 1, sizeof *out);
-				out[nout++] = *r;
-			} else {
-				free(r->addr);
-				free(r->orcpt);
-			}
-			r->addr = r->orcpt = NULL;
-		} else {
-			for (size_t k = 0; k < nt; k++) {
-				struct queue_rcpt *t;
-
-				if (smtp_rcpt_listed(out, nout, targets[k]))
-					continue;
-				if (nout >= SMTP_EXPANDED_MAX) {
-					rc = -E2BIG;
-					break;
-				}
-				out = xreallocarray(out, nout + 1, sizeof *out);
-				t = &out[nout++];
-				*t = *r;
-				t->addr = xstrdup(targets[k]);
-				if (r->orcpt != NULL) {
-					t->orcpt = xstrdup(r->orcpt);
-				} else {
-					size_t len = strlen(r->addr) + 8;
-
-					t->orcpt = xmalloc(len);
-					snprintf(t->orcpt, len, "rfc822;%s", r->addr);
-				}
-			}
-			free(r->addr);
-			free(r->orcpt);
-			r->addr = r->orcpt = NULL;
-		}
-		queue_alias_list_free(targets, nt);
-	}
-	for (size_t i = 0; i < msg->nrcpts; i++) {
-		free(msg->rcpts[i].addr);
-		free(msg->rcpts[i].orcpt);
-	}
-	free(msg->rcpts);
-	msg->rcpts = out;
-	msg->nrcpts = nout;
-	return rc;
+	return s->cfg->max_recipients > QUEUE_RECEIVE_EXPANDED_MAX ?
+	    (size_t)s->cfg->max_recipients : QUEUE_RECEIVE_EXPANDED_MAX;
 }
 
-/* Adds tenant (taken) to the comma list *list unless it is there. */
-static void smtp_tenant_add(char **list, char *tenant)
+static void smtp_commit_done(void *arg, int status, const struct queue_receive *req,
+    const struct queue_receive_result *res)
 {
-	size_t have, add;
-	const char *p;
+	struct smtp_session *s = arg;
+	const struct queue_msg *m = &req->msg;
+	char qid[QUEUE_ID_TEXT_LEN + 1];
 
-	if (tenant == NULL)
-		return;
-	add = strlen(tenant);
-	for (p = *list; p != NULL && *p != '\0';) {
-		size_t len = strcspn(p, ",");
-
-		if (len == add && memcmp(p, tenant, add) == 0) {
-			free(tenant);
-			return;
-		}
-		p += len;
-		if (*p == ',')
-			p++;
-	}
-	have = *list ? strlen(*list) : 0;
-	*list = xrealloc(*list, have + add + 2);
-	if (have > 0)
-		(*list)[have++] = ',';
-	memcpy(*list + have, tenant, add + 1);
-	free(tenant);
-}
-
-/*
- * Writer thread: the agencies the message concerns (the sender's and
- * each recipient's domain owner), for the audit record, and whether the
- * sender's agency requires TLS for mail leaving the city.
- */
-static int smtp_tenancy_facts(struct queue_txn *txn, struct smtp_commit_op *op)
-{
-	char canon[ADDR_MAX + 1];
-	const char *why = NULL;
-	char *tenant = NULL;
-	char *value = NULL, *source = NULL;
-	int rc;
-
-	if (op->msg.sender[0] != '\0' &&
-	    addr_canon(op->msg.sender, canon, sizeof canon, &why) == 0 &&
-	    queue_tenant_of_address(txn, canon, &tenant) == 0) {
-		rc = queue_policy_effective(txn, tenant, "require_tls_outbound", &value, &source);
-		if (rc < 0 && rc != -ENOENT)
-			return rc;
-		op->msg.require_tls = value != NULL && strcmp(value, "yes") == 0;
-		free(value);
-		free(source);
-		smtp_tenant_add(&op->tenants, tenant);
-	}
-	for (size_t i = 0; i < op->msg.nrcpts; i++) {
-		tenant = NULL;
-		if (addr_canon(op->msg.rcpts[i].addr, canon, sizeof canon, &why) == 0 &&
-		    queue_tenant_of_address(txn, canon, &tenant) == 0)
-			smtp_tenant_add(&op->tenants, tenant);
-	}
-	return 0;
-}
-
-static int smtp_commit_apply(struct queue_txn *txn, void *arg)
-{
-	struct smtp_commit_op *op = arg;
-	struct queue_audit_field f[10 + 100];
-	size_t n = 0;
-	int rc;
-
-	rc = smtp_expand_aliases(txn, &op->msg);
-	if (rc == 0)
-		rc = smtp_tenancy_facts(txn, op);
-	if (rc < 0)
-		return rc;
-	snprintf(op->nrcpt_text, sizeof op->nrcpt_text, "%zu", op->msg.nrcpts);
-
-	if (op->last_chunk.len > 0) {
-		rc = queue_body_put(txn, op->msg.id, op->last_seq, op->last_chunk.data,
-		    op->last_chunk.len);
-		if (rc < 0)
-			return rc;
-	}
-	rc = queue_msg_put(txn, &op->msg);
-	if (rc < 0)
-		return rc;
-	f[n++] = (struct queue_audit_field){ "from", op->msg.sender };
-	f[n++] = (struct queue_audit_field){ "size", op->size_text };
-	f[n++] = (struct queue_audit_field){ "nrcpt", op->nrcpt_text };
-	f[n++] = (struct queue_audit_field){ "client", op->msg.client_addr };
-	if (op->msg.helo)
-		f[n++] = (struct queue_audit_field){ "helo", op->msg.helo };
-	f[n++] = (struct queue_audit_field){ "listener", op->msg.listener };
-	if (op->msg.auth_user)
-		f[n++] = (struct queue_audit_field){ "user", op->msg.auth_user };
-	if (op->tenants)
-		f[n++] = (struct queue_audit_field){ "tenant", op->tenants };
-	if (op->msg.tls)
-		f[n++] = (struct queue_audit_field){ "tls", op->msg.tls };
-	for (size_t i = 0; i < op->msg.nrcpts && n < sizeof f / sizeof f[0]; i++)
-		f[n++] = (struct queue_audit_field){ "to", op->msg.rcpts[i].addr };
-	return queue_audit_append(txn, op->now, op->qid_text, "received", f, n);
-}
-
-static void smtp_commit_op_free(struct smtp_commit_op *op)
-{
-	for (size_t i = 0; i < op->msg.nrcpts; i++) {
-		free(op->msg.rcpts[i].addr);
-		free(op->msg.rcpts[i].orcpt);
-	}
-	free(op->msg.rcpts);
-	free(op->msg.sender);
-	free(op->msg.envid);
-	free(op->msg.client_addr);
-	free(op->msg.helo);
-	free(op->msg.tls);
-	free(op->msg.auth_user);
-	free(op->tenants);
-	buf_free(&op->last_chunk);
-	free(op);
-}
-
-static void smtp_commit_done(void *arg, int status)
-{
-	struct smtp_commit_op *op = arg;
-	struct smtp_session *s = op->s;
-
+	queue_id_format(m->id, qid);
 	if (status == 0) {
-		char from[SMTP_PATH_MAX + 3];
+		char from[SMTP_PATH_MAX + 3], size[24], nrcpt[24];
 
-		snprintf(from, sizeof from, "<%s>", op->msg.sender);
-		log_event(LOG_LVL_INFO, op->qid_text, "from", from, "size", op->size_text,
-		    "nrcpt", op->nrcpt_text, "client", op->msg.client_addr, "tls",
-		    op->msg.tls, "status", "queued", NULL);
+		snprintf(from, sizeof from, "<%s>", m->sender);
+		snprintf(size, sizeof size, "%llu", (unsigned long long)m->size);
+		snprintf(nrcpt, sizeof nrcpt, "%zu", res->nrcpts);
+		log_event(LOG_LVL_INFO, qid, "from", from, "size", size, "nrcpt", nrcpt,
+		    "client", m->client_addr, "tls", m->tls, "status", "queued", NULL);
 		if (s->srv->on_queued)
 			s->srv->on_queued(s->srv->on_queued_arg);
-		if (op->msg.auth_user != NULL) {
+		if (m->auth_user != NULL) {
 			struct policy_request queued = { .stage = POLICY_STAGE_DATA,
-				.auth_user = op->msg.auth_user, .sender = op->msg.sender };
+				.auth_user = m->auth_user, .sender = m->sender };
 
 			policy_message_queued(s->srv->policy, &queued);
 		}
 	} else {
-		log_err(op->qid_text, "queue commit failed: %s", queue_strerror(status));
+		log_err(qid, "queue commit failed: %s", queue_strerror(status));
 		/* The commit rolled back: its earlier chunks are orphans now. */
-		if (op->msg.nchunks > 0)
-			smtp_discard_chunks(s->srv->writer, op->msg.id);
+		if (m->nchunks > 0)
+			smtp_discard_chunks(s->srv->writer, m->id);
 	}
 	if (!s->closing) {
 		if (status == 0) {
-			smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", op->qid_text);
+			smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", qid);
+		} else if (status == -E2BIG) {
+			/*
+			 * An alias grew between RCPT (where the bound is checked)
+			 * and now. Permanent, as at RCPT: a retry cannot fit either.
+			 */
+			struct verdict v;
+
+			policy_verdict_set(&v, VERDICT_REJECT, 554, "5.5.3",
+			    "Too many recipients after alias expansion");
+			v.rule = "alias_limit";
+			smtp_policy_refused(s, "data", &v, NULL);
 		} else if (status == -ENOSPC) {
 			smtp_reply(s, 452, "4.3.1", "Insufficient system storage");
 		} else {
@@ -983,41 +704,43 @@ static void smtp_commit_done(void *arg, int status)
 		smtp_update_reading(s);
 		smtp_process_input(s);
 	}
-	smtp_commit_op_free(op);
 	smtp_unref(s);
 }
 
+/*
+ * End of data with a passing verdict: say what was accepted and let
+ * queue/ store it (queue_receive_apply: aliases, tenants, schedule,
+ * audit). The 250 waits for the completion.
+ */
 static void smtp_commit(struct smtp_session *s)
 {
 	struct smtp_tx *tx = &s->tx;
-	struct smtp_commit_op *op = xcalloc(1, sizeof *op);
+	struct queue_receive *req = xcalloc(1, sizeof *req);
+	struct queue_msg *m = &req->msg;
 	int64_t now = time_now_ms();
 	char tlsdesc[128];
 
-	op->s = s;
-	op->now = now;
-	str_copy(op->qid_text, tx->qid_text, sizeof op->qid_text);
-	op->msg.id = tx->qid;
-	op->msg.arrival = now;
-	op->msg.sender = xstrdup(tx->sender);
-	op->msg.envid = tx->params.has_envid ? xstrdup(tx->params.envid) : NULL;
-	op->msg.ret = tx->params.ret;
-	op->msg.body_type = tx->params.body;
-	op->msg.smtputf8 = tx->params.smtputf8;
-	op->msg.declared_size = tx->params.has_size ? tx->params.size : 0;
-	op->msg.size = tx->stored_bytes;
-	op->msg.client_addr = xstrdup(s->peer_addr);
-	op->msg.helo = s->helo[0] ? xstrdup(s->helo) : NULL;
-	op->msg.listener = (char *)cfg_role_name(s->role);
-	op->msg.auth_user = s->authenticated ? xstrdup(s->auth_user) : NULL;
+	m->id = tx->qid;
+	m->arrival = now;
+	m->sender = xstrdup(tx->sender);
+	m->envid = tx->params.has_envid ? xstrdup(tx->params.envid) : NULL;
+	m->ret = tx->params.ret;
+	m->body_type = tx->params.body;
+	m->smtputf8 = tx->params.smtputf8;
+	m->declared_size = tx->params.has_size ? tx->params.size : 0;
+	m->size = tx->stored_bytes;
+	m->client_addr = xstrdup(s->peer_addr);
+	m->helo = s->helo[0] ? xstrdup(s->helo) : NULL;
+	m->listener = xstrdup(cfg_role_name(s->role));
+	m->auth_user = s->authenticated ? xstrdup(s->auth_user) : NULL;
 	if (s->tls_active) {
 		snprintf(tlsdesc, sizeof tlsdesc, "%s %s", tlsio_version(s->tls), tlsio_cipher(s->tls));
-		op->msg.tls = xstrdup(tlsdesc);
+		m->tls = xstrdup(tlsdesc);
 	}
-	op->msg.nrcpts = tx->nrcpt;
-	op->msg.rcpts = xcalloc(tx->nrcpt, sizeof *op->msg.rcpts);
+	m->nrcpts = tx->nrcpt;
+	m->rcpts = xcalloc(tx->nrcpt ? tx->nrcpt : 1, sizeof *m->rcpts);
 	for (size_t i = 0; i < tx->nrcpt; i++) {
-		struct queue_rcpt *r = &op->msg.rcpts[i];
+		struct queue_rcpt *r = &m->rcpts[i];
 
 		r->addr = xstrdup(tx->rcpts[i].addr);
 		r->orcpt = tx->rcpts[i].orcpt ? xstrdup(tx->rcpts[i].orcpt) : NULL;
@@ -1026,19 +749,19 @@ static void smtp_commit(struct smtp_session *s)
 		r->next_attempt = now;
 	}
 	/* The tail of the body rides in the commit itself: one write for small mail. */
-	buf_init(&op->last_chunk);
+	buf_init(&req->body);
 	if (tx->chunk.len > 0) {
-		op->last_seq = tx->nchunks++;
-		buf_append(&op->last_chunk, tx->chunk.data, tx->chunk.len);
+		req->body_seq = tx->nchunks++;
+		buf_append(&req->body, tx->chunk.data, tx->chunk.len);
 		buf_reset(&tx->chunk);
 	}
-	op->msg.nchunks = tx->nchunks;
-	snprintf(op->size_text, sizeof op->size_text, "%llu", (unsigned long long)tx->stored_bytes);
-	snprintf(op->nrcpt_text, sizeof op->nrcpt_text, "%zu", tx->nrcpt);
+	m->nchunks = tx->nchunks;
+	/* The commit expands again (aliases may have grown since RCPT). */
+	req->expanded_max = smtp_expanded_max(s);
 	s->busy = true;
 	tx->commit_submitted = true;
 	smtp_ref(s);
-	queue_writer_submit(s->srv->writer, smtp_commit_apply, smtp_commit_done, op);
+	queue_receive_submit(s->srv->writer, req, smtp_commit_done, s);
 }
 
 /* ------------------------------------------------- policy outcomes */
@@ -1480,13 +1203,67 @@ static void smtp_cmd_mail(struct smtp_session *s, enum smtp_cmd cmd, const char 
 	policy_run(s->srv->policy, &s->preq, smtp_mail_policy_done, s);
 }
 
+/*
+ * Counts the final recipients the pending RCPT brings once its aliases
+ * are expanded (a read transaction: mmap lookups on the loop thread, as
+ * the tenant check does) and refuses it when the message would go over
+ * smtp_expanded_max. Refusing here, not at end of data, tells
+ * the sender which recipient is the problem before the body is sent.
+ *
+ * Two codes, by whether a later transaction could succeed:
+ * - the earlier recipients of this message fill the bound: 452 4.5.3,
+ *   RFC 5321 section 4.5.3.1.10's "too many recipients"; the client
+ *   sends to those it has and retries this one in a new transaction,
+ *   where it fits;
+ * - this recipient alone expands past the bound: no retry can ever fit,
+ *   so the refusal is permanent. 550 5.5.3, not 552: section
+ *   4.5.3.1.10 tells clients to treat a 552 "too many recipients" as
+ *   452 and retry, which is the retry for ever this avoids.
+ * A store error counts nothing here; the commit expands again anyway.
+ */
+static bool smtp_rcpt_bound(struct smtp_session *s)
+{
+	struct queue_rcpt r = { .addr = s->pending_path.addr,
+		.orcpt = s->pending_rparams.has_orcpt ? s->pending_rparams.orcpt : NULL,
+		.notify = s->pending_rparams.notify };
+	struct queue_expansion *alone;
+	struct queue_txn *txn;
+	struct verdict v;
+	int rc;
+
+	if (s->tx.expansion == NULL)
+		s->tx.expansion = queue_expansion_new(smtp_expanded_max(s));
+	if (queue_txn_begin(s->srv->store, false, &txn) < 0)
+		return true;
+	rc = queue_expansion_add(txn, s->tx.expansion, &r, NULL);
+	if (rc == -E2BIG) {
+		alone = queue_expansion_new(smtp_expanded_max(s));
+		rc = queue_expansion_add(txn, alone, &r, NULL);
+		queue_expansion_free(alone);
+		if (rc == -E2BIG)
+			policy_verdict_set(&v, VERDICT_REJECT, 550, "5.5.3",
+			    "Too many recipients after alias expansion");
+		else
+			policy_verdict_set(&v, VERDICT_TEMPFAIL, 452, "4.5.3",
+			    "Too many recipients after alias expansion; send the rest later");
+		rc = -E2BIG;
+	}
+	queue_txn_abort(txn);
+	if (rc != -E2BIG)
+		return true;
+	v.rule = "alias_limit";
+	smtp_policy_refused(s, "rcpt", &v, s->pending_path.addr);
+	return false;
+}
+
 static void smtp_rcpt_policy_done(void *arg, const struct verdict *v)
 {
 	struct smtp_session *s = arg;
 
 	if (!s->closing) {
 		s->busy = false;
-		if (v->kind == VERDICT_CONTINUE || v->kind == VERDICT_ACCEPT) {
+		if ((v->kind == VERDICT_CONTINUE || v->kind == VERDICT_ACCEPT) &&
+		    smtp_rcpt_bound(s)) {
 			struct smtp_tx *tx = &s->tx;
 			struct smtp_rcpt *r;
 
@@ -1498,7 +1275,7 @@ static void smtp_rcpt_policy_done(void *arg, const struct verdict *v)
 			if (s->state == SMTP_ST_MAIL)
 				smtp_set_state(s, SMTP_ST_RCPT);
 			smtp_reply(s, 250, "2.1.5", "Ok");
-		} else {
+		} else if (v->kind != VERDICT_CONTINUE && v->kind != VERDICT_ACCEPT) {
 			smtp_policy_refused(s, "rcpt", v, s->pending_path.addr);
 		}
 		smtp_resume(s);
