@@ -291,19 +291,18 @@ static int queue_receive_tenancy(struct queue_txn *txn, const char *sender,
 	char canon[ADDR_MAX + 1];
 	const char *why = NULL;
 	char *tenant = NULL;
-	char *value = NULL, *source = NULL;
 	int rc;
 
 	if (sender[0] != '\0' && addr_canon(sender, canon, sizeof canon, &why) == 0 &&
 	    queue_tenant_of_address(txn, canon, &tenant) == 0) {
-		rc = queue_policy_effective(txn, tenant, "require_tls_outbound", &value, &source);
+		bool require_tls = false;
+
+		rc = queue_policy_bool(txn, tenant, "require_tls_outbound", &require_tls, NULL, 0);
 		if (rc < 0 && rc != -ENOENT) {
 			free(tenant);
 			return rc;
 		}
-		res->require_tls = value != NULL && strcmp(value, "yes") == 0;
-		free(value);
-		free(source);
+		res->require_tls = require_tls;
 		queue_receive_tenant_add(&res->tenants, tenant);
 	}
 	for (size_t i = 0; i < res->nrcpts; i++) {
