@@ -1027,7 +1027,8 @@ def report_throughput(by, results, info, args):
         L.append("")
     L.append(report_cpu_text(info, results))
     L.append("")
-    head = ["case", "messages", "no relay (ceiling)", "govrelay", "CPU / msg"]
+    head = ["case", "messages per run" if has_base else "messages", "no relay (ceiling)",
+            "govrelay", "CPU / msg"]
     if has_base:
         head += ["govrelay (baseline)", "CPU / msg"]
     head += ["Postfix", "CPU / msg"]

@@ -20,6 +20,7 @@
 # Each relay runs in a cgroup of its own when one can be made, for its
 # CPU time (tests/bench/cputime.py); bench.py lists them in TMP/cgroups
 # and removes them, and so does the cleanup here if it could not.
+# BENCH_NO_CGROUP=1 reads /proc instead (coarser; to compare).
 set -eu
 
 srcdir=$(cd "$(dirname "$0")/../.." && pwd)
