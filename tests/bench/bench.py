@@ -1164,7 +1164,8 @@ def report(info, results, lat, hwm, idle, started, elapsed, args, extra=None):
              "(configs, logs, Postfix's maillog, results.json), `BENCH_QUICK=N` divides every "
              "count by N for a trial run, `BENCH_OUT=FILE` writes the report elsewhere, "
              "`BENCH_BASELINE=DIR` runs DIR/govrelayd (with DIR/govrelayctl; BASELINE below) "
-             "side by side with this build. "
+             "side by side with this build, `BENCH_NO_CGROUP=1` reads CPU time from /proc "
+             "instead of cgroups. "
              "TMP is the temp dir, the ports are free ports chosen at start. Between two runs "
              "the bench waits until the relay's queue is empty (`govrelayctl queue list --json`, "
              "Postfix's queue directories).")
