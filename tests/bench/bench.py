@@ -44,8 +44,9 @@ import subprocess
 import sys
 import time
 
-from latency import lat_pct
-from cputime import CLK_TCK, Cgroup, cpu_proc_seconds, cpu_tree_seconds, fmt_cpu
+from compare import BASELINE, baseline_target, combine_runs, fmt_rate, latency_pool
+from cputime import (Cgroup, cpu_how, cpu_proc_seconds, cpu_report_text, cpu_result,
+                     cpu_sample, cpu_tree_seconds, fmt_cpu)
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -72,10 +73,6 @@ COMMANDS = []                # exact commands, for the report
 PORT_NAMES = {}              # port -> name used in the report
 GOV_PORT_NAMES = {"govrelay": "GOVPORT", "govrelay-idle": "GOVIDLEPORT",
                   "govrelay-baseline": "BASEPORT"}
-BASELINE = "govrelay (baseline)"
-# No regression: this tree's rate at 5 KB, 20 sessions is at least this
-# share of the baseline's, measured in the same run (ABBA order).
-BASELINE_MIN_RATIO = 0.95
 
 
 def log(msg):
@@ -586,63 +583,6 @@ def run_case(procs, tmp, sink, target, size, sessions, count, label):
     return res
 
 
-def cpu_sample(target):
-    """The relay's CPU seconds so far, by method ({} for no relay)."""
-    f = getattr(target, "cpu_sample", None)
-    return f() if f else {}
-
-
-def cpu_how(target):
-    """How a relay's CPU time is read: "cgroup-v1", "cgroup-v2" or "proc"."""
-    return "cgroup-" + target.cg.kind if target.cg is not None else "proc"
-
-
-def cpu_result(res, before, after):
-    """CPU of one run: cpu_s (seconds by method), cpu_method (the first
-    method both samples have), cpu_us (its µs per delivered message).
-    The window runs from just before smtp-source starts until the relay's
-    queue is empty again, so work done after the 250 is counted."""
-    res["cpu_s"] = {k: after[k] - before[k] for k in before
-                    if before[k] is not None and after.get(k) is not None}
-    for k in res["cpu_s"]:
-        res["cpu_method"] = k
-        res["cpu_us"] = (1e6 * res["cpu_s"][k] / res["delivered"]
-                         if res["delivered"] else None)
-        break
-
-
-def combine_runs(runs):
-    """Several runs of one relay in one case as one result: the rates over
-    the summed times, the CPU over the summed messages, each run's rate
-    in tries."""
-    out = dict(runs[0])
-    out["runs"] = len(runs)
-    out["tries"] = [r["rate"] for r in runs]
-    out["accept_rate"] = sum(r["count"] for r in runs) / sum(r["accept_s"] for r in runs)
-    for k in ("extra_at_sink", "left_in_queue"):
-        out[k] = sum(r.get(k, 0) for r in runs)
-    bad = [r for r in runs if r["rate"] is None]
-    if bad:
-        out.update(rate=None, delivered=bad[0]["delivered"], count=bad[0]["count"])
-    else:
-        out["total_s"] = sum(r["total_s"] for r in runs)
-        out["rate"] = sum(r["count"] for r in runs) / out["total_s"]
-    m = runs[0].get("cpu_method")
-    if m and all(r.get("cpu_method") == m for r in runs):
-        out["cpu_s"] = {k: sum(r["cpu_s"][k] for r in runs) for k in runs[0]["cpu_s"]
-                        if all(k in r["cpu_s"] for r in runs)}
-        n = sum(r["delivered"] for r in runs)
-        out["cpu_us"] = 1e6 * out["cpu_s"][m] / n if n else None
-    else:
-        out.pop("cpu_method", None)
-        out["cpu_us"] = None
-    return out
-
-
-def fmt_rate(v):
-    return "—" if v is None else ("%.0f" % v if v >= 10 else "%.1f" % v)
-
-
 def machine_info(tmp):
     model = "unknown"
     try:
@@ -768,6 +708,13 @@ def latency_pair(gv, base, best, args):
     rate = max(1.0, best / 2.0)
     dur = (10.0 if args.quick == 1 else 3.0) / 2
     runs = {gv.name: [], base.name: []}
+    # The first latency run after the throughput phase (and Postfix's
+    # stop) shows a worse tail whichever build it is: a short run on each,
+    # not counted, first.
+    for t in (gv, base):
+        latency_run(t, rate, 1.0)
+        wait_until(lambda: t.queued() == 0, DRAIN_TIMEOUT, interval=0.2,
+                   what="%s queue to drain after the latency warm-up" % t.name)
     for k, t in enumerate((gv, base, base, gv)):
         path = os.path.join(args.tmp, "latency-%s-%d.ms" % (t.tag, k))
         r = latency_run(t, rate, dur, path)
@@ -780,24 +727,6 @@ def latency_pair(gv, base, best, args):
         except RuntimeError as e:
             log(str(e))
     return latency_pool(runs[gv.name]), latency_pool(runs[base.name])
-
-
-def latency_pool(runs):
-    """Several latency.py runs of one build as one result."""
-    v = []
-    for r in runs:
-        with open(r["samples_file"]) as f:
-            v.extend(float(x) for x in f if x.strip())
-    v.sort()
-    pct = lambda p: None if not v else round(lat_pct(v, p), 2)  # noqa: E731
-    return {"sent": sum(r["sent"] for r in runs), "ok": len(v),
-            "errors": sum(r["errors"] for r in runs),
-            "first_error": next((r["first_error"] for r in runs if r["first_error"]), None),
-            "target_rate": runs[0]["target_rate"],
-            "rate": round(sum(r["rate"] or 0 for r in runs) / len(runs), 1),
-            "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
-            "max_ms": round(v[-1], 2) if v else None,
-            "run_p99_ms": [r["p99_ms"] for r in runs]}
 
 
 def latency_run(gv, rate, duration, samples=None):
@@ -957,54 +886,6 @@ def report_ratio(a, b, pct=False):
     return "%.0f%%" % (100 * a["rate"] / b["rate"]) if pct else "%.2f×" % (a["rate"] / b["rate"])
 
 
-def report_cpu_text(info, results):
-    """How the CPU column was measured, per relay, and the cross-check."""
-    how = info.get("cpu", {})
-    words = {
-        "cgroup-v1": "a cgroup of its own (cgroup v1, cpuacct.usage, ns)",
-        "cgroup-v2": "a cgroup of its own (cgroup v2, cpu.stat usage_usec)",
-        "proc": "/proc/PID/stat, utime + stime + cutime + cstime in clock ticks "
-                "(%d per second), truncated per process" % CLK_TCK,
-    }
-    parts = []
-    for name in ("govrelay", BASELINE):
-        if name in how:
-            parts.append("%s: %s%s" % (name, words.get(how[name], how[name]),
-                                       ", all its threads, ended ones too" if how[name] != "proc"
-                                       else ""))
-    if "Postfix" in how:
-        if how["Postfix"] == "proc":
-            parts.append("Postfix: no cgroup could be made, so the sum of utime + stime + "
-                         "cutime + cstime over the master and every live process whose parent "
-                         "chain leads to it, read from /proc (clock ticks, truncated per process; "
-                         "a child that exits between the walk and the read of the master can be "
-                         "counted twice or missed)")
-        else:
-            parts.append("Postfix: %s into which `postfix start` was launched, so it holds "
-                         "the master and every process it forks (smtpd, cleanup, qmgr, "
-                         "trivial-rewrite, smtp, anvil, ...), those that exit during the case "
-                         "too" % words.get(how["Postfix"], how["Postfix"]))
-    ratios = {}
-    for r in results:
-        c = r.get("cpu_s", {})
-        if r.get("cpu_method", "proc") != "proc" and c.get("proc") is not None and c.get(
-                r["cpu_method"]):
-            ratios.setdefault(r["target"], []).append(c["proc"] / c[r["cpu_method"]])
-    check = ""
-    if ratios:
-        check = (" Cross-check: the /proc reading (utime + stime + cutime + cstime, of the "
-                 "process or summed over Postfix's process tree), taken at the same moments "
-                 "and kept in results.json, came to between these shares of the cgroup's "
-                 "over the cases: %s. /proc counts whole clock ticks, truncated per process "
-                 "and field, so it undercounts, the more so the more processes a case starts."
-                 % "; ".join("%s %.0f–%.0f%%" % (k, 100 * min(v), 100 * max(v))
-                             for k, v in ratios.items()))
-    return ("CPU per message: the relay's user + system CPU seconds from just before "
-            "smtp-source starts until the relay's queue is empty again, divided by the "
-            "messages delivered; smtp-source and smtp-sink are not counted. Measured with "
-            + "; ".join(parts) + "." + check)
-
-
 def report_throughput(by, results, info, args):
     """The throughput section: method, table, odd runs."""
     has_base = "baseline" in info
@@ -1025,7 +906,7 @@ def report_throughput(by, results, info, args):
                  "messages of both runs over the summed times, each run's rate in square "
                  "brackets, and their CPU is summed over both runs. Postfix runs once per case.")
         L.append("")
-    L.append(report_cpu_text(info, results))
+    L.append(cpu_report_text(info, results))
     L.append("")
     head = ["case", "messages per run" if has_base else "messages", "no relay (ceiling)",
             "govrelay", "CPU / msg"]
@@ -1080,28 +961,12 @@ def report_targets_issue8(by, info):
         rows.append(("%s: at least 6× Postfix" % case, "%.2f×" % (g["rate"] / p["rate"]),
                      g["rate"] >= 6 * p["rate"]))
     if "baseline" in info and g and b and g["rate"] and b["rate"]:
-        # The noise: how far apart one build's two runs in this case are
-        # (the larger of the two builds, over their pooled rate). When it
-        # is wider than the margin the run cannot tell a regression of
-        # that size from noise: inconclusive, run again on a quiet machine.
-        spread = max((max(r["tries"]) - min(r["tries"])) / r["rate"] for r in (g, b))
-        ratio = g["rate"] / b["rate"]
-        margin = 1 - BASELINE_MIN_RATIO
-        rows.append(("%s: no regression against the baseline: govrelay / baseline ≥ %.2f, "
-                     "the two builds run ABBA in the same run; judged only when each build's "
-                     "two runs are within %.0f%% of each other, else inconclusive"
-                     % (case, BASELINE_MIN_RATIO, 100 * margin),
-                     "%.2f× (runs: this tree %s, baseline %s msg/s; spread within a build "
-                     "up to %.0f%%)" % (ratio, ", ".join(fmt_rate(t) for t in g["tries"]),
-                                       ", ".join(fmt_rate(t) for t in b["tries"]), 100 * spread),
-                     None if spread > margin else ratio >= BASELINE_MIN_RATIO))
+        rows.append(baseline_target(case, g, b))
     return rows
 
 
-def report(info, results, lat, hwm, idle, started, elapsed, args, extra=None):
-    by = {}
-    for r in results:
-        by[(r["case"], r["target"])] = r
+def report_header(info, started, elapsed, args):
+    """Title, date, machine, builds."""
     L = []
     L.append("# govrelay performance")
     L.append("")
@@ -1125,6 +990,14 @@ def report(info, results, lat, hwm, idle, started, elapsed, args, extra=None):
              % (" **Quick run (counts divided by %d): not for comparison.**" % args.quick
                 if args.quick > 1 else ""))
     L.append("")
+    return L
+
+
+def report(info, results, lat, hwm, idle, started, elapsed, args, extra=None):
+    by = {}
+    for r in results:
+        by[(r["case"], r["target"])] = r
+    L = report_header(info, started, elapsed, args)
     L.extend(report_throughput(by, results, info, args))
     L.append("## govrelay: latency, memory, idle sessions")
     L.append("")

@@ -23,6 +23,8 @@ A relay is measured one of two ways, the first that works:
           the master's own line can be counted twice or not at all.
 
 BENCH_NO_CGROUP=1 in the environment forces the /proc way, to compare.
+cpu_sample(), cpu_result() and cpu_how() are what bench.py calls per run;
+cpu_report_text() says in the report how each relay was measured.
 Each cgroup made is listed in TMP/cgroups (one path a line) so that
 tests/bench/run.sh can remove it whatever happens; Cgroup.remove() does it
 here. Nothing else in the system is touched.
@@ -210,3 +212,76 @@ def fmt_cpu(us):
     if us is None:
         return "—"
     return "%.0f µs" % us if us >= 10 else "%.1f µs" % us
+
+
+def cpu_sample(target):
+    """The relay's CPU seconds so far, by method ({} for no relay)."""
+    f = getattr(target, "cpu_sample", None)
+    return f() if f else {}
+
+
+def cpu_how(target):
+    """How a relay's CPU time is read: "cgroup-v1", "cgroup-v2" or "proc"."""
+    return "cgroup-" + target.cg.kind if target.cg is not None else "proc"
+
+
+def cpu_result(res, before, after):
+    """CPU of one run: cpu_s (seconds by method), cpu_method (the first
+    method both samples have), cpu_us (its µs per delivered message).
+    The window runs from just before smtp-source starts until the relay's
+    queue is empty again, so work done after the 250 is counted."""
+    res["cpu_s"] = {k: after[k] - before[k] for k in before
+                    if before[k] is not None and after.get(k) is not None}
+    for k in res["cpu_s"]:
+        res["cpu_method"] = k
+        res["cpu_us"] = (1e6 * res["cpu_s"][k] / res["delivered"]
+                         if res["delivered"] else None)
+        break
+
+
+def cpu_report_text(info, results):
+    """How the CPU column was measured, per relay, and the cross-check."""
+    how = info.get("cpu", {})
+    words = {
+        "cgroup-v1": "a cgroup of its own (cgroup v1, cpuacct.usage, ns)",
+        "cgroup-v2": "a cgroup of its own (cgroup v2, cpu.stat usage_usec)",
+        "proc": "/proc/PID/stat, utime + stime + cutime + cstime in clock ticks "
+                "(%d per second), truncated per process" % CLK_TCK,
+    }
+    parts = []
+    for name in how:
+        if name != "Postfix":                    # govrelay, its baseline
+            parts.append("%s: %s%s" % (name, words.get(how[name], how[name]),
+                                       ", all its threads, ended ones too" if how[name] != "proc"
+                                       else ""))
+    if "Postfix" in how:
+        if how["Postfix"] == "proc":
+            parts.append("Postfix: no cgroup could be made, so the sum of utime + stime + "
+                         "cutime + cstime over the master and every live process whose parent "
+                         "chain leads to it, read from /proc (clock ticks, truncated per process; "
+                         "a child that exits between the walk and the read of the master can be "
+                         "counted twice or missed)")
+        else:
+            parts.append("Postfix: %s into which `postfix start` was launched, so it holds "
+                         "the master and every process it forks (smtpd, cleanup, qmgr, "
+                         "trivial-rewrite, smtp, anvil, ...), those that exit during the case "
+                         "too" % words.get(how["Postfix"], how["Postfix"]))
+    ratios = {}
+    for r in results:
+        c = r.get("cpu_s", {})
+        if r.get("cpu_method", "proc") != "proc" and c.get("proc") is not None and c.get(
+                r["cpu_method"]):
+            ratios.setdefault(r["target"], []).append(c["proc"] / c[r["cpu_method"]])
+    check = ""
+    if ratios:
+        check = (" Cross-check: the /proc reading (utime + stime + cutime + cstime, of the "
+                 "process or summed over Postfix's process tree), taken at the same moments "
+                 "and kept in results.json, came to between these shares of the cgroup's "
+                 "over the cases: %s. /proc counts whole clock ticks, truncated per process "
+                 "and field, so it undercounts, the more so the more processes a case starts."
+                 % "; ".join("%s %.0f–%.0f%%" % (k, 100 * min(v), 100 * max(v))
+                             for k, v in ratios.items()))
+    return ("CPU per message: the relay's user + system CPU seconds from just before "
+            "smtp-source starts until the relay's queue is empty again, divided by the "
+            "messages delivered; smtp-source and smtp-sink are not counted. Measured with "
+            + "; ".join(parts) + "." + check)
