@@ -852,8 +852,8 @@ def report_lat_row(lat, who):
     runs = lat.get("run_p99_ms")
     how = ""
     if runs:
-        how = (", two runs of half the time each in ABBA order with the other build, "
-               "samples pooled")
+        how = (", after an uncounted 1 s warm-up on each build two runs of half the time "
+               "each in ABBA order with the other build, samples pooled")
     return ("| %send of DATA → 250, 5 KB, %d msg/s offered over 8 sessions (half of govrelay's "
             "best 5 KB rate above)%s, achieved %s msg/s, %d samples | p50 %s ms, p90 %s ms, "
             "p99 %s ms%s, max %s ms%s |"
