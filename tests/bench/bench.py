@@ -12,10 +12,18 @@ no-relay ceiling), through govrelayd, through a private Postfix instance
 configured as a pure relay with its default durability. The rate is
 accepted-and-delivered: COUNT / (time from smtp-source's start until the
 sink's message counter has grown by COUNT). The relay's queue must then be
-empty before the next run.
+empty before the next run. Each relay run also yields the relay's CPU
+time per delivered message (tests/bench/cputime.py: a cgroup per relay,
+else /proc).
 
-Then, on govrelayd only: end-of-DATA -> 250 latency (latency.py at half of
-govrelay's best 5 KB rate), peak RSS (VmHWM), and on a fresh govrelayd:
+With --baseline-govrelayd/--baseline-govrelayctl (run.sh: BENCH_BASELINE),
+another govrelay build runs with the same configuration on its own port
+and data dir, and in every case the two builds run twice each in ABBA
+order (then Postfix), so that a regression shows against noise.
+
+Then, on govrelayd only (and the baseline, ABBA again, samples pooled):
+end-of-DATA -> 250 latency (latency.py at half of govrelay's best 5 KB
+rate), peak RSS (VmHWM), and on a fresh govrelayd:
 RSS per idle session with 10,000 sessions held (idle.py) and the rate of
 a second client (smtp-source, 20 sessions) held vs unloaded.
 
@@ -35,6 +43,13 @@ import socket
 import subprocess
 import sys
 import time
+
+# The helper modules live next to this script in the source tree; no
+# __pycache__ there (tests/bench goes into the tarball whole).
+sys.dont_write_bytecode = True
+from compare import BASELINE, baseline_target, combine_runs, fmt_rate, latency_pool  # noqa: E402
+from cputime import (Cgroup, cpu_how, cpu_proc_seconds, cpu_report_text,  # noqa: E402
+                     cpu_result, cpu_sample, cpu_tree_seconds, fmt_cpu)
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -59,6 +74,8 @@ SECOND_CLIENT = (5120, 20, 2000)
 
 COMMANDS = []                # exact commands, for the report
 PORT_NAMES = {}              # port -> name used in the report
+GOV_PORT_NAMES = {"govrelay": "GOVPORT", "govrelay-idle": "GOVIDLEPORT",
+                  "govrelay-baseline": "BASEPORT"}
 
 
 def log(msg):
@@ -201,16 +218,18 @@ smtp_port = {dead}
 
 
 class Govrelay:
-    name = "govrelay"
-
-    def __init__(self, procs, tmp, daemon, ctl, sink_port, tag="govrelay"):
+    def __init__(self, procs, tmp, daemon, ctl, sink_port, tag="govrelay", name="govrelay"):
         self.procs = procs
+        self.tmp = tmp
+        self.tag = tag
+        self.name = name
         self.daemon = daemon
         self.ctl = ctl
+        self.cg = None
         self.dir = os.path.join(tmp, tag)
         self.data = os.path.join(self.dir, "data")
         os.makedirs(self.data, exist_ok=True)
-        self.port = free_port("GOVPORT" if tag == "govrelay" else "GOVIDLEPORT")
+        self.port = free_port(GOV_PORT_NAMES.get(tag, tag.upper()))
         self.conf = os.path.join(self.dir, "govrelay.conf")
         self.logfile = os.path.join(self.dir, "govrelayd.log")
         dead = free_port("DEADPORT")
@@ -234,8 +253,16 @@ class Govrelay:
         argv = [self.daemon, "-f", "-c", self.conf]
         bench_cmd(argv)
         self.logfh = open(self.logfile, "ab")
+        # A cgroup of its own, for its CPU time (cputime.py); without one
+        # /proc/PID/stat is read.
+        self.cg = Cgroup.make(self.tmp, self.tag)
         self.proc = self.procs.spawn(argv, stdin=subprocess.DEVNULL, stdout=self.logfh,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT,
+                                     preexec_fn=self.cg.join if self.cg else None)
+        if self.cg is not None and not self.cg.holds(self.proc.pid):
+            log("%s: not in its cgroup, CPU time from /proc/PID/stat" % self.name)
+            self.cg.remove(1.0)
+            self.cg = None
 
         def ready():
             if self.proc.poll() is not None:
@@ -269,6 +296,14 @@ class Govrelay:
     def hwm(self):
         return proc_status(self.proc.pid, "VmHWM")
 
+    def cpu_sample(self):
+        """CPU seconds so far by method; the first key is the one reported."""
+        out = {}
+        if self.cg is not None:
+            out["cgroup"] = self.cg.seconds()
+        out["proc"] = cpu_proc_seconds(self.proc.pid)
+        return out
+
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -278,6 +313,9 @@ class Govrelay:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        if self.cg is not None:
+            self.cg.remove()
+            self.cg = None
         if getattr(self, "logfh", None):
             self.logfh.close()
             self.logfh = None
@@ -370,8 +408,11 @@ class Postfix:
         with open(os.path.join(self.conf, "transport"), "w") as f:
             f.write("%s smtp:[127.0.0.1]:%d\n" % (DOMAIN, sink_port))
         self.started = False
+        self.tmp = tmp
+        self.cg = None
+        self.master = None
 
-    def postfix(self, *args, timeout=120):
+    def postfix(self, *args, timeout=120, preexec_fn=None):
         """postfix -c CONF ARGS. Postfix prints its errors only to a
         terminal (else to syslog), so it runs under script(1) when there."""
         argv = [POSTFIX, "-c", self.conf] + list(args)
@@ -380,19 +421,47 @@ class Postfix:
         if shutil.which("script"):
             run = ["script", "-qec", " ".join(shlex.quote(a) for a in argv), "/dev/null"]
         r = subprocess.run(run, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout)
+                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout,
+                           preexec_fn=preexec_fn)
         return r.returncode, r.stdout
 
     def start(self):
         rc, out = self.postfix("check")
         if rc != 0:
             raise RuntimeError("postfix check failed (%d):\n%s" % (rc, out))
-        rc, out = self.postfix("start")
+        # `postfix start` runs inside a cgroup of its own, so the master
+        # it leaves behind and every process the master forks are in it.
+        self.cg = Cgroup.make(self.tmp, "postfix")
+        rc, out = self.postfix("start", preexec_fn=self.cg.join if self.cg else None)
         if rc != 0:
             raise RuntimeError("postfix start failed (%d):\n%s" % (rc, out))
         self.started = True
         wait_until(lambda: smtp_greets(self.port), 30, what="Postfix smtpd")
-        log("Postfix on 127.0.0.1:%d (config %s)" % (self.port, self.conf))
+        self.master = wait_until(self.master_pid, 10, what="Postfix master.pid")
+        if self.cg is not None and not self.cg.holds(self.master):
+            log("Postfix master %d is not in its cgroup: CPU time from /proc" % self.master)
+            self.cg.remove(1.0)
+            self.cg = None
+        log("Postfix on 127.0.0.1:%d (config %s), master pid %d, CPU time from %s"
+            % (self.port, self.conf, self.master, "a cgroup" if self.cg else "/proc"))
+
+    def master_pid(self):
+        try:
+            with open(os.path.join(self.queue, "pid", "master.pid")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if os.path.exists("/proc/%d" % pid) else None
+
+    def cpu_sample(self):
+        """CPU seconds so far of the whole instance by method; the first
+        key is the one reported, "proc" is kept as a cross-check."""
+        out = {}
+        if self.cg is not None:
+            out["cgroup"] = self.cg.seconds()
+        if self.master:
+            out["proc"] = cpu_tree_seconds(self.master)
+        return out
 
     def queued(self):
         n = 0
@@ -410,6 +479,10 @@ class Postfix:
             if rc != 0:
                 log("postfix stop: %d %s" % (rc, out))
             self.started = False
+        if self.cg is not None:
+            if not self.cg.remove():
+                log("cgroup %s still busy; run.sh removes it" % self.cg.path)
+            self.cg = None
 
 
 class Direct:
@@ -441,6 +514,7 @@ def run_case(procs, tmp, sink, target, size, sessions, count, label):
     base = sink.count()
     want = base + count
     outlog = open(os.path.join(tmp, "smtp-source.out"), "ab")
+    cpu0 = cpu_sample(target)
     t0 = time.monotonic()
     p = procs.spawn(argv, stdin=subprocess.DEVNULL, stdout=outlog, stderr=subprocess.STDOUT)
     t_acc = None
@@ -505,14 +579,11 @@ def run_case(procs, tmp, sink, target, size, sessions, count, label):
     except RuntimeError as e:
         log(str(e))
         res["left_in_queue"] = target.queued()
+    cpu_result(res, cpu0, cpu_sample(target))
     time.sleep(0.3)
     if getattr(target, "counted", True) and t_done is not None:
         res["extra_at_sink"] = sink.count() - want
     return res
-
-
-def fmt_rate(v):
-    return "—" if v is None else ("%.0f" % v if v >= 10 else "%.1f" % v)
 
 
 def machine_info(tmp):
@@ -558,21 +629,113 @@ def govrelay_version(srcdir):
     return "unknown"
 
 
-def build_cflags():
+def build_cflags(builddir="."):
+    return makefile_var(builddir, "CFLAGS") or "?"
+
+
+def makefile_var(builddir, name):
+    """A variable of a build folder's Makefile (configure's output), or None."""
     try:
-        with open("Makefile") as f:
+        with open(os.path.join(builddir, "Makefile")) as f:
             for line in f:
-                if line.startswith("CFLAGS = "):
-                    return line[9:].strip()
+                if line.startswith(name + " = "):
+                    return line[len(name) + 3:].strip()
     except OSError:
         pass
-    return "?"
+    return None
 
 
-def latency_run(gv, rate, duration):
+def baseline_info(daemon):
+    """What the baseline is: `git describe` of the source tree its build
+    folder was configured from (abs_top_srcdir in its Makefile), read now,
+    so it names the build only if that tree has not moved since; else
+    the path."""
+    builddir = os.path.dirname(os.path.abspath(daemon))
+    src = makefile_var(builddir, "abs_top_srcdir")
+    desc = govrelay_version(src) if src and os.path.isdir(src) else "unknown"
+    return {"dir": builddir, "srcdir": src, "describe": desc,
+            "cflags": build_cflags(builddir)}
+
+
+def throughput_phase(procs, args, sink, direct, gv, base, pf):
+    """Every case: the no-relay ceiling (best of three), govrelay, the
+    baseline if any, Postfix; the results, one per case and target."""
+    results = []
+    for target in (gv, base, pf):
+        if target is not None:
+            run_case(procs, args.tmp, sink, target, 5120, 20, max(20, 200 // args.quick),
+                     "warm-up")
+    for i, (label, size, sessions, count) in enumerate(CASES):
+        count = max(sessions, count // args.quick)
+
+        def run(target):
+            return run_case(procs, args.tmp, sink, target, size, sessions, count, label)
+        # The ceiling runs are short (under a second) and noisy on a
+        # shared machine: the best of three counts.
+        tries = [run(direct) for _ in range(3)]
+        best = max(tries, key=lambda r: r["rate"] or 0)
+        best["tries"] = [r["rate"] for r in tries]
+        results.append(best)
+        if base is None:
+            results.append(run(gv))
+        else:
+            # ABBA (BAAB in every other case): a drift during the case
+            # (page cache, writeback, a neighbour's load) weighs on both
+            # builds alike.
+            a, b = (gv, base) if i % 2 == 0 else (base, gv)
+            runs = {gv.name: [], base.name: []}
+            for t in (a, b, b, a):
+                runs[t.name].append(run(t))
+            results.append(combine_runs(runs[gv.name]))
+            results.append(combine_runs(runs[base.name]))
+        results.append(run(pf))
+    return results
+
+
+def latency_phase(gv, best, args):
+    """latency.py at half of best (this tree's best 5 KB rate), the same
+    offered rate for this tree and the baseline."""
+    lat = latency_run(gv, max(1.0, best / 2.0), 10.0 if args.quick == 1 else 3.0)
+    log("%s latency at %.0f msg/s: %s" % (gv.name, best / 2.0, json.dumps(lat)))
+    try:
+        wait_until(lambda: gv.queued() == 0, DRAIN_TIMEOUT, interval=0.2,
+                   what="%s queue to drain after the latency run" % gv.name)
+    except RuntimeError as e:
+        log(str(e))
+    return lat
+
+
+def latency_pair(gv, base, best, args):
+    """This tree and the baseline at the same offered rate, in ABBA order,
+    each run half as long as a single run; each build's samples pooled."""
+    rate = max(1.0, best / 2.0)
+    dur = (10.0 if args.quick == 1 else 3.0) / 2
+    runs = {gv.name: [], base.name: []}
+    # The first latency run after the throughput phase (and Postfix's
+    # stop) shows a worse tail whichever build it is: a short run on each,
+    # not counted, first.
+    for t in (gv, base):
+        latency_run(t, rate, 1.0)
+        wait_until(lambda: t.queued() == 0, DRAIN_TIMEOUT, interval=0.2,
+                   what="%s queue to drain after the latency warm-up" % t.name)
+    for k, t in enumerate((gv, base, base, gv)):
+        path = os.path.join(args.tmp, "latency-%s-%d.ms" % (t.tag, k))
+        r = latency_run(t, rate, dur, path)
+        r["samples_file"] = path
+        runs[t.name].append(r)
+        log("%s latency at %.0f msg/s (run %d): %s" % (t.name, rate, k + 1, json.dumps(r)))
+        try:
+            wait_until(lambda: t.queued() == 0, DRAIN_TIMEOUT, interval=0.2,
+                       what="%s queue to drain after the latency run" % t.name)
+        except RuntimeError as e:
+            log(str(e))
+    return latency_pool(runs[gv.name]), latency_pool(runs[base.name])
+
+
+def latency_run(gv, rate, duration, samples=None):
     argv = [sys.executable, os.path.join(HERE, "latency.py"), "--port", str(gv.port),
             "--rate", "%.0f" % rate, "--duration", str(duration), "--conns", "8",
-            "--size", "5120", "--rcpt", RCPT]
+            "--size", "5120", "--rcpt", RCPT] + (["--samples", samples] if samples else [])
     bench_cmd(["python3", "tests/bench/latency.py"] + argv[2:])
     r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        universal_newlines=True, timeout=duration + 120)
@@ -645,6 +808,9 @@ def report_commands(args):
         if " queue list --json" in c:
             continue                 # the drain check between runs
         c = c.replace(args.tmp, "TMP")
+        if args.baseline_govrelayd:
+            c = c.replace(args.baseline_govrelayd, "BASELINE/govrelayd")
+            c = c.replace(args.baseline_govrelayctl, "BASELINE/govrelayctl")
         c = c.replace(args.govrelayd, "./govrelayd").replace(args.govrelayctl, "./govrelayctl")
         c = c.replace(build + "/", "./")
         c = re.sub(r"(?<=127\.0\.0\.1:)(\d+)|(?<=--port )(\d+)",
@@ -684,10 +850,126 @@ def report_targets(by, lat, idle):
     return rows
 
 
-def report(info, results, lat, hwm, idle, started, elapsed, args):
-    by = {}
-    for r in results:
-        by[(r["case"], r["target"])] = r
+def report_lat_row(lat, who):
+    """A latency row; who names the build when it is not this tree."""
+    runs = lat.get("run_p99_ms")
+    how = ""
+    if runs:
+        how = (", after an uncounted 1 s warm-up on each build two runs of half the time "
+               "each in ABBA order with the other build, samples pooled")
+    return ("| %send of DATA → 250, 5 KB, %d msg/s offered over 8 sessions (half of govrelay's "
+            "best 5 KB rate above)%s, achieved %s msg/s, %d samples | p50 %s ms, p90 %s ms, "
+            "p99 %s ms%s, max %s ms%s |"
+            % (who, lat["target_rate"], how, lat["rate"], lat["ok"], lat["p50_ms"],
+               lat["p90_ms"], lat["p99_ms"],
+               " (per run: %s)" % ", ".join("%s" % x for x in runs) if runs else "",
+               lat["max_ms"],
+               ", %d errors (%s)" % (lat["errors"], lat["first_error"]) if lat["errors"] else ""))
+
+
+def report_cell(r):
+    """A throughput cell: delivered rate (acceptance rate) [each run]."""
+    if r is None:
+        return "—"
+    if r["rate"] is None:
+        return "timeout (%d/%d)" % (r["delivered"], r["count"])
+    s = fmt_rate(r["rate"])
+    if r["target"] != "no relay":
+        s += " (%s)" % fmt_rate(r["accept_rate"])
+        if r.get("runs", 1) > 1:
+            s += " [%s]" % ", ".join(fmt_rate(t) for t in r["tries"])
+    if r.get("source_rc"):
+        s += " rc=%d" % r["source_rc"]
+    return s
+
+
+def report_ratio(a, b, pct=False):
+    if not (a and b and a["rate"] and b["rate"]):
+        return "—"
+    return "%.0f%%" % (100 * a["rate"] / b["rate"]) if pct else "%.2f×" % (a["rate"] / b["rate"])
+
+
+def report_throughput(by, results, info, args):
+    """The throughput section: method, table, odd runs."""
+    has_base = "baseline" in info
+    L = ["## Throughput (messages per second, accepted and delivered)", ""]
+    L.append("Relays: rate = messages / (time from smtp-source's start until smtp-sink has "
+             "received all of them), read from smtp-sink's `-c` counters; in brackets the "
+             "acceptance rate alone (smtp-source's run time). Every relay fsyncs each message "
+             "before its 250. No relay: smtp-source straight into a second smtp-sink without "
+             "`-c` (the counters cost it about a fifth of its speed); smtp-source's run time, "
+             "best of three runs. "
+             "smtp-source opens one connection per message, as in the commands below.")
+    L.append("")
+    if has_base:
+        L.append("govrelay (baseline): another build, given by `BENCH_BASELINE`, with the same "
+                 "configuration, its own data_dir and port, running at the same time. In each "
+                 "case this tree and the baseline run twice each, in ABBA order (BAAB in every "
+                 "other case), between the no-relay runs and Postfix; their rate is the "
+                 "messages of both runs over the summed times, each run's rate in square "
+                 "brackets, and their CPU is summed over both runs. Postfix runs once per case.")
+        L.append("")
+    L.append(cpu_report_text(info, results))
+    L.append("")
+    head = ["case", "messages per run" if has_base else "messages", "no relay (ceiling)",
+            "govrelay", "CPU / msg"]
+    if has_base:
+        head += ["govrelay (baseline)", "CPU / msg"]
+    head += ["Postfix", "CPU / msg"]
+    if has_base:
+        head += ["govrelay / baseline"]
+    head += ["govrelay / Postfix", "govrelay / ceiling"]
+    L.append("| " + " | ".join(head) + " |")
+    L.append("| --- | " + " | ".join("---:" for _ in head[1:]) + " |")
+    for label, size, sessions, count in CASES:
+        d, g, b, p = (by.get((label, t)) for t in ("no relay", "govrelay", BASELINE, "Postfix"))
+        if not (d or g or p):
+            continue
+        n = (g or p or d)["count"]
+        row = [label, "%d" % n, report_cell(d), report_cell(g), fmt_cpu((g or {}).get("cpu_us"))]
+        if has_base:
+            row += [report_cell(b), fmt_cpu((b or {}).get("cpu_us"))]
+        row += [report_cell(p), fmt_cpu((p or {}).get("cpu_us"))]
+        if has_base:
+            row += [report_ratio(g, b)]
+        row += [report_ratio(g, p), report_ratio(g, d, pct=True)]
+        L.append("| " + " | ".join(row) + " |")
+    L.append("")
+    odd = [r for r in results if r.get("extra_at_sink") or r.get("left_in_queue")]
+    for r in odd:
+        L.append("- %s, %s: %d extra messages at the sink, %d left in the queue"
+                 % (r["target"], r["case"], r.get("extra_at_sink", 0), r.get("left_in_queue", 0)))
+    if odd:
+        L.append("")
+    return L
+
+
+def report_target_table(title, targets):
+    if not targets:
+        return []
+    L = ["## " + title, "", "| target | measured | met |", "| --- | ---: | --- |"]
+    for t, v, ok in targets:
+        met = "**inconclusive**" if ok is None else "yes" if ok else "**no**"
+        L.append("| %s | %s | %s |" % (t, v, met))
+    L.append("")
+    return L
+
+
+def report_targets_issue8(by, info):
+    """Issue 8's bench targets: (target, measured, met)."""
+    rows = []
+    case = "5 KB, 20 sessions"
+    g, b, p = (by.get((case, t)) for t in ("govrelay", BASELINE, "Postfix"))
+    if g and p and g["rate"] and p["rate"]:
+        rows.append(("%s: at least 6× Postfix" % case, "%.2f×" % (g["rate"] / p["rate"]),
+                     g["rate"] >= 6 * p["rate"]))
+    if "baseline" in info and g and b and g["rate"] and b["rate"]:
+        rows.append(baseline_target(case, g, b))
+    return rows
+
+
+def report_header(info, started, elapsed, args):
+    """Title, date, machine, builds."""
     L = []
     L.append("# govrelay performance")
     L.append("")
@@ -700,66 +982,41 @@ def report(info, results, lat, hwm, idle, started, elapsed, args):
              % (info["nproc"], info["model"], info["mem"], info["kernel"], info["fs"], info["load"]))
     L.append("- govrelay %s, built with CFLAGS `%s`; Postfix %s; Python %s"
              % (info["govrelay"], info["cflags"], info["postfix"], info["python"]))
+    if "baseline" in info:
+        b = info["baseline"]
+        L.append("- govrelay (baseline): the build in `%s`, configured from `%s`, which is "
+                 "now at `%s` (git describe); built with CFLAGS `%s`"
+                 % (b["dir"], b["srcdir"] or "?", b["describe"], b["cflags"]))
     L.append("- Everything on 127.0.0.1, one machine: smtp-source → relay → smtp-sink (no dumps). "
-             "The no-relay ceiling and the two relays run one after the other, case by case, "
+             "The no-relay ceiling and the relays run one after the other, case by case, "
              "in the same run.%s"
              % (" **Quick run (counts divided by %d): not for comparison.**" % args.quick
                 if args.quick > 1 else ""))
     L.append("")
-    L.append("## Throughput (messages per second, accepted and delivered)")
-    L.append("")
-    L.append("Relays: rate = messages / (time from smtp-source's start until smtp-sink has "
-             "received all of them), read from smtp-sink's `-c` counters; in brackets the "
-             "acceptance rate alone (smtp-source's run time). Both relays fsync every message "
-             "before their 250. No relay: smtp-source straight into a second smtp-sink without "
-             "`-c` (the counters cost it about a fifth of its speed); smtp-source's run time, "
-             "best of three runs. "
-             "smtp-source opens one connection per message, as in the commands below.")
-    L.append("")
-    L.append("| case | messages | no relay (ceiling) | govrelay | Postfix | govrelay / Postfix | govrelay / ceiling |")
-    L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for label, size, sessions, count in CASES:
-        d = by.get((label, "no relay"))
-        g = by.get((label, "govrelay"))
-        p = by.get((label, "Postfix"))
-        if not (d or g or p):
-            continue
+    return L
 
-        def cell(r):
-            if r is None:
-                return "—"
-            if r["rate"] is None:
-                return "timeout (%d/%d)" % (r["delivered"], r["count"])
-            s = fmt_rate(r["rate"])
-            if r["target"] != "no relay":
-                s += " (%s)" % fmt_rate(r["accept_rate"])
-            if r.get("source_rc"):
-                s += " rc=%d" % r["source_rc"]
-            return s
-        ratio_p = ("%.2f×" % (g["rate"] / p["rate"])) if g and p and g["rate"] and p["rate"] else "—"
-        ratio_c = ("%.0f%%" % (100 * g["rate"] / d["rate"])) if g and d and g["rate"] and d["rate"] else "—"
-        n = (g or p or d)["count"]
-        L.append("| %s | %d | %s | %s | %s | %s | %s |"
-                 % (label, n, cell(d), cell(g), cell(p), ratio_p, ratio_c))
-    L.append("")
-    odd = [r for r in results if r.get("extra_at_sink") or r.get("left_in_queue")]
-    for r in odd:
-        L.append("- %s, %s: %d extra messages at the sink, %d left in the queue"
-                 % (r["target"], r["case"], r.get("extra_at_sink", 0), r.get("left_in_queue", 0)))
-    if odd:
-        L.append("")
+
+def report(info, results, lat, hwm, idle, started, elapsed, args, extra=None):
+    by = {}
+    for r in results:
+        by[(r["case"], r["target"])] = r
+    L = report_header(info, started, elapsed, args)
+    L.extend(report_throughput(by, results, info, args))
     L.append("## govrelay: latency, memory, idle sessions")
     L.append("")
     L.append("| measure | value |")
     L.append("| --- | --- |")
+    extra = extra or {}
     if lat:
-        L.append("| end of DATA → 250, 5 KB, %d msg/s offered over 8 sessions (half of govrelay's best 5 KB rate above), achieved %s msg/s, %d samples | p50 %s ms, p90 %s ms, p99 %s ms, max %s ms%s |"
-                 % (lat["target_rate"], lat["rate"], lat["ok"], lat["p50_ms"], lat["p90_ms"],
-                    lat["p99_ms"], lat["max_ms"],
-                    ", %d errors (%s)" % (lat["errors"], lat["first_error"]) if lat["errors"] else ""))
+        L.append(report_lat_row(lat, ""))
+    if extra.get("lat_base"):
+        L.append(report_lat_row(extra["lat_base"], "baseline build, same offered rate, "))
     if hwm:
         L.append("| peak RSS of govrelayd over all throughput runs and the latency run (VmHWM; it counts the LMDB map's pages the daemon touched, e.g. while 20 × 1 MB messages are in flight) | %.1f MB |"
                  % (hwm / 1024.0))
+    if extra.get("hwm_base"):
+        L.append("| the same for the baseline build's govrelayd | %.1f MB |"
+                 % (extra["hwm_base"] / 1024.0))
     if idle:
         L.append("| idle sessions held (greeting + EHLO, then silent) | %d (%d failed to open, %s dropped by the server while held) |"
                  % (idle["held"], idle["failed"], idle["closed_by_server"]))
@@ -776,21 +1033,17 @@ def report(info, results, lat, hwm, idle, started, elapsed, args):
                     fmt_rate(un["accept_rate"]), fmt_rate(lo["accept_rate"])))
         L.append("| peak RSS of that govrelayd (VmHWM) | %.1f MB |" % (idle["hwm_kb"] / 1024.0))
     L.append("")
-    targets = report_targets(by, lat, idle)
-    if targets:
-        L.append("## Targets of issue 3")
-        L.append("")
-        L.append("| target | measured | met |")
-        L.append("| --- | ---: | --- |")
-        for t, v, ok in targets:
-            L.append("| %s | %s | %s |" % (t, v, "yes" if ok else "**no**"))
-        L.append("")
+    L.extend(report_target_table("Targets of issue 3", report_targets(by, lat, idle)))
+    L.extend(report_target_table("Targets of issue 8", report_targets_issue8(by, info)))
     L.append("## Commands")
     L.append("")
     L.append("`make bench` in a build folder runs `sh tests/bench/run.sh`, as root (the private "
              "Postfix instance and 10,000 sessions need it). `KEEP_BENCH=1` keeps the temp dir "
              "(configs, logs, Postfix's maillog, results.json), `BENCH_QUICK=N` divides every "
-             "count by N for a trial run, `BENCH_OUT=FILE` writes the report elsewhere. "
+             "count by N for a trial run, `BENCH_OUT=FILE` writes the report elsewhere, "
+             "`BENCH_BASELINE=DIR` runs DIR/govrelayd (with DIR/govrelayctl; BASELINE below) "
+             "side by side with this build, `BENCH_NO_CGROUP=1` reads CPU time from /proc "
+             "instead of cgroups. "
              "TMP is the temp dir, the ports are free ports chosen at start. Between two runs "
              "the bench waits until the relay's queue is empty (`govrelayctl queue list --json`, "
              "Postfix's queue directories).")
@@ -805,6 +1058,10 @@ def report(info, results, lat, hwm, idle, started, elapsed, args):
     L.append(GOVRELAY_CONF.format(data="TMP/govrelay/data", port="GOVPORT", dead="DEADPORT").rstrip())
     L.append("```")
     L.append("")
+    if args.baseline_govrelayd:
+        L.append("The baseline's (TMP/govrelay-baseline/govrelay.conf) is the same with "
+                 "`data_dir = TMP/govrelay-baseline/data` and `listen = mx 127.0.0.1:BASEPORT`.")
+        L.append("")
     L.append("Postfix (TMP/postfix/conf/main.cf):")
     L.append("")
     L.append("```")
@@ -829,7 +1086,12 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", type=int, default=1, help="divide every count by N")
     ap.add_argument("--only", default="", help="comma list: throughput,latency,idle")
+    ap.add_argument("--baseline-govrelayd", default="",
+                    help="another build's govrelayd, run side by side with this one")
+    ap.add_argument("--baseline-govrelayctl", default="")
     args = ap.parse_args()
+    if bool(args.baseline_govrelayd) != bool(args.baseline_govrelayctl):
+        ap.error("--baseline-govrelayd and --baseline-govrelayctl go together")
     args.quick = max(1, args.quick)
     only = set(filter(None, args.only.split(",")))
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -837,13 +1099,15 @@ def main():
     info = machine_info(args.tmp)
     info["govrelay"] = govrelay_version(args.srcdir)
     info["cflags"] = build_cflags()
+    if args.baseline_govrelayd:
+        info["baseline"] = baseline_info(args.baseline_govrelayd)
     procs = Procs(args.tmp)
     sink = Sink(procs, args.tmp)
     plain = Sink(procs, args.tmp, counters=False)
-    gv = pf = None
+    gv = pf = base = None
     results = []
-    lat = None
-    hwm = None
+    lat = lat_base = None
+    hwm = hwm_base = None
     idle = None
     try:
         direct = Direct(plain)
@@ -851,34 +1115,28 @@ def main():
         gv.start()
         pf = Postfix(procs, args.tmp, sink.port)
         pf.start()
+        info["cpu"] = {gv.name: cpu_how(gv), pf.name: cpu_how(pf)}
+        if args.baseline_govrelayd:
+            base = Govrelay(procs, args.tmp, args.baseline_govrelayd, args.baseline_govrelayctl,
+                            sink.port, tag="govrelay-baseline", name=BASELINE)
+            base.start()
+            info["cpu"][base.name] = cpu_how(base)
         if not only or "throughput" in only:
-            for target in (gv, pf):
-                run_case(procs, args.tmp, sink, target, 5120, 20, max(20, 200 // args.quick),
-                         "warm-up")
-            for label, size, sessions, count in CASES:
-                count = max(sessions, count // args.quick)
-                for target in (direct, gv, pf):
-                    # The ceiling runs are short (under a second) and noisy
-                    # on a shared machine: the best of three counts.
-                    tries = [run_case(procs, args.tmp, sink, target, size, sessions, count,
-                                      label) for _ in range(3 if target is direct else 1)]
-                    best = max(tries, key=lambda r: r["rate"] or 0)
-                    best["tries"] = [r["rate"] for r in tries]
-                    results.append(best)
+            results = throughput_phase(procs, args, sink, direct, gv, base, pf)
         pf.stop()
         if not only or "latency" in only:
             best = max([r["rate"] for r in results
                         if r["target"] == "govrelay" and r["size"] == 5120 and r["rate"]]
                        or [200.0])
-            lat = latency_run(gv, max(1.0, best / 2.0), 10.0 if args.quick == 1 else 3.0)
-            log("latency at %.0f msg/s: %s" % (best / 2.0, json.dumps(lat)))
-            try:
-                wait_until(lambda: gv.queued() == 0, DRAIN_TIMEOUT, interval=0.2,
-                           what="govrelay queue to drain after the latency run")
-            except RuntimeError as e:
-                log(str(e))
+            if base is None:
+                lat = latency_phase(gv, best, args)
+            else:
+                lat, lat_base = latency_pair(gv, base, best, args)
         hwm = gv.hwm()
         gv.stop()
+        if base is not None:
+            hwm_base = base.hwm()
+            base.stop()
         if not only or "idle" in only:
             idle = idle_phase(procs, args.tmp, args, sink)
     finally:
@@ -886,15 +1144,19 @@ def main():
             pf.stop()
         if gv is not None:
             gv.stop()
+        if base is not None:
+            base.stop()
         sink.stop()
         plain.stop()
     elapsed = time.monotonic() - t_start
-    text = report(info, results, lat, hwm, idle, started, elapsed, args)
+    extra = {"lat_base": lat_base, "hwm_base": hwm_base}
+    text = report(info, results, lat, hwm, idle, started, elapsed, args, extra)
     print(text)
     with open(args.out, "w") as f:
         f.write(text + "\n")
     with open(os.path.join(args.tmp, "results.json"), "w") as f:
         json.dump({"results": results, "latency": lat, "hwm_kb": hwm, "idle": idle,
+                   "latency_baseline": lat_base, "hwm_baseline_kb": hwm_base,
                    "info": info}, f, indent=1)
     log("report written to %s (%.0f s)" % (args.out, elapsed))
     return 0

@@ -11,7 +11,9 @@ chunk with the "." to the moment the reply line is read. Sessions are
 reused (no RSET needed after a 250).
 
 Prints one JSON object: sent, ok, errors, rate (achieved), p50_ms, p90_ms,
-p99_ms, max_ms. Loopback only; every wait has a timeout.
+p99_ms, max_ms. With --samples FILE it also writes every sample (ms, one a
+line) to FILE, so that a caller can pool several runs (bench.py does, to
+run two builds in ABBA order). Loopback only; every wait has a timeout.
 """
 import argparse
 import asyncio
@@ -122,6 +124,9 @@ async def lat_main(a):
         if isinstance(r, BaseException):
             errors.append("session: %r" % (r,))
     v = sorted(samples)
+    if a.samples:
+        with open(a.samples, "w") as f:
+            f.write("".join("%.4f\n" % (x * 1000.0) for x in v))
     ms = lambda x: None if x is None else round(x * 1000.0, 2)  # noqa: E731
     return {"sent": total, "ok": len(v), "errors": len(errors),
             "first_error": errors[0] if errors else None,
@@ -138,6 +143,7 @@ def main():
     ap.add_argument("--conns", type=int, default=8)
     ap.add_argument("--size", type=int, default=5120)
     ap.add_argument("--rcpt", default="lat@bench.test")
+    ap.add_argument("--samples", default="", help="write every sample (ms) to this file")
     a = ap.parse_args()
     print(json.dumps(asyncio.run(lat_main(a))), flush=True)
     return 0

@@ -12,7 +12,15 @@
 #
 # KEEP_BENCH=1 keeps the temp dir; BENCH_QUICK=N divides every message
 # count by N (a trial run, not for comparison); BENCH_ONLY=throughput,
-# latency,idle runs a subset.
+# latency,idle runs a subset. BENCH_BASELINE=DIR runs DIR/govrelayd (and
+# DIR/govrelayctl), another build folder, e.g. one of an older commit,
+# side by side with this build in every throughput case and the latency
+# run, and reports both (and govrelay / baseline).
+#
+# Each relay runs in a cgroup of its own when one can be made, for its
+# CPU time (tests/bench/cputime.py); bench.py lists them in TMP/cgroups
+# and removes them, and so does the cleanup here if it could not.
+# BENCH_NO_CGROUP=1 reads /proc instead (coarser; to compare).
 set -eu
 
 srcdir=$(cd "$(dirname "$0")/../.." && pwd)
@@ -31,6 +39,17 @@ for t in /usr/sbin/smtp-source /usr/sbin/smtp-sink /usr/sbin/postfix python3; do
 		exit 1
 	fi
 done
+set --
+if [ -n "${BENCH_BASELINE:-}" ]; then
+	bdir=$(cd "$BENCH_BASELINE" && pwd) || exit 1
+	for f in "$bdir/govrelayd" "$bdir/govrelayctl"; do
+		if [ ! -x "$f" ]; then
+			echo "bench: BENCH_BASELINE: $f not found (a build folder is needed)" >&2
+			exit 1
+		fi
+	done
+	set -- --baseline-govrelayd "$bdir/govrelayd" --baseline-govrelayctl "$bdir/govrelayctl"
+fi
 if [ "$(id -u)" -ne 0 ]; then
 	echo "bench: run as root (private Postfix instance, 10,000 sessions)" >&2
 	exit 1
@@ -68,6 +87,26 @@ bench_cleanup() {
 			fi
 		done <"$tmp/pids"
 	fi
+	# The cgroups bench.py made (it removes them itself when all goes
+	# well): only empty ones named govrelay-bench-* under /sys/fs/cgroup,
+	# polled while their last processes exit.
+	if [ -f "$tmp/cgroups" ]; then
+		while read -r cg; do
+			case "$cg" in
+			/sys/fs/cgroup/*) ;;
+			*) continue ;;
+			esac
+			case "${cg##*/}" in
+			govrelay-bench-*) ;;
+			*) continue ;;
+			esac
+			n=0
+			while [ -d "$cg" ] && ! rmdir "$cg" 2>/dev/null && [ "$n" -lt 50 ]; do
+				sleep 0.2
+				n=$((n + 1))
+			done
+		done <"$tmp/cgroups"
+	fi
 	if [ "${KEEP_BENCH:-0}" = 1 ]; then
 		echo "bench: temp dir kept: $tmp" >&2
 	else
@@ -82,5 +121,6 @@ trap 'exit 143' TERM
 start=$(date +%s)
 python3 "$srcdir/tests/bench/bench.py" --tmp "$tmp" \
 	--govrelayd "$builddir/govrelayd" --govrelayctl "$builddir/govrelayctl" \
-	--srcdir "$srcdir" --out "$out" --quick "${BENCH_QUICK:-1}" --only "${BENCH_ONLY:-}"
+	--srcdir "$srcdir" --out "$out" --quick "${BENCH_QUICK:-1}" --only "${BENCH_ONLY:-}" \
+	"$@"
 echo "bench: done in $(($(date +%s) - start)) s; report in $out" >&2
