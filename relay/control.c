@@ -66,7 +66,7 @@
 #include <openssl/crypto.h>
 #include <uv.h>
 
-#include "admin-cli/admin.h"
+#include "admin/admin.h"
 #include "common/buf.h"
 #include "common/ctlproto.h"
 #include "common/log.h"
@@ -295,7 +295,7 @@ static void ctl_done(void *arg, int status)
 /* ---------------------------------------------------------------- exec */
 
 /*
- * A delegated operator's govrelayctl command (admin-cli/admin.h), run on
+ * A delegated operator's govrelayctl command (admin/admin.h), run on
  * the thread pool with the identity the kernel gives for the socket's
  * peer. Output goes back in frames as it is produced, written straight
  * to the socket from the pool thread: the loop leaves this connection

@@ -58,19 +58,15 @@ bool admin_reads_stdin(int argc, char **argv);
 int admin_file_arg(int argc, char **argv);
 
 /*
- * Reads a new password for `user add` and `user passwd`. When in is a
- * terminal: prompts on err twice ("New password for ADDRESS: ") with
- * echo off (termios) and requires both to match; otherwise takes the
- * first line of in without its CR/LF. The password is refused when
- * empty, longer than PASSWD_MAX bytes or holding a NUL byte.
- * Returns 0 with out NUL-terminated and *len its length (outlen must be
- * at least PASSWD_MAX + 1), or a sysexits.h code (65) with an English
- * reason in why. The CLI uses it too, so that a delegated operator is
- * prompted on their own terminal before the password goes to the daemon.
- * THREADS: any; no signal handlers (an interrupted prompt leaves echo
- * off, as passwd(1) without its handlers would).
+ * Reads a new password for `user add` and `user passwd` from in: its
+ * first line without CR/LF (a terminal prompt is govrelayctl's job, in
+ * admin-cli/password.c). The password is refused when empty, longer than
+ * PASSWD_MAX bytes or holding a NUL byte. Returns 0 with out
+ * NUL-terminated and *len its length (outlen must be at least
+ * PASSWD_MAX + 1), or a sysexits.h code (65) with an English reason in
+ * why. THREADS: any.
  */
-int admin_read_password(FILE *in, FILE *err, const char *address, char *out,
-    size_t outlen, size_t *len, char *why, size_t whylen);
+int admin_read_password_stream(FILE *in, char *out, size_t outlen, size_t *len, char *why,
+    size_t whylen);
 
 #endif

@@ -33,7 +33,7 @@
 #include <string.h>
 #include <sysexits.h>
 
-#include "admin-cli/admin_int.h"
+#include "admin/admin_int.h"
 #include "common/addr.h"
 #include "common/buf.h"
 #include "common/util.h"

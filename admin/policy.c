@@ -1,0 +1,232 @@
+/*
+ * admin/policy: `policy set|unset|show`: a tenant's policy keys, each
+ * inherited by its subtree unless set lower down. What the keys mean is
+ * the store's (queue/tenancy.h); this file only checks, writes and shows.
+ *
+ * Every change is one apply (store.c) with its audit record in the same
+ * transaction. Entry points: admin__policy_set, admin__policy_show
+ * (admin_int.h).
+ * OWNERSHIP: the effective policy read is freed before returning.
+ * THREADS: see engine.c. ERRORS: sysexits.h codes, reported on io->err.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "admin/admin_int.h"
+#include "common/addr.h"
+#include "common/buf.h"
+#include "common/cfg.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "queue/queue.h"
+#include "queue/tenancy.h"
+
+/* ------------------------------------------------------------ policy */
+
+static void admin_policy_known(struct buf *b)
+{
+	for (const struct tenancy_policy_key *k = tenancy_policy_keys; k->name != NULL; k++)
+		buf_printf(b, "%s%s", k == tenancy_policy_keys ? "" : ", ", k->name);
+}
+
+/* `policy set TENANT KEY VALUE` and `policy unset TENANT KEY`. */
+int admin__policy_set(struct admin *a, const struct admin_args *args)
+{
+	bool set = strcmp(a->cmd->verb, "set") == 0;
+	const char *tenant = admin__arg(args, "tenant");
+	const char *keyname = admin__arg(args, "key");
+	const char *value = set ? admin__arg(args, "value") : NULL;
+	const struct tenancy_policy_key *key;
+	struct queue_audit_field f[2];
+	struct queue_txn *txn;
+	char norm[128], why[ADMIN_WHY_MAX], *old = NULL;
+	int rc;
+
+	if ((rc = admin__tenant_arg(a, "tenant", tenant)) != 0)
+		return rc;
+	key = tenancy_policy_key_find(keyname);
+	if (key == NULL) {
+		struct buf b;
+		char *shown = admin__text_dup(keyname);
+
+		buf_init(&b);
+		admin_policy_known(&b);
+		admin__err(a, "unknown policy key \"%s\"; the keys are: %s", shown, buf_cstr(&b));
+		buf_free(&b);
+		free(shown);
+		return EX_DATAERR;
+	}
+	if (set) {
+		why[0] = '\0';
+		if (tenancy_policy_normalize(key, value, norm, sizeof norm, why, sizeof why) < 0) {
+			char *shown = admin__text_dup(value);
+
+			admin__err(a, "%s \"%s\": %s", key->name, shown, why[0] ? why : "bad value");
+			free(shown);
+			return EX_DATAERR;
+		}
+	}
+	if ((rc = admin__need_tenant(a, tenant, "tenant")) != 0)
+		return rc;
+	if ((rc = admin__txn(a, true, &txn)) != 0)
+		return rc;
+	if ((rc = admin__tenant_exists(a, txn, tenant, "tenant")) != 0) {
+		queue_txn_abort(txn);
+		return rc;
+	}
+	if (!set) {
+		rc = queue_policy_get(txn, tenant, key->name, &old);
+		free(old);
+		if (rc == -ENOENT) {
+			queue_txn_abort(txn);
+			admin__err(a, "tenant %s has no own setting of %s (it inherits)", tenant,
+			    key->name);
+			return EX_NOINPUT;
+		}
+		if (rc < 0) {
+			queue_txn_abort(txn);
+			return admin__fail(a, rc, NULL, "cannot read the policy of %s", tenant);
+		}
+	}
+	if ((rc = queue_policy_set(txn, tenant, key->name, set ? norm : NULL)) < 0) {
+		queue_txn_abort(txn);
+		return admin__fail(a, rc, NULL, "cannot %s %s of tenant %s", a->cmd->verb,
+		    key->name, tenant);
+	}
+	f[0] = (struct queue_audit_field){ "key", key->name };
+	f[1] = (struct queue_audit_field){ "value", set ? norm : NULL };
+	if ((rc = admin__audit(a, txn, tenant, tenant, f, 2)) < 0) {
+		queue_txn_abort(txn);
+		return admin__fail(a, rc, NULL, "cannot write the audit record");
+	}
+	if ((rc = admin__commit(a, txn, "the policy")) != 0)
+		return rc;
+	if (a->json) {
+		struct admin_json j;
+
+		admin__json_begin(&j);
+		admin__json_kstr(&j, "tenant", tenant);
+		admin__json_kstr(&j, "key", key->name);
+		admin__json_kstr(&j, "value", set ? norm : NULL);
+		admin__json_end(a, &j);
+	} else if (set) {
+		admin__out(a, "policy of %s: %s = %s\n", tenant, key->name, norm);
+	} else {
+		admin__out(a, "policy of %s: %s inherited again\n", tenant, key->name);
+	}
+	return EX_OK;
+}
+
+/*
+ * `policy show`: every key's effective value and where it comes from.
+ * max_message_size and max_recipients without a tenant setting come
+ * from the configuration (what the daemon really applies), not from the
+ * tenancy module's builtin.
+ */
+int admin__policy_show(struct admin *a, const struct admin_args *args)
+{
+	static const char *const head[] = { "KEY", "VALUE", "SOURCE" };
+	const char *tenant = admin__arg(args, "tenant");
+	struct admin_table t = { 3, head, "lll", NULL, 0, 0 };
+	struct queue_txn *txn;
+	size_t nkeys = 0;
+	char **values = NULL, **sources = NULL;
+	int rc;
+
+	if ((rc = admin__tenant_arg(a, "tenant", tenant)) != 0)
+		return rc;
+	if ((rc = admin__need_tenant(a, tenant, "tenant")) != 0)
+		return rc;
+	if (a->store == NULL) {
+		admin__err(a, "no such tenant '%s'", tenant);
+		return EX_NOINPUT;
+	}
+	for (const struct tenancy_policy_key *k = tenancy_policy_keys; k->name != NULL; k++)
+		nkeys++;
+	values = xcalloc(nkeys + 1, sizeof *values);
+	sources = xcalloc(nkeys + 1, sizeof *sources);
+	if ((rc = admin__txn(a, false, &txn)) != 0)
+		goto out;
+	rc = admin__tenant_exists(a, txn, tenant, "tenant");
+	for (size_t i = 0; rc == 0 && i < nkeys; i++) {
+		int qrc = queue_policy_effective(txn, tenant, tenancy_policy_keys[i].name,
+		    &values[i], &sources[i]);
+
+		if (qrc < 0)
+			rc = admin__fail(a, qrc, NULL, "cannot read %s of tenant %s",
+			    tenancy_policy_keys[i].name, tenant);
+	}
+	queue_txn_abort(txn);
+	if (rc != 0)
+		goto out;
+	for (size_t i = 0; i < nkeys; i++) {
+		const struct tenancy_policy_key *k = &tenancy_policy_keys[i];
+		const struct config *cfg = a->io->cfg;
+		char num[32];
+
+		if (sources[i] == NULL || strcmp(sources[i], "default") != 0 || cfg == NULL)
+			continue;
+		if (strcmp(k->name, "max_message_size") == 0)
+			snprintf(num, sizeof num, "%" PRIu64, (uint64_t)cfg->max_message_size);
+		else if (strcmp(k->name, "max_recipients") == 0)
+			snprintf(num, sizeof num, "%" PRIu64, (uint64_t)cfg->max_recipients);
+		else
+			continue;
+		free(values[i]);
+		free(sources[i]);
+		values[i] = xstrdup(num);
+		sources[i] = xstrdup("config");
+	}
+	if (a->json) {
+		struct admin_json j;
+
+		admin__json_begin(&j);
+		admin__json_kstr(&j, "tenant", tenant);
+		admin__json_open(&j, "policy", '{');
+		for (size_t i = 0; i < nkeys; i++) {
+			const struct tenancy_policy_key *k = &tenancy_policy_keys[i];
+			const char *v = values[i] != NULL ? values[i] : "";
+
+			admin__json_open(&j, k->name, '{');
+			if ((k->type == TENANCY_POLICY_SIZE || k->type == TENANCY_POLICY_COUNT) &&
+			    v[0] != '\0' && strspn(v, "0123456789") == strlen(v) && strlen(v) < 20)
+				admin__json_kraw(&j, "value", v);
+			else if (k->type == TENANCY_POLICY_BOOL &&
+			    (strcmp(v, "yes") == 0 || strcmp(v, "no") == 0))
+				admin__json_kbool(&j, "value", strcmp(v, "yes") == 0);
+			else
+				admin__json_kstr(&j, "value", values[i]);
+			admin__json_kstr(&j, "source", sources[i]);
+			admin__json_close(&j, '}');
+		}
+		admin__json_close(&j, '}');
+		admin__json_end(a, &j);
+	} else {
+		for (size_t i = 0; i < nkeys; i++) {
+			const char *row[3] = { tenancy_policy_keys[i].name, values[i], sources[i] };
+
+			admin__table_row(&t, row);
+		}
+		admin__table_print(a, &t);
+	}
+	rc = EX_OK;
+out:
+	admin__table_free(&t);
+	for (size_t i = 0; i < nkeys; i++) {
+		free(values[i]);
+		free(sources[i]);
+	}
+	free(values);
+	free(sources);
+	return rc;
+}
+
