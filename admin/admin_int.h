@@ -217,10 +217,22 @@ int admin__fail(const struct admin *a, int rc, const char *why, const char *fmt,
 	__attribute__((format(printf, 4, 5)));
 /* Makes sure a->store is open (read-write when write). 0 or exit code. */
 int admin__store_open(struct admin *a, bool write);
-/* A transaction on a->store. 0 or an exit code (reported). */
-int admin__txn(struct admin *a, bool write, struct queue_txn **txn);
-/* Commits; 0 or an exit code (reported, "what" failed). */
-int admin__commit(struct admin *a, struct queue_txn *txn, const char *what);
+/* A read transaction on a->store. 0 or an exit code (reported). */
+int admin__txn(struct admin *a, struct queue_txn **txn);
+/*
+ * One change: reads what it checks and writes what it changes (and its
+ * audit record) in txn. Returns 0 to commit, or an exit code it has
+ * reported (the change is then rolled back whole).
+ */
+typedef int admin_apply_fn(struct admin *a, struct queue_txn *txn, void *arg);
+/*
+ * Runs apply as one durable change: through io->writer when set (on the
+ * writer thread, while this thread waits for the commit), else in a
+ * write transaction of its own. 0 once durable; apply's exit code; or a
+ * store exit code (reported: "cannot commit WHAT: ..."; 75 when the
+ * daemon is stopping).
+ */
+int admin__write(struct admin *a, admin_apply_fn *apply, void *arg, const char *what);
 
 /* Arguments: canonical forms, or EX_DATAERR naming the argument. */
 int admin__domain_arg(const struct admin *a, const char *what, const char *in, char *out,

@@ -389,7 +389,7 @@ int admin__audit_search(struct admin *a, const struct admin_args *args)
 	if (o.fmt == ADMIN_AUDIT_CSV)
 		buf_append_str(&o.b, "seq,time,qid,event,hash,prev,facts\r\n");
 	if (a->store != NULL) {
-		if ((rc = admin__txn(a, false, &txn)) != 0) {
+		if ((rc = admin__txn(a, &txn)) != 0) {
 			buf_free(&o.b);
 	free(o.qids);
 			return rc;
@@ -420,7 +420,7 @@ int admin__audit_verify(struct admin *a, const struct admin_args *args)
 	(void)args;
 	memset(&fault, 0, sizeof fault);
 	if (a->store != NULL) {
-		if ((rc = admin__txn(a, false, &txn)) != 0)
+		if ((rc = admin__txn(a, &txn)) != 0)
 			return rc;
 		rc = audit_verify_detail(txn, &count, &fault);
 		queue_txn_abort(txn);

@@ -69,13 +69,48 @@ static void admin_domain_json(const struct admin *a, const struct queue_domain *
 	free(u);
 }
 
+/* The new domain d and its audit record, unless the name is taken. */
+static int admin_domain_add_apply(struct admin *a, struct queue_txn *txn, void *arg)
+{
+	struct queue_domain *d = arg, *old = NULL;
+	struct queue_audit_field f[3];
+	int rc = queue_domain_get(txn, d->name, &old);
+
+	if (rc == 0) {
+		char *shown = admin__text_dup(old->route);
+
+		if (admin__tenant_in_scope(a, old->tenant))
+			admin__err(a, "domain %s already exists (route %s)", d->name, shown);
+		else
+			admin__err(a, "domain %s already exists (another tenant's)", d->name);
+		free(shown);
+		queue_domain_free(old);
+		return EX_CANTCREAT;
+	}
+	if (rc != -ENOENT)
+		goto fail;
+	if (d->tenant != NULL &&
+	    (rc = admin__tenant_exists(a, txn, d->tenant, "--tenant")) != 0)
+		return rc;
+	if ((rc = queue_domain_put(txn, d)) < 0)
+		goto fail;
+	f[0] = (struct queue_audit_field){ "route", d->route };
+	f[1] = (struct queue_audit_field){ "require_tls", d->require_tls ? "yes" : "no" };
+	f[2] = (struct queue_audit_field){ "accept_all", d->accept_all ? "yes" : "no" };
+	if ((rc = admin__audit(a, txn, d->tenant, d->name, f, 3)) < 0)
+		goto fail;
+	return 0;
+fail:
+	/* Our arguments were checked, so a refusal here is our bug. */
+	admin__err(a, "cannot add domain %s: %s", d->name, queue_strerror(rc));
+	return rc == -EINVAL ? EX_SOFTWARE : admin__store_exit(rc);
+}
+
 int admin__domain_add(struct admin *a, const struct admin_args *args)
 {
 	const char *route = admin__arg(args, "--route");
 	const char *tenant = admin__arg(args, "--tenant");
-	struct queue_domain d, *old = NULL;
-	struct queue_audit_field f[3];
-	struct queue_txn *txn;
+	struct queue_domain d;
 	char name[ADDR_DOMAIN_MAX + 1], why[ADMIN_WHY_MAX];
 	int rc;
 
@@ -103,35 +138,7 @@ int admin__domain_add(struct admin *a, const struct admin_args *args)
 	d.require_tls = admin__arg(args, "--require-tls") != NULL;
 	d.accept_all = admin__arg(args, "--accept-all") != NULL;
 	d.created = time_now_ms();
-	if ((rc = admin__txn(a, true, &txn)) != 0)
-		return rc;
-	rc = queue_domain_get(txn, name, &old);
-	if (rc == 0) {
-		char *shown = admin__text_dup(old->route);
-
-		if (admin__tenant_in_scope(a, old->tenant))
-			admin__err(a, "domain %s already exists (route %s)", name, shown);
-		else
-			admin__err(a, "domain %s already exists (another tenant's)", name);
-		free(shown);
-		queue_domain_free(old);
-		queue_txn_abort(txn);
-		return EX_CANTCREAT;
-	}
-	if (rc != -ENOENT)
-		goto fail;
-	if (tenant != NULL && (rc = admin__tenant_exists(a, txn, tenant, "--tenant")) != 0) {
-		queue_txn_abort(txn);
-		return rc;
-	}
-	if ((rc = queue_domain_put(txn, &d)) < 0)
-		goto fail;
-	f[0] = (struct queue_audit_field){ "route", route };
-	f[1] = (struct queue_audit_field){ "require_tls", d.require_tls ? "yes" : "no" };
-	f[2] = (struct queue_audit_field){ "accept_all", d.accept_all ? "yes" : "no" };
-	if ((rc = admin__audit(a, txn, tenant, name, f, 3)) < 0)
-		goto fail;
-	if ((rc = admin__commit(a, txn, "the new domain")) != 0)
+	if ((rc = admin__write(a, admin_domain_add_apply, &d, "the new domain")) != 0)
 		return rc;
 	if (a->json) {
 		admin_domain_json(a, &d, NULL, NULL);
@@ -143,11 +150,6 @@ int admin__domain_add(struct admin *a, const struct admin_args *args)
 		free(u);
 	}
 	return EX_OK;
-fail:
-	queue_txn_abort(txn);
-	/* Our arguments were checked, so a refusal here is our bug. */
-	admin__err(a, "cannot add domain %s: %s", name, queue_strerror(rc));
-	return rc == -EINVAL ? EX_SOFTWARE : admin__store_exit(rc);
 }
 
 struct admin_user_count {
@@ -164,41 +166,30 @@ static int admin_user_count_cb(void *arg, const struct queue_user *u)
 	return 0;
 }
 
-int admin__domain_remove(struct admin *a, const struct admin_args *args)
+/* Removes domain arg (a name) when it is empty, with its audit record. */
+static int admin_domain_remove_apply(struct admin *a, struct queue_txn *txn, void *arg)
 {
+	const char *name = arg;
 	struct queue_domain *d = NULL;
-	struct admin_user_count uc;
+	struct admin_user_count uc = { name, 0 };
 	struct queue_audit_field f[1];
-	struct queue_txn *txn;
-	char name[ADDR_DOMAIN_MAX + 1];
 	uint64_t mailboxes = 0;
-	int rc;
+	int rc = queue_domain_get(txn, name, &d);
 
-	if ((rc = admin__domain_arg(a, "domain", admin__arg(args, "domain"), name,
-	    sizeof name)) != 0)
-		return rc;
-	if ((rc = admin__txn(a, true, &txn)) != 0)
-		return rc;
-	rc = queue_domain_get(txn, name, &d);
 	if (rc == -ENOENT) {
-		queue_txn_abort(txn);
 		admin__err(a, "no such domain '%s'", name);
 		return EX_NOINPUT;
 	}
 	if (rc < 0)
 		goto fail;
 	if ((rc = admin__need_tenant(a, d->tenant, name)) != 0) {
-		queue_txn_abort(txn);
 		queue_domain_free(d);
 		return rc;
 	}
-	uc.domain = name;
-	uc.n = 0;
 	if ((rc = queue_mailbox_count_domain(txn, name, &mailboxes)) < 0 ||
 	    (rc = queue_user_walk(txn, admin_user_count_cb, &uc)) < 0)
 		goto fail;
 	if (mailboxes > 0 || uc.n > 0) {
-		queue_txn_abort(txn);
 		queue_domain_free(d);
 		admin__err(a, "domain %s still has %" PRIu64 " mailboxes or aliases and %" PRIu64
 		    " users; remove them first", name, mailboxes, uc.n);
@@ -210,7 +201,22 @@ int admin__domain_remove(struct admin *a, const struct admin_args *args)
 	if ((rc = admin__audit(a, txn, d->tenant, name, f, 1)) < 0)
 		goto fail;
 	queue_domain_free(d);
-	if ((rc = admin__commit(a, txn, "the removal")) != 0)
+	return 0;
+fail:
+	queue_domain_free(d);
+	admin__err(a, "cannot remove domain %s: %s", name, queue_strerror(rc));
+	return rc == -EINVAL ? EX_SOFTWARE : admin__store_exit(rc);
+}
+
+int admin__domain_remove(struct admin *a, const struct admin_args *args)
+{
+	char name[ADDR_DOMAIN_MAX + 1];
+	int rc;
+
+	if ((rc = admin__domain_arg(a, "domain", admin__arg(args, "domain"), name,
+	    sizeof name)) != 0)
+		return rc;
+	if ((rc = admin__write(a, admin_domain_remove_apply, name, "the removal")) != 0)
 		return rc;
 	if (a->json) {
 		struct admin_json j;
@@ -223,11 +229,6 @@ int admin__domain_remove(struct admin *a, const struct admin_args *args)
 		admin__out(a, "domain %s removed\n", name);
 	}
 	return EX_OK;
-fail:
-	queue_txn_abort(txn);
-	queue_domain_free(d);
-	admin__err(a, "cannot remove domain %s: %s", name, queue_strerror(rc));
-	return rc == -EINVAL ? EX_SOFTWARE : admin__store_exit(rc);
 }
 
 struct admin_domain_rows {
@@ -275,7 +276,7 @@ int admin__domain_list(struct admin *a, const struct admin_args *args)
 	if (l.tenant != NULL && (rc = admin__need_tenant(a, l.tenant, "--tenant")) != 0)
 		return rc;
 	if (a->store != NULL) {
-		if ((rc = admin__txn(a, false, &txn)) != 0)
+		if ((rc = admin__txn(a, &txn)) != 0)
 			return rc;
 		rc = queue_domain_walk(txn, admin_domain_collect, &l);
 		queue_txn_abort(txn);
@@ -331,7 +332,7 @@ int admin__domain_show(struct admin *a, const struct admin_args *args)
 	uc.domain = name;
 	uc.n = 0;
 	if (a->store != NULL) {
-		if ((rc = admin__txn(a, false, &txn)) != 0)
+		if ((rc = admin__txn(a, &txn)) != 0)
 			return rc;
 		rc = queue_domain_get(txn, name, &d);
 		if (rc == 0 && (rc = queue_mailbox_count_domain(txn, name, &mailboxes)) == 0)

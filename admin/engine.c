@@ -100,9 +100,11 @@ static const struct admin_cmd admin_cmds[] = {
 	{ "mailbox", "show", "<address>", R, PM, admin__mailbox_show,
 	  "Show a mailbox or an alias with its targets." },
 	{ "mailbox", "import", "<file> [--label <name>]", W, PM, admin__mailbox_import,
-	  "Import FILE.csv (rows address[,alias-of]; - reads standard input) in one "
-	  "transaction: every row is checked first, and any bad row imports nothing. "
-	  "--label names the file in error messages." },
+	  "Import FILE.csv (rows address[,alias-of]; - reads standard input): every row "
+	  "is checked first, and any bad row imports nothing; then rows are written in "
+	  "batches of about 1,000, each its own transaction and audit record. If it "
+	  "stops half-way, the batches written stay; importing the file again finishes "
+	  "the job. --label names the file in error messages." },
 	{ "user", "add", "<address>", W | ADMIN_F_STDIN, PM, admin__user_add,
 	  "Add a user who may submit mail as ADDRESS (and its mailbox when absent); "
 	  "the password is read from standard input, never from the command line." },
@@ -404,7 +406,7 @@ static int admin_identity(struct admin *a)
 	if (a->store == NULL)
 		return admin__deny_cmd(a, "only root, the store's owner and operators (see "
 		    "'operator add') may run it");
-	if ((rc = admin__txn(a, false, &txn)) != 0)
+	if ((rc = admin__txn(a, &txn)) != 0)
 		return rc;
 	rc = queue_operator_get(txn, a->user, &op);
 	if (rc == 0) {

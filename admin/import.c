@@ -41,6 +41,12 @@
 
 #define ADMIN_IMPORT_MAX (64u * 1024 * 1024) /* bytes of one CSV file */
 #define ADMIN_IMPORT_ERRORS_MAX 100
+/*
+ * Rows per write. Each batch is one writer op: with 1,000 rows it takes
+ * the writer a few milliseconds, so mail queued meanwhile waits for at
+ * most one batch, never for the whole file (doc/PERFORMANCE.md).
+ */
+#define ADMIN_IMPORT_BATCH 1000
 
 /* ------------------------------------------------------ mailbox import */
 
@@ -50,8 +56,9 @@
  * starting with '#' skipped, an optional header row "address,alias-of".
  * Every row is checked first (canonical address, one of our domains,
  * the caller's reach, the alias target's syntax, no conflict with what
- * is stored); any bad row imports nothing. Then everything goes in ONE
- * write transaction with one audit record: a bulk load is one decision.
+ * is stored); any bad row imports nothing. Then the rows go in batches
+ * of about ADMIN_IMPORT_BATCH rows (an address's rows always in one
+ * batch), each one write with one audit record (see the file header).
  */
 struct admin_import_row {
 	char *addr;
@@ -401,83 +408,271 @@ struct admin_import_counts {
 	size_t added, updated, unchanged;
 };
 
-/* Third pass, in the write transaction: every address once. */
-static int admin_import_write(struct admin_import *im, struct queue_txn *txn,
-    struct admin_import_counts *cnt, struct buf *tenants, char *why, size_t whylen)
+/* One batch: rows [from, to) of the sorted rows, and what came of it. */
+struct admin_import_batch {
+	struct admin_import *im;
+	size_t from, to;
+	size_t k, nbatches;            /* this is batch k of nbatches (from 1) */
+	struct admin_import_counts cnt;
+	char why[ADMIN_WHY_MAX];
+};
+
+/* The end of the batch starting at row i: whole addresses, about BATCH rows. */
+static size_t admin_import_batch_end(const struct admin_import *im, size_t i)
 {
-	char **tv = NULL;
-	size_t ntv = 0;
-	int rc = 0;
+	size_t j = i + ADMIN_IMPORT_BATCH < im->n ? i + ADMIN_IMPORT_BATCH : im->n;
 
-	for (size_t i = 0; i < im->n;) {
-		size_t j = i;
-		struct queue_mailbox *old = NULL, m;
-		const struct admin_domain_ent *e;
-		char **targets = NULL;
-		size_t nt = 0;
+	while (j < im->n && j > i && strcmp(im->rows[j].addr, im->rows[j - 1].addr) == 0)
+		j++;
+	return j;
+}
 
-		while (j < im->n && strcmp(im->rows[j].addr, im->rows[i].addr) == 0)
-			j++;
-		rc = queue_mailbox_get(txn, im->rows[i].addr, &old);
-		if (rc < 0 && rc != -ENOENT)
-			break;
-		rc = 0;
-		memset(&m, 0, sizeof m);
-		m.address = im->rows[i].addr;
-		m.created = old != NULL ? old->created : time_now_ms();
-		if (im->rows[i].target != NULL) {
-			size_t cap = (old != NULL ? old->nalias_of : 0) + (j - i);
-
-			targets = xcalloc(cap, sizeof *targets);
-			for (size_t k = 0; old != NULL && k < old->nalias_of; k++)
-				targets[nt++] = old->alias_of[k];
-			for (size_t k = i; k < j; k++) {
-				bool dup = false;
-
-				for (size_t q = 0; q < nt && !dup; q++)
-					dup = strcmp(targets[q], im->rows[k].target) == 0;
-				if (!dup)
-					targets[nt++] = im->rows[k].target;
-			}
-			m.alias_of = targets;
-			m.nalias_of = nt;
-		}
-		if (old != NULL && nt == old->nalias_of) {
-			cnt->unchanged++;
-		} else {
-			why[0] = '\0';
-			rc = queue_mailbox_put(txn, &m, why, whylen);
-			if (old != NULL)
-				cnt->updated++;
-			else
-				cnt->added++;
-			e = admin__domain_find(im->a, addr_domain_of(m.address));
-			if (rc == 0 && e != NULL && e->tenant != NULL &&
-			    (ntv == 0 || strcmp(tv[ntv - 1], e->tenant) != 0)) {
-				tv = xreallocarray(tv, ntv + 1, sizeof *tv);
-				tv[ntv++] = e->tenant;
-			}
-		}
-		free(targets);
-		queue_mailbox_free(old);
-		if (rc < 0) {
-			if (why[0] == '\0')
-				snprintf(why, whylen, "%s: %s", m.address, queue_strerror(rc));
-			break;
-		}
-		i = j;
-	}
-	if (ntv > 1) {
+/* "a,b,c": the distinct tenants of the changed rows' domains, sorted. */
+static void admin_import_tenants(char **tv, size_t ntv, struct buf *tenants)
+{
+	if (ntv > 1)
 		qsort(tv, ntv, sizeof *tv, admin_strcmp_tenant);
-	}
 	for (size_t i = 0; i < ntv; i++) {
 		if (i > 0 && strcmp(tv[i], tv[i - 1]) == 0)
 			continue;
 		buf_printf(tenants, "%s%s", tenants->len ? "," : "", tv[i]);
 	}
 	buf_cstr(tenants);
-	free(tv);
+}
+
+/*
+ * m (address rows[i]) with the targets of rows [i, j) added to old's,
+ * each once. Returns the targets array (owned by the caller) or NULL.
+ */
+static char **admin_import_targets(const struct admin_import *im, size_t i, size_t j,
+    const struct queue_mailbox *old, struct queue_mailbox *m)
+{
+	size_t cap = (old != NULL ? old->nalias_of : 0) + (j - i), nt = 0;
+	char **targets;
+
+	if (im->rows[i].target == NULL)
+		return NULL;
+	targets = xcalloc(cap, sizeof *targets);
+	for (size_t k = 0; old != NULL && k < old->nalias_of; k++)
+		targets[nt++] = old->alias_of[k];
+	for (size_t k = i; k < j; k++) {
+		bool dup = false;
+
+		for (size_t q = 0; q < nt && !dup; q++)
+			dup = strcmp(targets[q], im->rows[k].target) == 0;
+		if (!dup)
+			targets[nt++] = im->rows[k].target;
+	}
+	m->alias_of = targets;
+	m->nalias_of = nt;
+	return targets;
+}
+
+/*
+ * One address (rows [i, j)) into the store. 0, 1 when unchanged, or a
+ * negative errno with b->why set. Refuses (-EEXIST) when the address
+ * changed kind since the file was checked (a mailbox became an alias or
+ * the other way round): the checked plan no longer holds.
+ */
+static int admin_import_one(struct admin_import_batch *b, struct queue_txn *txn, size_t i,
+    size_t j)
+{
+	const struct admin_import_row *r = &b->im->rows[i];
+	struct queue_mailbox *old = NULL, m;
+	char **targets;
+	int rc = queue_mailbox_get(txn, r->addr, &old);
+
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	if (old != NULL && (old->nalias_of > 0) != (r->target != NULL)) {
+		snprintf(b->why, sizeof b->why, "%s became %s since the file was checked",
+		    r->addr, old->nalias_of > 0 ? "an alias" : "a mailbox");
+		queue_mailbox_free(old);
+		return -EEXIST;
+	}
+	memset(&m, 0, sizeof m);
+	m.address = r->addr;
+	m.created = old != NULL ? old->created : time_now_ms();
+	targets = admin_import_targets(b->im, i, j, old, &m);
+	if (old != NULL && m.nalias_of == old->nalias_of) {
+		rc = 1;
+	} else {
+		b->why[0] = '\0';
+		rc = queue_mailbox_put(txn, &m, b->why, sizeof b->why);
+		if (rc < 0 && b->why[0] == '\0')
+			snprintf(b->why, sizeof b->why, "%s: %s", m.address, queue_strerror(rc));
+		if (rc == 0 && old != NULL)
+			b->cnt.updated++;
+		else if (rc == 0)
+			b->cnt.added++;
+	}
+	free(targets);
+	queue_mailbox_free(old);
 	return rc;
+}
+
+/* The batch's audit record: what it changed, and which batch it was. */
+static int admin_import_audit(struct admin *a, struct queue_txn *txn,
+    const struct admin_import_batch *b, const char *tenants)
+{
+	struct queue_audit_field f[5];
+	char nadd[24], nupd[24], nsame[24], nrows[24], nb[48];
+
+	snprintf(nadd, sizeof nadd, "%zu", b->cnt.added);
+	snprintf(nupd, sizeof nupd, "%zu", b->cnt.updated);
+	snprintf(nsame, sizeof nsame, "%zu", b->cnt.unchanged);
+	snprintf(nrows, sizeof nrows, "%zu", b->to - b->from);
+	snprintf(nb, sizeof nb, "%zu/%zu", b->k, b->nbatches);
+	f[0] = (struct queue_audit_field){ "count", nadd };
+	f[1] = (struct queue_audit_field){ "updated", nupd };
+	f[2] = (struct queue_audit_field){ "unchanged", nsame };
+	f[3] = (struct queue_audit_field){ "rows", nrows };
+	f[4] = (struct queue_audit_field){ "batch", nb };
+	return admin__audit(a, txn, tenants, b->im->label, f, 5);
+}
+
+/* One batch as one write: every address once, then its audit record. */
+static int admin_import_apply(struct admin *a, struct queue_txn *txn, void *arg)
+{
+	struct admin_import_batch *b = arg;
+	struct admin_import *im = b->im;
+	struct buf tenants;
+	char **tv = NULL;
+	size_t ntv = 0;
+	int rc = 0;
+
+	memset(&b->cnt, 0, sizeof b->cnt);
+	b->why[0] = '\0';
+	for (size_t i = b->from, j; rc >= 0 && i < b->to; i = j) {
+		const struct admin_domain_ent *e;
+
+		for (j = i; j < b->to && strcmp(im->rows[j].addr, im->rows[i].addr) == 0; j++)
+			;
+		rc = admin_import_one(b, txn, i, j);
+		if (rc == 1)
+			b->cnt.unchanged++;
+		e = admin__domain_find(a, addr_domain_of(im->rows[i].addr));
+		if (rc == 0 && e != NULL && e->tenant != NULL &&
+		    (ntv == 0 || strcmp(tv[ntv - 1], e->tenant) != 0)) {
+			tv = xreallocarray(tv, ntv + 1, sizeof *tv);
+			tv[ntv++] = e->tenant;
+		}
+	}
+	buf_init(&tenants);
+	admin_import_tenants(tv, ntv, &tenants);
+	free(tv);
+	if (rc >= 0 && b->cnt.added + b->cnt.updated > 0)
+		rc = admin_import_audit(a, txn, b, buf_cstr(&tenants));
+	buf_free(&tenants);
+	if (rc < 0)
+		return admin__fail(a, rc, b->why, "cannot import %s: batch %zu of %zu failed",
+		    im->label, b->k, b->nbatches);
+	return 0;
+}
+
+/*
+ * Writes every row, batch after batch, each durable before the next is
+ * handed over. On a failure, says what stays: the batches before it.
+ */
+static int admin_import_write(struct admin *a, struct admin_import *im,
+    struct admin_import_counts *cnt)
+{
+	struct admin_import_batch b;
+	size_t nbatches = 0, done_rows = 0;
+	int rc;
+
+	for (size_t i = 0; i < im->n; i = admin_import_batch_end(im, i))
+		nbatches++;
+	memset(&b, 0, sizeof b);
+	b.im = im;
+	b.nbatches = nbatches;
+	for (size_t i = 0; i < im->n; i = b.to) {
+		b.from = i;
+		b.to = admin_import_batch_end(im, i);
+		b.k++;
+		rc = admin__write(a, admin_import_apply, &b, "the import");
+		if (rc != 0) {
+			if (b.k == 1)
+				admin__err(a, "nothing imported");
+			else
+				admin__err(a, "the %zu rows of batches 1 to %zu stay imported; "
+				    "importing %s again finishes the job", done_rows, b.k - 1,
+				    im->label);
+			return rc;
+		}
+		done_rows += b.to - b.from;
+		cnt->added += b.cnt.added;
+		cnt->updated += b.cnt.updated;
+		cnt->unchanged += b.cnt.unchanged;
+	}
+	return 0;
+}
+
+/*
+ * Reads, parses and checks the whole file in one read transaction. 0
+ * when every row is good; else the bad rows are listed and the exit
+ * code says why (65, or 77 for rows outside the caller's reach).
+ */
+static int admin_import_check(struct admin *a, struct admin_import *im, const char *file)
+{
+	struct queue_txn *txn = NULL;
+	struct buf in;
+	int rc;
+
+	buf_init(&in);
+	if ((rc = admin_import_read(a, file, &in)) != 0)
+		goto out;
+	if ((rc = admin__txn(a, &txn)) != 0)
+		goto out;
+	if ((rc = admin__domains_load(a, txn)) != 0)
+		goto out;
+	admin_import_parse(im, &in);
+	if (im->n > 1)
+		qsort(im->rows, im->n, sizeof *im->rows, admin_import_row_cmp);
+	if ((rc = admin_import_conflicts(im, txn)) < 0) {
+		rc = admin__fail(a, rc, NULL, "cannot read the mailboxes");
+		goto out;
+	}
+	if (im->nbad == 0)
+		goto out;
+	fwrite(im->errors.data, 1, im->errors.len, a->io->err);
+	if (im->nbad > ADMIN_IMPORT_ERRORS_MAX)
+		fprintf(a->io->err, "%s: ... and %zu more bad rows\n", im->label,
+		    im->nbad - ADMIN_IMPORT_ERRORS_MAX);
+	if (im->ndenied > 0) {
+		rc = admin__deny(a, im->deny_tenant, "%zu rows name domains outside tenant %s; "
+		    "nothing imported", im->ndenied, a->op_tenant);
+	} else {
+		admin__err(a, "%zu bad rows in %s; nothing imported", im->nbad, im->label);
+		rc = EX_DATAERR;
+	}
+out:
+	if (txn != NULL)
+		queue_txn_abort(txn);
+	buf_free(&in);
+	return rc;
+}
+
+static void admin_import_done(const struct admin *a, const struct admin_import *im,
+    const struct admin_import_counts *cnt)
+{
+	if (a->json) {
+		struct admin_json j;
+
+		admin__json_begin(&j);
+		admin__json_kstr(&j, "file", im->label);
+		admin__json_kuint(&j, "rows", im->n);
+		admin__json_kuint(&j, "added", cnt->added);
+		admin__json_kuint(&j, "updated", cnt->updated);
+		admin__json_kuint(&j, "unchanged", cnt->unchanged);
+		admin__json_end(a, &j);
+	} else {
+		char *shown = admin__text_dup(im->label);
+
+		admin__out(a, "imported %s: %zu rows, %zu added, %zu aliases extended, "
+		    "%zu unchanged\n", shown, im->n, cnt->added, cnt->updated, cnt->unchanged);
+		free(shown);
+	}
 }
 
 int admin__mailbox_import(struct admin *a, const struct admin_args *args)
@@ -485,11 +680,7 @@ int admin__mailbox_import(struct admin *a, const struct admin_args *args)
 	const char *file = admin__arg(args, "file");
 	const char *label = admin__arg(args, "--label");
 	struct admin_import_counts cnt = { 0, 0, 0 };
-	struct queue_audit_field f[4];
 	struct admin_import im;
-	struct buf in, tenants;
-	struct queue_txn *txn = NULL;
-	char why[ADMIN_WHY_MAX], nadd[24], nupd[24], nsame[24], nrows[24];
 	int rc;
 
 	/*
@@ -504,90 +695,16 @@ int admin__mailbox_import(struct admin *a, const struct admin_args *args)
 	im.a = a;
 	im.label = label != NULL ? label : strcmp(file, "-") == 0 ? "stdin" : file;
 	buf_init(&im.errors);
-	buf_init(&in);
-	buf_init(&tenants);
-	if ((rc = admin_import_read(a, file, &in)) != 0)
-		goto out;
-	if ((rc = admin__txn(a, false, &txn)) != 0)
-		goto out;
-	if ((rc = admin__domains_load(a, txn)) != 0)
-		goto out;
-	admin_import_parse(&im, &in);
-	if (im.n > 1)
-		qsort(im.rows, im.n, sizeof *im.rows, admin_import_row_cmp);
-	if ((rc = admin_import_conflicts(&im, txn)) < 0) {
-		rc = admin__fail(a, rc, NULL, "cannot read the mailboxes");
-		goto out;
-	}
-	queue_txn_abort(txn);
-	txn = NULL;
-	if (im.nbad > 0) {
-		fwrite(im.errors.data, 1, im.errors.len, a->io->err);
-		if (im.nbad > ADMIN_IMPORT_ERRORS_MAX)
-			fprintf(a->io->err, "%s: ... and %zu more bad rows\n", im.label,
-			    im.nbad - ADMIN_IMPORT_ERRORS_MAX);
-		if (im.ndenied > 0) {
-			rc = admin__deny(a, im.deny_tenant, "%zu rows name domains outside tenant %s; "
-			    "nothing imported", im.ndenied, a->op_tenant);
-		} else {
-			admin__err(a, "%zu bad rows in %s; nothing imported", im.nbad, im.label);
-			rc = EX_DATAERR;
-		}
-		goto out;
-	}
-	if ((rc = admin__txn(a, true, &txn)) != 0)
-		goto out;
-	why[0] = '\0';
-	rc = admin_import_write(&im, txn, &cnt, &tenants, why, sizeof why);
-	if (rc == 0 && cnt.added + cnt.updated > 0) {
-		snprintf(nadd, sizeof nadd, "%zu", cnt.added);
-		snprintf(nupd, sizeof nupd, "%zu", cnt.updated);
-		snprintf(nsame, sizeof nsame, "%zu", cnt.unchanged);
-		snprintf(nrows, sizeof nrows, "%zu", im.n);
-		f[0] = (struct queue_audit_field){ "count", nadd };
-		f[1] = (struct queue_audit_field){ "updated", nupd };
-		f[2] = (struct queue_audit_field){ "unchanged", nsame };
-		f[3] = (struct queue_audit_field){ "rows", nrows };
-		rc = admin__audit(a, txn, buf_cstr(&tenants), im.label, f, 4);
-	}
-	if (rc < 0) {
-		queue_txn_abort(txn);
-		txn = NULL;
-		rc = admin__fail(a, rc, why, "cannot import %s; nothing imported", im.label);
-		goto out;
-	}
-	rc = admin__commit(a, txn, "the import");
-	txn = NULL;
-	if (rc != 0)
-		goto out;
-	if (a->json) {
-		struct admin_json j;
-
-		admin__json_begin(&j);
-		admin__json_kstr(&j, "file", im.label);
-		admin__json_kuint(&j, "rows", im.n);
-		admin__json_kuint(&j, "added", cnt.added);
-		admin__json_kuint(&j, "updated", cnt.updated);
-		admin__json_kuint(&j, "unchanged", cnt.unchanged);
-		admin__json_end(a, &j);
-	} else {
-		char *shown = admin__text_dup(im.label);
-
-		admin__out(a, "imported %s: %zu rows, %zu added, %zu aliases extended, "
-		    "%zu unchanged\n", shown, im.n, cnt.added, cnt.updated, cnt.unchanged);
-		free(shown);
-	}
-	rc = EX_OK;
-out:
-	queue_txn_abort(txn);
+	rc = admin_import_check(a, &im, file);
+	if (rc == 0)
+		rc = admin_import_write(a, &im, &cnt);
+	if (rc == 0)
+		admin_import_done(a, &im, &cnt);
 	for (size_t i = 0; i < im.n; i++) {
 		free(im.rows[i].addr);
 		free(im.rows[i].target);
 	}
 	free(im.rows);
 	buf_free(&im.errors);
-	buf_free(&in);
-	buf_free(&tenants);
 	return rc;
 }
-

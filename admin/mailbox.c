@@ -42,165 +42,195 @@ static bool admin_mailbox_has_target(const struct queue_mailbox *m, const char *
 	return false;
 }
 
+/* `mailbox add`: what is asked, and what the apply found and wrote. */
+struct admin_mailbox_new {
+	const char *addr, *target; /* target NULL: a mailbox */
+	struct queue_mailbox m;    /* as written (targets owned by .targets) */
+	struct queue_mailbox *old; /* what was there, or NULL */
+	char **targets;
+	char *tenant;
+	bool unchanged;            /* the alias delivered to target already */
+};
+
+/*
+ * The targets of alias n->addr once n->target is appended to old's: 0,
+ * or an exit code (reported) when old is no alias or is full; sets
+ * n->unchanged when the target is there already.
+ */
+static int admin_mailbox_append(struct admin *a, struct admin_mailbox_new *n)
+{
+	const struct queue_mailbox *old = n->old;
+	const char *what = NULL;
+
+	if (n->target == NULL)
+		what = old->nalias_of > 0 ? "an alias" : "a mailbox";
+	else if (old->nalias_of == 0)
+		what = "a mailbox, not an alias";
+	if (what != NULL) {
+		admin__err(a, "%s already exists as %s", n->addr, what);
+		return EX_CANTCREAT;
+	}
+	if (admin_mailbox_has_target(old, n->target)) {
+		n->unchanged = true;
+		return 0;
+	}
+	if (old->nalias_of >= TENANCY_ALIAS_TARGETS_MAX) {
+		admin__err(a, "alias %s has %d targets already, the most allowed", n->addr,
+		    TENANCY_ALIAS_TARGETS_MAX);
+		return EX_DATAERR;
+	}
+	n->targets = xcalloc(old->nalias_of + 1, sizeof *n->targets);
+	for (size_t i = 0; i < old->nalias_of; i++)
+		n->targets[i] = old->alias_of[i];
+	n->targets[old->nalias_of] = (char *)n->target;
+	n->m.alias_of = n->targets;
+	n->m.nalias_of = old->nalias_of + 1;
+	n->m.created = old->created;
+	return 0;
+}
+
+static int admin_mailbox_add_apply(struct admin *a, struct queue_txn *txn, void *arg)
+{
+	struct admin_mailbox_new *n = arg;
+	struct queue_audit_field f[1];
+	char why[ADMIN_WHY_MAX];
+	int rc;
+
+	if ((rc = admin__addr_tenant(a, txn, n->addr, &n->tenant)) != 0)
+		return rc;
+	rc = queue_mailbox_get(txn, n->addr, &n->old);
+	if (rc < 0 && rc != -ENOENT)
+		return admin__fail(a, rc, NULL, "cannot read %s", n->addr);
+	memset(&n->m, 0, sizeof n->m);
+	n->m.address = (char *)n->addr;
+	n->m.created = time_now_ms();
+	if (n->old != NULL) {
+		if ((rc = admin_mailbox_append(a, n)) != 0 || n->unchanged)
+			return rc;
+	} else if (n->target != NULL) {
+		n->targets = xcalloc(1, sizeof *n->targets);
+		n->targets[0] = (char *)n->target;
+		n->m.alias_of = n->targets;
+		n->m.nalias_of = 1;
+	}
+	why[0] = '\0';
+	if ((rc = queue_mailbox_put(txn, &n->m, why, sizeof why)) < 0)
+		return admin__fail(a, rc, why, "cannot add %s", n->addr);
+	f[0] = (struct queue_audit_field){ "alias_of", n->target };
+	if ((rc = admin__audit(a, txn, n->tenant, n->addr, f, 1)) < 0)
+		return admin__fail(a, rc, NULL, "cannot write the audit record");
+	return 0;
+}
+
+static void admin_mailbox_added(const struct admin *a, const struct admin_mailbox_new *n)
+{
+	if (n->unchanged) {
+		admin__out(a, "alias %s already delivers to %s; nothing changed\n", n->addr,
+		    n->target);
+	} else if (a->json) {
+		struct admin_json j;
+
+		admin__json_begin(&j);
+		admin__json_kstr(&j, "address", n->addr);
+		admin__json_kstr(&j, "type", n->target != NULL ? "alias" : "mailbox");
+		admin__json_open(&j, "alias_of", '[');
+		for (size_t i = 0; i < n->m.nalias_of; i++) {
+			admin__json_sep(&j, NULL);
+			admin__json_str(&j.b, n->m.alias_of[i]);
+		}
+		admin__json_close(&j, ']');
+		admin__json_end(a, &j);
+	} else if (n->target == NULL) {
+		admin__out(a, "mailbox %s added\n", n->addr);
+	} else if (n->old != NULL) {
+		admin__out(a, "alias %s: %s appended (%zu targets)\n", n->addr, n->target,
+		    n->m.nalias_of);
+	} else {
+		admin__out(a, "alias %s added: delivers to %s\n", n->addr, n->target);
+	}
+}
+
 int admin__mailbox_add(struct admin *a, const struct admin_args *args)
 {
 	const char *target_arg = admin__arg(args, "--alias-of");
-	char addr[ADDR_MAX + 1], target[ADDR_MAX + 1], why[ADMIN_WHY_MAX];
-	struct queue_mailbox *old = NULL, m;
-	struct queue_audit_field f[1];
-	struct queue_txn *txn;
-	char *tenant = NULL, **targets = NULL;
-	bool alias = target_arg != NULL;
+	char addr[ADDR_MAX + 1], target[ADDR_MAX + 1];
+	struct admin_mailbox_new n;
 	int rc;
 
 	if ((rc = admin__addr_arg(a, "address", admin__arg(args, "address"), addr,
 	    sizeof addr)) != 0)
 		return rc;
-	if (alias && (rc = admin__addr_arg(a, "--alias-of", target_arg, target,
+	if (target_arg != NULL && (rc = admin__addr_arg(a, "--alias-of", target_arg, target,
 	    sizeof target)) != 0)
 		return rc;
-	if (alias && strcmp(addr, target) == 0) {
+	if (target_arg != NULL && strcmp(addr, target) == 0) {
 		admin__err(a, "--alias-of \"%s\": an address cannot be an alias of itself", target);
 		return EX_DATAERR;
 	}
-	if ((rc = admin__txn(a, true, &txn)) != 0)
-		return rc;
-	if ((rc = admin__addr_tenant(a, txn, addr, &tenant)) != 0) {
-		queue_txn_abort(txn);
-		return rc;
-	}
-	rc = queue_mailbox_get(txn, addr, &old);
-	if (rc < 0 && rc != -ENOENT) {
-		queue_txn_abort(txn);
-		free(tenant);
-		return admin__fail(a, rc, NULL, "cannot read %s", addr);
-	}
-	memset(&m, 0, sizeof m);
-	m.address = addr;
-	m.created = time_now_ms();
-	if (old != NULL) {
-		const char *what = NULL;
+	memset(&n, 0, sizeof n);
+	n.addr = addr;
+	n.target = target_arg != NULL ? target : NULL;
+	rc = admin__write(a, admin_mailbox_add_apply, &n, "the mailbox");
+	if (rc == 0)
+		admin_mailbox_added(a, &n);
+	free(n.targets);
+	free(n.tenant);
+	queue_mailbox_free(n.old);
+	return rc;
+}
 
-		if (!alias)
-			what = old->nalias_of > 0 ? "an alias" : "a mailbox";
-		else if (old->nalias_of == 0)
-			what = "a mailbox, not an alias";
-		if (what != NULL) {
-			admin__err(a, "%s already exists as %s", addr, what);
-			rc = EX_CANTCREAT;
-			goto abort;
-		}
-		if (admin_mailbox_has_target(old, target)) {
-			admin__out(a, "alias %s already delivers to %s; nothing changed\n", addr,
-			    target);
-			rc = EX_OK;
-			goto abort;
-		}
-		if (old->nalias_of >= TENANCY_ALIAS_TARGETS_MAX) {
-			admin__err(a, "alias %s has %d targets already, the most allowed", addr,
-			    TENANCY_ALIAS_TARGETS_MAX);
-			rc = EX_DATAERR;
-			goto abort;
-		}
-		targets = xcalloc(old->nalias_of + 1, sizeof *targets);
-		for (size_t i = 0; i < old->nalias_of; i++)
-			targets[i] = old->alias_of[i];
-		targets[old->nalias_of] = target;
-		m.alias_of = targets;
-		m.nalias_of = old->nalias_of + 1;
-		m.created = old->created;
-	} else if (alias) {
-		targets = xcalloc(1, sizeof *targets);
-		targets[0] = target;
-		m.alias_of = targets;
-		m.nalias_of = 1;
-	}
-	why[0] = '\0';
-	if ((rc = queue_mailbox_put(txn, &m, why, sizeof why)) < 0) {
-		queue_txn_abort(txn);
-		rc = admin__fail(a, rc, why, "cannot add %s", addr);
-		goto out;
-	}
-	f[0] = (struct queue_audit_field){ "alias_of", alias ? target : NULL };
-	if ((rc = admin__audit(a, txn, tenant, addr, f, 1)) < 0) {
-		queue_txn_abort(txn);
-		rc = admin__fail(a, rc, NULL, "cannot write the audit record");
-		goto out;
-	}
-	if ((rc = admin__commit(a, txn, "the mailbox")) != 0)
-		goto out;
-	if (a->json) {
-		struct admin_json j;
+/* `mailbox remove`: the address, and whether it was an alias. */
+struct admin_mailbox_gone {
+	const char *addr;
+	bool alias;
+};
 
-		admin__json_begin(&j);
-		admin__json_kstr(&j, "address", addr);
-		admin__json_kstr(&j, "type", alias ? "alias" : "mailbox");
-		admin__json_open(&j, "alias_of", '[');
-		for (size_t i = 0; i < m.nalias_of; i++) {
-			admin__json_sep(&j, NULL);
-			admin__json_str(&j.b, m.alias_of[i]);
-		}
-		admin__json_close(&j, ']');
-		admin__json_end(a, &j);
-	} else if (!alias) {
-		admin__out(a, "mailbox %s added\n", addr);
-	} else if (old != NULL) {
-		admin__out(a, "alias %s: %s appended (%zu targets)\n", addr, target, m.nalias_of);
-	} else {
-		admin__out(a, "alias %s added: delivers to %s\n", addr, target);
+static int admin_mailbox_remove_apply(struct admin *a, struct queue_txn *txn, void *arg)
+{
+	struct admin_mailbox_gone *g = arg;
+	struct queue_mailbox *old = NULL;
+	struct queue_user *u = NULL;
+	char *tenant = NULL;
+	int rc = queue_mailbox_get(txn, g->addr, &old);
+
+	if (rc == -ENOENT) {
+		admin__err(a, "no such mailbox or alias '%s'", g->addr);
+		return EX_NOINPUT;
 	}
-	rc = EX_OK;
-	goto out;
-abort:
-	queue_txn_abort(txn);
-out:
-	free(targets);
-	free(tenant);
+	if (rc < 0)
+		return admin__fail(a, rc, NULL, "cannot read %s", g->addr);
+	g->alias = old->nalias_of > 0;
 	queue_mailbox_free(old);
+	if ((rc = admin__addr_tenant(a, txn, g->addr, &tenant)) != 0)
+		return rc;
+	rc = queue_user_get(txn, g->addr, &u);
+	queue_user_free(u);
+	if (rc == 0) {
+		admin__err(a, "%s is a user's own address; remove the user first ('user remove')",
+		    g->addr);
+		free(tenant);
+		return EX_DATAERR;
+	}
+	if ((rc = queue_mailbox_delete(txn, g->addr)) < 0 ||
+	    (rc = admin__audit(a, txn, tenant, g->addr, NULL, 0)) < 0)
+		rc = admin__fail(a, rc, NULL, "cannot remove %s", g->addr);
+	free(tenant);
 	return rc;
 }
 
 int admin__mailbox_remove(struct admin *a, const struct admin_args *args)
 {
-	struct queue_mailbox *old = NULL;
-	struct queue_user *u = NULL;
-	struct queue_txn *txn;
-	char addr[ADDR_MAX + 1], *tenant = NULL;
+	struct admin_mailbox_gone g;
+	char addr[ADDR_MAX + 1];
 	int rc;
 
 	if ((rc = admin__addr_arg(a, "address", admin__arg(args, "address"), addr,
 	    sizeof addr)) != 0)
 		return rc;
-	if ((rc = admin__txn(a, true, &txn)) != 0)
+	g.addr = addr;
+	g.alias = false;
+	if ((rc = admin__write(a, admin_mailbox_remove_apply, &g, "the removal")) != 0)
 		return rc;
-	rc = queue_mailbox_get(txn, addr, &old);
-	if (rc == -ENOENT) {
-		queue_txn_abort(txn);
-		admin__err(a, "no such mailbox or alias '%s'", addr);
-		return EX_NOINPUT;
-	}
-	if (rc < 0) {
-		queue_txn_abort(txn);
-		return admin__fail(a, rc, NULL, "cannot read %s", addr);
-	}
-	if ((rc = admin__addr_tenant(a, txn, addr, &tenant)) != 0)
-		goto abort;
-	rc = queue_user_get(txn, addr, &u);
-	queue_user_free(u);
-	if (rc == 0) {
-		admin__err(a, "%s is a user's own address; remove the user first ('user remove')",
-		    addr);
-		rc = EX_DATAERR;
-		goto abort;
-	}
-	if ((rc = queue_mailbox_delete(txn, addr)) < 0 ||
-	    (rc = admin__audit(a, txn, tenant, addr, NULL, 0)) < 0) {
-		queue_txn_abort(txn);
-		rc = admin__fail(a, rc, NULL, "cannot remove %s", addr);
-		goto out;
-	}
-	if ((rc = admin__commit(a, txn, "the removal")) != 0)
-		goto out;
 	if (a->json) {
 		struct admin_json j;
 
@@ -209,16 +239,9 @@ int admin__mailbox_remove(struct admin *a, const struct admin_args *args)
 		admin__json_kbool(&j, "removed", true);
 		admin__json_end(a, &j);
 	} else {
-		admin__out(a, "%s %s removed\n", old->nalias_of > 0 ? "alias" : "mailbox", addr);
+		admin__out(a, "%s %s removed\n", g.alias ? "alias" : "mailbox", addr);
 	}
-	rc = EX_OK;
-	goto out;
-abort:
-	queue_txn_abort(txn);
-out:
-	free(tenant);
-	queue_mailbox_free(old);
-	return rc;
+	return EX_OK;
 }
 
 static void admin_mailbox_json(struct buf *b, const struct queue_mailbox *m)
@@ -255,7 +278,7 @@ int admin__mailbox_show(struct admin *a, const struct admin_args *args)
 		admin__err(a, "no such mailbox or alias '%s'", addr);
 		return EX_NOINPUT;
 	}
-	if ((rc = admin__txn(a, false, &txn)) != 0)
+	if ((rc = admin__txn(a, &txn)) != 0)
 		return rc;
 	rc = queue_mailbox_get(txn, addr, &m);
 	if (rc == 0) {
@@ -445,7 +468,7 @@ int admin__mailbox_list(struct admin *a, const struct admin_args *args)
 		buf_free(&s.b);
 		return EX_OK;
 	}
-	if ((rc = admin__txn(a, false, &txn)) != 0) {
+	if ((rc = admin__txn(a, &txn)) != 0) {
 		buf_free(&s.b);
 		return rc;
 	}

@@ -53,16 +53,40 @@ static int admin_unix_user_exists(const char *name, bool *exists)
 	return rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM ? 0 : -rc;
 }
 
+/* The new operator o and its audit record, unless the user is one already. */
+static int admin_operator_add_apply(struct admin *a, struct queue_txn *txn, void *arg)
+{
+	struct queue_operator *o = arg, *old = NULL;
+	struct queue_audit_field f[1];
+	char why[ADMIN_WHY_MAX];
+	int rc = queue_operator_get(txn, o->unix_user, &old);
+
+	if (rc == 0) {
+		admin__err(a, "%s is an operator already (%s of tenant %s); remove it first",
+		    o->unix_user, queue_role_name(old->role), old->tenant);
+		queue_operator_free(old);
+		return EX_CANTCREAT;
+	}
+	if (rc != -ENOENT)
+		return admin__fail(a, rc, NULL, "cannot read the operators");
+	if ((rc = admin__tenant_exists(a, txn, o->tenant, "--tenant")) != 0)
+		return rc;
+	why[0] = '\0';
+	if ((rc = queue_operator_put(txn, o, why, sizeof why)) < 0)
+		return admin__fail(a, rc, why, "cannot add operator %s", o->unix_user);
+	f[0] = (struct queue_audit_field){ "role", queue_role_name(o->role) };
+	if ((rc = admin__audit(a, txn, o->tenant, o->unix_user, f, 1)) < 0)
+		return admin__fail(a, rc, NULL, "cannot write the audit record");
+	return 0;
+}
+
 int admin__operator_add(struct admin *a, const struct admin_args *args)
 {
 	const char *user = admin__arg(args, "user");
 	const char *tenant = admin__arg(args, "--tenant");
 	const char *role_arg = admin__arg(args, "--role");
-	struct queue_operator o, *old = NULL;
-	struct queue_audit_field f[1];
+	struct queue_operator o;
 	enum queue_operator_role role;
-	struct queue_txn *txn;
-	char why[ADMIN_WHY_MAX];
 	bool exists = false;
 	int rc;
 
@@ -93,39 +117,11 @@ int admin__operator_add(struct admin *a, const struct admin_args *args)
 		free(shown);
 		return EX_NOINPUT;
 	}
-	if ((rc = admin__txn(a, true, &txn)) != 0)
-		return rc;
-	rc = queue_operator_get(txn, user, &old);
-	if (rc == 0) {
-		admin__err(a, "%s is an operator already (%s of tenant %s); remove it first", user,
-		    queue_role_name(old->role), old->tenant);
-		queue_operator_free(old);
-		queue_txn_abort(txn);
-		return EX_CANTCREAT;
-	}
-	if (rc != -ENOENT) {
-		queue_txn_abort(txn);
-		return admin__fail(a, rc, NULL, "cannot read the operators");
-	}
-	if ((rc = admin__tenant_exists(a, txn, tenant, "--tenant")) != 0) {
-		queue_txn_abort(txn);
-		return rc;
-	}
 	o.unix_user = (char *)user;
 	o.tenant = (char *)tenant;
 	o.role = role;
 	o.created = time_now_ms();
-	why[0] = '\0';
-	if ((rc = queue_operator_put(txn, &o, why, sizeof why)) < 0) {
-		queue_txn_abort(txn);
-		return admin__fail(a, rc, why, "cannot add operator %s", user);
-	}
-	f[0] = (struct queue_audit_field){ "role", queue_role_name(role) };
-	if ((rc = admin__audit(a, txn, tenant, user, f, 1)) < 0) {
-		queue_txn_abort(txn);
-		return admin__fail(a, rc, NULL, "cannot write the audit record");
-	}
-	if ((rc = admin__commit(a, txn, "the new operator")) != 0)
+	if ((rc = admin__write(a, admin_operator_add_apply, &o, "the new operator")) != 0)
 		return rc;
 	if (a->json) {
 		struct admin_json j;
@@ -174,7 +170,7 @@ int admin__operator_list(struct admin *a, const struct admin_args *args)
 
 	(void)args;
 	if (a->store != NULL) {
-		if ((rc = admin__txn(a, false, &txn)) != 0)
+		if ((rc = admin__txn(a, &txn)) != 0)
 			return rc;
 		rc = queue_operator_walk(txn, admin_operator_collect, &l);
 		queue_txn_abort(txn);
@@ -218,38 +214,39 @@ out:
 	return rc;
 }
 
-int admin__operator_remove(struct admin *a, const struct admin_args *args)
+/* Removes operator arg (a unix user) with its audit record. */
+static int admin_operator_remove_apply(struct admin *a, struct queue_txn *txn, void *arg)
 {
-	const char *user = admin__arg(args, "user");
+	const char *user = arg;
 	struct queue_operator *o = NULL;
 	struct queue_audit_field f[1];
-	struct queue_txn *txn;
-	int rc;
+	int rc = queue_operator_get(txn, user, &o);
 
-	if ((rc = admin__txn(a, true, &txn)) != 0)
-		return rc;
-	rc = queue_operator_get(txn, user, &o);
 	if (rc == -ENOENT) {
 		char *shown = admin__text_dup(user);
 
-		queue_txn_abort(txn);
 		admin__err(a, "no such operator '%s'", shown);
 		free(shown);
 		return EX_NOINPUT;
 	}
-	if (rc < 0) {
-		queue_txn_abort(txn);
+	if (rc < 0)
 		return admin__fail(a, rc, NULL, "cannot read the operators");
-	}
 	f[0] = (struct queue_audit_field){ "role", queue_role_name(o->role) };
 	if ((rc = queue_operator_delete(txn, user)) < 0 ||
 	    (rc = admin__audit(a, txn, o->tenant, user, f, 1)) < 0) {
-		queue_txn_abort(txn);
 		queue_operator_free(o);
 		return admin__fail(a, rc, NULL, "cannot remove operator %s", user);
 	}
 	queue_operator_free(o);
-	if ((rc = admin__commit(a, txn, "the removal")) != 0)
+	return 0;
+}
+
+int admin__operator_remove(struct admin *a, const struct admin_args *args)
+{
+	const char *user = admin__arg(args, "user");
+	int rc;
+
+	if ((rc = admin__write(a, admin_operator_remove_apply, (void *)user, "the removal")) != 0)
 		return rc;
 	if (a->json) {
 		struct admin_json j;
@@ -263,4 +260,3 @@ int admin__operator_remove(struct admin *a, const struct admin_args *args)
 	}
 	return EX_OK;
 }
-

@@ -38,90 +38,101 @@ static void admin_policy_known(struct buf *b)
 		buf_printf(b, "%s%s", k == tenancy_policy_keys ? "" : ", ", k->name);
 }
 
+/* `policy set|unset`: the tenant, the key and the new value (NULL: unset). */
+struct admin_policy_change {
+	const char *tenant;
+	const struct tenancy_policy_key *key;
+	const char *value;
+};
+
+static int admin_policy_set_apply(struct admin *a, struct queue_txn *txn, void *arg)
+{
+	struct admin_policy_change *c = arg;
+	struct queue_audit_field f[2];
+	char *old = NULL;
+	int rc;
+
+	if ((rc = admin__tenant_exists(a, txn, c->tenant, "tenant")) != 0)
+		return rc;
+	if (c->value == NULL) {
+		rc = queue_policy_get(txn, c->tenant, c->key->name, &old);
+		free(old);
+		if (rc == -ENOENT) {
+			admin__err(a, "tenant %s has no own setting of %s (it inherits)", c->tenant,
+			    c->key->name);
+			return EX_NOINPUT;
+		}
+		if (rc < 0)
+			return admin__fail(a, rc, NULL, "cannot read the policy of %s", c->tenant);
+	}
+	if ((rc = queue_policy_set(txn, c->tenant, c->key->name, c->value)) < 0)
+		return admin__fail(a, rc, NULL, "cannot %s %s of tenant %s", a->cmd->verb,
+		    c->key->name, c->tenant);
+	f[0] = (struct queue_audit_field){ "key", c->key->name };
+	f[1] = (struct queue_audit_field){ "value", c->value };
+	if ((rc = admin__audit(a, txn, c->tenant, c->tenant, f, 2)) < 0)
+		return admin__fail(a, rc, NULL, "cannot write the audit record");
+	return 0;
+}
+
+/* The key named keyname, or NULL (reported, listing the keys). */
+static const struct tenancy_policy_key *admin_policy_key(struct admin *a, const char *keyname)
+{
+	const struct tenancy_policy_key *key = tenancy_policy_key_find(keyname);
+	struct buf b;
+	char *shown;
+
+	if (key != NULL)
+		return key;
+	shown = admin__text_dup(keyname);
+	buf_init(&b);
+	admin_policy_known(&b);
+	admin__err(a, "unknown policy key \"%s\"; the keys are: %s", shown, buf_cstr(&b));
+	buf_free(&b);
+	free(shown);
+	return NULL;
+}
+
 /* `policy set TENANT KEY VALUE` and `policy unset TENANT KEY`. */
 int admin__policy_set(struct admin *a, const struct admin_args *args)
 {
 	bool set = strcmp(a->cmd->verb, "set") == 0;
-	const char *tenant = admin__arg(args, "tenant");
-	const char *keyname = admin__arg(args, "key");
 	const char *value = set ? admin__arg(args, "value") : NULL;
-	const struct tenancy_policy_key *key;
-	struct queue_audit_field f[2];
-	struct queue_txn *txn;
-	char norm[128], why[ADMIN_WHY_MAX], *old = NULL;
+	struct admin_policy_change c = { admin__arg(args, "tenant"), NULL, NULL };
+	char norm[128], why[ADMIN_WHY_MAX];
 	int rc;
 
-	if ((rc = admin__tenant_arg(a, "tenant", tenant)) != 0)
+	if ((rc = admin__tenant_arg(a, "tenant", c.tenant)) != 0)
 		return rc;
-	key = tenancy_policy_key_find(keyname);
-	if (key == NULL) {
-		struct buf b;
-		char *shown = admin__text_dup(keyname);
-
-		buf_init(&b);
-		admin_policy_known(&b);
-		admin__err(a, "unknown policy key \"%s\"; the keys are: %s", shown, buf_cstr(&b));
-		buf_free(&b);
-		free(shown);
+	if ((c.key = admin_policy_key(a, admin__arg(args, "key"))) == NULL)
 		return EX_DATAERR;
-	}
 	if (set) {
 		why[0] = '\0';
-		if (tenancy_policy_normalize(key, value, norm, sizeof norm, why, sizeof why) < 0) {
+		if (tenancy_policy_normalize(c.key, value, norm, sizeof norm, why, sizeof why) < 0) {
 			char *shown = admin__text_dup(value);
 
-			admin__err(a, "%s \"%s\": %s", key->name, shown, why[0] ? why : "bad value");
+			admin__err(a, "%s \"%s\": %s", c.key->name, shown, why[0] ? why : "bad value");
 			free(shown);
 			return EX_DATAERR;
 		}
+		c.value = norm;
 	}
-	if ((rc = admin__need_tenant(a, tenant, "tenant")) != 0)
+	if ((rc = admin__need_tenant(a, c.tenant, "tenant")) != 0)
 		return rc;
-	if ((rc = admin__txn(a, true, &txn)) != 0)
-		return rc;
-	if ((rc = admin__tenant_exists(a, txn, tenant, "tenant")) != 0) {
-		queue_txn_abort(txn);
-		return rc;
-	}
-	if (!set) {
-		rc = queue_policy_get(txn, tenant, key->name, &old);
-		free(old);
-		if (rc == -ENOENT) {
-			queue_txn_abort(txn);
-			admin__err(a, "tenant %s has no own setting of %s (it inherits)", tenant,
-			    key->name);
-			return EX_NOINPUT;
-		}
-		if (rc < 0) {
-			queue_txn_abort(txn);
-			return admin__fail(a, rc, NULL, "cannot read the policy of %s", tenant);
-		}
-	}
-	if ((rc = queue_policy_set(txn, tenant, key->name, set ? norm : NULL)) < 0) {
-		queue_txn_abort(txn);
-		return admin__fail(a, rc, NULL, "cannot %s %s of tenant %s", a->cmd->verb,
-		    key->name, tenant);
-	}
-	f[0] = (struct queue_audit_field){ "key", key->name };
-	f[1] = (struct queue_audit_field){ "value", set ? norm : NULL };
-	if ((rc = admin__audit(a, txn, tenant, tenant, f, 2)) < 0) {
-		queue_txn_abort(txn);
-		return admin__fail(a, rc, NULL, "cannot write the audit record");
-	}
-	if ((rc = admin__commit(a, txn, "the policy")) != 0)
+	if ((rc = admin__write(a, admin_policy_set_apply, &c, "the policy")) != 0)
 		return rc;
 	if (a->json) {
 		struct admin_json j;
 
 		admin__json_begin(&j);
-		admin__json_kstr(&j, "tenant", tenant);
-		admin__json_kstr(&j, "key", key->name);
-		admin__json_kstr(&j, "value", set ? norm : NULL);
+		admin__json_kstr(&j, "tenant", c.tenant);
+		admin__json_kstr(&j, "key", c.key->name);
+		admin__json_kstr(&j, "value", c.value);
 		admin__json_end(a, &j);
 	} else if (set) {
-		admin__out(a, "policy of %s: %s = %s\n", tenant, key->name, norm);
+		admin__out(a, "policy of %s: %s = %s\n", c.tenant, c.key->name, norm);
 	} else {
-		admin__out(a, "policy of %s: %s inherited again\n", tenant, key->name);
+		admin__out(a, "policy of %s: %s inherited again\n", c.tenant, c.key->name);
 	}
 	return EX_OK;
 }
@@ -154,7 +165,7 @@ int admin__policy_show(struct admin *a, const struct admin_args *args)
 		nkeys++;
 	values = xcalloc(nkeys + 1, sizeof *values);
 	sources = xcalloc(nkeys + 1, sizeof *sources);
-	if ((rc = admin__txn(a, false, &txn)) != 0)
+	if ((rc = admin__txn(a, &txn)) != 0)
 		goto out;
 	rc = admin__tenant_exists(a, txn, tenant, "tenant");
 	for (size_t i = 0; rc == 0 && i < nkeys; i++) {

@@ -253,7 +253,7 @@ int admin__queue_list(struct admin *a, const struct admin_args *args)
 
 	(void)args;
 	if (a->store != NULL) {
-		if ((rc = admin__txn(a, false, &txn)) != 0)
+		if ((rc = admin__txn(a, &txn)) != 0)
 			return rc;
 		if (!a->super)
 			rc = admin__domains_load(a, txn);
@@ -450,7 +450,7 @@ int admin__queue_show(struct admin *a, const struct admin_args *args)
 	queue_id_format(id, text);
 	rc = -ENOENT;
 	if (a->store != NULL) {
-		if ((rc = admin__txn(a, false, &txn)) != 0)
+		if ((rc = admin__txn(a, &txn)) != 0)
 			return rc;
 		if (!a->super && (rc = admin__domains_load(a, txn)) != 0) {
 			queue_txn_abort(txn);
@@ -525,51 +525,53 @@ static int admin_flush_collect(void *arg, const struct queue_msg *m)
 	return 0;
 }
 
-/*
- * The change in a write transaction of our own: inside the daemon for a
- * delegated operator (via=daemon), or from the CLI when no daemon
- * answers (via=store). Scope checks happen in the same transaction.
- */
-static int admin_qchange_store(struct admin *a, struct admin_qchange *q, const char *via)
-{
+/* One queue change as a write: the change, and for a postmaster's flush the ids. */
+struct admin_qchange_op {
+	struct admin_qchange *q;
+	const char *via;
+	int64_t now;
+	struct admin_flush_ids fl;
 	struct queue_admin_result res;
-	struct queue_txn *txn;
-	int64_t now = time_now_ms();
+};
+
+/* A postmaster's flush: a retry of each message collected beforehand. */
+static int admin_qchange_flush(struct admin *a, struct queue_txn *txn,
+    struct admin_qchange_op *op)
+{
+	size_t done = 0;
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < op->fl.n; i++) {
+		struct queue_admin_result one;
+
+		rc = queue_admin_apply(txn, QUEUE_ADMIN_RETRY, op->fl.ids[i], op->now, a->user,
+		    op->via, &one);
+		if (rc == 0 && one.changed)
+			done++;
+	}
+	op->res.changed = done > 0;
+	snprintf(op->res.text, sizeof op->res.text, "%zu messages due now (%zu held left alone)",
+	    done, op->fl.held);
+	return rc;
+}
+
+static int admin_qchange_apply(struct admin *a, struct queue_txn *txn, void *arg)
+{
+	struct admin_qchange_op *op = arg;
+	struct admin_qchange *q = op->q;
 	int rc;
 
-	if ((rc = admin__txn(a, true, &txn)) != 0)
-		return rc;
-	if (!a->super && (rc = admin__domains_load(a, txn)) != 0) {
-		queue_txn_abort(txn);
-		return rc;
-	}
-	memset(&res, 0, sizeof res);
+	memset(&op->res, 0, sizeof op->res);
 	if (a->super) {
-		rc = queue_admin_apply(txn, q->verb, q->id, now, a->user, via, &res);
+		rc = queue_admin_apply(txn, q->verb, q->id, op->now, a->user, op->via, &op->res);
 	} else if (q->verb == QUEUE_ADMIN_FLUSH) {
-		struct admin_flush_ids fl = { a, now, NULL, 0, 0, 0 };
-		size_t done = 0;
-
-		rc = queue_msg_walk(txn, admin_flush_collect, &fl);
-		for (size_t i = 0; rc == 0 && i < fl.n; i++) {
-			struct queue_admin_result one;
-
-			rc = queue_admin_apply(txn, QUEUE_ADMIN_RETRY, fl.ids[i], now, a->user, via,
-			    &one);
-			if (rc == 0 && one.changed)
-				done++;
-		}
-		free(fl.ids);
-		res.changed = done > 0;
-		snprintf(res.text, sizeof res.text, "%zu messages due now (%zu held left alone)",
-		    done, fl.held);
+		rc = admin_qchange_flush(a, txn, op);
 	} else {
 		struct queue_msg *m = NULL;
 		const char *tenant = NULL;
 
 		rc = queue_msg_get(txn, q->id, &m);
 		if (rc == 0 && !admin__msg_in_scope(a, m, &tenant)) {
-			queue_txn_abort(txn);
 			rc = admin__deny(a, tenant, "message %s names no domain of tenant %s", q->qid,
 			    a->op_tenant);
 			queue_msg_free(m);
@@ -577,20 +579,67 @@ static int admin_qchange_store(struct admin *a, struct admin_qchange *q, const c
 		}
 		queue_msg_free(m);
 		if (rc == 0 || rc == -ENOENT)
-			rc = queue_admin_apply(txn, q->verb, q->id, now, a->user, via, &res);
-	}
-	if (rc < 0) {
-		queue_txn_abort(txn);
-	} else {
-		rc = queue_txn_commit(txn);
+			rc = queue_admin_apply(txn, q->verb, q->id, op->now, a->user, op->via,
+			    &op->res);
 	}
 	if (rc < 0) {
 		admin__err(a, "cannot update the queue: %s", queue_strerror(rc));
 		return admin__store_exit(rc);
 	}
-	q->code = res.code;
-	q->changed = res.changed;
-	str_copy(q->text, res.text, sizeof q->text);
+	return 0;
+}
+
+/*
+ * What a postmaster's change needs before the write: the domains (for
+ * the scope), and for a flush the ids of their messages that wait, read
+ * in a read transaction so the writer does not walk the queue.
+ */
+static int admin_qchange_prepare(struct admin *a, struct admin_qchange_op *op)
+{
+	struct queue_txn *txn;
+	int rc;
+
+	if (a->super)
+		return 0;
+	if ((rc = admin__txn(a, &txn)) != 0)
+		return rc;
+	rc = admin__domains_load(a, txn);
+	if (rc == 0 && op->q->verb == QUEUE_ADMIN_FLUSH) {
+		rc = queue_msg_walk(txn, admin_flush_collect, &op->fl);
+		if (rc < 0) {
+			admin__err(a, "cannot read the queue: %s", queue_strerror(rc));
+			rc = admin__store_exit(rc);
+		}
+	}
+	queue_txn_abort(txn);
+	return rc;
+}
+
+/*
+ * The change as one write of ours: inside the daemon for a delegated
+ * operator (via=daemon, through the daemon's writer), or from the CLI
+ * when no daemon answers (via=store). Scope checks happen in the write.
+ */
+static int admin_qchange_store(struct admin *a, struct admin_qchange *q, const char *via)
+{
+	struct admin_qchange_op op;
+	int rc;
+
+	memset(&op, 0, sizeof op);
+	op.q = q;
+	op.via = via;
+	op.now = time_now_ms();
+	op.fl.a = a;
+	op.fl.now = op.now;
+	rc = admin_qchange_prepare(a, &op);
+	if (rc == 0)
+		rc = admin__write(a, admin_qchange_apply, &op, "the queue change");
+	free(op.fl.ids);
+	if (rc != 0)
+		return rc;
+	q->code = op.res.code;
+	q->changed = op.res.changed;
+	str_copy(q->text, op.res.text, sizeof q->text);
 	return 0;
 }
 

@@ -145,7 +145,7 @@ int admin__stats(struct admin *a, const struct admin_args *args)
 	s.a = a;
 	s.have_audit = a->super;
 	if (a->store != NULL) {
-		if ((rc = admin__txn(a, false, &txn)) != 0)
+		if ((rc = admin__txn(a, &txn)) != 0)
 			return rc;
 		rc = admin_stats_read(a, txn, &s);
 		queue_txn_abort(txn);

@@ -126,11 +126,11 @@ int admin__store_open(struct admin *a, bool write)
 	return 0;
 }
 
-int admin__txn(struct admin *a, bool write, struct queue_txn **txn)
+/* Opens a->store (read-write when write) unless it is open enough. */
+static int admin_store_ready(struct admin *a, bool write)
 {
 	int rc;
 
-	*txn = NULL;
 	if (a->store == NULL || (write && !a->store_rw)) {
 		if ((rc = admin__store_open(a, write)) != 0)
 			return rc;
@@ -139,6 +139,16 @@ int admin__txn(struct admin *a, bool write, struct queue_txn **txn)
 		admin__err(a, "no store in %s yet", a->io->cfg->data_dir);
 		return EX_UNAVAILABLE;
 	}
+	return 0;
+}
+
+static int admin_txn_begin(struct admin *a, bool write, struct queue_txn **txn)
+{
+	int rc;
+
+	*txn = NULL;
+	if ((rc = admin_store_ready(a, write)) != 0)
+		return rc;
 	rc = queue_txn_begin(a->store, write, txn);
 	if (rc < 0) {
 		*txn = NULL;
@@ -149,10 +159,44 @@ int admin__txn(struct admin *a, bool write, struct queue_txn **txn)
 	return 0;
 }
 
-int admin__commit(struct admin *a, struct queue_txn *txn, const char *what)
+int admin__txn(struct admin *a, struct queue_txn **txn)
 {
-	int rc = queue_txn_commit(txn);
+	return admin_txn_begin(a, false, txn);
+}
 
+/* One admin__write on the writer thread: the apply and its exit code. */
+struct admin_write_op {
+	struct admin *a;
+	admin_apply_fn *apply;
+	void *arg;
+	int exit; /* -1 until the apply ran */
+};
+
+/*
+ * Writer thread, inside the batch's child transaction: a nonzero exit
+ * code becomes a negative status so the writer rolls the child back.
+ */
+static int admin_write_apply(struct queue_txn *txn, void *arg)
+{
+	struct admin_write_op *op = arg;
+
+	op->exit = op->apply(op->a, txn, op->arg);
+	return op->exit == 0 ? 0 : -ECANCELED;
+}
+
+static int admin_write_writer(struct admin *a, admin_apply_fn *apply, void *arg,
+    const char *what)
+{
+	struct admin_write_op op = { a, apply, arg, -1 };
+	int rc = queue_writer_run_sync(a->io->writer, admin_write_apply, &op);
+
+	if (op.exit > 0)
+		return op.exit;
+	if (rc == -ESHUTDOWN) {
+		admin__err(a, "cannot commit %s: govrelayd is stopping; run the command again",
+		    what);
+		return EX_TEMPFAIL;
+	}
 	if (rc < 0) {
 		admin__err(a, "cannot commit %s: %s", what, queue_strerror(rc));
 		return admin__store_exit(rc);
@@ -160,6 +204,29 @@ int admin__commit(struct admin *a, struct queue_txn *txn, const char *what)
 	return 0;
 }
 
+int admin__write(struct admin *a, admin_apply_fn *apply, void *arg, const char *what)
+{
+	struct queue_txn *txn;
+	int rc;
+
+	if (a->io->writer != NULL) {
+		if ((rc = admin_store_ready(a, true)) != 0)
+			return rc;
+		return admin_write_writer(a, apply, arg, what);
+	}
+	if ((rc = admin_txn_begin(a, true, &txn)) != 0)
+		return rc;
+	if ((rc = apply(a, txn, arg)) != 0) {
+		queue_txn_abort(txn);
+		return rc;
+	}
+	rc = queue_txn_commit(txn);
+	if (rc < 0) {
+		admin__err(a, "cannot commit %s: %s", what, queue_strerror(rc));
+		return admin__store_exit(rc);
+	}
+	return 0;
+}
 
 /* ------------------------------------------------------------ audit */
 
@@ -195,24 +262,17 @@ int admin__audit(const struct admin *a, struct queue_txn *txn, const char *tenan
  * handler's transaction (if any) was aborted, and a refusal must leave
  * a trace even though nothing changed.
  */
-void admin__deny_record(struct admin *a)
+/* The denial's record (action=denied): an apply of its own. */
+static int admin_deny_apply(struct admin *a, struct queue_txn *txn, void *arg)
 {
 	struct queue_audit_field f[6];
-	struct queue_txn *txn;
 	char command[64];
 	size_t nf = 0;
 	int rc;
 
+	(void)arg;
 	snprintf(command, sizeof command, "%s%s%s", a->cmd->noun, a->cmd->verb[0] ? " " : "",
 	    a->cmd->verb);
-	if (admin__store_open(a, true) != 0 || a->store == NULL)
-		return;
-	rc = queue_txn_begin(a->store, true, &txn);
-	if (rc < 0) {
-		admin__err(a, "cannot record the refusal in the audit chain: %s",
-		    queue_strerror(rc));
-		return;
-	}
 	f[nf++] = (struct queue_audit_field){ "action", "denied" };
 	f[nf++] = (struct queue_audit_field){ "by", a->user };
 	f[nf++] = (struct queue_audit_field){ "via", a->via };
@@ -222,12 +282,16 @@ void admin__deny_record(struct admin *a)
 	f[nf++] = (struct queue_audit_field){ "reason", a->deny_reason };
 	rc = queue_audit_append(txn, time_now_ms(), "", "admin", f, nf);
 	if (rc < 0) {
-		queue_txn_abort(txn);
-	} else {
-		rc = queue_txn_commit(txn);
-	}
-	if (rc < 0)
 		admin__err(a, "cannot record the refusal in the audit chain: %s",
 		    queue_strerror(rc));
+		return admin__store_exit(rc);
+	}
+	return 0;
 }
 
+void admin__deny_record(struct admin *a)
+{
+	if (admin__store_open(a, true) != 0 || a->store == NULL)
+		return;
+	(void)admin__write(a, admin_deny_apply, NULL, "the refusal's audit record");
+}

@@ -125,97 +125,101 @@ static void admin_tenant_json(const struct admin *a, const struct queue_tenant *
 	admin__json_end(a, &j);
 }
 
-int admin__tenant_add(struct admin *a, const struct admin_args *args)
+/* What `tenant add` writes, and when (for the output). */
+struct admin_tenant_new {
+	const char *id, *name, *parent;
+	int64_t created;
+};
+
+/* The new tenant and its audit record, unless the id is taken. */
+static int admin_tenant_add_apply(struct admin *a, struct queue_txn *txn, void *arg)
 {
-	const char *id = admin__arg(args, "id");
-	const char *name = admin__arg(args, "--name");
-	const char *parent = admin__arg(args, "--parent");
+	struct admin_tenant_new *n = arg;
 	struct queue_tenant t, *old = NULL;
 	struct queue_audit_field f[2];
-	struct queue_txn *txn;
 	char why[ADMIN_WHY_MAX], tenants[2 * TENANCY_ID_MAX + 2];
+	int rc = queue_tenant_get(txn, n->id, &old);
+
+	if (rc == 0) {
+		/* Ids are global; a name outside the caller's reach is not theirs to read. */
+		char *shown = admin__text_dup(old->name);
+
+		if (admin__tenant_in_scope(a, n->id))
+			admin__err(a, "tenant %s already exists (%s)", n->id, shown);
+		else
+			admin__err(a, "tenant id %s is taken; choose another", n->id);
+		free(shown);
+		queue_tenant_free(old);
+		return EX_CANTCREAT;
+	}
+	if (rc != -ENOENT)
+		return admin__fail(a, rc, NULL, "cannot read tenant %s", n->id);
+	t.id = (char *)n->id;
+	t.name = (char *)n->name;
+	t.parent = (char *)n->parent;
+	t.created = n->created = time_now_ms();
+	why[0] = '\0';
+	rc = queue_tenant_put(txn, &t, why, sizeof why);
+	if (rc < 0) {
+		if (rc == -ENOENT && why[0] == '\0')
+			snprintf(why, sizeof why, "no such tenant '%s'", n->parent);
+		return admin__fail(a, rc, why, "cannot add tenant %s", n->id);
+	}
+	admin__tenants2(tenants, sizeof tenants, n->id, n->parent);
+	f[0] = (struct queue_audit_field){ "name", n->name };
+	f[1] = (struct queue_audit_field){ "parent", n->parent };
+	rc = admin__audit(a, txn, tenants, n->id, f, 2);
+	if (rc < 0)
+		return admin__fail(a, rc, NULL, "cannot write the audit record");
+	return 0;
+}
+
+int admin__tenant_add(struct admin *a, const struct admin_args *args)
+{
+	struct admin_tenant_new n = { admin__arg(args, "id"), admin__arg(args, "--name"),
+		admin__arg(args, "--parent"), 0 };
+	char why[ADMIN_WHY_MAX];
 	int rc;
 
-	if ((rc = admin__tenant_arg(a, "tenant", id)) != 0)
+	if ((rc = admin__tenant_arg(a, "tenant", n.id)) != 0)
 		return rc;
-	if (parent != NULL && (rc = admin__tenant_arg(a, "--parent", parent)) != 0)
+	if (n.parent != NULL && (rc = admin__tenant_arg(a, "--parent", n.parent)) != 0)
 		return rc;
-	if (tenancy_name_check(name, why, sizeof why) < 0) {
-		char *shown = admin__text_dup(name);
+	if (tenancy_name_check(n.name, why, sizeof why) < 0) {
+		char *shown = admin__text_dup(n.name);
 
 		admin__err(a, "--name \"%s\": %s", shown, why);
 		free(shown);
 		return EX_DATAERR;
 	}
 	/* Postmasters grow their own subtree; only super adds a root. */
-	if (parent == NULL && !a->super)
-		return admin__deny(a, id, "only root or the store's owner may add a root tenant; "
+	if (n.parent == NULL && !a->super)
+		return admin__deny(a, n.id, "only root or the store's owner may add a root tenant; "
 		    "give --parent inside tenant %s", a->op_tenant);
-	if (parent != NULL && (rc = admin__need_tenant(a, parent, "--parent")) != 0)
+	if (n.parent != NULL && (rc = admin__need_tenant(a, n.parent, "--parent")) != 0)
 		return rc;
-	if ((rc = admin__txn(a, true, &txn)) != 0)
-		return rc;
-	rc = queue_tenant_get(txn, id, &old);
-	if (rc == 0) {
-		/* Ids are global; a name outside the caller's reach is not theirs to read. */
-		char *shown = admin__text_dup(old->name);
-
-		if (admin__tenant_in_scope(a, id))
-			admin__err(a, "tenant %s already exists (%s)", id, shown);
-		else
-			admin__err(a, "tenant id %s is taken; choose another", id);
-		free(shown);
-		queue_tenant_free(old);
-		queue_txn_abort(txn);
-		return EX_CANTCREAT;
-	}
-	if (rc != -ENOENT) {
-		queue_txn_abort(txn);
-		return admin__fail(a, rc, NULL, "cannot read tenant %s", id);
-	}
-	t.id = (char *)id;
-	t.name = (char *)name;
-	t.parent = (char *)parent;
-	t.created = time_now_ms();
-	why[0] = '\0';
-	rc = queue_tenant_put(txn, &t, why, sizeof why);
-	if (rc < 0) {
-		queue_txn_abort(txn);
-		if (rc == -ENOENT && why[0] == '\0')
-			snprintf(why, sizeof why, "no such tenant '%s'", parent);
-		return admin__fail(a, rc, why, "cannot add tenant %s", id);
-	}
-	admin__tenants2(tenants, sizeof tenants, id, parent);
-	f[0] = (struct queue_audit_field){ "name", name };
-	f[1] = (struct queue_audit_field){ "parent", parent };
-	rc = admin__audit(a, txn, tenants, id, f, 2);
-	if (rc < 0) {
-		queue_txn_abort(txn);
-		return admin__fail(a, rc, NULL, "cannot write the audit record");
-	}
-	if ((rc = admin__commit(a, txn, "the new tenant")) != 0)
+	if ((rc = admin__write(a, admin_tenant_add_apply, &n, "the new tenant")) != 0)
 		return rc;
 	if (a->json) {
 		struct admin_json j;
 		char tm[ADMIN_TIME_LEN];
 
 		admin__json_begin(&j);
-		admin__json_kstr(&j, "id", id);
-		admin__json_kstr(&j, "name", name);
-		admin__json_kstr(&j, "parent", parent);
-		admin__json_kstr(&j, "created", admin__time(t.created, true, tm));
+		admin__json_kstr(&j, "id", n.id);
+		admin__json_kstr(&j, "name", n.name);
+		admin__json_kstr(&j, "parent", n.parent);
+		admin__json_kstr(&j, "created", admin__time(n.created, true, tm));
 		admin__json_end(a, &j);
 	} else {
-		char *shown = admin__text_dup(name);
+		char *shown = admin__text_dup(n.name);
 
-		admin__out(a, "tenant %s added (%s)%s%s\n", id, shown,
-		    parent != NULL ? ", parent " : "", parent != NULL ? parent : "");
+		admin__out(a, "tenant %s added (%s)%s%s\n", n.id, shown,
+		    n.parent != NULL ? ", parent " : "", n.parent != NULL ? n.parent : "");
 		free(shown);
 	}
 	return EX_OK;
 }
 
-/* Depth-first, children in id order: the tree as people draw it. */
 static void admin_tenant_tree(const struct admin *a, const struct admin_tenant_list *l,
     const struct queue_tenant *t, int depth, struct admin_table *tab, int guard)
 {
@@ -254,7 +258,7 @@ int admin__tenant_list(struct admin *a, const struct admin_args *args)
 
 	(void)args;
 	if (a->store != NULL) {
-		if ((rc = admin__txn(a, false, &txn)) != 0)
+		if ((rc = admin__txn(a, &txn)) != 0)
 			return rc;
 		rc = admin_tenants_read(a, txn, &l);
 		queue_txn_abort(txn);
@@ -335,7 +339,7 @@ int admin__tenant_show(struct admin *a, const struct admin_args *args)
 		rc = EX_NOINPUT;
 		goto out;
 	}
-	if ((rc = admin__txn(a, false, &txn)) != 0)
+	if ((rc = admin__txn(a, &txn)) != 0)
 		goto out;
 	rc = admin_tenants_read(a, txn, &l);
 	if (rc == 0 && admin_tenant_find(&l, id) != NULL) {
@@ -450,13 +454,36 @@ out:
 	return rc;
 }
 
+/* Removes tenant arg (an id) and writes the audit record. */
+static int admin_tenant_remove_apply(struct admin *a, struct queue_txn *txn, void *arg)
+{
+	const char *id = arg;
+	struct queue_tenant *t = NULL;
+	struct queue_audit_field f[1];
+	char why[ADMIN_WHY_MAX], tenants[2 * TENANCY_ID_MAX + 2];
+	int rc = queue_tenant_get(txn, id, &t);
+
+	if (rc < 0)
+		return admin__fail(a, rc, rc == -ENOENT ? "no such tenant" : NULL,
+		    "cannot remove tenant %s", id);
+	why[0] = '\0';
+	rc = queue_tenant_delete(txn, id, why, sizeof why);
+	if (rc < 0) {
+		queue_tenant_free(t);
+		return admin__fail(a, rc, why, "cannot remove tenant %s", id);
+	}
+	admin__tenants2(tenants, sizeof tenants, id, t->parent);
+	f[0] = (struct queue_audit_field){ "name", t->name };
+	rc = admin__audit(a, txn, tenants, id, f, 1);
+	queue_tenant_free(t);
+	if (rc < 0)
+		return admin__fail(a, rc, NULL, "cannot write the audit record");
+	return 0;
+}
+
 int admin__tenant_remove(struct admin *a, const struct admin_args *args)
 {
 	const char *id = admin__arg(args, "id");
-	struct queue_tenant *t = NULL;
-	struct queue_audit_field f[1];
-	struct queue_txn *txn;
-	char why[ADMIN_WHY_MAX], tenants[2 * TENANCY_ID_MAX + 2];
 	int rc;
 
 	if ((rc = admin__tenant_arg(a, "tenant", id)) != 0)
@@ -465,30 +492,7 @@ int admin__tenant_remove(struct admin *a, const struct admin_args *args)
 		return admin__deny(a, id, "a postmaster may not remove their own tenant");
 	if ((rc = admin__need_tenant(a, id, "tenant")) != 0)
 		return rc;
-	if ((rc = admin__txn(a, true, &txn)) != 0)
-		return rc;
-	rc = queue_tenant_get(txn, id, &t);
-	if (rc < 0) {
-		queue_txn_abort(txn);
-		return admin__fail(a, rc, rc == -ENOENT ? "no such tenant" : NULL,
-		    "cannot remove tenant %s", id);
-	}
-	why[0] = '\0';
-	rc = queue_tenant_delete(txn, id, why, sizeof why);
-	if (rc < 0) {
-		queue_txn_abort(txn);
-		queue_tenant_free(t);
-		return admin__fail(a, rc, why, "cannot remove tenant %s", id);
-	}
-	admin__tenants2(tenants, sizeof tenants, id, t->parent);
-	f[0] = (struct queue_audit_field){ "name", t->name };
-	rc = admin__audit(a, txn, tenants, id, f, 1);
-	queue_tenant_free(t);
-	if (rc < 0) {
-		queue_txn_abort(txn);
-		return admin__fail(a, rc, NULL, "cannot write the audit record");
-	}
-	if ((rc = admin__commit(a, txn, "the removal")) != 0)
+	if ((rc = admin__write(a, admin_tenant_remove_apply, (void *)id, "the removal")) != 0)
 		return rc;
 	if (a->json) {
 		struct admin_json j;
@@ -502,4 +506,3 @@ int admin__tenant_remove(struct admin *a, const struct admin_args *args)
 	}
 	return EX_OK;
 }
-

@@ -45,144 +45,175 @@ static const char *admin_user_state(const struct queue_user *u)
 	return "active";
 }
 
-/* `user add` and `user passwd`: the password never leaves this function. */
-static int admin_user_password(struct admin *a, const struct admin_args *args, bool add)
+/* `user add` and `user passwd`: the change, and what the apply found. */
+struct admin_user_pw {
+	bool add;
+	char addr[ADDR_MAX + 1];
+	char hash[PASSWD_HASH_MAX + 1];
+	char *tenant;
+	bool made_mailbox;
+};
+
+/*
+ * Who and what first, in a read transaction: a refused caller is not
+ * asked for a password. 0 or an exit code (reported).
+ */
+static int admin_user_pw_check(struct admin *a, struct admin_user_pw *p)
 {
-	char addr[ADDR_MAX + 1], pw[PASSWD_MAX + 2], hash[PASSWD_HASH_MAX + 1];
-	char why[ADMIN_WHY_MAX], *tenant = NULL;
-	struct queue_user *u = NULL, nu;
-	struct queue_mailbox *mb = NULL;
-	struct queue_audit_field f[1];
+	struct queue_user *u = NULL;
 	struct queue_txn *txn;
-	bool made_mailbox = false;
+	int rc, qrc;
+
+	if ((rc = admin__txn(a, &txn)) != 0)
+		return rc;
+	rc = admin__addr_tenant(a, txn, p->addr, &p->tenant);
+	if (rc == 0) {
+		qrc = queue_user_get(txn, p->addr, &u);
+		if (qrc == 0 && p->add) {
+			admin__err(a, "user %s already exists ('user passwd' changes the password)",
+			    p->addr);
+			rc = EX_CANTCREAT;
+		} else if (qrc == -ENOENT && !p->add) {
+			admin__err(a, "no such user '%s'", p->addr);
+			rc = EX_NOINPUT;
+		} else if (qrc < 0 && qrc != -ENOENT) {
+			rc = admin__fail(a, qrc, NULL, "cannot read user %s", p->addr);
+		}
+		queue_user_free(u);
+	}
+	queue_txn_abort(txn);
+	return rc;
+}
+
+/* Reads the password and hashes it into p->hash: 0 or an exit code (reported). */
+static int admin_user_pw_hash(struct admin *a, struct admin_user_pw *p)
+{
+	char pw[PASSWD_MAX + 2], why[ADMIN_WHY_MAX];
 	size_t pwlen;
 	int rc;
 
-	if ((rc = admin__addr_arg(a, "address", admin__arg(args, "address"), addr,
-	    sizeof addr)) != 0)
-		return rc;
-	/* Who and what first: a refused caller is not asked for a password. */
-	if ((rc = admin__txn(a, false, &txn)) != 0)
-		return rc;
-	rc = admin__addr_tenant(a, txn, addr, &tenant);
-	if (rc == 0) {
-		int qrc = queue_user_get(txn, addr, &u);
-
-		if (qrc == 0 && add) {
-			admin__err(a, "user %s already exists ('user passwd' changes the password)",
-			    addr);
-			rc = EX_CANTCREAT;
-		} else if (qrc == -ENOENT && !add) {
-			admin__err(a, "no such user '%s'", addr);
-			rc = EX_NOINPUT;
-		} else if (qrc < 0 && qrc != -ENOENT) {
-			rc = admin__fail(a, qrc, NULL, "cannot read user %s", addr);
-		}
-		queue_user_free(u);
-		u = NULL;
-	}
-	queue_txn_abort(txn);
-	if (rc != 0)
-		goto out;
 	why[0] = '\0';
-	rc = admin_read_password_stream(a->io->in, pw, sizeof pw, &pwlen, why,
-	    sizeof why);
+	rc = admin_read_password_stream(a->io->in, pw, sizeof pw, &pwlen, why, sizeof why);
 	if (rc != 0) {
-		admin__err(a, "%s: %s", addr, why);
-		goto out;
+		admin__err(a, "%s: %s", p->addr, why);
+		return rc;
 	}
-	/* scrypt takes tens of milliseconds: before the write lock, not under it. */
+	/* scrypt takes tens of milliseconds: before the write, never inside it. */
 	rc = passwd_hash(pw, pwlen, a->io->cfg != NULL ?
-	    (unsigned)a->io->cfg->password_hash_cost : PASSWD_DEFAULT_LN, hash, sizeof hash);
+	    (unsigned)a->io->cfg->password_hash_cost : PASSWD_DEFAULT_LN, p->hash,
+	    sizeof p->hash);
 	explicit_bzero(pw, sizeof pw);
 	if (rc < 0) {
 		admin__err(a, "cannot hash the password: %s", ADMIN_STRERROR(-rc));
-		rc = EX_SOFTWARE;
-		goto out;
+		return EX_SOFTWARE;
 	}
-	if ((rc = admin__txn(a, true, &txn)) != 0)
-		goto out;
-	rc = queue_user_get(txn, addr, &u);
-	if (rc == 0 && add) {
-		admin__err(a, "user %s already exists", addr);
-		rc = EX_CANTCREAT;
-		goto abort;
-	}
-	if (rc == -ENOENT && !add) {
-		admin__err(a, "no such user '%s'", addr);
-		rc = EX_NOINPUT;
-		goto abort;
-	}
-	if (rc < 0 && rc != -ENOENT) {
-		rc = admin__fail(a, rc, NULL, "cannot read user %s", addr);
-		goto abort;
-	}
-	if (add) {
-		memset(&nu, 0, sizeof nu);
-		nu.address = addr;
-		nu.created = time_now_ms();
-		/* A user's own address receives mail: its mailbox comes with it. */
-		rc = queue_mailbox_get(txn, addr, &mb);
-		if (rc == -ENOENT) {
-			struct queue_mailbox m;
+	return 0;
+}
 
-			memset(&m, 0, sizeof m);
-			m.address = addr;
-			m.created = nu.created;
-			why[0] = '\0';
-			if ((rc = queue_mailbox_put(txn, &m, why, sizeof why)) < 0) {
-				rc = admin__fail(a, rc, why, "cannot add mailbox %s", addr);
-				goto abort;
-			}
-			made_mailbox = true;
-		} else if (rc < 0) {
-			rc = admin__fail(a, rc, NULL, "cannot read mailbox %s", addr);
-			goto abort;
-		}
+/* A new user's own address receives mail: its mailbox comes with it. */
+static int admin_user_mailbox(struct admin *a, struct queue_txn *txn, struct admin_user_pw *p,
+    int64_t created)
+{
+	struct queue_mailbox *mb = NULL, m;
+	char why[ADMIN_WHY_MAX];
+	int rc = queue_mailbox_get(txn, p->addr, &mb);
+
+	queue_mailbox_free(mb);
+	if (rc == 0)
+		return 0;
+	if (rc != -ENOENT)
+		return admin__fail(a, rc, NULL, "cannot read mailbox %s", p->addr);
+	memset(&m, 0, sizeof m);
+	m.address = p->addr;
+	m.created = created;
+	why[0] = '\0';
+	if ((rc = queue_mailbox_put(txn, &m, why, sizeof why)) < 0)
+		return admin__fail(a, rc, why, "cannot add mailbox %s", p->addr);
+	p->made_mailbox = true;
+	return 0;
+}
+
+static int admin_user_pw_apply(struct admin *a, struct queue_txn *txn, void *arg)
+{
+	struct admin_user_pw *p = arg;
+	struct queue_user *u = NULL, nu;
+	struct queue_audit_field f[1];
+	char why[ADMIN_WHY_MAX];
+	int rc = queue_user_get(txn, p->addr, &u);
+
+	if (rc == 0 && p->add) {
+		admin__err(a, "user %s already exists", p->addr);
+		rc = EX_CANTCREAT;
+	} else if (rc == -ENOENT && !p->add) {
+		admin__err(a, "no such user '%s'", p->addr);
+		rc = EX_NOINPUT;
+	} else if (rc < 0 && rc != -ENOENT) {
+		rc = admin__fail(a, rc, NULL, "cannot read user %s", p->addr);
+	} else if (p->add) {
+		memset(&nu, 0, sizeof nu);
+		nu.address = p->addr;
+		nu.created = time_now_ms();
+		rc = admin_user_mailbox(a, txn, p, nu.created);
 	} else {
 		nu = *u;
+		rc = 0;
 	}
-	nu.hash = hash;
-	why[0] = '\0';
-	if ((rc = queue_user_put(txn, &nu, why, sizeof why)) < 0) {
-		rc = admin__fail(a, rc, why, "cannot store user %s", addr);
-		goto abort;
-	}
-	f[0] = (struct queue_audit_field){ "mailbox_created", add ? (made_mailbox ? "yes" : "no")
-		: NULL };
-	if ((rc = admin__audit(a, txn, tenant, addr, f, 1)) < 0) {
-		rc = admin__fail(a, rc, NULL, "cannot write the audit record");
-		goto abort;
-	}
-	rc = admin__commit(a, txn, add ? "the new user" : "the password");
-	txn = NULL;
 	if (rc != 0)
 		goto out;
+	nu.hash = p->hash;
+	why[0] = '\0';
+	if ((rc = queue_user_put(txn, &nu, why, sizeof why)) < 0) {
+		rc = admin__fail(a, rc, why, "cannot store user %s", p->addr);
+		goto out;
+	}
+	f[0] = (struct queue_audit_field){ "mailbox_created",
+		p->add ? (p->made_mailbox ? "yes" : "no") : NULL };
+	if ((rc = admin__audit(a, txn, p->tenant, p->addr, f, 1)) < 0)
+		rc = admin__fail(a, rc, NULL, "cannot write the audit record");
+out:
+	queue_user_free(u);
+	return rc;
+}
+
+static void admin_user_pw_done(const struct admin *a, const struct admin_user_pw *p)
+{
 	if (a->json) {
 		struct admin_json j;
 
 		admin__json_begin(&j);
-		admin__json_kstr(&j, "address", addr);
-		admin__json_kstr(&j, "tenant", tenant);
-		if (add)
-			admin__json_kbool(&j, "mailbox_created", made_mailbox);
+		admin__json_kstr(&j, "address", p->addr);
+		admin__json_kstr(&j, "tenant", p->tenant);
+		if (p->add)
+			admin__json_kbool(&j, "mailbox_created", p->made_mailbox);
 		else
 			admin__json_kbool(&j, "password_changed", true);
 		admin__json_end(a, &j);
-	} else if (add) {
-		admin__out(a, "user %s added%s\n", addr, made_mailbox ? " with its mailbox" : "");
+	} else if (p->add) {
+		admin__out(a, "user %s added%s\n", p->addr,
+		    p->made_mailbox ? " with its mailbox" : "");
 	} else {
-		admin__out(a, "password of %s changed\n", addr);
+		admin__out(a, "password of %s changed\n", p->addr);
 	}
-	rc = EX_OK;
-	goto out;
-abort:
-	queue_txn_abort(txn);
-out:
-	explicit_bzero(hash, sizeof hash);
-	queue_user_free(u);
-	queue_mailbox_free(mb);
-	free(tenant);
+}
+
+/* `user add` and `user passwd`: the password never leaves admin_user_pw_hash. */
+static int admin_user_password(struct admin *a, const struct admin_args *args, bool add)
+{
+	struct admin_user_pw p;
+	int rc;
+
+	memset(&p, 0, sizeof p);
+	p.add = add;
+	if ((rc = admin__addr_arg(a, "address", admin__arg(args, "address"), p.addr,
+	    sizeof p.addr)) != 0)
+		return rc;
+	if ((rc = admin_user_pw_check(a, &p)) == 0 && (rc = admin_user_pw_hash(a, &p)) == 0)
+		rc = admin__write(a, admin_user_pw_apply, &p,
+		    add ? "the new user" : "the password");
+	if (rc == 0)
+		admin_user_pw_done(a, &p);
+	explicit_bzero(p.hash, sizeof p.hash);
+	free(p.tenant);
 	return rc;
 }
 
@@ -196,41 +227,36 @@ int admin__user_passwd(struct admin *a, const struct admin_args *args)
 	return admin_user_password(a, args, false);
 }
 
-/* `user lock` and `user unlock` (which also clears the AUTH lock-out). */
-int admin__user_lock(struct admin *a, const struct admin_args *args)
+/* `user lock|unlock`: the address, and the state the apply left. */
+struct admin_user_lock {
+	bool lock;
+	const char *addr;
+	char state[16];
+	bool unchanged;
+};
+
+static int admin_user_lock_apply(struct admin *a, struct queue_txn *txn, void *arg)
 {
-	bool lock = strcmp(a->cmd->verb, "lock") == 0;
-	char addr[ADDR_MAX + 1], why[ADMIN_WHY_MAX], *tenant = NULL, nfail[24];
+	struct admin_user_lock *l = arg;
+	char why[ADMIN_WHY_MAX], *tenant = NULL, nfail[24];
 	struct queue_user *u = NULL;
 	struct queue_audit_field f[1];
-	struct queue_txn *txn;
-	int rc;
+	int rc = queue_user_get(txn, l->addr, &u);
 
-	if ((rc = admin__addr_arg(a, "address", admin__arg(args, "address"), addr,
-	    sizeof addr)) != 0)
-		return rc;
-	if ((rc = admin__txn(a, true, &txn)) != 0)
-		return rc;
-	rc = queue_user_get(txn, addr, &u);
 	if (rc == -ENOENT) {
-		admin__err(a, "no such user '%s'", addr);
-		rc = EX_NOINPUT;
-		goto abort;
+		admin__err(a, "no such user '%s'", l->addr);
+		return EX_NOINPUT;
 	}
-	if (rc < 0) {
-		rc = admin__fail(a, rc, NULL, "cannot read user %s", addr);
-		goto abort;
-	}
-	if ((rc = admin__addr_tenant(a, txn, addr, &tenant)) != 0)
-		goto abort;
-	if (lock ? u->locked : (!u->locked && !u->locked_out && u->failures == 0)) {
-		admin__out(a, "user %s is %s already; nothing changed\n", addr,
-		    lock ? "locked" : "active");
-		rc = EX_OK;
-		goto abort;
+	if (rc < 0)
+		return admin__fail(a, rc, NULL, "cannot read user %s", l->addr);
+	if ((rc = admin__addr_tenant(a, txn, l->addr, &tenant)) != 0)
+		goto out;
+	if (l->lock ? u->locked : (!u->locked && !u->locked_out && u->failures == 0)) {
+		l->unchanged = true;
+		goto out;
 	}
 	snprintf(nfail, sizeof nfail, "%" PRIu32, u->failures);
-	if (lock) {
+	if (l->lock) {
 		u->locked = true;
 	} else {
 		u->locked = false;
@@ -238,38 +264,50 @@ int admin__user_lock(struct admin *a, const struct admin_args *args)
 		u->failures = 0;
 		u->last_failure = 0;
 	}
+	str_copy(l->state, admin_user_state(u), sizeof l->state);
 	why[0] = '\0';
 	if ((rc = queue_user_put(txn, u, why, sizeof why)) < 0) {
-		rc = admin__fail(a, rc, why, "cannot store user %s", addr);
-		goto abort;
-	}
-	f[0] = (struct queue_audit_field){ "failures", lock ? NULL : nfail };
-	if ((rc = admin__audit(a, txn, tenant, addr, f, 1)) < 0) {
-		rc = admin__fail(a, rc, NULL, "cannot write the audit record");
-		goto abort;
-	}
-	rc = admin__commit(a, txn, "the change");
-	txn = NULL;
-	if (rc != 0)
+		rc = admin__fail(a, rc, why, "cannot store user %s", l->addr);
 		goto out;
-	if (a->json) {
-		struct admin_json j;
-
-		admin__json_begin(&j);
-		admin__json_kstr(&j, "address", addr);
-		admin__json_kstr(&j, "state", admin_user_state(u));
-		admin__json_end(a, &j);
-	} else {
-		admin__out(a, "user %s %s\n", addr, lock ? "locked" : "unlocked");
 	}
-	rc = EX_OK;
-	goto out;
-abort:
-	queue_txn_abort(txn);
+	f[0] = (struct queue_audit_field){ "failures", l->lock ? NULL : nfail };
+	if ((rc = admin__audit(a, txn, tenant, l->addr, f, 1)) < 0)
+		rc = admin__fail(a, rc, NULL, "cannot write the audit record");
 out:
 	queue_user_free(u);
 	free(tenant);
 	return rc;
+}
+
+/* `user lock` and `user unlock` (which also clears the AUTH lock-out). */
+int admin__user_lock(struct admin *a, const struct admin_args *args)
+{
+	struct admin_user_lock l;
+	char addr[ADDR_MAX + 1];
+	int rc;
+
+	if ((rc = admin__addr_arg(a, "address", admin__arg(args, "address"), addr,
+	    sizeof addr)) != 0)
+		return rc;
+	memset(&l, 0, sizeof l);
+	l.lock = strcmp(a->cmd->verb, "lock") == 0;
+	l.addr = addr;
+	if ((rc = admin__write(a, admin_user_lock_apply, &l, "the change")) != 0)
+		return rc;
+	if (l.unchanged) {
+		admin__out(a, "user %s is %s already; nothing changed\n", addr,
+		    l.lock ? "locked" : "active");
+	} else if (a->json) {
+		struct admin_json j;
+
+		admin__json_begin(&j);
+		admin__json_kstr(&j, "address", addr);
+		admin__json_kstr(&j, "state", l.state);
+		admin__json_end(a, &j);
+	} else {
+		admin__out(a, "user %s %s\n", addr, l.lock ? "locked" : "unlocked");
+	}
+	return EX_OK;
 }
 
 static void admin_user_json(struct buf *b, const struct queue_user *u, const char *tenant)
@@ -346,7 +384,7 @@ int admin__user_list(struct admin *a, const struct admin_args *args)
 		buf_append_str(&s.b, "  STATE       FAILURES\n");
 	}
 	if (a->store != NULL) {
-		if ((rc = admin__txn(a, false, &txn)) != 0) {
+		if ((rc = admin__txn(a, &txn)) != 0) {
 			buf_free(&s.b);
 			return rc;
 		}
@@ -393,7 +431,7 @@ int admin__user_show(struct admin *a, const struct admin_args *args)
 		admin__err(a, "no such user '%s'", addr);
 		return EX_NOINPUT;
 	}
-	if ((rc = admin__txn(a, false, &txn)) != 0)
+	if ((rc = admin__txn(a, &txn)) != 0)
 		return rc;
 	rc = queue_user_get(txn, addr, &u);
 	if (rc == -ENOENT) {
@@ -433,40 +471,40 @@ out:
 	return rc;
 }
 
+/* Removes user arg (an address; the mailbox stays) with its audit record. */
+static int admin_user_remove_apply(struct admin *a, struct queue_txn *txn, void *arg)
+{
+	const char *addr = arg;
+	struct queue_user *u = NULL;
+	char *tenant = NULL;
+	int rc = queue_user_get(txn, addr, &u);
+
+	queue_user_free(u);
+	if (rc == -ENOENT) {
+		admin__err(a, "no such user '%s'", addr);
+		return EX_NOINPUT;
+	}
+	if (rc < 0)
+		return admin__fail(a, rc, NULL, "cannot read user %s", addr);
+	if ((rc = admin__addr_tenant(a, txn, addr, &tenant)) != 0)
+		return rc;
+	if ((rc = queue_user_delete(txn, addr)) < 0 ||
+	    (rc = admin__audit(a, txn, tenant, addr, NULL, 0)) < 0)
+		rc = admin__fail(a, rc, NULL, "cannot remove user %s", addr);
+	free(tenant);
+	return rc;
+}
+
 int admin__user_remove(struct admin *a, const struct admin_args *args)
 {
-	char addr[ADDR_MAX + 1], *tenant = NULL;
-	struct queue_user *u = NULL;
-	struct queue_txn *txn;
+	char addr[ADDR_MAX + 1];
 	int rc;
 
 	if ((rc = admin__addr_arg(a, "address", admin__arg(args, "address"), addr,
 	    sizeof addr)) != 0)
 		return rc;
-	if ((rc = admin__txn(a, true, &txn)) != 0)
+	if ((rc = admin__write(a, admin_user_remove_apply, addr, "the removal")) != 0)
 		return rc;
-	rc = queue_user_get(txn, addr, &u);
-	queue_user_free(u);
-	if (rc == -ENOENT) {
-		admin__err(a, "no such user '%s'", addr);
-		rc = EX_NOINPUT;
-		goto abort;
-	}
-	if (rc < 0) {
-		rc = admin__fail(a, rc, NULL, "cannot read user %s", addr);
-		goto abort;
-	}
-	if ((rc = admin__addr_tenant(a, txn, addr, &tenant)) != 0)
-		goto abort;
-	if ((rc = queue_user_delete(txn, addr)) < 0 ||
-	    (rc = admin__audit(a, txn, tenant, addr, NULL, 0)) < 0) {
-		rc = admin__fail(a, rc, NULL, "cannot remove user %s", addr);
-		goto abort;
-	}
-	rc = admin__commit(a, txn, "the removal");
-	txn = NULL;
-	if (rc != 0)
-		goto out;
 	if (a->json) {
 		struct admin_json j;
 
@@ -477,13 +515,7 @@ int admin__user_remove(struct admin *a, const struct admin_args *args)
 	} else {
 		admin__out(a, "user %s removed (the mailbox stays)\n", addr);
 	}
-	rc = EX_OK;
-	goto out;
-abort:
-	queue_txn_abort(txn);
-out:
-	free(tenant);
-	return rc;
+	return EX_OK;
 }
 
 /* ---------------------------------------------------------- password */
