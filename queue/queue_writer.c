@@ -129,6 +129,28 @@ static void queue_writer_list_take(struct queue_writer_list *src, size_t max,
 }
 
 /*
+ * The next batch of src: up to max ops, but a run_sync op always makes
+ * a batch of its own. Such ops come from long admin work (a batch of an
+ * import): alone, they never delay the commit of the small ops queued
+ * around them (a 250 waits for at most the one sync op being applied).
+ */
+static void queue_writer_take_batch(struct queue_writer_list *src, size_t max,
+    struct queue_writer_list *out)
+{
+	size_t n = 0;
+
+	for (struct queue_writer_op *op = src->head; op != NULL && n < max; op = op->next) {
+		if (op->sync) {
+			if (n == 0)
+				n = 1;
+			break;
+		}
+		n++;
+	}
+	queue_writer_list_take(src, n, out);
+}
+
+/*
  * Applies one batch in one write transaction, each op inside its own
  * child transaction so a failing op is rolled back alone, then commits
  * once. Statuses are written into the ops.
@@ -217,7 +239,7 @@ static void queue_writer_thread(void *arg)
 		/* Stop only once everything submitted has been applied. */
 		if (w->todo.head == NULL)
 			break;
-		queue_writer_list_take(&w->todo, QUEUE_WRITER_BATCH_MAX, &batch);
+		queue_writer_take_batch(&w->todo, QUEUE_WRITER_BATCH_MAX, &batch);
 		uv_mutex_unlock(&w->lock);
 
 		queue_writer_apply_batch(w->store, &batch);
