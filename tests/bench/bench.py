@@ -17,7 +17,9 @@ empty before the next run.
 Then, on govrelayd only: end-of-DATA -> 250 latency (latency.py at half of
 govrelay's best 5 KB rate), peak RSS (VmHWM), and on a fresh govrelayd:
 RSS per idle session with 10,000 sessions held (idle.py) and the rate of
-a second client (smtp-source, 20 sessions) held vs unloaded.
+a second client (smtp-source, 20 sessions) held vs unloaded; and on another
+fresh govrelayd, end-of-DATA -> 250 latency with 20 sessions with and
+without a delegated 100,000-row `mailbox import` running (importload.py).
 
 Writes the markdown report (table, commands, machine, date) to --out and
 prints it. Only 127.0.0.1 is ever used; every wait has a deadline.
@@ -35,6 +37,9 @@ import socket
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import importload  # noqa: E402
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -210,7 +215,8 @@ class Govrelay:
         self.dir = os.path.join(tmp, tag)
         self.data = os.path.join(self.dir, "data")
         os.makedirs(self.data, exist_ok=True)
-        self.port = free_port("GOVPORT" if tag == "govrelay" else "GOVIDLEPORT")
+        self.port = free_port({"govrelay": "GOVPORT", "govrelay-idle": "GOVIDLEPORT"}
+                              .get(tag, "GOVIMPORTPORT"))
         self.conf = os.path.join(self.dir, "govrelay.conf")
         self.logfile = os.path.join(self.dir, "govrelayd.log")
         dead = free_port("DEADPORT")
@@ -637,6 +643,20 @@ def idle_phase(procs, tmp, args, sink):
     return out
 
 
+def import_phase(procs, args, sink, results):
+    """A fresh govrelayd: latency with and without a delegated import."""
+    best = max([r["rate"] for r in results
+                if r["target"] == "govrelay" and r["size"] == 5120 and r["rate"]] or [1000.0])
+    gv = Govrelay(procs, args.tmp, args.govrelayd, args.govrelayctl, sink.port,
+                  tag="govrelay-import")
+    gv.start()
+    try:
+        return importload.run(gv, HERE, args.tmp, max(1.0, best / 2.0), RCPT, bench_cmd, log,
+                              args.quick)
+    finally:
+        gv.stop()
+
+
 def report_commands(args):
     """The recorded commands with the temp dir, build dir and ports named."""
     out = []
@@ -684,7 +704,7 @@ def report_targets(by, lat, idle):
     return rows
 
 
-def report(info, results, lat, hwm, idle, started, elapsed, args):
+def report(info, results, lat, hwm, idle, started, elapsed, args, imp=None):
     by = {}
     for r in results:
         by[(r["case"], r["target"])] = r
@@ -775,8 +795,11 @@ def report(info, results, lat, hwm, idle, started, elapsed, args):
                  % (un["count"], fmt_rate(un["rate"]), fmt_rate(lo["rate"]), share,
                     fmt_rate(un["accept_rate"]), fmt_rate(lo["accept_rate"])))
         L.append("| peak RSS of that govrelayd (VmHWM) | %.1f MB |" % (idle["hwm_kb"] / 1024.0))
+    L.extend(importload.report_rows(imp))
     L.append("")
     targets = report_targets(by, lat, idle)
+    if importload.report_target(imp):
+        targets.append(importload.report_target(imp))
     if targets:
         L.append("## Targets of issue 3")
         L.append("")
@@ -828,7 +851,8 @@ def main():
     ap.add_argument("--srcdir", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", type=int, default=1, help="divide every count by N")
-    ap.add_argument("--only", default="", help="comma list: throughput,latency,idle")
+    ap.add_argument("--only", default="",
+                    help="comma list: throughput,latency,idle,import")
     args = ap.parse_args()
     args.quick = max(1, args.quick)
     only = set(filter(None, args.only.split(",")))
@@ -845,6 +869,7 @@ def main():
     lat = None
     hwm = None
     idle = None
+    imp = None
     try:
         direct = Direct(plain)
         gv = Govrelay(procs, args.tmp, args.govrelayd, args.govrelayctl, sink.port)
@@ -881,6 +906,8 @@ def main():
         gv.stop()
         if not only or "idle" in only:
             idle = idle_phase(procs, args.tmp, args, sink)
+        if not only or "import" in only:
+            imp = import_phase(procs, args, sink, results)
     finally:
         if pf is not None:
             pf.stop()
@@ -889,13 +916,13 @@ def main():
         sink.stop()
         plain.stop()
     elapsed = time.monotonic() - t_start
-    text = report(info, results, lat, hwm, idle, started, elapsed, args)
+    text = report(info, results, lat, hwm, idle, started, elapsed, args, imp)
     print(text)
     with open(args.out, "w") as f:
         f.write(text + "\n")
     with open(os.path.join(args.tmp, "results.json"), "w") as f:
         json.dump({"results": results, "latency": lat, "hwm_kb": hwm, "idle": idle,
-                   "info": info}, f, indent=1)
+                   "import": imp, "info": info}, f, indent=1)
     log("report written to %s (%.0f s)" % (args.out, elapsed))
     return 0
 

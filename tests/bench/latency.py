@@ -11,7 +11,10 @@ chunk with the "." to the moment the reply line is read. Sessions are
 reused (no RSET needed after a 250).
 
 Prints one JSON object: sent, ok, errors, rate (achieved), p50_ms, p90_ms,
-p99_ms, max_ms. Loopback only; every wait has a timeout.
+p99_ms, max_ms. --dump FILE also writes every sample as a JSON list of
+[start, seconds] pairs, start on time.monotonic()'s clock (CLOCK_MONOTONIC,
+the same in every process), so a caller can pick the samples of a window.
+Loopback only; every wait has a timeout.
 """
 import argparse
 import asyncio
@@ -84,12 +87,12 @@ async def lat_session(port, idx, nconns, t0, rate, total, size, rcpt, samples, e
                 writer.write(b"RSET\r\n")
                 await lat_reply(reader)
                 continue
-            start = time.perf_counter()
+            start = time.monotonic()
             writer.write(body + b".\r\n")
             code, text = await lat_reply(reader)
-            end = time.perf_counter()
+            end = time.monotonic()
             if code == 250:
-                samples.append(end - start)
+                samples.append((start, end - start))
             else:
                 errors.append(text.decode(errors="replace"))
         writer.write(b"QUIT\r\n")
@@ -121,7 +124,10 @@ async def lat_main(a):
     for r in res:
         if isinstance(r, BaseException):
             errors.append("session: %r" % (r,))
-    v = sorted(samples)
+    if a.dump:
+        with open(a.dump, "w") as f:
+            json.dump(samples, f)
+    v = sorted(x[1] for x in samples)
     ms = lambda x: None if x is None else round(x * 1000.0, 2)  # noqa: E731
     return {"sent": total, "ok": len(v), "errors": len(errors),
             "first_error": errors[0] if errors else None,
@@ -138,6 +144,7 @@ def main():
     ap.add_argument("--conns", type=int, default=8)
     ap.add_argument("--size", type=int, default=5120)
     ap.add_argument("--rcpt", default="lat@bench.test")
+    ap.add_argument("--dump", default="", help="write the samples to this file")
     a = ap.parse_args()
     print(json.dumps(asyncio.run(lat_main(a))), flush=True)
     return 0

@@ -12,7 +12,7 @@
 #
 # KEEP_BENCH=1 keeps the temp dir; BENCH_QUICK=N divides every message
 # count by N (a trial run, not for comparison); BENCH_ONLY=throughput,
-# latency,idle runs a subset.
+# latency,idle,import runs a subset.
 set -eu
 
 srcdir=$(cd "$(dirname "$0")/../.." && pwd)
