@@ -109,17 +109,12 @@ struct admin_csv {
  * a record, 0 at the end, -1 for a malformed record (why set; the rest
  * of its line is skipped). *start is the record's first line.
  */
-static int admin_csv_record(struct admin_csv *c, struct buf *fields, size_t nmax, size_t *nf,
-    unsigned *start, const char **why)
+/* Skips blank lines and comments: false at the end of the input. */
+static bool admin_csv_skip(struct admin_csv *c)
 {
-	*nf = 0;
-	*why = NULL;
-	for (size_t i = 0; i < nmax; i++)
-		buf_reset(&fields[i]);
-	/* Skip blank lines and comments. */
 	for (;;) {
 		if (c->pos >= c->len)
-			return 0;
+			return false;
 		if (c->p[c->pos] == '\n') {
 			c->pos++;
 			c->line++;
@@ -135,95 +130,127 @@ static int admin_csv_record(struct admin_csv *c, struct buf *fields, size_t nmax
 				c->pos++;
 			continue;
 		}
-		break;
+		return true;
 	}
-	*start = c->line;
+}
+
+/* A quoted field after its opening quote, into f (NULL: dropped). 0 or -1. */
+static int admin_csv_quoted(struct admin_csv *c, struct buf *f, const char **why)
+{
 	for (;;) {
+		char ch;
+
+		if (c->pos >= c->len) {
+			*why = "a quoted field is not closed";
+			return -1;
+		}
+		ch = c->p[c->pos++];
+		if (ch == '"') {
+			if (c->pos < c->len && c->p[c->pos] == '"')
+				c->pos++;
+			else
+				return 0;
+		}
+		if (ch == '\n')
+			c->line++;
+		if (ch == '\0')
+			*why = "a NUL byte";
+		if (f != NULL)
+			buf_append_char(f, ch);
+	}
+}
+
+/* An unquoted field, up to ',' or the end of the line; trimmed of blanks. */
+static void admin_csv_plain(struct admin_csv *c, struct buf *f, const char **why)
+{
+	size_t s = 0, e;
+
+	while (c->pos < c->len && c->p[c->pos] != ',' && c->p[c->pos] != '\n' &&
+	    !(c->p[c->pos] == '\r' && c->pos + 1 < c->len && c->p[c->pos + 1] == '\n') &&
+	    !(c->p[c->pos] == '\r' && c->pos + 1 == c->len)) {
+		char ch = c->p[c->pos++];
+
+		if (ch == '"' && *why == NULL)
+			*why = "a quote inside a field that is not quoted";
+		if (ch == '\0')
+			*why = "a NUL byte";
+		if (f != NULL)
+			buf_append_char(f, ch);
+	}
+	if (f == NULL)
+		return;
+	/* Spaces around an unquoted field are layout, not data. */
+	e = f->len;
+	while (s < e && (f->data[s] == ' ' || f->data[s] == '\t'))
+		s++;
+	while (e > s && (f->data[e - 1] == ' ' || f->data[e - 1] == '\t'))
+		e--;
+	if (s > 0 || e < f->len) {
+		memmove(f->data, f->data + s, e - s);
+		f->len = e - s;
+	}
+}
+
+/*
+ * After a field: 1 for another field of the record, 0 at the record's
+ * end, -1 for text after a closing quote (the rest of the line skipped).
+ */
+static int admin_csv_next(struct admin_csv *c, const char **why)
+{
+	if (c->pos >= c->len)
+		return 0;
+	if (c->p[c->pos] == ',') {
+		c->pos++;
+		return 1;
+	}
+	if (c->p[c->pos] == '\n') {
+		c->pos++;
+		c->line++;
+		return 0;
+	}
+	if (c->p[c->pos] == '\r') {
+		c->pos += (c->pos + 1 < c->len) ? 2 : 1;
+		c->line++;
+		return 0;
+	}
+	*why = "text after a closing quote";
+	while (c->pos < c->len && c->p[c->pos] != '\n')
+		c->pos++;
+	if (c->pos < c->len) {
+		c->pos++;
+		c->line++;
+	}
+	return -1;
+}
+
+static int admin_csv_record(struct admin_csv *c, struct buf *fields, size_t nmax, size_t *nf,
+    unsigned *start, const char **why)
+{
+	int more;
+
+	*nf = 0;
+	*why = NULL;
+	for (size_t i = 0; i < nmax; i++)
+		buf_reset(&fields[i]);
+	if (!admin_csv_skip(c))
+		return 0;
+	*start = c->line;
+	do {
 		struct buf *f = *nf < nmax ? &fields[*nf] : NULL;
-		bool quoted = false;
 
 		(*nf)++;
 		if (c->pos < c->len && c->p[c->pos] == '"') {
-			quoted = true;
 			c->pos++;
-			for (;;) {
-				char ch;
-
-				if (c->pos >= c->len) {
-					*why = "a quoted field is not closed";
-					return -1;
-				}
-				ch = c->p[c->pos++];
-				if (ch == '"') {
-					if (c->pos < c->len && c->p[c->pos] == '"') {
-						c->pos++;
-					} else {
-						break;
-					}
-				}
-				if (ch == '\n')
-					c->line++;
-				if (ch == '\0')
-					*why = "a NUL byte";
-				if (f != NULL)
-					buf_append_char(f, ch);
-			}
+			if (admin_csv_quoted(c, f, why) < 0)
+				return -1;
 		} else {
-			while (c->pos < c->len && c->p[c->pos] != ',' && c->p[c->pos] != '\n' &&
-			    !(c->p[c->pos] == '\r' && c->pos + 1 < c->len &&
-			    c->p[c->pos + 1] == '\n') &&
-			    !(c->p[c->pos] == '\r' && c->pos + 1 == c->len)) {
-				char ch = c->p[c->pos++];
-
-				if (ch == '"' && *why == NULL)
-					*why = "a quote inside a field that is not quoted";
-				if (ch == '\0')
-					*why = "a NUL byte";
-				if (f != NULL)
-					buf_append_char(f, ch);
-			}
-		}
-		if (f != NULL && !quoted) {
-			/* Spaces around an unquoted field are layout, not data. */
-			size_t s = 0, e = f->len;
-
-			while (s < e && (f->data[s] == ' ' || f->data[s] == '\t'))
-				s++;
-			while (e > s && (f->data[e - 1] == ' ' || f->data[e - 1] == '\t'))
-				e--;
-			if (s > 0 || e < f->len) {
-				memmove(f->data, f->data + s, e - s);
-				f->len = e - s;
-			}
+			admin_csv_plain(c, f, why);
 		}
 		if (f != NULL)
 			buf_cstr(f);
-		if (c->pos >= c->len)
-			break;
-		if (c->p[c->pos] == ',') {
-			c->pos++;
-			continue;
-		}
-		if (c->p[c->pos] == '\n') {
-			c->pos++;
-			c->line++;
-			break;
-		}
-		if (c->p[c->pos] == '\r') {
-			c->pos += (c->pos + 1 < c->len) ? 2 : 1;
-			c->line++;
-			break;
-		}
-		/* Text after a closing quote. */
-		*why = "text after a closing quote";
-		while (c->pos < c->len && c->p[c->pos] != '\n')
-			c->pos++;
-		if (c->pos < c->len) {
-			c->pos++;
-			c->line++;
-		}
-		return -1;
-	}
+		if ((more = admin_csv_next(c, why)) < 0)
+			return -1;
+	} while (more);
 	return *why != NULL ? -1 : 1;
 }
 

@@ -315,15 +315,135 @@ static int admin_show_operator(void *arg, const struct queue_operator *o)
 	return 0;
 }
 
+/* `tenant show`'s view: the tenant, its parent chain, and the list. */
+struct admin_tenant_view {
+	const struct queue_tenant *t;
+	const struct queue_tenant *chain[TENANCY_DEPTH_MAX + 1]; /* parent first */
+	size_t nchain;
+	const struct admin_tenant_list *l;
+	const struct admin_tenant_show *s;
+};
+
+/* Every tenant, and the domains and operators of s->id: 0 or an exit code. */
+static int admin_tenant_show_read(struct admin *a, struct admin_tenant_list *l,
+    struct admin_tenant_show *s)
+{
+	struct queue_txn *txn;
+	int rc;
+
+	if ((rc = admin__txn(a, &txn)) != 0)
+		return rc;
+	rc = admin_tenants_read(a, txn, l);
+	if (rc == 0 && admin_tenant_find(l, s->id) != NULL) {
+		int qrc = queue_domain_walk(txn, admin_show_domain, s);
+
+		if (qrc == 0)
+			qrc = queue_operator_walk(txn, admin_show_operator, s);
+		if (qrc < 0) {
+			admin__err(a, "cannot read tenant %s: %s", s->id, queue_strerror(qrc));
+			rc = admin__store_exit(qrc);
+		}
+	}
+	queue_txn_abort(txn);
+	return rc;
+}
+
+static void admin_tenant_show_json(const struct admin *a, const struct admin_tenant_view *v)
+{
+	const struct queue_tenant *t = v->t;
+	struct admin_json j;
+	char tm[ADMIN_TIME_LEN];
+	const char *p;
+
+	admin__json_begin(&j);
+	admin__json_kstr(&j, "id", t->id);
+	admin__json_kstr(&j, "name", t->name);
+	admin__json_kstr(&j, "parent", t->parent);
+	admin__json_kint(&j, "depth", (int64_t)v->nchain);
+	admin__json_open(&j, "chain", '[');
+	for (size_t i = v->nchain; i > 0; i--) {
+		admin__json_sep(&j, NULL);
+		admin__json_str(&j.b, v->chain[i - 1]->id);
+	}
+	admin__json_close(&j, ']');
+	admin__json_open(&j, "children", '[');
+	for (size_t i = 0; i < v->l->n; i++) {
+		if (v->l->v[i].parent == NULL || strcmp(v->l->v[i].parent, t->id) != 0)
+			continue;
+		admin__json_sep(&j, NULL);
+		admin__json_str(&j.b, v->l->v[i].id);
+	}
+	admin__json_close(&j, ']');
+	admin__json_open(&j, "domains", '[');
+	p = v->s->domains.data;
+	for (size_t i = 0; i < v->s->ndomains; i++, p += strlen(p) + 1) {
+		admin__json_sep(&j, NULL);
+		admin__json_str(&j.b, p);
+	}
+	admin__json_close(&j, ']');
+	admin__json_open(&j, "operators", '[');
+	p = v->s->operators.data;
+	for (size_t i = 0; i < v->s->noperators; i++) {
+		admin__json_open(&j, NULL, '{');
+		admin__json_kstr(&j, "user", p);
+		p += strlen(p) + 1;
+		admin__json_kstr(&j, "role", p);
+		p += strlen(p) + 1;
+		admin__json_close(&j, '}');
+	}
+	admin__json_close(&j, ']');
+	admin__json_kstr(&j, "created", admin__time(t->created, t->created != 0, tm));
+	admin__json_end(a, &j);
+}
+
+static void admin_tenant_show_text(const struct admin *a, const struct admin_tenant_view *v)
+{
+	const struct queue_tenant *t = v->t;
+	char tm[ADMIN_TIME_LEN];
+	struct buf b;
+	const char *p;
+
+	buf_init(&b);
+	admin__kv(a, "", "tenant", t->id);
+	admin__kv(a, "", "name", t->name);
+	admin__kv(a, "", "parent", t->parent);
+	for (size_t i = v->nchain; i > 0; i--) {
+		buf_append_str(&b, v->chain[i - 1]->id);
+		buf_append_str(&b, " > ");
+	}
+	buf_append_str(&b, t->id);
+	admin__kv(a, "", "path", buf_cstr(&b));
+	admin__kv(a, "", "created", admin__time(t->created, t->created != 0, tm));
+	buf_reset(&b);
+	for (size_t i = 0; i < v->l->n; i++) {
+		if (v->l->v[i].parent == NULL || strcmp(v->l->v[i].parent, t->id) != 0)
+			continue;
+		buf_printf(&b, "%s%s", b.len ? ", " : "", v->l->v[i].id);
+	}
+	admin__kv(a, "", "children", b.len ? buf_cstr(&b) : NULL);
+	buf_reset(&b);
+	p = v->s->domains.data;
+	for (size_t i = 0; i < v->s->ndomains; i++, p += strlen(p) + 1)
+		buf_printf(&b, "%s%s", b.len ? ", " : "", p);
+	admin__kv(a, "", "domains", b.len ? buf_cstr(&b) : NULL);
+	buf_reset(&b);
+	p = v->s->operators.data;
+	for (size_t i = 0; i < v->s->noperators; i++) {
+		const char *u = p, *r = p + strlen(p) + 1;
+
+		buf_printf(&b, "%s%s (%s)", b.len ? ", " : "", u, r);
+		p = r + strlen(r) + 1;
+	}
+	admin__kv(a, "", "operators", b.len ? buf_cstr(&b) : NULL);
+	buf_free(&b);
+}
+
 int admin__tenant_show(struct admin *a, const struct admin_args *args)
 {
 	const char *id = admin__arg(args, "id");
 	struct admin_tenant_list l = { NULL, 0, 0 };
 	struct admin_tenant_show s;
-	const struct queue_tenant *t, *chain[TENANCY_DEPTH_MAX + 1];
-	struct queue_txn *txn;
-	char tm[ADMIN_TIME_LEN];
-	size_t nchain = 0;
+	struct admin_tenant_view v;
 	int rc;
 
 	memset(&s, 0, sizeof s);
@@ -339,113 +459,25 @@ int admin__tenant_show(struct admin *a, const struct admin_args *args)
 		rc = EX_NOINPUT;
 		goto out;
 	}
-	if ((rc = admin__txn(a, &txn)) != 0)
+	if ((rc = admin_tenant_show_read(a, &l, &s)) != 0)
 		goto out;
-	rc = admin_tenants_read(a, txn, &l);
-	if (rc == 0 && admin_tenant_find(&l, id) != NULL) {
-		int qrc = queue_domain_walk(txn, admin_show_domain, &s);
-
-		if (qrc == 0)
-			qrc = queue_operator_walk(txn, admin_show_operator, &s);
-		if (qrc < 0) {
-			admin__err(a, "cannot read tenant %s: %s", id, queue_strerror(qrc));
-			rc = admin__store_exit(qrc);
-		}
-	}
-	queue_txn_abort(txn);
-	if (rc != 0)
-		goto out;
-	t = admin_tenant_find(&l, id);
-	if (t == NULL) {
+	memset(&v, 0, sizeof v);
+	v.l = &l;
+	v.s = &s;
+	v.t = admin_tenant_find(&l, id);
+	if (v.t == NULL) {
 		admin__err(a, "no such tenant '%s'", id);
 		rc = EX_NOINPUT;
 		goto out;
 	}
-	/* The chain from the root down to the parent. */
-	for (const struct queue_tenant *p = admin_tenant_find(&l, t->parent);
-	    p != NULL && nchain < TENANCY_DEPTH_MAX; p = admin_tenant_find(&l, p->parent))
-		chain[nchain++] = p;
-	if (a->json) {
-		struct admin_json j;
-		const char *p;
-
-		admin__json_begin(&j);
-		admin__json_kstr(&j, "id", t->id);
-		admin__json_kstr(&j, "name", t->name);
-		admin__json_kstr(&j, "parent", t->parent);
-		admin__json_kint(&j, "depth", (int64_t)nchain);
-		admin__json_open(&j, "chain", '[');
-		for (size_t i = nchain; i > 0; i--) {
-			admin__json_sep(&j, NULL);
-			admin__json_str(&j.b, chain[i - 1]->id);
-		}
-		admin__json_close(&j, ']');
-		admin__json_open(&j, "children", '[');
-		for (size_t i = 0; i < l.n; i++) {
-			if (l.v[i].parent == NULL || strcmp(l.v[i].parent, id) != 0)
-				continue;
-			admin__json_sep(&j, NULL);
-			admin__json_str(&j.b, l.v[i].id);
-		}
-		admin__json_close(&j, ']');
-		admin__json_open(&j, "domains", '[');
-		p = s.domains.data;
-		for (size_t i = 0; i < s.ndomains; i++, p += strlen(p) + 1) {
-			admin__json_sep(&j, NULL);
-			admin__json_str(&j.b, p);
-		}
-		admin__json_close(&j, ']');
-		admin__json_open(&j, "operators", '[');
-		p = s.operators.data;
-		for (size_t i = 0; i < s.noperators; i++) {
-			admin__json_open(&j, NULL, '{');
-			admin__json_kstr(&j, "user", p);
-			p += strlen(p) + 1;
-			admin__json_kstr(&j, "role", p);
-			p += strlen(p) + 1;
-			admin__json_close(&j, '}');
-		}
-		admin__json_close(&j, ']');
-		admin__json_kstr(&j, "created", admin__time(t->created, t->created != 0, tm));
-		admin__json_end(a, &j);
-	} else {
-		struct buf b;
-		const char *p;
-
-		buf_init(&b);
-		admin__kv(a, "", "tenant", t->id);
-		admin__kv(a, "", "name", t->name);
-		admin__kv(a, "", "parent", t->parent);
-		for (size_t i = nchain; i > 0; i--) {
-			buf_append_str(&b, chain[i - 1]->id);
-			buf_append_str(&b, " > ");
-		}
-		buf_append_str(&b, t->id);
-		admin__kv(a, "", "path", buf_cstr(&b));
-		admin__kv(a, "", "created", admin__time(t->created, t->created != 0, tm));
-		buf_reset(&b);
-		for (size_t i = 0; i < l.n; i++) {
-			if (l.v[i].parent == NULL || strcmp(l.v[i].parent, id) != 0)
-				continue;
-			buf_printf(&b, "%s%s", b.len ? ", " : "", l.v[i].id);
-		}
-		admin__kv(a, "", "children", b.len ? buf_cstr(&b) : NULL);
-		buf_reset(&b);
-		p = s.domains.data;
-		for (size_t i = 0; i < s.ndomains; i++, p += strlen(p) + 1)
-			buf_printf(&b, "%s%s", b.len ? ", " : "", p);
-		admin__kv(a, "", "domains", b.len ? buf_cstr(&b) : NULL);
-		buf_reset(&b);
-		p = s.operators.data;
-		for (size_t i = 0; i < s.noperators; i++) {
-			const char *u = p, *r = p + strlen(p) + 1;
-
-			buf_printf(&b, "%s%s (%s)", b.len ? ", " : "", u, r);
-			p = r + strlen(r) + 1;
-		}
-		admin__kv(a, "", "operators", b.len ? buf_cstr(&b) : NULL);
-		buf_free(&b);
-	}
+	/* The chain from the parent up to the root. */
+	for (const struct queue_tenant *p = admin_tenant_find(&l, v.t->parent);
+	    p != NULL && v.nchain < TENANCY_DEPTH_MAX; p = admin_tenant_find(&l, p->parent))
+		v.chain[v.nchain++] = p;
+	if (a->json)
+		admin_tenant_show_json(a, &v);
+	else
+		admin_tenant_show_text(a, &v);
 	rc = EX_OK;
 out:
 	buf_free(&s.domains);

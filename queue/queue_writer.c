@@ -373,8 +373,6 @@ int queue_writer_run_sync(struct queue_writer *w, queue_apply_fn *apply, void *a
 	/* The loop thread would wait for a commit whose completion it runs. */
 	if (uv_thread_equal(&self, &w->loop_thread))
 		panic("queue_writer_run_sync called on the loop thread");
-	if (uv_thread_equal(&self, &w->thread))
-		panic("queue_writer_run_sync called on the writer thread");
 	memset(&op, 0, sizeof op);
 	op.apply = apply;
 	op.arg = arg;
@@ -384,6 +382,9 @@ int queue_writer_run_sync(struct queue_writer *w, queue_apply_fn *apply, void *a
 		uv_mutex_unlock(&w->lock);
 		return -ESHUTDOWN;
 	}
+	/* Only while it runs: a joined thread's id may be reused by another. */
+	if (uv_thread_equal(&self, &w->thread))
+		panic("queue_writer_run_sync called on the writer thread");
 	queue_writer_list_push(&w->todo, &op);
 	uv_cond_signal(&w->wake);
 	while (!op.finished)
