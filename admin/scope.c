@@ -54,70 +54,52 @@ bool admin__tenant_in_scope(const struct admin *a, const char *tenant)
 	    admin_strcmp_p) != NULL;
 }
 
-struct admin_tenant_pairs {
+struct admin_tenant_ids {
 	char **id;
-	char **parent;
 	size_t n, cap;
 };
 
-static int admin_tenant_pair(void *arg, const struct queue_tenant *t)
+static int admin_tenant_id(void *arg, const struct queue_tenant *t)
 {
-	struct admin_tenant_pairs *p = arg;
+	struct admin_tenant_ids *l = arg;
 
-	if (p->n == p->cap) {
-		p->cap = p->cap ? p->cap * 2 : 64;
-		p->id = xreallocarray(p->id, p->cap, sizeof *p->id);
-		p->parent = xreallocarray(p->parent, p->cap, sizeof *p->parent);
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 64;
+		l->id = xreallocarray(l->id, l->cap, sizeof *l->id);
 	}
-	p->id[p->n] = xstrdup(t->id);
-	p->parent[p->n] = t->parent != NULL ? xstrdup(t->parent) : NULL;
-	p->n++;
+	l->id[l->n++] = xstrdup(t->id);
 	return 0;
 }
 
 /*
- * The subtree of a->op_tenant, computed from one walk of the (small:
- * about 600 agencies) tenant table: a tenant is inside when following
- * its parents reaches op_tenant within TENANCY_DEPTH_MAX steps.
+ * The subtree of a->op_tenant: every tenant of the (small: about 600
+ * agencies) table that queue_tenant_within, the store's one rule for
+ * "below", puts within it. A chain longer than TENANCY_DEPTH_MAX, which
+ * only a store edited by other means holds, is outside.
  */
 int admin__scope_load(struct admin *a, struct queue_txn *txn)
 {
-	struct admin_tenant_pairs p = { NULL, NULL, 0, 0 };
-	int rc = queue_tenant_walk(txn, admin_tenant_pair, &p);
+	struct admin_tenant_ids l = { NULL, 0, 0 };
+	int rc = queue_tenant_walk(txn, admin_tenant_id, &l);
 
-	if (rc < 0)
-		goto out;
-	for (size_t i = 0; i < p.n; i++) {
-		const char *cur = p.id[i];
+	for (size_t i = 0; rc == 0 && i < l.n; i++) {
 		bool inside = false;
 
-		for (int depth = 0; cur != NULL && depth <= TENANCY_DEPTH_MAX; depth++) {
-			size_t k;
-
-			if (strcmp(cur, a->op_tenant) == 0) {
-				inside = true;
-				break;
-			}
-			for (k = 0; k < p.n && strcmp(p.id[k], cur) != 0; k++)
-				;
-			cur = k < p.n ? p.parent[k] : NULL;
-		}
-		if (!inside)
+		rc = queue_tenant_within(txn, l.id[i], a->op_tenant, &inside);
+		if (rc == -ELOOP || rc == -ENOENT || rc == -EINVAL)
+			rc = 0;
+		if (rc < 0 || !inside)
 			continue;
 		a->scope.tenants = xreallocarray(a->scope.tenants, a->scope.ntenants + 1,
 		    sizeof *a->scope.tenants);
-		a->scope.tenants[a->scope.ntenants++] = xstrdup(p.id[i]);
+		a->scope.tenants[a->scope.ntenants++] = xstrdup(l.id[i]);
 	}
-	if (a->scope.ntenants > 0)
+	if (rc == 0 && a->scope.ntenants > 0)
 		qsort(a->scope.tenants, a->scope.ntenants, sizeof *a->scope.tenants,
 		    admin_strcmp_p);
-out:
-	for (size_t i = 0; i < p.n; i++) {
-		free(p.id[i]);
-		free(p.parent[i]);
-	}
-	free(p.id);
-	free(p.parent);
+	for (size_t i = 0; i < l.n; i++)
+		free(l.id[i]);
+	free(l.id);
 	return rc;
 }
 
