@@ -9,6 +9,11 @@
  * Either way the same code parses, authorizes, changes the store in one
  * transaction with its audit record (in the daemon, through its writer
  * thread: io->writer), and prints.
+ *
+ * libadmin (admin/, one file per noun) depends on queue/ and common/
+ * only: relay/ links it for the control socket, admin-cli/ (govrelayctl:
+ * main, the terminal, the password prompt) links it for the CLI, and it
+ * includes neither (relay -> {policy, admin} -> queue -> common).
  */
 #include <stdbool.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /*
- * cmd_audit: `audit search`, `audit export` and `audit verify`: the
+ * admin/audit: `audit search`, `audit export` and `audit verify`: the
  * security team's view of the tamper-evident audit chain
  * (ARCHITECTURE.md "Account"; queue/audit_query.h reads it).
  *
@@ -21,7 +21,7 @@
  * Entry points: admin__audit_search (search and export),
  * admin__audit_verify, admin__audit_count (admin_int.h).
  * OWNERSHIP: entries are the search's, borrowed for the callback.
- * THREADS: any (see admin.c). ERRORS: sysexits.h codes (admin.c): 65 for
+ * THREADS: any (see engine.c). ERRORS: sysexits.h codes (engine.c): 65 for
  * a bad filter or a broken chain.
  */
 #include "config.h"
