@@ -137,18 +137,90 @@ int admin__policy_set(struct admin *a, const struct admin_args *args)
 	return EX_OK;
 }
 
+/* Every key's effective value and source: 0 or an exit code (reported). */
+static int admin_policy_read(struct admin *a, const char *tenant, size_t nkeys,
+    char **values, char **sources)
+{
+	struct queue_txn *txn;
+	int rc;
+
+	if ((rc = admin__txn(a, &txn)) != 0)
+		return rc;
+	rc = admin__tenant_exists(a, txn, tenant, "tenant");
+	for (size_t i = 0; rc == 0 && i < nkeys; i++) {
+		int qrc = queue_policy_effective(txn, tenant, tenancy_policy_keys[i].name,
+		    &values[i], &sources[i]);
+
+		if (qrc < 0)
+			rc = admin__fail(a, qrc, NULL, "cannot read %s of tenant %s",
+			    tenancy_policy_keys[i].name, tenant);
+	}
+	queue_txn_abort(txn);
+	return rc;
+}
+
 /*
- * `policy show`: every key's effective value and where it comes from.
- * max_message_size and max_recipients without a tenant setting come
- * from the configuration (what the daemon really applies), not from the
- * tenancy module's builtin.
+ * max_message_size and max_recipients without a tenant setting come from
+ * the configuration (what the daemon really applies), not the builtin.
  */
+static void admin_policy_config(const struct admin *a, size_t nkeys, char **values,
+    char **sources)
+{
+	const struct config *cfg = a->io->cfg;
+
+	for (size_t i = 0; cfg != NULL && i < nkeys; i++) {
+		const struct tenancy_policy_key *k = &tenancy_policy_keys[i];
+		char num[32];
+
+		if (sources[i] == NULL || strcmp(sources[i], "default") != 0)
+			continue;
+		if (strcmp(k->name, "max_message_size") == 0)
+			snprintf(num, sizeof num, "%" PRIu64, (uint64_t)cfg->max_message_size);
+		else if (strcmp(k->name, "max_recipients") == 0)
+			snprintf(num, sizeof num, "%" PRIu64, (uint64_t)cfg->max_recipients);
+		else
+			continue;
+		free(values[i]);
+		free(sources[i]);
+		values[i] = xstrdup(num);
+		sources[i] = xstrdup("config");
+	}
+}
+
+static void admin_policy_json(const struct admin *a, const char *tenant, size_t nkeys,
+    char **values, char **sources)
+{
+	struct admin_json j;
+
+	admin__json_begin(&j);
+	admin__json_kstr(&j, "tenant", tenant);
+	admin__json_open(&j, "policy", '{');
+	for (size_t i = 0; i < nkeys; i++) {
+		const struct tenancy_policy_key *k = &tenancy_policy_keys[i];
+		const char *v = values[i] != NULL ? values[i] : "";
+
+		admin__json_open(&j, k->name, '{');
+		if ((k->type == TENANCY_POLICY_SIZE || k->type == TENANCY_POLICY_COUNT) &&
+		    v[0] != '\0' && strspn(v, "0123456789") == strlen(v) && strlen(v) < 20)
+			admin__json_kraw(&j, "value", v);
+		else if (k->type == TENANCY_POLICY_BOOL &&
+		    (strcmp(v, "yes") == 0 || strcmp(v, "no") == 0))
+			admin__json_kbool(&j, "value", strcmp(v, "yes") == 0);
+		else
+			admin__json_kstr(&j, "value", values[i]);
+		admin__json_kstr(&j, "source", sources[i]);
+		admin__json_close(&j, '}');
+	}
+	admin__json_close(&j, '}');
+	admin__json_end(a, &j);
+}
+
+/* `policy show`: every key's effective value and where it comes from. */
 int admin__policy_show(struct admin *a, const struct admin_args *args)
 {
 	static const char *const head[] = { "KEY", "VALUE", "SOURCE" };
 	const char *tenant = admin__arg(args, "tenant");
 	struct admin_table t = { 3, head, "lll", NULL, 0, 0 };
-	struct queue_txn *txn;
 	size_t nkeys = 0;
 	char **values = NULL, **sources = NULL;
 	int rc;
@@ -165,62 +237,11 @@ int admin__policy_show(struct admin *a, const struct admin_args *args)
 		nkeys++;
 	values = xcalloc(nkeys + 1, sizeof *values);
 	sources = xcalloc(nkeys + 1, sizeof *sources);
-	if ((rc = admin__txn(a, &txn)) != 0)
+	if ((rc = admin_policy_read(a, tenant, nkeys, values, sources)) != 0)
 		goto out;
-	rc = admin__tenant_exists(a, txn, tenant, "tenant");
-	for (size_t i = 0; rc == 0 && i < nkeys; i++) {
-		int qrc = queue_policy_effective(txn, tenant, tenancy_policy_keys[i].name,
-		    &values[i], &sources[i]);
-
-		if (qrc < 0)
-			rc = admin__fail(a, qrc, NULL, "cannot read %s of tenant %s",
-			    tenancy_policy_keys[i].name, tenant);
-	}
-	queue_txn_abort(txn);
-	if (rc != 0)
-		goto out;
-	for (size_t i = 0; i < nkeys; i++) {
-		const struct tenancy_policy_key *k = &tenancy_policy_keys[i];
-		const struct config *cfg = a->io->cfg;
-		char num[32];
-
-		if (sources[i] == NULL || strcmp(sources[i], "default") != 0 || cfg == NULL)
-			continue;
-		if (strcmp(k->name, "max_message_size") == 0)
-			snprintf(num, sizeof num, "%" PRIu64, (uint64_t)cfg->max_message_size);
-		else if (strcmp(k->name, "max_recipients") == 0)
-			snprintf(num, sizeof num, "%" PRIu64, (uint64_t)cfg->max_recipients);
-		else
-			continue;
-		free(values[i]);
-		free(sources[i]);
-		values[i] = xstrdup(num);
-		sources[i] = xstrdup("config");
-	}
+	admin_policy_config(a, nkeys, values, sources);
 	if (a->json) {
-		struct admin_json j;
-
-		admin__json_begin(&j);
-		admin__json_kstr(&j, "tenant", tenant);
-		admin__json_open(&j, "policy", '{');
-		for (size_t i = 0; i < nkeys; i++) {
-			const struct tenancy_policy_key *k = &tenancy_policy_keys[i];
-			const char *v = values[i] != NULL ? values[i] : "";
-
-			admin__json_open(&j, k->name, '{');
-			if ((k->type == TENANCY_POLICY_SIZE || k->type == TENANCY_POLICY_COUNT) &&
-			    v[0] != '\0' && strspn(v, "0123456789") == strlen(v) && strlen(v) < 20)
-				admin__json_kraw(&j, "value", v);
-			else if (k->type == TENANCY_POLICY_BOOL &&
-			    (strcmp(v, "yes") == 0 || strcmp(v, "no") == 0))
-				admin__json_kbool(&j, "value", strcmp(v, "yes") == 0);
-			else
-				admin__json_kstr(&j, "value", values[i]);
-			admin__json_kstr(&j, "source", sources[i]);
-			admin__json_close(&j, '}');
-		}
-		admin__json_close(&j, '}');
-		admin__json_end(a, &j);
+		admin_policy_json(a, tenant, nkeys, values, sources);
 	} else {
 		for (size_t i = 0; i < nkeys; i++) {
 			const char *row[3] = { tenancy_policy_keys[i].name, values[i], sources[i] };
