@@ -15,7 +15,10 @@ queue writer, while 20 SMTP clients send mail as fast as they can. Checked:
   the rows of the records add up to the file;
 - no 250 waited behind the whole import: the longest end of DATA -> 250
   wait is well below the import's duration (no tight wall-clock
-  numbers: the suite also runs under valgrind; `make bench` has them).
+  numbers: the suite also runs under valgrind; `make bench` has them);
+- importing the same file again changes nothing and writes no record;
+- govrelayctl in its own process (root) imports in batches too, each
+  its own transaction with its own record (via=cli).
 """
 import os
 import subprocess
@@ -69,6 +72,8 @@ class ImportWhileSendingTest(TenancyCase):
         ctl("tenant", "add", "city", "--name", "City")
         ctl("tenant", "add", "dept", "--name", "Dept", "--parent", "city")
         ctl("domain", "add", "big.test", "--tenant", "dept",
+            "--route", "smtp:127.0.0.1:%d" % cls.relay.dead_port)
+        ctl("domain", "add", "cli.test", "--tenant", "dept",
             "--route", "smtp:127.0.0.1:%d" % cls.relay.dead_port)
         ctl("domain", "add", "mail.test", "--tenant", "city", "--accept-all",
             "--route", cls.sink.route)
@@ -134,7 +139,7 @@ class ImportWhileSendingTest(TenancyCase):
 
         # batches: several records, made in the daemon for nobody
         recs = [x for x in audit_records(self.relay, "--event", "admin")
-                if x.get("action") == "mailbox.import"]
+                if x.get("action") == "mailbox.import" and x.get("object") == self.csv]
         self.assertGreater(len(recs), 1, "the import committed in one transaction")
         for r in recs:
             self.assertEqual((r.get("by"), r.get("via")), ("nobody", "daemon"), r)
@@ -152,8 +157,29 @@ class ImportWhileSendingTest(TenancyCase):
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertIn("0 added, 0 aliases extended", again.stdout)
         recs2 = [x for x in audit_records(self.relay, "--event", "admin")
-                 if x.get("action") == "mailbox.import"]
+                 if x.get("action") == "mailbox.import" and x.get("object") == self.csv]
         self.assertEqual(len(recs2), len(recs))
+
+    def test_cli_import_in_batches(self):
+        """govrelayctl in its own process (root) batches the same way, one
+        write transaction of its own per batch, while the daemon runs."""
+        path = os.path.join(self.workdir, "cli.csv")
+        n = 4500
+        with open(path, "w") as f:
+            for i in range(n):
+                f.write("c%05d@cli.test\n" % i)
+        r = self.relay.ctl("mailbox", "import", path, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("%d rows, %d added" % (n, n), r.stdout)
+        recs = [x for x in audit_records(self.relay, "--event", "admin")
+                if x.get("action") == "mailbox.import" and x.get("object") == path]
+        self.assertEqual(sorted(x["batch"] for x in recs),
+                         ["%d/5" % k for k in range(1, 6)], recs)
+        self.assertEqual({x.get("via") for x in recs}, {"cli"})
+        self.assertEqual(sum(int(x["count"]) for x in recs), n)
+        listed = parse_json_lines(self.relay.ctl_ok("mailbox", "list", "--domain", "cli.test",
+                                                    "--json").stdout)
+        self.assertEqual(len(listed), n)
 
 
 if __name__ == "__main__":
