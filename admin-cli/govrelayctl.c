@@ -1,7 +1,8 @@
 /*
  * govrelayctl: the administration command line. The commands themselves
- * are the engine's (admin-cli/admin.h: the table, parsing, authorization,
- * the store, the output); this file only decides where the engine runs:
+ * are the engine's (admin/admin.h, libadmin: the table, parsing,
+ * authorization, the store, the output); this file only decides where
+ * the engine runs, and prompts for passwords (password.c):
  *
  *   LOCAL   root, or the user owning data_dir (they may open the LMDB
  *           store anyway): the engine runs in this process, unscoped
@@ -40,7 +41,8 @@
 #include <sys/time.h>
 #include <sys/un.h>
 
-#include "admin-cli/admin.h"
+#include "admin/admin.h"
+#include "admin-cli/password.h"
 #include "common/buf.h"
 #include "common/cfg.h"
 #include "common/ctlproto.h"
@@ -345,112 +347,180 @@ static int govrelayctl_connect(const char *path)
 }
 
 /*
+ * `user add|passwd` on a terminal: the password, prompted for on the
+ * operator's own terminal (never the daemon's), into in with its LF.
+ * 0, or an exit code (reported).
+ */
+static int govrelayctl_prompt(const char *const *w, struct buf *in)
+{
+	char pw[PASSWD_MAX + 2], why[160];
+	size_t len;
+	int rc;
+
+	rc = govrelayctl_read_password(stdin, stderr, w[2] != NULL ? w[2] : "the user", pw,
+	    sizeof pw, &len, why, sizeof why);
+	if (rc != 0) {
+		fprintf(stderr, "govrelayctl: %s %s: %s\n", w[0], w[1] != NULL ? w[1] : "", why);
+		return rc;
+	}
+	buf_append(in, pw, len);
+	buf_append_char(in, '\n');
+	explicit_bzero(pw, sizeof pw);
+	return 0;
+}
+
+/* Whether the command is `user ...` reading a password from a terminal. */
+static bool govrelayctl_prompts(int argc, char **argv, const char *const *w)
+{
+	return admin_reads_stdin(argc, argv) && w[0] != NULL && strcmp(w[0], "user") == 0 &&
+	    isatty(STDIN_FILENO);
+}
+
+/*
+ * What a remote command sends as its standard input: the file it names
+ * (v[file_at] becomes "-" and --label names the file), a password
+ * prompted for, or our own standard input. 0 or an exit code (reported).
+ */
+static int govrelayctl_remote_input(int argc, char **argv, char **v, int *n, struct buf *in)
+{
+	int file_at = admin_file_arg(argc, argv);
+	const char *w[3];
+	int r;
+
+	govrelayctl_words(argc, argv, w, 3);
+	if (file_at >= 0) {
+		FILE *f = fopen(argv[file_at], "rb");
+
+		if (f == NULL) {
+			fprintf(stderr, "govrelayctl: cannot open \"%s\": %s\n", argv[file_at],
+			    strerror(errno));
+			return EX_NOINPUT;
+		}
+		r = govrelayctl_slurp(f, in, CTLPROTO_EXEC_MAX - 65536);
+		fclose(f);
+		if (r != 0) {
+			fprintf(stderr, "govrelayctl: cannot send \"%s\": %s\n", argv[file_at],
+			    r > 0 ? "larger than 64 MiB; split it" : strerror(-r));
+			return r > 0 ? EX_DATAERR : EX_IOERR;
+		}
+		/* The daemon reads it as stdin; error messages still name the file. */
+		v[file_at] = "-";
+		if (!govrelayctl_has(argc, argv, "--label")) {
+			v[(*n)++] = "--label";
+			v[(*n)++] = argv[file_at];
+		}
+		return 0;
+	}
+	if (govrelayctl_prompts(argc, argv, w))
+		return govrelayctl_prompt(w, in);
+	if (!admin_reads_stdin(argc, argv))
+		return 0;
+	r = govrelayctl_slurp(stdin, in, CTLPROTO_EXEC_MAX - 65536);
+	if (r != 0) {
+		fprintf(stderr, "govrelayctl: cannot send standard input: %s\n",
+		    r > 0 ? "larger than 64 MiB" : strerror(-r));
+		return r > 0 ? EX_DATAERR : EX_IOERR;
+	}
+	return 0;
+}
+
+/* Sends one exec request and relays the daemon's answer: an exit code. */
+static int govrelayctl_exec(const struct config *cfg, const struct buf *req)
+{
+	struct buf head;
+	int fd, rc;
+
+	if ((fd = govrelayctl_connect(cfg->control_socket)) < 0)
+		return EX_UNAVAILABLE;
+	buf_init(&head);
+	buf_printf(&head, "exec %zu\n", req->len);
+	rc = govrelayctl_send_all(fd, head.data, head.len);
+	if (rc == 0)
+		rc = govrelayctl_send_all(fd, req->data, req->len);
+	buf_free(&head);
+	/* A daemon that refuses at once closes before reading: read its answer anyway. */
+	if (rc < 0 && rc != -EPIPE && rc != -ECONNRESET) {
+		fprintf(stderr, "govrelayctl: cannot send to govrelayd at %s: %s\n",
+		    cfg->control_socket, strerror(-rc));
+		close(fd);
+		return rc == -EAGAIN ? EX_TEMPFAIL : EX_UNAVAILABLE;
+	}
+	rc = govrelayctl_frames(fd, cfg->control_socket);
+	close(fd);
+	return rc;
+}
+
+/*
  * Remote mode: the command, with whatever it reads from standard input
  * (or the file it names), to the daemon; then its output as it comes.
  */
 static int govrelayctl_remote(const struct config *cfg, int argc, char **argv)
 {
-	int file_at = admin_file_arg(argc, argv);
-	bool reads = admin_reads_stdin(argc, argv);
-	const char *w[3];
 	char **v = xcalloc((size_t)argc + 3, sizeof *v);
-	struct buf in, req, head;
-	int n = argc, fd = -1, rc = EX_OK;
+	struct buf in, req;
+	int n = argc, rc;
 
 	buf_init(&in);
 	buf_init(&req);
-	buf_init(&head);
 	for (int i = 0; i < argc; i++)
 		v[i] = argv[i];
-	govrelayctl_words(argc, argv, w, 3);
-	if (file_at >= 0) {
-		FILE *f = fopen(argv[file_at], "rb");
-		int r;
-
-		if (f == NULL) {
-			fprintf(stderr, "govrelayctl: cannot open \"%s\": %s\n", argv[file_at],
-			    strerror(errno));
-			rc = EX_NOINPUT;
-			goto out;
-		}
-		r = govrelayctl_slurp(f, &in, CTLPROTO_EXEC_MAX - 65536);
-		fclose(f);
-		if (r != 0) {
-			fprintf(stderr, "govrelayctl: cannot send \"%s\": %s\n", argv[file_at],
-			    r > 0 ? "larger than 64 MiB; split it" : strerror(-r));
-			rc = r > 0 ? EX_DATAERR : EX_IOERR;
-			goto out;
-		}
-		/* The daemon reads it as stdin; error messages still name the file. */
-		v[file_at] = "-";
-		if (!govrelayctl_has(argc, argv, "--label")) {
-			v[n++] = "--label";
-			v[n++] = argv[file_at];
-		}
-	} else if (reads && w[0] != NULL && strcmp(w[0], "user") == 0 && isatty(STDIN_FILENO)) {
-		/* Prompt on the operator's own terminal, never the daemon's. */
-		char pw[PASSWD_MAX + 2], why[160];
-		size_t len;
-
-		rc = admin_read_password(stdin, stderr, w[2] != NULL ? w[2] : "the user", pw,
-		    sizeof pw, &len, why, sizeof why);
-		if (rc != 0) {
-			fprintf(stderr, "govrelayctl: %s %s: %s\n", w[0], w[1] != NULL ? w[1] : "",
-			    why);
-			goto out;
-		}
-		buf_append(&in, pw, len);
-		buf_append_char(&in, '\n');
-		explicit_bzero(pw, sizeof pw);
-	} else if (reads) {
-		int r = govrelayctl_slurp(stdin, &in, CTLPROTO_EXEC_MAX - 65536);
-
-		if (r != 0) {
-			fprintf(stderr, "govrelayctl: cannot send standard input: %s\n",
-			    r > 0 ? "larger than 64 MiB" : strerror(-r));
-			rc = r > 0 ? EX_DATAERR : EX_IOERR;
-			goto out;
-		}
-	}
-	if (n > CTLPROTO_EXEC_ARGS_MAX) {
+	rc = govrelayctl_remote_input(argc, argv, v, &n, &in);
+	if (rc == 0 && n > CTLPROTO_EXEC_ARGS_MAX) {
 		fprintf(stderr, "govrelayctl: too many arguments (at most %d)\n",
 		    CTLPROTO_EXEC_ARGS_MAX);
 		rc = EX_USAGE;
-		goto out;
 	}
-	ctlproto_exec_encode(&req, n, v, in.data, in.len);
-	if (req.len > CTLPROTO_EXEC_MAX) {
-		fprintf(stderr, "govrelayctl: the command and its input exceed 64 MiB\n");
-		rc = EX_DATAERR;
-		goto out;
+	if (rc == 0) {
+		ctlproto_exec_encode(&req, n, v, in.data, in.len);
+		if (req.len > CTLPROTO_EXEC_MAX) {
+			fprintf(stderr, "govrelayctl: the command and its input exceed 64 MiB\n");
+			rc = EX_DATAERR;
+		}
 	}
-	if ((fd = govrelayctl_connect(cfg->control_socket)) < 0) {
-		rc = EX_UNAVAILABLE;
-		goto out;
-	}
-	buf_printf(&head, "exec %zu\n", req.len);
-	rc = govrelayctl_send_all(fd, head.data, head.len);
 	if (rc == 0)
-		rc = govrelayctl_send_all(fd, req.data, req.len);
-	/* A daemon that refuses at once closes before reading: read its answer anyway. */
-	if (rc < 0 && rc != -EPIPE && rc != -ECONNRESET) {
-		fprintf(stderr, "govrelayctl: cannot send to govrelayd at %s: %s\n",
-		    cfg->control_socket, strerror(-rc));
-		rc = rc == -EAGAIN ? EX_TEMPFAIL : EX_UNAVAILABLE;
-		goto out;
-	}
-	rc = govrelayctl_frames(fd, cfg->control_socket);
-out:
-	if (fd >= 0)
-		close(fd);
+		rc = govrelayctl_exec(cfg, &req);
 	if (in.data != NULL)
 		explicit_bzero(in.data, in.cap);
 	if (req.data != NULL)
 		explicit_bzero(req.data, req.cap);
 	buf_free(&in);
 	buf_free(&req);
-	buf_free(&head);
 	free(v);
+	return rc;
+}
+
+/*
+ * Local mode: the engine in this process. A password is prompted for
+ * here (the engine reads only streams) and handed over as its stdin.
+ */
+static int govrelayctl_local(struct admin_io *io, int argc, char **argv)
+{
+	const char *w[3];
+	struct buf pw;
+	FILE *in = NULL;
+	int rc;
+
+	govrelayctl_words(argc, argv, w, 3);
+	io->super = true;
+	if (!govrelayctl_prompts(argc, argv, w))
+		return admin_run(io, argc, argv);
+	buf_init(&pw);
+	if ((rc = govrelayctl_prompt(w, &pw)) == 0) {
+		in = fmemopen(pw.data, pw.len, "r");
+		if (in == NULL) {
+			fprintf(stderr, "govrelayctl: cannot read the password: %s\n",
+			    strerror(errno));
+			rc = EX_OSERR;
+		}
+	}
+	if (rc == 0) {
+		io->in = in;
+		rc = admin_run(io, argc, argv);
+		fclose(in);
+	}
+	if (pw.data != NULL)
+		explicit_bzero(pw.data, pw.cap);
+	buf_free(&pw);
 	return rc;
 }
 
@@ -533,8 +603,7 @@ int main(int argc, char **argv)
 		io.cfg = cfg;
 	}
 	if (local_only || govrelayctl_is_local(cfg)) {
-		io.super = true;
-		rc = admin_run(&io, nrest, rest);
+		rc = govrelayctl_local(&io, nrest, rest);
 	} else {
 		rc = govrelayctl_remote(cfg, nrest, rest);
 	}

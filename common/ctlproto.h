@@ -16,7 +16,7 @@
  *            error, 75 busy or try again, 77 permission denied.
  *
  * Exec (a delegated operator's whole govrelayctl command, run by the
- * daemon with the peer's identity, admin-cli/admin.h):
+ * daemon with the peer's identity, admin/admin.h):
  *   request  "exec LEN\n" then LEN bytes (at most CTLPROTO_EXEC_MAX):
  *            u32 argc, argc times (u32 len, bytes), u32 stdin length,
  *            stdin bytes; integers big-endian, strings without NUL.

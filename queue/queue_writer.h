@@ -30,6 +30,24 @@ int queue_writer_start(uv_loop_t *loop, struct queue_store *store,
  */
 void queue_writer_submit(struct queue_writer *w, queue_apply_fn *apply,
     queue_done_fn *done, void *arg);
+/*
+ * Applies one operation from a thread that is not the loop thread (a
+ * thread-pool thread), in the writer's next batch, and waits until that
+ * batch is durable. Returns the op's status as a done callback would get
+ * it (0, the apply's negative error, or the commit's), or -ESHUTDOWN
+ * once queue_writer_stop has begun. Panics on the loop thread or the
+ * writer thread (it would wait for itself). OWNERSHIP: arg is borrowed
+ * until it returns. The caller must hold a queue_writer_ref taken on the
+ * loop thread for as long as it may call this, so w outlives it.
+ */
+int queue_writer_run_sync(struct queue_writer *w, queue_apply_fn *apply, void *arg);
+/*
+ * A reference that keeps w's memory alive after queue_writer_stop (for a
+ * pool thread that may still call run_sync, which then fails with
+ * -ESHUTDOWN). Loop thread.
+ */
+void queue_writer_ref(struct queue_writer *w);
+void queue_writer_unref(struct queue_writer *w);
 /* Operations submitted and not yet completed. */
 size_t queue_writer_pending(const struct queue_writer *w);
 /*

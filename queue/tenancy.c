@@ -9,7 +9,7 @@
  * walk/walk_domain/count_domain, queue_alias_expand, queue_user_put/get/
  * delete/walk/may_send_as, queue_policy_set/get/effective,
  * queue_operator_put/get/delete/walk, queue_role_name/parse,
- * queue_tenant_of_address, and the *_free functions.
+ * queue_tenant_of_domain, queue_tenant_of_address, and the *_free functions.
  *
  * The tables are small except mailboxes (a city has 10^5 of them), so the
  * integrity checks of a tenant change (children, operators, owned
@@ -1863,21 +1863,30 @@ int queue_operator_walk(struct queue_txn *txn, queue_operator_walk_cb *cb, void 
 
 /* ------------------------------------------------------------- helpers */
 
-int queue_tenant_of_address(struct queue_txn *txn, const char *address, char **tenant)
+int queue_tenant_of_domain(struct queue_txn *txn, const char *domain, char **tenant)
 {
 	struct queue_domain *d = NULL;
+	int rc;
+
+	*tenant = NULL;
+	if ((rc = queue_domain_get(txn, domain, &d)) < 0)
+		return rc;
+	if (d->tenant != NULL)
+		*tenant = xstrdup(d->tenant);
+	queue_domain_free(d);
+	return 0;
+}
+
+int queue_tenant_of_address(struct queue_txn *txn, const char *address, char **tenant)
+{
 	const char *at;
 	int rc;
 
 	*tenant = NULL;
 	if (address == NULL || (at = strrchr(address, '@')) == NULL || at[1] == '\0')
 		return -EINVAL;
-	if ((rc = queue_domain_get(txn, at + 1, &d)) < 0)
+	if ((rc = queue_tenant_of_domain(txn, at + 1, tenant)) < 0)
 		return rc;
-	if (d->tenant != NULL)
-		*tenant = xstrdup(d->tenant);
-	else
-		rc = -ENOENT;
-	queue_domain_free(d);
-	return rc;
+	/* A domain of ours without a tenant answers to nobody's policy. */
+	return *tenant != NULL ? 0 : -ENOENT;
 }

@@ -225,6 +225,11 @@ int queue_operator_walk(struct queue_txn *txn, queue_operator_walk_cb *cb, void 
 
 /* ------------------------------------------------------------- helpers */
 
+/*
+ * Tenant owning a domain of ours: 0 with *tenant a fresh string, or NULL
+ * for a domain without tenant; -ENOENT when the domain is not ours.
+ */
+int queue_tenant_of_domain(struct queue_txn *txn, const char *domain, char **tenant);
 /* Tenant owning the domain of address (fresh string), or -ENOENT. */
 int queue_tenant_of_address(struct queue_txn *txn, const char *address, char **tenant);
 

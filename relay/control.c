@@ -66,7 +66,7 @@
 #include <openssl/crypto.h>
 #include <uv.h>
 
-#include "admin-cli/admin.h"
+#include "admin/admin.h"
 #include "common/buf.h"
 #include "common/ctlproto.h"
 #include "common/log.h"
@@ -295,7 +295,7 @@ static void ctl_done(void *arg, int status)
 /* ---------------------------------------------------------------- exec */
 
 /*
- * A delegated operator's govrelayctl command (admin-cli/admin.h), run on
+ * A delegated operator's govrelayctl command (admin/admin.h), run on
  * the thread pool with the identity the kernel gives for the socket's
  * peer. Output goes back in frames as it is produced, written straight
  * to the socket from the pool thread: the loop leaves this connection
@@ -401,6 +401,8 @@ static void ctl_exec_work(uv_work_t *w)
 	io.config_file = cfg->file;
 	io.cfg = cfg;
 	io.store = s->store;
+	/* Every change of the command goes through the daemon's one writer. */
+	io.writer = s->writer;
 	io.uid = c->uid;
 	io.user = user;
 	io.super = c->privileged;
@@ -427,6 +429,7 @@ static void ctl_exec_done(uv_work_t *w, int status)
 	int n, rc;
 
 	c->exec_running = false;
+	queue_writer_unref(c->srv->writer);
 	buf_free(&c->payload);
 	cfg_unref(c->exec_cfg);
 	c->exec_cfg = NULL;
@@ -465,8 +468,11 @@ static void ctl_exec_start(struct ctl_conn *c)
 	c->exec_running = true;
 	c->busy = true;
 	c->refs++;
+	/* The pool thread may call the writer until ctl_exec_done: keep it. */
+	queue_writer_ref(c->srv->writer);
 	c->work.data = c;
 	if (uv_queue_work(c->srv->loop, &c->work, ctl_exec_work, ctl_exec_done) < 0) {
+		queue_writer_unref(c->srv->writer);
 		c->exec_running = false;
 		c->busy = false;
 		c->refs--;

@@ -25,7 +25,9 @@ Then, on govrelayd only (and the baseline, ABBA again, samples pooled):
 end-of-DATA -> 250 latency (latency.py at half of govrelay's best 5 KB
 rate), peak RSS (VmHWM), and on a fresh govrelayd:
 RSS per idle session with 10,000 sessions held (idle.py) and the rate of
-a second client (smtp-source, 20 sessions) held vs unloaded.
+a second client (smtp-source, 20 sessions) held vs unloaded; and on another
+fresh govrelayd, end-of-DATA -> 250 latency with 20 sessions with and
+without a delegated 100,000-row `mailbox import` running (importload.py).
 
 Writes the markdown report (table, commands, machine, date) to --out and
 prints it. Only 127.0.0.1 is ever used; every wait has a deadline.
@@ -50,6 +52,7 @@ sys.dont_write_bytecode = True
 from compare import BASELINE, baseline_target, combine_runs, fmt_rate, latency_pool  # noqa: E402
 from cputime import (Cgroup, cpu_how, cpu_proc_seconds, cpu_report_text,  # noqa: E402
                      cpu_result, cpu_sample, cpu_tree_seconds, fmt_cpu)
+import importload  # noqa: E402
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -75,7 +78,7 @@ SECOND_CLIENT = (5120, 20, 2000)
 COMMANDS = []                # exact commands, for the report
 PORT_NAMES = {}              # port -> name used in the report
 GOV_PORT_NAMES = {"govrelay": "GOVPORT", "govrelay-idle": "GOVIDLEPORT",
-                  "govrelay-baseline": "BASEPORT"}
+                  "govrelay-baseline": "BASEPORT", "govrelay-import": "GOVIMPORTPORT"}
 
 
 def log(msg):
@@ -800,6 +803,20 @@ def idle_phase(procs, tmp, args, sink):
     return out
 
 
+def import_phase(procs, args, sink, results):
+    """A fresh govrelayd: latency with and without a delegated import."""
+    best = max([r["rate"] for r in results
+                if r["target"] == "govrelay" and r["size"] == 5120 and r["rate"]] or [1000.0])
+    gv = Govrelay(procs, args.tmp, args.govrelayd, args.govrelayctl, sink.port,
+                  tag="govrelay-import")
+    gv.start()
+    try:
+        return importload.run(gv, HERE, args.tmp, max(1.0, best / 2.0), RCPT, bench_cmd, log,
+                              args.quick)
+    finally:
+        gv.stop()
+
+
 def report_commands(args):
     """The recorded commands with the temp dir, build dir and ports named."""
     out = []
@@ -1032,9 +1049,13 @@ def report(info, results, lat, hwm, idle, started, elapsed, args, extra=None):
                  % (un["count"], fmt_rate(un["rate"]), fmt_rate(lo["rate"]), share,
                     fmt_rate(un["accept_rate"]), fmt_rate(lo["accept_rate"])))
         L.append("| peak RSS of that govrelayd (VmHWM) | %.1f MB |" % (idle["hwm_kb"] / 1024.0))
+    L.extend(importload.report_rows(extra.get("imp")))
     L.append("")
+    issue8 = report_targets_issue8(by, info)
+    if importload.report_target(extra.get("imp")):
+        issue8.append(importload.report_target(extra.get("imp")))
     L.extend(report_target_table("Targets of issue 3", report_targets(by, lat, idle)))
-    L.extend(report_target_table("Targets of issue 8", report_targets_issue8(by, info)))
+    L.extend(report_target_table("Targets of issue 8", issue8))
     L.append("## Commands")
     L.append("")
     L.append("`make bench` in a build folder runs `sh tests/bench/run.sh`, as root (the private "
@@ -1085,7 +1106,7 @@ def main():
     ap.add_argument("--srcdir", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", type=int, default=1, help="divide every count by N")
-    ap.add_argument("--only", default="", help="comma list: throughput,latency,idle")
+    ap.add_argument("--only", default="", help="comma list: throughput,latency,idle,import")
     ap.add_argument("--baseline-govrelayd", default="",
                     help="another build's govrelayd, run side by side with this one")
     ap.add_argument("--baseline-govrelayctl", default="")
@@ -1109,6 +1130,7 @@ def main():
     lat = lat_base = None
     hwm = hwm_base = None
     idle = None
+    imp = None
     try:
         direct = Direct(plain)
         gv = Govrelay(procs, args.tmp, args.govrelayd, args.govrelayctl, sink.port)
@@ -1139,6 +1161,8 @@ def main():
             base.stop()
         if not only or "idle" in only:
             idle = idle_phase(procs, args.tmp, args, sink)
+        if not only or "import" in only:
+            imp = import_phase(procs, args, sink, results)
     finally:
         if pf is not None:
             pf.stop()
@@ -1149,7 +1173,7 @@ def main():
         sink.stop()
         plain.stop()
     elapsed = time.monotonic() - t_start
-    extra = {"lat_base": lat_base, "hwm_base": hwm_base}
+    extra = {"lat_base": lat_base, "hwm_base": hwm_base, "imp": imp}
     text = report(info, results, lat, hwm, idle, started, elapsed, args, extra)
     print(text)
     with open(args.out, "w") as f:
@@ -1157,7 +1181,7 @@ def main():
     with open(os.path.join(args.tmp, "results.json"), "w") as f:
         json.dump({"results": results, "latency": lat, "hwm_kb": hwm, "idle": idle,
                    "latency_baseline": lat_base, "hwm_baseline_kb": hwm_base,
-                   "info": info}, f, indent=1)
+                   "import": imp, "info": info}, f, indent=1)
     log("report written to %s (%.0f s)" % (args.out, elapsed))
     return 0
 

@@ -13,7 +13,10 @@ reused (no RSET needed after a 250).
 Prints one JSON object: sent, ok, errors, rate (achieved), p50_ms, p90_ms,
 p99_ms, max_ms. With --samples FILE it also writes every sample (ms, one a
 line) to FILE, so that a caller can pool several runs (bench.py does, to
-run two builds in ABBA order). Loopback only; every wait has a timeout.
+run two builds in ABBA order). --dump FILE writes every sample as a JSON
+list of [start, seconds] pairs, start on time.monotonic()'s clock
+(CLOCK_MONOTONIC, the same in every process), so a caller can pick the
+samples of a window. Loopback only; every wait has a timeout.
 """
 import argparse
 import asyncio
@@ -86,12 +89,12 @@ async def lat_session(port, idx, nconns, t0, rate, total, size, rcpt, samples, e
                 writer.write(b"RSET\r\n")
                 await lat_reply(reader)
                 continue
-            start = time.perf_counter()
+            start = time.monotonic()
             writer.write(body + b".\r\n")
             code, text = await lat_reply(reader)
-            end = time.perf_counter()
+            end = time.monotonic()
             if code == 250:
-                samples.append(end - start)
+                samples.append((start, end - start))
             else:
                 errors.append(text.decode(errors="replace"))
         writer.write(b"QUIT\r\n")
@@ -123,7 +126,10 @@ async def lat_main(a):
     for r in res:
         if isinstance(r, BaseException):
             errors.append("session: %r" % (r,))
-    v = sorted(samples)
+    if a.dump:
+        with open(a.dump, "w") as f:
+            json.dump(samples, f)
+    v = sorted(x[1] for x in samples)
     if a.samples:
         with open(a.samples, "w") as f:
             f.write("".join("%.4f\n" % (x * 1000.0) for x in v))
@@ -144,6 +150,7 @@ def main():
     ap.add_argument("--size", type=int, default=5120)
     ap.add_argument("--rcpt", default="lat@bench.test")
     ap.add_argument("--samples", default="", help="write every sample (ms) to this file")
+    ap.add_argument("--dump", default="", help="write [start, seconds] samples to this file")
     a = ap.parse_args()
     print(json.dumps(asyncio.run(lat_main(a))), flush=True)
     return 0

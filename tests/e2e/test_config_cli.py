@@ -108,6 +108,11 @@ class ConfigCheckTest(RelayTestCase):
                            stderr=subprocess.PIPE, universal_newlines=True, timeout=20)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("%s:3: clamd:" % path, r.stderr)
+        r = subprocess.run([harness.GOVRELAYCTL, "-c", path, "config", "check"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=20)
+        self.assertEqual(r.returncode, EX_CONFIG, r.stdout + r.stderr)
+        self.assertIn("%s:3: clamd:" % path, r.stdout + r.stderr)
 
     def test_missing_config_file(self):
         r = check_config(os.path.join(self.workdir, "does-not-exist.conf"))

@@ -1322,6 +1322,112 @@ START_TEST(test_writer_stop_drains)
 }
 END_TEST
 
+/* A pool thread's ops through queue_writer_run_sync. */
+struct tq_sync {
+	struct queue_writer *w;
+	int base, n;
+	struct tq_op *ops;
+	int ok, failed;
+	int after_stop;        /* run_sync's result once the writer stopped */
+};
+
+static void tq_sync_thread(void *arg)
+{
+	struct tq_sync *s = arg;
+
+	for (int i = 0; i < s->n; i++) {
+		struct tq_op *op = &s->ops[i];
+		int rc;
+
+		op->i = s->base + i;
+		op->fail = i % 5 == 4 ? -EPERM : 0;
+		rc = queue_writer_run_sync(s->w, tq_op_apply, op);
+		/* Durable on return, with the apply's own error when it failed. */
+		ck_assert_int_eq(rc, op->fail);
+		if (rc == 0)
+			s->ok++;
+		else
+			s->failed++;
+	}
+}
+
+static void tq_sync_late(void *arg)
+{
+	struct tq_sync *s = arg;
+	struct tq_op op = { .i = 999999 };
+
+	s->after_stop = queue_writer_run_sync(s->w, tq_op_apply, &op);
+}
+
+START_TEST(test_writer_run_sync)
+{
+	enum { T = 4, N = 60, A = 100 };
+	struct tq_env e;
+	struct tq_wstate ws = { 0 };
+	struct tq_sync sync[T];
+	uv_thread_t th[T], late;
+	struct tq_op *aops = xcalloc(A, sizeof *aops);
+	struct queue_txn *t;
+	struct queue_domain *d;
+	uint64_t count, bad;
+	uv_loop_t loop;
+	int ok = 0;
+
+	tq_setup(&e);
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	ck_assert_int_eq(queue_writer_start(&loop, e.store, &ws.w), 0);
+	for (int k = 0; k < T; k++) {
+		memset(&sync[k], 0, sizeof sync[k]);
+		sync[k].w = ws.w;
+		sync[k].base = 10000 * (k + 1);
+		sync[k].n = N;
+		sync[k].ops = xcalloc(N, sizeof *sync[k].ops);
+		ck_assert_int_eq(uv_thread_create(&th[k], tq_sync_thread, &sync[k]), 0);
+	}
+	/* Loop ops mixed in with the threads' ops, in the same FIFO. */
+	for (int i = 0; i < A; i++) {
+		aops[i].i = i;
+		aops[i].ws = &ws;
+		queue_writer_submit(ws.w, tq_op_apply, tq_op_done, &aops[i]);
+	}
+	while (ws.completed < A)
+		uv_run(&loop, UV_RUN_ONCE);
+	for (int k = 0; k < T; k++) {
+		ck_assert_int_eq(uv_thread_join(&th[k]), 0);
+		ck_assert_int_eq(sync[k].ok + sync[k].failed, N);
+		ok += sync[k].ok;
+	}
+	/* A reference keeps the writer's memory past stop: run_sync then refuses. */
+	queue_writer_ref(ws.w);
+	queue_writer_stop(ws.w);
+	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	sync[0].after_stop = 1;
+	ck_assert_int_eq(uv_thread_create(&late, tq_sync_late, &sync[0]), 0);
+	ck_assert_int_eq(uv_thread_join(&late), 0);
+	ck_assert_int_eq(sync[0].after_stop, -ESHUTDOWN);
+	queue_writer_unref(ws.w);
+	ck_assert_int_eq(uv_loop_close(&loop), 0);
+
+	t = tq_begin(&e, false);
+	for (int k = 0; k < T; k++) {
+		for (int i = 0; i < N; i++) {
+			char name[64];
+
+			snprintf(name, sizeof name, "d%d.example", sync[k].ops[i].i);
+			ck_assert_int_eq(queue_domain_get(t, name, &d),
+			    sync[k].ops[i].fail ? -ENOENT : 0);
+			queue_domain_free(d);
+		}
+		free(sync[k].ops);
+	}
+	queue_txn_abort(t);
+	ck_assert_int_eq(tq_verify(&e, &count, &bad), 0);
+	ck_assert_uint_eq(count, (uint64_t)(A + ok));
+	free(aops);
+	tq_teardown(&e);
+}
+END_TEST
+
 struct tq_big {
 	uint64_t id;
 	int status;
@@ -1505,6 +1611,7 @@ static Suite *tq_suite(void)
 	tcase_add_test(tc, test_store_open);
 	tcase_add_test(tc, test_writer);
 	tcase_add_test(tc, test_writer_stop_drains);
+	tcase_add_test(tc, test_writer_run_sync);
 	tcase_add_test(tc, test_writer_map_full);
 	tcase_add_test(tc, test_map_resized);
 	suite_add_tcase(s, tc);

@@ -1,6 +1,6 @@
 /*
- * cmd_queue: the queue verbs of govrelayctl (list, show, hold, release,
- * delete, retry, flush) and `stats`.
+ * admin/queue: the queue verbs (list, show, hold, release, delete,
+ * retry, flush).
  *
  * Queue changes take effect at once in the running daemon:
  *   - run by govrelayctl for root or the store's owner (local), they go
@@ -12,22 +12,23 @@
  *     to connect is reported, never worked around: a permission problem
  *     must not open a second way in.
  *   - run inside govrelayd for a delegated operator (io->remote), they are
- *     applied in a write transaction of this thread, via=daemon, and then
- *     io->queue_changed kicks the scheduler.
+ *     applied through the daemon's writer (store.c, admin__write), via=
+ *     daemon, and then io->queue_changed kicks the scheduler.
  * A postmaster sees and changes only messages whose sender's domain or a
  * recipient's domain belongs to a tenant of their subtree; their flush
  * is a retry of each of those (one audit record per message).
  *
  * Entry points: admin__queue_list, admin__queue_show, admin__queue_change,
- * admin__stats (admin_int.h).
+ * admin__msg_in_scope (admin_int.h).
  * OWNERSHIP: messages are deep-copied out of the read transaction before
  * printing and freed before returning.
- * THREADS: any (see admin.c). ERRORS: sysexits.h codes (admin.c).
+ * THREADS: see engine.c. ERRORS: sysexits.h codes (engine.c).
  */
 #include "config.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,8 @@
 #include <sys/time.h>
 #include <sys/un.h>
 
-#include "admin-cli/admin_int.h"
+#include "admin/admin_int.h"
+#include "common/addr.h"
 #include "common/buf.h"
 #include "common/cfg.h"
 #include "common/ctlproto.h"
@@ -50,7 +52,7 @@
 
 #define ADMIN_CTL_TIMEOUT_S 60
 
-/* ------------------------------------------------------------ scope */
+
 
 /*
  * Whether the caller may see message m: super always; a postmaster when
@@ -58,7 +60,7 @@
  * a->domains must be loaded. *tenant (optional) gets the tenant of the
  * first of our domains the message names, for a refusal's record.
  */
-static bool admin_msg_in_scope(const struct admin *a, const struct queue_msg *m,
+bool admin__msg_in_scope(const struct admin *a, const struct queue_msg *m,
     const char **tenant)
 {
 	char dom[ADDR_DOMAIN_MAX + 1];
@@ -97,7 +99,7 @@ static int admin_queue_collect(void *arg, const struct queue_msg *m)
 	struct buf b;
 	int rc;
 
-	if (!admin_msg_in_scope(l->a, m, NULL))
+	if (!admin__msg_in_scope(l->a, m, NULL))
 		return 0;
 	if (l->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 64;
@@ -251,7 +253,7 @@ int admin__queue_list(struct admin *a, const struct admin_args *args)
 
 	(void)args;
 	if (a->store != NULL) {
-		if ((rc = admin__txn(a, false, &txn)) != 0)
+		if ((rc = admin__txn(a, &txn)) != 0)
 			return rc;
 		if (!a->super)
 			rc = admin__domains_load(a, txn);
@@ -448,7 +450,7 @@ int admin__queue_show(struct admin *a, const struct admin_args *args)
 	queue_id_format(id, text);
 	rc = -ENOENT;
 	if (a->store != NULL) {
-		if ((rc = admin__txn(a, false, &txn)) != 0)
+		if ((rc = admin__txn(a, &txn)) != 0)
 			return rc;
 		if (!a->super && (rc = admin__domains_load(a, txn)) != 0) {
 			queue_txn_abort(txn);
@@ -465,7 +467,7 @@ int admin__queue_show(struct admin *a, const struct admin_args *args)
 		admin__err(a, "cannot read message %s: %s", text, queue_strerror(rc));
 		return admin__store_exit(rc);
 	}
-	if (!admin_msg_in_scope(a, m, &tenant)) {
+	if (!admin__msg_in_scope(a, m, &tenant)) {
 		rc = admin__deny(a, tenant, "message %s names no domain of tenant %s", text,
 		    a->op_tenant);
 		queue_msg_free(m);
@@ -504,7 +506,7 @@ static int admin_flush_collect(void *arg, const struct queue_msg *m)
 	struct admin_flush_ids *fl = arg;
 	bool later = false;
 
-	if (!admin_msg_in_scope(fl->a, m, NULL))
+	if (!admin__msg_in_scope(fl->a, m, NULL))
 		return 0;
 	for (size_t i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].state == QUEUE_RCPT_PENDING && m->rcpts[i].next_attempt > fl->now)
@@ -523,51 +525,53 @@ static int admin_flush_collect(void *arg, const struct queue_msg *m)
 	return 0;
 }
 
-/*
- * The change in a write transaction of our own: inside the daemon for a
- * delegated operator (via=daemon), or from the CLI when no daemon
- * answers (via=store). Scope checks happen in the same transaction.
- */
-static int admin_qchange_store(struct admin *a, struct admin_qchange *q, const char *via)
-{
+/* One queue change as a write: the change, and for a postmaster's flush the ids. */
+struct admin_qchange_op {
+	struct admin_qchange *q;
+	const char *via;
+	int64_t now;
+	struct admin_flush_ids fl;
 	struct queue_admin_result res;
-	struct queue_txn *txn;
-	int64_t now = time_now_ms();
+};
+
+/* A postmaster's flush: a retry of each message collected beforehand. */
+static int admin_qchange_flush(struct admin *a, struct queue_txn *txn,
+    struct admin_qchange_op *op)
+{
+	size_t done = 0;
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < op->fl.n; i++) {
+		struct queue_admin_result one;
+
+		rc = queue_admin_apply(txn, QUEUE_ADMIN_RETRY, op->fl.ids[i], op->now, a->user,
+		    op->via, &one);
+		if (rc == 0 && one.changed)
+			done++;
+	}
+	op->res.changed = done > 0;
+	snprintf(op->res.text, sizeof op->res.text, "%zu messages due now (%zu held left alone)",
+	    done, op->fl.held);
+	return rc;
+}
+
+static int admin_qchange_apply(struct admin *a, struct queue_txn *txn, void *arg)
+{
+	struct admin_qchange_op *op = arg;
+	struct admin_qchange *q = op->q;
 	int rc;
 
-	if ((rc = admin__txn(a, true, &txn)) != 0)
-		return rc;
-	if (!a->super && (rc = admin__domains_load(a, txn)) != 0) {
-		queue_txn_abort(txn);
-		return rc;
-	}
-	memset(&res, 0, sizeof res);
+	memset(&op->res, 0, sizeof op->res);
 	if (a->super) {
-		rc = queue_admin_apply(txn, q->verb, q->id, now, a->user, via, &res);
+		rc = queue_admin_apply(txn, q->verb, q->id, op->now, a->user, op->via, &op->res);
 	} else if (q->verb == QUEUE_ADMIN_FLUSH) {
-		struct admin_flush_ids fl = { a, now, NULL, 0, 0, 0 };
-		size_t done = 0;
-
-		rc = queue_msg_walk(txn, admin_flush_collect, &fl);
-		for (size_t i = 0; rc == 0 && i < fl.n; i++) {
-			struct queue_admin_result one;
-
-			rc = queue_admin_apply(txn, QUEUE_ADMIN_RETRY, fl.ids[i], now, a->user, via,
-			    &one);
-			if (rc == 0 && one.changed)
-				done++;
-		}
-		free(fl.ids);
-		res.changed = done > 0;
-		snprintf(res.text, sizeof res.text, "%zu messages due now (%zu held left alone)",
-		    done, fl.held);
+		rc = admin_qchange_flush(a, txn, op);
 	} else {
 		struct queue_msg *m = NULL;
 		const char *tenant = NULL;
 
 		rc = queue_msg_get(txn, q->id, &m);
-		if (rc == 0 && !admin_msg_in_scope(a, m, &tenant)) {
-			queue_txn_abort(txn);
+		if (rc == 0 && !admin__msg_in_scope(a, m, &tenant)) {
 			rc = admin__deny(a, tenant, "message %s names no domain of tenant %s", q->qid,
 			    a->op_tenant);
 			queue_msg_free(m);
@@ -575,20 +579,67 @@ static int admin_qchange_store(struct admin *a, struct admin_qchange *q, const c
 		}
 		queue_msg_free(m);
 		if (rc == 0 || rc == -ENOENT)
-			rc = queue_admin_apply(txn, q->verb, q->id, now, a->user, via, &res);
-	}
-	if (rc < 0) {
-		queue_txn_abort(txn);
-	} else {
-		rc = queue_txn_commit(txn);
+			rc = queue_admin_apply(txn, q->verb, q->id, op->now, a->user, op->via,
+			    &op->res);
 	}
 	if (rc < 0) {
 		admin__err(a, "cannot update the queue: %s", queue_strerror(rc));
 		return admin__store_exit(rc);
 	}
-	q->code = res.code;
-	q->changed = res.changed;
-	str_copy(q->text, res.text, sizeof q->text);
+	return 0;
+}
+
+/*
+ * What a postmaster's change needs before the write: the domains (for
+ * the scope), and for a flush the ids of their messages that wait, read
+ * in a read transaction so the writer does not walk the queue.
+ */
+static int admin_qchange_prepare(struct admin *a, struct admin_qchange_op *op)
+{
+	struct queue_txn *txn;
+	int rc;
+
+	if (a->super)
+		return 0;
+	if ((rc = admin__txn(a, &txn)) != 0)
+		return rc;
+	rc = admin__domains_load(a, txn);
+	if (rc == 0 && op->q->verb == QUEUE_ADMIN_FLUSH) {
+		rc = queue_msg_walk(txn, admin_flush_collect, &op->fl);
+		if (rc < 0) {
+			admin__err(a, "cannot read the queue: %s", queue_strerror(rc));
+			rc = admin__store_exit(rc);
+		}
+	}
+	queue_txn_abort(txn);
+	return rc;
+}
+
+/*
+ * The change as one write of ours: inside the daemon for a delegated
+ * operator (via=daemon, through the daemon's writer), or from the CLI
+ * when no daemon answers (via=store). Scope checks happen in the write.
+ */
+static int admin_qchange_store(struct admin *a, struct admin_qchange *q, const char *via)
+{
+	struct admin_qchange_op op;
+	int rc;
+
+	memset(&op, 0, sizeof op);
+	op.q = q;
+	op.via = via;
+	op.now = time_now_ms();
+	op.fl.a = a;
+	op.fl.now = op.now;
+	rc = admin_qchange_prepare(a, &op);
+	if (rc == 0)
+		rc = admin__write(a, admin_qchange_apply, &op, "the queue change");
+	free(op.fl.ids);
+	if (rc != 0)
+		return rc;
+	q->code = op.res.code;
+	q->changed = op.res.changed;
+	str_copy(q->text, op.res.text, sizeof q->text);
 	return 0;
 }
 
@@ -771,164 +822,3 @@ int admin__queue_change(struct admin *a, const struct admin_args *args)
 	return q.code;
 }
 
-/* ------------------------------------------------------------ stats */
-
-struct admin_stats {
-	struct admin *a;
-	uint64_t tenants, domains, mailboxes, aliases, users, locked, locked_out, operators;
-	uint64_t messages, held, pending;
-	bool have_audit;
-	uint64_t audit;
-};
-
-static int admin_stats_tenant(void *arg, const struct queue_tenant *t)
-{
-	struct admin_stats *s = arg;
-
-	if (admin__tenant_in_scope(s->a, t->id))
-		s->tenants++;
-	return 0;
-}
-
-static int admin_stats_mailbox(void *arg, const struct queue_mailbox *m)
-{
-	struct admin_stats *s = arg;
-
-	if (m->nalias_of > 0)
-		s->aliases++;
-	else
-		s->mailboxes++;
-	return 0;
-}
-
-static int admin_stats_user(void *arg, const struct queue_user *u)
-{
-	struct admin_stats *s = arg;
-	const struct admin_domain_ent *e;
-
-	if (!s->a->super) {
-		e = admin__domain_find(s->a, addr_domain_of(u->address));
-		if (e == NULL || !e->in_scope)
-			return 0;
-	}
-	s->users++;
-	if (u->locked)
-		s->locked++;
-	if (u->locked_out)
-		s->locked_out++;
-	return 0;
-}
-
-static int admin_stats_operator(void *arg, const struct queue_operator *o)
-{
-	struct admin_stats *s = arg;
-
-	if (admin__tenant_in_scope(s->a, o->tenant))
-		s->operators++;
-	return 0;
-}
-
-static int admin_stats_msg(void *arg, const struct queue_msg *m)
-{
-	struct admin_stats *s = arg;
-
-	if (!admin_msg_in_scope(s->a, m, NULL))
-		return 0;
-	s->messages++;
-	if (m->held)
-		s->held++;
-	for (size_t i = 0; i < m->nrcpts; i++)
-		if (m->rcpts[i].state == QUEUE_RCPT_PENDING)
-			s->pending++;
-	return 0;
-}
-
-static int admin_stats_read(struct admin *a, struct queue_txn *txn, struct admin_stats *s)
-{
-	int rc;
-
-	if ((rc = admin__domains_load(a, txn)) != 0)
-		return rc;
-	for (size_t i = 0; i < a->domains.n; i++)
-		if (a->domains.v[i].in_scope)
-			s->domains++;
-	rc = queue_tenant_walk(txn, admin_stats_tenant, s);
-	if (rc == 0 && a->super)
-		rc = queue_mailbox_walk(txn, admin_stats_mailbox, s);
-	for (size_t i = 0; rc == 0 && !a->super && i < a->domains.n; i++)
-		if (a->domains.v[i].in_scope)
-			rc = queue_mailbox_walk_domain(txn, a->domains.v[i].name,
-			    admin_stats_mailbox, s);
-	if (rc == 0)
-		rc = queue_user_walk(txn, admin_stats_user, s);
-	if (rc == 0)
-		rc = queue_operator_walk(txn, admin_stats_operator, s);
-	if (rc == 0)
-		rc = queue_msg_walk(txn, admin_stats_msg, s);
-	/* The audit chain is the security team's: its size is for super only. */
-	if (rc == 0 && a->super) {
-		rc = admin__audit_count(txn, &s->audit);
-		s->have_audit = rc == 0;
-	}
-	if (rc < 0) {
-		admin__err(a, "cannot read the store: %s", queue_strerror(rc));
-		return admin__store_exit(rc);
-	}
-	return 0;
-}
-
-int admin__stats(struct admin *a, const struct admin_args *args)
-{
-	struct admin_stats s;
-	struct queue_txn *txn;
-	int rc;
-
-	(void)args;
-	memset(&s, 0, sizeof s);
-	s.a = a;
-	s.have_audit = a->super;
-	if (a->store != NULL) {
-		if ((rc = admin__txn(a, false, &txn)) != 0)
-			return rc;
-		rc = admin_stats_read(a, txn, &s);
-		queue_txn_abort(txn);
-		if (rc != 0)
-			return rc;
-	}
-	if (a->json) {
-		struct admin_json j;
-
-		admin__json_begin(&j);
-		admin__json_kstr(&j, "scope", a->super ? NULL : a->op_tenant);
-		admin__json_kuint(&j, "tenants", s.tenants);
-		admin__json_kuint(&j, "domains", s.domains);
-		admin__json_kuint(&j, "mailboxes", s.mailboxes);
-		admin__json_kuint(&j, "aliases", s.aliases);
-		admin__json_kuint(&j, "users", s.users);
-		admin__json_kuint(&j, "users_locked", s.locked);
-		admin__json_kuint(&j, "users_locked_out", s.locked_out);
-		admin__json_kuint(&j, "operators", s.operators);
-		admin__json_kuint(&j, "queued_messages", s.messages);
-		admin__json_kuint(&j, "queued_held", s.held);
-		admin__json_kuint(&j, "queued_pending_recipients", s.pending);
-		if (s.have_audit)
-			admin__json_kuint(&j, "audit_records", s.audit);
-		else
-			admin__json_kstr(&j, "audit_records", NULL);
-		admin__json_end(a, &j);
-	} else {
-		admin__out(a, "scope:              %s\n", a->super ? "everything" : a->op_tenant);
-		admin__out(a, "tenants:            %" PRIu64 "\n", s.tenants);
-		admin__out(a, "domains:            %" PRIu64 "\n", s.domains);
-		admin__out(a, "mailboxes:          %" PRIu64 "\n", s.mailboxes);
-		admin__out(a, "aliases:            %" PRIu64 "\n", s.aliases);
-		admin__out(a, "users:              %" PRIu64 " (%" PRIu64 " locked, %" PRIu64
-		    " locked out)\n", s.users, s.locked, s.locked_out);
-		admin__out(a, "operators:          %" PRIu64 "\n", s.operators);
-		admin__out(a, "queued messages:    %" PRIu64 " (%" PRIu64 " held, %" PRIu64
-		    " pending recipients)\n", s.messages, s.held, s.pending);
-		if (s.have_audit)
-			admin__out(a, "audit records:      %" PRIu64 "\n", s.audit);
-	}
-	return EX_OK;
-}

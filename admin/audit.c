@@ -1,5 +1,5 @@
 /*
- * cmd_audit: `audit search`, `audit export` and `audit verify`: the
+ * admin/audit: `audit search`, `audit export` and `audit verify`: the
  * security team's view of the tamper-evident audit chain
  * (ARCHITECTURE.md "Account"; queue/audit_query.h reads it).
  *
@@ -21,7 +21,7 @@
  * Entry points: admin__audit_search (search and export),
  * admin__audit_verify, admin__audit_count (admin_int.h).
  * OWNERSHIP: entries are the search's, borrowed for the callback.
- * THREADS: any (see admin.c). ERRORS: sysexits.h codes (admin.c): 65 for
+ * THREADS: any (see engine.c). ERRORS: sysexits.h codes (engine.c): 65 for
  * a bad filter or a broken chain.
  */
 #include "config.h"
@@ -33,7 +33,7 @@
 #include <string.h>
 #include <sysexits.h>
 
-#include "admin-cli/admin_int.h"
+#include "admin/admin_int.h"
 #include "common/addr.h"
 #include "common/buf.h"
 #include "common/util.h"
@@ -311,57 +311,65 @@ static int admin_audit_time_arg(struct admin *a, const char *opt, const char *v,
 }
 
 /* `audit search` and `audit export`. */
-int admin__audit_search(struct admin *a, const struct admin_args *args)
+/* The output format of search (text, --json) or export --format: 0 or 65. */
+static int admin_audit_format(struct admin *a, const struct admin_args *args,
+    enum admin_audit_fmt *fmt)
 {
-	bool export = strcmp(a->cmd->verb, "export") == 0;
+	const char *name;
+	char *shown;
+
+	*fmt = a->json ? ADMIN_AUDIT_JSONL : ADMIN_AUDIT_TEXT;
+	if (strcmp(a->cmd->verb, "export") != 0)
+		return 0;
+	name = admin__arg(args, "--format");
+	if (strcmp(name, "jsonl") == 0 || strcmp(name, "json") == 0) {
+		*fmt = ADMIN_AUDIT_JSONL;
+		return 0;
+	}
+	if (strcmp(name, "csv") == 0) {
+		*fmt = ADMIN_AUDIT_CSV;
+		return 0;
+	}
+	shown = admin__text_dup(name);
+	admin__err(a, "--format \"%s\": use jsonl or csv", shown);
+	free(shown);
+	return EX_DATAERR;
+}
+
+/* Canonical forms the filter points to. */
+struct admin_audit_keys {
+	char sender[ADDR_MAX + 1], rcpt[ADDR_MAX + 1], qid[QUEUE_ID_TEXT_LEN + 1];
+};
+
+/* The filters of the command line into f: 0, or an exit code (reported). */
+static int admin_audit_filter(struct admin *a, const struct admin_args *args,
+    struct audit_filter *f, struct admin_audit_keys *k)
+{
 	const char *sender = admin__arg(args, "--sender");
 	const char *rcpt = admin__arg(args, "--recipient");
 	const char *qid = admin__arg(args, "--queue-id");
-	struct audit_filter f;
-	struct admin_audit_out o;
-	struct queue_txn *txn;
-	char sbuf[ADDR_MAX + 1], rbuf[ADDR_MAX + 1], qbuf[QUEUE_ID_TEXT_LEN + 1];
 	int64_t now = time_now_ms();
 	int rc;
 
-	memset(&f, 0, sizeof f);
-	memset(&o, 0, sizeof o);
-	o.a = a;
-	o.fmt = a->json ? ADMIN_AUDIT_JSONL : ADMIN_AUDIT_TEXT;
-	if (export) {
-		const char *fmt = admin__arg(args, "--format");
-
-		if (strcmp(fmt, "jsonl") == 0 || strcmp(fmt, "json") == 0) {
-			o.fmt = ADMIN_AUDIT_JSONL;
-		} else if (strcmp(fmt, "csv") == 0) {
-			o.fmt = ADMIN_AUDIT_CSV;
-		} else {
-			char *shown = admin__text_dup(fmt);
-
-			admin__err(a, "--format \"%s\": use jsonl or csv", shown);
-			free(shown);
-			return EX_DATAERR;
-		}
-	}
 	if ((rc = admin_audit_time_arg(a, "--since", admin__arg(args, "--since"), now,
-	    &f.since)) != 0 ||
+	    &f->since)) != 0 ||
 	    (rc = admin_audit_time_arg(a, "--until", admin__arg(args, "--until"), now,
-	    &f.until)) != 0)
+	    &f->until)) != 0)
 		return rc;
-	if (f.since != 0 && f.until != 0 && f.until <= f.since) {
+	if (f->since != 0 && f->until != 0 && f->until <= f->since) {
 		admin__err(a, "--until is not after --since: nothing can match");
 		return EX_DATAERR;
 	}
 	/* The chain's addresses are canonical: so is what we look for. */
 	if (sender != NULL) {
-		if ((rc = admin__addr_arg(a, "--sender", sender, sbuf, sizeof sbuf)) != 0)
+		if ((rc = admin__addr_arg(a, "--sender", sender, k->sender, sizeof k->sender)) != 0)
 			return rc;
-		f.sender = sbuf;
+		f->sender = k->sender;
 	}
 	if (rcpt != NULL) {
-		if ((rc = admin__addr_arg(a, "--recipient", rcpt, rbuf, sizeof rbuf)) != 0)
+		if ((rc = admin__addr_arg(a, "--recipient", rcpt, k->rcpt, sizeof k->rcpt)) != 0)
 			return rc;
-		f.recipient = rbuf;
+		f->recipient = k->rcpt;
 	}
 	if (qid != NULL) {
 		uint64_t id;
@@ -374,40 +382,51 @@ int admin__audit_search(struct admin *a, const struct admin_args *args)
 			free(shown);
 			return EX_DATAERR;
 		}
-		queue_id_format(id, qbuf);
-		f.qid = qbuf;
+		queue_id_format(id, k->qid);
+		f->qid = k->qid;
 	}
-	f.tenant = admin__arg(args, "--tenant");
-	if (f.tenant != NULL) {
-		if ((rc = admin__tenant_arg(a, "--tenant", f.tenant)) != 0)
+	f->tenant = admin__arg(args, "--tenant");
+	if (f->tenant != NULL) {
+		if ((rc = admin__tenant_arg(a, "--tenant", f->tenant)) != 0)
 			return rc;
-		if ((rc = admin__need_tenant(a, f.tenant, "--tenant")) != 0)
+		if ((rc = admin__need_tenant(a, f->tenant, "--tenant")) != 0)
 			return rc;
 	}
-	f.event = admin__arg(args, "--event");
+	f->event = admin__arg(args, "--event");
+	return 0;
+}
+
+int admin__audit_search(struct admin *a, const struct admin_args *args)
+{
+	struct audit_filter f;
+	struct admin_audit_keys k;
+	struct admin_audit_out o;
+	struct queue_txn *txn;
+	int rc;
+
+	memset(&f, 0, sizeof f);
+	memset(&o, 0, sizeof o);
+	o.a = a;
+	if ((rc = admin_audit_format(a, args, &o.fmt)) != 0 ||
+	    (rc = admin_audit_filter(a, args, &f, &k)) != 0)
+		return rc;
 	buf_init(&o.b);
 	if (o.fmt == ADMIN_AUDIT_CSV)
 		buf_append_str(&o.b, "seq,time,qid,event,hash,prev,facts\r\n");
-	if (a->store != NULL) {
-		if ((rc = admin__txn(a, false, &txn)) != 0) {
-			buf_free(&o.b);
-	free(o.qids);
-			return rc;
-		}
+	if (a->store != NULL && (rc = admin__txn(a, &txn)) == 0) {
 		rc = audit_search(txn, &f, admin_audit_row, &o);
 		queue_txn_abort(txn);
 		if (rc < 0) {
 			admin__out_buf(a, &o.b);
-			buf_free(&o.b);
-	free(o.qids);
 			admin__err(a, "cannot read the audit chain: %s", queue_strerror(rc));
-			return rc == -EBADMSG ? EX_DATAERR : admin__store_exit(rc);
+			rc = rc == -EBADMSG ? EX_DATAERR : admin__store_exit(rc);
 		}
 	}
-	admin__out_buf(a, &o.b);
+	if (rc == 0)
+		admin__out_buf(a, &o.b);
 	buf_free(&o.b);
 	free(o.qids);
-	return EX_OK;
+	return rc == 0 ? EX_OK : rc;
 }
 
 int admin__audit_verify(struct admin *a, const struct admin_args *args)
@@ -420,7 +439,7 @@ int admin__audit_verify(struct admin *a, const struct admin_args *args)
 	(void)args;
 	memset(&fault, 0, sizeof fault);
 	if (a->store != NULL) {
-		if ((rc = admin__txn(a, false, &txn)) != 0)
+		if ((rc = admin__txn(a, &txn)) != 0)
 			return rc;
 		rc = audit_verify_detail(txn, &count, &fault);
 		queue_txn_abort(txn);

@@ -7,7 +7,13 @@
  * thread, for a delegated operator who asks over the control socket, with
  * the identity taken from the socket's peer credentials (SO_PEERCRED).
  * Either way the same code parses, authorizes, changes the store in one
- * transaction with its audit record, and prints.
+ * transaction with its audit record (in the daemon, through its writer
+ * thread: io->writer), and prints.
+ *
+ * libadmin (admin/, one file per noun) depends on queue/ and common/
+ * only: relay/ links it for the control socket, admin-cli/ (govrelayctl:
+ * main, the terminal, the password prompt) links it for the CLI, and it
+ * includes neither (relay -> {policy, admin} -> queue -> common).
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,6 +21,7 @@
 
 #include "common/cfg.h"
 #include "queue/queue.h"
+#include "queue/queue_writer.h"
 
 struct admin_io {
 	FILE *out;                 /* results */
@@ -23,6 +30,15 @@ struct admin_io {
 	const char *config_file;   /* for messages and `config check` */
 	const struct config *cfg;  /* loaded configuration (borrowed) */
 	struct queue_store *store; /* NULL: the engine opens cfg's data_dir itself */
+	/*
+	 * The daemon's writer (borrowed; the caller holds a queue_writer_ref
+	 * while admin_run runs): every change then runs as one writer op,
+	 * queue_writer_run_sync from this thread, so the daemon keeps its one
+	 * LMDB writer. NULL (govrelayctl's own process): each change runs in a
+	 * write transaction of the engine's own; LMDB serializes writers of
+	 * different processes.
+	 */
+	struct queue_writer *writer;
 	uid_t uid;                 /* who runs the command (kernel-verified) */
 	const char *user;          /* that uid's login name, for audit records */
 	bool super;                /* root or the store's owner: no tenant scope */
@@ -42,8 +58,8 @@ struct admin_io {
  * takes them out); "help [NOUN [VERB]]" prints usage. Returns a sysexits.h
  * code (INTERFACE.md). Everything is printed through io->out and io->err;
  * a refusal (77) is also recorded in the audit chain. When io->remote,
- * queue changes are applied in this thread's own write transaction and
- * then io->queue_changed is called; otherwise they go to the daemon over
+ * queue changes are applied through io->writer and then
+ * io->queue_changed is called; otherwise they go to the daemon over
  * cfg->control_socket (or to the store when no daemon answers).
  */
 int admin_run(const struct admin_io *io, int argc, char **argv);
@@ -58,19 +74,15 @@ bool admin_reads_stdin(int argc, char **argv);
 int admin_file_arg(int argc, char **argv);
 
 /*
- * Reads a new password for `user add` and `user passwd`. When in is a
- * terminal: prompts on err twice ("New password for ADDRESS: ") with
- * echo off (termios) and requires both to match; otherwise takes the
- * first line of in without its CR/LF. The password is refused when
- * empty, longer than PASSWD_MAX bytes or holding a NUL byte.
- * Returns 0 with out NUL-terminated and *len its length (outlen must be
- * at least PASSWD_MAX + 1), or a sysexits.h code (65) with an English
- * reason in why. The CLI uses it too, so that a delegated operator is
- * prompted on their own terminal before the password goes to the daemon.
- * THREADS: any; no signal handlers (an interrupted prompt leaves echo
- * off, as passwd(1) without its handlers would).
+ * Reads a new password for `user add` and `user passwd` from in: its
+ * first line without CR/LF (a terminal prompt is govrelayctl's job, in
+ * admin-cli/password.c). The password is refused when empty, longer than
+ * PASSWD_MAX bytes or holding a NUL byte. Returns 0 with out
+ * NUL-terminated and *len its length (outlen must be at least
+ * PASSWD_MAX + 1), or a sysexits.h code (65) with an English reason in
+ * why. THREADS: any.
  */
-int admin_read_password(FILE *in, FILE *err, const char *address, char *out,
-    size_t outlen, size_t *len, char *why, size_t whylen);
+int admin_read_password_stream(FILE *in, char *out, size_t outlen, size_t *len, char *why,
+    size_t whylen);
 
 #endif

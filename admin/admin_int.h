@@ -1,11 +1,11 @@
 #ifndef GOVRELAY_ADMIN_INT_H
 #define GOVRELAY_ADMIN_INT_H
 /*
- * admin_int: what the files of admin-cli/ share and nobody else may see
+ * admin_int: what the files of admin/ share and nobody else may see
  * (STYLE.md section 2): the command context, the argument patterns, the
  * output helpers (text, tables, JSON), store access, argument checks,
  * the caller's scope and the audit helper. Never include this from
- * outside admin-cli/.
+ * outside admin/.
  *
  * Every function here writes only through a->io (never stdout/stderr)
  * and keeps no static mutable state: the engine runs on a thread-pool
@@ -17,13 +17,16 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "admin-cli/admin.h"
+#include "admin/admin.h"
 #include "common/addr.h"
 #include "common/buf.h"
 #include "queue/queue.h"
 #include "queue/tenancy.h"
 
 #define ADMIN_SLOTS_MAX 12
+#define ADMIN_WHY_MAX 256
+#define ADMIN_LIST_FLUSH 65536 /* bytes buffered by streaming listings */
+#define ADMIN_ADDR_COL 40      /* address column of streaming listings */
 #define ADMIN_TIME_LEN 32
 #define ADMIN_USER_MAX 64 /* unix login names, "uid:N" */
 
@@ -121,7 +124,10 @@ struct admin {
 	char deny_reason[256];
 };
 
-/* ---------------------------------------------------------- admin.c */
+/* --------------------------------------------------------- engine.c */
+
+/* "govrelayctl: NOUN VERB: " (or "govrelayctl: ") on f. */
+void admin__prefix(const struct admin *a, FILE *f);
 
 /* "govrelayctl: NOUN VERB: ..." on io->err. */
 void admin__err(const struct admin *a, const char *fmt, ...)
@@ -134,8 +140,20 @@ void admin__out(const struct admin *a, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void admin__out_buf(const struct admin *a, const struct buf *b);
 
+/* ----------------------------------------------------------- args.c */
+
+/* Compiles a row's pattern into slots (a malformed pattern panics). */
+void admin__pattern_compile(const char *pattern, struct admin_args *a);
+/*
+ * Fills args from argv; 0, or EX_USAGE (reported through a's row; a may
+ * be NULL for a silent parse).
+ */
+int admin__args_parse(const struct admin *a, struct admin_args *args, int argc, char **argv);
+
 /* The value of slot name ("domain", "--route"), or NULL when absent. */
 const char *admin__arg(const struct admin_args *args, const char *name);
+
+/* --------------------------------------------------------- output.c */
 
 /* Terminal-safe text: control bytes and invalid UTF-8 become \xNN. */
 void admin__text(struct buf *b, const char *s);
@@ -186,6 +204,8 @@ void admin__json_kraw(struct admin_json *j, const char *key, const char *raw);
 /* A time as ISO 8601 text, or NULL (JSON null, text "-") when unset. */
 const char *admin__time(int64_t ms, bool set, char out[ADMIN_TIME_LEN]);
 
+/* ---------------------------------------------------------- store.c */
+
 /* Exit code for a store error (-EACCES 77, -EAGAIN 75, else 69). */
 int admin__store_exit(int rc);
 /*
@@ -197,10 +217,22 @@ int admin__fail(const struct admin *a, int rc, const char *why, const char *fmt,
 	__attribute__((format(printf, 4, 5)));
 /* Makes sure a->store is open (read-write when write). 0 or exit code. */
 int admin__store_open(struct admin *a, bool write);
-/* A transaction on a->store. 0 or an exit code (reported). */
-int admin__txn(struct admin *a, bool write, struct queue_txn **txn);
-/* Commits; 0 or an exit code (reported, "what" failed). */
-int admin__commit(struct admin *a, struct queue_txn *txn, const char *what);
+/* A read transaction on a->store. 0 or an exit code (reported). */
+int admin__txn(struct admin *a, struct queue_txn **txn);
+/*
+ * One change: reads what it checks and writes what it changes (and its
+ * audit record) in txn. Returns 0 to commit, or an exit code it has
+ * reported (the change is then rolled back whole).
+ */
+typedef int admin_apply_fn(struct admin *a, struct queue_txn *txn, void *arg);
+/*
+ * Runs apply as one durable change: through io->writer when set (on the
+ * writer thread, while this thread waits for the commit), else in a
+ * write transaction of its own. 0 once durable; apply's exit code; or a
+ * store exit code (reported: "cannot commit WHAT: ..."; 75 when the
+ * daemon is stopping).
+ */
+int admin__write(struct admin *a, admin_apply_fn *apply, void *arg, const char *what);
 
 /* Arguments: canonical forms, or EX_DATAERR naming the argument. */
 int admin__domain_arg(const struct admin *a, const char *what, const char *in, char *out,
@@ -216,6 +248,15 @@ int admin__tenant_arg(const struct admin *a, const char *what, const char *in);
  */
 int admin__audit(const struct admin *a, struct queue_txn *txn, const char *tenant,
     const char *object, const struct queue_audit_field *extra, size_t nextra);
+
+/*
+ * The refusal's audit record (action=denied), written on its own after
+ * the handler returned: the handler's change (if any) was not made, and
+ * a refusal must leave a trace even though nothing changed.
+ */
+void admin__deny_record(struct admin *a);
+
+/* ---------------------------------------------------------- scope.c */
 
 /* Scope. Every predicate is true for super. */
 bool admin__tenant_in_scope(const struct admin *a, const char *tenant);
@@ -235,11 +276,28 @@ int admin__deny(struct admin *a, const char *tenant, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* admin__deny unless tenant is in scope ("what" names the object). */
 int admin__need_tenant(struct admin *a, const char *tenant, const char *what);
+/* A refusal of the command as such (who the caller is), not of an object. */
+int admin__deny_cmd(struct admin *a, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Loads the subtree of a->op_tenant into a->scope. 0 or a negative errno. */
+int admin__scope_load(struct admin *a, struct queue_txn *txn);
+/*
+ * The tenant of an address's domain for a handler: 0 with *tenant (fresh
+ * string or NULL), or an exit code (reported: 66 when the domain is not
+ * ours, 77 when it is outside the caller's subtree).
+ */
+int admin__addr_tenant(struct admin *a, struct queue_txn *txn, const char *addr,
+    char **tenant);
+/* Whether tenant exists: 0, or 66 (reported, "what" names the argument). */
+int admin__tenant_exists(struct admin *a, struct queue_txn *txn, const char *id,
+    const char *what);
+/* "a,b" of two tenant ids for the audit fact (b may be NULL). */
+void admin__tenants2(char *out, size_t outlen, const char *x, const char *y);
 
 /*
  * Number of audit records (the chain's seq numbers have no gaps, so the
  * newest record's seq), found by searching back over growing windows of
- * time instead of walking a chain of millions. cmd_audit.c.
+ * time instead of walking a chain of millions. audit.c.
  */
 int admin__audit_count(struct queue_txn *txn, uint64_t *count);
 
@@ -252,7 +310,22 @@ const char *admin__strerror(int err, char *buf, size_t len);
 /* RFC 4180 field for CSV output. */
 void admin__csv_field(struct buf *b, const char *s);
 
-/* ------------------------------------------------------ cmd_*.c rows */
+/* ------------------------------------------------ the nouns' files */
+
+/*
+ * --tenant/--domain of `mailbox list` and `user list`: checked, the
+ * canonical domain in one; 0 or an exit code (reported). mailbox.c.
+ */
+int admin__list_filters(struct admin *a, const struct admin_args *args, char *one,
+    size_t onelen);
+/*
+ * Whether the caller may see message m (super always; a postmaster when
+ * the sender's or a recipient's domain is in scope; a->domains loaded).
+ * queue.c.
+ */
+bool admin__msg_in_scope(const struct admin *a, const struct queue_msg *m,
+    const char **tenant);
+int admin__config_check(struct admin *a, const struct admin_args *args);
 
 int admin__tenant_add(struct admin *a, const struct admin_args *args);
 int admin__tenant_list(struct admin *a, const struct admin_args *args);

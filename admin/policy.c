@@ -1,0 +1,264 @@
+/*
+ * admin/policy: `policy set|unset|show`: a tenant's policy keys, each
+ * inherited by its subtree unless set lower down. What the keys mean is
+ * the store's (queue/tenancy.h); this file only checks, writes and shows.
+ *
+ * Every change is one apply (store.c) with its audit record in the same
+ * transaction. Entry points: admin__policy_set, admin__policy_show
+ * (admin_int.h).
+ * OWNERSHIP: the effective policy read is freed before returning.
+ * THREADS: see engine.c. ERRORS: sysexits.h codes, reported on io->err.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "admin/admin_int.h"
+#include "common/addr.h"
+#include "common/buf.h"
+#include "common/cfg.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "queue/queue.h"
+#include "queue/tenancy.h"
+
+/* ------------------------------------------------------------ policy */
+
+static void admin_policy_known(struct buf *b)
+{
+	for (const struct tenancy_policy_key *k = tenancy_policy_keys; k->name != NULL; k++)
+		buf_printf(b, "%s%s", k == tenancy_policy_keys ? "" : ", ", k->name);
+}
+
+/* `policy set|unset`: the tenant, the key and the new value (NULL: unset). */
+struct admin_policy_change {
+	const char *tenant;
+	const struct tenancy_policy_key *key;
+	const char *value;
+};
+
+static int admin_policy_set_apply(struct admin *a, struct queue_txn *txn, void *arg)
+{
+	struct admin_policy_change *c = arg;
+	struct queue_audit_field f[2];
+	char *old = NULL;
+	int rc;
+
+	if ((rc = admin__tenant_exists(a, txn, c->tenant, "tenant")) != 0)
+		return rc;
+	if (c->value == NULL) {
+		rc = queue_policy_get(txn, c->tenant, c->key->name, &old);
+		free(old);
+		if (rc == -ENOENT) {
+			admin__err(a, "tenant %s has no own setting of %s (it inherits)", c->tenant,
+			    c->key->name);
+			return EX_NOINPUT;
+		}
+		if (rc < 0)
+			return admin__fail(a, rc, NULL, "cannot read the policy of %s", c->tenant);
+	}
+	if ((rc = queue_policy_set(txn, c->tenant, c->key->name, c->value)) < 0)
+		return admin__fail(a, rc, NULL, "cannot %s %s of tenant %s", a->cmd->verb,
+		    c->key->name, c->tenant);
+	f[0] = (struct queue_audit_field){ "key", c->key->name };
+	f[1] = (struct queue_audit_field){ "value", c->value };
+	if ((rc = admin__audit(a, txn, c->tenant, c->tenant, f, 2)) < 0)
+		return admin__fail(a, rc, NULL, "cannot write the audit record");
+	return 0;
+}
+
+/* The key named keyname, or NULL (reported, listing the keys). */
+static const struct tenancy_policy_key *admin_policy_key(struct admin *a, const char *keyname)
+{
+	const struct tenancy_policy_key *key = tenancy_policy_key_find(keyname);
+	struct buf b;
+	char *shown;
+
+	if (key != NULL)
+		return key;
+	shown = admin__text_dup(keyname);
+	buf_init(&b);
+	admin_policy_known(&b);
+	admin__err(a, "unknown policy key \"%s\"; the keys are: %s", shown, buf_cstr(&b));
+	buf_free(&b);
+	free(shown);
+	return NULL;
+}
+
+/* `policy set TENANT KEY VALUE` and `policy unset TENANT KEY`. */
+int admin__policy_set(struct admin *a, const struct admin_args *args)
+{
+	bool set = strcmp(a->cmd->verb, "set") == 0;
+	const char *value = set ? admin__arg(args, "value") : NULL;
+	struct admin_policy_change c = { admin__arg(args, "tenant"), NULL, NULL };
+	char norm[128], why[ADMIN_WHY_MAX];
+	int rc;
+
+	if ((rc = admin__tenant_arg(a, "tenant", c.tenant)) != 0)
+		return rc;
+	if ((c.key = admin_policy_key(a, admin__arg(args, "key"))) == NULL)
+		return EX_DATAERR;
+	if (set) {
+		why[0] = '\0';
+		if (tenancy_policy_normalize(c.key, value, norm, sizeof norm, why, sizeof why) < 0) {
+			char *shown = admin__text_dup(value);
+
+			admin__err(a, "%s \"%s\": %s", c.key->name, shown, why[0] ? why : "bad value");
+			free(shown);
+			return EX_DATAERR;
+		}
+		c.value = norm;
+	}
+	if ((rc = admin__need_tenant(a, c.tenant, "tenant")) != 0)
+		return rc;
+	if ((rc = admin__write(a, admin_policy_set_apply, &c, "the policy")) != 0)
+		return rc;
+	if (a->json) {
+		struct admin_json j;
+
+		admin__json_begin(&j);
+		admin__json_kstr(&j, "tenant", c.tenant);
+		admin__json_kstr(&j, "key", c.key->name);
+		admin__json_kstr(&j, "value", c.value);
+		admin__json_end(a, &j);
+	} else if (set) {
+		admin__out(a, "policy of %s: %s = %s\n", c.tenant, c.key->name, norm);
+	} else {
+		admin__out(a, "policy of %s: %s inherited again\n", c.tenant, c.key->name);
+	}
+	return EX_OK;
+}
+
+/* Every key's effective value and source: 0 or an exit code (reported). */
+static int admin_policy_read(struct admin *a, const char *tenant, size_t nkeys,
+    char **values, char **sources)
+{
+	struct queue_txn *txn;
+	int rc;
+
+	if ((rc = admin__txn(a, &txn)) != 0)
+		return rc;
+	rc = admin__tenant_exists(a, txn, tenant, "tenant");
+	for (size_t i = 0; rc == 0 && i < nkeys; i++) {
+		int qrc = queue_policy_effective(txn, tenant, tenancy_policy_keys[i].name,
+		    &values[i], &sources[i]);
+
+		if (qrc < 0)
+			rc = admin__fail(a, qrc, NULL, "cannot read %s of tenant %s",
+			    tenancy_policy_keys[i].name, tenant);
+	}
+	queue_txn_abort(txn);
+	return rc;
+}
+
+/*
+ * max_message_size and max_recipients without a tenant setting come from
+ * the configuration (what the daemon really applies), not the builtin.
+ */
+static void admin_policy_config(const struct admin *a, size_t nkeys, char **values,
+    char **sources)
+{
+	const struct config *cfg = a->io->cfg;
+
+	for (size_t i = 0; cfg != NULL && i < nkeys; i++) {
+		const struct tenancy_policy_key *k = &tenancy_policy_keys[i];
+		char num[32];
+
+		if (sources[i] == NULL || strcmp(sources[i], "default") != 0)
+			continue;
+		if (strcmp(k->name, "max_message_size") == 0)
+			snprintf(num, sizeof num, "%" PRIu64, (uint64_t)cfg->max_message_size);
+		else if (strcmp(k->name, "max_recipients") == 0)
+			snprintf(num, sizeof num, "%" PRIu64, (uint64_t)cfg->max_recipients);
+		else
+			continue;
+		free(values[i]);
+		free(sources[i]);
+		values[i] = xstrdup(num);
+		sources[i] = xstrdup("config");
+	}
+}
+
+static void admin_policy_json(const struct admin *a, const char *tenant, size_t nkeys,
+    char **values, char **sources)
+{
+	struct admin_json j;
+
+	admin__json_begin(&j);
+	admin__json_kstr(&j, "tenant", tenant);
+	admin__json_open(&j, "policy", '{');
+	for (size_t i = 0; i < nkeys; i++) {
+		const struct tenancy_policy_key *k = &tenancy_policy_keys[i];
+		const char *v = values[i] != NULL ? values[i] : "";
+
+		admin__json_open(&j, k->name, '{');
+		if ((k->type == TENANCY_POLICY_SIZE || k->type == TENANCY_POLICY_COUNT) &&
+		    v[0] != '\0' && strspn(v, "0123456789") == strlen(v) && strlen(v) < 20)
+			admin__json_kraw(&j, "value", v);
+		else if (k->type == TENANCY_POLICY_BOOL &&
+		    (strcmp(v, "yes") == 0 || strcmp(v, "no") == 0))
+			admin__json_kbool(&j, "value", strcmp(v, "yes") == 0);
+		else
+			admin__json_kstr(&j, "value", values[i]);
+		admin__json_kstr(&j, "source", sources[i]);
+		admin__json_close(&j, '}');
+	}
+	admin__json_close(&j, '}');
+	admin__json_end(a, &j);
+}
+
+/* `policy show`: every key's effective value and where it comes from. */
+int admin__policy_show(struct admin *a, const struct admin_args *args)
+{
+	static const char *const head[] = { "KEY", "VALUE", "SOURCE" };
+	const char *tenant = admin__arg(args, "tenant");
+	struct admin_table t = { 3, head, "lll", NULL, 0, 0 };
+	size_t nkeys = 0;
+	char **values = NULL, **sources = NULL;
+	int rc;
+
+	if ((rc = admin__tenant_arg(a, "tenant", tenant)) != 0)
+		return rc;
+	if ((rc = admin__need_tenant(a, tenant, "tenant")) != 0)
+		return rc;
+	if (a->store == NULL) {
+		admin__err(a, "no such tenant '%s'", tenant);
+		return EX_NOINPUT;
+	}
+	for (const struct tenancy_policy_key *k = tenancy_policy_keys; k->name != NULL; k++)
+		nkeys++;
+	values = xcalloc(nkeys + 1, sizeof *values);
+	sources = xcalloc(nkeys + 1, sizeof *sources);
+	if ((rc = admin_policy_read(a, tenant, nkeys, values, sources)) != 0)
+		goto out;
+	admin_policy_config(a, nkeys, values, sources);
+	if (a->json) {
+		admin_policy_json(a, tenant, nkeys, values, sources);
+	} else {
+		for (size_t i = 0; i < nkeys; i++) {
+			const char *row[3] = { tenancy_policy_keys[i].name, values[i], sources[i] };
+
+			admin__table_row(&t, row);
+		}
+		admin__table_print(a, &t);
+	}
+	rc = EX_OK;
+out:
+	admin__table_free(&t);
+	for (size_t i = 0; i < nkeys; i++) {
+		free(values[i]);
+		free(sources[i]);
+	}
+	free(values);
+	free(sources);
+	return rc;
+}
+
