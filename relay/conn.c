@@ -246,21 +246,22 @@ void conn_write(struct conn *c, const char *data, size_t len)
 	buf_append(&c->out, data, len);
 }
 
-void conn_flush(struct conn *c)
+int conn_flush(struct conn *c)
 {
+	int rc = 0;
+
 	if (c->out.len == 0)
-		return;
+		return 0;
 	if (c->closing) {
 		buf_reset(&c->out);
-		return;
+		return 0;
 	}
-	if (c->tls != NULL) {
-		/* A failed write is fatal to TLS; the next read reports it. */
-		(void)tlsio_write(c->tls, c->out.data, c->out.len);
-	} else {
+	if (c->tls != NULL)
+		rc = tlsio_write(c->tls, c->out.data, c->out.len);
+	else
 		conn_write_raw(c, c->out.data, c->out.len);
-	}
 	buf_reset(&c->out);
+	return rc;
 }
 
 size_t conn_out_pending(const struct conn *c)

@@ -119,7 +119,8 @@ void conn_line_restart(struct conn *c);
 /* Buffered output; conn_flush() sends it (through TLS when active). */
 struct buf *conn_out(struct conn *c);
 void conn_write(struct conn *c, const char *data, size_t len);
-void conn_flush(struct conn *c);
+/* 0, or -EPROTO when TLS failed (tlsio_error() says why). */
+int conn_flush(struct conn *c);
 /* Bytes handed to the stream and not yet written. */
 size_t conn_out_pending(const struct conn *c);
 /* Pending plus buffered output is over CONN_OUT_HIGH_WATER. */

@@ -38,11 +38,12 @@
  * have completed, so a session holds about two chunks of memory whatever
  * the message size.
  *
- * Lifetime: every path to the end goes through smtpc_close, which marks
- * the session closing and closes both handles; libuv runs pending write
- * and connect callbacks (with UV_ECANCELED) before the close callbacks,
- * and the last close callback frees the session and then runs the
- * completion. Callbacks check c->closing first.
+ * Lifetime: the connection (socket, timer, write queue, TLS, line
+ * reader) is a conn (relay/conn.h). Every path to the end goes through
+ * smtpc_close, which marks the session closing and closes the conn;
+ * libuv runs a pending connect callback (with UV_ECANCELED) before the
+ * close callbacks, and the conn's closed callback frees the session and
+ * then runs the completion. Callbacks check c->closing first.
  *
  * THREADS: loop thread only.
  * ERRORS: smtpc_start returns -EINVAL for unusable arguments; everything
@@ -64,6 +65,7 @@
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "queue/queue.h"
+#include "relay/conn.h"
 #include "relay/smtp_client.h"
 #include "relay/smtp_parse.h"
 #include "relay/tlsio.h"
@@ -77,7 +79,6 @@
 #define SMTPC_REPLY_MAX (64 * 1024)
 /* Unprocessed input we keep (a reply arriving during the body waits). */
 #define SMTPC_IN_MAX (SMTPC_REPLY_MAX + SMTPC_LINE_MAX)
-#define SMTPC_READ_CHUNK (64 * 1024)
 
 enum smtpc_state {
 	SMTPC_ST_CONNECT,
@@ -153,15 +154,8 @@ static const struct smtpc_state_info {
 
 struct smtpc {
 	uv_loop_t *loop;
-	/* TCP or unix socket; both are streams, and libuv handles share a head. */
-	union {
-		uv_handle_t handle;
-		uv_stream_t stream;
-		uv_tcp_t tcp;
-		uv_pipe_t pipe;
-	} sock;
+	struct conn *conn;             /* TCP or unix socket */
 	bool is_unix;
-	uv_timer_t timer;
 	uv_connect_t connect_req;
 	struct sockaddr_storage addr;
 	struct smtpc_request rq;       /* copy; what it points to is borrowed */
@@ -169,28 +163,23 @@ struct smtpc {
 	void *done_arg;
 	struct smtpc_result res;
 	enum smtpc_state state;
-	int open_handles;
-	bool sock_inited;
 	bool closing;
 	bool finished;                 /* every recipient has its verdict */
 	bool broken;                   /* a 421 or RSET failure: no next message */
 
-	/* Input: plaintext lines, and the reply being assembled. */
-	struct buf in;
+	/* Input: the reply being assembled (the lines are the conn's). */
 	bool in_overflow;
 	int rcode;
 	size_t rlines;
 	struct buf rtext;              /* reply lines without "NNN-", '\n' between */
-	char rbuf[SMTPC_READ_CHUNK];
 
 	/* What the server announced in EHLO/LHLO. */
 	bool ext_size, ext_starttls, ext_8bitmime, ext_smtputf8, ext_dsn;
 	bool ext_pipelining;
 	uint64_t size_limit;           /* SIZE n; 0 = no fixed limit */
 
-	/* TLS. */
+	/* TLS: borrowed from the conn once STARTTLS was answered. */
 	struct tlsio *tls;
-	bool tls_up;                   /* set by the established callback */
 
 	/* The current transaction. */
 	bool mail_sent;                /* MAIL went out: RSET before the next one */
@@ -206,15 +195,8 @@ struct smtpc {
 	uint32_t chunk_next;
 	bool body_bol;                 /* at the start of a line */
 	bool body_cr;                  /* a CR waits for its LF */
-	size_t writes_pending;
 	struct buf chunk;
 	struct buf out;
-};
-
-struct smtpc_wreq {
-	uv_write_t req;
-	struct smtpc *c;
-	char data[];
 };
 
 const char *smtpc_outcome_name(enum smtpc_outcome o)
@@ -233,20 +215,16 @@ static void smtpc_body_pump(struct smtpc *c);
 
 /* ------------------------------------------------------------ closing */
 
-static void smtpc_on_close(uv_handle_t *h)
+/* The conn has closed: the session goes, then its completion runs. */
+static void smtpc_on_close(void *arg)
 {
-	struct smtpc *c = h->data;
+	struct smtpc *c = arg;
 	struct smtpc_result res;
 	smtpc_done_fn *done;
-	void *arg;
 
-	if (--c->open_handles > 0)
-		return;
 	res = c->res;
 	done = c->done;
 	arg = c->done_arg;
-	tlsio_free(c->tls);
-	buf_free(&c->in);
 	buf_free(&c->rtext);
 	buf_free(&c->chunk);
 	buf_free(&c->out);
@@ -261,12 +239,7 @@ static void smtpc_close(struct smtpc *c)
 	if (c->closing)
 		return;
 	c->closing = true;
-	uv_timer_stop(&c->timer);
-	uv_close((uv_handle_t *)&c->timer, smtpc_on_close);
-	if (c->sock_inited) {
-		uv_read_stop(&c->sock.stream);
-		uv_close(&c->sock.handle, smtpc_on_close);
-	}
+	conn_close(c->conn);
 }
 
 static void smtpc_set_rcpt(struct smtpc_rcpt *r, enum smtpc_outcome o, int code,
@@ -345,10 +318,13 @@ void smtpc_abort(struct smtpc *c)
 
 /* ------------------------------------------------------------- states */
 
-static void smtpc_on_timeout(uv_timer_t *t)
+static void smtpc_on_timeout(void *arg, enum conn_timeout which)
 {
-	struct smtpc *c = t->data;
+	struct smtpc *c = arg;
 
+	(void)which; /* no lifetime is set: the per-state deadline only */
+	if (c->closing)
+		return;
 	if (c->state == SMTPC_ST_CONNECT)
 		smtpc_fail(c, -ETIMEDOUT, "4.4.1", "connect to %s: Connection timed out",
 		    c->res.relay);
@@ -359,7 +335,7 @@ static void smtpc_on_timeout(uv_timer_t *t)
 
 static void smtpc_timer_restart(struct smtpc *c)
 {
-	uv_timer_start(&c->timer, smtpc_on_timeout, smtpc_states[c->state].timeout_ms, 0);
+	conn_deadline(c->conn, CONN_DL_FIXED, smtpc_states[c->state].timeout_ms);
 }
 
 /*
@@ -379,57 +355,26 @@ static void smtpc_set_state(struct smtpc *c, enum smtpc_state st)
 
 /* --------------------------------------------------------------- output */
 
-static void smtpc_on_write(uv_write_t *req, int status)
+/* A write completed: the next body chunk goes once the last has. */
+static void smtpc_on_written(void *arg)
 {
-	struct smtpc_wreq *w = (struct smtpc_wreq *)req;
-	struct smtpc *c = w->c;
+	struct smtpc *c = arg;
 
-	free(w);
-	c->writes_pending--;
 	if (c->closing)
 		return;
-	if (status < 0) {
-		smtpc_lost(c, status);
-		return;
-	}
-	if (c->state == SMTPC_ST_BODY && c->writes_pending == 0)
+	if (c->state == SMTPC_ST_BODY && conn_out_pending(c->conn) == 0)
 		smtpc_body_pump(c);
 }
 
-/* Puts bytes on the wire (a copy: uv_write keeps the pointer). */
-static void smtpc_write_raw(struct smtpc *c, const char *data, size_t len)
-{
-	struct smtpc_wreq *w;
-	uv_buf_t b;
-	int rc;
-
-	if (c->closing || len == 0)
-		return;
-	w = xmalloc(sizeof(*w) + len);
-	w->c = c;
-	memcpy(w->data, data, len);
-	b = uv_buf_init(w->data, (unsigned)len);
-	rc = uv_write(&w->req, &c->sock.stream, &b, 1, smtpc_on_write);
-	if (rc < 0) {
-		free(w);
-		smtpc_lost(c, rc);
-		return;
-	}
-	c->writes_pending++;
-}
-
-/* Plaintext out: through TLS once it is up. Check c->closing after. */
+/* Plaintext out (through TLS once it is up). Check c->closing after. */
 static void smtpc_send(struct smtpc *c, const char *data, size_t len)
 {
 	int rc;
 
 	if (c->closing)
 		return;
-	if (c->tls == NULL) {
-		smtpc_write_raw(c, data, len);
-		return;
-	}
-	rc = tlsio_write(c->tls, data, len);
+	conn_write(c->conn, data, len);
+	rc = conn_flush(c->conn);
 	if (rc < 0 && !c->closing)
 		smtpc_fail(c, rc, "4.7.5", "TLS failure with %s while %s: %s", c->res.relay,
 		    smtpc_states[c->state].doing, tlsio_error(c->tls));
@@ -478,37 +423,6 @@ static void smtpc_command(struct smtpc *c, const char *fmt, ...)
 	buf_append(&c->out, "\r\n", 2);
 	smtpc_flush(c);
 }
-
-/* ---------------------------------------------------------------- TLS */
-
-static void smtpc_tls_send(void *arg, const char *data, size_t len)
-{
-	smtpc_write_raw(arg, data, len);
-}
-
-static void smtpc_tls_plain(void *arg, const char *data, size_t len)
-{
-	struct smtpc *c = arg;
-
-	if (c->in.len + len > SMTPC_IN_MAX) {
-		c->in_overflow = true;
-		return;
-	}
-	buf_append(&c->in, data, len);
-}
-
-static void smtpc_tls_established(void *arg)
-{
-	struct smtpc *c = arg;
-
-	c->tls_up = true;
-}
-
-static const struct tlsio_callbacks smtpc_tls_cbs = {
-	.send = smtpc_tls_send,
-	.plaintext = smtpc_tls_plain,
-	.established = smtpc_tls_established,
-};
 
 /* ------------------------------------------------------------ replies */
 
@@ -1122,13 +1036,15 @@ static void smtpc_on_reply(struct smtpc *c)
 			 * server sent after its 220 in cleartext was injected by
 			 * someone; it must never be read as a TLS-protected reply.
 			 */
-			if (c->in.len > 0)
-				log_warn(c->rq.id, "discarding %zu bytes of cleartext after "
-				    "STARTTLS reply from %s", c->in.len, c->res.relay);
-			buf_reset(&c->in);
+			size_t discarded;
+
 			smtpc_set_state(c, SMTPC_ST_TLS);
 			/* Numeric next hop: no SNI (RFC 6066 3 forbids literals). */
-			c->tls = tlsio_new(c->rq.tls, false, NULL, &smtpc_tls_cbs, c);
+			discarded = conn_start_tls(c->conn, c->rq.tls, false, NULL);
+			c->tls = conn_tls(c->conn);
+			if (discarded > 0)
+				log_warn(c->rq.id, "discarding %zu bytes of cleartext after "
+				    "STARTTLS reply from %s", discarded, c->res.relay);
 			if (!c->closing && tlsio_error(c->tls)[0] != '\0')
 				smtpc_fail(c, -EPROTO, "4.7.5",
 				    "Cannot start TLS: handshake failure with %s: %s",
@@ -1258,8 +1174,7 @@ static int smtpc_reply_line(struct smtpc *c, const char *line, size_t len)
 static void smtpc_process(struct smtpc *c)
 {
 	for (;;) {
-		const char *nl;
-		size_t len, used;
+		struct conn_line l;
 		int r;
 
 		if (c->closing)
@@ -1270,22 +1185,17 @@ static void smtpc_process(struct smtpc *c)
 			smtpc_protocol_error(c, "too much reply data");
 			break;
 		}
-		nl = c->in.len > 0 ? memchr(c->in.data, '\n', c->in.len) : NULL;
-		if (nl == NULL) {
-			if (c->in.len > SMTPC_LINE_MAX)
+		/* Lines end at LF, CR LF or not (real servers differ). */
+		if (!conn_line_get(c->conn, SMTPC_LINE_MAX + 2, &l)) {
+			if (l.long_line)
 				smtpc_protocol_error(c, "reply line too long");
 			break;
 		}
-		used = (size_t)(nl - c->in.data) + 1;
-		len = used - 1;
-		if (len > 0 && c->in.data[len - 1] == '\r')
-			len--;
-		if (len > SMTPC_LINE_MAX) {
+		if (l.content > SMTPC_LINE_MAX) {
 			smtpc_protocol_error(c, "reply line too long");
 			break;
 		}
-		r = smtpc_reply_line(c, c->in.data, len);
-		buf_consume(&c->in, used);
+		r = smtpc_reply_line(c, l.data, l.content);
 		if (r < 0) {
 			smtpc_protocol_error(c, "malformed reply");
 			break;
@@ -1382,7 +1292,7 @@ static void smtpc_body_end(struct smtpc *c)
  */
 static void smtpc_body_pump(struct smtpc *c)
 {
-	while (!c->closing && c->state == SMTPC_ST_BODY && c->writes_pending == 0) {
+	while (!c->closing && c->state == SMTPC_ST_BODY && conn_out_pending(c->conn) == 0) {
 		int rc;
 
 		if (c->chunk_next >= c->rq.msg->nchunks) {
@@ -1409,54 +1319,54 @@ static void smtpc_body_pump(struct smtpc *c)
 
 /* --------------------------------------------------------------- input */
 
-static void smtpc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+static void smtpc_on_data(void *arg)
 {
-	struct smtpc *c = h->data;
+	struct smtpc *c = arg;
 
-	(void)suggested;
-	*b = uv_buf_init(c->rbuf, sizeof(c->rbuf));
+	if (c->closing)
+		return;
+	/* A server that sends more than any reply can be is broken. */
+	if (conn_in_len(c->conn) > SMTPC_IN_MAX)
+		c->in_overflow = true;
+	smtpc_process(c);
 }
 
-static void smtpc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+static void smtpc_on_tls_established(void *arg)
 {
-	struct smtpc *c = s->data;
-	int rc = 0;
+	struct smtpc *c = arg;
 
-	if (c->closing || nread == 0)
+	if (!c->closing && c->state == SMTPC_ST_TLS)
+		smtpc_tls_ready(c);
+}
+
+static void smtpc_on_lost(void *arg, int status, bool tls)
+{
+	struct smtpc *c = arg;
+
+	if (c->closing)
 		return;
-	if (nread < 0) {
-		smtpc_lost(c, (int)nread);
-		return;
-	}
-	if (c->tls != NULL) {
-		rc = tlsio_feed(c->tls, b->base, (size_t)nread);
-		if (c->closing)
-			return;
-		if (c->state == SMTPC_ST_TLS && c->tls_up && rc == 0)
-			smtpc_tls_ready(c);
-	} else if (c->in.len + (size_t)nread > SMTPC_IN_MAX) {
-		c->in_overflow = true;
-	} else {
-		buf_append(&c->in, b->base, (size_t)nread);
-	}
-	/* What arrived before a close_notify is still a reply. */
-	smtpc_process(c);
-	if (c->closing || rc == 0)
-		return;
-	if (rc == -ECONNRESET)
-		smtpc_lost(c, rc);
+	if (!tls || status == -ECONNRESET)
+		smtpc_lost(c, status);
 	else if (c->state == SMTPC_ST_TLS)
-		smtpc_fail(c, rc, "4.7.5", "Cannot start TLS: handshake failure with %s: %s",
+		smtpc_fail(c, status, "4.7.5", "Cannot start TLS: handshake failure with %s: %s",
 		    c->res.relay, tlsio_error(c->tls));
 	else
-		smtpc_fail(c, rc, "4.7.5", "TLS failure with %s while %s: %s", c->res.relay,
+		smtpc_fail(c, status, "4.7.5", "TLS failure with %s while %s: %s", c->res.relay,
 		    smtpc_states[c->state].doing, tlsio_error(c->tls));
 }
+
+static const struct conn_callbacks smtpc_conn_callbacks = {
+	.data = smtpc_on_data,
+	.written = smtpc_on_written,
+	.timeout = smtpc_on_timeout,
+	.lost = smtpc_on_lost,
+	.tls_established = smtpc_on_tls_established,
+	.closed = smtpc_on_close,
+};
 
 static void smtpc_on_connect(uv_connect_t *req, int status)
 {
 	struct smtpc *c = req->data;
-	int rc;
 
 	if (c->closing)
 		return;
@@ -1465,11 +1375,7 @@ static void smtpc_on_connect(uv_connect_t *req, int status)
 		    uv_strerror(status));
 		return;
 	}
-	rc = uv_read_start(&c->sock.stream, smtpc_alloc, smtpc_on_read);
-	if (rc < 0) {
-		smtpc_lost(c, rc);
-		return;
-	}
+	conn_want_read(c->conn, true);
 	smtpc_set_state(c, SMTPC_ST_GREETING);
 }
 
@@ -1508,7 +1414,6 @@ int smtpc_start(uv_loop_t *loop, const struct smtpc_request *req,
 	c->done_arg = arg;
 	c->state = SMTPC_ST_CONNECT;
 	c->accepted = xcalloc(req->nrcpts, sizeof(*c->accepted));
-	buf_init(&c->in);
 	buf_init(&c->rtext);
 	buf_init(&c->chunk);
 	buf_init(&c->out);
@@ -1520,26 +1425,14 @@ int smtpc_start(uv_loop_t *loop, const struct smtpc_request *req,
 	for (i = 0; i < req->nrcpts; i++)
 		smtpc_set_rcpt(&req->rcpts[i], SMTPC_NONE, 0, "", "");
 
-	uv_timer_init(loop, &c->timer);
-	c->timer.data = c;
-	c->open_handles = 1;
+	c->conn = conn_new(loop, c->is_unix ? CONN_PIPE : CONN_TCP);
+	conn_set_callbacks(c->conn, &smtpc_conn_callbacks, c);
 	*out = c;
-	if (c->is_unix)
-		rc = uv_pipe_init(loop, &c->sock.pipe, 0);
-	else
-		rc = uv_tcp_init(loop, &c->sock.tcp);
-	if (rc < 0) {
-		smtpc_fail(c, rc, "4.4.1", "connect to %s: %s", c->res.relay, uv_strerror(rc));
-		return 0;
-	}
-	c->sock.handle.data = c;
-	c->sock_inited = true;
-	c->open_handles++;
 	smtpc_timer_restart(c);
 	c->connect_req.data = c;
 	if (c->is_unix) {
 		/* Errors (ENOENT, ECONNREFUSED) come through the callback. */
-		uv_pipe_connect(&c->connect_req, &c->sock.pipe, req->unix_path,
+		uv_pipe_connect(&c->connect_req, (uv_pipe_t *)conn_stream(c->conn), req->unix_path,
 		    smtpc_on_connect);
 		return 0;
 	}
@@ -1549,9 +1442,9 @@ int smtpc_start(uv_loop_t *loop, const struct smtpc_request *req,
 	 * the peer's delayed ACK (40 ms on Linux) and caps a session at about
 	 * 25 messages a second.
 	 */
-	uv_tcp_nodelay(&c->sock.tcp, 1);
-	rc = uv_tcp_connect(&c->connect_req, &c->sock.tcp, (const struct sockaddr *)&c->addr,
-	    smtpc_on_connect);
+	uv_tcp_nodelay((uv_tcp_t *)conn_stream(c->conn), 1);
+	rc = uv_tcp_connect(&c->connect_req, (uv_tcp_t *)conn_stream(c->conn),
+	    (const struct sockaddr *)&c->addr, smtpc_on_connect);
 	if (rc < 0)
 		smtpc_fail(c, rc, "4.4.1", "connect to %s: %s", c->res.relay, uv_strerror(rc));
 	return 0;
