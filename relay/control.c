@@ -30,8 +30,9 @@
  * "error 75 busy", any beyond that are closed unanswered.
  *
  * OWNERSHIP: the server owns its listening pipe, its path copy and its
- * connections. A connection lives until both of its handles have closed
- * and, when it submitted an operation, until that operation's done
+ * connections. A connection lives until its conn (relay/conn.h: socket,
+ * timer, line reader, write queue) has closed and, when it submitted an
+ * operation, until that operation's done
  * callback has run (a reference each). The server frees itself after
  * ctl_stop once its pipe has closed and its last connection is gone.
  *
@@ -75,6 +76,7 @@
 #include "queue/queue.h"
 #include "queue/queue_admin.h"
 #include "queue/queue_writer.h"
+#include "relay/conn.h"
 #include "relay/control.h"
 
 #define CTL_TIMEOUT_MS 5000
@@ -107,10 +109,8 @@ struct ctl_server {
 struct ctl_conn {
 	struct ctl_server *srv;
 	struct ctl_conn *prev, *next;
-	uv_pipe_t pipe;
-	uv_timer_t timer;
-	uv_write_t wreq;
-	int refs;            /* two handles, plus one while an operation is owed */
+	struct conn *conn;   /* the socket, its timer, reader and write queue */
+	int refs;            /* the conn, plus one while an operation is owed */
 	bool closing;
 	bool busy;           /* submitted to the writer, done not run yet */
 	bool replied;
@@ -126,8 +126,6 @@ struct ctl_conn {
 	int exec_code;
 	bool exec_write_failed;
 	struct config *exec_cfg; /* a reference taken on the loop for the run */
-	char in[CTLPROTO_LINE_MAX];
-	size_t inlen;
 	char out[CTL_REPLY_MAX];
 	/* The operation: set on the loop before submit, results by ctl_apply. */
 	enum queue_admin_verb verb;
@@ -167,9 +165,9 @@ static void ctl_conn_unref(struct ctl_conn *c)
 	ctl_server_maybe_free(s);
 }
 
-static void ctl_on_conn_closed(uv_handle_t *h)
+static void ctl_on_conn_closed(void *arg)
 {
-	ctl_conn_unref(h->data);
+	ctl_conn_unref(arg);
 }
 
 static void ctl_conn_close(struct ctl_conn *c)
@@ -177,8 +175,7 @@ static void ctl_conn_close(struct ctl_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
-	uv_close((uv_handle_t *)&c->pipe, ctl_on_conn_closed);
-	uv_close((uv_handle_t *)&c->timer, ctl_on_conn_closed);
+	conn_close(c->conn);
 }
 
 static void ctl_on_server_closed(uv_handle_t *h)
@@ -207,16 +204,38 @@ static void ctl_on_kick(uv_async_t *a)
 
 /* --------------------------------------------------------------- reply */
 
-static void ctl_on_write(uv_write_t *req, int status)
+static void ctl_on_written(void *arg)
 {
-	(void)status; /* one request per connection: close either way */
-	ctl_conn_close(req->data);
+	struct ctl_conn *c = arg;
+
+	/* One request per connection: the reply is out, so is the client. */
+	if (c->replied && conn_out_pending(c->conn) == 0)
+		ctl_conn_close(c);
 }
 
-static void ctl_on_timeout(uv_timer_t *t)
+static void ctl_on_lost(void *arg, int status, bool tls)
 {
-	struct ctl_conn *c = t->data;
+	(void)status; /* EOF or an error: nobody to answer (or the reply is lost) */
+	(void)tls;
+	ctl_conn_close(arg);
+}
 
+/* Sends what the conn has buffered; the written callback closes after. */
+static void ctl_send(struct ctl_conn *c, const char *data, size_t n)
+{
+	conn_want_read(c->conn, false);
+	conn_deadline(c->conn, CONN_DL_FIXED, CTL_TIMEOUT_MS);
+	conn_write(c->conn, data, n);
+	conn_flush(c->conn);
+}
+
+static void ctl_on_timeout(void *arg, enum conn_timeout which)
+{
+	struct ctl_conn *c = arg;
+
+	(void)which; /* no lifetime: the request timeout only */
+	if (c->closing)
+		return;
 	if (c->replied) {
 		/* The client does not read its reply. */
 		ctl_conn_close(c);
@@ -233,25 +252,17 @@ static void ctl_on_timeout(uv_timer_t *t)
 static void ctl_reply(struct ctl_conn *c, int code, const char *fmt, ...)
 {
 	char text[CTL_TEXT_MAX];
-	uv_buf_t b;
 	va_list ap;
 	size_t n;
-	int rc;
 
 	if (c->closing || c->replied)
 		return;
 	c->replied = true;
-	uv_read_stop((uv_stream_t *)&c->pipe);
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof text, fmt, ap);
 	va_end(ap);
 	n = ctlproto_reply_format(c->out, sizeof c->out, code, text);
-	uv_timer_start(&c->timer, ctl_on_timeout, CTL_TIMEOUT_MS, 0);
-	b = uv_buf_init(c->out, (unsigned)n);
-	c->wreq.data = c;
-	rc = uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, ctl_on_write);
-	if (rc < 0)
-		ctl_conn_close(c);
+	ctl_send(c, c->out, n);
 }
 
 /* ------------------------------------------------ the queue operations */
@@ -423,8 +434,7 @@ static void ctl_exec_work(uv_work_t *w)
 static void ctl_exec_done(uv_work_t *w, int status)
 {
 	struct ctl_conn *c = w->data;
-	uv_buf_t b;
-	int n, rc;
+	int n;
 
 	c->exec_running = false;
 	buf_free(&c->payload);
@@ -441,12 +451,7 @@ static void ctl_exec_done(uv_work_t *w, int status)
 	}
 	c->replied = true;
 	n = snprintf(c->out, sizeof c->out, "exit %d\n", c->exec_code);
-	uv_timer_start(&c->timer, ctl_on_timeout, CTL_TIMEOUT_MS, 0);
-	b = uv_buf_init(c->out, (unsigned)n);
-	c->wreq.data = c;
-	rc = uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, ctl_on_write);
-	if (rc < 0)
-		ctl_conn_close(c);
+	ctl_send(c, c->out, (size_t)n);
 	ctl_conn_unref(c);
 }
 
@@ -454,9 +459,10 @@ static void ctl_exec_start(struct ctl_conn *c)
 {
 	uv_os_fd_t fd;
 
-	uv_read_stop((uv_stream_t *)&c->pipe);
-	uv_timer_stop(&c->timer);
-	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0) {
+	/* The pool thread owns the socket until ctl_exec_done: hands off. */
+	conn_want_read(c->conn, false);
+	conn_deadline(c->conn, CONN_DL_NONE, 0);
+	if (uv_fileno((uv_handle_t *)conn_stream(c->conn), &fd) < 0) {
 		ctl_reply(c, EX_SOFTWARE, "cannot run the command");
 		return;
 	}
@@ -547,74 +553,61 @@ static void ctl_dispatch(struct ctl_conn *c, char *line, size_t len)
 	if (needs_id)
 		queue_id_format(c->id, c->qid);
 	/* From here the writer sets the pace, not the client. */
-	uv_timer_stop(&c->timer);
+	conn_want_read(c->conn, false);
+	conn_deadline(c->conn, CONN_DL_NONE, 0);
 	c->busy = true;
 	c->refs++;
 	queue_writer_submit(c->srv->writer, ctl_apply, ctl_done, c);
 }
 
-static void ctl_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-	struct ctl_conn *c = h->data;
-
-	(void)suggested;
-	if (c->exec_len > 0) {
-		/* An exec payload: at most what is still owed, in 64 KiB steps. */
-		size_t want = c->exec_len - c->payload.len;
-
-		if (want > 65536)
-			want = 65536;
-		if (want == 0)
-			want = 1; /* one byte too many: reported as a protocol error */
-		buf_reserve(&c->payload, want);
-		buf->base = c->payload.data + c->payload.len;
-		buf->len = want;
-		return;
-	}
-	/* Never more than the rest of the request buffer: the bound is here. */
-	buf->base = c->in + c->inlen;
-	buf->len = sizeof c->in - c->inlen;
-}
-
 static void ctl_exec_more(struct ctl_conn *c);
 
-static void ctl_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+/* Moves what the conn buffered into the exec payload. */
+static void ctl_exec_take(struct ctl_conn *c)
 {
-	struct ctl_conn *c = st->data;
-	char *nl;
+	size_t n = conn_in_len(c->conn);
 
-	(void)buf;
-	if (c->closing || c->replied || c->busy || nread == 0)
+	/* One byte over what was announced is enough to refuse. */
+	if (n > c->exec_len - c->payload.len + 1)
+		n = c->exec_len - c->payload.len + 1;
+	buf_append(&c->payload, conn_in_data(c->conn), n);
+	conn_in_clear(c->conn);
+	ctl_exec_more(c);
+}
+
+static void ctl_on_data(void *arg)
+{
+	struct ctl_conn *c = arg;
+	struct conn_line l;
+	char line[CTLPROTO_LINE_MAX + 1];
+
+	if (c->closing || c->replied || c->busy)
 		return;
-	if (nread < 0) {
-		/* EOF or an error before a whole request: nobody to answer. */
-		ctl_conn_close(c);
-		return;
-	}
 	if (c->exec_len > 0) {
-		c->payload.len += (size_t)nread;
-		ctl_exec_more(c);
+		ctl_exec_take(c);
 		return;
 	}
-	nl = memchr(c->in + c->inlen, '\n', (size_t)nread);
-	c->inlen += (size_t)nread;
-	if (nl == NULL) {
-		if (c->inlen == sizeof c->in)
+	/* The reader never buffers more than the longest request. */
+	if (!conn_line_get(c->conn, CTLPROTO_LINE_MAX, &l)) {
+		if (l.long_line)
 			ctl_reply(c, EX_USAGE, "request longer than %d bytes", CTLPROTO_LINE_MAX);
 		return;
 	}
-	*nl = '\0';
-	ctl_dispatch(c, c->in, (size_t)(nl - c->in));
+	if (l.too_long) {
+		ctl_reply(c, EX_USAGE, "request longer than %d bytes", CTLPROTO_LINE_MAX);
+		return;
+	}
+	/* Only the newline goes: a CR is the parser's to refuse. */
+	memcpy(line, l.data, l.len - 1);
+	line[l.len - 1] = '\0';
+	ctl_dispatch(c, line, l.len - 1);
 	if (c->exec_len > 0 && !c->replied) {
 		/* Payload bytes that came with the line. */
-		size_t extra = c->inlen - (size_t)(nl + 1 - c->in);
-
-		buf_append(&c->payload, nl + 1, extra);
-		ctl_exec_more(c);
+		ctl_exec_take(c);
 		return;
 	}
 	/* One request per connection: anything after the newline is ignored. */
-	uv_read_stop(st);
+	conn_want_read(c->conn, false);
 }
 
 /* Payload bytes arrived: wait for more, refuse too many, or run. */
@@ -626,7 +619,7 @@ static void ctl_exec_more(struct ctl_conn *c)
 	}
 	if (c->payload.len < c->exec_len) {
 		/* A client that sends slowly gets the timeout per read, not per request. */
-		uv_timer_start(&c->timer, ctl_on_timeout, CTL_TIMEOUT_MS, 0);
+		conn_deadline(c->conn, CONN_DL_PROGRESS, CTL_TIMEOUT_MS);
 		return;
 	}
 	ctl_exec_start(c);
@@ -645,7 +638,7 @@ static bool ctl_peer_identify(struct ctl_conn *c)
 	socklen_t len = sizeof cred;
 	uv_os_fd_t fd;
 
-	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
+	if (uv_fileno((uv_handle_t *)conn_stream(c->conn), &fd) < 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof cred) {
 		log_warn(NULL, "control: cannot read a client's credentials: %s", strerror(errno));
 		ctl_reply(c, EX_SOFTWARE, "cannot identify the caller");
@@ -656,6 +649,14 @@ static bool ctl_peer_identify(struct ctl_conn *c)
 	c->privileged = cred.uid == 0 || cred.uid == s->self_uid;
 	return true;
 }
+
+static const struct conn_callbacks ctl_conn_callbacks = {
+	.data = ctl_on_data,
+	.written = ctl_on_written,
+	.timeout = ctl_on_timeout,
+	.lost = ctl_on_lost,
+	.closed = ctl_on_conn_closed,
+};
 
 static void ctl_on_connection(uv_stream_t *server, int status)
 {
@@ -669,18 +670,15 @@ static void ctl_on_connection(uv_stream_t *server, int status)
 	}
 	c = xcalloc(1, sizeof *c);
 	c->srv = s;
-	/* Neither init can fail for a unix pipe and a timer on a live loop. */
-	uv_pipe_init(s->loop, &c->pipe, 0);
-	uv_timer_init(s->loop, &c->timer);
-	c->pipe.data = c;
-	c->timer.data = c;
-	c->refs = 2;
+	c->conn = conn_new(s->loop, CONN_PIPE);
+	conn_set_callbacks(c->conn, &ctl_conn_callbacks, c);
+	c->refs = 1;
 	c->next = s->conns;
 	if (s->conns != NULL)
 		s->conns->prev = c;
 	s->conns = c;
 	s->nconns++;
-	rc = uv_accept(server, (uv_stream_t *)&c->pipe);
+	rc = uv_accept(server, conn_stream(c->conn));
 	if (rc < 0) {
 		log_warn(NULL, "control: accept: %s", uv_strerror(rc));
 		ctl_conn_close(c);
@@ -690,16 +688,15 @@ static void ctl_on_connection(uv_stream_t *server, int status)
 		ctl_conn_close(c);
 		return;
 	}
-	uv_timer_start(&c->timer, ctl_on_timeout, CTL_TIMEOUT_MS, 0);
+	/* The whole request line within CTL_TIMEOUT_MS of the accept. */
+	conn_deadline(c->conn, CONN_DL_FIXED, CTL_TIMEOUT_MS);
 	if (s->nconns > CTL_MAX_CONNS) {
 		ctl_reply(c, EX_TEMPFAIL, "busy: too many control connections; try again");
 		return;
 	}
 	if (!ctl_peer_identify(c))
 		return;
-	rc = uv_read_start((uv_stream_t *)&c->pipe, ctl_on_alloc, ctl_on_read);
-	if (rc < 0)
-		ctl_conn_close(c);
+	conn_want_read(c->conn, true);
 }
 
 /* ---------------------------------------------------------------- start */
