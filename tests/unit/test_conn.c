@@ -427,8 +427,6 @@ int main(void)
 	/* As govrelayd does: a peer that hung up is an error code, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
 	sr = srunner_create(test_conn_suite());
-	int failed;
-
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
