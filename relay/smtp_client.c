@@ -974,10 +974,179 @@ static void smtpc_on_dot_reply(struct smtpc *c)
 	smtpc_txn_end(c);
 }
 
+/* ---------------------------------------------------- one reply per state */
+
+static void smtpc_on_greeting_reply(struct smtpc *c)
+{
+	if (c->rcode / 100 == 2)
+		smtpc_hello(c);
+	else
+		smtpc_site_reply(c, "refused to talk to me");
+}
+
+static void smtpc_on_ehlo_reply(struct smtpc *c)
+{
+	int klass = c->rcode / 100;
+
+	if (klass == 2) {
+		smtpc_parse_ehlo(c);
+		smtpc_after_helo(c);
+	} else if (klass == 5) {
+		/* RFC 5321 3.2: an old server; fall back to HELO. */
+		smtpc_set_state(c, SMTPC_ST_HELO);
+		smtpc_ext_reset(c);
+		smtpc_command(c, "HELO %s", c->rq.helo_name);
+	} else {
+		smtpc_site_reply(c, "said");
+	}
+}
+
+static void smtpc_on_lhlo_reply(struct smtpc *c)
+{
+	/* RFC 2033 4.1: every LMTP server supports LHLO; no fallback. */
+	if (c->rcode / 100 == 2) {
+		smtpc_parse_ehlo(c);
+		smtpc_after_helo(c);
+	} else {
+		smtpc_site_reply(c, "said");
+	}
+}
+
+static void smtpc_on_helo_reply(struct smtpc *c)
+{
+	if (c->rcode / 100 == 2)
+		smtpc_after_helo(c);
+	else
+		smtpc_site_reply(c, "said");
+}
+
+static void smtpc_on_starttls_reply(struct smtpc *c)
+{
+	char text[SMTPC_TEXT_MAX];
+	size_t discarded;
+
+	if (c->rcode / 100 != 2) {
+		smtpc_reply_text(c, text, sizeof(text));
+		if (c->rq.require_tls) {
+			smtpc_refuse_all(c, "4.7.4", "TLS is required, but host %s refused "
+			    "to start TLS: %s", c->res.relay, text);
+			smtpc_quit(c);
+			return;
+		}
+		/* Opportunistic: carry on in cleartext, as Postfix does. */
+		log_info(c->rq.id, "host %s refused STARTTLS (%s); continuing "
+		    "without TLS", c->res.relay, text);
+		smtpc_txn_start(c);
+		return;
+	}
+	/*
+	 * RFC 3207 4.2 and the CVE-2011-0411 class: anything the server sent
+	 * after its 220 in cleartext was injected by someone; it must never
+	 * be read as a TLS-protected reply. conn_start_tls drops it.
+	 */
+	smtpc_set_state(c, SMTPC_ST_TLS);
+	/* Numeric next hop: no SNI (RFC 6066 3 forbids literals). */
+	discarded = conn_start_tls(c->conn, c->rq.tls, false, NULL);
+	c->tls = conn_tls(c->conn);
+	if (discarded > 0)
+		log_warn(c->rq.id, "discarding %zu bytes of cleartext after "
+		    "STARTTLS reply from %s", discarded, c->res.relay);
+	if (!c->closing && tlsio_error(c->tls)[0] != '\0')
+		smtpc_fail(c, -EPROTO, "4.7.5", "Cannot start TLS: handshake failure with %s: %s",
+		    c->res.relay, tlsio_error(c->tls));
+}
+
+static void smtpc_on_mail_reply(struct smtpc *c)
+{
+	if (c->rcode / 100 == 2) {
+		smtpc_set_state(c, SMTPC_ST_RCPT);
+		c->rcpt_next = 0;
+		if (!c->pipelined)
+			smtpc_rcpt_send(c);
+		return;
+	}
+	/* Every recipient gets the MAIL refusal. */
+	smtpc_site_record(c, "said");
+	c->mail_failed = true;
+	if (c->pipelined) {
+		/* RFC 2920 3.1: the RCPT and DATA replies still come. */
+		smtpc_set_state(c, SMTPC_ST_RCPT);
+		c->rcpt_next = 0;
+	} else {
+		smtpc_txn_end(c);
+	}
+}
+
+static void smtpc_on_data_reply(struct smtpc *c)
+{
+	if (c->rcode == 354 && c->naccepted == 0) {
+		/*
+		 * Only possible pipelined: the server took DATA although MAIL
+		 * or every RCPT failed (RFC 2920 3.1 says it must not). Its
+		 * state is unknown; sending an empty message to learn it is not
+		 * worth it.
+		 */
+		smtpc_hangup(c, "server accepted DATA without recipients");
+	} else if (c->rcode == 354) {
+		smtpc_set_state(c, SMTPC_ST_BODY);
+		c->chunk_next = 0;
+		c->body_bol = true;
+		c->body_cr = false;
+		smtpc_body_pump(c);
+	} else {
+		/* With no accepted recipient every verdict is known already. */
+		if (c->naccepted > 0)
+			smtpc_site_record(c, "said");
+		smtpc_txn_end(c);
+	}
+}
+
+static void smtpc_on_rset_reply(struct smtpc *c)
+{
+	char reply[SMTPC_TEXT_MAX], text[SMTPC_TEXT_MAX];
+
+	if (c->rcode / 100 == 2) {
+		smtpc_txn_start(c);
+		return;
+	}
+	/*
+	 * The server cannot start over. That says nothing about the new
+	 * message, so even a 5xx is only temporary for it: it waits for a
+	 * fresh connection.
+	 */
+	c->broken = true;
+	smtpc_reply_text(c, reply, sizeof(reply));
+	smtpc_said(c, text, sizeof(text), "said", reply);
+	smtpc_set_open(c, SMTPC_TEMP, c->rcode, "4.5.0", text);
+	smtpc_quit(c);
+}
+
+static void smtpc_on_quit_reply(struct smtpc *c)
+{
+	smtpc_close(c);
+}
+
+/* What a reply means depends on the state it answers: one row each. */
+typedef void smtpc_reply_fn(struct smtpc *c);
+
+static smtpc_reply_fn *const smtpc_reply_handlers[SMTPC_ST_COUNT] = {
+	[SMTPC_ST_GREETING] = smtpc_on_greeting_reply,
+	[SMTPC_ST_EHLO] = smtpc_on_ehlo_reply,
+	[SMTPC_ST_LHLO] = smtpc_on_lhlo_reply,
+	[SMTPC_ST_HELO] = smtpc_on_helo_reply,
+	[SMTPC_ST_STARTTLS] = smtpc_on_starttls_reply,
+	[SMTPC_ST_MAIL] = smtpc_on_mail_reply,
+	[SMTPC_ST_RCPT] = smtpc_on_rcpt_reply,
+	[SMTPC_ST_DATA] = smtpc_on_data_reply,
+	[SMTPC_ST_DOT] = smtpc_on_dot_reply,
+	[SMTPC_ST_RSET] = smtpc_on_rset_reply,
+	[SMTPC_ST_QUIT] = smtpc_on_quit_reply,
+	/* CONNECT, TLS and BODY await no reply (smtpc_states[].awaits_reply). */
+};
+
 static void smtpc_on_reply(struct smtpc *c)
 {
 	char text[SMTPC_TEXT_MAX];
-	int klass = c->rcode / 100;
 
 	if (log_is_debug()) {
 		smtpc_reply_text(c, text, sizeof(text));
@@ -994,148 +1163,9 @@ static void smtpc_on_reply(struct smtpc *c)
 		    "said");
 		return;
 	}
-	switch (c->state) {
-	case SMTPC_ST_GREETING:
-		if (klass == 2)
-			smtpc_hello(c);
-		else
-			smtpc_site_reply(c, "refused to talk to me");
-		break;
-	case SMTPC_ST_EHLO:
-		if (klass == 2) {
-			smtpc_parse_ehlo(c);
-			smtpc_after_helo(c);
-		} else if (klass == 5) {
-			/* RFC 5321 3.2: an old server; fall back to HELO. */
-			smtpc_set_state(c, SMTPC_ST_HELO);
-			smtpc_ext_reset(c);
-			smtpc_command(c, "HELO %s", c->rq.helo_name);
-		} else {
-			smtpc_site_reply(c, "said");
-		}
-		break;
-	case SMTPC_ST_LHLO:
-		/* RFC 2033 4.1: every LMTP server supports LHLO; no fallback. */
-		if (klass == 2) {
-			smtpc_parse_ehlo(c);
-			smtpc_after_helo(c);
-		} else {
-			smtpc_site_reply(c, "said");
-		}
-		break;
-	case SMTPC_ST_HELO:
-		if (klass == 2)
-			smtpc_after_helo(c);
-		else
-			smtpc_site_reply(c, "said");
-		break;
-	case SMTPC_ST_STARTTLS:
-		if (klass == 2) {
-			/*
-			 * RFC 3207 4.2 and the CVE-2011-0411 class: anything the
-			 * server sent after its 220 in cleartext was injected by
-			 * someone; it must never be read as a TLS-protected reply.
-			 */
-			size_t discarded;
-
-			smtpc_set_state(c, SMTPC_ST_TLS);
-			/* Numeric next hop: no SNI (RFC 6066 3 forbids literals). */
-			discarded = conn_start_tls(c->conn, c->rq.tls, false, NULL);
-			c->tls = conn_tls(c->conn);
-			if (discarded > 0)
-				log_warn(c->rq.id, "discarding %zu bytes of cleartext after "
-				    "STARTTLS reply from %s", discarded, c->res.relay);
-			if (!c->closing && tlsio_error(c->tls)[0] != '\0')
-				smtpc_fail(c, -EPROTO, "4.7.5",
-				    "Cannot start TLS: handshake failure with %s: %s",
-				    c->res.relay, tlsio_error(c->tls));
-		} else if (c->rq.require_tls) {
-			smtpc_reply_text(c, text, sizeof(text));
-			smtpc_refuse_all(c, "4.7.4", "TLS is required, but host %s refused "
-			    "to start TLS: %s", c->res.relay, text);
-			smtpc_quit(c);
-		} else {
-			/* Opportunistic: carry on in cleartext, as Postfix does. */
-			smtpc_reply_text(c, text, sizeof(text));
-			log_info(c->rq.id, "host %s refused STARTTLS (%s); continuing "
-			    "without TLS", c->res.relay, text);
-			smtpc_txn_start(c);
-		}
-		break;
-	case SMTPC_ST_MAIL:
-		if (klass == 2) {
-			smtpc_set_state(c, SMTPC_ST_RCPT);
-			c->rcpt_next = 0;
-			if (!c->pipelined)
-				smtpc_rcpt_send(c);
-		} else {
-			/* Every recipient gets the MAIL refusal. */
-			smtpc_site_record(c, "said");
-			c->mail_failed = true;
-			if (c->pipelined) {
-				/* RFC 2920 3.1: the RCPT and DATA replies still come. */
-				smtpc_set_state(c, SMTPC_ST_RCPT);
-				c->rcpt_next = 0;
-			} else {
-				smtpc_txn_end(c);
-			}
-		}
-		break;
-	case SMTPC_ST_RCPT:
-		smtpc_on_rcpt_reply(c);
-		break;
-	case SMTPC_ST_DATA:
-		if (c->rcode == 354 && c->naccepted == 0) {
-			/*
-			 * Only possible pipelined: the server took DATA although
-			 * MAIL or every RCPT failed (RFC 2920 3.1 says it must
-			 * not). Its state is unknown; sending an empty message to
-			 * learn it is not worth it.
-			 */
-			smtpc_hangup(c, "server accepted DATA without recipients");
-		} else if (c->rcode == 354) {
-			smtpc_set_state(c, SMTPC_ST_BODY);
-			c->chunk_next = 0;
-			c->body_bol = true;
-			c->body_cr = false;
-			smtpc_body_pump(c);
-		} else {
-			/* With no accepted recipient every verdict is known already. */
-			if (c->naccepted > 0)
-				smtpc_site_record(c, "said");
-			smtpc_txn_end(c);
-		}
-		break;
-	case SMTPC_ST_DOT:
-		smtpc_on_dot_reply(c);
-		break;
-	case SMTPC_ST_RSET:
-		if (klass == 2) {
-			smtpc_txn_start(c);
-		} else {
-			char reply[SMTPC_TEXT_MAX];
-
-			/*
-			 * The server cannot start over. That says nothing about
-			 * the new message, so even a 5xx is only temporary for
-			 * it: it waits for a fresh connection.
-			 */
-			c->broken = true;
-			smtpc_reply_text(c, reply, sizeof(reply));
-			smtpc_said(c, text, sizeof(text), "said", reply);
-			smtpc_set_open(c, SMTPC_TEMP, c->rcode, "4.5.0", text);
-			smtpc_quit(c);
-		}
-		break;
-	case SMTPC_ST_QUIT:
-		smtpc_close(c);
-		break;
-	case SMTPC_ST_CONNECT:
-	case SMTPC_ST_TLS:
-	case SMTPC_ST_BODY:
-	case SMTPC_ST_COUNT:
+	if (smtpc_reply_handlers[c->state] == NULL)
 		panic("smtp client: reply in state %s", smtpc_states[c->state].name);
-	}
+	smtpc_reply_handlers[c->state](c);
 }
 
 /*
