@@ -1276,33 +1276,26 @@ static void smtp_cmd_helo(struct smtp_session *s, enum smtp_cmd cmd, const char 
 	buf_append_str(conn_out(s->conn), "250 DSN\r\n");
 }
 
-static bool smtp_require_state(struct smtp_session *s, enum smtp_cmd cmd)
+/* Why a transaction command is refused in the current state (503 5.5.1). */
+static void smtp_state_refusal(struct smtp_session *s, enum smtp_cmd cmd)
 {
 	switch (s->state) {
 	case SMTP_ST_INIT:
 		smtp_reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
 		break;
 	case SMTP_ST_READY:
-		if (cmd == SMTP_CMD_MAIL)
-			return true;
 		smtp_reply(s, 503, "5.5.1", "Error: need MAIL command");
 		break;
 	case SMTP_ST_MAIL:
-		if (cmd == SMTP_CMD_RCPT)
-			return true;
 		if (cmd == SMTP_CMD_MAIL)
 			smtp_reply(s, 503, "5.5.1", "Error: nested MAIL command");
 		else
 			smtp_reply(s, 503, "5.5.1", "Error: need RCPT command");
 		break;
 	case SMTP_ST_RCPT:
-		if (cmd != SMTP_CMD_MAIL)
-			return true;
 		smtp_reply(s, 503, "5.5.1", "Error: nested MAIL command");
 		break;
 	case SMTP_ST_BDAT_IDLE:
-		if (cmd == SMTP_CMD_BDAT)
-			return true;
 		smtp_reply(s, 503, "5.5.1", "Error: %s not allowed inside a BDAT transaction",
 		    smtp_cmd_name(cmd));
 		break;
@@ -1310,8 +1303,6 @@ static bool smtp_require_state(struct smtp_session *s, enum smtp_cmd cmd)
 		smtp_reply(s, 503, "5.5.1", "Error: bad sequence of commands");
 		break;
 	}
-	smtp_count_error(s);
-	return false;
 }
 
 static void smtp_fill_request(struct smtp_session *s, enum policy_stage stage)
@@ -1359,19 +1350,7 @@ static void smtp_cmd_mail(struct smtp_session *s, enum smtp_cmd cmd, const char 
 	struct smtp_mail_params params;
 	const char *rest;
 
-	if (!smtp_require_state(s, cmd))
-		return;
-	if (s->role == CFG_ROLE_SUBMISSION && !s->tls_active) {
-		smtp_reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
-		smtp_count_error(s);
-		return;
-	}
-	if (s->role != CFG_ROLE_MX && !s->authenticated) {
-		/* RFC 6409 section 4.3: a submission server needs to know the submitter. */
-		smtp_reply(s, 530, "5.7.0", "Authentication required");
-		smtp_count_error(s);
-		return;
-	}
+	(void)cmd;
 	/* Parse with UTF-8 allowed, then hold it against the SMTPUTF8 parameter. */
 	if (smtp_parse_path(arg, false, true, true, &path, &rest, &err) < 0 ||
 	    smtp_parse_mail_params(rest, &params, &err) < 0) {
@@ -1431,8 +1410,7 @@ static void smtp_cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char 
 	struct smtp_parse_error err;
 	const char *rest;
 
-	if (!smtp_require_state(s, cmd))
-		return;
+	(void)cmd;
 	if (smtp_parse_path(arg, true, false, s->tx.params.smtputf8, &s->pending_path,
 	        &rest, &err) < 0 ||
 	    smtp_parse_rcpt_params(rest, &s->pending_rparams, &err) < 0) {
@@ -1458,13 +1436,8 @@ static void smtp_cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char 
 
 static void smtp_cmd_data(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
-	if (arg[0] != '\0') {
-		smtp_reply(s, 501, "5.5.4", "Error: DATA takes no argument");
-		smtp_count_error(s);
-		return;
-	}
-	if (!smtp_require_state(s, cmd))
-		return;
+	(void)cmd;
+	(void)arg;
 	smtp_set_state(s, SMTP_ST_DATA);
 	smtp_body_begin(s);
 	smtp_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
@@ -1516,11 +1489,7 @@ static void smtp_cmd_bdat(struct smtp_session *s, enum smtp_cmd cmd, const char 
 static void smtp_cmd_rset(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
 	(void)cmd;
-	if (arg[0] != '\0') {
-		smtp_reply(s, 501, "5.5.4", "Error: RSET takes no argument");
-		smtp_count_error(s);
-		return;
-	}
+	(void)arg;
 	smtp_tx_reset(s);
 	if (s->state != SMTP_ST_INIT)
 		smtp_set_state(s, SMTP_ST_READY);
@@ -1555,11 +1524,7 @@ static void smtp_cmd_help(struct smtp_session *s, enum smtp_cmd cmd, const char 
 static void smtp_cmd_vrfy(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
 	(void)cmd;
-	if (arg[0] == '\0') {
-		smtp_reply(s, 501, "5.5.4", "Error: VRFY needs an argument");
-		smtp_count_error(s);
-		return;
-	}
+	(void)arg;
 	/* RFC 5321 section 3.5.3: 252 without saying whether the user exists. */
 	smtp_reply(s, 252, "2.5.0",
 	    "Cannot VRFY user, but will accept message and attempt delivery");
@@ -1702,30 +1667,6 @@ static void smtp_cmd_auth(struct smtp_session *s, enum smtp_cmd cmd, const char 
 	const char *initial = sp ? sp + 1 : NULL;
 
 	(void)cmd;
-	if (s->role == CFG_ROLE_MX || s->srv->auth == NULL) {
-		smtp_reply(s, 502, "5.5.1", "Error: authentication not enabled");
-		smtp_count_error(s);
-		return;
-	}
-	if (!s->tls_active) {
-		smtp_reply(s, 538, "5.7.11", "Encryption required for requested authentication "
-		    "mechanism: issue STARTTLS first");
-		smtp_count_error(s);
-		return;
-	}
-	if (s->authenticated) {
-		smtp_reply(s, 503, "5.5.1", "Error: already authenticated");
-		smtp_count_error(s);
-		return;
-	}
-	/* RFC 4954 section 4: not during a mail transaction. */
-	if (s->state != SMTP_ST_READY) {
-		smtp_reply(s, 503, "5.5.1",
-		    s->state == SMTP_ST_INIT ? "Error: send EHLO first" :
-		    "Error: AUTH not allowed during a mail transaction");
-		smtp_count_error(s);
-		return;
-	}
 	if (mechlen == 5 && strncasecmp(arg, "PLAIN", 5) == 0) {
 		if (initial == NULL) {
 			s->auth_step = SMTP_AUTH_PLAIN;
@@ -1777,27 +1718,7 @@ static void smtp_start_tls(struct smtp_session *s)
 static void smtp_cmd_starttls(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
 	(void)cmd;
-	if (s->tls_active) {
-		smtp_reply(s, 503, "5.5.1", "Error: TLS already active");
-		smtp_count_error(s);
-		return;
-	}
-	if (s->srv->tls == NULL || s->role == CFG_ROLE_SUBMISSIONS) {
-		smtp_reply(s, 502, "5.5.1", "Error: STARTTLS not available");
-		smtp_count_error(s);
-		return;
-	}
-	if (arg[0] != '\0') {
-		smtp_reply(s, 501, "5.5.4", "Error: STARTTLS takes no argument");
-		smtp_count_error(s);
-		return;
-	}
-	if (s->state != SMTP_ST_READY) {
-		smtp_reply(s, 503, "5.5.1", s->state == SMTP_ST_INIT ?
-		    "Error: send EHLO first" : "Error: STARTTLS not allowed in a mail transaction");
-		smtp_count_error(s);
-		return;
-	}
+	(void)arg;
 	/* conn_start_tls sends this in clear before the handshake. */
 	smtp_reply(s, 220, "2.0.0", "Ready to start TLS");
 	s->helo[0] = '\0';
@@ -1807,39 +1728,145 @@ static void smtp_cmd_starttls(struct smtp_session *s, enum smtp_cmd cmd, const c
 
 typedef void smtp_cmd_fn(struct smtp_session *s, enum smtp_cmd cmd, const char *arg);
 
-/* One row per verb. */
-static smtp_cmd_fn *const smtp_commands[] = {
-	[SMTP_CMD_HELO] = smtp_cmd_helo,
-	[SMTP_CMD_EHLO] = smtp_cmd_helo,
-	[SMTP_CMD_MAIL] = smtp_cmd_mail,
-	[SMTP_CMD_RCPT] = smtp_cmd_rcpt,
-	[SMTP_CMD_DATA] = smtp_cmd_data,
-	[SMTP_CMD_BDAT] = smtp_cmd_bdat,
-	[SMTP_CMD_RSET] = smtp_cmd_rset,
-	[SMTP_CMD_NOOP] = smtp_cmd_noop,
-	[SMTP_CMD_QUIT] = smtp_cmd_quit,
-	[SMTP_CMD_HELP] = smtp_cmd_help,
-	[SMTP_CMD_VRFY] = smtp_cmd_vrfy,
-	[SMTP_CMD_EXPN] = smtp_cmd_expn,
-	[SMTP_CMD_STARTTLS] = smtp_cmd_starttls,
-	[SMTP_CMD_AUTH] = smtp_cmd_auth,
+/*
+ * Preconditions a command row can carry, checked by the dispatcher in the
+ * row's order before the handler runs (OpenSMTPD's check/proceed split).
+ * Each failure has one fixed reply and counts toward max_bad_commands.
+ */
+enum smtp_pre {
+	SMTP_PRE_END,
+	SMTP_PRE_NO_ARG,        /* 501 5.5.4 "Error: X takes no argument" */
+	SMTP_PRE_ARG,           /* 501 5.5.4 "Error: X needs an argument" */
+	SMTP_PRE_STATE,         /* the row's states, else 503 5.5.1 */
+	SMTP_PRE_NO_TLS,        /* 503 5.5.1: TLS already active */
+	SMTP_PRE_TLS_OFFERED,   /* 502 5.5.1: no certificate, or implicit TLS */
+	SMTP_PRE_SUBMIT_TLS,    /* submission listener: 530 5.7.0 before STARTTLS */
+	SMTP_PRE_AUTHED,        /* submission roles: 530 5.7.0 before AUTH */
+	SMTP_PRE_AUTH_OFFERED,  /* 502 5.5.1 on mx or without a user store */
+	SMTP_PRE_AUTH_TLS,      /* 538 5.7.11: AUTH only under TLS (RFC 4954) */
+	SMTP_PRE_NOT_AUTHED,    /* 503 5.5.1: already authenticated */
+};
+#define SMTP_PRE_MAX 4
+
+/* Counts toward junk_command_limit (Postfix's smtpd_junk_command_limit). */
+#define SMTP_CMD_JUNK 0x1u
+/*
+ * RFC 2920 section 3.1: EHLO, DATA, VRFY, EXPN, TURN, QUIT and NOOP (and
+ * STARTTLS, AUTH: RFC 3207, 4954) may only end a pipelined group; the
+ * client waits for their reply, so it is flushed at once.
+ */
+#define SMTP_CMD_LAST_IN_GROUP 0x2u
+
+struct smtp_cmd_row {
+	smtp_cmd_fn *fn;
+	unsigned states;            /* SMTP_PRE_STATE: where it is allowed */
+	const char *state_text;     /* its refusal after EHLO; NULL: the transaction words */
+	unsigned flags;
+	enum smtp_pre pre[SMTP_PRE_MAX];
 };
 
-/*
- * Junk commands (Postfix's smtpd_junk_command_limit): they cost us a
- * reply and move no mail. A client that sends more than
- * junk_command_limit of them without queueing a message is only
- * chattering (or flooding replies it never reads); a queued message
- * resets the count.
- */
-static bool smtp_cmd_is_junk(enum smtp_cmd cmd)
+#define SMTP_TX_STATES (SMTP_T(SMTP_ST_MAIL) | SMTP_T(SMTP_ST_RCPT))
+
+/* One row per verb: handler, where it is allowed, what it needs. */
+static const struct smtp_cmd_row smtp_commands[] = {
+	[SMTP_CMD_HELO] = { smtp_cmd_helo, 0, NULL,
+	    SMTP_CMD_JUNK | SMTP_CMD_LAST_IN_GROUP, { SMTP_PRE_END } },
+	[SMTP_CMD_EHLO] = { smtp_cmd_helo, 0, NULL,
+	    SMTP_CMD_JUNK | SMTP_CMD_LAST_IN_GROUP, { SMTP_PRE_END } },
+	[SMTP_CMD_MAIL] = { smtp_cmd_mail, SMTP_T(SMTP_ST_READY), NULL, 0,
+	    { SMTP_PRE_STATE, SMTP_PRE_SUBMIT_TLS, SMTP_PRE_AUTHED } },
+	[SMTP_CMD_RCPT] = { smtp_cmd_rcpt, SMTP_TX_STATES, NULL, 0, { SMTP_PRE_STATE } },
+	[SMTP_CMD_DATA] = { smtp_cmd_data, SMTP_T(SMTP_ST_RCPT), NULL, SMTP_CMD_LAST_IN_GROUP,
+	    { SMTP_PRE_NO_ARG, SMTP_PRE_STATE } },
+	/* BDAT checks its state itself: a refused chunk is still read (RFC 3030). */
+	[SMTP_CMD_BDAT] = { smtp_cmd_bdat, 0, NULL, 0, { SMTP_PRE_END } },
+	[SMTP_CMD_RSET] = { smtp_cmd_rset, 0, NULL, SMTP_CMD_JUNK, { SMTP_PRE_NO_ARG } },
+	[SMTP_CMD_NOOP] = { smtp_cmd_noop, 0, NULL,
+	    SMTP_CMD_JUNK | SMTP_CMD_LAST_IN_GROUP, { SMTP_PRE_END } },
+	[SMTP_CMD_QUIT] = { smtp_cmd_quit, 0, NULL, SMTP_CMD_LAST_IN_GROUP, { SMTP_PRE_END } },
+	[SMTP_CMD_HELP] = { smtp_cmd_help, 0, NULL, SMTP_CMD_JUNK, { SMTP_PRE_END } },
+	[SMTP_CMD_VRFY] = { smtp_cmd_vrfy, 0, NULL,
+	    SMTP_CMD_JUNK | SMTP_CMD_LAST_IN_GROUP, { SMTP_PRE_ARG } },
+	[SMTP_CMD_EXPN] = { smtp_cmd_expn, 0, NULL, SMTP_CMD_LAST_IN_GROUP, { SMTP_PRE_END } },
+	[SMTP_CMD_STARTTLS] = { smtp_cmd_starttls, SMTP_T(SMTP_ST_READY),
+	    "Error: STARTTLS not allowed in a mail transaction", SMTP_CMD_LAST_IN_GROUP,
+	    { SMTP_PRE_NO_TLS, SMTP_PRE_TLS_OFFERED, SMTP_PRE_NO_ARG, SMTP_PRE_STATE } },
+	/* RFC 4954 section 4: not during a mail transaction. */
+	[SMTP_CMD_AUTH] = { smtp_cmd_auth, SMTP_T(SMTP_ST_READY),
+	    "Error: AUTH not allowed during a mail transaction", SMTP_CMD_LAST_IN_GROUP,
+	    { SMTP_PRE_AUTH_OFFERED, SMTP_PRE_AUTH_TLS, SMTP_PRE_NOT_AUTHED, SMTP_PRE_STATE } },
+};
+
+/* One precondition of a row: true when it holds, else the refusal is sent. */
+static bool smtp_precondition(struct smtp_session *s, enum smtp_cmd cmd,
+    const struct smtp_cmd_row *row, enum smtp_pre pre, const char *arg)
 {
-	return cmd == SMTP_CMD_NOOP || cmd == SMTP_CMD_RSET || cmd == SMTP_CMD_HELP ||
-	    cmd == SMTP_CMD_VRFY || cmd == SMTP_CMD_EHLO || cmd == SMTP_CMD_HELO;
+	switch (pre) {
+	case SMTP_PRE_END:
+		return true;
+	case SMTP_PRE_NO_ARG:
+		if (arg[0] == '\0')
+			return true;
+		smtp_reply(s, 501, "5.5.4", "Error: %s takes no argument", smtp_cmd_name(cmd));
+		return false;
+	case SMTP_PRE_ARG:
+		if (arg[0] != '\0')
+			return true;
+		smtp_reply(s, 501, "5.5.4", "Error: %s needs an argument", smtp_cmd_name(cmd));
+		return false;
+	case SMTP_PRE_STATE:
+		if (row->states & SMTP_T(s->state))
+			return true;
+		if (row->state_text == NULL)
+			smtp_state_refusal(s, cmd);
+		else
+			smtp_reply(s, 503, "5.5.1", "%s", s->state == SMTP_ST_INIT ?
+			    "Error: send EHLO first" : row->state_text);
+		return false;
+	case SMTP_PRE_NO_TLS:
+		if (!s->tls_active)
+			return true;
+		smtp_reply(s, 503, "5.5.1", "Error: TLS already active");
+		return false;
+	case SMTP_PRE_TLS_OFFERED:
+		if (s->srv->tls != NULL && s->role != CFG_ROLE_SUBMISSIONS)
+			return true;
+		smtp_reply(s, 502, "5.5.1", "Error: STARTTLS not available");
+		return false;
+	case SMTP_PRE_SUBMIT_TLS:
+		if (s->role != CFG_ROLE_SUBMISSION || s->tls_active)
+			return true;
+		smtp_reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+		return false;
+	case SMTP_PRE_AUTHED:
+		/* RFC 6409 section 4.3: a submission server needs to know the submitter. */
+		if (s->role == CFG_ROLE_MX || s->authenticated)
+			return true;
+		smtp_reply(s, 530, "5.7.0", "Authentication required");
+		return false;
+	case SMTP_PRE_AUTH_OFFERED:
+		if (s->role != CFG_ROLE_MX && s->srv->auth != NULL)
+			return true;
+		smtp_reply(s, 502, "5.5.1", "Error: authentication not enabled");
+		return false;
+	case SMTP_PRE_AUTH_TLS:
+		if (s->tls_active)
+			return true;
+		smtp_reply(s, 538, "5.7.11", "Encryption required for requested authentication "
+		    "mechanism: issue STARTTLS first");
+		return false;
+	case SMTP_PRE_NOT_AUTHED:
+		if (!s->authenticated)
+			return true;
+		smtp_reply(s, 503, "5.5.1", "Error: already authenticated");
+		return false;
+	}
+	return true;
 }
 
 static void smtp_handle_line(struct smtp_session *s, const char *line, size_t len)
 {
+	const struct smtp_cmd_row *row;
 	struct smtp_parse_error err;
 	enum smtp_cmd cmd;
 	const char *arg;
@@ -1857,19 +1884,34 @@ static void smtp_handle_line(struct smtp_session *s, const char *line, size_t le
 		return;
 	}
 	if ((size_t)cmd >= sizeof smtp_commands / sizeof smtp_commands[0] ||
-	    smtp_commands[cmd] == NULL) {
+	    smtp_commands[cmd].fn == NULL) {
 		smtp_reply(s, 500, "5.5.2", "Error: command not recognized");
 		smtp_count_error(s);
 		return;
 	}
-	if (smtp_cmd_is_junk(cmd) && ++s->junk > s->cfg->junk_command_limit) {
+	row = &smtp_commands[cmd];
+	if ((row->flags & SMTP_CMD_JUNK) && ++s->junk > s->cfg->junk_command_limit) {
 		log_event(LOG_LVL_INFO, s->id, "event", "too_many_junk_commands", "client",
 		    s->peer_addr, "command", smtp_cmd_name(cmd), NULL);
 		smtp_tx_reset(s);
 		smtp_goodbye(s, "4.7.0", "Error: too many junk commands");
 		return;
 	}
-	smtp_commands[cmd](s, cmd, arg);
+	/* Check: every precondition of the row, in its order; a refusal counts. */
+	for (size_t i = 0; i < SMTP_PRE_MAX && row->pre[i] != SMTP_PRE_END; i++) {
+		if (!smtp_precondition(s, cmd, row, row->pre[i], arg)) {
+			smtp_count_error(s);
+			return;
+		}
+	}
+	/* Policy and proceed: the handler. */
+	row->fn(s, cmd, arg);
+	/*
+	 * RFC 2920 section 3.1: the client waits for the reply to a command
+	 * that ends a group, so it must not wait in our buffer.
+	 */
+	if ((row->flags & SMTP_CMD_LAST_IN_GROUP) && !s->busy && !s->close_after_flush)
+		smtp_flush(s);
 }
 
 /* ------------------------------------------------------ input loop */
