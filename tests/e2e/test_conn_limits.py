@@ -7,6 +7,7 @@ byte every 2 s is closed), and max_session_time.
 """
 import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -196,6 +197,58 @@ class SessionTimeTest(RelayTestCase):
         self.assertGreater(elapsed, 2.5)
         self.assertLess(elapsed, 6)
         self.assertTrue(c.wait_closed(3))
+
+
+class ControlExecOutputTest(RelayTestCase):
+    """An exec whose output is far over the control connection's write
+    backlog, read by a client that waits first: the command waits for it
+    (no output lost, nothing written around the conn's queue)."""
+    with_sink = False
+
+    def test_large_exec_output_to_a_slow_reader(self):
+        self.relay.add_domain("big.test", "smtp:127.0.0.1:1", accept_all=False)
+        csv = os.path.join(self.workdir, "big.csv")
+        with open(csv, "w") as f:
+            for i in range(4000):
+                f.write("mailbox-number-%05d@big.test\n" % i)
+        self.relay.ctl_ok("mailbox", "import", csv)
+        local = self.relay.ctl_ok("mailbox", "list", "--domain", "big.test").stdout.encode()
+        self.assertGreater(len(local), 2 * 64 * 1024)
+        argv = [b"mailbox", b"list", b"--domain", b"big.test"]
+        payload = struct.pack(">I", len(argv))
+        for a in argv:
+            payload += struct.pack(">I", len(a)) + a
+        payload += struct.pack(">I", 0)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(os.path.join(self.relay.data_dir, "control.sock"))
+        sock.sendall(b"exec %d\n" % len(payload) + payload)
+        # A slow reader (not a readiness wait): the command runs into the
+        # backlog bound and must wait for us rather than lose output.
+        time.sleep(1.5)
+        sock.settimeout(15)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        sock.close()
+        out = b""
+        while data:
+            head, _, rest = data.partition(b"\n")
+            kind, _, n = head.partition(b" ")
+            if kind == b"exit":
+                self.assertEqual(n, b"0", head)
+                self.assertEqual(rest, b"")
+                break
+            self.assertIn(kind, (b"out", b"err"), head)
+            n = int(n)
+            if kind == b"out":
+                out += rest[:n]
+            data = rest[n:]
+        else:
+            self.fail("no exit line")
+        self.assertEqual(out, local)
 
 
 if __name__ == "__main__":
