@@ -1,16 +1,30 @@
 /*
  * smtp_session: the inbound SMTP state machine.
  *
- * Entry points: smtp_server_init, smtp_session_accept, smtp_session_start,
- * smtp_session_refuse, smtp_session_peer, smtp_server_shutdown.
+ * Entry points: smtp_server_init, smtp_session_accept, smtp_session_new,
+ * smtp_session_start, smtp_session_refuse, smtp_session_peer,
+ * smtp_server_shutdown.
  *
- * Each command goes through parse (smtp_parse.c, pure), check (syntax and
- * state: immediate reply), policy (policy_run, maybe asynchronous) and
- * proceed (the effect). While a command waits on policy or on the queue
- * writer, the session is "busy": it stops parsing and stops reading, so
- * pipelined commands are answered strictly in order (RFC 2920). Replies
- * are collected in one buffer and written when the input runs dry or the
- * session must wait, so a pipelined group costs one write.
+ * The session speaks over a conn (relay/conn.h): any libuv stream, so a
+ * unit test can hand it one end of a socketpair. The conn owns the socket,
+ * the write queue, the bounded line reader, TLS and the deadlines; the
+ * session decides which deadline applies (the next command line within
+ * command_timeout of its first byte, DATA/BDAT bytes within data_timeout
+ * of the last read, the whole session within max_session_time).
+ *
+ * Each command goes through parse (smtp_parse.c, pure), check (the
+ * preconditions in its row of smtp_commands: state, TLS, AUTH, role,
+ * argument; one immediate reply, counted as an error), policy
+ * (policy_run, maybe asynchronous) and proceed (the handler). While a
+ * command waits on policy or on the queue writer, the session is "busy":
+ * it stops parsing and stops reading, so pipelined commands are answered
+ * strictly in order (RFC 2920). Replies are collected in the conn's
+ * output and written when the input runs dry, at a last-in-group command
+ * or when the session must wait, so a pipelined group costs one write.
+ * While more than CONN_OUT_HIGH_WATER of replies wait for a client that
+ * does not read, the session stops processing and the conn stops reading.
+ * NOOP, RSET, HELP, VRFY, EHLO and HELO count toward junk_command_limit;
+ * a queued message resets the count.
  *
  * The body is dot-unstuffed once and streamed into queue chunks of at most
  * QUEUE_CHUNK_MAX bytes while it arrives; only CRLF.CRLF ends DATA (bare
@@ -18,9 +32,10 @@
  * from the commit completion only: the message, its schedule entry and its
  * audit record are then durable.
  *
- * OWNERSHIP: a session owns its handles, buffers and transaction. Every
- * asynchronous operation in flight (policy, writer operations, handle
- * closes) holds a reference; the memory goes when the last one is dropped.
+ * OWNERSHIP: a session owns its conn and transaction. Every asynchronous
+ * operation in flight (policy, writer operations, the conn until its
+ * closed callback) holds a reference; the memory goes when the last one
+ * is dropped. s->conn is NULL once the conn has closed.
  * Completions check s->closing before touching the connection.
  * THREADS: loop thread only. Writer operations run their apply functions on
  * the writer thread and touch nothing but their own op struct there.
