@@ -27,11 +27,14 @@
  * sent more than once"). Replies are parsed line by line with bounds:
  * SMTPC_LINE_MAX per line, SMTPC_REPLY_MAX per reply.
  *
- * Entry points: smtpc_start, smtpc_abort, smtpc_outcome_name.
+ * Entry points: smtpc_start, smtpc_abort (smtpc_outcome_name and the text
+ * of the dialogue, replies, EHLO keywords and body stuffing, are in
+ * smtp_client_text.c).
  *
- * OWNERSHIP: the session owns its handles, buffers and tlsio. The request
- * and what it points to are the caller's, borrowed until the completion
- * (per-message fields: until passed to next). The body is read chunk by
+ * OWNERSHIP: the session owns its conn (and so its tlsio) and buffers.
+ * The request and what it points to are the caller's, borrowed until
+ * the completion (per-message fields: until passed to next). The body is
+ * read chunk by
  * chunk, each in its own short read transaction (never one held across
  * I/O, which would pin LMDB pages); a chunk is dot-stuffed into a buffer
  * and written, and the next one is read only when the previous writes
@@ -67,36 +70,9 @@
 #include "queue/queue.h"
 #include "relay/conn.h"
 #include "relay/smtp_client.h"
+#include "relay/smtp_client_int.h"
 #include "relay/smtp_parse.h"
 #include "relay/tlsio.h"
-
-/*
- * RFC 5321 4.5.3.1.5 allows 512 bytes per reply line; real servers send
- * longer ones, so we accept four times that. A whole multi-line reply
- * (an EHLO with many keywords) is bounded too.
- */
-#define SMTPC_LINE_MAX 2048
-#define SMTPC_REPLY_MAX (64 * 1024)
-/* Unprocessed input we keep (a reply arriving during the body waits). */
-#define SMTPC_IN_MAX (SMTPC_REPLY_MAX + SMTPC_LINE_MAX)
-
-enum smtpc_state {
-	SMTPC_ST_CONNECT,
-	SMTPC_ST_GREETING,
-	SMTPC_ST_EHLO,
-	SMTPC_ST_LHLO,
-	SMTPC_ST_HELO,
-	SMTPC_ST_STARTTLS,
-	SMTPC_ST_TLS,
-	SMTPC_ST_MAIL,
-	SMTPC_ST_RCPT,
-	SMTPC_ST_DATA,
-	SMTPC_ST_BODY,
-	SMTPC_ST_DOT,
-	SMTPC_ST_RSET,
-	SMTPC_ST_QUIT,
-	SMTPC_ST_COUNT
-};
 
 #define SMTPC_B(st) (1u << (st))
 
@@ -151,64 +127,6 @@ static const struct smtpc_state_info {
 	    true, SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
 	[SMTPC_ST_QUIT] = { "quit", 60000, "sending QUIT", "QUIT", true, 0 },
 };
-
-struct smtpc {
-	uv_loop_t *loop;
-	struct conn *conn;             /* TCP or unix socket */
-	bool is_unix;
-	uv_connect_t connect_req;
-	struct sockaddr_storage addr;
-	struct smtpc_request rq;       /* copy; what it points to is borrowed */
-	smtpc_done_fn *done;
-	void *done_arg;
-	struct smtpc_result res;
-	enum smtpc_state state;
-	bool closing;
-	bool finished;                 /* every recipient has its verdict */
-	bool broken;                   /* a 421 or RSET failure: no next message */
-
-	/* Input: the reply being assembled (the lines are the conn's). */
-	bool in_overflow;
-	int rcode;
-	size_t rlines;
-	struct buf rtext;              /* reply lines without "NNN-", '\n' between */
-
-	/* What the server announced in EHLO/LHLO. */
-	bool ext_size, ext_starttls, ext_8bitmime, ext_smtputf8, ext_dsn;
-	bool ext_pipelining;
-	uint64_t size_limit;           /* SIZE n; 0 = no fixed limit */
-
-	/* TLS: borrowed from the conn once STARTTLS was answered. */
-	struct tlsio *tls;
-
-	/* The current transaction. */
-	bool mail_sent;                /* MAIL went out: RSET before the next one */
-	bool mail_failed;              /* MAIL refused: later replies only drained */
-	bool pipelined;                /* MAIL, RCPTs and DATA went out in one write */
-	bool dot_done;                 /* the final reply(ies) arrived */
-	size_t rcpt_next;              /* next RCPT reply (and command) */
-	size_t naccepted;
-	bool *accepted;                /* RCPT got 2xx */
-	size_t dot_next;               /* LMTP: next recipient a dot reply is for */
-
-	/* Body transfer. */
-	uint32_t chunk_next;
-	bool body_bol;                 /* at the start of a line */
-	bool body_cr;                  /* a CR waits for its LF */
-	struct buf chunk;
-	struct buf out;
-};
-
-const char *smtpc_outcome_name(enum smtpc_outcome o)
-{
-	switch (o) {
-	case SMTPC_NONE: return "none";
-	case SMTPC_OK: return "ok";
-	case SMTPC_TEMP: return "temporary";
-	case SMTPC_PERM: return "permanent";
-	}
-	return "unknown";
-}
 
 static void smtpc_process(struct smtpc *c);
 static void smtpc_body_pump(struct smtpc *c);
@@ -426,66 +344,6 @@ static void smtpc_command(struct smtpc *c, const char *fmt, ...)
 
 /* ------------------------------------------------------------ replies */
 
-/* "NNN text text ..." from the reply just read, printable and bounded. */
-static void smtpc_reply_text(const struct smtpc *c, char *out, size_t outlen)
-{
-	size_t o, i;
-
-	o = (size_t)snprintf(out, outlen, "%d", c->rcode);
-	if (o >= outlen)
-		return;
-	if (c->rtext.len > 0 && o + 1 < outlen)
-		out[o++] = ' ';
-	for (i = 0; i < c->rtext.len && o + 1 < outlen; i++) {
-		unsigned char ch = (unsigned char)c->rtext.data[i];
-
-		/* Lines are joined by spaces; no control byte is kept. */
-		out[o++] = ch == '\n' ? ' ' : (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
-	}
-	out[o] = '\0';
-}
-
-/*
- * The RFC 3463 code at the start of the reply's first line, when it is
- * well formed and of the reply's class; else the class's generic code.
- */
-static void smtpc_reply_dsn(const struct smtpc *c, char *dsn, size_t dsnlen)
-{
-	const char *p = c->rtext.data;
-	size_t len = c->rtext.len, i = 0, n;
-	int part, klass = c->rcode / 100;
-
-	if (klass != 2 && klass != 4 && klass != 5) {
-		/* 3xx where no 3xx was due: treated as a protocol error. */
-		str_copy(dsn, "4.5.0", dsnlen);
-		return;
-	}
-	if (p != NULL && len >= 5 && p[0] == (char)('0' + c->rcode / 100) && p[1] == '.') {
-		i = 2;
-		for (part = 0; part < 2; part++) {
-			for (n = 0; i < len && n < 4 && p[i] >= '0' && p[i] <= '9'; n++)
-				i++;
-			if (n == 0 || n > 3)
-				break;
-			if (part == 0) {
-				if (i >= len || p[i] != '.')
-					break;
-				i++;
-			}
-		}
-		if (part == 2 && (i == len || p[i] == ' ' || p[i] == '\n')) {
-			str_copyn(dsn, p, i, dsnlen);
-			return;
-		}
-	}
-	snprintf(dsn, dsnlen, "%d.0.0", klass);
-}
-
-static enum smtpc_outcome smtpc_class(int code)
-{
-	return code >= 500 ? SMTPC_PERM : code >= 200 && code < 300 ? SMTPC_OK : SMTPC_TEMP;
-}
-
 /*
  * "host X said: REPLY (in reply to CMD command)" into out, truncated to
  * outlen (built in a buf: the pieces may add up to more than outlen).
@@ -512,10 +370,10 @@ static void smtpc_said(const struct smtpc *c, char *out, size_t outlen, const ch
 static void smtpc_site_record(struct smtpc *c, const char *lead)
 {
 	char text[SMTPC_TEXT_MAX], reply[SMTPC_TEXT_MAX], dsn[16];
-	enum smtpc_outcome o = smtpc_class(c->rcode);
+	enum smtpc_outcome o = smtpc__class(c->rcode);
 
-	smtpc_reply_text(c, reply, sizeof(reply));
-	smtpc_reply_dsn(c, dsn, sizeof(dsn));
+	smtpc__reply_text(c, reply, sizeof(reply));
+	smtpc__reply_dsn(c, dsn, sizeof(dsn));
 	if (o == SMTPC_OK) {
 		/* A 2xx where something else was due is a protocol error. */
 		o = SMTPC_TEMP;
@@ -532,79 +390,6 @@ static void smtpc_site_reply(struct smtpc *c, const char *lead)
 {
 	smtpc_site_record(c, lead);
 	smtpc_quit(c);
-}
-
-/* Clears what EHLO announced: a new EHLO (after TLS) starts from nothing. */
-static void smtpc_ext_reset(struct smtpc *c)
-{
-	c->ext_size = c->ext_starttls = c->ext_8bitmime = false;
-	c->ext_smtputf8 = c->ext_dsn = c->ext_pipelining = false;
-	c->size_limit = 0;
-}
-
-/* RFC 5321 4.1.1.1: EHLO (and LHLO) keywords, one per line after the first. */
-static void smtpc_parse_ehlo(struct smtpc *c)
-{
-	const char *p = buf_cstr(&c->rtext), *nl = NULL;
-	bool first = true;
-
-	smtpc_ext_reset(c);
-	for (; p != NULL && *p != '\0'; p = nl != NULL ? nl + 1 : p + strlen(p)) {
-		char kw[32];
-		size_t n;
-
-		nl = strchr(p, '\n');
-		if (first) {
-			first = false; /* the server's name and greeting */
-			continue;
-		}
-		n = strcspn(p, " \n");
-		if (n == 0 || n >= sizeof(kw))
-			continue;
-		str_copyn(kw, p, n, sizeof(kw));
-		if (str_ieq(kw, "SIZE")) {
-			/* RFC 1870: "SIZE" alone or "SIZE 0" means no fixed limit. */
-			c->ext_size = true;
-			if (p[n] == ' ') {
-				char *end;
-				unsigned long long v = strtoull(p + n + 1, &end, 10);
-
-				if (end != p + n + 1)
-					c->size_limit = v;
-			}
-		} else if (str_ieq(kw, "STARTTLS")) {
-			c->ext_starttls = true;
-		} else if (str_ieq(kw, "8BITMIME")) {
-			c->ext_8bitmime = true;
-		} else if (str_ieq(kw, "SMTPUTF8")) {
-			c->ext_smtputf8 = true;
-		} else if (str_ieq(kw, "DSN")) {
-			c->ext_dsn = true;
-		} else if (str_ieq(kw, "PIPELINING")) {
-			c->ext_pipelining = true;
-		}
-	}
-}
-
-static bool smtpc_is_ascii(const char *s)
-{
-	for (; s != NULL && *s != '\0'; s++)
-		if ((unsigned char)*s >= 0x80)
-			return false;
-	return true;
-}
-
-/* True when the envelope itself needs SMTPUTF8 (RFC 6531 section 3.4). */
-static bool smtpc_envelope_is_utf8(const struct smtpc *c)
-{
-	size_t i;
-
-	if (!smtpc_is_ascii(c->rq.msg->sender))
-		return true;
-	for (i = 0; i < c->rq.nrcpts; i++)
-		if (!smtpc_is_ascii(c->rq.rcpts[i].addr))
-			return true;
-	return false;
 }
 
 static void smtpc_refuse_all(struct smtpc *c, const char *dsn, const char *fmt, ...)
@@ -637,7 +422,7 @@ static bool smtpc_mail_is_refused(struct smtpc *c)
 		    "sending BDAT is not supported", c->res.relay);
 		return true;
 	}
-	if (m->smtputf8 && smtpc_envelope_is_utf8(c) && !c->ext_smtputf8) {
+	if (m->smtputf8 && smtpc__envelope_is_utf8(c) && !c->ext_smtputf8) {
 		/* RFC 6531 section 3.4: must not be downgraded silently. */
 		smtpc_refuse_all(c, "5.6.7", "SMTPUTF8 is required, but was not offered by host %s",
 		    c->res.relay);
@@ -655,7 +440,7 @@ static bool smtpc_mail_is_refused(struct smtpc *c)
 static void smtpc_append_mail(struct smtpc *c)
 {
 	const struct queue_msg *m = c->rq.msg;
-	bool utf8 = m->smtputf8 && smtpc_envelope_is_utf8(c);
+	bool utf8 = m->smtputf8 && smtpc__envelope_is_utf8(c);
 	struct buf cmd;
 
 	buf_init(&cmd);
@@ -887,7 +672,7 @@ static void smtpc_tls_ready(struct smtpc *c)
 	log_info(c->rq.id, "Untrusted TLS connection established to %s: %s with cipher %s",
 	    c->res.relay, tlsio_version(c->tls), tlsio_cipher(c->tls));
 	/* RFC 3207 4.2: forget everything learned before; EHLO again. */
-	smtpc_ext_reset(c);
+	smtpc__ext_reset(c);
 	smtpc_hello(c);
 }
 
@@ -911,10 +696,10 @@ static void smtpc_on_rcpt_reply(struct smtpc *c)
 		c->accepted[c->rcpt_next] = true;
 		c->naccepted++;
 	} else {
-		smtpc_reply_text(c, reply, sizeof(reply));
-		smtpc_reply_dsn(c, dsn, sizeof(dsn));
+		smtpc__reply_text(c, reply, sizeof(reply));
+		smtpc__reply_dsn(c, dsn, sizeof(dsn));
 		smtpc_said(c, text, sizeof(text), "said", reply);
-		smtpc_set_rcpt(r, smtpc_class(c->rcode), c->rcode, dsn, text);
+		smtpc_set_rcpt(r, smtpc__class(c->rcode), c->rcode, dsn, text);
 	}
 	if (++c->rcpt_next < c->rq.nrcpts) {
 		smtpc_timer_restart(c);
@@ -940,8 +725,8 @@ static void smtpc_on_dot_reply(struct smtpc *c)
 	char text[SMTPC_TEXT_MAX], reply[SMTPC_TEXT_MAX], dsn[16];
 	size_t i;
 
-	smtpc_reply_text(c, reply, sizeof(reply));
-	smtpc_reply_dsn(c, dsn, sizeof(dsn));
+	smtpc__reply_text(c, reply, sizeof(reply));
+	smtpc__reply_dsn(c, dsn, sizeof(dsn));
 	if (!c->rq.lmtp) {
 		if (c->rcode / 100 == 2) {
 			for (i = 0; i < c->rq.nrcpts; i++)
@@ -961,7 +746,7 @@ static void smtpc_on_dot_reply(struct smtpc *c)
 			smtpc_set_rcpt(&c->rq.rcpts[i], SMTPC_OK, c->rcode, dsn, reply);
 		} else {
 			smtpc_said(c, text, sizeof(text), "said", reply);
-			smtpc_set_rcpt(&c->rq.rcpts[i], smtpc_class(c->rcode), c->rcode, dsn,
+			smtpc_set_rcpt(&c->rq.rcpts[i], smtpc__class(c->rcode), c->rcode, dsn,
 			    text);
 		}
 		c->dot_next = i + 1;
@@ -989,12 +774,12 @@ static void smtpc_on_ehlo_reply(struct smtpc *c)
 	int klass = c->rcode / 100;
 
 	if (klass == 2) {
-		smtpc_parse_ehlo(c);
+		smtpc__parse_ehlo(c);
 		smtpc_after_helo(c);
 	} else if (klass == 5) {
 		/* RFC 5321 3.2: an old server; fall back to HELO. */
 		smtpc_set_state(c, SMTPC_ST_HELO);
-		smtpc_ext_reset(c);
+		smtpc__ext_reset(c);
 		smtpc_command(c, "HELO %s", c->rq.helo_name);
 	} else {
 		smtpc_site_reply(c, "said");
@@ -1005,7 +790,7 @@ static void smtpc_on_lhlo_reply(struct smtpc *c)
 {
 	/* RFC 2033 4.1: every LMTP server supports LHLO; no fallback. */
 	if (c->rcode / 100 == 2) {
-		smtpc_parse_ehlo(c);
+		smtpc__parse_ehlo(c);
 		smtpc_after_helo(c);
 	} else {
 		smtpc_site_reply(c, "said");
@@ -1026,7 +811,7 @@ static void smtpc_on_starttls_reply(struct smtpc *c)
 	size_t discarded;
 
 	if (c->rcode / 100 != 2) {
-		smtpc_reply_text(c, text, sizeof(text));
+		smtpc__reply_text(c, text, sizeof(text));
 		if (c->rq.require_tls) {
 			smtpc_refuse_all(c, "4.7.4", "TLS is required, but host %s refused "
 			    "to start TLS: %s", c->res.relay, text);
@@ -1115,7 +900,7 @@ static void smtpc_on_rset_reply(struct smtpc *c)
 	 * fresh connection.
 	 */
 	c->broken = true;
-	smtpc_reply_text(c, reply, sizeof(reply));
+	smtpc__reply_text(c, reply, sizeof(reply));
 	smtpc_said(c, text, sizeof(text), "said", reply);
 	smtpc_set_open(c, SMTPC_TEMP, c->rcode, "4.5.0", text);
 	smtpc_quit(c);
@@ -1149,7 +934,7 @@ static void smtpc_on_reply(struct smtpc *c)
 	char text[SMTPC_TEXT_MAX];
 
 	if (log_is_debug()) {
-		smtpc_reply_text(c, text, sizeof(text));
+		smtpc__reply_text(c, text, sizeof(text));
 		log_debug(c->rq.id, "smtp client < %s: %s", c->res.relay, text);
 	}
 	/*
@@ -1166,34 +951,6 @@ static void smtpc_on_reply(struct smtpc *c)
 	if (smtpc_reply_handlers[c->state] == NULL)
 		panic("smtp client: reply in state %s", smtpc_states[c->state].name);
 	smtpc_reply_handlers[c->state](c);
-}
-
-/*
- * Adds one reply line (CR LF removed). Returns 1 when it completed the
- * reply, 0 when more lines follow, -1 when it is malformed.
- */
-static int smtpc_reply_line(struct smtpc *c, const char *line, size_t len)
-{
-	int code;
-
-	/* RFC 5321 4.2: three digits, the first 2 to 5, then ' ', '-' or end. */
-	if (len < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '9' ||
-	    line[2] < '0' || line[2] > '9')
-		return -1;
-	if (len > 3 && line[3] != ' ' && line[3] != '-')
-		return -1;
-	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-	if (c->rlines > 0 && code != c->rcode)
-		return -1;
-	c->rcode = code;
-	if (c->rtext.len + len + 1 > SMTPC_REPLY_MAX)
-		return -1;
-	if (c->rlines > 0)
-		buf_append_char(&c->rtext, '\n');
-	if (len > 4)
-		buf_append(&c->rtext, line + 4, len - 4);
-	c->rlines++;
-	return len == 3 || line[3] == ' ' ? 1 : 0;
 }
 
 /*
@@ -1225,7 +982,7 @@ static void smtpc_process(struct smtpc *c)
 			smtpc_protocol_error(c, "reply line too long");
 			break;
 		}
-		r = smtpc_reply_line(c, l.data, l.content);
+		r = smtpc__reply_line(c, l.data, l.content);
 		if (r < 0) {
 			smtpc_protocol_error(c, "malformed reply");
 			break;
@@ -1240,49 +997,6 @@ static void smtpc_process(struct smtpc *c)
 }
 
 /* ---------------------------------------------------------------- body */
-
-/*
- * Appends len body bytes to out, dot-stuffed (RFC 5321 4.5.2) and with
- * every line ending made CRLF: a bare LF or bare CR becomes CRLF, so no
- * byte sequence in a stored body can look like an end of data to a
- * lenient next hop (SMTP smuggling). State carries across chunks.
- */
-static void smtpc_stuff(struct smtpc *c, const char *p, size_t len, struct buf *out)
-{
-	size_t i;
-	char *o;
-
-	/* Worst case: every byte doubles. */
-	buf_reserve(out, len * 2 + 2);
-	o = out->data + out->len;
-	for (i = 0; i < len; i++) {
-		char ch = p[i];
-
-		if (c->body_cr) {
-			c->body_cr = false;
-			*o++ = '\r';
-			*o++ = '\n';
-			c->body_bol = true;
-			if (ch == '\n')
-				continue;
-		}
-		if (ch == '\r') {
-			c->body_cr = true;
-			continue;
-		}
-		if (ch == '\n') {
-			*o++ = '\r';
-			*o++ = '\n';
-			c->body_bol = true;
-			continue;
-		}
-		if (c->body_bol && ch == '.')
-			*o++ = '.';
-		*o++ = ch;
-		c->body_bol = false;
-	}
-	out->len = (size_t)(o - out->data);
-}
 
 static int smtpc_chunk_read(struct smtpc *c, uint32_t seq, struct buf *out)
 {
@@ -1339,7 +1053,7 @@ static void smtpc_body_pump(struct smtpc *c)
 		}
 		c->chunk_next++;
 		buf_reset(&c->out);
-		smtpc_stuff(c, c->chunk.data, c->chunk.len, &c->out);
+		smtpc__stuff(c, c->chunk.data, c->chunk.len, &c->out);
 		buf_reset(&c->chunk);
 		smtpc_timer_restart(c);
 		smtpc_send(c, c->out.data, c->out.len);
