@@ -34,9 +34,8 @@
  * OWNERSHIP: the session owns its conn (and so its tlsio) and buffers.
  * The request and what it points to are the caller's, borrowed until
  * the completion (per-message fields: until passed to next). The body is
- * read chunk by
- * chunk, each in its own short read transaction (never one held across
- * I/O, which would pin LMDB pages); a chunk is dot-stuffed into a buffer
+ * read chunk by chunk, each in its own short read transaction (never one
+ * held across I/O, which would pin LMDB pages); a chunk is dot-stuffed into a buffer
  * and written, and the next one is read only when the previous writes
  * have completed, so a session holds about two chunks of memory whatever
  * the message size.
