@@ -35,10 +35,10 @@
  * The request and what it points to are the caller's, borrowed until
  * the completion (per-message fields: until passed to next). The body is
  * read chunk by chunk, each in its own short read transaction (never one
- * held across I/O, which would pin LMDB pages); a chunk is dot-stuffed into a buffer
- * and written, and the next one is read only when the previous writes
- * have completed, so a session holds about two chunks of memory whatever
- * the message size.
+ * held across I/O, which would pin LMDB pages); a chunk is dot-stuffed
+ * into a buffer and written, and the next one is read only when the
+ * previous writes have completed, so a session holds about two chunks of
+ * memory whatever the message size.
  *
  * Lifetime: the connection (socket, timer, write queue, TLS, line
  * reader) is a conn (relay/conn.h). Every path to the end goes through
