@@ -69,6 +69,8 @@
 
 /* Input kept while commands wait: a pipelining client cannot grow it past this. */
 #define SMTP_INPUT_HIGH_WATER (256 * 1024)
+/* How long a last reply may wait for a client that does not read it. */
+#define SMTP_GOODBYE_WAIT_MS 10000
 /* Body bytes handed to the writer and not yet committed before we stop reading. */
 #define SMTP_INFLIGHT_HIGH_WATER (4 * 1024 * 1024)
 
@@ -195,6 +197,7 @@ struct smtp_session {
 	bool tls_active;
 	bool busy;                 /* a command waits on policy or the queue */
 	bool out_blocked;          /* stopped processing: output is backed up */
+	bool waited;               /* was busy: the pending line's clock restarts */
 	bool in_process;
 	bool greeted;
 	unsigned errors;
@@ -399,6 +402,9 @@ static void smtp_close_graceful(struct smtp_session *s)
 		return;
 	s->shutdown_sent = true;
 	conn_shutdown(s->conn);
+	/* A peer that never reads must not hold the slot: bound the wait. */
+	if (!s->closing)
+		conn_deadline(s->conn, CONN_DL_FIXED, SMTP_GOODBYE_WAIT_MS);
 }
 
 /* ------------------------------------------------------ queue writer */
@@ -1968,6 +1974,11 @@ static void smtp_process_input(struct smtp_session *s)
 		return;
 	s->in_process = true;
 	smtp_ref(s);
+	if (s->waited && !s->busy) {
+		/* Our own wait is not the client's: its partial line starts now. */
+		conn_line_restart(s->conn);
+		s->waited = false;
+	}
 	for (;;) {
 		bool progressed;
 
@@ -2116,8 +2127,6 @@ static void smtp_expired(struct smtp_session *s)
 	smtp_tx_reset(s);
 	smtp_goodbye(s, "4.4.2", "Error: session time limit exceeded");
 	smtp_close_graceful(s);
-	/* A peer that never reads must not hold the slot: bound the wait. */
-	conn_deadline(s->conn, CONN_DL_FIXED, 10000);
 }
 
 static void smtp_conn_timeout(void *arg, enum conn_timeout which)
@@ -2155,7 +2164,6 @@ static void smtp_conn_timeout(void *arg, enum conn_timeout which)
 	smtp_tx_reset(s);
 	smtp_goodbye(s, "4.4.2", "Error: timeout exceeded");
 	smtp_close_graceful(s);
-	conn_deadline(s->conn, CONN_DL_FIXED, 10000);
 }
 
 /*
@@ -2171,14 +2179,16 @@ static void smtp_arm_timer(struct smtp_session *s)
 		return;
 	if (s->state == SMTP_ST_CONNECTED)
 		return; /* the greet pause timer is armed by smtp_session_start */
-	if (s->busy)
+	if (s->busy) {
+		s->waited = true;
 		conn_deadline(s->conn, CONN_DL_FIXED, s->cfg->command_timeout);
-	else if (s->state == SMTP_ST_DATA || s->state == SMTP_ST_BDAT)
+	} else if (s->state == SMTP_ST_DATA || s->state == SMTP_ST_BDAT) {
 		conn_deadline(s->conn, CONN_DL_PROGRESS, s->cfg->data_timeout);
-	else if (s->state == SMTP_ST_HANDSHAKE)
+	} else if (s->state == SMTP_ST_HANDSHAKE) {
 		conn_deadline(s->conn, CONN_DL_FIXED, s->cfg->command_timeout);
-	else
+	} else {
 		conn_deadline(s->conn, CONN_DL_LINE, s->cfg->command_timeout);
+	}
 }
 
 /* -------------------------------------------------- connection start */
@@ -2280,8 +2290,6 @@ void smtp_session_refuse(struct smtp_session *s, int code, const char *enh,
 	if (s->state != SMTP_ST_QUIT)
 		smtp_set_state(s, SMTP_ST_QUIT);
 	smtp_close_graceful(s);
-	/* A peer that never reads must not hold the slot: bound the wait. */
-	conn_deadline(s->conn, CONN_DL_FIXED, 10000);
 }
 
 static void smtp_connect_policy_done(void *arg, const struct verdict *v)
