@@ -305,9 +305,13 @@ START_TEST(test_conn_line_deadline_from_first_byte)
 	uv_run(&f.loop, UV_RUN_DEFAULT);
 	ck_assert_int_eq(f.ntimeout, 1);
 	ck_assert_int_eq(f.last_timeout, CONN_TIMEOUT_DEADLINE);
-	/* 300 ms after the first byte, although a byte came every 50 ms. */
+	/*
+	 * 300 ms after the first byte, although a byte came every 50 ms: a
+	 * deadline renewed by reads would never fire at all (the upper bound
+	 * only allows for a loaded machine).
+	 */
 	ck_assert_uint_ge(f.timeout_at - first, 290);
-	ck_assert_uint_lt(f.timeout_at - first, 450);
+	ck_assert_uint_lt(f.timeout_at - first, 3000);
 	ck_assert_int_ge(tr.sent, 4);
 	uv_close((uv_handle_t *)&trickle, NULL);
 	test_conn_finish(&f);
@@ -335,7 +339,6 @@ START_TEST(test_conn_idle_deadline_and_lifetime)
 	ck_assert_int_eq(f.ntimeout, 2);
 	ck_assert_int_eq(f.last_timeout, CONN_TIMEOUT_LIFETIME);
 	ck_assert_uint_ge(f.timeout_at - start, 245);
-	ck_assert_uint_lt(f.timeout_at - start, 900);
 	test_conn_finish(&f);
 }
 END_TEST
