@@ -70,6 +70,8 @@ class FloodJunkLimitTest(RelayTestCase):
         self.assertFalse(f.thread.is_alive(), "the flood never ended")
         self.relay.wait_log(r"event=too_many_junk_commands")
         grown = vm_rss_kb(pid) - before
+        sys.stderr.write("%s: govrelayd RSS %d kB -> +%d kB, %d bytes sent\n"
+                         % (self.id(), before, grown, f.sent))
         self.assertLess(grown, RSS_GROWTH_MAX_KB, "RSS grew by %d kB" % grown)
         self.assertLess(f.sent, FLOOD_BYTES, "the session must be closed before 12 MB")
         c.close()
@@ -103,6 +105,8 @@ class FloodBackpressureTest(RelayTestCase):
         self.assertTrue(f.thread.is_alive(), "server must stop reading: the flood ended")
         self.assertLess(f.sent, FLOOD_BYTES)
         grown = vm_rss_kb(pid) - before
+        sys.stderr.write("%s: govrelayd RSS %d kB -> +%d kB, %d bytes sent\n"
+                         % (self.id(), before, grown, f.sent))
         self.assertLess(grown, RSS_GROWTH_MAX_KB, "RSS grew by %d kB" % grown)
         # The client reads now: the server resumes, answers every command
         # in order and the rest of the flood goes in.
@@ -126,6 +130,8 @@ class FloodBackpressureTest(RelayTestCase):
         self.assertEqual(received, expected, "every command was answered")
         self.assertTrue(tail.endswith(b"250 2.0.0 Ok\r\n"), tail)
         grown = vm_rss_kb(pid) - before
+        sys.stderr.write("%s: govrelayd RSS %d kB -> +%d kB, %d bytes sent\n"
+                         % (self.id(), before, grown, f.sent))
         self.assertLess(grown, RSS_GROWTH_MAX_KB, "RSS grew by %d kB" % grown)
         c.close()
 
