@@ -59,6 +59,10 @@
 	  "Delay before the greeting on mx listeners for clients outside trusted_networks; a client that talks during it is refused.") \
 	X(max_bad_commands, COUNT, "10", 1, 1000, 1, \
 	  "Errors a session may make before it is disconnected with 421.") \
+	X(max_session_time, DURATION, "1h", 1000, 86400000, 1, \
+	  "Total lifetime of one SMTP session; after it the session is ended with 421 4.4.2.") \
+	X(junk_command_limit, COUNT, "100", 1, 1000000000, 1, \
+	  "NOOP, RSET, HELP, VRFY, EHLO and HELO commands a session may send before it queues a message; one more is answered 421 4.7.0 and the session ends. A queued message resets the count.") \
 	X(queue_max_size, SIZE, "17179869184", 1048576, 1099511627776ULL, 0, \
 	  "Largest size the LMDB store may grow to; a full store answers 452 4.3.1.") \
 	X(delivery_concurrency, COUNT, "100", 1, 10000, 1, \

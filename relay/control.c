@@ -25,20 +25,22 @@
  * CTLPROTO_EXEC_MAX; reading them and writing the reply each have
  * CTL_TIMEOUT_MS per read (the wait for the writer does not: it always
  * completes, and a reply to a change that was made must not be lost to a
- * timer), an exec's output CTL_EXEC_WRITE_TIMEOUT_MS. At most
+ * timer), an exec's output CTL_EXEC_WRITE_TIMEOUT_MS per frame. At most
  * CTL_MAX_CONNS connections are served; the next as many again get
  * "error 75 busy", any beyond that are closed unanswered.
  *
  * OWNERSHIP: the server owns its listening pipe, its path copy and its
- * connections. A connection lives until both of its handles have closed
- * and, when it submitted an operation, until that operation's done
+ * connections. A connection lives until its conn (relay/conn.h: socket,
+ * timer, line reader, write queue) has closed and, when it submitted an
+ * operation, until that operation's done
  * callback has run (a reference each). The server frees itself after
  * ctl_stop once its pipe has closed and its last connection is gone.
  *
  * THREADS: everything on the loop thread except ctl_exec_work and the
  * frame writers it drives (thread pool: they touch only their connection's
- * exec fields and its socket, which the loop leaves alone while
- * exec_running) and ctl_apply, which runs on
+ * exec fields, which the loop leaves alone while exec_running, and the
+ * exec output buffer under exec_mu, which the loop moves into the conn's
+ * write queue from the exec_out async) and ctl_apply, which runs on
  * the writer thread between submit and done; it touches only its
  * connection's operation fields (verb, id, by, res), which the loop
  * leaves alone meanwhile (the writer's mutex orders the two).
@@ -49,7 +51,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -75,6 +76,7 @@
 #include "queue/queue.h"
 #include "queue/queue_admin.h"
 #include "queue/queue_writer.h"
+#include "relay/conn.h"
 #include "relay/control.h"
 
 #define CTL_TIMEOUT_MS 5000
@@ -84,6 +86,8 @@
 #define CTL_REPLY_MAX (CTL_TEXT_MAX + 32)
 /* An exec's output must drain within this, or the command's output is cut. */
 #define CTL_EXEC_WRITE_TIMEOUT_MS 30000
+/* Exec output waiting for the peer past this makes the command wait. */
+#define CTL_EXEC_BACKLOG_MAX (64 * 1024)
 #define CTL_USER_MAX 64
 
 struct ctl_server {
@@ -94,6 +98,9 @@ struct ctl_server {
 	ctl_config_fn *config;
 	uv_async_t kick;           /* exec threads ask for a scheduler kick */
 	bool kick_closed;
+	uv_async_t exec_out;       /* exec threads have output for the loop to write */
+	bool exec_out_closed;
+	size_t execs_running;
 	ctl_changed_fn *changed;
 	void *changed_arg;
 	char *path;
@@ -107,10 +114,8 @@ struct ctl_server {
 struct ctl_conn {
 	struct ctl_server *srv;
 	struct ctl_conn *prev, *next;
-	uv_pipe_t pipe;
-	uv_timer_t timer;
-	uv_write_t wreq;
-	int refs;            /* two handles, plus one while an operation is owed */
+	struct conn *conn;   /* the socket, its timer, reader and write queue */
+	int refs;            /* the conn, plus one while an operation is owed */
 	bool closing;
 	bool busy;           /* submitted to the writer, done not run yet */
 	bool replied;
@@ -122,12 +127,19 @@ struct ctl_conn {
 	struct buf payload;
 	bool exec_running;
 	uv_work_t work;
-	int exec_fd;
 	int exec_code;
+	/*
+	 * Exec output: the pool thread appends frames to exec_buf and waits
+	 * while exec_backlog (bytes not yet written) is over
+	 * CTL_EXEC_BACKLOG_MAX; the loop moves exec_buf into the conn's write
+	 * queue. exec_mu guards these three and exec_write_failed.
+	 */
+	uv_mutex_t exec_mu;
+	uv_cond_t exec_cv;
+	struct buf exec_buf;
+	size_t exec_backlog;
 	bool exec_write_failed;
 	struct config *exec_cfg; /* a reference taken on the loop for the run */
-	char in[CTLPROTO_LINE_MAX];
-	size_t inlen;
 	char out[CTL_REPLY_MAX];
 	/* The operation: set on the loop before submit, results by ctl_apply. */
 	enum queue_admin_verb verb;
@@ -143,7 +155,8 @@ static void ctl_reply(struct ctl_conn *c, int code, const char *fmt, ...)
 
 static void ctl_server_maybe_free(struct ctl_server *s)
 {
-	if (!s->stopping || !s->pipe_closed || !s->kick_closed || s->nconns > 0)
+	if (!s->stopping || !s->pipe_closed || !s->kick_closed || !s->exec_out_closed ||
+	    s->nconns > 0)
 		return;
 	free(s->path);
 	free(s);
@@ -163,13 +176,16 @@ static void ctl_conn_unref(struct ctl_conn *c)
 		c->next->prev = c->prev;
 	s->nconns--;
 	buf_free(&c->payload);
+	buf_free(&c->exec_buf);
+	uv_cond_destroy(&c->exec_cv);
+	uv_mutex_destroy(&c->exec_mu);
 	free(c);
 	ctl_server_maybe_free(s);
 }
 
-static void ctl_on_conn_closed(uv_handle_t *h)
+static void ctl_on_conn_closed(void *arg)
 {
-	ctl_conn_unref(h->data);
+	ctl_conn_unref(arg);
 }
 
 static void ctl_conn_close(struct ctl_conn *c)
@@ -177,8 +193,7 @@ static void ctl_conn_close(struct ctl_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
-	uv_close((uv_handle_t *)&c->pipe, ctl_on_conn_closed);
-	uv_close((uv_handle_t *)&c->timer, ctl_on_conn_closed);
+	conn_close(c->conn);
 }
 
 static void ctl_on_server_closed(uv_handle_t *h)
@@ -197,6 +212,14 @@ static void ctl_on_kick_closed(uv_handle_t *h)
 	ctl_server_maybe_free(s);
 }
 
+static void ctl_on_exec_out_closed(uv_handle_t *h)
+{
+	struct ctl_server *s = h->data;
+
+	s->exec_out_closed = true;
+	ctl_server_maybe_free(s);
+}
+
 static void ctl_on_kick(uv_async_t *a)
 {
 	struct ctl_server *s = a->data;
@@ -207,16 +230,53 @@ static void ctl_on_kick(uv_async_t *a)
 
 /* --------------------------------------------------------------- reply */
 
-static void ctl_on_write(uv_write_t *req, int status)
+static void ctl_exec_backlog_update(struct ctl_conn *c);
+
+static void ctl_on_written(void *arg)
 {
-	(void)status; /* one request per connection: close either way */
-	ctl_conn_close(req->data);
+	struct ctl_conn *c = arg;
+
+	if (c->exec_running) {
+		ctl_exec_backlog_update(c);
+		return;
+	}
+	/* One request per connection: the reply is out, so is the client. */
+	if (c->replied && conn_out_pending(c->conn) == 0)
+		ctl_conn_close(c);
 }
 
-static void ctl_on_timeout(uv_timer_t *t)
+static void ctl_on_lost(void *arg, int status, bool tls)
 {
-	struct ctl_conn *c = t->data;
+	struct ctl_conn *c = arg;
 
+	(void)status; /* EOF or an error: nobody to answer (or the reply is lost) */
+	(void)tls;
+	if (c->exec_running) {
+		/* The command's output has nowhere to go: it stops waiting. */
+		uv_mutex_lock(&c->exec_mu);
+		c->exec_write_failed = true;
+		uv_cond_signal(&c->exec_cv);
+		uv_mutex_unlock(&c->exec_mu);
+	}
+	ctl_conn_close(c);
+}
+
+/* Sends what the conn has buffered; the written callback closes after. */
+static void ctl_send(struct ctl_conn *c, const char *data, size_t n)
+{
+	conn_want_read(c->conn, false);
+	conn_deadline(c->conn, CONN_DL_FIXED, CTL_TIMEOUT_MS);
+	conn_write(c->conn, data, n);
+	conn_flush(c->conn);
+}
+
+static void ctl_on_timeout(void *arg, enum conn_timeout which)
+{
+	struct ctl_conn *c = arg;
+
+	(void)which; /* no lifetime: the request timeout only */
+	if (c->closing)
+		return;
 	if (c->replied) {
 		/* The client does not read its reply. */
 		ctl_conn_close(c);
@@ -233,25 +293,17 @@ static void ctl_on_timeout(uv_timer_t *t)
 static void ctl_reply(struct ctl_conn *c, int code, const char *fmt, ...)
 {
 	char text[CTL_TEXT_MAX];
-	uv_buf_t b;
 	va_list ap;
 	size_t n;
-	int rc;
 
 	if (c->closing || c->replied)
 		return;
 	c->replied = true;
-	uv_read_stop((uv_stream_t *)&c->pipe);
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof text, fmt, ap);
 	va_end(ap);
 	n = ctlproto_reply_format(c->out, sizeof c->out, code, text);
-	uv_timer_start(&c->timer, ctl_on_timeout, CTL_TIMEOUT_MS, 0);
-	b = uv_buf_init(c->out, (unsigned)n);
-	c->wreq.data = c;
-	rc = uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, ctl_on_write);
-	if (rc < 0)
-		ctl_conn_close(c);
+	ctl_send(c, c->out, n);
 }
 
 /* ------------------------------------------------ the queue operations */
@@ -297,39 +349,43 @@ static void ctl_done(void *arg, int status)
 /*
  * A delegated operator's govrelayctl command (admin/admin.h), run on
  * the thread pool with the identity the kernel gives for the socket's
- * peer. Output goes back in frames as it is produced, written straight
- * to the socket from the pool thread: the loop leaves this connection
- * alone while the command runs (reading stopped, timer stopped).
+ * peer. Output goes back in frames as it is produced: the pool thread
+ * hands them to the loop (exec_buf, then the exec_out async), and the
+ * loop writes them through the conn's one write queue. A peer that does
+ * not read makes the command wait (CTL_EXEC_BACKLOG_MAX), at most
+ * CTL_EXEC_WRITE_TIMEOUT_MS per frame; then its output is cut.
  */
 
-/* Pool thread: all of data, waiting for the peer to read (bounded). */
-static int ctl_write_all(int fd, const char *data, size_t len)
+/* Loop: what is still to be written, for the waiting pool thread. */
+static void ctl_exec_backlog_update(struct ctl_conn *c)
 {
-	uint64_t deadline = uv_hrtime() / 1000000 + CTL_EXEC_WRITE_TIMEOUT_MS;
+	uv_mutex_lock(&c->exec_mu);
+	c->exec_backlog = c->exec_buf.len + conn_out_pending(c->conn);
+	uv_cond_signal(&c->exec_cv);
+	uv_mutex_unlock(&c->exec_mu);
+}
 
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-
-		if (n > 0) {
-			data += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-			uint64_t now = uv_hrtime() / 1000000;
-
-			if (now >= deadline)
-				return -ETIMEDOUT;
-			if (poll(&pfd, 1, (int)(deadline - now)) < 0 && errno != EINTR)
-				return -errno;
-			continue;
-		}
-		return n < 0 ? -errno : -EIO;
+/* Loop: moves the frames a pool thread produced into the write queue. */
+static void ctl_exec_flush(struct ctl_conn *c)
+{
+	uv_mutex_lock(&c->exec_mu);
+	if (c->exec_buf.len > 0 && !c->closing && !c->exec_write_failed) {
+		conn_write(c->conn, c->exec_buf.data, c->exec_buf.len);
+		conn_flush(c->conn);
 	}
-	return 0;
+	buf_reset(&c->exec_buf);
+	c->exec_backlog = c->closing ? 0 : conn_out_pending(c->conn);
+	uv_cond_signal(&c->exec_cv);
+	uv_mutex_unlock(&c->exec_mu);
+}
+
+static void ctl_on_exec_out(uv_async_t *a)
+{
+	struct ctl_server *s = a->data;
+
+	for (struct ctl_conn *c = s->conns; c != NULL; c = c->next)
+		if (c->exec_running)
+			ctl_exec_flush(c);
 }
 
 struct ctl_frame_sink {
@@ -337,24 +393,46 @@ struct ctl_frame_sink {
 	const char *kind; /* "out" or "err" */
 };
 
+/* Pool thread: one frame to the loop, waiting while the peer lags. */
+static int ctl_frame_put(struct ctl_conn *c, const char *kind, const char *data, size_t n)
+{
+	uint64_t deadline = uv_hrtime() + (uint64_t)CTL_EXEC_WRITE_TIMEOUT_MS * 1000000;
+	int rc = 0;
+
+	uv_mutex_lock(&c->exec_mu);
+	while (!c->exec_write_failed && c->exec_backlog > CTL_EXEC_BACKLOG_MAX) {
+		uint64_t now = uv_hrtime();
+
+		if (now >= deadline ||
+		    uv_cond_timedwait(&c->exec_cv, &c->exec_mu, deadline - now) == UV_ETIMEDOUT) {
+			if (c->exec_backlog > CTL_EXEC_BACKLOG_MAX)
+				c->exec_write_failed = true;
+		}
+	}
+	if (c->exec_write_failed) {
+		rc = -1;
+	} else {
+		buf_printf(&c->exec_buf, "%s %zu\n", kind, n);
+		buf_append(&c->exec_buf, data, n);
+		c->exec_backlog += n;
+	}
+	uv_mutex_unlock(&c->exec_mu);
+	if (rc == 0)
+		uv_async_send(&c->srv->exec_out);
+	return rc;
+}
+
 static ssize_t ctl_frame_write(void *cookie, const char *data, size_t size)
 {
 	struct ctl_frame_sink *sink = cookie;
 	struct ctl_conn *c = sink->c;
 	size_t done = 0;
 
-	if (c->exec_write_failed)
-		return -1;
 	while (done < size) {
 		size_t n = size - done < CTLPROTO_FRAME_MAX ? size - done : CTLPROTO_FRAME_MAX;
-		char head[32];
-		int hl = snprintf(head, sizeof head, "%s %zu\n", sink->kind, n);
 
-		if (ctl_write_all(c->exec_fd, head, (size_t)hl) < 0 ||
-		    ctl_write_all(c->exec_fd, data + done, n) < 0) {
-			c->exec_write_failed = true;
+		if (ctl_frame_put(c, sink->kind, data + done, n) < 0)
 			return -1;
-		}
 		done += n;
 	}
 	return (ssize_t)size;
@@ -422,14 +500,23 @@ static void ctl_exec_work(uv_work_t *w)
 	OPENSSL_thread_stop();
 }
 
+/* One exec less; after ctl_stop the last one lets the exec_out async go. */
+static void ctl_exec_done_count(struct ctl_server *s)
+{
+	if (--s->execs_running == 0 && s->stopping && !uv_is_closing((uv_handle_t *)&s->exec_out))
+		uv_close((uv_handle_t *)&s->exec_out, ctl_on_exec_out_closed);
+}
+
 static void ctl_exec_done(uv_work_t *w, int status)
 {
 	struct ctl_conn *c = w->data;
-	uv_buf_t b;
-	int n, rc;
+	int n;
 
+	/* The last frames may not have been moved yet: before the exit line. */
+	ctl_exec_flush(c);
 	c->exec_running = false;
 	queue_writer_unref(c->srv->writer);
+	ctl_exec_done_count(c->srv);
 	buf_free(&c->payload);
 	cfg_unref(c->exec_cfg);
 	c->exec_cfg = NULL;
@@ -444,28 +531,20 @@ static void ctl_exec_done(uv_work_t *w, int status)
 	}
 	c->replied = true;
 	n = snprintf(c->out, sizeof c->out, "exit %d\n", c->exec_code);
-	uv_timer_start(&c->timer, ctl_on_timeout, CTL_TIMEOUT_MS, 0);
-	b = uv_buf_init(c->out, (unsigned)n);
-	c->wreq.data = c;
-	rc = uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, ctl_on_write);
-	if (rc < 0)
-		ctl_conn_close(c);
+	ctl_send(c, c->out, (size_t)n);
 	ctl_conn_unref(c);
 }
 
 static void ctl_exec_start(struct ctl_conn *c)
 {
-	uv_os_fd_t fd;
-
-	uv_read_stop((uv_stream_t *)&c->pipe);
-	uv_timer_stop(&c->timer);
-	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0) {
-		ctl_reply(c, EX_SOFTWARE, "cannot run the command");
-		return;
-	}
-	c->exec_fd = fd;
+	/* Until ctl_exec_done only the command's output moves (no reads, no timer). */
+	conn_want_read(c->conn, false);
+	conn_deadline(c->conn, CONN_DL_NONE, 0);
+	c->exec_write_failed = false;
+	c->exec_backlog = 0;
 	c->exec_cfg = c->srv->config(c->srv->changed_arg);
 	c->exec_running = true;
+	c->srv->execs_running++;
 	c->busy = true;
 	c->refs++;
 	/* The pool thread may call the writer until ctl_exec_done: keep it. */
@@ -474,6 +553,7 @@ static void ctl_exec_start(struct ctl_conn *c)
 	if (uv_queue_work(c->srv->loop, &c->work, ctl_exec_work, ctl_exec_done) < 0) {
 		queue_writer_unref(c->srv->writer);
 		c->exec_running = false;
+		ctl_exec_done_count(c->srv);
 		c->busy = false;
 		c->refs--;
 		cfg_unref(c->exec_cfg);
@@ -553,74 +633,61 @@ static void ctl_dispatch(struct ctl_conn *c, char *line, size_t len)
 	if (needs_id)
 		queue_id_format(c->id, c->qid);
 	/* From here the writer sets the pace, not the client. */
-	uv_timer_stop(&c->timer);
+	conn_want_read(c->conn, false);
+	conn_deadline(c->conn, CONN_DL_NONE, 0);
 	c->busy = true;
 	c->refs++;
 	queue_writer_submit(c->srv->writer, ctl_apply, ctl_done, c);
 }
 
-static void ctl_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-	struct ctl_conn *c = h->data;
-
-	(void)suggested;
-	if (c->exec_len > 0) {
-		/* An exec payload: at most what is still owed, in 64 KiB steps. */
-		size_t want = c->exec_len - c->payload.len;
-
-		if (want > 65536)
-			want = 65536;
-		if (want == 0)
-			want = 1; /* one byte too many: reported as a protocol error */
-		buf_reserve(&c->payload, want);
-		buf->base = c->payload.data + c->payload.len;
-		buf->len = want;
-		return;
-	}
-	/* Never more than the rest of the request buffer: the bound is here. */
-	buf->base = c->in + c->inlen;
-	buf->len = sizeof c->in - c->inlen;
-}
-
 static void ctl_exec_more(struct ctl_conn *c);
 
-static void ctl_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+/* Moves what the conn buffered into the exec payload. */
+static void ctl_exec_take(struct ctl_conn *c)
 {
-	struct ctl_conn *c = st->data;
-	char *nl;
+	size_t n = conn_in_len(c->conn);
 
-	(void)buf;
-	if (c->closing || c->replied || c->busy || nread == 0)
+	/* One byte over what was announced is enough to refuse. */
+	if (n > c->exec_len - c->payload.len + 1)
+		n = c->exec_len - c->payload.len + 1;
+	buf_append(&c->payload, conn_in_data(c->conn), n);
+	conn_in_clear(c->conn);
+	ctl_exec_more(c);
+}
+
+static void ctl_on_data(void *arg)
+{
+	struct ctl_conn *c = arg;
+	struct conn_line l;
+	char line[CTLPROTO_LINE_MAX + 1];
+
+	if (c->closing || c->replied || c->busy)
 		return;
-	if (nread < 0) {
-		/* EOF or an error before a whole request: nobody to answer. */
-		ctl_conn_close(c);
-		return;
-	}
 	if (c->exec_len > 0) {
-		c->payload.len += (size_t)nread;
-		ctl_exec_more(c);
+		ctl_exec_take(c);
 		return;
 	}
-	nl = memchr(c->in + c->inlen, '\n', (size_t)nread);
-	c->inlen += (size_t)nread;
-	if (nl == NULL) {
-		if (c->inlen == sizeof c->in)
+	/* The reader never buffers more than the longest request. */
+	if (!conn_line_get(c->conn, CTLPROTO_LINE_MAX, &l)) {
+		if (l.long_line)
 			ctl_reply(c, EX_USAGE, "request longer than %d bytes", CTLPROTO_LINE_MAX);
 		return;
 	}
-	*nl = '\0';
-	ctl_dispatch(c, c->in, (size_t)(nl - c->in));
+	if (l.too_long) {
+		ctl_reply(c, EX_USAGE, "request longer than %d bytes", CTLPROTO_LINE_MAX);
+		return;
+	}
+	/* Only the newline goes: a CR is the parser's to refuse. */
+	memcpy(line, l.data, l.len - 1);
+	line[l.len - 1] = '\0';
+	ctl_dispatch(c, line, l.len - 1);
 	if (c->exec_len > 0 && !c->replied) {
 		/* Payload bytes that came with the line. */
-		size_t extra = c->inlen - (size_t)(nl + 1 - c->in);
-
-		buf_append(&c->payload, nl + 1, extra);
-		ctl_exec_more(c);
+		ctl_exec_take(c);
 		return;
 	}
 	/* One request per connection: anything after the newline is ignored. */
-	uv_read_stop(st);
+	conn_want_read(c->conn, false);
 }
 
 /* Payload bytes arrived: wait for more, refuse too many, or run. */
@@ -632,7 +699,7 @@ static void ctl_exec_more(struct ctl_conn *c)
 	}
 	if (c->payload.len < c->exec_len) {
 		/* A client that sends slowly gets the timeout per read, not per request. */
-		uv_timer_start(&c->timer, ctl_on_timeout, CTL_TIMEOUT_MS, 0);
+		conn_deadline(c->conn, CONN_DL_PROGRESS, CTL_TIMEOUT_MS);
 		return;
 	}
 	ctl_exec_start(c);
@@ -651,7 +718,7 @@ static bool ctl_peer_identify(struct ctl_conn *c)
 	socklen_t len = sizeof cred;
 	uv_os_fd_t fd;
 
-	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
+	if (uv_fileno((uv_handle_t *)conn_stream(c->conn), &fd) < 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof cred) {
 		log_warn(NULL, "control: cannot read a client's credentials: %s", strerror(errno));
 		ctl_reply(c, EX_SOFTWARE, "cannot identify the caller");
@@ -662,6 +729,14 @@ static bool ctl_peer_identify(struct ctl_conn *c)
 	c->privileged = cred.uid == 0 || cred.uid == s->self_uid;
 	return true;
 }
+
+static const struct conn_callbacks ctl_conn_callbacks = {
+	.data = ctl_on_data,
+	.written = ctl_on_written,
+	.timeout = ctl_on_timeout,
+	.lost = ctl_on_lost,
+	.closed = ctl_on_conn_closed,
+};
 
 static void ctl_on_connection(uv_stream_t *server, int status)
 {
@@ -675,18 +750,18 @@ static void ctl_on_connection(uv_stream_t *server, int status)
 	}
 	c = xcalloc(1, sizeof *c);
 	c->srv = s;
-	/* Neither init can fail for a unix pipe and a timer on a live loop. */
-	uv_pipe_init(s->loop, &c->pipe, 0);
-	uv_timer_init(s->loop, &c->timer);
-	c->pipe.data = c;
-	c->timer.data = c;
-	c->refs = 2;
+	c->conn = conn_new(s->loop, CONN_PIPE);
+	conn_set_callbacks(c->conn, &ctl_conn_callbacks, c);
+	c->refs = 1;
+	buf_init(&c->exec_buf);
+	uv_mutex_init(&c->exec_mu);
+	uv_cond_init(&c->exec_cv);
 	c->next = s->conns;
 	if (s->conns != NULL)
 		s->conns->prev = c;
 	s->conns = c;
 	s->nconns++;
-	rc = uv_accept(server, (uv_stream_t *)&c->pipe);
+	rc = uv_accept(server, conn_stream(c->conn));
 	if (rc < 0) {
 		log_warn(NULL, "control: accept: %s", uv_strerror(rc));
 		ctl_conn_close(c);
@@ -696,16 +771,15 @@ static void ctl_on_connection(uv_stream_t *server, int status)
 		ctl_conn_close(c);
 		return;
 	}
-	uv_timer_start(&c->timer, ctl_on_timeout, CTL_TIMEOUT_MS, 0);
+	/* The whole request line within CTL_TIMEOUT_MS of the accept. */
+	conn_deadline(c->conn, CONN_DL_FIXED, CTL_TIMEOUT_MS);
 	if (s->nconns > CTL_MAX_CONNS) {
 		ctl_reply(c, EX_TEMPFAIL, "busy: too many control connections; try again");
 		return;
 	}
 	if (!ctl_peer_identify(c))
 		return;
-	rc = uv_read_start((uv_stream_t *)&c->pipe, ctl_on_alloc, ctl_on_read);
-	if (rc < 0)
-		ctl_conn_close(c);
+	conn_want_read(c->conn, true);
 }
 
 /* ---------------------------------------------------------------- start */
@@ -803,6 +877,8 @@ int ctl_start(uv_loop_t *loop, const char *path, struct queue_writer *writer,
 	s->pipe.data = s;
 	uv_async_init(loop, &s->kick, ctl_on_kick);
 	s->kick.data = s;
+	uv_async_init(loop, &s->exec_out, ctl_on_exec_out);
+	s->exec_out.data = s;
 	/*
 	 * Anyone may connect (mode 0666): delegated operators are ordinary
 	 * Unix users. What a peer may do is decided per request from its
@@ -825,6 +901,7 @@ int ctl_start(uv_loop_t *loop, const char *path, struct queue_writer *writer,
 			(void)unlink(path);
 		s->stopping = true;
 		uv_close((uv_handle_t *)&s->kick, ctl_on_kick_closed);
+		uv_close((uv_handle_t *)&s->exec_out, ctl_on_exec_out_closed);
 		uv_close((uv_handle_t *)&s->pipe, ctl_on_server_closed);
 		return rc;
 	}
@@ -844,6 +921,9 @@ void ctl_stop(struct ctl_server *s)
 	if (unlink(s->path) < 0 && errno != ENOENT)
 		log_warn(NULL, "control: cannot remove %s: %s", s->path, strerror(errno));
 	uv_close((uv_handle_t *)&s->kick, ctl_on_kick_closed);
+	/* Running commands still hand output over: closed after the last. */
+	if (s->execs_running == 0)
+		uv_close((uv_handle_t *)&s->exec_out, ctl_on_exec_out_closed);
 	uv_close((uv_handle_t *)&s->pipe, ctl_on_server_closed);
 	/*
 	 * Connections owed a writer completion, or writing their reply,

@@ -27,22 +27,25 @@
  * sent more than once"). Replies are parsed line by line with bounds:
  * SMTPC_LINE_MAX per line, SMTPC_REPLY_MAX per reply.
  *
- * Entry points: smtpc_start, smtpc_abort, smtpc_outcome_name.
+ * Entry points: smtpc_start, smtpc_abort (smtpc_outcome_name and the text
+ * of the dialogue, replies, EHLO keywords and body stuffing, are in
+ * smtp_client_text.c).
  *
- * OWNERSHIP: the session owns its handles, buffers and tlsio. The request
- * and what it points to are the caller's, borrowed until the completion
- * (per-message fields: until passed to next). The body is read chunk by
- * chunk, each in its own short read transaction (never one held across
- * I/O, which would pin LMDB pages); a chunk is dot-stuffed into a buffer
- * and written, and the next one is read only when the previous writes
- * have completed, so a session holds about two chunks of memory whatever
- * the message size.
+ * OWNERSHIP: the session owns its conn (and so its tlsio) and buffers.
+ * The request and what it points to are the caller's, borrowed until
+ * the completion (per-message fields: until passed to next). The body is
+ * read chunk by chunk, each in its own short read transaction (never one
+ * held across I/O, which would pin LMDB pages); a chunk is dot-stuffed
+ * into a buffer and written, and the next one is read only when the
+ * previous writes have completed, so a session holds about two chunks of
+ * memory whatever the message size.
  *
- * Lifetime: every path to the end goes through smtpc_close, which marks
- * the session closing and closes both handles; libuv runs pending write
- * and connect callbacks (with UV_ECANCELED) before the close callbacks,
- * and the last close callback frees the session and then runs the
- * completion. Callbacks check c->closing first.
+ * Lifetime: the connection (socket, timer, write queue, TLS, line
+ * reader) is a conn (relay/conn.h). Every path to the end goes through
+ * smtpc_close, which marks the session closing and closes the conn;
+ * libuv runs a pending connect callback (with UV_ECANCELED) before the
+ * close callbacks, and the conn's closed callback frees the session and
+ * then runs the completion. Callbacks check c->closing first.
  *
  * THREADS: loop thread only.
  * ERRORS: smtpc_start returns -EINVAL for unusable arguments; everything
@@ -64,38 +67,11 @@
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "queue/queue.h"
+#include "relay/conn.h"
 #include "relay/smtp_client.h"
+#include "relay/smtp_client_int.h"
 #include "relay/smtp_parse.h"
 #include "relay/tlsio.h"
-
-/*
- * RFC 5321 4.5.3.1.5 allows 512 bytes per reply line; real servers send
- * longer ones, so we accept four times that. A whole multi-line reply
- * (an EHLO with many keywords) is bounded too.
- */
-#define SMTPC_LINE_MAX 2048
-#define SMTPC_REPLY_MAX (64 * 1024)
-/* Unprocessed input we keep (a reply arriving during the body waits). */
-#define SMTPC_IN_MAX (SMTPC_REPLY_MAX + SMTPC_LINE_MAX)
-#define SMTPC_READ_CHUNK (64 * 1024)
-
-enum smtpc_state {
-	SMTPC_ST_CONNECT,
-	SMTPC_ST_GREETING,
-	SMTPC_ST_EHLO,
-	SMTPC_ST_LHLO,
-	SMTPC_ST_HELO,
-	SMTPC_ST_STARTTLS,
-	SMTPC_ST_TLS,
-	SMTPC_ST_MAIL,
-	SMTPC_ST_RCPT,
-	SMTPC_ST_DATA,
-	SMTPC_ST_BODY,
-	SMTPC_ST_DOT,
-	SMTPC_ST_RSET,
-	SMTPC_ST_QUIT,
-	SMTPC_ST_COUNT
-};
 
 #define SMTPC_B(st) (1u << (st))
 
@@ -151,102 +127,21 @@ static const struct smtpc_state_info {
 	[SMTPC_ST_QUIT] = { "quit", 60000, "sending QUIT", "QUIT", true, 0 },
 };
 
-struct smtpc {
-	uv_loop_t *loop;
-	/* TCP or unix socket; both are streams, and libuv handles share a head. */
-	union {
-		uv_handle_t handle;
-		uv_stream_t stream;
-		uv_tcp_t tcp;
-		uv_pipe_t pipe;
-	} sock;
-	bool is_unix;
-	uv_timer_t timer;
-	uv_connect_t connect_req;
-	struct sockaddr_storage addr;
-	struct smtpc_request rq;       /* copy; what it points to is borrowed */
-	smtpc_done_fn *done;
-	void *done_arg;
-	struct smtpc_result res;
-	enum smtpc_state state;
-	int open_handles;
-	bool sock_inited;
-	bool closing;
-	bool finished;                 /* every recipient has its verdict */
-	bool broken;                   /* a 421 or RSET failure: no next message */
-
-	/* Input: plaintext lines, and the reply being assembled. */
-	struct buf in;
-	bool in_overflow;
-	int rcode;
-	size_t rlines;
-	struct buf rtext;              /* reply lines without "NNN-", '\n' between */
-	char rbuf[SMTPC_READ_CHUNK];
-
-	/* What the server announced in EHLO/LHLO. */
-	bool ext_size, ext_starttls, ext_8bitmime, ext_smtputf8, ext_dsn;
-	bool ext_pipelining;
-	uint64_t size_limit;           /* SIZE n; 0 = no fixed limit */
-
-	/* TLS. */
-	struct tlsio *tls;
-	bool tls_up;                   /* set by the established callback */
-
-	/* The current transaction. */
-	bool mail_sent;                /* MAIL went out: RSET before the next one */
-	bool mail_failed;              /* MAIL refused: later replies only drained */
-	bool pipelined;                /* MAIL, RCPTs and DATA went out in one write */
-	bool dot_done;                 /* the final reply(ies) arrived */
-	size_t rcpt_next;              /* next RCPT reply (and command) */
-	size_t naccepted;
-	bool *accepted;                /* RCPT got 2xx */
-	size_t dot_next;               /* LMTP: next recipient a dot reply is for */
-
-	/* Body transfer. */
-	uint32_t chunk_next;
-	bool body_bol;                 /* at the start of a line */
-	bool body_cr;                  /* a CR waits for its LF */
-	size_t writes_pending;
-	struct buf chunk;
-	struct buf out;
-};
-
-struct smtpc_wreq {
-	uv_write_t req;
-	struct smtpc *c;
-	char data[];
-};
-
-const char *smtpc_outcome_name(enum smtpc_outcome o)
-{
-	switch (o) {
-	case SMTPC_NONE: return "none";
-	case SMTPC_OK: return "ok";
-	case SMTPC_TEMP: return "temporary";
-	case SMTPC_PERM: return "permanent";
-	}
-	return "unknown";
-}
-
 static void smtpc_process(struct smtpc *c);
 static void smtpc_body_pump(struct smtpc *c);
 
 /* ------------------------------------------------------------ closing */
 
-static void smtpc_on_close(uv_handle_t *h)
+/* The conn has closed: the session goes, then its completion runs. */
+static void smtpc_on_close(void *arg)
 {
-	struct smtpc *c = h->data;
+	struct smtpc *c = arg;
 	struct smtpc_result res;
 	smtpc_done_fn *done;
-	void *arg;
 
-	if (--c->open_handles > 0)
-		return;
 	res = c->res;
 	done = c->done;
 	arg = c->done_arg;
-	tlsio_free(c->tls);
-	buf_free(&c->in);
 	buf_free(&c->rtext);
 	buf_free(&c->chunk);
 	buf_free(&c->out);
@@ -261,12 +156,7 @@ static void smtpc_close(struct smtpc *c)
 	if (c->closing)
 		return;
 	c->closing = true;
-	uv_timer_stop(&c->timer);
-	uv_close((uv_handle_t *)&c->timer, smtpc_on_close);
-	if (c->sock_inited) {
-		uv_read_stop(&c->sock.stream);
-		uv_close(&c->sock.handle, smtpc_on_close);
-	}
+	conn_close(c->conn);
 }
 
 static void smtpc_set_rcpt(struct smtpc_rcpt *r, enum smtpc_outcome o, int code,
@@ -345,10 +235,13 @@ void smtpc_abort(struct smtpc *c)
 
 /* ------------------------------------------------------------- states */
 
-static void smtpc_on_timeout(uv_timer_t *t)
+static void smtpc_on_timeout(void *arg, enum conn_timeout which)
 {
-	struct smtpc *c = t->data;
+	struct smtpc *c = arg;
 
+	(void)which; /* no lifetime is set: the per-state deadline only */
+	if (c->closing)
+		return;
 	if (c->state == SMTPC_ST_CONNECT)
 		smtpc_fail(c, -ETIMEDOUT, "4.4.1", "connect to %s: Connection timed out",
 		    c->res.relay);
@@ -359,7 +252,7 @@ static void smtpc_on_timeout(uv_timer_t *t)
 
 static void smtpc_timer_restart(struct smtpc *c)
 {
-	uv_timer_start(&c->timer, smtpc_on_timeout, smtpc_states[c->state].timeout_ms, 0);
+	conn_deadline(c->conn, CONN_DL_FIXED, smtpc_states[c->state].timeout_ms);
 }
 
 /*
@@ -379,57 +272,26 @@ static void smtpc_set_state(struct smtpc *c, enum smtpc_state st)
 
 /* --------------------------------------------------------------- output */
 
-static void smtpc_on_write(uv_write_t *req, int status)
+/* A write completed: the next body chunk goes once the last has. */
+static void smtpc_on_written(void *arg)
 {
-	struct smtpc_wreq *w = (struct smtpc_wreq *)req;
-	struct smtpc *c = w->c;
+	struct smtpc *c = arg;
 
-	free(w);
-	c->writes_pending--;
 	if (c->closing)
 		return;
-	if (status < 0) {
-		smtpc_lost(c, status);
-		return;
-	}
-	if (c->state == SMTPC_ST_BODY && c->writes_pending == 0)
+	if (c->state == SMTPC_ST_BODY && conn_out_pending(c->conn) == 0)
 		smtpc_body_pump(c);
 }
 
-/* Puts bytes on the wire (a copy: uv_write keeps the pointer). */
-static void smtpc_write_raw(struct smtpc *c, const char *data, size_t len)
-{
-	struct smtpc_wreq *w;
-	uv_buf_t b;
-	int rc;
-
-	if (c->closing || len == 0)
-		return;
-	w = xmalloc(sizeof(*w) + len);
-	w->c = c;
-	memcpy(w->data, data, len);
-	b = uv_buf_init(w->data, (unsigned)len);
-	rc = uv_write(&w->req, &c->sock.stream, &b, 1, smtpc_on_write);
-	if (rc < 0) {
-		free(w);
-		smtpc_lost(c, rc);
-		return;
-	}
-	c->writes_pending++;
-}
-
-/* Plaintext out: through TLS once it is up. Check c->closing after. */
+/* Plaintext out (through TLS once it is up). Check c->closing after. */
 static void smtpc_send(struct smtpc *c, const char *data, size_t len)
 {
 	int rc;
 
 	if (c->closing)
 		return;
-	if (c->tls == NULL) {
-		smtpc_write_raw(c, data, len);
-		return;
-	}
-	rc = tlsio_write(c->tls, data, len);
+	conn_write(c->conn, data, len);
+	rc = conn_flush(c->conn);
 	if (rc < 0 && !c->closing)
 		smtpc_fail(c, rc, "4.7.5", "TLS failure with %s while %s: %s", c->res.relay,
 		    smtpc_states[c->state].doing, tlsio_error(c->tls));
@@ -479,98 +341,7 @@ static void smtpc_command(struct smtpc *c, const char *fmt, ...)
 	smtpc_flush(c);
 }
 
-/* ---------------------------------------------------------------- TLS */
-
-static void smtpc_tls_send(void *arg, const char *data, size_t len)
-{
-	smtpc_write_raw(arg, data, len);
-}
-
-static void smtpc_tls_plain(void *arg, const char *data, size_t len)
-{
-	struct smtpc *c = arg;
-
-	if (c->in.len + len > SMTPC_IN_MAX) {
-		c->in_overflow = true;
-		return;
-	}
-	buf_append(&c->in, data, len);
-}
-
-static void smtpc_tls_established(void *arg)
-{
-	struct smtpc *c = arg;
-
-	c->tls_up = true;
-}
-
-static const struct tlsio_callbacks smtpc_tls_cbs = {
-	.send = smtpc_tls_send,
-	.plaintext = smtpc_tls_plain,
-	.established = smtpc_tls_established,
-};
-
 /* ------------------------------------------------------------ replies */
-
-/* "NNN text text ..." from the reply just read, printable and bounded. */
-static void smtpc_reply_text(const struct smtpc *c, char *out, size_t outlen)
-{
-	size_t o, i;
-
-	o = (size_t)snprintf(out, outlen, "%d", c->rcode);
-	if (o >= outlen)
-		return;
-	if (c->rtext.len > 0 && o + 1 < outlen)
-		out[o++] = ' ';
-	for (i = 0; i < c->rtext.len && o + 1 < outlen; i++) {
-		unsigned char ch = (unsigned char)c->rtext.data[i];
-
-		/* Lines are joined by spaces; no control byte is kept. */
-		out[o++] = ch == '\n' ? ' ' : (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
-	}
-	out[o] = '\0';
-}
-
-/*
- * The RFC 3463 code at the start of the reply's first line, when it is
- * well formed and of the reply's class; else the class's generic code.
- */
-static void smtpc_reply_dsn(const struct smtpc *c, char *dsn, size_t dsnlen)
-{
-	const char *p = c->rtext.data;
-	size_t len = c->rtext.len, i = 0, n;
-	int part, klass = c->rcode / 100;
-
-	if (klass != 2 && klass != 4 && klass != 5) {
-		/* 3xx where no 3xx was due: treated as a protocol error. */
-		str_copy(dsn, "4.5.0", dsnlen);
-		return;
-	}
-	if (p != NULL && len >= 5 && p[0] == (char)('0' + c->rcode / 100) && p[1] == '.') {
-		i = 2;
-		for (part = 0; part < 2; part++) {
-			for (n = 0; i < len && n < 4 && p[i] >= '0' && p[i] <= '9'; n++)
-				i++;
-			if (n == 0 || n > 3)
-				break;
-			if (part == 0) {
-				if (i >= len || p[i] != '.')
-					break;
-				i++;
-			}
-		}
-		if (part == 2 && (i == len || p[i] == ' ' || p[i] == '\n')) {
-			str_copyn(dsn, p, i, dsnlen);
-			return;
-		}
-	}
-	snprintf(dsn, dsnlen, "%d.0.0", klass);
-}
-
-static enum smtpc_outcome smtpc_class(int code)
-{
-	return code >= 500 ? SMTPC_PERM : code >= 200 && code < 300 ? SMTPC_OK : SMTPC_TEMP;
-}
 
 /*
  * "host X said: REPLY (in reply to CMD command)" into out, truncated to
@@ -598,10 +369,10 @@ static void smtpc_said(const struct smtpc *c, char *out, size_t outlen, const ch
 static void smtpc_site_record(struct smtpc *c, const char *lead)
 {
 	char text[SMTPC_TEXT_MAX], reply[SMTPC_TEXT_MAX], dsn[16];
-	enum smtpc_outcome o = smtpc_class(c->rcode);
+	enum smtpc_outcome o = smtpc__class(c->rcode);
 
-	smtpc_reply_text(c, reply, sizeof(reply));
-	smtpc_reply_dsn(c, dsn, sizeof(dsn));
+	smtpc__reply_text(c, reply, sizeof(reply));
+	smtpc__reply_dsn(c, dsn, sizeof(dsn));
 	if (o == SMTPC_OK) {
 		/* A 2xx where something else was due is a protocol error. */
 		o = SMTPC_TEMP;
@@ -618,79 +389,6 @@ static void smtpc_site_reply(struct smtpc *c, const char *lead)
 {
 	smtpc_site_record(c, lead);
 	smtpc_quit(c);
-}
-
-/* Clears what EHLO announced: a new EHLO (after TLS) starts from nothing. */
-static void smtpc_ext_reset(struct smtpc *c)
-{
-	c->ext_size = c->ext_starttls = c->ext_8bitmime = false;
-	c->ext_smtputf8 = c->ext_dsn = c->ext_pipelining = false;
-	c->size_limit = 0;
-}
-
-/* RFC 5321 4.1.1.1: EHLO (and LHLO) keywords, one per line after the first. */
-static void smtpc_parse_ehlo(struct smtpc *c)
-{
-	const char *p = buf_cstr(&c->rtext), *nl = NULL;
-	bool first = true;
-
-	smtpc_ext_reset(c);
-	for (; p != NULL && *p != '\0'; p = nl != NULL ? nl + 1 : p + strlen(p)) {
-		char kw[32];
-		size_t n;
-
-		nl = strchr(p, '\n');
-		if (first) {
-			first = false; /* the server's name and greeting */
-			continue;
-		}
-		n = strcspn(p, " \n");
-		if (n == 0 || n >= sizeof(kw))
-			continue;
-		str_copyn(kw, p, n, sizeof(kw));
-		if (str_ieq(kw, "SIZE")) {
-			/* RFC 1870: "SIZE" alone or "SIZE 0" means no fixed limit. */
-			c->ext_size = true;
-			if (p[n] == ' ') {
-				char *end;
-				unsigned long long v = strtoull(p + n + 1, &end, 10);
-
-				if (end != p + n + 1)
-					c->size_limit = v;
-			}
-		} else if (str_ieq(kw, "STARTTLS")) {
-			c->ext_starttls = true;
-		} else if (str_ieq(kw, "8BITMIME")) {
-			c->ext_8bitmime = true;
-		} else if (str_ieq(kw, "SMTPUTF8")) {
-			c->ext_smtputf8 = true;
-		} else if (str_ieq(kw, "DSN")) {
-			c->ext_dsn = true;
-		} else if (str_ieq(kw, "PIPELINING")) {
-			c->ext_pipelining = true;
-		}
-	}
-}
-
-static bool smtpc_is_ascii(const char *s)
-{
-	for (; s != NULL && *s != '\0'; s++)
-		if ((unsigned char)*s >= 0x80)
-			return false;
-	return true;
-}
-
-/* True when the envelope itself needs SMTPUTF8 (RFC 6531 section 3.4). */
-static bool smtpc_envelope_is_utf8(const struct smtpc *c)
-{
-	size_t i;
-
-	if (!smtpc_is_ascii(c->rq.msg->sender))
-		return true;
-	for (i = 0; i < c->rq.nrcpts; i++)
-		if (!smtpc_is_ascii(c->rq.rcpts[i].addr))
-			return true;
-	return false;
 }
 
 static void smtpc_refuse_all(struct smtpc *c, const char *dsn, const char *fmt, ...)
@@ -723,7 +421,7 @@ static bool smtpc_mail_is_refused(struct smtpc *c)
 		    "sending BDAT is not supported", c->res.relay);
 		return true;
 	}
-	if (m->smtputf8 && smtpc_envelope_is_utf8(c) && !c->ext_smtputf8) {
+	if (m->smtputf8 && smtpc__envelope_is_utf8(c) && !c->ext_smtputf8) {
 		/* RFC 6531 section 3.4: must not be downgraded silently. */
 		smtpc_refuse_all(c, "5.6.7", "SMTPUTF8 is required, but was not offered by host %s",
 		    c->res.relay);
@@ -741,7 +439,7 @@ static bool smtpc_mail_is_refused(struct smtpc *c)
 static void smtpc_append_mail(struct smtpc *c)
 {
 	const struct queue_msg *m = c->rq.msg;
-	bool utf8 = m->smtputf8 && smtpc_envelope_is_utf8(c);
+	bool utf8 = m->smtputf8 && smtpc__envelope_is_utf8(c);
 	struct buf cmd;
 
 	buf_init(&cmd);
@@ -973,7 +671,7 @@ static void smtpc_tls_ready(struct smtpc *c)
 	log_info(c->rq.id, "Untrusted TLS connection established to %s: %s with cipher %s",
 	    c->res.relay, tlsio_version(c->tls), tlsio_cipher(c->tls));
 	/* RFC 3207 4.2: forget everything learned before; EHLO again. */
-	smtpc_ext_reset(c);
+	smtpc__ext_reset(c);
 	smtpc_hello(c);
 }
 
@@ -997,10 +695,10 @@ static void smtpc_on_rcpt_reply(struct smtpc *c)
 		c->accepted[c->rcpt_next] = true;
 		c->naccepted++;
 	} else {
-		smtpc_reply_text(c, reply, sizeof(reply));
-		smtpc_reply_dsn(c, dsn, sizeof(dsn));
+		smtpc__reply_text(c, reply, sizeof(reply));
+		smtpc__reply_dsn(c, dsn, sizeof(dsn));
 		smtpc_said(c, text, sizeof(text), "said", reply);
-		smtpc_set_rcpt(r, smtpc_class(c->rcode), c->rcode, dsn, text);
+		smtpc_set_rcpt(r, smtpc__class(c->rcode), c->rcode, dsn, text);
 	}
 	if (++c->rcpt_next < c->rq.nrcpts) {
 		smtpc_timer_restart(c);
@@ -1026,8 +724,8 @@ static void smtpc_on_dot_reply(struct smtpc *c)
 	char text[SMTPC_TEXT_MAX], reply[SMTPC_TEXT_MAX], dsn[16];
 	size_t i;
 
-	smtpc_reply_text(c, reply, sizeof(reply));
-	smtpc_reply_dsn(c, dsn, sizeof(dsn));
+	smtpc__reply_text(c, reply, sizeof(reply));
+	smtpc__reply_dsn(c, dsn, sizeof(dsn));
 	if (!c->rq.lmtp) {
 		if (c->rcode / 100 == 2) {
 			for (i = 0; i < c->rq.nrcpts; i++)
@@ -1047,7 +745,7 @@ static void smtpc_on_dot_reply(struct smtpc *c)
 			smtpc_set_rcpt(&c->rq.rcpts[i], SMTPC_OK, c->rcode, dsn, reply);
 		} else {
 			smtpc_said(c, text, sizeof(text), "said", reply);
-			smtpc_set_rcpt(&c->rq.rcpts[i], smtpc_class(c->rcode), c->rcode, dsn,
+			smtpc_set_rcpt(&c->rq.rcpts[i], smtpc__class(c->rcode), c->rcode, dsn,
 			    text);
 		}
 		c->dot_next = i + 1;
@@ -1060,13 +758,182 @@ static void smtpc_on_dot_reply(struct smtpc *c)
 	smtpc_txn_end(c);
 }
 
+/* ---------------------------------------------------- one reply per state */
+
+static void smtpc_on_greeting_reply(struct smtpc *c)
+{
+	if (c->rcode / 100 == 2)
+		smtpc_hello(c);
+	else
+		smtpc_site_reply(c, "refused to talk to me");
+}
+
+static void smtpc_on_ehlo_reply(struct smtpc *c)
+{
+	int klass = c->rcode / 100;
+
+	if (klass == 2) {
+		smtpc__parse_ehlo(c);
+		smtpc_after_helo(c);
+	} else if (klass == 5) {
+		/* RFC 5321 3.2: an old server; fall back to HELO. */
+		smtpc_set_state(c, SMTPC_ST_HELO);
+		smtpc__ext_reset(c);
+		smtpc_command(c, "HELO %s", c->rq.helo_name);
+	} else {
+		smtpc_site_reply(c, "said");
+	}
+}
+
+static void smtpc_on_lhlo_reply(struct smtpc *c)
+{
+	/* RFC 2033 4.1: every LMTP server supports LHLO; no fallback. */
+	if (c->rcode / 100 == 2) {
+		smtpc__parse_ehlo(c);
+		smtpc_after_helo(c);
+	} else {
+		smtpc_site_reply(c, "said");
+	}
+}
+
+static void smtpc_on_helo_reply(struct smtpc *c)
+{
+	if (c->rcode / 100 == 2)
+		smtpc_after_helo(c);
+	else
+		smtpc_site_reply(c, "said");
+}
+
+static void smtpc_on_starttls_reply(struct smtpc *c)
+{
+	char text[SMTPC_TEXT_MAX];
+	size_t discarded;
+
+	if (c->rcode / 100 != 2) {
+		smtpc__reply_text(c, text, sizeof(text));
+		if (c->rq.require_tls) {
+			smtpc_refuse_all(c, "4.7.4", "TLS is required, but host %s refused "
+			    "to start TLS: %s", c->res.relay, text);
+			smtpc_quit(c);
+			return;
+		}
+		/* Opportunistic: carry on in cleartext, as Postfix does. */
+		log_info(c->rq.id, "host %s refused STARTTLS (%s); continuing "
+		    "without TLS", c->res.relay, text);
+		smtpc_txn_start(c);
+		return;
+	}
+	/*
+	 * RFC 3207 4.2 and the CVE-2011-0411 class: anything the server sent
+	 * after its 220 in cleartext was injected by someone; it must never
+	 * be read as a TLS-protected reply. conn_start_tls drops it.
+	 */
+	smtpc_set_state(c, SMTPC_ST_TLS);
+	/* Numeric next hop: no SNI (RFC 6066 3 forbids literals). */
+	discarded = conn_start_tls(c->conn, c->rq.tls, false, NULL);
+	c->tls = conn_tls(c->conn);
+	if (discarded > 0)
+		log_warn(c->rq.id, "discarding %zu bytes of cleartext after "
+		    "STARTTLS reply from %s", discarded, c->res.relay);
+	if (!c->closing && tlsio_error(c->tls)[0] != '\0')
+		smtpc_fail(c, -EPROTO, "4.7.5", "Cannot start TLS: handshake failure with %s: %s",
+		    c->res.relay, tlsio_error(c->tls));
+}
+
+static void smtpc_on_mail_reply(struct smtpc *c)
+{
+	if (c->rcode / 100 == 2) {
+		smtpc_set_state(c, SMTPC_ST_RCPT);
+		c->rcpt_next = 0;
+		if (!c->pipelined)
+			smtpc_rcpt_send(c);
+		return;
+	}
+	/* Every recipient gets the MAIL refusal. */
+	smtpc_site_record(c, "said");
+	c->mail_failed = true;
+	if (c->pipelined) {
+		/* RFC 2920 3.1: the RCPT and DATA replies still come. */
+		smtpc_set_state(c, SMTPC_ST_RCPT);
+		c->rcpt_next = 0;
+	} else {
+		smtpc_txn_end(c);
+	}
+}
+
+static void smtpc_on_data_reply(struct smtpc *c)
+{
+	if (c->rcode == 354 && c->naccepted == 0) {
+		/*
+		 * Only possible pipelined: the server took DATA although MAIL
+		 * or every RCPT failed (RFC 2920 3.1 says it must not). Its
+		 * state is unknown; sending an empty message to learn it is not
+		 * worth it.
+		 */
+		smtpc_hangup(c, "server accepted DATA without recipients");
+	} else if (c->rcode == 354) {
+		smtpc_set_state(c, SMTPC_ST_BODY);
+		c->chunk_next = 0;
+		c->body_bol = true;
+		c->body_cr = false;
+		smtpc_body_pump(c);
+	} else {
+		/* With no accepted recipient every verdict is known already. */
+		if (c->naccepted > 0)
+			smtpc_site_record(c, "said");
+		smtpc_txn_end(c);
+	}
+}
+
+static void smtpc_on_rset_reply(struct smtpc *c)
+{
+	char reply[SMTPC_TEXT_MAX], text[SMTPC_TEXT_MAX];
+
+	if (c->rcode / 100 == 2) {
+		smtpc_txn_start(c);
+		return;
+	}
+	/*
+	 * The server cannot start over. That says nothing about the new
+	 * message, so even a 5xx is only temporary for it: it waits for a
+	 * fresh connection.
+	 */
+	c->broken = true;
+	smtpc__reply_text(c, reply, sizeof(reply));
+	smtpc_said(c, text, sizeof(text), "said", reply);
+	smtpc_set_open(c, SMTPC_TEMP, c->rcode, "4.5.0", text);
+	smtpc_quit(c);
+}
+
+static void smtpc_on_quit_reply(struct smtpc *c)
+{
+	smtpc_close(c);
+}
+
+/* What a reply means depends on the state it answers: one row each. */
+typedef void smtpc_reply_fn(struct smtpc *c);
+
+static smtpc_reply_fn *const smtpc_reply_handlers[SMTPC_ST_COUNT] = {
+	[SMTPC_ST_GREETING] = smtpc_on_greeting_reply,
+	[SMTPC_ST_EHLO] = smtpc_on_ehlo_reply,
+	[SMTPC_ST_LHLO] = smtpc_on_lhlo_reply,
+	[SMTPC_ST_HELO] = smtpc_on_helo_reply,
+	[SMTPC_ST_STARTTLS] = smtpc_on_starttls_reply,
+	[SMTPC_ST_MAIL] = smtpc_on_mail_reply,
+	[SMTPC_ST_RCPT] = smtpc_on_rcpt_reply,
+	[SMTPC_ST_DATA] = smtpc_on_data_reply,
+	[SMTPC_ST_DOT] = smtpc_on_dot_reply,
+	[SMTPC_ST_RSET] = smtpc_on_rset_reply,
+	[SMTPC_ST_QUIT] = smtpc_on_quit_reply,
+	/* CONNECT, TLS and BODY await no reply (smtpc_states[].awaits_reply). */
+};
+
 static void smtpc_on_reply(struct smtpc *c)
 {
 	char text[SMTPC_TEXT_MAX];
-	int klass = c->rcode / 100;
 
 	if (log_is_debug()) {
-		smtpc_reply_text(c, text, sizeof(text));
+		smtpc__reply_text(c, text, sizeof(text));
 		log_debug(c->rq.id, "smtp client < %s: %s", c->res.relay, text);
 	}
 	/*
@@ -1080,174 +947,9 @@ static void smtpc_on_reply(struct smtpc *c)
 		    "said");
 		return;
 	}
-	switch (c->state) {
-	case SMTPC_ST_GREETING:
-		if (klass == 2)
-			smtpc_hello(c);
-		else
-			smtpc_site_reply(c, "refused to talk to me");
-		break;
-	case SMTPC_ST_EHLO:
-		if (klass == 2) {
-			smtpc_parse_ehlo(c);
-			smtpc_after_helo(c);
-		} else if (klass == 5) {
-			/* RFC 5321 3.2: an old server; fall back to HELO. */
-			smtpc_set_state(c, SMTPC_ST_HELO);
-			smtpc_ext_reset(c);
-			smtpc_command(c, "HELO %s", c->rq.helo_name);
-		} else {
-			smtpc_site_reply(c, "said");
-		}
-		break;
-	case SMTPC_ST_LHLO:
-		/* RFC 2033 4.1: every LMTP server supports LHLO; no fallback. */
-		if (klass == 2) {
-			smtpc_parse_ehlo(c);
-			smtpc_after_helo(c);
-		} else {
-			smtpc_site_reply(c, "said");
-		}
-		break;
-	case SMTPC_ST_HELO:
-		if (klass == 2)
-			smtpc_after_helo(c);
-		else
-			smtpc_site_reply(c, "said");
-		break;
-	case SMTPC_ST_STARTTLS:
-		if (klass == 2) {
-			/*
-			 * RFC 3207 4.2 and the CVE-2011-0411 class: anything the
-			 * server sent after its 220 in cleartext was injected by
-			 * someone; it must never be read as a TLS-protected reply.
-			 */
-			if (c->in.len > 0)
-				log_warn(c->rq.id, "discarding %zu bytes of cleartext after "
-				    "STARTTLS reply from %s", c->in.len, c->res.relay);
-			buf_reset(&c->in);
-			smtpc_set_state(c, SMTPC_ST_TLS);
-			/* Numeric next hop: no SNI (RFC 6066 3 forbids literals). */
-			c->tls = tlsio_new(c->rq.tls, false, NULL, &smtpc_tls_cbs, c);
-			if (!c->closing && tlsio_error(c->tls)[0] != '\0')
-				smtpc_fail(c, -EPROTO, "4.7.5",
-				    "Cannot start TLS: handshake failure with %s: %s",
-				    c->res.relay, tlsio_error(c->tls));
-		} else if (c->rq.require_tls) {
-			smtpc_reply_text(c, text, sizeof(text));
-			smtpc_refuse_all(c, "4.7.4", "TLS is required, but host %s refused "
-			    "to start TLS: %s", c->res.relay, text);
-			smtpc_quit(c);
-		} else {
-			/* Opportunistic: carry on in cleartext, as Postfix does. */
-			smtpc_reply_text(c, text, sizeof(text));
-			log_info(c->rq.id, "host %s refused STARTTLS (%s); continuing "
-			    "without TLS", c->res.relay, text);
-			smtpc_txn_start(c);
-		}
-		break;
-	case SMTPC_ST_MAIL:
-		if (klass == 2) {
-			smtpc_set_state(c, SMTPC_ST_RCPT);
-			c->rcpt_next = 0;
-			if (!c->pipelined)
-				smtpc_rcpt_send(c);
-		} else {
-			/* Every recipient gets the MAIL refusal. */
-			smtpc_site_record(c, "said");
-			c->mail_failed = true;
-			if (c->pipelined) {
-				/* RFC 2920 3.1: the RCPT and DATA replies still come. */
-				smtpc_set_state(c, SMTPC_ST_RCPT);
-				c->rcpt_next = 0;
-			} else {
-				smtpc_txn_end(c);
-			}
-		}
-		break;
-	case SMTPC_ST_RCPT:
-		smtpc_on_rcpt_reply(c);
-		break;
-	case SMTPC_ST_DATA:
-		if (c->rcode == 354 && c->naccepted == 0) {
-			/*
-			 * Only possible pipelined: the server took DATA although
-			 * MAIL or every RCPT failed (RFC 2920 3.1 says it must
-			 * not). Its state is unknown; sending an empty message to
-			 * learn it is not worth it.
-			 */
-			smtpc_hangup(c, "server accepted DATA without recipients");
-		} else if (c->rcode == 354) {
-			smtpc_set_state(c, SMTPC_ST_BODY);
-			c->chunk_next = 0;
-			c->body_bol = true;
-			c->body_cr = false;
-			smtpc_body_pump(c);
-		} else {
-			/* With no accepted recipient every verdict is known already. */
-			if (c->naccepted > 0)
-				smtpc_site_record(c, "said");
-			smtpc_txn_end(c);
-		}
-		break;
-	case SMTPC_ST_DOT:
-		smtpc_on_dot_reply(c);
-		break;
-	case SMTPC_ST_RSET:
-		if (klass == 2) {
-			smtpc_txn_start(c);
-		} else {
-			char reply[SMTPC_TEXT_MAX];
-
-			/*
-			 * The server cannot start over. That says nothing about
-			 * the new message, so even a 5xx is only temporary for
-			 * it: it waits for a fresh connection.
-			 */
-			c->broken = true;
-			smtpc_reply_text(c, reply, sizeof(reply));
-			smtpc_said(c, text, sizeof(text), "said", reply);
-			smtpc_set_open(c, SMTPC_TEMP, c->rcode, "4.5.0", text);
-			smtpc_quit(c);
-		}
-		break;
-	case SMTPC_ST_QUIT:
-		smtpc_close(c);
-		break;
-	case SMTPC_ST_CONNECT:
-	case SMTPC_ST_TLS:
-	case SMTPC_ST_BODY:
-	case SMTPC_ST_COUNT:
+	if (smtpc_reply_handlers[c->state] == NULL)
 		panic("smtp client: reply in state %s", smtpc_states[c->state].name);
-	}
-}
-
-/*
- * Adds one reply line (CR LF removed). Returns 1 when it completed the
- * reply, 0 when more lines follow, -1 when it is malformed.
- */
-static int smtpc_reply_line(struct smtpc *c, const char *line, size_t len)
-{
-	int code;
-
-	/* RFC 5321 4.2: three digits, the first 2 to 5, then ' ', '-' or end. */
-	if (len < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '9' ||
-	    line[2] < '0' || line[2] > '9')
-		return -1;
-	if (len > 3 && line[3] != ' ' && line[3] != '-')
-		return -1;
-	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-	if (c->rlines > 0 && code != c->rcode)
-		return -1;
-	c->rcode = code;
-	if (c->rtext.len + len + 1 > SMTPC_REPLY_MAX)
-		return -1;
-	if (c->rlines > 0)
-		buf_append_char(&c->rtext, '\n');
-	if (len > 4)
-		buf_append(&c->rtext, line + 4, len - 4);
-	c->rlines++;
-	return len == 3 || line[3] == ' ' ? 1 : 0;
+	smtpc_reply_handlers[c->state](c);
 }
 
 /*
@@ -1258,8 +960,7 @@ static int smtpc_reply_line(struct smtpc *c, const char *line, size_t len)
 static void smtpc_process(struct smtpc *c)
 {
 	for (;;) {
-		const char *nl;
-		size_t len, used;
+		struct conn_line l;
 		int r;
 
 		if (c->closing)
@@ -1270,22 +971,17 @@ static void smtpc_process(struct smtpc *c)
 			smtpc_protocol_error(c, "too much reply data");
 			break;
 		}
-		nl = c->in.len > 0 ? memchr(c->in.data, '\n', c->in.len) : NULL;
-		if (nl == NULL) {
-			if (c->in.len > SMTPC_LINE_MAX)
+		/* Lines end at LF, CR LF or not (real servers differ). */
+		if (!conn_line_get(c->conn, SMTPC_LINE_MAX + 2, &l)) {
+			if (l.long_line)
 				smtpc_protocol_error(c, "reply line too long");
 			break;
 		}
-		used = (size_t)(nl - c->in.data) + 1;
-		len = used - 1;
-		if (len > 0 && c->in.data[len - 1] == '\r')
-			len--;
-		if (len > SMTPC_LINE_MAX) {
+		if (l.content > SMTPC_LINE_MAX) {
 			smtpc_protocol_error(c, "reply line too long");
 			break;
 		}
-		r = smtpc_reply_line(c, c->in.data, len);
-		buf_consume(&c->in, used);
+		r = smtpc__reply_line(c, l.data, l.content);
 		if (r < 0) {
 			smtpc_protocol_error(c, "malformed reply");
 			break;
@@ -1300,49 +996,6 @@ static void smtpc_process(struct smtpc *c)
 }
 
 /* ---------------------------------------------------------------- body */
-
-/*
- * Appends len body bytes to out, dot-stuffed (RFC 5321 4.5.2) and with
- * every line ending made CRLF: a bare LF or bare CR becomes CRLF, so no
- * byte sequence in a stored body can look like an end of data to a
- * lenient next hop (SMTP smuggling). State carries across chunks.
- */
-static void smtpc_stuff(struct smtpc *c, const char *p, size_t len, struct buf *out)
-{
-	size_t i;
-	char *o;
-
-	/* Worst case: every byte doubles. */
-	buf_reserve(out, len * 2 + 2);
-	o = out->data + out->len;
-	for (i = 0; i < len; i++) {
-		char ch = p[i];
-
-		if (c->body_cr) {
-			c->body_cr = false;
-			*o++ = '\r';
-			*o++ = '\n';
-			c->body_bol = true;
-			if (ch == '\n')
-				continue;
-		}
-		if (ch == '\r') {
-			c->body_cr = true;
-			continue;
-		}
-		if (ch == '\n') {
-			*o++ = '\r';
-			*o++ = '\n';
-			c->body_bol = true;
-			continue;
-		}
-		if (c->body_bol && ch == '.')
-			*o++ = '.';
-		*o++ = ch;
-		c->body_bol = false;
-	}
-	out->len = (size_t)(o - out->data);
-}
 
 static int smtpc_chunk_read(struct smtpc *c, uint32_t seq, struct buf *out)
 {
@@ -1382,7 +1035,7 @@ static void smtpc_body_end(struct smtpc *c)
  */
 static void smtpc_body_pump(struct smtpc *c)
 {
-	while (!c->closing && c->state == SMTPC_ST_BODY && c->writes_pending == 0) {
+	while (!c->closing && c->state == SMTPC_ST_BODY && conn_out_pending(c->conn) == 0) {
 		int rc;
 
 		if (c->chunk_next >= c->rq.msg->nchunks) {
@@ -1399,7 +1052,7 @@ static void smtpc_body_pump(struct smtpc *c)
 		}
 		c->chunk_next++;
 		buf_reset(&c->out);
-		smtpc_stuff(c, c->chunk.data, c->chunk.len, &c->out);
+		smtpc__stuff(c, c->chunk.data, c->chunk.len, &c->out);
 		buf_reset(&c->chunk);
 		smtpc_timer_restart(c);
 		smtpc_send(c, c->out.data, c->out.len);
@@ -1409,54 +1062,54 @@ static void smtpc_body_pump(struct smtpc *c)
 
 /* --------------------------------------------------------------- input */
 
-static void smtpc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+static void smtpc_on_data(void *arg)
 {
-	struct smtpc *c = h->data;
+	struct smtpc *c = arg;
 
-	(void)suggested;
-	*b = uv_buf_init(c->rbuf, sizeof(c->rbuf));
+	if (c->closing)
+		return;
+	/* A server that sends more than any reply can be is broken. */
+	if (conn_in_len(c->conn) > SMTPC_IN_MAX)
+		c->in_overflow = true;
+	smtpc_process(c);
 }
 
-static void smtpc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+static void smtpc_on_tls_established(void *arg)
 {
-	struct smtpc *c = s->data;
-	int rc = 0;
+	struct smtpc *c = arg;
 
-	if (c->closing || nread == 0)
+	if (!c->closing && c->state == SMTPC_ST_TLS)
+		smtpc_tls_ready(c);
+}
+
+static void smtpc_on_lost(void *arg, int status, bool tls)
+{
+	struct smtpc *c = arg;
+
+	if (c->closing)
 		return;
-	if (nread < 0) {
-		smtpc_lost(c, (int)nread);
-		return;
-	}
-	if (c->tls != NULL) {
-		rc = tlsio_feed(c->tls, b->base, (size_t)nread);
-		if (c->closing)
-			return;
-		if (c->state == SMTPC_ST_TLS && c->tls_up && rc == 0)
-			smtpc_tls_ready(c);
-	} else if (c->in.len + (size_t)nread > SMTPC_IN_MAX) {
-		c->in_overflow = true;
-	} else {
-		buf_append(&c->in, b->base, (size_t)nread);
-	}
-	/* What arrived before a close_notify is still a reply. */
-	smtpc_process(c);
-	if (c->closing || rc == 0)
-		return;
-	if (rc == -ECONNRESET)
-		smtpc_lost(c, rc);
+	if (!tls || status == -ECONNRESET)
+		smtpc_lost(c, status);
 	else if (c->state == SMTPC_ST_TLS)
-		smtpc_fail(c, rc, "4.7.5", "Cannot start TLS: handshake failure with %s: %s",
+		smtpc_fail(c, status, "4.7.5", "Cannot start TLS: handshake failure with %s: %s",
 		    c->res.relay, tlsio_error(c->tls));
 	else
-		smtpc_fail(c, rc, "4.7.5", "TLS failure with %s while %s: %s", c->res.relay,
+		smtpc_fail(c, status, "4.7.5", "TLS failure with %s while %s: %s", c->res.relay,
 		    smtpc_states[c->state].doing, tlsio_error(c->tls));
 }
+
+static const struct conn_callbacks smtpc_conn_callbacks = {
+	.data = smtpc_on_data,
+	.written = smtpc_on_written,
+	.timeout = smtpc_on_timeout,
+	.lost = smtpc_on_lost,
+	.tls_established = smtpc_on_tls_established,
+	.closed = smtpc_on_close,
+};
 
 static void smtpc_on_connect(uv_connect_t *req, int status)
 {
 	struct smtpc *c = req->data;
-	int rc;
 
 	if (c->closing)
 		return;
@@ -1465,11 +1118,7 @@ static void smtpc_on_connect(uv_connect_t *req, int status)
 		    uv_strerror(status));
 		return;
 	}
-	rc = uv_read_start(&c->sock.stream, smtpc_alloc, smtpc_on_read);
-	if (rc < 0) {
-		smtpc_lost(c, rc);
-		return;
-	}
+	conn_want_read(c->conn, true);
 	smtpc_set_state(c, SMTPC_ST_GREETING);
 }
 
@@ -1508,7 +1157,6 @@ int smtpc_start(uv_loop_t *loop, const struct smtpc_request *req,
 	c->done_arg = arg;
 	c->state = SMTPC_ST_CONNECT;
 	c->accepted = xcalloc(req->nrcpts, sizeof(*c->accepted));
-	buf_init(&c->in);
 	buf_init(&c->rtext);
 	buf_init(&c->chunk);
 	buf_init(&c->out);
@@ -1520,26 +1168,14 @@ int smtpc_start(uv_loop_t *loop, const struct smtpc_request *req,
 	for (i = 0; i < req->nrcpts; i++)
 		smtpc_set_rcpt(&req->rcpts[i], SMTPC_NONE, 0, "", "");
 
-	uv_timer_init(loop, &c->timer);
-	c->timer.data = c;
-	c->open_handles = 1;
+	c->conn = conn_new(loop, c->is_unix ? CONN_PIPE : CONN_TCP);
+	conn_set_callbacks(c->conn, &smtpc_conn_callbacks, c);
 	*out = c;
-	if (c->is_unix)
-		rc = uv_pipe_init(loop, &c->sock.pipe, 0);
-	else
-		rc = uv_tcp_init(loop, &c->sock.tcp);
-	if (rc < 0) {
-		smtpc_fail(c, rc, "4.4.1", "connect to %s: %s", c->res.relay, uv_strerror(rc));
-		return 0;
-	}
-	c->sock.handle.data = c;
-	c->sock_inited = true;
-	c->open_handles++;
 	smtpc_timer_restart(c);
 	c->connect_req.data = c;
 	if (c->is_unix) {
 		/* Errors (ENOENT, ECONNREFUSED) come through the callback. */
-		uv_pipe_connect(&c->connect_req, &c->sock.pipe, req->unix_path,
+		uv_pipe_connect(&c->connect_req, (uv_pipe_t *)conn_stream(c->conn), req->unix_path,
 		    smtpc_on_connect);
 		return 0;
 	}
@@ -1549,9 +1185,9 @@ int smtpc_start(uv_loop_t *loop, const struct smtpc_request *req,
 	 * the peer's delayed ACK (40 ms on Linux) and caps a session at about
 	 * 25 messages a second.
 	 */
-	uv_tcp_nodelay(&c->sock.tcp, 1);
-	rc = uv_tcp_connect(&c->connect_req, &c->sock.tcp, (const struct sockaddr *)&c->addr,
-	    smtpc_on_connect);
+	uv_tcp_nodelay((uv_tcp_t *)conn_stream(c->conn), 1);
+	rc = uv_tcp_connect(&c->connect_req, (uv_tcp_t *)conn_stream(c->conn),
+	    (const struct sockaddr *)&c->addr, smtpc_on_connect);
 	if (rc < 0)
 		smtpc_fail(c, rc, "4.4.1", "connect to %s: %s", c->res.relay, uv_strerror(rc));
 	return 0;

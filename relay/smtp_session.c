@@ -1,16 +1,30 @@
 /*
  * smtp_session: the inbound SMTP state machine.
  *
- * Entry points: smtp_server_init, smtp_session_accept, smtp_session_start,
- * smtp_session_refuse, smtp_session_peer, smtp_server_shutdown.
+ * Entry points: smtp_server_init, smtp_session_accept, smtp_session_new,
+ * smtp_session_start, smtp_session_refuse, smtp_session_peer,
+ * smtp_server_shutdown.
  *
- * Each command goes through parse (smtp_parse.c, pure), check (syntax and
- * state: immediate reply), policy (policy_run, maybe asynchronous) and
- * proceed (the effect). While a command waits on policy or on the queue
- * writer, the session is "busy": it stops parsing and stops reading, so
- * pipelined commands are answered strictly in order (RFC 2920). Replies
- * are collected in one buffer and written when the input runs dry or the
- * session must wait, so a pipelined group costs one write.
+ * The session speaks over a conn (relay/conn.h): any libuv stream, so a
+ * unit test can hand it one end of a socketpair. The conn owns the socket,
+ * the write queue, the bounded line reader, TLS and the deadlines; the
+ * session decides which deadline applies (the next command line within
+ * command_timeout of its first byte, DATA/BDAT bytes within data_timeout
+ * of the last read, the whole session within max_session_time).
+ *
+ * Each command goes through parse (smtp_parse.c, pure), check (the
+ * preconditions in its row of smtp_commands: state, TLS, AUTH, role,
+ * argument; one immediate reply, counted as an error), policy
+ * (policy_run, maybe asynchronous) and proceed (the handler). While a
+ * command waits on policy or on the queue writer, the session is "busy":
+ * it stops parsing and stops reading, so pipelined commands are answered
+ * strictly in order (RFC 2920). Replies are collected in the conn's
+ * output and written when the input runs dry, at a last-in-group command
+ * or when the session must wait, so a pipelined group costs one write.
+ * While more than CONN_OUT_HIGH_WATER of replies wait for a client that
+ * does not read, the session stops processing and the conn stops reading.
+ * NOOP, RSET, HELP, VRFY, EHLO and HELO count toward junk_command_limit;
+ * a queued message resets the count.
  *
  * The body is dot-unstuffed once and streamed into queue chunks of at most
  * QUEUE_CHUNK_MAX bytes while it arrives; only CRLF.CRLF ends DATA (bare
@@ -18,9 +32,10 @@
  * from the commit completion only: the message, its schedule entry and its
  * audit record are then durable.
  *
- * OWNERSHIP: a session owns its handles, buffers and transaction. Every
- * asynchronous operation in flight (policy, writer operations, handle
- * closes) holds a reference; the memory goes when the last one is dropped.
+ * OWNERSHIP: a session owns its conn and transaction. Every asynchronous
+ * operation in flight (policy, writer operations, the conn until its
+ * closed callback) holds a reference; the memory goes when the last one
+ * is dropped. s->conn is NULL once the conn has closed.
  * Completions check s->closing before touching the connection.
  * THREADS: loop thread only. Writer operations run their apply functions on
  * the writer thread and touch nothing but their own op struct there.
@@ -49,11 +64,14 @@
 #include "policy/auth.h"
 #include "queue/receive.h"
 #include "queue/tenancy.h"
+#include "relay/conn.h"
 #include "relay/smtp_parse.h"
 #include "relay/smtp_session.h"
 
 /* Input kept while commands wait: a pipelining client cannot grow it past this. */
 #define SMTP_INPUT_HIGH_WATER (256 * 1024)
+/* How long a last reply may wait for a client that does not read it. */
+#define SMTP_GOODBYE_WAIT_MS 10000
 /* Body bytes handed to the writer and not yet committed before we stop reading. */
 #define SMTP_INFLIGHT_HIGH_WATER (4 * 1024 * 1024)
 
@@ -81,14 +99,21 @@ static const char *const smtp_state_names[SMTP_ST_COUNT] = {
 static const unsigned smtp_transitions[SMTP_ST_COUNT] = {
 	[SMTP_ST_CONNECTED] = SMTP_T(SMTP_ST_INIT) | SMTP_T(SMTP_ST_HANDSHAKE) | SMTP_T(SMTP_ST_QUIT),
 	[SMTP_ST_HANDSHAKE] = SMTP_T(SMTP_ST_INIT) | SMTP_T(SMTP_ST_QUIT),
-	[SMTP_ST_INIT] = SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_QUIT),
+	/*
+	 * INIT, READY and MAIL -> BDAT and back: a refused BDAT still has its
+	 * octets read (RFC 3030 section 4), then the session returns to where
+	 * the command found it.
+	 */
+	[SMTP_ST_INIT] = SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_BDAT) | SMTP_T(SMTP_ST_QUIT),
 	[SMTP_ST_READY] = SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_MAIL) |
-	    SMTP_T(SMTP_ST_HANDSHAKE) | SMTP_T(SMTP_ST_QUIT),
-	[SMTP_ST_MAIL] = SMTP_T(SMTP_ST_RCPT) | SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_QUIT),
+	    SMTP_T(SMTP_ST_HANDSHAKE) | SMTP_T(SMTP_ST_BDAT) | SMTP_T(SMTP_ST_QUIT),
+	[SMTP_ST_MAIL] = SMTP_T(SMTP_ST_RCPT) | SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_BDAT) |
+	    SMTP_T(SMTP_ST_QUIT),
 	[SMTP_ST_RCPT] = SMTP_T(SMTP_ST_RCPT) | SMTP_T(SMTP_ST_DATA) | SMTP_T(SMTP_ST_BDAT) |
 	    SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_QUIT),
 	[SMTP_ST_DATA] = SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_QUIT),
-	[SMTP_ST_BDAT] = SMTP_T(SMTP_ST_BDAT_IDLE) | SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_QUIT),
+	[SMTP_ST_BDAT] = SMTP_T(SMTP_ST_BDAT_IDLE) | SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_INIT) |
+	    SMTP_T(SMTP_ST_MAIL) | SMTP_T(SMTP_ST_RCPT) | SMTP_T(SMTP_ST_QUIT),
 	[SMTP_ST_BDAT_IDLE] = SMTP_T(SMTP_ST_BDAT) | SMTP_T(SMTP_ST_READY) | SMTP_T(SMTP_ST_QUIT),
 	[SMTP_ST_QUIT] = SMTP_T(SMTP_ST_QUIT),
 };
@@ -135,7 +160,6 @@ struct smtp_tx {
 	enum smtp_body_fault fault;
 	/* DATA line state. */
 	bool at_line_start;        /* previous line ended with a real CRLF */
-	bool skipping_long_line;   /* over 1000 octets: drop until LF */
 	bool waiting_chunks;       /* end of data seen; chunks still in flight */
 	/*
 	 * The header section as policy sees it (From: checks); allocated only
@@ -158,11 +182,8 @@ struct smtp_session {
 	struct smtp_session *next, *prev;
 	struct smtp_server *srv;
 	struct config *cfg;
-	uv_tcp_t tcp;
-	uv_timer_t timer;
-	uv_shutdown_t shutdown_req;
+	struct conn *conn;         /* NULL once it has closed */
 	int refs;
-	unsigned handles_open;
 	bool closing;
 	bool close_after_flush;
 	bool started;
@@ -175,16 +196,15 @@ struct smtp_session {
 	bool trusted;
 	char helo[SMTP_DOMAIN_MAX + 1];
 	bool esmtp;
-	struct tlsio *tls;
+	struct tlsio *tls;         /* borrowed from the conn, once TLS started */
 	bool tls_active;
-	struct buf in;
-	size_t in_pos;             /* bytes of in already consumed */
-	struct buf out;
 	bool busy;                 /* a command waits on policy or the queue */
-	bool reading;
+	bool out_blocked;          /* stopped processing: output is backed up */
+	bool waited;               /* was busy: the pending line's clock restarts */
 	bool in_process;
 	bool greeted;
 	unsigned errors;
+	unsigned junk;             /* junk commands since the last queued message */
 	unsigned ncommands;
 	struct smtp_tx tx;
 	/* Kept here so it outlives an asynchronous policy run. */
@@ -201,40 +221,24 @@ struct smtp_session {
 	char auth_user[ADDR_MAX + 1];    /* canonical address once authenticated */
 	enum smtp_auth_step auth_step;
 	char auth_login_user[SASL_FIELD_MAX + 1];
-	bool skipping_long_command;
 };
 
 static uint64_t smtp_session_counter;
 
-/*
- * Unconsumed input is in[in_pos..len); consumed bytes are dropped once per
- * pass of the input loop, so a read of many short lines costs one move.
- */
-static char *smtp_in_data(struct smtp_session *s)
+/* Unconsumed input lives in the conn; a session without one has none. */
+static const char *smtp_in_data(struct smtp_session *s)
 {
-	return s->in.data + s->in_pos;
+	return conn_in_data(s->conn);
 }
 
 static size_t smtp_in_len(const struct smtp_session *s)
 {
-	return s->in.len - s->in_pos;
+	return s->conn ? conn_in_len(s->conn) : 0;
 }
 
 static void smtp_in_consume(struct smtp_session *s, size_t n)
 {
-	s->in_pos += n;
-}
-
-static void smtp_in_compact(struct smtp_session *s)
-{
-	buf_consume(&s->in, s->in_pos);
-	s->in_pos = 0;
-}
-
-static void smtp_in_clear(struct smtp_session *s)
-{
-	buf_reset(&s->in);
-	s->in_pos = 0;
+	conn_in_consume(s->conn, n);
 }
 
 static void smtp_process_input(struct smtp_session *s);
@@ -257,9 +261,6 @@ static void smtp_unref(struct smtp_session *s)
 		return;
 	if (s->admitted && s->srv->on_closed)
 		s->srv->on_closed(s->srv->on_closed_arg, &s->peer);
-	tlsio_free(s->tls);
-	buf_free(&s->in);
-	buf_free(&s->out);
 	buf_free(&s->tx.chunk);
 	free(s->tx.rcpts);
 	cfg_unref(s->cfg);
@@ -288,66 +289,16 @@ static const char *smtp_hostname(const struct smtp_session *s)
 
 /* ------------------------------------------------------------ output */
 
-struct smtp_write_req {
-	uv_write_t req;
-	struct smtp_session *s;
-	size_t len;
-	char data[];
-};
-
-static void smtp_write_cb(uv_write_t *req, int status)
-{
-	struct smtp_write_req *w = (struct smtp_write_req *)req;
-	struct smtp_session *s = w->s;
-
-	if (status < 0 && status != UV_ECANCELED && !s->closing)
-		log_debug(s->id, "write failed: %s", uv_strerror(status));
-	free(w);
-	smtp_unref(s);
-}
-
-static void smtp_write_raw(struct smtp_session *s, const char *data, size_t len)
-{
-	struct smtp_write_req *w;
-	uv_buf_t b;
-	int rc;
-
-	if (s->closing || len == 0)
-		return;
-	w = xmalloc(sizeof *w + len);
-	w->s = s;
-	w->len = len;
-	memcpy(w->data, data, len);
-	b = uv_buf_init(w->data, (unsigned)len);
-	smtp_ref(s);
-	rc = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, smtp_write_cb);
-	if (rc < 0) {
-		free(w);
-		smtp_unref(s);
-	}
-}
-
-static void smtp_tls_send(void *arg, const char *data, size_t len)
-{
-	smtp_write_raw(arg, data, len);
-}
-
 static void smtp_flush(struct smtp_session *s)
 {
-	if (s->out.len == 0 || s->closing)
+	if (s->closing)
 		return;
-	if (s->tls_active) {
-		if (tlsio_write(s->tls, s->out.data, s->out.len) < 0)
-			log_warn(s->id, "TLS write failed: %s", tlsio_error(s->tls));
-	} else {
-		smtp_write_raw(s, s->out.data, s->out.len);
-	}
-	buf_reset(&s->out);
+	conn_flush(s->conn);
 }
 
 /*
- * Appends one reply line. Codes of 500 and up count toward
- * max_bad_commands when counts_as_error is set by the caller.
+ * Appends one reply line to the conn's output; smtp_flush sends what a
+ * pipelined group collected in one write.
  */
 static void smtp_reply(struct smtp_session *s, int code, const char *enh,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -355,15 +306,19 @@ static void smtp_reply(struct smtp_session *s, int code, const char *enh,
 static void smtp_reply(struct smtp_session *s, int code, const char *enh,
     const char *fmt, ...)
 {
+	struct buf *out;
 	va_list ap;
 
-	buf_printf(&s->out, "%03d ", code);
+	if (s->closing)
+		return;
+	out = conn_out(s->conn);
+	buf_printf(out, "%03d ", code);
 	if (enh && enh[0])
-		buf_printf(&s->out, "%s ", enh);
+		buf_printf(out, "%s ", enh);
 	va_start(ap, fmt);
-	buf_vprintf(&s->out, fmt, ap);
+	buf_vprintf(out, fmt, ap);
 	va_end(ap);
-	buf_append_str(&s->out, "\r\n");
+	buf_append_str(out, "\r\n");
 }
 
 static void smtp_reply_parse_error(struct smtp_session *s, const struct smtp_parse_error *e)
@@ -371,28 +326,26 @@ static void smtp_reply_parse_error(struct smtp_session *s, const struct smtp_par
 	smtp_reply(s, e->code, e->enh, "%s", e->text);
 }
 
-/* Counts a client error; past the limit, answers 421 and ends the session. */
-static void smtp_count_error(struct smtp_session *s)
+/* Answers 421 with text, after which nothing more is read. */
+static void smtp_goodbye(struct smtp_session *s, const char *enh, const char *text)
 {
-	if (++s->errors <= s->cfg->max_bad_commands)
-		return;
-	smtp_reply(s, 421, "4.7.0", "%s Error: too many errors", smtp_hostname(s));
-	log_event(LOG_LVL_INFO, s->id, "event", "too_many_errors", "client",
-	    s->peer_addr, NULL);
+	smtp_reply(s, 421, enh, "%s %s", smtp_hostname(s), text);
 	s->close_after_flush = true;
 	if (s->state != SMTP_ST_QUIT)
 		smtp_set_state(s, SMTP_ST_QUIT);
 }
 
-/* ------------------------------------------------------- close paths */
-
-static void smtp_handle_closed(uv_handle_t *h)
+/* Counts a client error; past the limit, answers 421 and ends the session. */
+static void smtp_count_error(struct smtp_session *s)
 {
-	struct smtp_session *s = h->data;
-
-	s->handles_open--;
-	smtp_unref(s);
+	if (++s->errors <= s->cfg->max_bad_commands)
+		return;
+	log_event(LOG_LVL_INFO, s->id, "event", "too_many_errors", "client",
+	    s->peer_addr, NULL);
+	smtp_goodbye(s, "4.7.0", "Error: too many errors");
 }
+
+/* ------------------------------------------------------- close paths */
 
 static void smtp_list_remove(struct smtp_session *s)
 {
@@ -408,15 +361,14 @@ static void smtp_list_remove(struct smtp_session *s)
 	srv->nsessions--;
 }
 
-static void smtp_close(struct smtp_session *s)
+/* The session side of the end: once, whichever way the conn went. */
+static void smtp_end(struct smtp_session *s)
 {
 	if (s->closing)
 		return;
 	s->closing = true;
 	smtp_tx_reset(s);
 	smtp_list_remove(s);
-	uv_timer_stop(&s->timer);
-	uv_read_stop((uv_stream_t *)&s->tcp);
 	if (s->admitted) {
 		char ncmd[16], nerr[16];
 
@@ -425,17 +377,25 @@ static void smtp_close(struct smtp_session *s)
 		log_event(LOG_LVL_INFO, s->id, "event", "disconnect", "client", s->peer_addr,
 		    "commands", ncmd, "errors", nerr, NULL);
 	}
-	uv_close((uv_handle_t *)&s->tcp, smtp_handle_closed);
-	uv_close((uv_handle_t *)&s->timer, smtp_handle_closed);
 }
 
-static void smtp_shutdown_cb(uv_shutdown_t *req, int status)
+/* The conn's handles are closed: it holds the session no longer. */
+static void smtp_conn_closed(void *arg)
 {
-	struct smtp_session *s = req->data;
+	struct smtp_session *s = arg;
 
-	(void)status;
-	smtp_close(s);
+	smtp_end(s);
+	s->conn = NULL;
+	s->tls = NULL;
 	smtp_unref(s);
+}
+
+static void smtp_close(struct smtp_session *s)
+{
+	if (s->closing)
+		return;
+	smtp_end(s);
+	conn_close(s->conn);
 }
 
 /* Sends what is buffered, then closes once the kernel has it. */
@@ -443,18 +403,11 @@ static void smtp_close_graceful(struct smtp_session *s)
 {
 	if (s->closing || s->shutdown_sent)
 		return;
-	smtp_flush(s);
-	if (s->tls_active)
-		tlsio_shutdown(s->tls);
 	s->shutdown_sent = true;
-	uv_read_stop((uv_stream_t *)&s->tcp);
-	s->reading = false;
-	s->shutdown_req.data = s;
-	smtp_ref(s);
-	if (uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->tcp, smtp_shutdown_cb) < 0) {
-		smtp_unref(s);
-		smtp_close(s);
-	}
+	conn_shutdown(s->conn);
+	/* A peer that never reads must not hold the slot: bound the wait. */
+	if (!s->closing)
+		conn_deadline(s->conn, CONN_DL_FIXED, SMTP_GOODBYE_WAIT_MS);
 }
 
 /* ------------------------------------------------------ queue writer */
@@ -678,6 +631,7 @@ static void smtp_commit_done(void *arg, int status, const struct queue_receive *
 	if (!s->closing) {
 		if (status == 0) {
 			smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", qid);
+			s->junk = 0; /* a delivered message resets the junk count */
 		} else if (status == -E2BIG) {
 			/*
 			 * An alias grew between RCPT (where the bound is checked)
@@ -899,48 +853,36 @@ static void smtp_finish_message(struct smtp_session *s)
 static bool smtp_data_consume(struct smtp_session *s)
 {
 	struct smtp_tx *tx = &s->tx;
-	char *data = smtp_in_data(s);
-	size_t avail = smtp_in_len(s);
-	char *lf = memchr(data, '\n', avail);
-	size_t linelen, content;
+	struct conn_line l;
 	const char *p;
-	bool crlf;
+	size_t linelen, content;
 
-	if (lf == NULL) {
+	if (!conn_line_get(s->conn, SMTP_TEXTLINE_MAX, &l)) {
 		/*
 		 * No line end yet. More than 1000 octets without LF cannot be a
-		 * legal line (RFC 5321 section 4.5.3.1.6): drop it as it arrives.
+		 * legal line (RFC 5321 section 4.5.3.1.6): the reader drops it as
+		 * it arrives.
 		 */
-		if (avail > SMTP_TEXTLINE_MAX) {
-			if (tx->fault == SMTP_BODY_OK)
-				tx->fault = SMTP_BODY_LINE_TOO_LONG;
-			tx->skipping_long_line = true;
-			/* Keep a trailing CR: it may pair with the next LF. */
-			smtp_in_consume(s, avail - 1);
-		}
+		if (l.long_line && tx->fault == SMTP_BODY_OK)
+			tx->fault = SMTP_BODY_LINE_TOO_LONG;
 		return false;
 	}
-	linelen = (size_t)(lf - data) + 1;
-	crlf = linelen >= 2 && data[linelen - 2] == '\r';
-	content = crlf ? linelen - 2 : linelen - 1;
-	p = data;
-
-	if (tx->skipping_long_line) {
-		tx->skipping_long_line = false;
-		tx->at_line_start = crlf;
-		smtp_in_consume(s, linelen);
+	if (l.skipped) {
+		tx->at_line_start = l.crlf;
 		return true;
 	}
-	if (!crlf || memchr(p, '\r', content) != NULL) {
+	p = l.data;
+	linelen = l.len;
+	content = l.content;
+	if (!l.crlf || l.bare_cr) {
 		if (tx->fault == SMTP_BODY_OK)
 			tx->fault = SMTP_BODY_BARE_NEWLINE;
 	}
-	if (crlf && tx->at_line_start && content == 1 && p[0] == '.') {
-		smtp_in_consume(s, linelen);
+	if (l.crlf && tx->at_line_start && content == 1 && p[0] == '.') {
 		smtp_finish_message(s);
 		return true;
 	}
-	if (linelen > SMTP_TEXTLINE_MAX && tx->fault == SMTP_BODY_OK)
+	if (l.too_long && tx->fault == SMTP_BODY_OK)
 		tx->fault = SMTP_BODY_LINE_TOO_LONG;
 	if (tx->fault == SMTP_BODY_OK) {
 		/* RFC 5321 section 4.5.2: remove exactly one leading dot. */
@@ -953,8 +895,7 @@ static bool smtp_data_consume(struct smtp_session *s)
 			rfc5322_scan_line(tx->hdr, p, content);
 		smtp_body_client(s, p, linelen);
 	}
-	tx->at_line_start = crlf;
-	smtp_in_consume(s, (size_t)(lf - data) + 1);
+	tx->at_line_start = l.crlf;
 	return true;
 }
 
@@ -1026,7 +967,7 @@ static bool smtp_bdat_consume(struct smtp_session *s)
 	if (tx->bdat_chunk_rejected) {
 		/* The refused chunk is gone: back where the BDAT found us. */
 		tx->bdat_chunk_rejected = false;
-		s->state = s->bdat_return_state;
+		smtp_set_state(s, s->bdat_return_state);
 		smtp_count_error(s);
 		return true;
 	}
@@ -1064,48 +1005,41 @@ static void smtp_cmd_helo(struct smtp_session *s, enum smtp_cmd cmd, const char 
 		smtp_reply(s, 250, NULL, "%s", smtp_hostname(s));
 		return;
 	}
-	buf_printf(&s->out, "250-%s\r\n", smtp_hostname(s));
-	buf_append_str(&s->out, "250-PIPELINING\r\n");
-	buf_printf(&s->out, "250-SIZE %llu\r\n", (unsigned long long)s->cfg->max_message_size);
+	buf_printf(conn_out(s->conn), "250-%s\r\n", smtp_hostname(s));
+	buf_append_str(conn_out(s->conn), "250-PIPELINING\r\n");
+	buf_printf(conn_out(s->conn), "250-SIZE %llu\r\n", (unsigned long long)s->cfg->max_message_size);
 	if (s->srv->tls && !s->tls_active && s->role != CFG_ROLE_SUBMISSIONS)
-		buf_append_str(&s->out, "250-STARTTLS\r\n");
-	buf_append_str(&s->out, "250-8BITMIME\r\n");
-	buf_append_str(&s->out, "250-SMTPUTF8\r\n");
-	buf_append_str(&s->out, "250-ENHANCEDSTATUSCODES\r\n");
-	buf_append_str(&s->out, "250-CHUNKING\r\n");
+		buf_append_str(conn_out(s->conn), "250-STARTTLS\r\n");
+	buf_append_str(conn_out(s->conn), "250-8BITMIME\r\n");
+	buf_append_str(conn_out(s->conn), "250-SMTPUTF8\r\n");
+	buf_append_str(conn_out(s->conn), "250-ENHANCEDSTATUSCODES\r\n");
+	buf_append_str(conn_out(s->conn), "250-CHUNKING\r\n");
 	/* RFC 4954 section 4: no cleartext passwords, so AUTH only under TLS. */
 	if (s->role != CFG_ROLE_MX && s->tls_active && s->srv->auth != NULL)
-		buf_append_str(&s->out, "250-AUTH PLAIN LOGIN\r\n");
-	buf_append_str(&s->out, "250 DSN\r\n");
+		buf_append_str(conn_out(s->conn), "250-AUTH PLAIN LOGIN\r\n");
+	buf_append_str(conn_out(s->conn), "250 DSN\r\n");
 }
 
-static bool smtp_require_state(struct smtp_session *s, enum smtp_cmd cmd)
+/* Why a transaction command is refused in the current state (503 5.5.1). */
+static void smtp_state_refusal(struct smtp_session *s, enum smtp_cmd cmd)
 {
 	switch (s->state) {
 	case SMTP_ST_INIT:
 		smtp_reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
 		break;
 	case SMTP_ST_READY:
-		if (cmd == SMTP_CMD_MAIL)
-			return true;
 		smtp_reply(s, 503, "5.5.1", "Error: need MAIL command");
 		break;
 	case SMTP_ST_MAIL:
-		if (cmd == SMTP_CMD_RCPT)
-			return true;
 		if (cmd == SMTP_CMD_MAIL)
 			smtp_reply(s, 503, "5.5.1", "Error: nested MAIL command");
 		else
 			smtp_reply(s, 503, "5.5.1", "Error: need RCPT command");
 		break;
 	case SMTP_ST_RCPT:
-		if (cmd != SMTP_CMD_MAIL)
-			return true;
 		smtp_reply(s, 503, "5.5.1", "Error: nested MAIL command");
 		break;
 	case SMTP_ST_BDAT_IDLE:
-		if (cmd == SMTP_CMD_BDAT)
-			return true;
 		smtp_reply(s, 503, "5.5.1", "Error: %s not allowed inside a BDAT transaction",
 		    smtp_cmd_name(cmd));
 		break;
@@ -1113,8 +1047,6 @@ static bool smtp_require_state(struct smtp_session *s, enum smtp_cmd cmd)
 		smtp_reply(s, 503, "5.5.1", "Error: bad sequence of commands");
 		break;
 	}
-	smtp_count_error(s);
-	return false;
 }
 
 static void smtp_fill_request(struct smtp_session *s, enum policy_stage stage)
@@ -1162,19 +1094,7 @@ static void smtp_cmd_mail(struct smtp_session *s, enum smtp_cmd cmd, const char 
 	struct smtp_mail_params params;
 	const char *rest;
 
-	if (!smtp_require_state(s, cmd))
-		return;
-	if (s->role == CFG_ROLE_SUBMISSION && !s->tls_active) {
-		smtp_reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
-		smtp_count_error(s);
-		return;
-	}
-	if (s->role != CFG_ROLE_MX && !s->authenticated) {
-		/* RFC 6409 section 4.3: a submission server needs to know the submitter. */
-		smtp_reply(s, 530, "5.7.0", "Authentication required");
-		smtp_count_error(s);
-		return;
-	}
+	(void)cmd;
 	/* Parse with UTF-8 allowed, then hold it against the SMTPUTF8 parameter. */
 	if (smtp_parse_path(arg, false, true, true, &path, &rest, &err) < 0 ||
 	    smtp_parse_mail_params(rest, &params, &err) < 0) {
@@ -1288,8 +1208,7 @@ static void smtp_cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char 
 	struct smtp_parse_error err;
 	const char *rest;
 
-	if (!smtp_require_state(s, cmd))
-		return;
+	(void)cmd;
 	if (smtp_parse_path(arg, true, false, s->tx.params.smtputf8, &s->pending_path,
 	        &rest, &err) < 0 ||
 	    smtp_parse_rcpt_params(rest, &s->pending_rparams, &err) < 0) {
@@ -1315,13 +1234,8 @@ static void smtp_cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char 
 
 static void smtp_cmd_data(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
-	if (arg[0] != '\0') {
-		smtp_reply(s, 501, "5.5.4", "Error: DATA takes no argument");
-		smtp_count_error(s);
-		return;
-	}
-	if (!smtp_require_state(s, cmd))
-		return;
+	(void)cmd;
+	(void)arg;
 	smtp_set_state(s, SMTP_ST_DATA);
 	smtp_body_begin(s);
 	smtp_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
@@ -1347,14 +1261,14 @@ static void smtp_cmd_bdat(struct smtp_session *s, enum smtp_cmd cmd, const char 
 		smtp_reply(s, 503, "5.5.1", "%s", why);
 		/*
 		 * RFC 3030 section 4: the chunk's octets are read even when the
-		 * command is refused, or they would be taken for commands. The
-		 * state is set directly: this detour is not a protocol transition.
+		 * command is refused, or they would be taken for commands; the
+		 * session then returns to this state.
 		 */
 		s->bdat_return_state = s->state;
 		s->tx.bdat_remaining = size;
 		s->tx.bdat_chunk_rejected = true;
 		s->tx.bdat_last = last;
-		s->state = SMTP_ST_BDAT;
+		smtp_set_state(s, SMTP_ST_BDAT);
 		if (size == 0)
 			smtp_bdat_consume(s);
 		return;
@@ -1373,11 +1287,7 @@ static void smtp_cmd_bdat(struct smtp_session *s, enum smtp_cmd cmd, const char 
 static void smtp_cmd_rset(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
 	(void)cmd;
-	if (arg[0] != '\0') {
-		smtp_reply(s, 501, "5.5.4", "Error: RSET takes no argument");
-		smtp_count_error(s);
-		return;
-	}
+	(void)arg;
 	smtp_tx_reset(s);
 	if (s->state != SMTP_ST_INIT)
 		smtp_set_state(s, SMTP_ST_READY);
@@ -1412,11 +1322,7 @@ static void smtp_cmd_help(struct smtp_session *s, enum smtp_cmd cmd, const char 
 static void smtp_cmd_vrfy(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
 	(void)cmd;
-	if (arg[0] == '\0') {
-		smtp_reply(s, 501, "5.5.4", "Error: VRFY needs an argument");
-		smtp_count_error(s);
-		return;
-	}
+	(void)arg;
 	/* RFC 5321 section 3.5.3: 252 without saying whether the user exists. */
 	smtp_reply(s, 252, "2.5.0",
 	    "Cannot VRFY user, but will accept message and attempt delivery");
@@ -1559,30 +1465,6 @@ static void smtp_cmd_auth(struct smtp_session *s, enum smtp_cmd cmd, const char 
 	const char *initial = sp ? sp + 1 : NULL;
 
 	(void)cmd;
-	if (s->role == CFG_ROLE_MX || s->srv->auth == NULL) {
-		smtp_reply(s, 502, "5.5.1", "Error: authentication not enabled");
-		smtp_count_error(s);
-		return;
-	}
-	if (!s->tls_active) {
-		smtp_reply(s, 538, "5.7.11", "Encryption required for requested authentication "
-		    "mechanism: issue STARTTLS first");
-		smtp_count_error(s);
-		return;
-	}
-	if (s->authenticated) {
-		smtp_reply(s, 503, "5.5.1", "Error: already authenticated");
-		smtp_count_error(s);
-		return;
-	}
-	/* RFC 4954 section 4: not during a mail transaction. */
-	if (s->state != SMTP_ST_READY) {
-		smtp_reply(s, 503, "5.5.1",
-		    s->state == SMTP_ST_INIT ? "Error: send EHLO first" :
-		    "Error: AUTH not allowed during a mail transaction");
-		smtp_count_error(s);
-		return;
-	}
 	if (mechlen == 5 && strncasecmp(arg, "PLAIN", 5) == 0) {
 		if (initial == NULL) {
 			s->auth_step = SMTP_AUTH_PLAIN;
@@ -1610,18 +1492,23 @@ static void smtp_cmd_auth(struct smtp_session *s, enum smtp_cmd cmd, const char 
 	smtp_count_error(s);
 }
 
-static void smtp_tls_plaintext(void *arg, const char *data, size_t len);
-static void smtp_tls_established(void *arg);
-
-static const struct tlsio_callbacks smtp_tls_callbacks = {
-	.send = smtp_tls_send,
-	.plaintext = smtp_tls_plaintext,
-	.established = smtp_tls_established,
-};
-
 static void smtp_start_tls(struct smtp_session *s)
 {
-	s->tls = tlsio_new(s->srv->tls, true, NULL, &smtp_tls_callbacks, s);
+	size_t discarded = conn_start_tls(s->conn, s->srv->tls, true, NULL);
+
+	s->tls = conn_tls(s->conn);
+	/*
+	 * RFC 3207 section 4.2 and CVE-2011-0411: whatever the client sent
+	 * after STARTTLS came in cleartext and must never be executed.
+	 */
+	if (discarded > 0) {
+		char n[24];
+
+		snprintf(n, sizeof n, "%zu", discarded);
+		log_event(LOG_LVL_WARN, s->id, "event", "starttls_injection", "client",
+		    s->peer_addr, "discarded_bytes", n, "reason",
+		    "plaintext pipelined after STARTTLS", NULL);
+	}
 	smtp_set_state(s, SMTP_ST_HANDSHAKE);
 	smtp_arm_timer(s);
 }
@@ -1629,42 +1516,9 @@ static void smtp_start_tls(struct smtp_session *s)
 static void smtp_cmd_starttls(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
 	(void)cmd;
-	if (s->tls_active) {
-		smtp_reply(s, 503, "5.5.1", "Error: TLS already active");
-		smtp_count_error(s);
-		return;
-	}
-	if (s->srv->tls == NULL || s->role == CFG_ROLE_SUBMISSIONS) {
-		smtp_reply(s, 502, "5.5.1", "Error: STARTTLS not available");
-		smtp_count_error(s);
-		return;
-	}
-	if (arg[0] != '\0') {
-		smtp_reply(s, 501, "5.5.4", "Error: STARTTLS takes no argument");
-		smtp_count_error(s);
-		return;
-	}
-	if (s->state != SMTP_ST_READY) {
-		smtp_reply(s, 503, "5.5.1", s->state == SMTP_ST_INIT ?
-		    "Error: send EHLO first" : "Error: STARTTLS not allowed in a mail transaction");
-		smtp_count_error(s);
-		return;
-	}
+	(void)arg;
+	/* conn_start_tls sends this in clear before the handshake. */
 	smtp_reply(s, 220, "2.0.0", "Ready to start TLS");
-	smtp_flush(s);
-	/*
-	 * RFC 3207 section 4.2 and CVE-2011-0411: whatever the client sent
-	 * after STARTTLS came in cleartext and must never be executed.
-	 */
-	if (smtp_in_len(s) > 0) {
-		char n[24];
-
-		snprintf(n, sizeof n, "%zu", smtp_in_len(s));
-		log_event(LOG_LVL_WARN, s->id, "event", "starttls_injection", "client",
-		    s->peer_addr, "discarded_bytes", n, "reason",
-		    "plaintext pipelined after STARTTLS", NULL);
-	}
-	smtp_in_clear(s);
 	s->helo[0] = '\0';
 	s->esmtp = false;
 	smtp_start_tls(s);
@@ -1672,26 +1526,145 @@ static void smtp_cmd_starttls(struct smtp_session *s, enum smtp_cmd cmd, const c
 
 typedef void smtp_cmd_fn(struct smtp_session *s, enum smtp_cmd cmd, const char *arg);
 
-/* One row per verb. */
-static smtp_cmd_fn *const smtp_commands[] = {
-	[SMTP_CMD_HELO] = smtp_cmd_helo,
-	[SMTP_CMD_EHLO] = smtp_cmd_helo,
-	[SMTP_CMD_MAIL] = smtp_cmd_mail,
-	[SMTP_CMD_RCPT] = smtp_cmd_rcpt,
-	[SMTP_CMD_DATA] = smtp_cmd_data,
-	[SMTP_CMD_BDAT] = smtp_cmd_bdat,
-	[SMTP_CMD_RSET] = smtp_cmd_rset,
-	[SMTP_CMD_NOOP] = smtp_cmd_noop,
-	[SMTP_CMD_QUIT] = smtp_cmd_quit,
-	[SMTP_CMD_HELP] = smtp_cmd_help,
-	[SMTP_CMD_VRFY] = smtp_cmd_vrfy,
-	[SMTP_CMD_EXPN] = smtp_cmd_expn,
-	[SMTP_CMD_STARTTLS] = smtp_cmd_starttls,
-	[SMTP_CMD_AUTH] = smtp_cmd_auth,
+/*
+ * Preconditions a command row can carry, checked by the dispatcher in the
+ * row's order before the handler runs (OpenSMTPD's check/proceed split).
+ * Each failure has one fixed reply and counts toward max_bad_commands.
+ */
+enum smtp_pre {
+	SMTP_PRE_END,
+	SMTP_PRE_NO_ARG,        /* 501 5.5.4 "Error: X takes no argument" */
+	SMTP_PRE_ARG,           /* 501 5.5.4 "Error: X needs an argument" */
+	SMTP_PRE_STATE,         /* the row's states, else 503 5.5.1 */
+	SMTP_PRE_NO_TLS,        /* 503 5.5.1: TLS already active */
+	SMTP_PRE_TLS_OFFERED,   /* 502 5.5.1: no certificate, or implicit TLS */
+	SMTP_PRE_SUBMIT_TLS,    /* submission listener: 530 5.7.0 before STARTTLS */
+	SMTP_PRE_AUTHED,        /* submission roles: 530 5.7.0 before AUTH */
+	SMTP_PRE_AUTH_OFFERED,  /* 502 5.5.1 on mx or without a user store */
+	SMTP_PRE_AUTH_TLS,      /* 538 5.7.11: AUTH only under TLS (RFC 4954) */
+	SMTP_PRE_NOT_AUTHED,    /* 503 5.5.1: already authenticated */
 };
+#define SMTP_PRE_MAX 4
+
+/* Counts toward junk_command_limit (Postfix's smtpd_junk_command_limit). */
+#define SMTP_CMD_JUNK 0x1u
+/*
+ * RFC 2920 section 3.1: EHLO, DATA, VRFY, EXPN, TURN, QUIT and NOOP (and
+ * STARTTLS, AUTH: RFC 3207, 4954) may only end a pipelined group; the
+ * client waits for their reply, so it is flushed at once.
+ */
+#define SMTP_CMD_LAST_IN_GROUP 0x2u
+
+struct smtp_cmd_row {
+	smtp_cmd_fn *fn;
+	unsigned states;            /* SMTP_PRE_STATE: where it is allowed */
+	const char *state_text;     /* its refusal after EHLO; NULL: the transaction words */
+	unsigned flags;
+	enum smtp_pre pre[SMTP_PRE_MAX];
+};
+
+#define SMTP_TX_STATES (SMTP_T(SMTP_ST_MAIL) | SMTP_T(SMTP_ST_RCPT))
+
+/* One row per verb: handler, where it is allowed, what it needs. */
+static const struct smtp_cmd_row smtp_commands[] = {
+	[SMTP_CMD_HELO] = { smtp_cmd_helo, 0, NULL,
+	    SMTP_CMD_JUNK | SMTP_CMD_LAST_IN_GROUP, { SMTP_PRE_END } },
+	[SMTP_CMD_EHLO] = { smtp_cmd_helo, 0, NULL,
+	    SMTP_CMD_JUNK | SMTP_CMD_LAST_IN_GROUP, { SMTP_PRE_END } },
+	[SMTP_CMD_MAIL] = { smtp_cmd_mail, SMTP_T(SMTP_ST_READY), NULL, 0,
+	    { SMTP_PRE_STATE, SMTP_PRE_SUBMIT_TLS, SMTP_PRE_AUTHED } },
+	[SMTP_CMD_RCPT] = { smtp_cmd_rcpt, SMTP_TX_STATES, NULL, 0, { SMTP_PRE_STATE } },
+	[SMTP_CMD_DATA] = { smtp_cmd_data, SMTP_T(SMTP_ST_RCPT), NULL, SMTP_CMD_LAST_IN_GROUP,
+	    { SMTP_PRE_NO_ARG, SMTP_PRE_STATE } },
+	/* BDAT checks its state itself: a refused chunk is still read (RFC 3030). */
+	[SMTP_CMD_BDAT] = { smtp_cmd_bdat, 0, NULL, 0, { SMTP_PRE_END } },
+	[SMTP_CMD_RSET] = { smtp_cmd_rset, 0, NULL, SMTP_CMD_JUNK, { SMTP_PRE_NO_ARG } },
+	[SMTP_CMD_NOOP] = { smtp_cmd_noop, 0, NULL,
+	    SMTP_CMD_JUNK | SMTP_CMD_LAST_IN_GROUP, { SMTP_PRE_END } },
+	[SMTP_CMD_QUIT] = { smtp_cmd_quit, 0, NULL, SMTP_CMD_LAST_IN_GROUP, { SMTP_PRE_END } },
+	[SMTP_CMD_HELP] = { smtp_cmd_help, 0, NULL, SMTP_CMD_JUNK, { SMTP_PRE_END } },
+	[SMTP_CMD_VRFY] = { smtp_cmd_vrfy, 0, NULL,
+	    SMTP_CMD_JUNK | SMTP_CMD_LAST_IN_GROUP, { SMTP_PRE_ARG } },
+	[SMTP_CMD_EXPN] = { smtp_cmd_expn, 0, NULL, SMTP_CMD_LAST_IN_GROUP, { SMTP_PRE_END } },
+	[SMTP_CMD_STARTTLS] = { smtp_cmd_starttls, SMTP_T(SMTP_ST_READY),
+	    "Error: STARTTLS not allowed in a mail transaction", SMTP_CMD_LAST_IN_GROUP,
+	    { SMTP_PRE_NO_TLS, SMTP_PRE_TLS_OFFERED, SMTP_PRE_NO_ARG, SMTP_PRE_STATE } },
+	/* RFC 4954 section 4: not during a mail transaction. */
+	[SMTP_CMD_AUTH] = { smtp_cmd_auth, SMTP_T(SMTP_ST_READY),
+	    "Error: AUTH not allowed during a mail transaction", SMTP_CMD_LAST_IN_GROUP,
+	    { SMTP_PRE_AUTH_OFFERED, SMTP_PRE_AUTH_TLS, SMTP_PRE_NOT_AUTHED, SMTP_PRE_STATE } },
+};
+
+/* One precondition of a row: true when it holds, else the refusal is sent. */
+static bool smtp_precondition(struct smtp_session *s, enum smtp_cmd cmd,
+    const struct smtp_cmd_row *row, enum smtp_pre pre, const char *arg)
+{
+	switch (pre) {
+	case SMTP_PRE_END:
+		return true;
+	case SMTP_PRE_NO_ARG:
+		if (arg[0] == '\0')
+			return true;
+		smtp_reply(s, 501, "5.5.4", "Error: %s takes no argument", smtp_cmd_name(cmd));
+		return false;
+	case SMTP_PRE_ARG:
+		if (arg[0] != '\0')
+			return true;
+		smtp_reply(s, 501, "5.5.4", "Error: %s needs an argument", smtp_cmd_name(cmd));
+		return false;
+	case SMTP_PRE_STATE:
+		if (row->states & SMTP_T(s->state))
+			return true;
+		if (row->state_text == NULL)
+			smtp_state_refusal(s, cmd);
+		else
+			smtp_reply(s, 503, "5.5.1", "%s", s->state == SMTP_ST_INIT ?
+			    "Error: send EHLO first" : row->state_text);
+		return false;
+	case SMTP_PRE_NO_TLS:
+		if (!s->tls_active)
+			return true;
+		smtp_reply(s, 503, "5.5.1", "Error: TLS already active");
+		return false;
+	case SMTP_PRE_TLS_OFFERED:
+		if (s->srv->tls != NULL && s->role != CFG_ROLE_SUBMISSIONS)
+			return true;
+		smtp_reply(s, 502, "5.5.1", "Error: STARTTLS not available");
+		return false;
+	case SMTP_PRE_SUBMIT_TLS:
+		if (s->role != CFG_ROLE_SUBMISSION || s->tls_active)
+			return true;
+		smtp_reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+		return false;
+	case SMTP_PRE_AUTHED:
+		/* RFC 6409 section 4.3: a submission server needs to know the submitter. */
+		if (s->role == CFG_ROLE_MX || s->authenticated)
+			return true;
+		smtp_reply(s, 530, "5.7.0", "Authentication required");
+		return false;
+	case SMTP_PRE_AUTH_OFFERED:
+		if (s->role != CFG_ROLE_MX && s->srv->auth != NULL)
+			return true;
+		smtp_reply(s, 502, "5.5.1", "Error: authentication not enabled");
+		return false;
+	case SMTP_PRE_AUTH_TLS:
+		if (s->tls_active)
+			return true;
+		smtp_reply(s, 538, "5.7.11", "Encryption required for requested authentication "
+		    "mechanism: issue STARTTLS first");
+		return false;
+	case SMTP_PRE_NOT_AUTHED:
+		if (!s->authenticated)
+			return true;
+		smtp_reply(s, 503, "5.5.1", "Error: already authenticated");
+		return false;
+	}
+	return true;
+}
 
 static void smtp_handle_line(struct smtp_session *s, const char *line, size_t len)
 {
+	const struct smtp_cmd_row *row;
 	struct smtp_parse_error err;
 	enum smtp_cmd cmd;
 	const char *arg;
@@ -1709,59 +1682,66 @@ static void smtp_handle_line(struct smtp_session *s, const char *line, size_t le
 		return;
 	}
 	if ((size_t)cmd >= sizeof smtp_commands / sizeof smtp_commands[0] ||
-	    smtp_commands[cmd] == NULL) {
+	    smtp_commands[cmd].fn == NULL) {
 		smtp_reply(s, 500, "5.5.2", "Error: command not recognized");
 		smtp_count_error(s);
 		return;
 	}
-	smtp_commands[cmd](s, cmd, arg);
+	row = &smtp_commands[cmd];
+	if ((row->flags & SMTP_CMD_JUNK) && ++s->junk > s->cfg->junk_command_limit) {
+		log_event(LOG_LVL_INFO, s->id, "event", "too_many_junk_commands", "client",
+		    s->peer_addr, "command", smtp_cmd_name(cmd), NULL);
+		smtp_tx_reset(s);
+		smtp_goodbye(s, "4.7.0", "Error: too many junk commands");
+		return;
+	}
+	/* Check: every precondition of the row, in its order; a refusal counts. */
+	for (size_t i = 0; i < SMTP_PRE_MAX && row->pre[i] != SMTP_PRE_END; i++) {
+		if (!smtp_precondition(s, cmd, row, row->pre[i], arg)) {
+			smtp_count_error(s);
+			return;
+		}
+	}
+	/* Policy and proceed: the handler. */
+	row->fn(s, cmd, arg);
+	/*
+	 * RFC 2920 section 3.1: the client waits for the reply to a command
+	 * that ends a group, so it must not wait in our buffer.
+	 */
+	if ((row->flags & SMTP_CMD_LAST_IN_GROUP) && !s->busy && !s->close_after_flush)
+		smtp_flush(s);
 }
 
 /* ------------------------------------------------------ input loop */
 
 /*
- * Takes one command line from s->in. Returns true when a line (good or
- * bad) was consumed, false when more input is needed.
+ * Takes one command line from the conn's line reader. Returns true when
+ * a line (good or bad) was consumed, false when more input is needed.
  */
 static bool smtp_command_consume(struct smtp_session *s)
 {
-	char *data = smtp_in_data(s);
-	size_t avail = smtp_in_len(s);
-	char *lf = memchr(data, '\n', avail);
-	size_t linelen, content;
+	struct conn_line l;
 	char line[SMTP_CMDLINE_MAX];
 
-	if (lf == NULL) {
-		if (avail > SMTP_CMDLINE_MAX) {
-			/* Drop the head of an over-long line; answer when it ends. */
-			s->skipping_long_command = true;
-			smtp_in_consume(s, avail - 1);
-		}
+	/* An over-long line is dropped as it arrives; answered when it ends. */
+	if (!conn_line_get(s->conn, SMTP_CMDLINE_MAX, &l))
 		return false;
-	}
-	linelen = (size_t)(lf - data) + 1;
-	if (s->skipping_long_command || linelen > SMTP_CMDLINE_MAX) {
-		s->skipping_long_command = false;
-		smtp_in_consume(s, linelen);
+	if (l.too_long) {
 		smtp_reply(s, 500, "5.5.2", "Error: line too long");
 		smtp_count_error(s);
 		return true;
 	}
-	if (linelen < 2 || data[linelen - 2] != '\r' ||
-	    memchr(data, '\r', linelen - 2) != NULL) {
+	if (!l.crlf || l.bare_cr) {
 		/* Never guess where a command ends (RFC 5321 section 2.3.8). */
-		smtp_in_consume(s, linelen);
 		log_event(LOG_LVL_INFO, s->id, "event", "bare_newline", "client",
 		    s->peer_addr, "reason", "bare <LF> or <CR> in command", NULL);
 		smtp_reply(s, 500, "5.5.2", "Error: bare <LF> or <CR> received");
 		smtp_count_error(s);
 		return true;
 	}
-	content = linelen - 2;
-	memcpy(line, data, content);
-	line[content] = '\0';
-	smtp_in_consume(s, linelen);
-	smtp_handle_line(s, line, content);
+	memcpy(line, l.data, l.content);
+	line[l.content] = '\0';
+	smtp_handle_line(s, line, l.content);
 	return true;
 }
 
@@ -1771,6 +1751,11 @@ static void smtp_process_input(struct smtp_session *s)
 		return;
 	s->in_process = true;
 	smtp_ref(s);
+	if (s->waited && !s->busy) {
+		/* Our own wait is not the client's: its partial line starts now. */
+		conn_line_restart(s->conn);
+		s->waited = false;
+	}
 	for (;;) {
 		bool progressed;
 
@@ -1786,6 +1771,11 @@ static void smtp_process_input(struct smtp_session *s)
 		/* No plaintext exists until the handshake is done. */
 		if (s->state == SMTP_ST_HANDSHAKE || s->state == SMTP_ST_CONNECTED)
 			break;
+		/* The client does not read its replies: wait until it does. */
+		if (conn_out_is_full(s->conn)) {
+			s->out_blocked = true;
+			break;
+		}
 		/* Nothing left to parse (a BDAT chunk of 0 octets needs none). */
 		if (smtp_in_len(s) == 0 &&
 		    !(s->state == SMTP_ST_BDAT && s->tx.bdat_remaining == 0))
@@ -1800,7 +1790,6 @@ static void smtp_process_input(struct smtp_session *s)
 		if (!progressed)
 			break;
 	}
-	smtp_in_compact(s);
 	if (!s->closing) {
 		if (s->close_after_flush)
 			smtp_close_graceful(s);
@@ -1813,53 +1802,32 @@ static void smtp_process_input(struct smtp_session *s)
 	smtp_unref(s);
 }
 
-/* ------------------------------------------------------- reading */
-
-static char smtp_read_buffer[65536];
-
-static void smtp_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
-{
-	(void)h;
-	(void)suggested;
-	/* One loop thread, and reads are consumed before the next: one buffer. */
-	*b = uv_buf_init(smtp_read_buffer, sizeof smtp_read_buffer);
-}
+/* ------------------------------------------------- conn callbacks */
 
 static void smtp_greet(struct smtp_session *s);
 
-static void smtp_tls_plaintext(void *arg, const char *data, size_t len)
+static void smtp_conn_tls_established(void *arg)
 {
 	struct smtp_session *s = arg;
 
-	if (s->state == SMTP_ST_QUIT)
+	if (s->closing)
 		return;
-	buf_append(&s->in, data, len);
-}
-
-static void smtp_tls_established(void *arg)
-{
-	struct smtp_session *s = arg;
-
 	s->tls_active = true;
 	log_event(LOG_LVL_INFO, s->id, "event", "tls", "client", s->peer_addr,
 	    "version", tlsio_version(s->tls), "cipher", tlsio_cipher(s->tls), NULL);
 	smtp_set_state(s, SMTP_ST_INIT);
 	if (!s->greeted)
 		smtp_greet(s);
+	else
+		smtp_process_input(s);
 }
 
-static void smtp_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
+static void smtp_conn_data(void *arg)
 {
-	struct smtp_session *s = stream->data;
+	struct smtp_session *s = arg;
 
-	if (nread == 0)
+	if (s->closing)
 		return;
-	if (nread < 0) {
-		if (nread != UV_EOF)
-			log_debug(s->id, "read: %s", uv_strerror((int)nread));
-		smtp_close(s);
-		return;
-	}
 	if (s->state == SMTP_ST_CONNECTED) {
 		/* Real mail clients wait for the greeting (RFC 5321 section 3.1). */
 		log_event(LOG_LVL_INFO, s->id, "event", "pregreet", "client", s->peer_addr,
@@ -1870,25 +1838,36 @@ static void smtp_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 		smtp_close_graceful(s);
 		return;
 	}
-	if (s->state == SMTP_ST_QUIT)
-		return; /* ignore everything after QUIT */
-	smtp_ref(s);
-	if (s->tls) {
-		int rc = tlsio_feed(s->tls, b->base, (size_t)nread);
-
-		if (rc < 0) {
-			if (rc != -ECONNRESET)
-				log_event(LOG_LVL_INFO, s->id, "event", "tls_error", "client",
-				    s->peer_addr, "reason", tlsio_error(s->tls), NULL);
-			smtp_close(s);
-			smtp_unref(s);
-			return;
-		}
-	} else {
-		buf_append(&s->in, b->base, (size_t)nread);
+	if (s->state == SMTP_ST_QUIT) {
+		conn_in_clear(s->conn); /* ignore everything after QUIT */
+		return;
 	}
 	smtp_process_input(s);
-	smtp_unref(s);
+}
+
+static void smtp_conn_written(void *arg)
+{
+	struct smtp_session *s = arg;
+
+	/* The client reads again: take up the commands where they stopped. */
+	if (s->closing || !s->out_blocked || conn_out_is_full(s->conn))
+		return;
+	s->out_blocked = false;
+	smtp_process_input(s);
+}
+
+static void smtp_conn_lost(void *arg, int status, bool tls)
+{
+	struct smtp_session *s = arg;
+
+	if (s->closing)
+		return;
+	if (tls && status != -ECONNRESET)
+		log_event(LOG_LVL_INFO, s->id, "event", "tls_error", "client",
+		    s->peer_addr, "reason", tlsio_error(s->tls), NULL);
+	else if (!tls && status != UV_EOF)
+		log_debug(s->id, "connection: %s", uv_strerror(status));
+	smtp_close(s);
 }
 
 static void smtp_update_reading(struct smtp_session *s)
@@ -1902,23 +1881,41 @@ static void smtp_update_reading(struct smtp_session *s)
 	/* The pregreet check needs to see early bytes. */
 	if (s->state == SMTP_ST_CONNECTED)
 		want = true;
-	if (want && !s->reading) {
-		if (uv_read_start((uv_stream_t *)&s->tcp, smtp_alloc_cb, smtp_read_cb) == 0)
-			s->reading = true;
-	} else if (!want && s->reading) {
-		uv_read_stop((uv_stream_t *)&s->tcp);
-		s->reading = false;
-	}
+	conn_want_read(s->conn, want);
 }
 
 /* ------------------------------------------------------- timers */
 
-static void smtp_timer_cb(uv_timer_t *t)
+/* max_session_time passed: the session ends whatever it is doing. */
+static void smtp_expired(struct smtp_session *s)
 {
-	struct smtp_session *s = t->data;
+	if (s->busy) {
+		/* Our own wait (a commit may be in flight): end right after it. */
+		conn_lifetime(s->conn, 1000);
+		return;
+	}
+	log_event(LOG_LVL_INFO, s->id, "event", "timeout", "client", s->peer_addr,
+	    "state", smtp_state_names[s->state], "limit", "max_session_time", NULL);
+	if (s->shutdown_sent || s->state == SMTP_ST_HANDSHAKE ||
+	    s->state == SMTP_ST_CONNECTED) {
+		smtp_close(s);
+		return;
+	}
+	smtp_tx_reset(s);
+	smtp_goodbye(s, "4.4.2", "Error: session time limit exceeded");
+	smtp_close_graceful(s);
+}
+
+static void smtp_conn_timeout(void *arg, enum conn_timeout which)
+{
+	struct smtp_session *s = arg;
 
 	if (s->closing)
 		return;
+	if (which == CONN_TIMEOUT_LIFETIME) {
+		smtp_expired(s);
+		return;
+	}
 	if (s->state == SMTP_ST_CONNECTED) {
 		smtp_greet(s);
 		smtp_flush(s);
@@ -1941,63 +1938,49 @@ static void smtp_timer_cb(uv_timer_t *t)
 		smtp_close(s);
 		return;
 	}
-	smtp_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", smtp_hostname(s));
 	smtp_tx_reset(s);
-	smtp_set_state(s, SMTP_ST_QUIT);
+	smtp_goodbye(s, "4.4.2", "Error: timeout exceeded");
 	smtp_close_graceful(s);
 }
 
+/*
+ * Commands: the next line must be complete within command_timeout of
+ * its first byte (or of now, when none has come), so a client trickling
+ * bytes cannot hold the session. Body bytes: data_timeout between reads.
+ * Our own waits (policy, the queue) are not the client's: a fixed wait
+ * that the timeout handler simply renews.
+ */
 static void smtp_arm_timer(struct smtp_session *s)
 {
-	uint64_t ms;
-
-	if (s->closing)
+	if (s->closing || s->shutdown_sent)
 		return;
 	if (s->state == SMTP_ST_CONNECTED)
 		return; /* the greet pause timer is armed by smtp_session_start */
-	ms = (s->state == SMTP_ST_DATA || s->state == SMTP_ST_BDAT) ?
-	    s->cfg->data_timeout : s->cfg->command_timeout;
-	uv_timer_start(&s->timer, smtp_timer_cb, ms, 0);
+	if (s->busy) {
+		s->waited = true;
+		conn_deadline(s->conn, CONN_DL_FIXED, s->cfg->command_timeout);
+	} else if (s->state == SMTP_ST_DATA || s->state == SMTP_ST_BDAT) {
+		conn_deadline(s->conn, CONN_DL_PROGRESS, s->cfg->data_timeout);
+	} else if (s->state == SMTP_ST_HANDSHAKE) {
+		conn_deadline(s->conn, CONN_DL_FIXED, s->cfg->command_timeout);
+	} else {
+		conn_deadline(s->conn, CONN_DL_LINE, s->cfg->command_timeout);
+	}
 }
 
 /* -------------------------------------------------- connection start */
 
-int smtp_session_accept(struct smtp_server *srv, uv_stream_t *listen_stream,
-    enum cfg_role role, struct smtp_session **out)
-{
-	struct smtp_session *s = xcalloc(1, sizeof *s);
-	int len = sizeof s->peer;
-	int rc;
+static const struct conn_callbacks smtp_conn_callbacks = {
+	.data = smtp_conn_data,
+	.written = smtp_conn_written,
+	.timeout = smtp_conn_timeout,
+	.lost = smtp_conn_lost,
+	.tls_established = smtp_conn_tls_established,
+	.closed = smtp_conn_closed,
+};
 
-	s->srv = srv;
-	s->cfg = cfg_ref(srv->cfg);
-	s->role = role;
-	buf_init(&s->in);
-	buf_init(&s->out);
-	uv_tcp_init(srv->loop, &s->tcp);
-	s->tcp.data = s;
-	uv_timer_init(srv->loop, &s->timer);
-	s->timer.data = s;
-	s->handles_open = 2;
-	s->refs = 2; /* one per handle */
-	rc = uv_accept(listen_stream, (uv_stream_t *)&s->tcp);
-	if (rc == 0)
-		rc = uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&s->peer, &len);
-	/* Linked in before anything can fail, so close paths are uniform. */
-	s->next = srv->sessions;
-	if (srv->sessions)
-		srv->sessions->prev = s;
-	srv->sessions = s;
-	srv->nsessions++;
-	snprintf(s->id, sizeof s->id, "S%llX", (unsigned long long)++smtp_session_counter);
-	if (rc < 0) {
-		s->closing = true;
-		smtp_list_remove(s);
-		s->srv = srv;
-		uv_close((uv_handle_t *)&s->tcp, smtp_handle_closed);
-		uv_close((uv_handle_t *)&s->timer, smtp_handle_closed);
-		return rc;
-	}
+static void smtp_peer_format(struct smtp_session *s)
+{
 	if (s->peer.ss_family == AF_INET6) {
 		const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&s->peer;
 
@@ -2007,11 +1990,64 @@ int smtp_session_accept(struct smtp_server *srv, uv_stream_t *listen_stream,
 			    sizeof s->peer_addr);
 		else
 			inet_ntop(AF_INET6, &a6->sin6_addr, s->peer_addr, sizeof s->peer_addr);
-	} else {
+	} else if (s->peer.ss_family == AF_INET) {
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)&s->peer)->sin_addr,
 		    s->peer_addr, sizeof s->peer_addr);
+	} else {
+		str_copy(s->peer_addr, "local", sizeof s->peer_addr);
 	}
-	uv_tcp_nodelay(&s->tcp, 1);
+}
+
+/* A session object linked into the server, with no conn yet. */
+static struct smtp_session *smtp_session_alloc(struct smtp_server *srv, enum cfg_role role)
+{
+	struct smtp_session *s = xcalloc(1, sizeof *s);
+
+	s->srv = srv;
+	s->cfg = cfg_ref(srv->cfg);
+	s->role = role;
+	s->refs = 1; /* the conn's, dropped when it has closed */
+	s->next = srv->sessions;
+	if (srv->sessions)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+	snprintf(s->id, sizeof s->id, "S%llX", (unsigned long long)++smtp_session_counter);
+	return s;
+}
+
+void smtp_session_new(struct smtp_server *srv, struct conn *c, enum cfg_role role,
+    const struct sockaddr_storage *peer, struct smtp_session **out)
+{
+	struct smtp_session *s = smtp_session_alloc(srv, role);
+
+	s->conn = c;
+	conn_set_callbacks(c, &smtp_conn_callbacks, s);
+	s->peer = *peer;
+	smtp_peer_format(s);
+	s->admitted = true;
+	*out = s;
+}
+
+int smtp_session_accept(struct smtp_server *srv, uv_stream_t *listen_stream,
+    enum cfg_role role, struct smtp_session **out)
+{
+	struct smtp_session *s = smtp_session_alloc(srv, role);
+	int len = sizeof s->peer;
+	int rc;
+
+	s->conn = conn_new(srv->loop, CONN_TCP);
+	conn_set_callbacks(s->conn, &smtp_conn_callbacks, s);
+	rc = uv_accept(listen_stream, conn_stream(s->conn));
+	if (rc == 0)
+		rc = uv_tcp_getpeername((uv_tcp_t *)conn_stream(s->conn),
+		    (struct sockaddr *)&s->peer, &len);
+	if (rc < 0) {
+		smtp_close(s);
+		return rc;
+	}
+	smtp_peer_format(s);
+	uv_tcp_nodelay((uv_tcp_t *)conn_stream(s->conn), 1);
 	s->admitted = true;
 	*out = s;
 	return 0;
@@ -2028,10 +2064,9 @@ void smtp_session_refuse(struct smtp_session *s, int code, const char *enh,
 	log_event(LOG_LVL_INFO, s->id, "event", "refused", "client", s->peer_addr,
 	    "reason", text, NULL);
 	smtp_reply(s, code, enh, "%s %s", smtp_hostname(s), text);
-	s->state = SMTP_ST_QUIT;
+	if (s->state != SMTP_ST_QUIT)
+		smtp_set_state(s, SMTP_ST_QUIT);
 	smtp_close_graceful(s);
-	/* A peer that never reads must not hold the slot: bound the wait. */
-	uv_timer_start(&s->timer, smtp_timer_cb, 10000, 0);
 }
 
 static void smtp_connect_policy_done(void *arg, const struct verdict *v)
@@ -2072,6 +2107,7 @@ void smtp_session_start(struct smtp_session *s)
 	s->started = true;
 	log_event(LOG_LVL_INFO, s->id, "event", "connect", "client", s->peer_addr,
 	    "listener", cfg_role_name(s->role), NULL);
+	conn_lifetime(s->conn, s->cfg->max_session_time);
 	if (s->srv->shutting_down) {
 		smtp_session_refuse(s, 421, "4.3.2", "Service shutting down");
 		return;
@@ -2084,7 +2120,7 @@ void smtp_session_start(struct smtp_session *s)
 	}
 	if (s->role == CFG_ROLE_MX && !s->trusted && s->cfg->greet_pause > 0) {
 		smtp_update_reading(s);
-		uv_timer_start(&s->timer, smtp_timer_cb, s->cfg->greet_pause, 0);
+		conn_deadline(s->conn, CONN_DL_FIXED, s->cfg->greet_pause);
 		return;
 	}
 	smtp_greet(s);
@@ -2112,7 +2148,7 @@ void smtp_server_shutdown(struct smtp_server *srv)
 			smtp_reply(s, 421, "4.3.2", "%s Service shutting down", smtp_hostname(s));
 		smtp_tx_reset(s);
 		if (s->state != SMTP_ST_QUIT)
-			s->state = SMTP_ST_QUIT;
+			smtp_set_state(s, SMTP_ST_QUIT);
 		smtp_close_graceful(s);
 	}
 }

@@ -49,6 +49,14 @@ void smtp_server_init(struct smtp_server *srv, uv_loop_t *loop);
  */
 int smtp_session_accept(struct smtp_server *srv, uv_stream_t *listen_stream,
     enum cfg_role role, struct smtp_session **out);
+/*
+ * A session over an open conn (any stream: a unit test hands it one end
+ * of a socketpair), from peer. OWNERSHIP: takes c; the session sets
+ * itself as the conn's owner.
+ */
+struct conn;
+void smtp_session_new(struct smtp_server *srv, struct conn *c, enum cfg_role role,
+    const struct sockaddr_storage *peer, struct smtp_session **out);
 const struct sockaddr_storage *smtp_session_peer(const struct smtp_session *s);
 /* Begins the dialogue (greet pause, connect policy, greeting). */
 void smtp_session_start(struct smtp_session *s);
