@@ -4,12 +4,12 @@
  * (ub_ctx_async(ctx, 1): the default would fork a process) and writes
  * answers to a pipe; a uv_poll_t watches that pipe and ub_process() runs
  * our answer callback on the loop thread. The answer is parsed once into
- * a refcounted struct dns_answer (every rdata length checked, names
- * decoded with dn_expand and validated), cached per (lowercased name,
- * type), and handed to every query waiting for it. User callbacks never
- * run inside ub_process() nor inside the call that started the query:
- * finished queries go on a ready list that an idle handle drains, so a
- * callback may start, cancel or close anything.
+ * a refcounted struct dns_answer (by relay/dns_parse.c: every rdata
+ * length checked, names decoded with dn_expand and validated), cached
+ * per (lowercased name, type), and handed to every query waiting for
+ * it. User callbacks never run inside ub_process() nor inside the call
+ * that started the query: finished queries go on a ready list that an
+ * idle handle drains, so a callback may start, cancel or close anything.
  *
  * Layers: a query (struct dns_query, the caller's handle) has one or two
  * sub-lookups (MX; or A and AAAA for an address lookup). A sub-lookup is
@@ -26,7 +26,7 @@
  * Entry points: dns_new, dns_add_trust_anchor, dns_set_timeout,
  * dns_set_cache_max, dns_get_stats, dns_close, dns_query_mx,
  * dns_query_addr, dns_query_txt, dns_query_tlsa, dns_query_ptr,
- * dns_cancel, dns_name_is_valid, dns_status_name.
+ * dns_cancel, dns_status_name (dns_name_is_valid is in dns_parse.c).
  *
  * OWNERSHIP: struct dns owns the libunbound context, its three handles,
  * the cache and every lookup in flight; each query is owned by dns until
@@ -62,26 +62,16 @@
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "relay/dns.h"
+#include "relay/dns_int.h"
 
-/* RR types and class (RFC 1035 3.2.2, RFC 3596, RFC 6698). */
-#define DNS_T_A 1
-#define DNS_T_SOA 6
-#define DNS_T_PTR 12
-#define DNS_T_MX 15
-#define DNS_T_TXT 16
-#define DNS_T_AAAA 28
-#define DNS_T_TLSA 52
+/* RR class (RFC 1035 3.2.4); the types are in dns_int.h. */
 #define DNS_CLASS_IN 1
 
 /* Rcodes (RFC 1035 4.1.1). */
 #define DNS_RCODE_NXDOMAIN 3
 
-#define DNS_TTL_CAP 86400u      /* one day, whatever the zone says */
-#define DNS_NEG_TTL_DEFAULT 300 /* negative answer without an SOA */
 #define DNS_CACHE_BUCKETS 4096  /* powers of two */
 #define DNS_INFLIGHT_BUCKETS 1024
-/* dn_expand output: RFC 1035 names in text form, with \DDD escapes. */
-#define DNS_EXPAND_MAX 1025
 
 enum dns_kind { DNS_K_MX, DNS_K_ADDR, DNS_K_TXT, DNS_K_TLSA, DNS_K_PTR };
 
@@ -207,53 +197,7 @@ static uint64_t dns_random(struct dns *d)
 	return d->rng;
 }
 
-/* ------------------------------------------------------------ names */
-
-bool dns_name_is_valid(const char *name)
-{
-	size_t len, label = 0, i;
-
-	if (name == NULL)
-		return false;
-	len = strlen(name);
-	if (len > 0 && name[len - 1] == '.')
-		len--;
-	if (len == 0 || len > DNS_NAME_MAX)
-		return false;
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)name[i];
-
-		if (c == '.') {
-			if (label == 0)
-				return false; /* empty label */
-			label = 0;
-			continue;
-		}
-		/*
-		 * Host names are letters, digits and hyphens (RFC 1123 2.1);
-		 * '_' appears in service names (_25._tcp, _domainkey). Anything
-		 * else, a backslash above all, would reach libunbound's
-		 * presentation-format parser as an escape.
-		 */
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '_'))
-			return false;
-		if (++label > 63)
-			return false;
-	}
-	return label > 0; /* "a.b.." ends with an empty label */
-}
-
-/* The cache key: lowercase, final dot removed. name must be valid. */
-static void dns_key(const char *name, char key[DNS_NAME_MAX + 1])
-{
-	size_t len = strlen(name);
-
-	if (len > 0 && name[len - 1] == '.')
-		len--;
-	str_copyn(key, name, len, DNS_NAME_MAX + 1);
-	str_lower(key);
-}
+/* ------------------------------------------------------- cache keys */
 
 static uint32_t dns_hash(const struct dns *d, const char *key, uint16_t type)
 {
@@ -323,245 +267,6 @@ static void dns_answer_fail(struct dns_answer *a, const char *fmt, ...)
 	a->error = xstrdup(text);
 }
 
-static uint16_t dns_get16(const unsigned char *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t dns_get32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3];
-}
-
-/* RFC 2181 8: a TTL with the top bit set is read as zero. */
-static uint32_t dns_ttl_clamp(uint32_t ttl)
-{
-	if (ttl > 0x7fffffffu)
-		return 0;
-	return ttl > DNS_TTL_CAP ? DNS_TTL_CAP : ttl;
-}
-
-/*
- * Negative-answer TTL (RFC 2308 5): min(SOA TTL, SOA MINIMUM) of the SOA
- * in the authority section, or DNS_NEG_TTL_DEFAULT when the reply has
- * none or cannot be walked. Every count and length is checked against
- * the packet's end.
- */
-static uint32_t dns_negative_ttl(const unsigned char *pkt, size_t len)
-{
-	const unsigned char *p, *end;
-	unsigned qd, an, ns, i;
-	int n;
-
-	if (pkt == NULL || len < 12)
-		return DNS_NEG_TTL_DEFAULT;
-	end = pkt + len;
-	qd = dns_get16(pkt + 4);
-	an = dns_get16(pkt + 6);
-	ns = dns_get16(pkt + 8);
-	p = pkt + 12;
-	for (i = 0; i < qd; i++) {
-		if ((n = dn_skipname(p, end)) < 0 || end - (p + n) < 4)
-			return DNS_NEG_TTL_DEFAULT;
-		p += n + 4;
-	}
-	for (i = 0; i < an + ns; i++) {
-		uint16_t type, rdlen;
-		uint32_t ttl;
-
-		if ((n = dn_skipname(p, end)) < 0 || end - (p + n) < 10)
-			return DNS_NEG_TTL_DEFAULT;
-		p += n;
-		type = dns_get16(p);
-		ttl = dns_get32(p + 4);
-		rdlen = dns_get16(p + 8);
-		p += 10;
-		if (end - p < rdlen)
-			return DNS_NEG_TTL_DEFAULT;
-		if (i >= an && type == DNS_T_SOA) {
-			const unsigned char *rd = p, *rdend = p + rdlen;
-			uint32_t minimum;
-
-			/* MNAME, RNAME, then five 32-bit fields. */
-			if ((n = dn_skipname(rd, rdend)) < 0)
-				return DNS_NEG_TTL_DEFAULT;
-			rd += n;
-			if ((n = dn_skipname(rd, rdend)) < 0 || rdend - (rd + n) < 20)
-				return DNS_NEG_TTL_DEFAULT;
-			rd += n;
-			minimum = dns_get32(rd + 16);
-			return dns_ttl_clamp(ttl < minimum ? ttl : minimum);
-		}
-		p += rdlen;
-	}
-	return DNS_NEG_TTL_DEFAULT;
-}
-
-/*
- * Decodes a domain name that fills rdata[off..len) exactly into out,
- * lowercase, without the final dot; "" is the root. -EBADMSG unless the
- * name is well formed and a valid host name (or the root).
- */
-static int dns_rdata_name(const unsigned char *rdata, size_t len, size_t off,
-    char out[DNS_NAME_MAX + 1])
-{
-	char text[DNS_EXPAND_MAX];
-	int n;
-
-	if (off >= len)
-		return -EBADMSG;
-	n = dn_expand(rdata, rdata + len, rdata + off, text, sizeof(text));
-	if (n < 0 || (size_t)n != len - off)
-		return -EBADMSG;
-	if (text[0] == '\0' || strcmp(text, ".") == 0) {
-		out[0] = '\0';
-		return 0;
-	}
-	if (!dns_name_is_valid(text))
-		return -EBADMSG;
-	dns_key(text, out);
-	return 0;
-}
-
-static int dns_mx_cmp(const void *a, const void *b)
-{
-	const struct dns_mx *x = a, *y = b;
-
-	return (int)x->pref - (int)y->pref;
-}
-
-/* Parses the n rdata of r into a's records. 0 or -EBADMSG. */
-static int dns_parse_records(struct dns_answer *a, const struct ub_result *r,
-    size_t n)
-{
-	size_t i, total = 0, pos;
-
-	for (i = 0; i < n; i++)
-		if (r->len[i] < 0)
-			return -EBADMSG;
-	switch (a->type) {
-	case DNS_T_A:
-	case DNS_T_AAAA: {
-		struct sockaddr_storage *v = xcalloc(n, sizeof(*v));
-
-		a->recs = v;
-		for (i = 0; i < n; i++) {
-			if (a->type == DNS_T_A) {
-				struct sockaddr_in *sin = (struct sockaddr_in *)&v[i];
-
-				if (r->len[i] != 4)
-					return -EBADMSG;
-				sin->sin_family = AF_INET;
-				memcpy(&sin->sin_addr, r->data[i], 4);
-			} else {
-				struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&v[i];
-
-				if (r->len[i] != 16)
-					return -EBADMSG;
-				sin6->sin6_family = AF_INET6;
-				memcpy(&sin6->sin6_addr, r->data[i], 16);
-			}
-		}
-		a->n = n;
-		return 0;
-	}
-	case DNS_T_MX: {
-		struct dns_mx *v = xcalloc(n, sizeof(*v));
-		size_t k = 0;
-
-		a->recs = v;
-		for (i = 0; i < n; i++) {
-			const unsigned char *rd = (const unsigned char *)r->data[i];
-
-			if (r->len[i] < 3 || dns_rdata_name(rd, (size_t)r->len[i], 2,
-			    v[k].host) < 0)
-				return -EBADMSG;
-			v[k].pref = dns_get16(rd);
-			/* RFC 7505 3: "MX 0 ." means no mail at all. */
-			if (v[k].host[0] == '\0') {
-				a->null_mx = true;
-				continue;
-			}
-			k++;
-		}
-		qsort(v, k, sizeof(*v), dns_mx_cmp);
-		a->n = k;
-		return 0;
-	}
-	case DNS_T_PTR: {
-		struct dns_ptr *v = xcalloc(n, sizeof(*v));
-
-		a->recs = v;
-		for (i = 0; i < n; i++)
-			if (dns_rdata_name((const unsigned char *)r->data[i],
-			    (size_t)r->len[i], 0, v[i].host) < 0 || v[i].host[0] == '\0')
-				return -EBADMSG;
-		a->n = n;
-		return 0;
-	}
-	case DNS_T_TXT: {
-		struct dns_txt *v = xcalloc(n, sizeof(*v));
-		char *blob;
-
-		a->recs = v;
-		/* RFC 1035 3.3.14: one or more <length><bytes> strings. */
-		for (i = 0; i < n; i++) {
-			const unsigned char *rd = (const unsigned char *)r->data[i];
-			size_t len = (size_t)r->len[i];
-
-			for (pos = 0; pos < len; pos += 1 + (size_t)rd[pos])
-				if (rd[pos] > len - pos - 1)
-					return -EBADMSG;
-			total += len + 1; /* joined text never exceeds rdata */
-		}
-		a->blob = blob = xmalloc(total);
-		for (i = 0; i < n; i++) {
-			const unsigned char *rd = (const unsigned char *)r->data[i];
-			size_t len = (size_t)r->len[i], out = 0;
-
-			v[i].data = blob;
-			for (pos = 0; pos < len; pos += 1 + (size_t)rd[pos]) {
-				memcpy(blob + out, rd + pos + 1, rd[pos]);
-				out += rd[pos];
-			}
-			blob[out] = '\0';
-			v[i].len = out;
-			blob += out + 1;
-		}
-		a->n = n;
-		return 0;
-	}
-	case DNS_T_TLSA: {
-		struct dns_tlsa *v = xcalloc(n, sizeof(*v));
-		uint8_t *blob;
-
-		a->recs = v;
-		for (i = 0; i < n; i++) {
-			if (r->len[i] < 3)
-				return -EBADMSG;
-			total += (size_t)r->len[i] - 3;
-		}
-		a->blob = blob = xmalloc(total);
-		for (i = 0; i < n; i++) {
-			const unsigned char *rd = (const unsigned char *)r->data[i];
-			size_t len = (size_t)r->len[i] - 3;
-
-			v[i].usage = rd[0];
-			v[i].selector = rd[1];
-			v[i].mtype = rd[2];
-			memcpy(blob, rd + 3, len);
-			v[i].data = blob;
-			v[i].len = len;
-			blob += len;
-		}
-		a->n = n;
-		return 0;
-	}
-	}
-	return -EBADMSG;
-}
-
 static const char *dns_rcode_name(int rcode)
 {
 	switch (rcode) {
@@ -603,13 +308,19 @@ static struct dns_answer *dns_answer_from_ub(const char *key, uint16_t type,
 	} else if (!r->havedata || r->data == NULL || r->data[0] == NULL) {
 		a->status = DNS_NODATA;
 	} else {
+		struct dns_records recs;
+
 		while (r->data[n] != NULL)
 			n++;
-		if (r->len == NULL || dns_parse_records(a, r, n) < 0) {
+		if (r->len == NULL || dns__parse_records(type, r->data, r->len, n, &recs) < 0) {
 			dns_answer_fail(a, "%s lookup of %s failed: malformed %s record",
 			    tname, key, tname);
 			return a;
 		}
+		a->recs = recs.recs;
+		a->blob = recs.blob;
+		a->n = recs.n;
+		a->null_mx = recs.null_mx;
 		a->status = DNS_OK;
 	}
 	a->secure = r->secure != 0;
@@ -622,8 +333,8 @@ static uint32_t dns_answer_ttl(const struct dns_answer *a, const struct ub_resul
 	if (a->status == DNS_TEMPFAIL)
 		return 0;
 	if (a->status == DNS_OK)
-		return dns_ttl_clamp(r->ttl > 0 ? (uint32_t)r->ttl : 0);
-	return dns_negative_ttl(r->answer_packet, r->answer_len > 0 ?
+		return dns__ttl_clamp(r->ttl > 0 ? (uint32_t)r->ttl : 0);
+	return dns__negative_ttl(r->answer_packet, r->answer_len > 0 ?
 	    (size_t)r->answer_len : 0);
 }
 
@@ -935,7 +646,7 @@ static int dns_query_start(struct dns *d, enum dns_kind kind, const char *name,
 		*out = NULL;
 	if (d == NULL || d->closing || cb == NULL || !dns_name_is_valid(name))
 		return -EINVAL;
-	dns_key(name, key);
+	dns__key(name, key);
 	q = xcalloc(1, sizeof(*q));
 	q->d = d;
 	q->kind = kind;

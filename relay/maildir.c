@@ -337,111 +337,168 @@ static int maildir_write_message(struct maildir_job *j, int fd, const char *rcpt
 	return maildir_write_all(fd, j->out.data, j->out.len);
 }
 
-/* One recipient: folder, tmp file, fsync, link into new/, fsync new/. */
-static void maildir_deliver_one(struct maildir_job *j, int rootfd, size_t idx)
+/* The open folders of one mailbox: the mailbox itself, tmp, new and cur. */
+struct maildir_box {
+	int mb, tmp, new, cur;
+};
+
+static void maildir_box_close(struct maildir_box *b)
 {
-	struct maildir_result *r = &j->results[idx];
-	const char *rcpt = j->rcpts[idx];
-	char name[NAME_MAX + 1], uniq[NAME_MAX + 1], where[PATH_MAX];
-	int mbfd = -1, tmpfd = -1, newfd = -1, curfd = -1, fd = -1;
-	int rc, store_err = 0;
-	bool created = false;
+	if (b->cur >= 0)
+		close(b->cur);
+	if (b->new >= 0)
+		close(b->new);
+	if (b->tmp >= 0)
+		close(b->tmp);
+	if (b->mb >= 0)
+		close(b->mb);
+}
+
+/*
+ * Opens (creating them if need be) the mailbox folder name under rootfd
+ * and its tmp, new and cur. false with r set when one cannot be had; the
+ * folders opened so far are in *b for maildir_box_close.
+ */
+static bool maildir_box_open(struct maildir_job *j, int rootfd, const char *name,
+    struct maildir_box *b, struct maildir_result *r)
+{
+	char where[PATH_MAX];
+	int rc;
+
+	snprintf(where, sizeof(where), "%s/%s", j->dir, name);
+	rc = maildir_subdir(rootfd, name, &b->mb);
+	if (rc < 0) {
+		maildir_set_errno(r, -rc, "open mailbox", where);
+		return false;
+	}
+	if ((rc = maildir_subdir(b->mb, "tmp", &b->tmp)) < 0 ||
+	    (rc = maildir_subdir(b->mb, "new", &b->new)) < 0 ||
+	    (rc = maildir_subdir(b->mb, "cur", &b->cur)) < 0) {
+		maildir_set_errno(r, -rc, "create the tmp, new and cur folders of", where);
+		return false;
+	}
+	return true;
+}
+
+/* The file name of one delivery: time, pid, counter, queue id, host. */
+static void maildir_unique_name(const struct maildir_job *j, char uniq[NAME_MAX + 1])
+{
 	struct timespec ts;
 	unsigned long q;
 
-	str_copy(name, rcpt, sizeof(name));
-	str_lower(name);
-	snprintf(where, sizeof(where), "%s/%s", j->dir, name);
-	rc = maildir_subdir(rootfd, name, &mbfd);
-	if (rc < 0) {
-		maildir_set_errno(r, -rc, "open mailbox", where);
-		goto out;
-	}
-	if ((rc = maildir_subdir(mbfd, "tmp", &tmpfd)) < 0 ||
-	    (rc = maildir_subdir(mbfd, "new", &newfd)) < 0 ||
-	    (rc = maildir_subdir(mbfd, "cur", &curfd)) < 0) {
-		maildir_set_errno(r, -rc, "create the tmp, new and cur folders of", where);
-		goto out;
-	}
-
 	clock_gettime(CLOCK_REALTIME, &ts);
 	q = atomic_fetch_add(&maildir_counter, 1) + 1;
-	if ((size_t)snprintf(uniq, sizeof(uniq), "%lld.M%06ldP%ldQ%lu_%s.%s",
+	if ((size_t)snprintf(uniq, NAME_MAX + 1, "%lld.M%06ldP%ldQ%lu_%s.%s",
 	    (long long)ts.tv_sec, ts.tv_nsec / 1000, (long)getpid(), q, j->qid,
-	    j->host) >= sizeof(uniq)) {
+	    j->host) >= NAME_MAX + 1) {
 		/* A very long host name: the queue id and counter keep it unique. */
-		snprintf(uniq, sizeof(uniq), "%lld.M%06ldP%ldQ%lu_%s.localhost",
+		snprintf(uniq, NAME_MAX + 1, "%lld.M%06ldP%ldQ%lu_%s.localhost",
 		    (long long)ts.tv_sec, ts.tv_nsec / 1000, (long)getpid(), q, j->qid);
 	}
+}
+
+/*
+ * Writes the message for rcpt into tmp/uniq, fsyncs and closes it. false
+ * with r set on any failure, and then the tmp file is gone again.
+ */
+static bool maildir_write_tmp(struct maildir_job *j, const struct maildir_box *b,
+    const char *name, const char *uniq, const char *rcpt, struct maildir_result *r)
+{
+	char where[PATH_MAX];
+	int fd, rc, store_err = 0;
+
 	snprintf(where, sizeof(where), "%s/%s/tmp/%s", j->dir, name, uniq);
-	fd = openat(tmpfd, uniq, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	fd = openat(b->tmp, uniq, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		maildir_set_errno(r, errno, "create", where);
-		goto out;
+		return false;
 	}
-	created = true;
 	rc = maildir_write_message(j, fd, rcpt, &store_err);
 	if (store_err < 0) {
 		maildir_set(r, MAILDIR_TEMP, store_err, "4.3.0",
 		    "maildir delivery failed: cannot read the message from the queue: %s",
 		    queue_strerror(store_err));
-		goto out;
+		goto fail;
 	}
 	if (rc < 0) {
 		maildir_set_errno(r, -rc, "write", where);
-		goto out;
+		goto fail;
 	}
 	if (fsync(fd) != 0) {
 		maildir_set_errno(r, errno, "fsync", where);
-		goto out;
+		goto fail;
 	}
 	rc = close(fd) == 0 ? 0 : errno;
 	fd = -1;
 	if (rc != 0) {
 		/* NFS and friends report deferred write errors at close. */
 		maildir_set_errno(r, rc, "close", where);
-		goto out;
+		goto fail;
 	}
+	return true;
+fail:
+	if (fd >= 0)
+		close(fd);
+	(void)unlinkat(b->tmp, uniq, 0);
+	return false;
+}
+
+/*
+ * Moves tmp/uniq into new/ and fsyncs new/. false with r set when the
+ * message is not durably in new/ (then it is in neither folder).
+ */
+static bool maildir_publish(struct maildir_job *j, const struct maildir_box *b,
+    const char *name, const char *uniq, struct maildir_result *r)
+{
+	char where[PATH_MAX];
+
 	/*
 	 * link, not rename: link never replaces an existing new/ entry. A
 	 * file system without hard links gets rename (what Dovecot does).
 	 */
-	if (linkat(tmpfd, uniq, newfd, uniq, 0) != 0) {
+	if (linkat(b->tmp, uniq, b->new, uniq, 0) != 0) {
 		int err = errno;
 
 		if (err == EPERM || err == EOPNOTSUPP)
-			err = renameat(tmpfd, uniq, newfd, uniq) == 0 ? 0 : errno;
+			err = renameat(b->tmp, uniq, b->new, uniq) == 0 ? 0 : errno;
 		if (err != 0) {
 			snprintf(where, sizeof(where), "%s/%s/new/%s", j->dir, name, uniq);
 			maildir_set_errno(r, err, "move the message to", where);
-			goto out;
+			(void)unlinkat(b->tmp, uniq, 0);
+			return false;
 		}
 	}
-	(void)unlinkat(tmpfd, uniq, 0);
-	created = false;
-	if (fsync(newfd) != 0) {
+	(void)unlinkat(b->tmp, uniq, 0);
+	if (fsync(b->new) != 0) {
 		int err = errno;
 
 		/* The file may or may not survive a crash: say not delivered. */
 		snprintf(where, sizeof(where), "%s/%s/new", j->dir, name);
 		maildir_set_errno(r, err, "fsync", where);
-		(void)unlinkat(newfd, uniq, 0);
-		goto out;
+		(void)unlinkat(b->new, uniq, 0);
+		return false;
 	}
-	maildir_set(r, MAILDIR_OK, 0, "2.0.0", "delivered to maildir %s/new/%s", name, uniq);
-out:
-	if (fd >= 0)
-		close(fd);
-	if (created)
-		(void)unlinkat(tmpfd, uniq, 0);
-	if (curfd >= 0)
-		close(curfd);
-	if (newfd >= 0)
-		close(newfd);
-	if (tmpfd >= 0)
-		close(tmpfd);
-	if (mbfd >= 0)
-		close(mbfd);
+	return true;
+}
+
+/* One recipient: folder, tmp file, fsync, link into new/, fsync new/. */
+static void maildir_deliver_one(struct maildir_job *j, int rootfd, size_t idx)
+{
+	struct maildir_result *r = &j->results[idx];
+	const char *rcpt = j->rcpts[idx];
+	char name[NAME_MAX + 1], uniq[NAME_MAX + 1];
+	struct maildir_box b = { -1, -1, -1, -1 };
+
+	str_copy(name, rcpt, sizeof(name));
+	str_lower(name);
+	if (maildir_box_open(j, rootfd, name, &b, r)) {
+		maildir_unique_name(j, uniq);
+		if (maildir_write_tmp(j, &b, name, uniq, rcpt, r) &&
+		    maildir_publish(j, &b, name, uniq, r))
+			maildir_set(r, MAILDIR_OK, 0, "2.0.0", "delivered to maildir %s/new/%s",
+			    name, uniq);
+	}
+	maildir_box_close(&b);
 }
 
 /* Threadpool: every recipient in turn. */

@@ -243,6 +243,38 @@ static void govrelayd_collect_orphans(struct govrelayd *d)
 		log_info(NULL, "removed the chunks of %zu messages that were never committed", n);
 }
 
+/* SIGTERM and SIGINT stop, SIGHUP reloads; the timer polls a shutdown. */
+static void govrelayd_signals_start(struct govrelayd *d)
+{
+	uv_signal_init(d->loop, &d->sigterm);
+	uv_signal_init(d->loop, &d->sigint);
+	uv_signal_init(d->loop, &d->sighup);
+	d->sigterm.data = d->sigint.data = d->sighup.data = d;
+	uv_signal_start(&d->sigterm, govrelayd_signal_cb, SIGTERM);
+	uv_signal_start(&d->sigint, govrelayd_signal_cb, SIGINT);
+	uv_signal_start(&d->sighup, govrelayd_signal_cb, SIGHUP);
+	uv_timer_init(d->loop, &d->shutdown_timer);
+	d->shutdown_timer.data = d;
+}
+
+/* After the loop has returned: close what is left and free the rest. */
+static void govrelayd_teardown(struct govrelayd *d)
+{
+	/* Anything still open here is a leak in a close path: close it anyway. */
+	uv_walk(d->loop, govrelayd_close_walk, NULL);
+	uv_run(d->loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(d->loop) != 0)
+		log_warn(NULL, "event loop closed with handles still active");
+	policy_free(d->policy);
+	auth_guard_free(d->auth);
+	tlsio_ctx_free(d->server_tls);
+	tlsio_ctx_free(d->client_tls);
+	cfg_unref(d->srv.cfg);
+	queue_store_close(d->store);
+	log_info(NULL, "stopped");
+	cfg_unref(d->cfg);
+}
+
 int main(int argc, char **argv)
 {
 	struct govrelayd d;
@@ -319,15 +351,7 @@ int main(int argc, char **argv)
 	if (rc < 0)
 		fatal(EX_SOFTWARE, "cannot start the delivery scheduler: %s", strerror(-rc));
 
-	uv_signal_init(d.loop, &d.sigterm);
-	uv_signal_init(d.loop, &d.sigint);
-	uv_signal_init(d.loop, &d.sighup);
-	d.sigterm.data = d.sigint.data = d.sighup.data = &d;
-	uv_signal_start(&d.sigterm, govrelayd_signal_cb, SIGTERM);
-	uv_signal_start(&d.sigint, govrelayd_signal_cb, SIGINT);
-	uv_signal_start(&d.sighup, govrelayd_signal_cb, SIGHUP);
-	uv_timer_init(d.loop, &d.shutdown_timer);
-	d.shutdown_timer.data = &d;
+	govrelayd_signals_start(&d);
 
 	log_info(NULL, "ready: %zu listeners, data_dir %s, hostname %s", d.cfg->listen.n,
 	    d.cfg->data_dir, d.cfg->hostname);
@@ -335,18 +359,6 @@ int main(int argc, char **argv)
 
 	uv_run(d.loop, UV_RUN_DEFAULT);
 
-	/* Anything still open here is a leak in a close path: close it anyway. */
-	uv_walk(d.loop, govrelayd_close_walk, NULL);
-	uv_run(d.loop, UV_RUN_DEFAULT);
-	if (uv_loop_close(d.loop) != 0)
-		log_warn(NULL, "event loop closed with handles still active");
-	policy_free(d.policy);
-	auth_guard_free(d.auth);
-	tlsio_ctx_free(d.server_tls);
-	tlsio_ctx_free(d.client_tls);
-	cfg_unref(d.srv.cfg);
-	queue_store_close(d.store);
-	log_info(NULL, "stopped");
-	cfg_unref(d.cfg);
+	govrelayd_teardown(&d);
 	return 0;
 }

@@ -303,6 +303,119 @@ static int smtp_parse_addr_literal(const char **pp, char *norm, size_t normlen,
 /* --------------------------------------------------------------- paths */
 
 /*
+ * One UTF-8 character at p in a local part (RFC 6531 3.3): its length in
+ * *n and is_utf8 set. SMTP_PARSE_E_NONASCII without SMTPUTF8, -1 with
+ * *why for a malformed sequence.
+ */
+static int smtp_parse_local_utf8(const unsigned char *p, bool smtputf8,
+    struct smtp_path *out, const char **why, size_t *n)
+{
+	if (!smtputf8)
+		return SMTP_PARSE_E_NONASCII;
+	*n = str_utf8_seq_len(p);
+	if (*n == 0) {
+		*why = "invalid UTF-8";
+		return -1;
+	}
+	out->is_utf8 = true;
+	return 0;
+}
+
+/*
+ * Quoted-string at *pp (on its opening quote): *pp ends after the closing
+ * quote, *content counts the bytes between the quotes.
+ */
+static int smtp_parse_local_quoted(const unsigned char **pp, bool smtputf8,
+    struct smtp_path *out, const char **why, size_t *content)
+{
+	const unsigned char *start = *pp, *p = start + 1;
+	int rc;
+
+	for (;;) {
+		unsigned char c = *p;
+
+		if (c == '"')
+			break;
+		if (c == '\\') {
+			/* quoted-pairSMTP = %d92 %d32-126 */
+			c = p[1];
+			if (c < 0x20 || c > 0x7e) {
+				*why = c == '\0' ? "unterminated quoted string" :
+				    "bad quoted pair";
+				return -1;
+			}
+			p += 2;
+		} else if (c >= 0x20 && c <= 0x7e) {
+			p++;
+		} else if (c >= 0x80) {
+			size_t n;
+
+			if ((rc = smtp_parse_local_utf8(p, smtputf8, out, why, &n)) != 0)
+				return rc;
+			p += n;
+			continue;
+		} else {
+			*why = c == '\0' ? "unterminated quoted string" :
+			    smtp_parse_why_char(c);
+			return -1;
+		}
+		/* '@' is only special inside quotes; '%' and '!' anywhere. */
+		if (c == '@' || c == '%' || c == '!')
+			out->has_routing_chars = true;
+	}
+	*content = (size_t)(p - start) - 1;
+	*pp = p + 1;
+	return 0;
+}
+
+/* Dot-string at *pp: atoms of atext (or UTF-8) separated by single dots. */
+static int smtp_parse_local_dots(const unsigned char **pp, bool smtputf8,
+    struct smtp_path *out, const char **why, size_t *content)
+{
+	const unsigned char *start = *pp, *p = start;
+	bool atom_empty = true;
+	int rc;
+
+	for (;;) {
+		unsigned char c = *p;
+
+		if (smtp_parse_is_atext(c)) {
+			if (c == '%' || c == '!')
+				out->has_routing_chars = true;
+			atom_empty = false;
+			p++;
+		} else if (c >= 0x80) {
+			size_t n;
+
+			if ((rc = smtp_parse_local_utf8(p, smtputf8, out, why, &n)) != 0)
+				return rc;
+			atom_empty = false;
+			p += n;
+		} else if (c == '.') {
+			if (atom_empty) {
+				*why = "empty part in the local part (dots)";
+				return -1;
+			}
+			atom_empty = true;
+			p++;
+		} else {
+			break;
+		}
+	}
+	if (p == start) {
+		*why = *p == '@' ? "empty local part" : smtp_parse_why_char(*p);
+		return -1;
+	}
+	if (atom_empty) {
+		*why = "local part ends with a dot";
+		return -1;
+	}
+	*content = (size_t)(p - start);
+	*pp = p;
+	return 0;
+}
+
+/*
  * Local-part = Dot-string / Quoted-string (RFC 5321 4.1.2; RFC 6531 adds
  * UTF-8 to atext and qtextSMTP). The 64-octet limit (4.5.3.1.1) counts the
  * local part as written, quotes excluded, so the quoted form of a local
@@ -315,95 +428,16 @@ static int smtp_parse_local(const char **pp, bool smtputf8, struct smtp_path *ou
 {
 	const unsigned char *start = (const unsigned char *)*pp, *p = start;
 	size_t content;
+	int rc;
 
 	if (*p == '"') {
 		out->is_quoted = true;
-		p++;
-		for (;;) {
-			unsigned char c = *p;
-
-			if (c == '"')
-				break;
-			if (c == '\\') {
-				/* quoted-pairSMTP = %d92 %d32-126 */
-				c = p[1];
-				if (c < 0x20 || c > 0x7e) {
-					*why = c == '\0' ? "unterminated quoted string" :
-					    "bad quoted pair";
-					return -1;
-				}
-				p += 2;
-			} else if (c >= 0x20 && c <= 0x7e) {
-				p++;
-			} else if (c >= 0x80) {
-				size_t n;
-
-				if (!smtputf8)
-					return SMTP_PARSE_E_NONASCII;
-				n = str_utf8_seq_len(p);
-				if (n == 0) {
-					*why = "invalid UTF-8";
-					return -1;
-				}
-				out->is_utf8 = true;
-				p += n;
-				continue;
-			} else {
-				*why = c == '\0' ? "unterminated quoted string" :
-				    smtp_parse_why_char(c);
-				return -1;
-			}
-			/* '@' is only special inside quotes; '%' and '!' anywhere. */
-			if (c == '@' || c == '%' || c == '!')
-				out->has_routing_chars = true;
-		}
-		content = (size_t)(p - start) - 1;
-		p++;
+		rc = smtp_parse_local_quoted(&p, smtputf8, out, why, &content);
 	} else {
-		bool atom_empty = true;
-
-		for (;;) {
-			unsigned char c = *p;
-
-			if (smtp_parse_is_atext(c)) {
-				if (c == '%' || c == '!')
-					out->has_routing_chars = true;
-				atom_empty = false;
-				p++;
-			} else if (c >= 0x80) {
-				size_t n;
-
-				if (!smtputf8)
-					return SMTP_PARSE_E_NONASCII;
-				n = str_utf8_seq_len(p);
-				if (n == 0) {
-					*why = "invalid UTF-8";
-					return -1;
-				}
-				out->is_utf8 = true;
-				atom_empty = false;
-				p += n;
-			} else if (c == '.') {
-				if (atom_empty) {
-					*why = "empty part in the local part (dots)";
-					return -1;
-				}
-				atom_empty = true;
-				p++;
-			} else {
-				break;
-			}
-		}
-		if (p == start) {
-			*why = *p == '@' ? "empty local part" : smtp_parse_why_char(*p);
-			return -1;
-		}
-		if (atom_empty) {
-			*why = "local part ends with a dot";
-			return -1;
-		}
-		content = (size_t)(p - start);
+		rc = smtp_parse_local_dots(&p, smtputf8, out, why, &content);
 	}
+	if (rc != 0)
+		return rc;
 	if (content > SMTP_LOCAL_MAX) {
 		*why = "local part longer than 64 octets";
 		return -1;

@@ -1,5 +1,5 @@
 /*
- * test_tenancy: unit tests of the tenancy tables (queue/tenancy.c): id,
+ * test_tenancy: unit tests of the tenancy tables (queue/tenancy*.c): id,
  * name and unix user syntax, policy normalization, a three-level tenant
  * tree with inherited policy, refused deletes and cycles, mailbox ranges
  * that must not leak into a neighbouring domain ("a.b" and "a.bc"), alias

@@ -1,0 +1,356 @@
+/*
+ * tenancy_policy: per-tenant policy (queue/tenancy.h, layout in
+ * queue/schema.h): the table of keys, normalizing a value, the stored
+ * settings, and the effective value a tenant inherits from its
+ * ancestors or the builtin default.
+ *
+ * Entry points: tenancy_policy_keys, tenancy_policy_key_find,
+ * tenancy_policy_normalize, queue_policy_set/get/effective, and the
+ * typed getters queue_policy_bool and queue_policy_u64, which every
+ * caller uses so that all read the same answer.
+ *
+ * OWNERSHIP: values and sources returned by set/get/effective are
+ * fresh (free them); the typed getters write into the caller's buffers.
+ * Every argument is borrowed.
+ * THREADS: any thread that owns the txn; key_find and normalize on any
+ * thread.
+ * ERRORS: 0 or negative errno: -EINVAL (unknown key, bad value, or a
+ * write on a read txn), -ENOENT, -ELOOP, -EBADMSG (a stored value is not
+ * normalized), -ENOSPC, -EIO. tenancy_policy_normalize explains every
+ * refusal in `why` (may be NULL).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "queue/queue.h"
+#include "queue/queue_int.h"
+#include "queue/schema.h"
+#include "queue/tenancy.h"
+#include "queue/tenancy_int.h"
+
+#define TENANCY_POLICY_KEY_MAX (TENANCY_ID_MAX + 1 + 64)
+#define TENANCY_POLICY_SIZE_MAX (UINT64_C(1) << 40)
+#define TENANCY_POLICY_COUNT_MAX UINT64_C(1000000000)
+
+/* ----------------------------------------------------------------- policy */
+
+/*
+ * The per-tenant keys. The builtins of max_message_size and
+ * max_recipients equal the configuration defaults (INTERFACE.md), and a
+ * tenant's setting can only narrow what the configuration allows.
+ */
+const struct tenancy_policy_key tenancy_policy_keys[] = {
+	{ "max_message_size", TENANCY_POLICY_SIZE, "26214400",
+		"largest message the tenant's users may submit, in bytes (K/M/G accepted)" },
+	{ "max_recipients", TENANCY_POLICY_COUNT, "100",
+		"most recipients one message of the tenant's users may have" },
+	{ "messages_per_hour", TENANCY_POLICY_COUNT, "0",
+		"messages one user of the tenant may submit per hour; 0 means unlimited" },
+	{ "allow_external", TENANCY_POLICY_BOOL, "yes",
+		"whether the tenant's users may send to domains that are not ours" },
+	{ "require_tls_outbound", TENANCY_POLICY_BOOL, "no",
+		"whether the tenant's mail leaves only over TLS (deferred otherwise)" },
+	{ NULL, TENANCY_POLICY_COUNT, NULL, NULL },
+};
+
+const struct tenancy_policy_key *tenancy_policy_key_find(const char *name)
+{
+	if (name == NULL)
+		return NULL;
+	for (const struct tenancy_policy_key *k = tenancy_policy_keys; k->name != NULL; k++) {
+		if (strcmp(k->name, name) == 0)
+			return k;
+	}
+	return NULL;
+}
+
+/* Decimal digits into *v, refusing anything above max (no sign, no space). */
+static bool tenancy_parse_decimal(const char *s, size_t len, uint64_t max, uint64_t *v)
+{
+	uint64_t x = 0;
+
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		x = x * 10 + (uint64_t)(s[i] - '0');
+		/* max < 2^60, so one more digit cannot wrap before this check. */
+		if (x > max)
+			return false;
+	}
+	*v = x;
+	return true;
+}
+
+int tenancy_policy_normalize(const struct tenancy_policy_key *key, const char *value,
+    char *out, size_t outlen, char *why, size_t whylen)
+{
+	static const struct {
+		const char *word;
+		bool yes;
+	} words[] = {
+		{ "yes", true }, { "true", true }, { "on", true }, { "1", true },
+		{ "no", false }, { "false", false }, { "off", false }, { "0", false },
+	};
+	char shown[TENANCY_SHOWN_MAX + 4];
+	uint64_t v, mult = 1;
+	size_t len;
+	int n;
+
+	tenancy__why_clear(why, whylen);
+	if (key == NULL)
+		return tenancy__fail(why, whylen, -EINVAL, "unknown policy key");
+	if (value == NULL || value[0] == '\0')
+		return tenancy__fail(why, whylen, -EINVAL, "%s: empty value", key->name);
+	len = strlen(value);
+	switch (key->type) {
+	case TENANCY_POLICY_SIZE:
+		/* 1024-based, as sizes of mail are counted everywhere else here. */
+		switch (value[len - 1]) {
+		case 'k': case 'K': mult = UINT64_C(1) << 10; break;
+		case 'm': case 'M': mult = UINT64_C(1) << 20; break;
+		case 'g': case 'G': mult = UINT64_C(1) << 30; break;
+		default: break;
+		}
+		if (mult > 1)
+			len--;
+		if (!tenancy_parse_decimal(value, len, TENANCY_POLICY_SIZE_MAX, &v) ||
+		    v == 0 || v > TENANCY_POLICY_SIZE_MAX / mult)
+			return tenancy__fail(why, whylen, -EINVAL,
+			    "%s: '%s' is not a size from 1 byte to 1T (a number of bytes, "
+			    "or with K, M or G)", key->name, tenancy__shown(value, shown));
+		n = snprintf(out, outlen, "%" PRIu64, v * mult);
+		break;
+	case TENANCY_POLICY_COUNT:
+		if (!tenancy_parse_decimal(value, len, TENANCY_POLICY_COUNT_MAX, &v))
+			return tenancy__fail(why, whylen, -EINVAL,
+			    "%s: '%s' is not a whole number from 0 to 1000000000", key->name,
+			    tenancy__shown(value, shown));
+		n = snprintf(out, outlen, "%" PRIu64, v);
+		break;
+	case TENANCY_POLICY_BOOL:
+		n = -1;
+		for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+			if (str_ieq(value, words[i].word)) {
+				n = snprintf(out, outlen, "%s", words[i].yes ? "yes" : "no");
+				break;
+			}
+		}
+		if (n < 0)
+			return tenancy__fail(why, whylen, -EINVAL,
+			    "%s: '%s' is not yes or no", key->name, tenancy__shown(value, shown));
+		break;
+	default:
+		return tenancy__fail(why, whylen, -EINVAL, "%s: unknown type", key->name);
+	}
+	if (n < 0 || (size_t)n >= outlen)
+		return tenancy__fail(why, whylen, -EINVAL, "%s: no room for the value", key->name);
+	return 0;
+}
+
+/* The policies key TENANT + 0x00 + KEY (schema.h). */
+static int tenancy_policy_dbkey(const char *tenant, const char *key,
+    char out[TENANCY_POLICY_KEY_MAX], size_t *len)
+{
+	size_t tl, kl;
+	int rc;
+
+	if ((rc = tenancy_id_check(tenant, NULL, 0)) < 0)
+		return rc;
+	if (tenancy_policy_key_find(key) == NULL)
+		return -EINVAL;
+	tl = strlen(tenant);
+	kl = strlen(key);
+	if (tl + 1 + kl > TENANCY_POLICY_KEY_MAX)
+		return -EINVAL;
+	memcpy(out, tenant, tl);
+	out[tl] = '\0';
+	memcpy(out + tl + 1, key, kl);
+	*len = tl + 1 + kl;
+	return 0;
+}
+
+int queue_policy_set(struct queue_txn *txn, const char *tenant, const char *key,
+    const char *value)
+{
+	char dbkey[TENANCY_POLICY_KEY_MAX], norm[TENANCY_POLICY_VALUE_MAX + 1];
+	struct queue_tenant *t;
+	size_t klen;
+	int rc;
+
+	if ((rc = queue__need_write(txn)) < 0)
+		return rc;
+	if ((rc = tenancy_policy_dbkey(tenant, key, dbkey, &klen)) < 0)
+		return rc;
+	rc = tenancy__tenant_load(txn, tenant, &t);
+	queue_tenant_free(t);
+	if (rc < 0)
+		return rc;
+	if (value == NULL)
+		return tenancy__raw_del(txn, TENANCY_DB_POLICIES, dbkey, klen);
+	if ((rc = tenancy_policy_normalize(tenancy_policy_key_find(key), value, norm,
+	    sizeof norm, NULL, 0)) < 0)
+		return rc;
+	return tenancy__raw_put(txn, TENANCY_DB_POLICIES, dbkey, klen, norm, strlen(norm));
+}
+
+/* The raw value, checked: no NUL, not longer than any normalized value. */
+static int tenancy_policy_load(struct queue_txn *txn, const char *dbkey, size_t klen,
+    char **value)
+{
+	MDB_val v;
+	int rc;
+
+	*value = NULL;
+	if ((rc = tenancy__raw_get(txn, TENANCY_DB_POLICIES, dbkey, klen, &v)) < 0)
+		return rc;
+	if (v.mv_size == 0 || v.mv_size > TENANCY_POLICY_VALUE_MAX ||
+	    memchr(v.mv_data, '\0', v.mv_size) != NULL)
+		return -EBADMSG;
+	*value = xstrndup(v.mv_data, v.mv_size);
+	return 0;
+}
+
+int queue_policy_get(struct queue_txn *txn, const char *tenant, const char *key, char **value)
+{
+	char dbkey[TENANCY_POLICY_KEY_MAX];
+	size_t klen;
+	int rc;
+
+	*value = NULL;
+	if ((rc = tenancy_policy_dbkey(tenant, key, dbkey, &klen)) < 0)
+		return rc;
+	return tenancy_policy_load(txn, dbkey, klen, value);
+}
+
+int queue_policy_effective(struct queue_txn *txn, const char *tenant, const char *key,
+    char **value, char **source)
+{
+	const struct tenancy_policy_key *pk = tenancy_policy_key_find(key);
+	char dbkey[TENANCY_POLICY_KEY_MAX];
+	char *cur, *next;
+	size_t klen;
+	int rc = 0;
+
+	*value = NULL;
+	*source = NULL;
+	if (pk == NULL)
+		return -EINVAL;
+	if ((rc = tenancy_id_check(tenant, NULL, 0)) < 0)
+		return rc;
+	cur = xstrdup(tenant);
+	for (unsigned depth = 0; cur != NULL; depth++) {
+		if (depth >= TENANCY_DEPTH_MAX) {
+			rc = -ELOOP;
+			break;
+		}
+		/* The tenant itself must exist; a broken chain above ends it. */
+		rc = tenancy__parent_of(txn, cur, &next);
+		if (rc == -ENOENT && depth > 0) {
+			rc = 0;
+			break;
+		}
+		if (rc < 0)
+			break;
+		if ((rc = tenancy_policy_dbkey(cur, key, dbkey, &klen)) == 0)
+			rc = tenancy_policy_load(txn, dbkey, klen, value);
+		if (rc == 0) {
+			*source = cur;
+			free(next);
+			return 0;
+		}
+		if (rc != -ENOENT) {
+			free(next);
+			break;
+		}
+		rc = 0;
+		free(cur);
+		cur = next;
+	}
+	free(cur);
+	if (rc < 0)
+		return rc;
+	*value = xstrdup(pk->builtin);
+	*source = xstrdup("default");
+	return 0;
+}
+
+/*
+ * The effective text of key for tenant and its source; tenant NULL (an
+ * address of a domain with no agency) reads the builtin. The one place a
+ * typed getter reads the store, so every caller gets the same answer.
+ */
+static int tenancy_policy_text(struct queue_txn *txn, const char *tenant,
+    const struct tenancy_policy_key *pk, char *text, size_t textlen, char *source,
+    size_t sourcelen)
+{
+	char *value = NULL, *src = NULL;
+	int rc;
+
+	if (tenant == NULL) {
+		str_copy(text, pk->builtin, textlen);
+		if (source != NULL)
+			str_copy(source, "default", sourcelen);
+		return 0;
+	}
+	rc = queue_policy_effective(txn, tenant, pk->name, &value, &src);
+	if (rc == 0) {
+		if (strlen(value) >= textlen)
+			rc = -EBADMSG;
+		else
+			str_copy(text, value, textlen);
+		if (source != NULL)
+			str_copy(source, src, sourcelen);
+	}
+	free(value);
+	free(src);
+	return rc;
+}
+
+int queue_policy_bool(struct queue_txn *txn, const char *tenant, const char *key,
+    bool *out, char *source, size_t sourcelen)
+{
+	const struct tenancy_policy_key *pk = tenancy_policy_key_find(key);
+	char text[TENANCY_POLICY_VALUE_MAX + 1];
+	int rc;
+
+	if (pk == NULL || pk->type != TENANCY_POLICY_BOOL)
+		return -EINVAL;
+	if ((rc = tenancy_policy_text(txn, tenant, pk, text, sizeof text, source,
+	    sourcelen)) < 0)
+		return rc;
+	/* Stored values are normalized (tenancy_policy_normalize): yes or no. */
+	if (strcmp(text, "yes") == 0)
+		*out = true;
+	else if (strcmp(text, "no") == 0)
+		*out = false;
+	else
+		return -EBADMSG;
+	return 0;
+}
+
+int queue_policy_u64(struct queue_txn *txn, const char *tenant, const char *key,
+    uint64_t *out, char *source, size_t sourcelen)
+{
+	const struct tenancy_policy_key *pk = tenancy_policy_key_find(key);
+	char text[TENANCY_POLICY_VALUE_MAX + 1];
+	int rc;
+
+	if (pk == NULL || (pk->type != TENANCY_POLICY_SIZE && pk->type != TENANCY_POLICY_COUNT))
+		return -EINVAL;
+	if ((rc = tenancy_policy_text(txn, tenant, pk, text, sizeof text, source,
+	    sourcelen)) < 0)
+		return rc;
+	/* Normalized sizes and counts are plain decimal within the size bound. */
+	if (!tenancy_parse_decimal(text, strlen(text), TENANCY_POLICY_SIZE_MAX, out))
+		return -EBADMSG;
+	return 0;
+}
