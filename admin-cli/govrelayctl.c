@@ -36,15 +36,13 @@
 #include <string.h>
 #include <sysexits.h>
 #include <unistd.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
-#include <sys/un.h>
 
 #include "admin/admin.h"
 #include "admin-cli/password.h"
 #include "common/buf.h"
 #include "common/cfg.h"
+#include "common/ctlclient.h"
 #include "common/ctlproto.h"
 #include "common/log.h"
 #include "common/passwd.h"
@@ -137,100 +135,6 @@ static int govrelayctl_slurp(FILE *f, struct buf *b, size_t max)
 	return ferror(f) ? -EIO : 0;
 }
 
-static int govrelayctl_send_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* A buffered reader of the daemon's frames. */
-struct govrelayctl_rd {
-	int fd;
-	char buf[65536];
-	size_t start, end;
-};
-
-/* Refills; 1 with data, 0 at end of stream, -errno. */
-static int govrelayctl_rd_fill(struct govrelayctl_rd *r)
-{
-	ssize_t n;
-
-	if (r->start > 0) {
-		memmove(r->buf, r->buf + r->start, r->end - r->start);
-		r->end -= r->start;
-		r->start = 0;
-	}
-	if (r->end == sizeof r->buf)
-		return -ENOBUFS;
-	do {
-		n = recv(r->fd, r->buf + r->end, sizeof r->buf - r->end, 0);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	r->end += (size_t)n;
-	return n > 0 ? 1 : 0;
-}
-
-/* One line without its newline into out: 0, -EPIPE at end, -errno. */
-static int govrelayctl_rd_line(struct govrelayctl_rd *r, char *out, size_t outlen)
-{
-	for (;;) {
-		char *nl = memchr(r->buf + r->start, '\n', r->end - r->start);
-		int rc;
-
-		if (nl != NULL) {
-			size_t len = (size_t)(nl - (r->buf + r->start));
-
-			if (len >= outlen)
-				return -EBADMSG;
-			memcpy(out, r->buf + r->start, len);
-			out[len] = '\0';
-			r->start += len + 1;
-			return 0;
-		}
-		if (r->end - r->start >= CTLPROTO_LINE_MAX)
-			return -EBADMSG;
-		rc = govrelayctl_rd_fill(r);
-		if (rc == 0)
-			return -EPIPE;
-		if (rc < 0)
-			return rc;
-	}
-}
-
-/* Copies len bytes of the stream to f. 0, -EPIPE, -errno. */
-static int govrelayctl_rd_copy(struct govrelayctl_rd *r, size_t len, FILE *f)
-{
-	while (len > 0) {
-		size_t have = r->end - r->start, take;
-		int rc;
-
-		if (have == 0) {
-			rc = govrelayctl_rd_fill(r);
-			if (rc == 0)
-				return -EPIPE;
-			if (rc < 0)
-				return rc;
-			continue;
-		}
-		take = have < len ? have : len;
-		fwrite(r->buf + r->start, 1, take, f);
-		r->start += take;
-		len -= take;
-	}
-	fflush(f);
-	return 0;
-}
-
 static bool govrelayctl_parse_uint(const char *s, unsigned long max, unsigned long *v)
 {
 	char *end;
@@ -243,17 +147,15 @@ static bool govrelayctl_parse_uint(const char *s, unsigned long max, unsigned lo
 }
 
 /* Reads the daemon's frames until "exit CODE" or "error CODE TEXT". */
-static int govrelayctl_frames(int fd, const char *path)
+static int govrelayctl_frames(struct ctlclient *cc, const char *path)
 {
-	struct govrelayctl_rd *r = xcalloc(1, sizeof *r);
 	char line[CTLPROTO_LINE_MAX + 1];
 	int rc, code = EX_SOFTWARE;
 
-	r->fd = fd;
 	for (;;) {
 		unsigned long v;
 
-		rc = govrelayctl_rd_line(r, line, sizeof line);
+		rc = ctlclient_line(cc, line, sizeof line);
 		if (rc < 0)
 			break;
 		if (strncmp(line, "out ", 4) == 0 || strncmp(line, "err ", 4) == 0) {
@@ -261,7 +163,7 @@ static int govrelayctl_frames(int fd, const char *path)
 				rc = -EBADMSG;
 				break;
 			}
-			rc = govrelayctl_rd_copy(r, v, line[0] == 'o' ? stdout : stderr);
+			rc = ctlclient_copy(cc, v, line[0] == 'o' ? stdout : stderr);
 			if (rc < 0)
 				break;
 			continue;
@@ -300,10 +202,9 @@ static int govrelayctl_frames(int fd, const char *path)
 		rc = -EBADMSG;
 		break;
 	}
-	free(r);
 	if (rc == 0)
 		return code;
-	if (rc == -EAGAIN || rc == -EWOULDBLOCK) {
+	if (rc == -EAGAIN) {
 		fprintf(stderr, "govrelayctl: no answer from govrelayd at %s within %d s; the command "
 		    "may or may not have run\n", path, GOVRELAYCTL_REMOTE_TIMEOUT_S);
 		return EX_TEMPFAIL;
@@ -317,33 +218,18 @@ static int govrelayctl_frames(int fd, const char *path)
 	return EX_SOFTWARE;
 }
 
-/* Connects to control_socket; the fd, or -1 after a message (exit 69). */
-static int govrelayctl_connect(const char *path)
+/* Connects to control_socket; NULL after a message (exit 69). */
+static struct ctlclient *govrelayctl_connect(const char *path)
 {
-	struct timeval tv = { GOVRELAYCTL_REMOTE_TIMEOUT_S, 0 };
-	struct sockaddr_un sa;
-	int s;
+	struct ctlclient *cc;
+	int rc = ctlclient_connect(path, GOVRELAYCTL_REMOTE_TIMEOUT_S, &cc);
 
-	memset(&sa, 0, sizeof sa);
-	sa.sun_family = AF_UNIX;
-	if (path == NULL || str_copy(sa.sun_path, path, sizeof sa.sun_path) >= sizeof sa.sun_path) {
+	if (rc == -ENAMETOOLONG)
 		fprintf(stderr, "govrelayctl: control_socket is not a usable unix socket path\n");
-		return -1;
-	}
-	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0) {
-		fprintf(stderr, "govrelayctl: socket: %s\n", strerror(errno));
-		return -1;
-	}
-	if (setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
-	    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0 ||
-	    connect(s, (const struct sockaddr *)&sa, sizeof sa) < 0) {
+	else if (rc < 0)
 		fprintf(stderr, "govrelayctl: cannot reach govrelayd at %s: %s (operators' commands "
-		    "run inside the daemon; is it running?)\n", path, strerror(errno));
-		close(s);
-		return -1;
-	}
-	return s;
+		    "run inside the daemon; is it running?)\n", path, strerror(-rc));
+	return rc < 0 ? NULL : cc;
 }
 
 /*
@@ -427,26 +313,27 @@ static int govrelayctl_remote_input(int argc, char **argv, char **v, int *n, str
 /* Sends one exec request and relays the daemon's answer: an exit code. */
 static int govrelayctl_exec(const struct config *cfg, const struct buf *req)
 {
+	struct ctlclient *cc;
 	struct buf head;
-	int fd, rc;
+	int rc;
 
-	if ((fd = govrelayctl_connect(cfg->control_socket)) < 0)
+	if ((cc = govrelayctl_connect(cfg->control_socket)) == NULL)
 		return EX_UNAVAILABLE;
 	buf_init(&head);
 	buf_printf(&head, "exec %zu\n", req->len);
-	rc = govrelayctl_send_all(fd, head.data, head.len);
+	rc = ctlclient_send(cc, head.data, head.len);
 	if (rc == 0)
-		rc = govrelayctl_send_all(fd, req->data, req->len);
+		rc = ctlclient_send(cc, req->data, req->len);
 	buf_free(&head);
 	/* A daemon that refuses at once closes before reading: read its answer anyway. */
 	if (rc < 0 && rc != -EPIPE && rc != -ECONNRESET) {
 		fprintf(stderr, "govrelayctl: cannot send to govrelayd at %s: %s\n",
 		    cfg->control_socket, strerror(-rc));
-		close(fd);
+		ctlclient_free(cc);
 		return rc == -EAGAIN ? EX_TEMPFAIL : EX_UNAVAILABLE;
 	}
-	rc = govrelayctl_frames(fd, cfg->control_socket);
-	close(fd);
+	rc = govrelayctl_frames(cc, cfg->control_socket);
+	ctlclient_free(cc);
 	return rc;
 }
 

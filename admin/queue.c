@@ -34,14 +34,12 @@
 #include <string.h>
 #include <sysexits.h>
 #include <unistd.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/un.h>
 
 #include "admin/admin_int.h"
 #include "common/addr.h"
 #include "common/buf.h"
 #include "common/cfg.h"
+#include "common/ctlclient.h"
 #include "common/ctlproto.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -644,53 +642,32 @@ static int admin_qchange_store(struct admin *a, struct admin_qchange *q, const c
 }
 
 /*
- * Connects to the daemon: 0 with *fd, 1 when no daemon answers (the
+ * Connects to the daemon: 0 with *out, 1 when no daemon answers (the
  * store path applies), or an exit code (reported).
  */
-static int admin_ctl_connect(struct admin *a, int *fd)
+static int admin_ctl_connect(struct admin *a, struct ctlclient **out)
 {
 	const char *path = a->io->cfg->control_socket;
-	struct timeval tv = { ADMIN_CTL_TIMEOUT_S, 0 };
-	struct sockaddr_un sa;
-	int s, e;
+	int rc = ctlclient_connect(path, ADMIN_CTL_TIMEOUT_S, out);
 
-	memset(&sa, 0, sizeof sa);
-	sa.sun_family = AF_UNIX;
-	if (path == NULL || str_copy(sa.sun_path, path, sizeof sa.sun_path) >= sizeof sa.sun_path) {
+	if (rc == 0)
+		return 0;
+	if (rc == -ENOENT || rc == -ECONNREFUSED)
+		return 1;
+	if (rc == -ENAMETOOLONG) {
 		admin__err(a, "control_socket is not a usable unix socket path");
 		return EX_CONFIG;
 	}
-	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0) {
-		admin__err(a, "socket: %s", ADMIN_STRERROR(errno));
-		return EX_SOFTWARE;
-	}
-	/* Before connect: a daemon with a full backlog makes connect wait. */
-	if (setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
-	    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0) {
-		admin__err(a, "setsockopt: %s", ADMIN_STRERROR(errno));
-		close(s);
-		return EX_SOFTWARE;
-	}
-	if (connect(s, (const struct sockaddr *)&sa, sizeof sa) < 0) {
-		e = errno;
-		close(s);
-		if (e == ENOENT || e == ECONNREFUSED)
-			return 1;
-		admin__err(a, "cannot reach the daemon at %s: %s", path, ADMIN_STRERROR(e));
-		if (e == EACCES || e == EPERM)
-			return EX_NOPERM;
-		return e == EAGAIN || e == ETIMEDOUT ? EX_TEMPFAIL : EX_UNAVAILABLE;
-	}
-	*fd = s;
-	return 0;
+	admin__err(a, "cannot reach the daemon at %s: %s", path, ADMIN_STRERROR(-rc));
+	if (rc == -EACCES || rc == -EPERM)
+		return EX_NOPERM;
+	return rc == -EAGAIN || rc == -ETIMEDOUT ? EX_TEMPFAIL : EX_UNAVAILABLE;
 }
 
 /* Sends one request and reads the one reply line into q (code, text). */
-static int admin_ctl_ask(struct admin *a, int fd, struct admin_qchange *q)
+static int admin_ctl_ask(struct admin *a, struct ctlclient *cc, struct admin_qchange *q)
 {
-	char req[64], line[CTLPROTO_LINE_MAX + 1], *nl;
-	size_t len = 0, sent = 0, rl;
+	char req[64], line[CTLPROTO_LINE_MAX + 1];
 	const char *text;
 	int rc;
 
@@ -698,51 +675,29 @@ static int admin_ctl_ask(struct admin *a, int fd, struct admin_qchange *q)
 	rc = ctlproto_request_format(req, sizeof req, queue_admin_verb_name(q->verb), q->qid);
 	if (rc < 0)
 		panic("govrelayctl: request does not fit: %s", queue_admin_verb_name(q->verb));
-	rl = (size_t)rc;
-	while (sent < rl) {
-		ssize_t n = send(fd, req + sent, rl - sent, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		/*
-		 * The daemon may answer at accept (busy, permission denied)
-		 * and close before reading: its reply is still there to read.
-		 */
-		if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
-			break;
-		if (n < 0) {
-			admin__err(a, "cannot send to the daemon: %s", ADMIN_STRERROR(errno));
-			return EX_UNAVAILABLE;
-		}
-		sent += (size_t)n;
+	rc = ctlclient_send(cc, req, (size_t)rc);
+	/*
+	 * The daemon may answer at accept (busy, permission denied) and
+	 * close before reading: its reply is still there to read.
+	 */
+	if (rc < 0 && rc != -EPIPE && rc != -ECONNRESET) {
+		admin__err(a, "cannot send to the daemon: %s", ADMIN_STRERROR(-rc));
+		return EX_UNAVAILABLE;
 	}
-	while (len < sizeof line - 1 && memchr(line, '\n', len) == NULL) {
-		ssize_t n = recv(fd, line + len, sizeof line - 1 - len, 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == ECONNRESET && len > 0)
-			break; /* after the reply: the daemon closed with our request unread */
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			admin__err(a, "no reply from the daemon within %d s; the change may "
-			    "or may not have been made ('queue show' tells)", ADMIN_CTL_TIMEOUT_S);
-			return EX_TEMPFAIL;
-		}
-		if (n < 0) {
-			admin__err(a, "cannot read the daemon's reply: %s", ADMIN_STRERROR(errno));
-			return EX_UNAVAILABLE;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
+	rc = ctlclient_line(cc, line, sizeof line);
+	if (rc == -EAGAIN) {
+		admin__err(a, "no reply from the daemon within %d s; the change may "
+		    "or may not have been made ('queue show' tells)", ADMIN_CTL_TIMEOUT_S);
+		return EX_TEMPFAIL;
 	}
-	line[len] = '\0';
-	nl = memchr(line, '\n', len);
-	if (nl == NULL) {
+	if (rc == -EPIPE || rc == -EBADMSG) {
 		admin__err(a, "the daemon closed the connection without a complete reply");
 		return EX_SOFTWARE;
 	}
-	*nl = '\0';
+	if (rc < 0) {
+		admin__err(a, "cannot read the daemon's reply: %s", ADMIN_STRERROR(-rc));
+		return EX_UNAVAILABLE;
+	}
 	/* Only the codes of the protocol; anything else is an internal error. */
 	if (ctlproto_reply_parse(line, &q->code, &text) == 0) {
 		str_copy(q->text, text, sizeof q->text);
@@ -763,7 +718,8 @@ int admin__queue_change(struct admin *a, const struct admin_args *args)
 	const char *path, *path_err;
 	char *text;
 	bool by_daemon;
-	int fd = -1, rc;
+	struct ctlclient *cc = NULL;
+	int rc;
 
 	memset(&q, 0, sizeof q);
 	if (queue_admin_verb_parse(a->cmd->verb, &q.verb) < 0)
@@ -786,11 +742,11 @@ int admin__queue_change(struct admin *a, const struct admin_args *args)
 		path_err = by_daemon ? "reported by the running daemon" :
 		    "daemon not running: checked the store";
 	} else {
-		rc = admin_ctl_connect(a, &fd);
+		rc = admin_ctl_connect(a, &cc);
 		by_daemon = rc == 0;
 		if (rc == 0) {
-			rc = admin_ctl_ask(a, fd, &q);
-			close(fd);
+			rc = admin_ctl_ask(a, cc, &q);
+			ctlclient_free(cc);
 			path = "done by the running daemon";
 			path_err = "reported by the running daemon";
 		} else if (rc == 1) {
