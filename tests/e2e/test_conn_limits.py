@@ -20,6 +20,17 @@ from harness import HOSTNAME, RelayTestCase, queued_id, wait_for  # noqa: E402
 FLOOD_BYTES = 12 * 1024 * 1024
 RSS_GROWTH_MAX_KB = 16 * 1024
 
+# VmRSS is the daemon's memory only when nothing else lives in its process.
+# AddressSanitizer keeps freed memory in a quarantine (256 MB by default)
+# that RSS counts: turn it off for these daemons, so RSS shows what the
+# daemon holds (harmless for a build without ASan). Under a wrapper such as
+# valgrind the process is the tool's, with its own freed-block queue and
+# code cache: the RSS bound is then reported, not asserted.
+os.environ["ASAN_OPTIONS"] = ":".join(filter(None, [
+    os.environ.get("ASAN_OPTIONS", ""), "quarantine_size_mb=0",
+    "thread_local_quarantine_size_kb=0"]))
+RSS_IS_THE_DAEMONS = not os.environ.get("GOVRELAYD_WRAPPER", "").strip()
+
 
 def vm_rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
@@ -72,7 +83,8 @@ class FloodJunkLimitTest(RelayTestCase):
         grown = vm_rss_kb(pid) - before
         sys.stderr.write("%s: govrelayd RSS %d kB -> +%d kB, %d bytes sent\n"
                          % (self.id(), before, grown, f.sent))
-        self.assertLess(grown, RSS_GROWTH_MAX_KB, "RSS grew by %d kB" % grown)
+        if RSS_IS_THE_DAEMONS:
+            self.assertLess(grown, RSS_GROWTH_MAX_KB, "RSS grew by %d kB" % grown)
         self.assertLess(f.sent, FLOOD_BYTES, "the session must be closed before 12 MB")
         c.close()
         # Replies: the 421 of the limit, read by a client that does read.
@@ -107,7 +119,8 @@ class FloodBackpressureTest(RelayTestCase):
         grown = vm_rss_kb(pid) - before
         sys.stderr.write("%s: govrelayd RSS %d kB -> +%d kB, %d bytes sent\n"
                          % (self.id(), before, grown, f.sent))
-        self.assertLess(grown, RSS_GROWTH_MAX_KB, "RSS grew by %d kB" % grown)
+        if RSS_IS_THE_DAEMONS:
+            self.assertLess(grown, RSS_GROWTH_MAX_KB, "RSS grew by %d kB" % grown)
         # The client reads now: the server resumes, answers every command
         # in order and the rest of the flood goes in.
         d = self.raw()
@@ -132,7 +145,8 @@ class FloodBackpressureTest(RelayTestCase):
         grown = vm_rss_kb(pid) - before
         sys.stderr.write("%s: govrelayd RSS %d kB -> +%d kB, %d bytes sent\n"
                          % (self.id(), before, grown, f.sent))
-        self.assertLess(grown, RSS_GROWTH_MAX_KB, "RSS grew by %d kB" % grown)
+        if RSS_IS_THE_DAEMONS:
+            self.assertLess(grown, RSS_GROWTH_MAX_KB, "RSS grew by %d kB" % grown)
         c.close()
 
 
