@@ -27,7 +27,6 @@
 
 #include <openssl/crypto.h>
 
-#include "common/log.h"
 #include "common/sasl.h"
 #include "common/util.h"
 #include "policy/auth.h"

@@ -23,14 +23,11 @@
 #include "config.h"
 
 #include <errno.h>
-#include <string.h>
 
-#include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "queue/receive.h"
-#include "relay/conn.h"
 #include "relay/smtp_parse.h"
 #include "relay/smtp_session_int.h"
 

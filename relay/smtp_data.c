@@ -41,6 +41,7 @@
 #include "relay/tlsio.h"
 
 static void smtp_finish_message(struct smtp_session *s);
+static void smtp_commit(struct smtp_session *s);
 
 /* ------------------------------------------------------ queue writer */
 
@@ -121,6 +122,8 @@ void smtp__tx_end(struct smtp_session *s)
 		smtp__set_state(s, SMTP_ST_READY);
 }
 
+/* -------------------------------------------------------------- body */
+
 static void smtp_body_store(struct smtp_session *s, const char *data, size_t len)
 {
 	struct smtp_tx *tx = &s->tx;
@@ -193,222 +196,66 @@ static void smtp_body_begin(struct smtp_session *s)
 	buf_free(&h);
 }
 
-static void smtp_commit_done(void *arg, int status, const struct queue_receive *req,
-    const struct queue_receive_result *res)
+/* ----------------------------------------------------- DATA and BDAT */
+
+void smtp__cmd_data(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
-	struct smtp_session *s = arg;
-	const struct queue_msg *m = &req->msg;
-	char qid[QUEUE_ID_TEXT_LEN + 1];
-
-	queue_id_format(m->id, qid);
-	if (status == 0) {
-		char from[SMTP_PATH_MAX + 3], size[24], nrcpt[24];
-
-		snprintf(from, sizeof from, "<%s>", m->sender);
-		snprintf(size, sizeof size, "%llu", (unsigned long long)m->size);
-		snprintf(nrcpt, sizeof nrcpt, "%zu", res->nrcpts);
-		log_event(LOG_LVL_INFO, qid, "from", from, "size", size, "nrcpt", nrcpt,
-		    "client", m->client_addr, "tls", m->tls, "status", "queued", NULL);
-		if (s->srv->on_queued)
-			s->srv->on_queued(s->srv->on_queued_arg);
-		if (m->auth_user != NULL) {
-			struct policy_request queued = { .stage = POLICY_STAGE_DATA,
-				.auth_user = m->auth_user, .sender = m->sender };
-
-			policy_message_queued(s->srv->policy, &queued);
-		}
-	} else {
-		log_err(qid, "queue commit failed: %s", queue_strerror(status));
-		/* The commit rolled back: its earlier chunks are orphans now. */
-		if (m->nchunks > 0)
-			smtp_discard_chunks(s->srv->writer, m->id);
-	}
-	if (!s->closing) {
-		if (status == 0) {
-			smtp__reply(s, 250, "2.0.0", "Ok: queued as %s", qid);
-			s->junk = 0; /* a delivered message resets the junk count */
-		} else if (status == -E2BIG) {
-			/*
-			 * An alias grew between RCPT (where the bound is checked)
-			 * and now. Permanent, as at RCPT: a retry cannot fit either.
-			 */
-			struct verdict v;
-
-			policy_verdict_set(&v, VERDICT_REJECT, 554, "5.5.3",
-			    "Too many recipients after alias expansion");
-			v.rule = "alias_limit";
-			smtp__policy_refused(s, "data", &v, NULL);
-		} else if (status == -ENOSPC) {
-			smtp__reply(s, 452, "4.3.1", "Insufficient system storage");
-		} else {
-			smtp__reply(s, 451, "4.3.0", "Error: queue write failed");
-		}
-		s->busy = false;
-		smtp__tx_end(s);
-		if (s->srv->shutting_down) {
-			smtp__reply(s, 421, "4.3.2", "%s Service shutting down", smtp__hostname(s));
-			smtp__set_state(s, SMTP_ST_QUIT);
-			s->close_after_flush = true;
-		}
-		smtp__update_reading(s);
-		smtp__process_input(s);
-	}
-	smtp__unref(s);
+	(void)cmd;
+	(void)arg;
+	smtp__set_state(s, SMTP_ST_DATA);
+	smtp_body_begin(s);
+	smtp__reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 }
 
-/*
- * End of data with a passing verdict: say what was accepted and let
- * queue/ store it (queue_receive_apply: aliases, tenants, schedule,
- * audit). The 250 waits for the completion.
- */
-static void smtp_commit(struct smtp_session *s)
+void smtp__cmd_bdat(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
-	struct smtp_tx *tx = &s->tx;
-	struct queue_receive *req = xcalloc(1, sizeof *req);
-	struct queue_msg *m = &req->msg;
-	int64_t now = time_now_ms();
-	char tlsdesc[128];
+	struct smtp_parse_error err;
+	uint64_t size;
+	bool last;
 
-	m->id = tx->qid;
-	m->arrival = now;
-	m->sender = xstrdup(tx->sender);
-	m->envid = tx->params.has_envid ? xstrdup(tx->params.envid) : NULL;
-	m->ret = tx->params.ret;
-	m->body_type = tx->params.body;
-	m->smtputf8 = tx->params.smtputf8;
-	m->declared_size = tx->params.has_size ? tx->params.size : 0;
-	m->size = tx->stored_bytes;
-	m->client_addr = xstrdup(s->peer_addr);
-	m->helo = s->helo[0] ? xstrdup(s->helo) : NULL;
-	m->listener = xstrdup(cfg_role_name(s->role));
-	m->auth_user = s->authenticated ? xstrdup(s->auth_user) : NULL;
-	if (s->tls_active) {
-		snprintf(tlsdesc, sizeof tlsdesc, "%s %s", tlsio_version(s->tls), tlsio_cipher(s->tls));
-		m->tls = xstrdup(tlsdesc);
-	}
-	m->nrcpts = tx->nrcpt;
-	m->rcpts = xcalloc(tx->nrcpt ? tx->nrcpt : 1, sizeof *m->rcpts);
-	for (size_t i = 0; i < tx->nrcpt; i++) {
-		struct queue_rcpt *r = &m->rcpts[i];
-
-		r->addr = xstrdup(tx->rcpts[i].addr);
-		r->orcpt = tx->rcpts[i].orcpt ? xstrdup(tx->rcpts[i].orcpt) : NULL;
-		r->notify = tx->rcpts[i].notify;
-		r->state = QUEUE_RCPT_PENDING;
-		r->next_attempt = now;
-	}
-	/* The tail of the body rides in the commit itself: one write for small mail. */
-	buf_init(&req->body);
-	if (tx->chunk.len > 0) {
-		req->body_seq = tx->nchunks++;
-		buf_append(&req->body, tx->chunk.data, tx->chunk.len);
-		buf_reset(&tx->chunk);
-	}
-	m->nchunks = tx->nchunks;
-	/* The commit expands again (aliases may have grown since RCPT). */
-	req->expanded_max = smtp__expanded_max(s);
-	s->busy = true;
-	tx->commit_submitted = true;
-	smtp__ref(s);
-	queue_receive_submit(s->srv->writer, req, smtp_commit_done, s);
-}
-
-/* ------------------------------------------------------ end of data */
-
-static void smtp_data_policy_done(void *arg, const struct verdict *v)
-{
-	struct smtp_session *s = arg;
-
-	if (s->closing) {
-		smtp__unref(s);
+	if (smtp_parse_bdat(arg, &size, &last, &err) < 0) {
+		smtp__reply_parse_error(s, &err);
+		smtp__count_error(s);
 		return;
 	}
-	s->busy = false;
-	if (v->kind == VERDICT_CONTINUE || v->kind == VERDICT_ACCEPT) {
-		smtp_commit(s);
-	} else {
-		smtp__policy_refused(s, "data", v, NULL);
-		smtp__tx_end(s);
-	}
-	smtp__resume(s);
-	smtp__unref(s);
-}
+	if (s->state != SMTP_ST_RCPT && s->state != SMTP_ST_BDAT_IDLE) {
+		const char *why = s->state == SMTP_ST_INIT ? "Error: send HELO/EHLO first" :
+		    s->state == SMTP_ST_READY ? "Error: need MAIL command" :
+		    "Error: need RCPT command";
 
-static void smtp_refuse_message(struct smtp_session *s, int code, const char *enh,
-    const char *text, const char *reason)
-{
-	struct verdict v;
-
-	policy_verdict_set(&v, VERDICT_REJECT, code, enh, "%s", text);
-	v.rule = reason;
-	smtp__policy_refused(s, "data", &v, NULL);
-	smtp__tx_end(s);
-}
-
-/* CRLF.CRLF (or BDAT LAST) has been read: decide, then commit. */
-static void smtp_finish_message(struct smtp_session *s)
-{
-	struct smtp_tx *tx = &s->tx;
-
-	switch (tx->fault) {
-	case SMTP_BODY_BARE_NEWLINE:
-		smtp_refuse_message(s, 550, "5.5.2",
-		    "Error: bare <LF> or <CR> in message text (RFC 5321 section 2.3.8)",
-		    "bare newline");
-		return;
-	case SMTP_BODY_LINE_TOO_LONG:
-		smtp_refuse_message(s, 552, "5.3.4",
-		    "Error: text line too long (RFC 5321 limit is 1000 octets)",
-		    "line too long");
-		return;
-	case SMTP_BODY_TOO_BIG:
-		smtp_refuse_message(s, 552, "5.3.4", "Error: message file too big",
-		    "message too big");
-		return;
-	case SMTP_BODY_OK:
-		break;
-	}
-	if (tx->chunks_inflight > 0) {
-		/* Wait: a failed chunk must fail the message (smtp_chunk_done resumes). */
-		tx->waiting_chunks = true;
-		s->busy = true;
+		(void)cmd;
+		smtp__reply(s, 503, "5.5.1", "%s", why);
+		/*
+		 * RFC 3030 section 4: the chunk's octets are read even when the
+		 * command is refused, or they would be taken for commands; the
+		 * session then returns to this state.
+		 */
+		s->bdat_return_state = s->state;
+		s->tx.bdat_remaining = size;
+		s->tx.bdat_chunk_rejected = true;
+		s->tx.bdat_last = last;
+		smtp__set_state(s, SMTP_ST_BDAT);
+		if (size == 0)
+			smtp__bdat_consume(s);
 		return;
 	}
-	if (tx->chunk_error < 0) {
-		if (tx->chunk_error == -ENOSPC)
-			smtp__reply(s, 452, "4.3.1", "Insufficient system storage");
-		else
-			smtp__reply(s, 451, "4.3.0", "Error: queue write failed");
-		smtp__tx_end(s);
-		return;
+	if (!s->tx.body_started)
+		smtp_body_begin(s);
+	s->tx.bdat_remaining = size;
+	s->tx.bdat_last = last;
+	smtp__set_state(s, SMTP_ST_BDAT);
+	if (size == 0) {
+		/* A zero-length chunk completes at once (usually "BDAT 0 LAST"). */
+		smtp__bdat_consume(s);
 	}
-	/* Bodies that lack a final CRLF (possible with BDAT) get one. */
-	if (tx->chunk.len > 0 && tx->chunk.data[tx->chunk.len - 1] != '\n')
-		smtp_body_store(s, "\r\n", 2);
-	memset(&s->preq, 0, sizeof s->preq);
-	s->preq.stage = POLICY_STAGE_DATA;
-	s->preq.session_id = s->id;
-	s->preq.client_addr = s->peer_addr;
-	s->preq.client_trusted = s->trusted;
-	s->preq.listener_role = cfg_role_name(s->role);
-	s->preq.tls = s->tls_active;
-	s->preq.helo = s->helo;
-	s->preq.sender = tx->sender;
-	s->preq.nrcpt = tx->nrcpt;
-	s->preq.auth_user = s->authenticated ? s->auth_user : NULL;
-	s->preq.declared_size = tx->params.has_size ? tx->params.size : 0;
-	s->preq.headers = tx->hdr;
-	s->preq.size = tx->client_bytes;
-	s->busy = true;
-	smtp__ref(s);
-	policy_run(s->srv->policy, &s->preq, smtp_data_policy_done, s);
 }
 
 /* ------------------------------------------------------ DATA reading */
 
 /*
- * Consumes DATA body bytes from s->in. Returns true when it made progress
- * and the caller should loop again, false when it needs more input.
+ * Consumes DATA body bytes from the conn's input. Returns true when it
+ * made progress and the caller should loop again, false when it needs
+ * more input.
  *
  * Lines are split at LF only to look at them: a line counts as properly
  * ended only with CRLF, and "." ends the data only when it is a whole line
@@ -549,54 +396,215 @@ bool smtp__bdat_consume(struct smtp_session *s)
 	return true;
 }
 
-void smtp__cmd_data(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
+/* ------------------------------------------------------ end of data */
+
+static void smtp_data_policy_done(void *arg, const struct verdict *v)
 {
-	(void)cmd;
-	(void)arg;
-	smtp__set_state(s, SMTP_ST_DATA);
-	smtp_body_begin(s);
-	smtp__reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+	struct smtp_session *s = arg;
+
+	if (s->closing) {
+		smtp__unref(s);
+		return;
+	}
+	s->busy = false;
+	if (v->kind == VERDICT_CONTINUE || v->kind == VERDICT_ACCEPT) {
+		smtp_commit(s);
+	} else {
+		smtp__policy_refused(s, "data", v, NULL);
+		smtp__tx_end(s);
+	}
+	smtp__resume(s);
+	smtp__unref(s);
 }
 
-void smtp__cmd_bdat(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
+static void smtp_refuse_message(struct smtp_session *s, int code, const char *enh,
+    const char *text, const char *reason)
 {
-	struct smtp_parse_error err;
-	uint64_t size;
-	bool last;
+	struct verdict v;
 
-	if (smtp_parse_bdat(arg, &size, &last, &err) < 0) {
-		smtp__reply_parse_error(s, &err);
-		smtp__count_error(s);
+	policy_verdict_set(&v, VERDICT_REJECT, code, enh, "%s", text);
+	v.rule = reason;
+	smtp__policy_refused(s, "data", &v, NULL);
+	smtp__tx_end(s);
+}
+
+/* CRLF.CRLF (or BDAT LAST) has been read: decide, then commit. */
+static void smtp_finish_message(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	switch (tx->fault) {
+	case SMTP_BODY_BARE_NEWLINE:
+		smtp_refuse_message(s, 550, "5.5.2",
+		    "Error: bare <LF> or <CR> in message text (RFC 5321 section 2.3.8)",
+		    "bare newline");
+		return;
+	case SMTP_BODY_LINE_TOO_LONG:
+		smtp_refuse_message(s, 552, "5.3.4",
+		    "Error: text line too long (RFC 5321 limit is 1000 octets)",
+		    "line too long");
+		return;
+	case SMTP_BODY_TOO_BIG:
+		smtp_refuse_message(s, 552, "5.3.4", "Error: message file too big",
+		    "message too big");
+		return;
+	case SMTP_BODY_OK:
+		break;
+	}
+	if (tx->chunks_inflight > 0) {
+		/* Wait: a failed chunk must fail the message (smtp_chunk_done resumes). */
+		tx->waiting_chunks = true;
+		s->busy = true;
 		return;
 	}
-	if (s->state != SMTP_ST_RCPT && s->state != SMTP_ST_BDAT_IDLE) {
-		const char *why = s->state == SMTP_ST_INIT ? "Error: send HELO/EHLO first" :
-		    s->state == SMTP_ST_READY ? "Error: need MAIL command" :
-		    "Error: need RCPT command";
-
-		(void)cmd;
-		smtp__reply(s, 503, "5.5.1", "%s", why);
-		/*
-		 * RFC 3030 section 4: the chunk's octets are read even when the
-		 * command is refused, or they would be taken for commands; the
-		 * session then returns to this state.
-		 */
-		s->bdat_return_state = s->state;
-		s->tx.bdat_remaining = size;
-		s->tx.bdat_chunk_rejected = true;
-		s->tx.bdat_last = last;
-		smtp__set_state(s, SMTP_ST_BDAT);
-		if (size == 0)
-			smtp__bdat_consume(s);
+	if (tx->chunk_error < 0) {
+		if (tx->chunk_error == -ENOSPC)
+			smtp__reply(s, 452, "4.3.1", "Insufficient system storage");
+		else
+			smtp__reply(s, 451, "4.3.0", "Error: queue write failed");
+		smtp__tx_end(s);
 		return;
 	}
-	if (!s->tx.body_started)
-		smtp_body_begin(s);
-	s->tx.bdat_remaining = size;
-	s->tx.bdat_last = last;
-	smtp__set_state(s, SMTP_ST_BDAT);
-	if (size == 0) {
-		/* A zero-length chunk completes at once (usually "BDAT 0 LAST"). */
-		smtp__bdat_consume(s);
+	/* Bodies that lack a final CRLF (possible with BDAT) get one. */
+	if (tx->chunk.len > 0 && tx->chunk.data[tx->chunk.len - 1] != '\n')
+		smtp_body_store(s, "\r\n", 2);
+	memset(&s->preq, 0, sizeof s->preq);
+	s->preq.stage = POLICY_STAGE_DATA;
+	s->preq.session_id = s->id;
+	s->preq.client_addr = s->peer_addr;
+	s->preq.client_trusted = s->trusted;
+	s->preq.listener_role = cfg_role_name(s->role);
+	s->preq.tls = s->tls_active;
+	s->preq.helo = s->helo;
+	s->preq.sender = tx->sender;
+	s->preq.nrcpt = tx->nrcpt;
+	s->preq.auth_user = s->authenticated ? s->auth_user : NULL;
+	s->preq.declared_size = tx->params.has_size ? tx->params.size : 0;
+	s->preq.headers = tx->hdr;
+	s->preq.size = tx->client_bytes;
+	s->busy = true;
+	smtp__ref(s);
+	policy_run(s->srv->policy, &s->preq, smtp_data_policy_done, s);
+}
+
+/* ------------------------------------------------------------ commit */
+
+static void smtp_commit_done(void *arg, int status, const struct queue_receive *req,
+    const struct queue_receive_result *res)
+{
+	struct smtp_session *s = arg;
+	const struct queue_msg *m = &req->msg;
+	char qid[QUEUE_ID_TEXT_LEN + 1];
+
+	queue_id_format(m->id, qid);
+	if (status == 0) {
+		char from[SMTP_PATH_MAX + 3], size[24], nrcpt[24];
+
+		snprintf(from, sizeof from, "<%s>", m->sender);
+		snprintf(size, sizeof size, "%llu", (unsigned long long)m->size);
+		snprintf(nrcpt, sizeof nrcpt, "%zu", res->nrcpts);
+		log_event(LOG_LVL_INFO, qid, "from", from, "size", size, "nrcpt", nrcpt,
+		    "client", m->client_addr, "tls", m->tls, "status", "queued", NULL);
+		if (s->srv->on_queued)
+			s->srv->on_queued(s->srv->on_queued_arg);
+		if (m->auth_user != NULL) {
+			struct policy_request queued = { .stage = POLICY_STAGE_DATA,
+				.auth_user = m->auth_user, .sender = m->sender };
+
+			policy_message_queued(s->srv->policy, &queued);
+		}
+	} else {
+		log_err(qid, "queue commit failed: %s", queue_strerror(status));
+		/* The commit rolled back: its earlier chunks are orphans now. */
+		if (m->nchunks > 0)
+			smtp_discard_chunks(s->srv->writer, m->id);
 	}
+	if (!s->closing) {
+		if (status == 0) {
+			smtp__reply(s, 250, "2.0.0", "Ok: queued as %s", qid);
+			s->junk = 0; /* a delivered message resets the junk count */
+		} else if (status == -E2BIG) {
+			/*
+			 * An alias grew between RCPT (where the bound is checked)
+			 * and now. Permanent, as at RCPT: a retry cannot fit either.
+			 */
+			struct verdict v;
+
+			policy_verdict_set(&v, VERDICT_REJECT, 554, "5.5.3",
+			    "Too many recipients after alias expansion");
+			v.rule = "alias_limit";
+			smtp__policy_refused(s, "data", &v, NULL);
+		} else if (status == -ENOSPC) {
+			smtp__reply(s, 452, "4.3.1", "Insufficient system storage");
+		} else {
+			smtp__reply(s, 451, "4.3.0", "Error: queue write failed");
+		}
+		s->busy = false;
+		smtp__tx_end(s);
+		if (s->srv->shutting_down) {
+			smtp__reply(s, 421, "4.3.2", "%s Service shutting down", smtp__hostname(s));
+			smtp__set_state(s, SMTP_ST_QUIT);
+			s->close_after_flush = true;
+		}
+		smtp__update_reading(s);
+		smtp__process_input(s);
+	}
+	smtp__unref(s);
+}
+
+/*
+ * End of data with a passing verdict: say what was accepted and let
+ * queue/ store it (queue_receive_apply: aliases, tenants, schedule,
+ * audit). The 250 waits for the completion.
+ */
+static void smtp_commit(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+	struct queue_receive *req = xcalloc(1, sizeof *req);
+	struct queue_msg *m = &req->msg;
+	int64_t now = time_now_ms();
+	char tlsdesc[128];
+
+	m->id = tx->qid;
+	m->arrival = now;
+	m->sender = xstrdup(tx->sender);
+	m->envid = tx->params.has_envid ? xstrdup(tx->params.envid) : NULL;
+	m->ret = tx->params.ret;
+	m->body_type = tx->params.body;
+	m->smtputf8 = tx->params.smtputf8;
+	m->declared_size = tx->params.has_size ? tx->params.size : 0;
+	m->size = tx->stored_bytes;
+	m->client_addr = xstrdup(s->peer_addr);
+	m->helo = s->helo[0] ? xstrdup(s->helo) : NULL;
+	m->listener = xstrdup(cfg_role_name(s->role));
+	m->auth_user = s->authenticated ? xstrdup(s->auth_user) : NULL;
+	if (s->tls_active) {
+		snprintf(tlsdesc, sizeof tlsdesc, "%s %s", tlsio_version(s->tls), tlsio_cipher(s->tls));
+		m->tls = xstrdup(tlsdesc);
+	}
+	m->nrcpts = tx->nrcpt;
+	m->rcpts = xcalloc(tx->nrcpt ? tx->nrcpt : 1, sizeof *m->rcpts);
+	for (size_t i = 0; i < tx->nrcpt; i++) {
+		struct queue_rcpt *r = &m->rcpts[i];
+
+		r->addr = xstrdup(tx->rcpts[i].addr);
+		r->orcpt = tx->rcpts[i].orcpt ? xstrdup(tx->rcpts[i].orcpt) : NULL;
+		r->notify = tx->rcpts[i].notify;
+		r->state = QUEUE_RCPT_PENDING;
+		r->next_attempt = now;
+	}
+	/* The tail of the body rides in the commit itself: one write for small mail. */
+	buf_init(&req->body);
+	if (tx->chunk.len > 0) {
+		req->body_seq = tx->nchunks++;
+		buf_append(&req->body, tx->chunk.data, tx->chunk.len);
+		buf_reset(&tx->chunk);
+	}
+	m->nchunks = tx->nchunks;
+	/* The commit expands again (aliases may have grown since RCPT). */
+	req->expanded_max = smtp__expanded_max(s);
+	s->busy = true;
+	tx->commit_submitted = true;
+	smtp__ref(s);
+	queue_receive_submit(s->srv->writer, req, smtp_commit_done, s);
 }

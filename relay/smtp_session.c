@@ -67,6 +67,8 @@
 /* Body bytes handed to the writer and not yet committed before we stop reading. */
 #define SMTP_INFLIGHT_HIGH_WATER (4 * 1024 * 1024)
 
+/* ----------------------------------------------------- state machine */
+
 static const char *const smtp_state_names[SMTP_ST_COUNT] = {
 	"connected", "handshake", "init", "ready", "mail", "rcpt", "data",
 	"bdat", "bdat-idle", "quit",
@@ -96,6 +98,15 @@ static const unsigned smtp_transitions[SMTP_ST_COUNT] = {
 	[SMTP_ST_QUIT] = SMTP_T(SMTP_ST_QUIT),
 };
 
+void smtp__set_state(struct smtp_session *s, enum smtp_state to)
+{
+	if (!(smtp_transitions[s->state] & SMTP_T(to)))
+		panic("smtp session %s: illegal transition %s -> %s", s->id,
+		    smtp_state_names[s->state], smtp_state_names[to]);
+	log_debug(s->id, "state %s -> %s", smtp_state_names[s->state], smtp_state_names[to]);
+	s->state = to;
+}
+
 static uint64_t smtp_session_counter;
 
 static void smtp_arm_timer(struct smtp_session *s);
@@ -117,15 +128,6 @@ void smtp__unref(struct smtp_session *s)
 	free(s->tx.rcpts);
 	cfg_unref(s->cfg);
 	free(s);
-}
-
-void smtp__set_state(struct smtp_session *s, enum smtp_state to)
-{
-	if (!(smtp_transitions[s->state] & SMTP_T(to)))
-		panic("smtp session %s: illegal transition %s -> %s", s->id,
-		    smtp_state_names[s->state], smtp_state_names[to]);
-	log_debug(s->id, "state %s -> %s", smtp_state_names[s->state], smtp_state_names[to]);
-	s->state = to;
 }
 
 void smtp_server_init(struct smtp_server *srv, uv_loop_t *loop)
@@ -199,6 +201,8 @@ static void smtp_close_graceful(struct smtp_session *s)
 		conn_deadline(s->conn, CONN_DL_FIXED, SMTP_GOODBYE_WAIT_MS);
 }
 
+/* ------------------------------------------------------ shared steps */
+
 /* An asynchronous step is over: take up the input where it stopped. */
 void smtp__resume(struct smtp_session *s)
 {
@@ -206,35 +210,7 @@ void smtp__resume(struct smtp_session *s)
 	smtp__process_input(s);
 }
 
-/* Why a transaction command is refused in the current state (503 5.5.1). */
-static void smtp_state_refusal(struct smtp_session *s, enum smtp_cmd cmd)
-{
-	switch (s->state) {
-	case SMTP_ST_INIT:
-		smtp__reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
-		break;
-	case SMTP_ST_READY:
-		smtp__reply(s, 503, "5.5.1", "Error: need MAIL command");
-		break;
-	case SMTP_ST_MAIL:
-		if (cmd == SMTP_CMD_MAIL)
-			smtp__reply(s, 503, "5.5.1", "Error: nested MAIL command");
-		else
-			smtp__reply(s, 503, "5.5.1", "Error: need RCPT command");
-		break;
-	case SMTP_ST_RCPT:
-		smtp__reply(s, 503, "5.5.1", "Error: nested MAIL command");
-		break;
-	case SMTP_ST_BDAT_IDLE:
-		smtp__reply(s, 503, "5.5.1", "Error: %s not allowed inside a BDAT transaction",
-		    smtp_cmd_name(cmd));
-		break;
-	default:
-		smtp__reply(s, 503, "5.5.1", "Error: bad sequence of commands");
-		break;
-	}
-}
-
+/* s->preq from what the session knows, for one policy stage. */
 void smtp__fill_request(struct smtp_session *s, enum policy_stage stage)
 {
 	memset(&s->preq, 0, sizeof s->preq);
@@ -252,6 +228,8 @@ void smtp__fill_request(struct smtp_session *s, enum policy_stage stage)
 	s->preq.auth_user = s->authenticated ? s->auth_user : NULL;
 	s->preq.declared_size = s->tx.active && s->tx.params.has_size ? s->tx.params.size : 0;
 }
+
+/* ---------------------------------------------------------- STARTTLS */
 
 static void smtp_start_tls(struct smtp_session *s)
 {
@@ -284,6 +262,8 @@ static void smtp_cmd_starttls(struct smtp_session *s, enum smtp_cmd cmd, const c
 	s->esmtp = false;
 	smtp_start_tls(s);
 }
+
+/* ----------------------------------------------------- command table */
 
 /*
  * Preconditions a command row can carry, checked by the dispatcher in the
@@ -353,6 +333,35 @@ static const struct smtp_cmd_row smtp_commands[] = {
 	    "Error: AUTH not allowed during a mail transaction", SMTP_CMD_LAST_IN_GROUP,
 	    { SMTP_PRE_AUTH_OFFERED, SMTP_PRE_AUTH_TLS, SMTP_PRE_NOT_AUTHED, SMTP_PRE_STATE } },
 };
+
+/* Why a transaction command is refused in the current state (503 5.5.1). */
+static void smtp_state_refusal(struct smtp_session *s, enum smtp_cmd cmd)
+{
+	switch (s->state) {
+	case SMTP_ST_INIT:
+		smtp__reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+		break;
+	case SMTP_ST_READY:
+		smtp__reply(s, 503, "5.5.1", "Error: need MAIL command");
+		break;
+	case SMTP_ST_MAIL:
+		if (cmd == SMTP_CMD_MAIL)
+			smtp__reply(s, 503, "5.5.1", "Error: nested MAIL command");
+		else
+			smtp__reply(s, 503, "5.5.1", "Error: need RCPT command");
+		break;
+	case SMTP_ST_RCPT:
+		smtp__reply(s, 503, "5.5.1", "Error: nested MAIL command");
+		break;
+	case SMTP_ST_BDAT_IDLE:
+		smtp__reply(s, 503, "5.5.1", "Error: %s not allowed inside a BDAT transaction",
+		    smtp_cmd_name(cmd));
+		break;
+	default:
+		smtp__reply(s, 503, "5.5.1", "Error: bad sequence of commands");
+		break;
+	}
+}
 
 /* One precondition of a row: true when it holds, else the refusal is sent. */
 static bool smtp_precondition(struct smtp_session *s, enum smtp_cmd cmd,

@@ -30,6 +30,10 @@
 #include "relay/smtp_parse.h"
 #include "relay/smtp_session.h"
 
+/*
+ * Where a session stands; only smtp__set_state changes it, along the
+ * transition table in smtp_session.c.
+ */
 enum smtp_state {
 	SMTP_ST_CONNECTED,  /* greet pause and connect policy */
 	SMTP_ST_HANDSHAKE,  /* TLS handshake (implicit or after STARTTLS) */
@@ -53,6 +57,7 @@ enum smtp_auth_step {
 	SMTP_AUTH_CHECKING,     /* credentials handed to policy/auth */
 };
 
+/* One accepted RCPT, as the client gave it (aliases expand at commit). */
 struct smtp_rcpt {
 	char *addr;
 	char *orcpt;
@@ -67,6 +72,7 @@ enum smtp_body_fault {
 	SMTP_BODY_TOO_BIG,
 };
 
+/* The mail transaction: from MAIL to the commit, RSET or the end. */
 struct smtp_tx {
 	bool active;
 	uint64_t qid;
@@ -104,6 +110,7 @@ struct smtp_tx {
 	uint64_t bdat_line_len;
 };
 
+/* One inbound connection; see OWNERSHIP in smtp_session.c. */
 struct smtp_session {
 	struct smtp_session *next, *prev;
 	struct smtp_server *srv;
