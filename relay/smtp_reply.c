@@ -99,6 +99,8 @@ void smtp__count_error(struct smtp_session *s)
 	smtp__goodbye(s, "4.7.0", "Error: too many errors");
 }
 
+/* ------------------------------------------------- policy outcomes */
+
 /* The audit record of a refusal: queue/ decides its fields. */
 static void smtp_audit_reject(struct smtp_session *s, const char *stage,
     const struct verdict *v, const char *rcpt)
@@ -120,8 +122,6 @@ static void smtp_audit_reject(struct smtp_session *s, const char *stage,
 
 	queue_receive_refusal_submit(s->srv->writer, &r);
 }
-
-/* ------------------------------------------------- policy outcomes */
 
 /*
  * A policy stage said no: reply with its words, log and audit the
