@@ -14,7 +14,7 @@
  * Entry points: ctl_start, ctl_stop.
  *
  * Exec: a whole govrelayctl command from any local user, run by
- * admin-cli's engine on the thread pool with that user's SO_PEERCRED
+ * the admin engine (admin/) on the thread pool with that user's SO_PEERCRED
  * identity (the engine checks the operators table and audits refusals);
  * its output streams back in frames (common/ctlproto.h).
  *

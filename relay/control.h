@@ -6,14 +6,15 @@
  *
  * One request per connection, then the daemon closes it. Besides the queue
  * verbs (root and the daemon's user only), a request may be a whole
- * govrelayctl command ("exec"), which runs admin-cli's engine on the
- * thread pool with the peer's kernel-verified identity: that is how
+ * govrelayctl command ("exec"), which runs the admin engine (admin/) on
+ * the thread pool with the peer's kernel-verified identity: that is how
  * delegated operators, who cannot open the store, administer their
- * subtree. relay links admin-cli's engine for this (admin-cli -> queue ->
- * common), never the other way round. The line format
- * and the reply codes are common/ctlproto.h's, the verbs and what they do
- * queue/queue_admin.h's; govrelayctl links both, so admin-cli never needs
- * a relay/ header (ARCHITECTURE.md, dependencies point one way).
+ * subtree. The engine's writes go through the daemon's one queue writer.
+ * relay links the admin engine for this (admin -> queue -> common), never
+ * the other way round. The line format and the reply codes are
+ * common/ctlproto.h's, the verbs and what they do queue/queue_admin.h's;
+ * govrelayctl links both, so admin/ never needs a relay/ header
+ * (doc/ARCHITECTURE.md: dependencies point one way).
  */
 #include <stddef.h>
 
