@@ -91,11 +91,10 @@ class ImportWhileSendingTest(TenancyCase):
         os.chmod(cls.relay.conf, 0o644)
         os.chmod(cls.csv, 0o644)
 
-    def setUp(self):
+    def test_import_does_not_hold_the_writer(self):
+        # Some roots keep other users out (a chroot under a 0700 folder).
         if self.pw is None:
             self.skipTest(self.skip_reason)
-
-    def test_import_does_not_hold_the_writer(self):
         stop = threading.Event()
         results = [[] for _ in range(CLIENTS)]
         threads = [threading.Thread(target=send_loop,
