@@ -69,6 +69,8 @@
 	  "Most messages being delivered at once.") \
 	X(destination_concurrency, COUNT, "20", 1, 1000, 1, \
 	  "Most sessions open to one next hop at once; more messages wait and reuse them.") \
+	X(connection_cache_time, DURATION, "2s", 0, 300000, 1, \
+	  "How long an outbound connection to a next hop known without DNS (smtp: or lmtp: with an address, lmtp:unix:) stays open and idle when its messages are done, for the next message to the same next hop; 0 sends QUIT at once.") \
 	X(time_scale, COUNT, "1", 1, 100000, 0, \
 	  "Test aid: divide every queue delay (backoff, lifetime, warning) by this factor.") \
 	X(auth_max_failures, COUNT, "5", 1, 1000, 1, \

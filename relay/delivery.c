@@ -184,9 +184,9 @@ static void dlv_on_timer_close(uv_handle_t *h)
 		cb(arg);
 }
 
-static void dlv_maybe_stopped(struct dlv *d)
+void dlv__maybe_stopped(struct dlv *d)
 {
-	if (!d->stopping || d->closing || d->njobs > 0)
+	if (!d->stopping || d->closing || d->njobs > 0 || d->nsessions > 0)
 		return;
 	d->closing = true;
 	uv_close((uv_handle_t *)&d->timer, dlv_on_timer_close);
@@ -252,7 +252,7 @@ static void dlv_done(void *arg, int status)
 	}
 	dlv_job_free(j);
 	if (d->stopping)
-		dlv_maybe_stopped(d);
+		dlv__maybe_stopped(d);
 	else
 		dlv_kick(d);
 }
@@ -381,7 +381,7 @@ static void dlv_job_finish(struct dlv_job *j)
 		struct dlv *d = j->d;
 
 		dlv_job_free(j);
-		dlv_maybe_stopped(d);
+		dlv__maybe_stopped(d);
 		return;
 	}
 	j->finished_at = time_now_ms();
@@ -734,5 +734,5 @@ void dlv_stop(struct dlv *d, void (*cb)(void *arg), void *arg)
 			dlv__job_next(j);
 		}
 	}
-	dlv_maybe_stopped(d);
+	dlv__maybe_stopped(d);
 }

@@ -5,7 +5,10 @@
  * its own, RFC 5321 section 5.1; a null MX refuses, RFC 7505), tries the
  * hosts and addresses in turn, and shares sessions per next hop known
  * without DNS (at most destination_concurrency, each taking the next
- * waiting group over the same connection).
+ * waiting group over the same connection). A session with nothing left
+ * to send waits idle for connection_cache_time (smtpc_resume), so a
+ * steady flow to one next hop does not pay a connect, greeting and EHLO
+ * per message; the idle sessions are each hop queue's idle list.
  *
  * Entry points (for delivery.c only, delivery_int.h): dlv__domain_of,
  * dlv__cmp_route, dlv__same_hop, dlv__resolve_routes, dlv__group_resolve,
@@ -451,6 +454,34 @@ static void dlv_hopq_release(struct dlv *d, struct dlv_hopq *hq)
 	}
 }
 
+static void dlv_idle_push(struct dlv_conn *conn)
+{
+	struct dlv_hopq *hq = conn->hq;
+
+	conn->idle = true;
+	conn->idle_prev = NULL;
+	conn->idle_next = hq->idle;
+	if (hq->idle != NULL)
+		hq->idle->idle_prev = conn;
+	hq->idle = conn;
+}
+
+static void dlv_idle_remove(struct dlv_conn *conn)
+{
+	struct dlv_hopq *hq = conn->hq;
+
+	if (!conn->idle)
+		return;
+	conn->idle = false;
+	if (conn->idle_prev != NULL)
+		conn->idle_prev->idle_next = conn->idle_next;
+	else
+		hq->idle = conn->idle_next;
+	if (conn->idle_next != NULL)
+		conn->idle_next->idle_prev = conn->idle_prev;
+	conn->idle_prev = conn->idle_next = NULL;
+}
+
 static bool dlv_hopq_pop(struct dlv_hopq *hq, struct dlv_job **j, struct dlv_group **g)
 {
 	struct dlv_wait *w = hq->head;
@@ -487,6 +518,13 @@ static const struct smtpc_request *dlv_conn_next(void *arg, const struct smtpc_r
 	} else {
 		conn->j = NULL;
 		conn->g = NULL;
+		/*
+		 * With idle_ms set the session now waits idle (smtp_client.h).
+		 * Never while stopping: dlv_stop has aborted every session that
+		 * could still ask.
+		 */
+		if (conn->idle_ms > 0)
+			dlv_idle_push(conn);
 	}
 	/* Reassigned first: the finished job may start other groups now. */
 	dlv__job_next(done_job);
@@ -501,7 +539,9 @@ static void dlv_conn_done(void *arg, const struct smtpc_result *res)
 	struct dlv_job *j = conn->j, *wj;
 	struct dlv_group *wg;
 
+	dlv_idle_remove(conn);
 	hq->sessions--;
+	d->nsessions--;
 	free(conn);
 	if (j != NULL) {
 		j->session = NULL;
@@ -520,6 +560,7 @@ static void dlv_conn_done(void *arg, const struct smtpc_result *res)
 		}
 	}
 	dlv_hopq_release(d, hq);
+	dlv__maybe_stopped(d);
 }
 
 static int dlv_conn_start(struct dlv_hopq *hq, struct dlv_job *j, struct dlv_group *g)
@@ -531,17 +572,42 @@ static int dlv_conn_start(struct dlv_hopq *hq, struct dlv_job *j, struct dlv_gro
 	conn->hq = hq;
 	conn->j = j;
 	conn->g = g;
+	conn->idle_ms = (uint32_t)j->cfg->connection_cache_time;
 	g->req.next = dlv_conn_next;
 	g->req.next_arg = conn;
-	hq->sessions++;
+	g->req.idle_ms = conn->idle_ms;
 	rc = smtpc_start(j->d->loop, &g->req, dlv_conn_done, conn, &conn->c);
 	if (rc < 0) {
-		hq->sessions--;
 		free(conn);
 		return rc;
 	}
+	hq->sessions++;
+	j->d->nsessions++;
 	j->session = conn->c;
 	return 0;
+}
+
+/*
+ * Gives group g to a session waiting idle for this next hop. False when
+ * none is left; one that is ending by itself (its QUIT has gone out) is
+ * dropped from the list, its done will come.
+ */
+static bool dlv_idle_take(struct dlv_hopq *hq, struct dlv_job *j, struct dlv_group *g)
+{
+	while (hq->idle != NULL) {
+		struct dlv_conn *conn = hq->idle;
+
+		dlv_idle_remove(conn);
+		conn->j = j;
+		conn->g = g;
+		j->session = conn->c;
+		if (smtpc_resume(conn->c, &g->req) == 0)
+			return true;
+		conn->j = NULL;
+		conn->g = NULL;
+		j->session = NULL;
+	}
+	return false;
 }
 
 /* Starts a group whose next hop needs no lookup, or queues it for a session. */
@@ -552,6 +618,8 @@ int dlv__group_direct(struct dlv_job *j, struct dlv_group *g)
 	struct dlv_wait *w;
 	int rc;
 
+	if (dlv_idle_take(hq, j, g))
+		return 0;
 	if (hq->sessions < d->cfg->destination_concurrency) {
 		rc = dlv_conn_start(hq, j, g);
 		dlv_hopq_release(d, hq);
@@ -568,7 +636,10 @@ int dlv__group_direct(struct dlv_job *j, struct dlv_group *g)
 	return 0;
 }
 
-/* Stopping: groups that never got a session end without a verdict. */
+/*
+ * Stopping: groups that never got a session end without a verdict, and
+ * idle sessions close (their done comes back through dlv_conn_done).
+ */
 void dlv__hops_drain(struct dlv *d)
 {
 	struct dlv_hopq *hq, *next;
@@ -579,6 +650,12 @@ void dlv__hops_drain(struct dlv *d)
 		next = hq->next;
 		while (dlv_hopq_pop(hq, &j, &g))
 			dlv__job_next(j);
+		while (hq->idle != NULL) {
+			struct dlv_conn *conn = hq->idle;
+
+			dlv_idle_remove(conn);
+			smtpc_abort(conn->c);
+		}
 		dlv_hopq_release(d, hq);
 	}
 }

@@ -111,7 +111,8 @@ struct dlv_wait {
  * how many sessions are open to it, and the groups waiting for one. A
  * session that finishes a message takes the next waiting group over the
  * same connection (RSET between when needed), so a busy destination gets
- * at most destination_concurrency connections, kept in use.
+ * at most destination_concurrency connections, kept in use; with nothing
+ * waiting it stays open idle (connection_cache_time) for the next group.
  */
 struct dlv_hopq {
 	struct dlv_hopq *next;
@@ -120,8 +121,9 @@ struct dlv_hopq {
 	char path[256];
 	uint16_t port;
 	bool require_tls;
-	unsigned sessions;
+	unsigned sessions;           /* open, idle ones included */
 	struct dlv_wait *head, *tail;
+	struct dlv_conn *idle;       /* sessions waiting idle (connection cache) */
 };
 
 /* One session to a dlv_hopq and the group it is working for now. */
@@ -131,6 +133,9 @@ struct dlv_conn {
 	struct dlv_job *j;           /* NULL once the session has no more work */
 	struct dlv_group *g;
 	struct smtpc *c;
+	uint32_t idle_ms;          /* the session's idle_ms (connection_cache_time) */
+	bool idle;                   /* on hq->idle: resumable until done runs */
+	struct dlv_conn *idle_prev, *idle_next;
 };
 
 struct dlv_skip {
@@ -149,6 +154,7 @@ struct dlv {
 	struct dlv_job *jobs;        /* in flight: session or writer op owed */
 	size_t njobs;
 	struct dlv_hopq *hops;       /* next hops with sessions or waiting groups */
+	size_t nsessions;            /* shared sessions open (stop waits for 0) */
 	uint64_t *ids;               /* scratch for queue_schedule_due */
 	size_t ids_cap;
 	struct dlv_skip skip[DLV_SKIP_MAX];
@@ -162,6 +168,8 @@ struct dlv {
 
 /* Starts the next group's session, or records the job when none is left. */
 void dlv__job_next(struct dlv_job *j);
+/* Stopping: closes the timer once no job and no session is left. */
+void dlv__maybe_stopped(struct dlv *d);
 /* Formats log and reply texts, where cutting a long one short is fine. */
 void dlv__textf(char *dst, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -178,7 +186,7 @@ void dlv__resolve_routes(struct dlv_job *j, struct queue_txn *txn, struct dlv_rc
 /* Starts group g over a next hop found in DNS / known without DNS. 0 or -errno. */
 int dlv__group_resolve(struct dlv_job *j, struct dlv_group *g);
 int dlv__group_direct(struct dlv_job *j, struct dlv_group *g);
-/* Stopping: the groups still waiting for a session are given up. */
+/* Stopping: the groups still waiting for a session are given up, idle sessions closed. */
 void dlv__hops_drain(struct dlv *d);
 
 #endif

@@ -18,16 +18,18 @@
  * Connection reuse: when a transaction is over and the request has a
  * next callback, the session asks it for another message for the same
  * next hop; RSET goes out first when the transaction before failed after
- * MAIL (RFC 5321 4.1.1.5), and QUIT when next has nothing more. A 421
- * (RFC 5321 3.8: the server is closing) or any session-level failure
- * ends the session without asking.
+ * MAIL (RFC 5321 4.1.1.5), and QUIT when next has nothing more, unless
+ * the request asks to wait idle (idle_ms): then the connection stays
+ * open for smtpc_resume, like Postfix's connection cache, and QUITs when
+ * nothing comes in time. A 421 (RFC 5321 3.8: the server is closing) or
+ * any session-level failure ends the session without asking.
  *
  * Every state has a timeout and a phrase for the log, from one table
  * (Postfix's smtp_proto.c "while sending end of data -- message may be
  * sent more than once"). Replies are parsed line by line with bounds:
  * SMTPC_LINE_MAX per line, SMTPC_REPLY_MAX per reply.
  *
- * Entry points: smtpc_start, smtpc_abort (smtpc_outcome_name and the text
+ * Entry points: smtpc_start, smtpc_resume, smtpc_abort (smtpc_outcome_name and the text
  * of the dialogue, replies, EHLO keywords and body stuffing, are in
  * smtp_client_text.c).
  *
@@ -70,7 +72,6 @@
 #include "relay/conn.h"
 #include "relay/smtp_client.h"
 #include "relay/smtp_client_int.h"
-#include "relay/smtp_parse.h"
 #include "relay/tlsio.h"
 
 #define SMTPC_B(st) (1u << (st))
@@ -85,7 +86,8 @@
  * ...", the command a reply answers, whether a reply is awaited (BODY and
  * TLS read none), and the states that may follow. MAIL, RCPT and DATA may
  * lead to RSET (a failed transaction before the next message), DOT to
- * MAIL (the next message after a complete one).
+ * MAIL (the next message after a complete one); every state that can end
+ * a transaction may lead to IDLE (the connection cache).
  */
 static const struct smtpc_state_info {
 	const char *name;
@@ -102,33 +104,46 @@ static const struct smtpc_state_info {
 	    true, SMTPC_B(SMTPC_ST_EHLO) | SMTPC_B(SMTPC_ST_LHLO) | SMTPC_B(SMTPC_ST_QUIT) },
 	[SMTPC_ST_EHLO] = { "ehlo", 300000, "performing the EHLO handshake", "EHLO",
 	    true, SMTPC_B(SMTPC_ST_HELO) | SMTPC_B(SMTPC_ST_STARTTLS) |
-	    SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
+	    SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) | SMTPC_B(SMTPC_ST_IDLE) },
 	[SMTPC_ST_LHLO] = { "lhlo", 300000, "performing the LHLO handshake", "LHLO",
-	    true, SMTPC_B(SMTPC_ST_STARTTLS) | SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
+	    true, SMTPC_B(SMTPC_ST_STARTTLS) | SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) |
+	    SMTPC_B(SMTPC_ST_IDLE) },
 	[SMTPC_ST_HELO] = { "helo", 300000, "performing the HELO handshake", "HELO",
-	    true, SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
+	    true, SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) | SMTPC_B(SMTPC_ST_IDLE) },
 	[SMTPC_ST_STARTTLS] = { "starttls", 300000, "sending STARTTLS", "STARTTLS",
-	    true, SMTPC_B(SMTPC_ST_TLS) | SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
+	    true, SMTPC_B(SMTPC_ST_TLS) | SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) |
+	    SMTPC_B(SMTPC_ST_IDLE) },
 	[SMTPC_ST_TLS] = { "tls", 300000, "performing the TLS handshake", "",
 	    false, SMTPC_B(SMTPC_ST_EHLO) | SMTPC_B(SMTPC_ST_LHLO) },
 	[SMTPC_ST_MAIL] = { "mail", 300000, "sending MAIL FROM", "MAIL FROM",
-	    true, SMTPC_B(SMTPC_ST_RCPT) | SMTPC_B(SMTPC_ST_RSET) | SMTPC_B(SMTPC_ST_QUIT) },
+	    true, SMTPC_B(SMTPC_ST_RCPT) | SMTPC_B(SMTPC_ST_RSET) | SMTPC_B(SMTPC_ST_QUIT) |
+	    SMTPC_B(SMTPC_ST_IDLE) },
 	[SMTPC_ST_RCPT] = { "rcpt", 300000, "sending RCPT TO", "RCPT TO",
-	    true, SMTPC_B(SMTPC_ST_DATA) | SMTPC_B(SMTPC_ST_RSET) | SMTPC_B(SMTPC_ST_QUIT) },
+	    true, SMTPC_B(SMTPC_ST_DATA) | SMTPC_B(SMTPC_ST_RSET) | SMTPC_B(SMTPC_ST_QUIT) |
+	    SMTPC_B(SMTPC_ST_IDLE) },
 	[SMTPC_ST_DATA] = { "data", 120000, "sending DATA command", "DATA",
-	    true, SMTPC_B(SMTPC_ST_BODY) | SMTPC_B(SMTPC_ST_RSET) | SMTPC_B(SMTPC_ST_QUIT) },
+	    true, SMTPC_B(SMTPC_ST_BODY) | SMTPC_B(SMTPC_ST_RSET) | SMTPC_B(SMTPC_ST_QUIT) |
+	    SMTPC_B(SMTPC_ST_IDLE) },
 	[SMTPC_ST_BODY] = { "body", 180000, "sending message body", "",
 	    false, SMTPC_B(SMTPC_ST_DOT) },
 	[SMTPC_ST_DOT] = { "dot", 600000,
 	    "sending end of data -- message may be sent more than once",
-	    "end of DATA", true, SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
+	    "end of DATA", true, SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) |
+	    SMTPC_B(SMTPC_ST_IDLE) },
 	[SMTPC_ST_RSET] = { "rset", 20000, "sending RSET", "RSET",
-	    true, SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) },
+	    true, SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_QUIT) | SMTPC_B(SMTPC_ST_IDLE) },
 	[SMTPC_ST_QUIT] = { "quit", 60000, "sending QUIT", "QUIT", true, 0 },
+	/*
+	 * Waiting for smtpc_resume; the timeout is the request's idle_ms. A
+	 * reply is "awaited" so that a server's 421 or stray text is read.
+	 */
+	[SMTPC_ST_IDLE] = { "idle", 0, "waiting idle for the next message", "",
+	    true, SMTPC_B(SMTPC_ST_MAIL) | SMTPC_B(SMTPC_ST_RSET) | SMTPC_B(SMTPC_ST_QUIT) },
 };
 
 static void smtpc_process(struct smtpc *c);
 static void smtpc_body_pump(struct smtpc *c);
+static void smtpc_quit(struct smtpc *c);
 
 /* ------------------------------------------------------------ closing */
 
@@ -242,7 +257,9 @@ static void smtpc_on_timeout(void *arg, enum conn_timeout which)
 	(void)which; /* no lifetime is set: the per-state deadline only */
 	if (c->closing)
 		return;
-	if (c->state == SMTPC_ST_CONNECT)
+	if (c->state == SMTPC_ST_IDLE)
+		smtpc_quit(c); /* nothing came for idle_ms: a polite end */
+	else if (c->state == SMTPC_ST_CONNECT)
 		smtpc_fail(c, -ETIMEDOUT, "4.4.1", "connect to %s: Connection timed out",
 		    c->res.relay);
 	else
@@ -252,7 +269,8 @@ static void smtpc_on_timeout(void *arg, enum conn_timeout which)
 
 static void smtpc_timer_restart(struct smtpc *c)
 {
-	conn_deadline(c->conn, CONN_DL_FIXED, smtpc_states[c->state].timeout_ms);
+	conn_deadline(c->conn, CONN_DL_FIXED, c->state == SMTPC_ST_IDLE ? c->rq.idle_ms :
+	    smtpc_states[c->state].timeout_ms);
 }
 
 /*
@@ -343,22 +361,11 @@ static void smtpc_command(struct smtpc *c, const char *fmt, ...)
 
 /* ------------------------------------------------------------ replies */
 
-/*
- * "host X said: REPLY (in reply to CMD command)" into out, truncated to
- * outlen (built in a buf: the pieces may add up to more than outlen).
- */
+/* "host X said: REPLY (in reply to CMD command)", CMD the state's. */
 static void smtpc_said(const struct smtpc *c, char *out, size_t outlen, const char *lead,
     const char *reply)
 {
-	const char *cmd = smtpc_states[c->state].command;
-	struct buf b;
-
-	buf_init(&b);
-	buf_printf(&b, "host %s %s: %s", c->res.relay, lead, reply);
-	if (cmd[0] != '\0')
-		buf_printf(&b, " (in reply to %s command)", cmd);
-	str_copy(out, buf_cstr(&b), outlen);
-	buf_free(&b);
+	smtpc__said(c, out, outlen, lead, reply, smtpc_states[c->state].command);
 }
 
 /*
@@ -381,8 +388,6 @@ static void smtpc_site_record(struct smtpc *c, const char *lead)
 	smtpc_said(c, text, sizeof(text), lead, reply);
 	smtpc_set_open(c, o, c->rcode, dsn, text);
 }
-
-static void smtpc_quit(struct smtpc *c);
 
 /* A refusal that ends the session: record it, then QUIT. */
 static void smtpc_site_reply(struct smtpc *c, const char *lead)
@@ -407,100 +412,35 @@ static void smtpc_refuse_all(struct smtpc *c, const char *dsn, const char *fmt, 
 }
 
 /*
- * Checks what can be decided about the current message without asking
- * the server. Returns true (every recipient has a verdict) when it
- * cannot be sent over this connection.
+ * A message this server cannot take (smtpc__cannot_send) gets its local
+ * verdict for every recipient; true then.
  */
 static bool smtpc_mail_is_refused(struct smtpc *c)
 {
-	const struct queue_msg *m = c->rq.msg;
+	char text[SMTPC_TEXT_MAX], dsn[16];
 
-	if (m->body_type == QUEUE_BODY_BINARYMIME) {
-		/* RFC 3030 binary content needs BDAT; this client sends DATA only. */
-		smtpc_refuse_all(c, "5.6.3", "cannot relay BINARYMIME content to %s: "
-		    "sending BDAT is not supported", c->res.relay);
-		return true;
-	}
-	if (m->smtputf8 && smtpc__envelope_is_utf8(c) && !c->ext_smtputf8) {
-		/* RFC 6531 section 3.4: must not be downgraded silently. */
-		smtpc_refuse_all(c, "5.6.7", "SMTPUTF8 is required, but was not offered by host %s",
-		    c->res.relay);
-		return true;
-	}
-	if (c->ext_size && c->size_limit > 0 && m->size > c->size_limit) {
-		smtpc_refuse_all(c, "5.3.4", "message size %llu exceeds size limit %llu of server %s",
-		    (unsigned long long)m->size, (unsigned long long)c->size_limit,
-		    c->res.relay);
-		return true;
-	}
-	return false;
+	if (!smtpc__cannot_send(c, dsn, sizeof(dsn), text, sizeof(text)))
+		return false;
+	smtpc_set_open(c, dsn[0] == '5' ? SMTPC_PERM : SMTPC_TEMP, 0, dsn, text);
+	return true;
 }
 
 static void smtpc_append_mail(struct smtpc *c)
 {
-	const struct queue_msg *m = c->rq.msg;
-	bool utf8 = m->smtputf8 && smtpc__envelope_is_utf8(c);
 	struct buf cmd;
 
 	buf_init(&cmd);
-	buf_printf(&cmd, "MAIL FROM:<%s>", m->sender);
-	if (c->ext_size)
-		buf_printf(&cmd, " SIZE=%llu", (unsigned long long)m->size);
-	if (m->body_type == QUEUE_BODY_8BITMIME && c->ext_8bitmime)
-		buf_append_str(&cmd, " BODY=8BITMIME");
-	if (utf8)
-		buf_append_str(&cmd, " SMTPUTF8");
-	/* RFC 3461 parameters only to a server that announced DSN. */
-	if (c->ext_dsn) {
-		char x[SMTP_ENVID_MAX * 3 + 1];
-
-		if (m->ret == QUEUE_RET_FULL)
-			buf_append_str(&cmd, " RET=FULL");
-		else if (m->ret == QUEUE_RET_HDRS)
-			buf_append_str(&cmd, " RET=HDRS");
-		if (m->envid != NULL && m->envid[0] != '\0' &&
-		    smtp_parse_xtext_encode(m->envid, x, sizeof(x)) == 0)
-			buf_printf(&cmd, " ENVID=%s", x);
-	}
+	smtpc__mail_command(c, &cmd);
 	smtpc_append(c, "%s", buf_cstr(&cmd));
 	buf_free(&cmd);
 }
 
 static void smtpc_append_rcpt(struct smtpc *c, size_t idx)
 {
-	const struct smtpc_rcpt *r = &c->rq.rcpts[idx];
 	struct buf cmd;
 
 	buf_init(&cmd);
-	buf_printf(&cmd, "RCPT TO:<%s>", r->addr);
-	if (c->ext_dsn && r->notify != 0) {
-		if (r->notify & QUEUE_NOTIFY_NEVER) {
-			buf_append_str(&cmd, " NOTIFY=NEVER");
-		} else {
-			const char *sep = "=";
-
-			buf_append_str(&cmd, " NOTIFY");
-			if (r->notify & QUEUE_NOTIFY_SUCCESS) {
-				buf_printf(&cmd, "%sSUCCESS", sep);
-				sep = ",";
-			}
-			if (r->notify & QUEUE_NOTIFY_FAILURE) {
-				buf_printf(&cmd, "%sFAILURE", sep);
-				sep = ",";
-			}
-			if (r->notify & QUEUE_NOTIFY_DELAY)
-				buf_printf(&cmd, "%sDELAY", sep);
-		}
-	}
-	if (c->ext_dsn && r->orcpt != NULL) {
-		/* Stored decoded as "type;address": only the address is xtext. */
-		const char *semi = strchr(r->orcpt, ';');
-		char x[SMTP_ORCPT_MAX + 1];
-
-		if (semi != NULL && semi != r->orcpt && semi - r->orcpt < 32 &&
-		    smtp_parse_xtext_encode(semi + 1, x, sizeof(x)) == 0)
-			buf_printf(&cmd, " ORCPT=%.*s;%s", (int)(semi - r->orcpt), r->orcpt, x);
-	}
+	smtpc__rcpt_command(c, idx, &cmd);
 	smtpc_append(c, "%s", buf_cstr(&cmd));
 	buf_free(&cmd);
 }
@@ -558,15 +498,36 @@ static void smtpc_hangup(struct smtpc *c, const char *why)
 	smtpc_close(c);
 }
 
+/* Installs the per-message fields of req: its recipients open, the transaction fresh. */
+static void smtpc_install(struct smtpc *c, const struct smtpc_request *req)
+{
+	size_t i;
+
+	c->rq.id = req->id;
+	c->rq.store = req->store;
+	c->rq.msg = req->msg;
+	c->rq.rcpts = req->rcpts;
+	c->rq.nrcpts = req->nrcpts;
+	free(c->accepted);
+	c->accepted = xcalloc(req->nrcpts, sizeof(*c->accepted));
+	c->naccepted = 0;
+	c->rcpt_next = 0;
+	c->dot_next = 0;
+	c->mail_sent = c->mail_failed = c->pipelined = c->dot_done = false;
+	c->finished = false;
+	c->may_idle = false;
+	for (i = 0; i < c->rq.nrcpts; i++)
+		smtpc_set_rcpt(&c->rq.rcpts[i], SMTPC_NONE, 0, "", "");
+}
+
 /*
  * Asks next for another message once the current one is over. Returns
- * true when one was installed (its recipients open, the transaction
- * state fresh), false when the session should end.
+ * true when one was installed, false when the session should end (or,
+ * with may_idle set, wait idle).
  */
 static bool smtpc_take_next(struct smtpc *c)
 {
 	const struct smtpc_request *n;
-	size_t i;
 
 	if (c->rq.next == NULL || c->broken || c->closing)
 		return false;
@@ -574,25 +535,36 @@ static bool smtpc_take_next(struct smtpc *c)
 	c->finished = true;
 	c->res.status = 0;
 	n = c->rq.next(c->rq.next_arg, &c->rq);
-	if (n == NULL || c->closing)
+	if (c->closing)
 		return false;
+	if (n == NULL) {
+		c->may_idle = c->rq.idle_ms > 0;
+		return false;
+	}
 	if (n->msg == NULL || n->nrcpts == 0 || n->rcpts == NULL)
 		panic("smtp client: next returned a request without message or recipients");
-	c->rq.id = n->id;
-	c->rq.store = n->store;
-	c->rq.msg = n->msg;
-	c->rq.rcpts = n->rcpts;
-	c->rq.nrcpts = n->nrcpts;
-	free(c->accepted);
-	c->accepted = xcalloc(n->nrcpts, sizeof(*c->accepted));
-	c->naccepted = 0;
-	c->rcpt_next = 0;
-	c->dot_next = 0;
-	c->mail_sent = c->mail_failed = c->pipelined = c->dot_done = false;
-	c->finished = false;
-	for (i = 0; i < c->rq.nrcpts; i++)
-		smtpc_set_rcpt(&c->rq.rcpts[i], SMTPC_NONE, 0, "", "");
+	smtpc_install(c, n);
 	return true;
+}
+
+/*
+ * Nothing more to send: QUIT, or wait idle for smtpc_resume. The
+ * finished message and its recipients are the caller's again, so the
+ * session forgets them (only its own copy of the id stays, for the log).
+ */
+static void smtpc_no_more(struct smtpc *c, bool need_rset)
+{
+	if (!c->may_idle || c->closing) {
+		smtpc_quit(c);
+		return;
+	}
+	str_copy(c->idle_id, c->rq.id, sizeof(c->idle_id));
+	c->rq.id = c->idle_id;
+	c->rq.msg = NULL;
+	c->rq.rcpts = NULL;
+	c->rq.nrcpts = 0;
+	c->need_rset = need_rset;
+	smtpc_set_state(c, SMTPC_ST_IDLE);
 }
 
 /*
@@ -604,32 +576,49 @@ static void smtpc_txn_start(struct smtpc *c)
 {
 	while (smtpc_mail_is_refused(c)) {
 		if (!smtpc_take_next(c)) {
-			smtpc_quit(c);
+			/* Nothing went out for the refused ones: no RSET owed. */
+			smtpc_no_more(c, false);
 			return;
 		}
 	}
 	smtpc_mail_send(c);
 }
 
-/*
- * The current transaction is over: every recipient has a verdict. On to
- * the next message (after RSET when the server may still hold part of
- * this transaction, RFC 5321 4.1.1.5), or QUIT.
- */
-static void smtpc_txn_end(struct smtpc *c)
+/* RSET when the server may still hold part of a transaction (RFC 5321 4.1.1.5). */
+static void smtpc_txn_begin(struct smtpc *c, bool need_rset)
 {
-	bool need_rset = c->mail_sent && !c->dot_done;
-
-	if (!smtpc_take_next(c)) {
-		smtpc_quit(c);
-		return;
-	}
 	if (need_rset) {
 		smtpc_set_state(c, SMTPC_ST_RSET);
 		smtpc_command(c, "RSET");
 		return;
 	}
 	smtpc_txn_start(c);
+}
+
+/*
+ * The current transaction is over: every recipient has a verdict. On to
+ * the next message, or QUIT, or idle.
+ */
+static void smtpc_txn_end(struct smtpc *c)
+{
+	bool need_rset = c->mail_sent && !c->dot_done;
+
+	if (!smtpc_take_next(c)) {
+		smtpc_no_more(c, need_rset);
+		return;
+	}
+	smtpc_txn_begin(c, need_rset);
+}
+
+int smtpc_resume(struct smtpc *c, const struct smtpc_request *req)
+{
+	if (req->msg == NULL || req->nrcpts == 0 || req->rcpts == NULL)
+		return -EINVAL;
+	if (c->closing || c->state != SMTPC_ST_IDLE)
+		return -EBUSY;
+	smtpc_install(c, req);
+	smtpc_txn_begin(c, c->need_rset);
+	return 0;
 }
 
 /* After a successful EHLO, LHLO or HELO: STARTTLS, or on to MAIL. */
@@ -910,6 +899,12 @@ static void smtpc_on_quit_reply(struct smtpc *c)
 	smtpc_close(c);
 }
 
+/* Nothing was asked: a server talking out of turn is not reused. */
+static void smtpc_on_idle_reply(struct smtpc *c)
+{
+	smtpc_protocol_error(c, "unexpected reply");
+}
+
 /* What a reply means depends on the state it answers: one row each. */
 typedef void smtpc_reply_fn(struct smtpc *c);
 
@@ -925,6 +920,7 @@ static smtpc_reply_fn *const smtpc_reply_handlers[SMTPC_ST_COUNT] = {
 	[SMTPC_ST_DOT] = smtpc_on_dot_reply,
 	[SMTPC_ST_RSET] = smtpc_on_rset_reply,
 	[SMTPC_ST_QUIT] = smtpc_on_quit_reply,
+	[SMTPC_ST_IDLE] = smtpc_on_idle_reply,
 	/* CONNECT, TLS and BODY await no reply (smtpc_states[].awaits_reply). */
 };
 
@@ -1010,54 +1006,57 @@ static int smtpc_chunk_read(struct smtpc *c, uint32_t seq, struct buf *out)
 	return rc;
 }
 
+/*
+ * The end of the data onto c->out (RFC 5321 4.1.1.4: CRLF before the dot
+ * line), and the state that awaits its reply.
+ */
 static void smtpc_body_end(struct smtpc *c)
 {
-	buf_reset(&c->out);
 	if (c->body_cr) {
 		c->body_cr = false;
 		c->body_bol = true;
 		buf_append(&c->out, "\r\n", 2);
 	}
-	/* RFC 5321 4.1.1.4: the data ends with CRLF before the dot line. */
 	if (!c->body_bol)
 		buf_append(&c->out, "\r\n", 2);
 	buf_append(&c->out, ".\r\n", 3);
 	smtpc_set_state(c, SMTPC_ST_DOT);
-	smtpc_send(c, c->out.data, c->out.len);
-	buf_reset(&c->out);
-	/* A reply may already be buffered (an early answer). */
-	smtpc_process(c);
 }
 
 /*
  * Sends the next chunk once the previous one is on the wire, so at most
- * one chunk (stuffed) is in flight and memory stays bounded.
+ * one chunk (stuffed) is in flight and memory stays bounded. The final
+ * dot leaves in the same write as the last chunk: one segment fewer per
+ * message for both ends.
  */
 static void smtpc_body_pump(struct smtpc *c)
 {
 	while (!c->closing && c->state == SMTPC_ST_BODY && conn_out_pending(c->conn) == 0) {
 		int rc;
 
-		if (c->chunk_next >= c->rq.msg->nchunks) {
-			smtpc_body_end(c);
-			return;
-		}
-		buf_reset(&c->chunk);
-		rc = smtpc_chunk_read(c, c->chunk_next, &c->chunk);
-		if (rc < 0) {
-			/* Never send the dot after a partial body: close instead. */
-			smtpc_fail(c, rc, "4.3.0", "cannot read body chunk %u of the message: %s",
-			    (unsigned)c->chunk_next, queue_strerror(rc));
-			return;
-		}
-		c->chunk_next++;
 		buf_reset(&c->out);
-		smtpc__stuff(c, c->chunk.data, c->chunk.len, &c->out);
-		buf_reset(&c->chunk);
-		smtpc_timer_restart(c);
+		if (c->chunk_next < c->rq.msg->nchunks) {
+			buf_reset(&c->chunk);
+			rc = smtpc_chunk_read(c, c->chunk_next, &c->chunk);
+			if (rc < 0) {
+				/* Never send the dot after a partial body: close instead. */
+				smtpc_fail(c, rc, "4.3.0", "cannot read body chunk %u of the "
+				    "message: %s", (unsigned)c->chunk_next, queue_strerror(rc));
+				return;
+			}
+			c->chunk_next++;
+			smtpc__stuff(c, c->chunk.data, c->chunk.len, &c->out);
+			buf_reset(&c->chunk);
+			smtpc_timer_restart(c);
+		}
+		if (c->chunk_next >= c->rq.msg->nchunks)
+			smtpc_body_end(c);
 		smtpc_send(c, c->out.data, c->out.len);
 		buf_reset(&c->out);
 	}
+	/* A reply may already be buffered (an early answer). */
+	if (!c->closing && c->state == SMTPC_ST_DOT)
+		smtpc_process(c);
 }
 
 /* --------------------------------------------------------------- input */

@@ -57,8 +57,13 @@ struct smtpc_request;
  * the session instead, and next is not called). prev is the session's
  * copy of the finished request; its rcpts point into the caller's array.
  *
- * Return the next message for the SAME next hop, or NULL to end the
- * session with QUIT. Only id, store, msg, rcpts and nrcpts are taken
+ * Return the next message for the SAME next hop, or NULL: then the
+ * session ends with QUIT, or, when the request's idle_ms is not 0, it
+ * waits idle for smtpc_resume (a connection cache: the next message to
+ * this next hop skips the connect, greeting, EHLO and STARTTLS). next is
+ * called only on a healthy session, so NULL with idle_ms set always
+ * means idle; an idle session ends by itself (QUIT after idle_ms, or the
+ * server closing), and then done runs as usual. Only id, store, msg, rcpts and nrcpts are taken
  * from the returned request (its connection fields are ignored: host,
  * port, unix_path, lmtp, helo_name, tls, require_tls, next and next_arg
  * stay those given to smtpc_start); the request struct itself is copied
@@ -106,6 +111,8 @@ struct smtpc_request {
 	/* Connection reuse (see smtpc_next_fn); NULL: one message, then QUIT. */
 	smtpc_next_fn *next;
 	void *next_arg;
+	/* With next: how long to wait idle for smtpc_resume; 0: QUIT at once. */
+	uint32_t idle_ms;
 };
 
 struct smtpc_result {
@@ -147,6 +154,17 @@ typedef void smtpc_done_fn(void *arg, const struct smtpc_result *res);
  */
 int smtpc_start(uv_loop_t *loop, const struct smtpc_request *req,
     smtpc_done_fn *done, void *arg, struct smtpc **out);
+/*
+ * Gives an idle session (see smtpc_next_fn) its next message, taken from
+ * req as from next's return value (the same fields, borrowed the same
+ * way). The transaction starts at once, RSET first when the one before
+ * failed after MAIL; a message the server cannot take (SIZE, SMTPUTF8)
+ * gets its verdict and next is asked, from inside this call. Returns 0,
+ * -EBUSY when the session is not idle (it is ending by itself: its done
+ * will run), or -EINVAL for a request without message or recipients.
+ * Loop thread.
+ */
+int smtpc_resume(struct smtpc *c, const struct smtpc_request *req);
 /*
  * Abandons the session: closes the socket at once. Recipients without a
  * verdict get SMTPC_NONE; done still runs (status -ECANCELED unless the

@@ -43,6 +43,7 @@ enum smtpc_state {
 	SMTPC_ST_DOT,
 	SMTPC_ST_RSET,
 	SMTPC_ST_QUIT,
+	SMTPC_ST_IDLE,
 	SMTPC_ST_COUNT
 };
 
@@ -61,6 +62,9 @@ struct smtpc {
 	bool closing;
 	bool finished;                 /* every recipient has its verdict */
 	bool broken;                   /* a 421 or RSET failure: no next message */
+	bool may_idle;                 /* next had nothing: idle instead of QUIT */
+	bool need_rset;                /* idle after a failed transaction */
+	char idle_id[QUEUE_ID_TEXT_LEN + 1]; /* log id once the message is gone */
 
 	/* Input: the reply being assembled (the lines are the conn's). */
 	bool in_overflow;
@@ -100,6 +104,12 @@ void smtpc__reply_text(const struct smtpc *c, char *out, size_t outlen);
 /* The reply's RFC 3463 code, or its class's generic one. */
 void smtpc__reply_dsn(const struct smtpc *c, char *dsn, size_t dsnlen);
 enum smtpc_outcome smtpc__class(int code);
+/*
+ * "host X LEAD: REPLY (in reply to CMD command)" into out, truncated to
+ * outlen; no "in reply to" part when cmd is "".
+ */
+void smtpc__said(const struct smtpc *c, char *out, size_t outlen, const char *lead,
+    const char *reply, const char *cmd);
 /* Clears what EHLO announced; parses what the reply just read announces. */
 void smtpc__ext_reset(struct smtpc *c);
 void smtpc__parse_ehlo(struct smtpc *c);
@@ -107,6 +117,19 @@ void smtpc__parse_ehlo(struct smtpc *c);
 bool smtpc__envelope_is_utf8(const struct smtpc *c);
 /* One reply line: 1 completes the reply, 0 more follow, -1 malformed. */
 int smtpc__reply_line(struct smtpc *c, const char *line, size_t len);
+/*
+ * Whether the current message cannot go to this server at all (BINARYMIME,
+ * SMTPUTF8 not offered, over its SIZE): then its RFC 3463 code and words.
+ */
+bool smtpc__cannot_send(const struct smtpc *c, char *dsn, size_t dsnlen, char *text,
+    size_t textlen);
+/*
+ * The MAIL and RCPT command lines (no CRLF) onto cmd, with the ESMTP
+ * parameters the server announced (SIZE, BODY, SMTPUTF8; RFC 3461 RET,
+ * ENVID, NOTIFY, ORCPT only when it announced DSN).
+ */
+void smtpc__mail_command(const struct smtpc *c, struct buf *cmd);
+void smtpc__rcpt_command(const struct smtpc *c, size_t idx, struct buf *cmd);
 /* len body bytes dot-stuffed onto out, every line ending made CRLF. */
 void smtpc__stuff(struct smtpc *c, const char *p, size_t len, struct buf *out);
 

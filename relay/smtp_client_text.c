@@ -2,7 +2,8 @@
  * smtp_client_text: the text of the outbound SMTP dialogue, apart from
  * the state machine in smtp_client.c: reading replies (bounded lines,
  * their words and RFC 3463 codes), the EHLO keywords, whether the
- * envelope needs SMTPUTF8, and dot-stuffing the body.
+ * envelope needs SMTPUTF8, the MAIL and RCPT lines with their ESMTP
+ * parameters, and dot-stuffing the body.
  *
  * Entry points: smtpc_outcome_name, and the smtpc__ functions of
  * smtp_client_int.h.
@@ -20,6 +21,7 @@
 #include "common/buf.h"
 #include "common/util.h"
 #include "relay/smtp_client_int.h"
+#include "relay/smtp_parse.h"
 
 const char *smtpc_outcome_name(enum smtpc_outcome o)
 {
@@ -237,3 +239,111 @@ void smtpc__stuff(struct smtpc *c, const char *p, size_t len, struct buf *out)
 	out->len = (size_t)(o - out->data);
 }
 
+/*
+ * "host X said: REPLY (in reply to CMD command)" into out, truncated to
+ * outlen (built in a buf: the pieces may add up to more than outlen).
+ */
+void smtpc__said(const struct smtpc *c, char *out, size_t outlen, const char *lead,
+    const char *reply, const char *cmd)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_printf(&b, "host %s %s: %s", c->res.relay, lead, reply);
+	if (cmd[0] != '\0')
+		buf_printf(&b, " (in reply to %s command)", cmd);
+	str_copy(out, buf_cstr(&b), outlen);
+	buf_free(&b);
+}
+
+/* ---------------------------------------------------------- envelope */
+
+bool smtpc__cannot_send(const struct smtpc *c, char *dsn, size_t dsnlen, char *text,
+    size_t textlen)
+{
+	const struct queue_msg *m = c->rq.msg;
+
+	if (m->body_type == QUEUE_BODY_BINARYMIME) {
+		/* RFC 3030 binary content needs BDAT; this client sends DATA only. */
+		str_copy(dsn, "5.6.3", dsnlen);
+		snprintf(text, textlen, "cannot relay BINARYMIME content to %s: "
+		    "sending BDAT is not supported", c->res.relay);
+		return true;
+	}
+	if (m->smtputf8 && smtpc__envelope_is_utf8(c) && !c->ext_smtputf8) {
+		/* RFC 6531 section 3.4: must not be downgraded silently. */
+		str_copy(dsn, "5.6.7", dsnlen);
+		snprintf(text, textlen, "SMTPUTF8 is required, but was not offered by host %s",
+		    c->res.relay);
+		return true;
+	}
+	if (c->ext_size && c->size_limit > 0 && m->size > c->size_limit) {
+		str_copy(dsn, "5.3.4", dsnlen);
+		snprintf(text, textlen, "message size %llu exceeds size limit %llu of server %s",
+		    (unsigned long long)m->size, (unsigned long long)c->size_limit,
+		    c->res.relay);
+		return true;
+	}
+	return false;
+}
+
+void smtpc__mail_command(const struct smtpc *c, struct buf *cmd)
+{
+	const struct queue_msg *m = c->rq.msg;
+	bool utf8 = m->smtputf8 && smtpc__envelope_is_utf8(c);
+
+	buf_printf(cmd, "MAIL FROM:<%s>", m->sender);
+	if (c->ext_size)
+		buf_printf(cmd, " SIZE=%llu", (unsigned long long)m->size);
+	if (m->body_type == QUEUE_BODY_8BITMIME && c->ext_8bitmime)
+		buf_append_str(cmd, " BODY=8BITMIME");
+	if (utf8)
+		buf_append_str(cmd, " SMTPUTF8");
+	/* RFC 3461 parameters only to a server that announced DSN. */
+	if (c->ext_dsn) {
+		char x[SMTP_ENVID_MAX * 3 + 1];
+
+		if (m->ret == QUEUE_RET_FULL)
+			buf_append_str(cmd, " RET=FULL");
+		else if (m->ret == QUEUE_RET_HDRS)
+			buf_append_str(cmd, " RET=HDRS");
+		if (m->envid != NULL && m->envid[0] != '\0' &&
+		    smtp_parse_xtext_encode(m->envid, x, sizeof(x)) == 0)
+			buf_printf(cmd, " ENVID=%s", x);
+	}
+}
+
+void smtpc__rcpt_command(const struct smtpc *c, size_t idx, struct buf *cmd)
+{
+	const struct smtpc_rcpt *r = &c->rq.rcpts[idx];
+
+	buf_printf(cmd, "RCPT TO:<%s>", r->addr);
+	if (c->ext_dsn && r->notify != 0) {
+		if (r->notify & QUEUE_NOTIFY_NEVER) {
+			buf_append_str(cmd, " NOTIFY=NEVER");
+		} else {
+			const char *sep = "=";
+
+			buf_append_str(cmd, " NOTIFY");
+			if (r->notify & QUEUE_NOTIFY_SUCCESS) {
+				buf_printf(cmd, "%sSUCCESS", sep);
+				sep = ",";
+			}
+			if (r->notify & QUEUE_NOTIFY_FAILURE) {
+				buf_printf(cmd, "%sFAILURE", sep);
+				sep = ",";
+			}
+			if (r->notify & QUEUE_NOTIFY_DELAY)
+				buf_printf(cmd, "%sDELAY", sep);
+		}
+	}
+	if (c->ext_dsn && r->orcpt != NULL) {
+		/* Stored decoded as "type;address": only the address is xtext. */
+		const char *semi = strchr(r->orcpt, ';');
+		char x[SMTP_ORCPT_MAX + 1];
+
+		if (semi != NULL && semi != r->orcpt && semi - r->orcpt < 32 &&
+		    smtp_parse_xtext_encode(semi + 1, x, sizeof(x)) == 0)
+			buf_printf(cmd, " ORCPT=%.*s;%s", (int)(semi - r->orcpt), r->orcpt, x);
+	}
+}
