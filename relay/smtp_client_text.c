@@ -204,37 +204,47 @@ int smtpc__reply_line(struct smtpc *c, const char *line, size_t len)
  */
 void smtpc__stuff(struct smtpc *c, const char *p, size_t len, struct buf *out)
 {
-	size_t i;
+	size_t i = 0;
 	char *o;
 
 	/* Worst case: every byte doubles. */
 	buf_reserve(out, len * 2 + 2);
 	o = out->data + out->len;
-	for (i = 0; i < len; i++) {
+	while (i < len) {
 		char ch = p[i];
+		size_t run;
 
 		if (c->body_cr) {
 			c->body_cr = false;
 			*o++ = '\r';
 			*o++ = '\n';
 			c->body_bol = true;
-			if (ch == '\n')
+			if (ch == '\n') {
+				i++;
 				continue;
+			}
 		}
 		if (ch == '\r') {
 			c->body_cr = true;
+			i++;
 			continue;
 		}
 		if (ch == '\n') {
 			*o++ = '\r';
 			*o++ = '\n';
 			c->body_bol = true;
+			i++;
 			continue;
 		}
 		if (c->body_bol && ch == '.')
 			*o++ = '.';
-		*o++ = ch;
 		c->body_bol = false;
+		/* The rest of the line up to CR or LF is copied as it is. */
+		for (run = 1; i + run < len && p[i + run] != '\r' && p[i + run] != '\n'; run++)
+			;
+		memcpy(o, p + i, run);
+		o += run;
+		i += run;
 	}
 	out->len = (size_t)(o - out->data);
 }
