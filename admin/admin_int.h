@@ -336,8 +336,9 @@ int admin__list_filters(struct admin *a, const struct admin_args *args, char *on
     size_t onelen);
 /*
  * Whether the caller may see message m (super always; a postmaster when
- * the sender's or a recipient's domain is in scope; a->domains loaded).
- * queue.c.
+ * a recipient's domain is in scope, or the sender authenticated as a
+ * user of their subtree; never by the bare envelope sender; a->domains
+ * loaded). queue.c.
  */
 bool admin__msg_in_scope(const struct admin *a, const struct queue_msg *m,
     const char **tenant);
