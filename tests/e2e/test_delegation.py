@@ -23,10 +23,14 @@ govrelayctl against the running daemon. Covered:
   domain is invisible to the ward (list, show) and untouchable (hold,
   delete, retry); mail to a ward recipient is visible; a message with a
   ward and a mayor recipient shows the ward's recipient only and cannot
-  be deleted or held by the ward's postmaster.
+  be deleted or held by the ward's postmaster;
+- a message from the ward's own user, authenticated on submission, to
+  the mayor is the ward's: visible with its recipient, theirs to delete.
 """
+import base64
 import json
 import os
+import smtplib
 import sys
 
 sys.dont_write_bytecode = True
@@ -249,6 +253,68 @@ class DelegationBoundaryTest(TenancyCase):
         self.relay.wait_gone(ours)
         for qid in (mayor, mixed):
             self.relay.ctl_ok("queue", "delete", qid)
+
+
+class AuthenticatedSenderScopeTest(TenancyCase):
+    """The sender counts only when authenticated: the ward's own user
+    (AUTH on submission) writes to the mayor; that message is the ward's
+    (visible with its recipient, theirs to delete), while the same
+    MAIL FROM typed by an Internet client is not."""
+    relay_options = {"tls": True, "listeners": ("mx", "submission"),
+                     "trusted_networks": "127.0.0.1/32", "password_hash_cost": "10",
+                     "auth_failure_delay": "0s"}
+
+    @classmethod
+    def prepare(cls):
+        cls.pw, cls.skip_reason = usable_user("nobody")
+        dead = "smtp:127.0.0.1:%d" % cls.relay.dead_port
+        ctl = cls.ctl
+        ctl("tenant", "add", "city", "--name", "City")
+        ctl("tenant", "add", "ward", "--name", "Ward", "--parent", "city")
+        ctl("domain", "add", "mayor.test", "--tenant", "city", "--route", dead, "--accept-all")
+        ctl("domain", "add", "ward.test", "--tenant", "ward", "--route", dead, "--accept-all")
+        ctl("user", "add", "clerk@ward.test", input="Clerk-pw-1\n")
+        ctl("operator", "add", "nobody", "--tenant", "ward", "--role", "postmaster")
+        for d in (cls.workdir, cls.relay.dir):
+            os.chmod(d, 0o755)
+        os.chmod(cls.relay.conf, 0o644)
+
+    def setUp(self):
+        if self.pw is None:
+            self.skipTest(self.skip_reason)
+
+    def as_ward(self, *args):
+        return run_as(self.pw, [harness.GOVRELAYCTL, "-c", self.relay.conf] + list(args))
+
+    def submit(self):
+        c = smtplib.SMTP("127.0.0.1", self.relay.ports["submission"],
+                         local_hostname="client.test", timeout=15)
+        try:
+            c.ehlo()
+            code, msg = c.starttls(context=harness.client_tls_context())
+            self.assertEqual(code, 220, msg)
+            c.ehlo()
+            code, msg = c.docmd("AUTH", "PLAIN " + base64.b64encode(
+                b"\0clerk@ward.test\0Clerk-pw-1").decode())
+            self.assertEqual(code, 235, msg)
+            self.assertEqual(c.mail("clerk@ward.test")[0], 250)
+            self.assertEqual(c.rcpt("mayor@mayor.test")[0], 250)
+            return harness.smtplib_queued_id(
+                c.data(b"From: clerk@ward.test\r\nTo: mayor@mayor.test\r\n"
+                       b"Subject: from the ward\r\n\r\nhello mayor\r\n"))
+        finally:
+            c.close()
+
+    def test_authenticated_sender_makes_it_theirs(self):
+        qid = self.submit()
+        m = ctl_json(self.relay, "queue", "show", qid)[0]
+        self.assertEqual(m.get("auth_user"), "clerk@ward.test", m)
+        r = self.as_ward("queue", "show", qid, "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("mayor@mayor.test", r.stdout)
+        r = self.as_ward("queue", "delete", qid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.relay.wait_gone(qid)
 
 
 if __name__ == "__main__":
