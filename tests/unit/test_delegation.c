@@ -4,8 +4,9 @@
  * (table-driven, "..", ".", empty components, prefixes that are not
  * folders), a subdomain and the nearest domain of ours above a name, the
  * routes a delegated postmaster may name for a given configuration
- * (table-driven), which policy value is tighter (table-driven, every
- * key), and the policy ceiling in a real store: a looser value set by
+ * (table-driven), message scope (a forged MAIL FROM gives nothing, an
+ * authenticated sender of the subtree does), which policy value is
+ * tighter (table-driven, every key), and the policy ceiling in a real store: a looser value set by
  * the store's owner is an exemption honoured at evaluation, a value that
  * was not looser when set is clamped when an ancestor tightens later,
  * the ceiling names the ancestor, and `tenant remove` takes the marks
@@ -105,6 +106,65 @@ START_TEST(test_domain_parent)
 	ck_assert_str_eq(p->name, "b.ward.test");
 	ck_assert(!p->in_scope);
 	ck_assert_ptr_null(admin__domain_parent(&a, "x.evilward.test"));
+}
+END_TEST
+
+/* ---------------------------------------------------------- messages */
+
+/*
+ * Message scope: by recipients, and by the sender only when it
+ * authenticated as a user of the subtree; a forged MAIL FROM of the
+ * ward's domain gives nothing.
+ */
+START_TEST(test_msg_scope)
+{
+	struct admin_domain_ent v[] = {
+		{ "mayor.test", "city", false },
+		{ "ward.test", "ward", true },
+	};
+	struct queue_rcpt to_mayor[] = { { .addr = "mayor@mayor.test" } };
+	struct queue_rcpt to_ward[] = { { .addr = "clerk@WARD.test" } };
+	struct queue_rcpt to_both[] = { { .addr = "mayor@mayor.test" }, { .addr = "x@ward.test" } };
+	struct queue_rcpt to_world[] = { { .addr = "friend@example.org" } };
+	struct queue_msg m;
+	struct admin a;
+	const char *tenant = NULL;
+
+	memset(&a, 0, sizeof a);
+	a.domains.loaded = true;
+	a.domains.v = v;
+	a.domains.n = 2;
+	memset(&m, 0, sizeof m);
+
+	/* The forged sender: not the ward's; the refusal names the city. */
+	m.sender = "clerk@ward.test";
+	m.rcpts = to_mayor;
+	m.nrcpts = 1;
+	ck_assert(!admin__msg_in_scope(&a, &m, &tenant));
+	ck_assert_str_eq(tenant, "city");
+	/* Authenticated as someone else's user: still not. */
+	m.auth_user = "mayor@mayor.test";
+	ck_assert(!admin__msg_in_scope(&a, &m, NULL));
+	/* Authenticated as the ward's user: theirs, whoever it goes to. */
+	m.auth_user = "clerk@ward.test";
+	ck_assert(admin__msg_in_scope(&a, &m, NULL));
+	m.rcpts = to_world;
+	ck_assert(admin__msg_in_scope(&a, &m, NULL));
+	/* By a recipient (any letter case of the domain). */
+	m.auth_user = NULL;
+	m.sender = "";
+	m.rcpts = to_world;
+	ck_assert(!admin__msg_in_scope(&a, &m, NULL));
+	m.rcpts = to_ward;
+	ck_assert(admin__msg_in_scope(&a, &m, NULL));
+	m.rcpts = to_both;
+	m.nrcpts = 2;
+	ck_assert(admin__msg_in_scope(&a, &m, NULL));
+	/* Root and the daemon's user see everything. */
+	a.super = true;
+	m.rcpts = to_mayor;
+	m.nrcpts = 1;
+	ck_assert(admin__msg_in_scope(&a, &m, NULL));
 }
 END_TEST
 
@@ -347,6 +407,7 @@ static Suite *td_suite(void)
 	    (int)(sizeof td_path_cases / sizeof td_path_cases[0]));
 	tcase_add_test(tc, test_domain_below);
 	tcase_add_test(tc, test_domain_parent);
+	tcase_add_test(tc, test_msg_scope);
 	tcase_add_loop_test(tc, test_route_delegable, 0,
 	    (int)(sizeof td_route_cases / sizeof td_route_cases[0]));
 	tcase_add_test(tc, test_route_unset_keys);
