@@ -53,6 +53,9 @@ class DelegationBoundaryTest(TenancyCase):
         cls.lmtpdir = os.path.join(cls.workdir, "lmtp")
         for d in (cls.mailroot, cls.outside, cls.lmtpdir):
             os.mkdir(d, 0o755)
+        # The daemon may run as its own user (issue 9's privilege drop):
+        # let it create folders beneath maildir_root whoever it is.
+        os.chmod(cls.mailroot, 0o777)
         cls.relay.configure(delegated_route_networks="10.9.0.0/16",
                             maildir_root=cls.mailroot, lmtp_socket_dir=cls.lmtpdir)
         dead = "smtp:127.0.0.1:%d" % cls.relay.dead_port

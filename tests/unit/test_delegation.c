@@ -4,7 +4,8 @@
  * (table-driven, "..", ".", empty components, prefixes that are not
  * folders), a subdomain and the nearest domain of ours above a name, the
  * routes a delegated postmaster may name for a given configuration
- * (table-driven), message scope (a forged MAIL FROM gives nothing, an
+ * (table-driven) and the three configuration keys (defaults, relative
+ * paths, a FILE:LINE error), message scope (a forged MAIL FROM gives nothing, an
  * authenticated sender of the subtree does), which policy value is
  * tighter (table-driven, every key), and the policy ceiling in a real store: a looser value set by
  * the store's owner is an exemption honoured at evaluation, a value that
@@ -27,6 +28,7 @@
 #include <check.h>
 
 #include "admin/admin_int.h"
+#include "common/buf.h"
 #include "common/cfg.h"
 #include "common/xmalloc.h"
 #include "queue/queue.h"
@@ -242,6 +244,62 @@ START_TEST(test_route_unset_keys)
 }
 END_TEST
 
+/* ------------------------------------------------------------ config */
+
+/* Writes text as dir/govrelay.conf and loads it: cfg_load's result. */
+static int td_load(const char *dir, const char *text, struct config **cfg, struct buf *errs)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s/govrelay.conf", dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fputs(text, f) >= 0, 1);
+	ck_assert_int_eq(fclose(f), 0);
+	buf_reset(errs);
+	*cfg = NULL;
+	return cfg_load(path, cfg, errs);
+}
+
+/* The three keys: defaults (unset), values, relative paths, FILE:LINE errors. */
+START_TEST(test_config_keys)
+{
+	char dir[64], want[256];
+	struct config *cfg;
+	struct buf errs;
+
+	snprintf(dir, sizeof dir, "/tmp/test-delegation-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	buf_init(&errs);
+	ck_assert_int_eq(td_load(dir, "data_dir = /tmp/x\nlisten = mx 127.0.0.1:2525\n", &cfg,
+	    &errs), 0);
+	ck_assert_uint_eq(cfg->delegated_route_networks.n, 0);
+	ck_assert_ptr_null(cfg->maildir_root);
+	ck_assert_ptr_null(cfg->lmtp_socket_dir);
+	cfg_unref(cfg);
+
+	ck_assert_int_eq(td_load(dir, "data_dir = /tmp/x\nlisten = mx 127.0.0.1:2525\n"
+	    "delegated_route_networks = 10.9.0.0/16, fd00:1::/64\nmaildir_root = mail\n"
+	    "lmtp_socket_dir = /run/lmtp\n", &cfg, &errs), 0);
+	ck_assert_uint_eq(cfg->delegated_route_networks.n, 2);
+	snprintf(want, sizeof want, "%s/mail", dir);
+	ck_assert_str_eq(cfg->maildir_root, want);
+	ck_assert_str_eq(cfg->lmtp_socket_dir, "/run/lmtp");
+	cfg_unref(cfg);
+
+	ck_assert_int_eq(td_load(dir, "data_dir = /tmp/x\nlisten = mx 127.0.0.1:2525\n"
+	    "delegated_route_networks = 10.9.0.0/33\n", &cfg, &errs), -EINVAL);
+	ck_assert_ptr_null(cfg);
+	snprintf(want, sizeof want, "%s/govrelay.conf:3: delegated_route_networks", dir);
+	ck_assert_msg(strstr(buf_cstr(&errs), want) != NULL, "%s", buf_cstr(&errs));
+	buf_free(&errs);
+	snprintf(want, sizeof want, "%s/govrelay.conf", dir);
+	unlink(want);
+	rmdir(dir);
+}
+END_TEST
+
 /* ------------------------------------------------------ policy order */
 
 static const struct td_cmp_case {
@@ -411,6 +469,7 @@ static Suite *td_suite(void)
 	tcase_add_loop_test(tc, test_route_delegable, 0,
 	    (int)(sizeof td_route_cases / sizeof td_route_cases[0]));
 	tcase_add_test(tc, test_route_unset_keys);
+	tcase_add_test(tc, test_config_keys);
 	tcase_add_loop_test(tc, test_policy_compare, 0,
 	    (int)(sizeof td_cmp_cases / sizeof td_cmp_cases[0]));
 	tcase_add_test(tc, test_policy_every_key_ordered);
