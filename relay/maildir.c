@@ -312,9 +312,11 @@ void maildir_set_root(const char *root)
 }
 
 /*
- * The part of dir strictly below root, judged on the text (the same rule
- * as the admin engine's): a pointer into dir, or NULL when dir is not
- * below root or has an empty, "." or ".." component.
+ * The part of dir below root, judged on the text (the admin engine's
+ * rule, but for root itself: a route of root's may name the root, whose
+ * mailbox folders are opened with O_NOFOLLOW like any): a pointer into
+ * dir ("" for the root itself), or NULL when dir is not root or below it,
+ * or has an empty, "." or ".." component.
  */
 static const char *maildir_rel_below(const char *root, const char *dir)
 {
@@ -325,8 +327,10 @@ static const char *maildir_rel_below(const char *root, const char *dir)
 		rlen--;
 	if (rlen == 1)
 		rlen = 0;
-	if (strncmp(dir, root, rlen) != 0 || dir[rlen] != '/' || dir[rlen + 1] == '\0')
+	if (strncmp(dir, root, rlen) != 0 || (dir[rlen] != '/' && dir[rlen] != '\0'))
 		return NULL;
+	if (dir[rlen] == '\0' || dir[rlen + 1] == '\0')
+		return rlen > 0 ? dir + strlen(dir) : NULL; /* root itself; "/" is no root */
 	rel = p = dir + rlen + 1;
 	while (*p != '\0') {
 		size_t n = strcspn(p, "/");
@@ -414,6 +418,10 @@ static int maildir_open_beneath(const char *root, const char *dir, int *out)
 	rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0)
 		return -errno;
+	if (*rel == '\0') {
+		*out = rootfd;
+		return 0;
+	}
 	fd = maildir_openat2_beneath(rootfd, rel);
 	if (fd >= 0) {
 		*out = fd;

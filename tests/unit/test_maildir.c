@@ -423,6 +423,15 @@ START_TEST(test_root_beneath)
 	ck_assert_int_eq(res[0].outcome, MAILDIR_OK);
 	snprintf(box, sizeof(box), "%s/a@ward.example/new", dir);
 	ck_assert_uint_eq(tm_list(box, NULL, 0), 1);
+	/* A route of root's may name the root itself (with a final slash too). */
+	maildir_set_root(e.root);
+	tm_deliver(&e, e.root, rcpts, 1, res);
+	ck_assert_int_eq(res[0].outcome, MAILDIR_OK);
+	snprintf(dir, sizeof(dir), "%s/", e.root);
+	tm_deliver(&e, dir, rcpts, 1, res);
+	ck_assert_int_eq(res[0].outcome, MAILDIR_OK);
+	snprintf(box, sizeof(box), "%s/a@ward.example/new", e.root);
+	ck_assert_uint_eq(tm_list(box, NULL, 0), 3);
 	maildir_set_root(NULL);
 	tm_teardown(&e);
 }
