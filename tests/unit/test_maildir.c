@@ -9,7 +9,9 @@
  * body chunk as temporary failures that leave no file behind, a missing
  * root created, and argument checks; with maildir_root set, folders
  * created beneath it, and every escape (outside, "..", a link as DIR or
- * on the way) a temporary failure with nothing written outside.
+ * on the way) a temporary failure with nothing written outside (under
+ * valgrind, which has no openat2, the same cases take the O_NOFOLLOW
+ * fallback).
  *
  * Every test closes its loop and asserts uv_loop_close() == 0.
  */
