@@ -20,6 +20,7 @@
 #include "admin/admin.h"
 #include "common/addr.h"
 #include "common/buf.h"
+#include "common/cfg.h"
 #include "queue/queue.h"
 #include "queue/tenancy.h"
 
@@ -295,6 +296,21 @@ int admin__tenant_exists(struct admin *a, struct queue_txn *txn, const char *id,
 void admin__tenants2(char *out, size_t outlen, const char *x, const char *y);
 
 /*
+ * The rules of delegated administration (doc/THREAT-MODEL.md), pure but
+ * for admin__domain_parent (a->domains loaded). Root and the daemon's
+ * user are not bound by them: callers ask only when !a->super.
+ */
+/* path strictly below dir, lexically (no empty, "." or ".." component). */
+bool admin__path_below(const char *dir, const char *path);
+/* Whether route is one the configuration lets a delegated operator name: 0 or -EPERM + why. */
+int admin__route_delegable(const struct config *cfg, const char *route, char *why,
+    size_t whylen);
+/* Whether domain is a proper subdomain of parent (canonical names). */
+bool admin__domain_is_below(const char *domain, const char *parent);
+/* The nearest of our domains strictly above domain, or NULL. */
+const struct admin_domain_ent *admin__domain_parent(const struct admin *a, const char *domain);
+
+/*
  * Number of audit records (the chain's seq numbers have no gaps, so the
  * newest record's seq), found by searching back over growing windows of
  * time instead of walking a chain of millions. audit.c.
@@ -320,8 +336,9 @@ int admin__list_filters(struct admin *a, const struct admin_args *args, char *on
     size_t onelen);
 /*
  * Whether the caller may see message m (super always; a postmaster when
- * the sender's or a recipient's domain is in scope; a->domains loaded).
- * queue.c.
+ * a recipient's domain is in scope, or the sender authenticated as a
+ * user of their subtree; never by the bare envelope sender; a->domains
+ * loaded). queue.c.
  */
 bool admin__msg_in_scope(const struct admin *a, const struct queue_msg *m,
     const char **tenant);

@@ -3,7 +3,9 @@
  * mail for, their route and their tenant.
  *
  * Every change is one apply (store.c) with its audit record in the same
- * transaction. Entry points: admin__domain_add, admin__domain_list,
+ * transaction. A delegated postmaster adds only subdomains of their own
+ * domains, over routes the configuration lets them name
+ * (doc/THREAT-MODEL.md, scope.c). Entry points: admin__domain_add, admin__domain_list,
  * admin__domain_show, admin__domain_remove (admin_int.h).
  * OWNERSHIP: listings copy, end the read transaction, then print.
  * THREADS: see engine.c. ERRORS: sysexits.h codes, reported on io->err.
@@ -69,6 +71,32 @@ static void admin_domain_json(const struct admin *a, const struct queue_domain *
 	free(u);
 }
 
+/*
+ * A delegated postmaster adds only subdomains of a domain their subtree
+ * owns: the nearest of our domains above the new one must be theirs. A
+ * top domain (gmail.com), or one under nothing of ours, would take mail
+ * meant for someone else: root and the daemon's user only.
+ */
+static int admin_domain_need_parent(struct admin *a, struct queue_txn *txn, const char *name)
+{
+	const struct admin_domain_ent *p;
+	int rc;
+
+	if ((rc = admin__domains_load(a, txn)) != 0)
+		return rc;
+	p = admin__domain_parent(a, name);
+	if (p == NULL)
+		return admin__deny(a, a->op_tenant, "domain %s: a delegated postmaster may add "
+		    "only subdomains of a domain of tenant %s and its subtree, and %s is below "
+		    "none of ours (new top domains are for root and the daemon's user)", name,
+		    a->op_tenant, name);
+	if (!p->in_scope)
+		return admin__deny(a, p->tenant, "domain %s: it is below %s, which belongs to "
+		    "tenant %s, outside tenant %s", name, p->name,
+		    p->tenant != NULL ? p->tenant : "(none)", a->op_tenant);
+	return 0;
+}
+
 /* The new domain d and its audit record, unless the name is taken. */
 static int admin_domain_add_apply(struct admin *a, struct queue_txn *txn, void *arg)
 {
@@ -89,6 +117,9 @@ static int admin_domain_add_apply(struct admin *a, struct queue_txn *txn, void *
 	}
 	if (rc != -ENOENT)
 		goto fail;
+	/* In the write: the parent domain cannot change between check and put. */
+	if (!a->super && (rc = admin_domain_need_parent(a, txn, d->name)) != 0)
+		return rc;
 	if (d->tenant != NULL &&
 	    (rc = admin__tenant_exists(a, txn, d->tenant, "--tenant")) != 0)
 		return rc;
@@ -131,6 +162,13 @@ int admin__domain_add(struct admin *a, const struct admin_args *args)
 		return rc;
 	if ((rc = admin__need_tenant(a, tenant, "--tenant")) != 0)
 		return rc;
+	if (!a->super && admin__route_delegable(a->io->cfg, route, why, sizeof why) < 0) {
+		char *shown = admin__text_dup(route);
+
+		rc = admin__deny(a, tenant, "--route \"%s\": %s", shown, why);
+		free(shown);
+		return rc;
+	}
 	memset(&d, 0, sizeof d);
 	d.name = name;
 	d.tenant = (char *)tenant;

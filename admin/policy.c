@@ -1,6 +1,7 @@
 /*
  * admin/policy: `policy set|unset|show`: a tenant's policy keys, each
- * inherited by its subtree unless set lower down. What the keys mean is
+ * inherited by its subtree, where a delegated postmaster may tighten but
+ * never loosen it (the ceiling rule, queue_policy_ceiling). What the keys mean is
  * the store's (queue/tenancy.h); this file only checks, writes and shows.
  *
  * Every change is one apply (store.c) with its audit record in the same
@@ -45,6 +46,32 @@ struct admin_policy_change {
 	const char *value;
 };
 
+/*
+ * An ancestor's value is a ceiling: a delegated postmaster may tighten
+ * it, never loosen it (doc/THREAT-MODEL.md; which way is tighter:
+ * tenancy_policy_compare). Unsetting only inherits the ceiling again, so
+ * only a set is checked. Read in the write, so the ceiling cannot move
+ * between the check and the change.
+ */
+static int admin_policy_need_ceiling(struct admin *a, struct queue_txn *txn,
+    const struct admin_policy_change *c)
+{
+	char *cv = NULL, *cs = NULL;
+	int rc = queue_policy_ceiling(txn, c->tenant, c->key->name, &cv, &cs);
+
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return admin__fail(a, rc, NULL, "cannot read the policy above %s", c->tenant);
+	if (tenancy_policy_compare(c->key, c->value, cv) > 0)
+		rc = admin__deny(a, c->tenant, "%s %s would loosen %s %s set by tenant %s above "
+		    "it; an ancestor's value is a ceiling (a delegated postmaster may only "
+		    "tighten it)", c->key->name, c->value, c->key->name, cv, cs);
+	free(cv);
+	free(cs);
+	return rc;
+}
+
 static int admin_policy_set_apply(struct admin *a, struct queue_txn *txn, void *arg)
 {
 	struct admin_policy_change *c = arg;
@@ -53,6 +80,8 @@ static int admin_policy_set_apply(struct admin *a, struct queue_txn *txn, void *
 	int rc;
 
 	if ((rc = admin__tenant_exists(a, txn, c->tenant, "tenant")) != 0)
+		return rc;
+	if (!a->super && c->value != NULL && (rc = admin_policy_need_ceiling(a, txn, c)) != 0)
 		return rc;
 	if (c->value == NULL) {
 		rc = queue_policy_get(txn, c->tenant, c->key->name, &old);

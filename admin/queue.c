@@ -14,9 +14,12 @@
  *   - run inside govrelayd for a delegated operator (io->remote), they are
  *     applied through the daemon's writer (store.c, admin__write), via=
  *     daemon, and then io->queue_changed kicks the scheduler.
- * A postmaster sees and changes only messages whose sender's domain or a
- * recipient's domain belongs to a tenant of their subtree; their flush
- * is a retry of each of those (one audit record per message).
+ * A postmaster sees a message when a recipient's domain belongs to their
+ * subtree, or when its sender authenticated as one of their users (the
+ * envelope sender alone proves nothing); they are shown only their
+ * recipients, and may hold, release, retry or delete only a message all
+ * of whose recipients are theirs. Their flush is a retry of each of
+ * those (one audit record per message).
  *
  * Entry points: admin__queue_list, admin__queue_show, admin__queue_change,
  * admin__msg_in_scope (admin_int.h).
@@ -53,33 +56,91 @@
 
 
 /*
- * Whether the caller may see message m: super always; a postmaster when
- * the sender's domain or a recipient's domain is in their subtree.
- * a->domains must be loaded. *tenant (optional) gets the tenant of the
- * first of our domains the message names, for a refusal's record.
+ * Message scope (doc/THREAT-MODEL.md). The envelope sender is whatever
+ * the client typed, so it proves nothing: a message is a postmaster's by
+ * its recipients, and by its sender only when the sender authenticated
+ * (auth_user, recorded at receive) as a user of their subtree, in which
+ * case every recipient is theirs (their user's mail). a->domains must be
+ * loaded.
  */
-bool admin__msg_in_scope(const struct admin *a, const struct queue_msg *m,
-    const char **tenant)
+static bool admin_msg_sender_ours(const struct admin *a, const struct queue_msg *m)
 {
 	char dom[ADDR_DOMAIN_MAX + 1];
 	const struct admin_domain_ent *e;
 
+	if (m->auth_user == NULL || m->auth_user[0] == '\0')
+		return false;
+	admin__addr_domain(m->auth_user, dom, sizeof dom);
+	return dom[0] != '\0' && (e = admin__domain_find(a, dom)) != NULL && e->in_scope;
+}
+
+/* Whether recipient addr is in scope on its own (its domain is ours). */
+static bool admin_rcpt_ours(const struct admin *a, const char *addr, const char **tenant)
+{
+	char dom[ADDR_DOMAIN_MAX + 1];
+	const struct admin_domain_ent *e;
+
+	admin__addr_domain(addr, dom, sizeof dom);
+	if (dom[0] == '\0' || (e = admin__domain_find(a, dom)) == NULL)
+		return false;
+	if (!e->in_scope && tenant != NULL && *tenant == NULL)
+		*tenant = e->tenant;
+	return e->in_scope;
+}
+
+/*
+ * Whether the caller may see message m: super always; a postmaster when
+ * a recipient's domain is in their subtree, or the sender authenticated
+ * as one of their users. *tenant (optional) gets the tenant of the first
+ * of our domains among the recipients, for a refusal's record.
+ */
+bool admin__msg_in_scope(const struct admin *a, const struct queue_msg *m,
+    const char **tenant)
+{
 	if (tenant != NULL)
 		*tenant = NULL;
-	if (a->super)
+	if (a->super || admin_msg_sender_ours(a, m))
 		return true;
-	for (size_t i = 0; i <= m->nrcpts; i++) {
-		const char *addr = i == 0 ? m->sender : m->rcpts[i - 1].addr;
-
-		admin__addr_domain(addr, dom, sizeof dom);
-		if (dom[0] == '\0' || (e = admin__domain_find(a, dom)) == NULL)
-			continue;
-		if (e->in_scope)
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (admin_rcpt_ours(a, m->rcpts[i].addr, tenant))
 			return true;
-		if (tenant != NULL && *tenant == NULL)
-			*tenant = e->tenant;
-	}
 	return false;
+}
+
+/* Whether every recipient of m is in the caller's scope (a change may touch it whole). */
+static bool admin_msg_all_in_scope(const struct admin *a, const struct queue_msg *m)
+{
+	if (a->super || admin_msg_sender_ours(a, m))
+		return true;
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (!admin_rcpt_ours(a, m->rcpts[i].addr, NULL))
+			return false;
+	return true;
+}
+
+/*
+ * What a postmaster is shown of m (a copy of theirs): only the
+ * recipients in scope; other tenants' recipients, their states and
+ * replies are not theirs to read.
+ */
+static void admin_msg_narrow(const struct admin *a, struct queue_msg *m)
+{
+	size_t k = 0;
+
+	if (admin_msg_all_in_scope(a, m))
+		return;
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		struct queue_rcpt *r = &m->rcpts[i];
+
+		if (admin_rcpt_ours(a, r->addr, NULL)) {
+			m->rcpts[k++] = *r;
+			continue;
+		}
+		free(r->addr);
+		free(r->orcpt);
+		free(r->last_reply);
+	}
+	m->nrcpts = k;
 }
 
 /* ------------------------------------------------------------- list */
@@ -109,6 +170,7 @@ static int admin_queue_collect(void *arg, const struct queue_msg *m)
 	buf_free(&b);
 	if (rc < 0)
 		return rc;
+	admin_msg_narrow(l->a, l->v[l->n]);
 	l->n++;
 	return 0;
 }
@@ -466,11 +528,12 @@ int admin__queue_show(struct admin *a, const struct admin_args *args)
 		return admin__store_exit(rc);
 	}
 	if (!admin__msg_in_scope(a, m, &tenant)) {
-		rc = admin__deny(a, tenant, "message %s names no domain of tenant %s", text,
-		    a->op_tenant);
+		rc = admin__deny(a, tenant, "message %s has no recipient of tenant %s and was "
+		    "not sent by one of its users", text, a->op_tenant);
 		queue_msg_free(m);
 		return rc;
 	}
+	admin_msg_narrow(a, m);
 	if (a->json)
 		admin_msg_json(a, m);
 	else
@@ -504,7 +567,7 @@ static int admin_flush_collect(void *arg, const struct queue_msg *m)
 	struct admin_flush_ids *fl = arg;
 	bool later = false;
 
-	if (!admin__msg_in_scope(fl->a, m, NULL))
+	if (!admin_msg_all_in_scope(fl->a, m))
 		return 0;
 	for (size_t i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].state == QUEUE_RCPT_PENDING && m->rcpts[i].next_attempt > fl->now)
@@ -570,8 +633,20 @@ static int admin_qchange_apply(struct admin *a, struct queue_txn *txn, void *arg
 
 		rc = queue_msg_get(txn, q->id, &m);
 		if (rc == 0 && !admin__msg_in_scope(a, m, &tenant)) {
-			rc = admin__deny(a, tenant, "message %s names no domain of tenant %s", q->qid,
-			    a->op_tenant);
+			rc = admin__deny(a, tenant, "message %s has no recipient of tenant %s and "
+			    "was not sent by one of its users", q->qid, a->op_tenant);
+			queue_msg_free(m);
+			return rc;
+		}
+		/*
+		 * hold, release, retry and delete act on the whole message: with
+		 * another tenant's recipients on it, that is not the caller's to
+		 * decide (refused, not narrowed: doc/THREAT-MODEL.md).
+		 */
+		if (rc == 0 && !admin_msg_all_in_scope(a, m)) {
+			rc = admin__deny(a, a->op_tenant, "message %s also has recipients outside "
+			    "tenant %s; only root or the daemon's user may %s it", q->qid,
+			    a->op_tenant, queue_admin_verb_name(q->verb));
 			queue_msg_free(m);
 			return rc;
 		}

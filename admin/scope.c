@@ -10,7 +10,10 @@
  * Entry points: admin__tenant_in_scope, admin__scope_load,
  * admin__domains_load, admin__domain_find, admin__addr_domain,
  * admin__deny, admin__deny_cmd, admin__need_tenant, admin__addr_tenant,
- * admin__tenant_exists, admin__tenants2 (admin_int.h).
+ * admin__tenant_exists, admin__tenants2; and the pure rules of delegated
+ * administration (doc/THREAT-MODEL.md): admin__path_below,
+ * admin__route_delegable, admin__domain_is_below, admin__domain_parent
+ * (admin_int.h).
  * OWNERSHIP: the scope and the domains live in struct admin, freed by
  * admin_run's cleanup.
  * THREADS: the caller's (or the writer's, inside an apply).
@@ -26,6 +29,9 @@
 #include <string.h>
 #include <sysexits.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "admin/admin_int.h"
 #include "common/addr.h"
@@ -306,3 +312,169 @@ void admin__tenants2(char *out, size_t outlen, const char *x, const char *y)
 		snprintf(out, outlen, "%s", x != NULL ? x : "");
 }
 
+
+/* ------------------------------------------- delegated administration */
+
+/*
+ * Whether path lies strictly below dir, judged on the text alone: dir's
+ * components, then at least one more, none of them empty, "." or "..".
+ * The file system is not consulted: a symbolic link below dir is the
+ * delivery's business (relay/maildir.c opens beneath the root without
+ * following links), and a socket folder must not be writable by the
+ * people this rule constrains (doc/THREAT-MODEL.md).
+ */
+bool admin__path_below(const char *dir, const char *path)
+{
+	size_t dlen;
+	const char *p;
+
+	if (dir == NULL || path == NULL || dir[0] != '/' || path[0] != '/')
+		return false;
+	dlen = strlen(dir);
+	while (dlen > 1 && dir[dlen - 1] == '/')
+		dlen--;
+	if (dlen == 1)
+		dlen = 0; /* dir is "/": every absolute path starts below it */
+	if (strncmp(path, dir, dlen) != 0 || path[dlen] != '/')
+		return false;
+	p = path + dlen + 1;
+	if (*p == '\0')
+		return false;
+	while (*p != '\0') {
+		size_t n = strcspn(p, "/");
+
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		p += n;
+		if (*p == '/') {
+			p++;
+			if (*p == '\0')
+				return true; /* one trailing slash: "dir/x/" is dir/x */
+		}
+	}
+	return true;
+}
+
+/*
+ * The next hop of "HOST:PORT" or "[V6]:PORT" when HOST is an IP literal:
+ * 0 with *sa filled, or -EINVAL (a host name, or no port).
+ */
+static int admin_route_addr(const char *hostport, struct sockaddr_storage *ss)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *end;
+	size_t len;
+
+	memset(ss, 0, sizeof *ss);
+	if (hostport[0] == '[') {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+		if ((end = strchr(hostport, ']')) == NULL)
+			return -EINVAL;
+		len = (size_t)(end - hostport - 1);
+		if (len == 0 || len >= sizeof host)
+			return -EINVAL;
+		memcpy(host, hostport + 1, len);
+		host[len] = '\0';
+		s6->sin6_family = AF_INET6;
+		return inet_pton(AF_INET6, host, &s6->sin6_addr) == 1 ? 0 : -EINVAL;
+	}
+	if ((end = strrchr(hostport, ':')) == NULL)
+		return -EINVAL;
+	len = (size_t)(end - hostport);
+	if (len == 0 || len >= sizeof host)
+		return -EINVAL;
+	memcpy(host, hostport, len);
+	host[len] = '\0';
+	((struct sockaddr_in *)ss)->sin_family = AF_INET;
+	return inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1 ? 0 :
+	    -EINVAL;
+}
+
+/*
+ * Whether a delegated postmaster may name route (its syntax already
+ * checked): mx always; smtp:/lmtp: to an IP literal inside
+ * delegated_route_networks; lmtp:unix: below lmtp_socket_dir; maildir:
+ * below maildir_root. 0, or -EPERM with the reason in why.
+ */
+int admin__route_delegable(const struct config *cfg, const char *route, char *why,
+    size_t whylen)
+{
+	struct sockaddr_storage ss;
+	const char *hostport = NULL;
+
+	why[0] = '\0';
+	if (strcmp(route, "mx") == 0)
+		return 0;
+	if (strncmp(route, "maildir:", 8) == 0) {
+		if (cfg == NULL || cfg->maildir_root == NULL) {
+			snprintf(why, whylen, "maildir routes are for root (maildir_root is not set)");
+			return -EPERM;
+		}
+		if (!admin__path_below(cfg->maildir_root, route + 8)) {
+			snprintf(why, whylen, "the folder must lie below maildir_root %s, with no "
+			    "'.' or '..' component", cfg->maildir_root);
+			return -EPERM;
+		}
+		return 0;
+	}
+	if (strncmp(route, "lmtp:unix:", 10) == 0) {
+		if (cfg == NULL || cfg->lmtp_socket_dir == NULL) {
+			snprintf(why, whylen, "lmtp:unix: routes are for root (lmtp_socket_dir is "
+			    "not set)");
+			return -EPERM;
+		}
+		if (!admin__path_below(cfg->lmtp_socket_dir, route + 10)) {
+			snprintf(why, whylen, "the socket must lie below lmtp_socket_dir %s, with "
+			    "no '.' or '..' component", cfg->lmtp_socket_dir);
+			return -EPERM;
+		}
+		return 0;
+	}
+	if (strncmp(route, "smtp:", 5) == 0 || strncmp(route, "lmtp:", 5) == 0)
+		hostport = route + 5;
+	if (hostport == NULL) {
+		snprintf(why, whylen, "unknown kind of route");
+		return -EPERM;
+	}
+	if (admin_route_addr(hostport, &ss) < 0) {
+		snprintf(why, whylen, "a delegated postmaster's next hop must be an IP address "
+		    "(a host name may resolve anywhere)");
+		return -EPERM;
+	}
+	if (cfg == NULL || cfg->delegated_route_networks.n == 0) {
+		snprintf(why, whylen, "host routes are for root (delegated_route_networks is "
+		    "not set)");
+		return -EPERM;
+	}
+	if (!cfg_cidr_list_has(&cfg->delegated_route_networks, (const struct sockaddr *)&ss)) {
+		snprintf(why, whylen, "the next hop is outside delegated_route_networks");
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* Whether domain is a proper subdomain of parent (both canonical). */
+bool admin__domain_is_below(const char *domain, const char *parent)
+{
+	size_t dl = strlen(domain), pl = strlen(parent);
+
+	return pl > 0 && dl > pl + 1 && domain[dl - pl - 1] == '.' &&
+	    strcmp(domain + dl - pl, parent) == 0;
+}
+
+/*
+ * The nearest of our domains above domain (a->domains loaded), or NULL:
+ * for a.b.ward.test, b.ward.test if we have it, else ward.test, else
+ * test.
+ */
+const struct admin_domain_ent *admin__domain_parent(const struct admin *a, const char *domain)
+{
+	for (const char *p = strchr(domain, '.'); p != NULL; p = strchr(p + 1, '.')) {
+		const struct admin_domain_ent *e = admin__domain_find(a, p + 1);
+
+		if (e != NULL)
+			return e;
+	}
+	return NULL;
+}

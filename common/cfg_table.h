@@ -84,6 +84,12 @@
 	X(auth_failure_window, DURATION, "1h", 1000, 604800000, 1, \
 	  "How long failed AUTH attempts of a client address are remembered.") \
 	X(password_hash_cost, COUNT, "15", 10, 20, 1, \
-	  "log2 of scrypt's N for new password hashes (15: 32 MiB and tens of milliseconds per check); stored hashes keep their own cost.")
+	  "log2 of scrypt's N for new password hashes (15: 32 MiB and tens of milliseconds per check); stored hashes keep their own cost.") \
+	X(delegated_route_networks, CIDRS, "", 0, 0, 1, \
+	  "CIDR list of next hops a delegated postmaster may name in smtp:ADDRESS:PORT and lmtp:ADDRESS:PORT routes (IP literals only); unset: none. Root and the daemon's user are not bound by it.") \
+	X(maildir_root, PATH, "", 0, 0, 1, \
+	  "Folder beneath which maildir: routes must lie: checked when a delegated postmaster adds one, and at every delivery (no symbolic link followed below it); unset: delegated postmasters may not name maildir routes.") \
+	X(lmtp_socket_dir, PATH, "", 0, 0, 1, \
+	  "Folder in which the sockets of lmtp:unix: routes named by delegated postmasters must lie; unset: delegated postmasters may not name such routes.")
 
 #endif

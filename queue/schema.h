@@ -112,6 +112,10 @@
  *             byte, at most TENANCY_POLICY_VALUE_MAX bytes
  *   Only a tenant's own settings are stored; inheritance is computed on
  *   read. Deleting a tenant deletes its range.
+ *             key: TENANT + 0x00 + KEY + 0x00 + "exempt", value "1": the
+ *             setting was made looser than the ancestors' ceiling by
+ *             root or the store's owner, and evaluation honours it
+ *             (queue/tenancy_policy.c); absent for other settings.
  *
  * operators   key: unix user name, [a-z_][a-z0-9_.-]{0,31}
  *             value: encoded queue_operator

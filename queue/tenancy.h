@@ -168,9 +168,27 @@ int tenancy_policy_normalize(const struct tenancy_policy_key *key, const char *v
     char *out, size_t outlen, char *why, size_t whylen);
 
 /*
+ * An ancestor's value is a ceiling (doc/THREAT-MODEL.md): -1 when a is
+ * tighter than b, 0 when the same, 1 when looser (normalized values of
+ * key). Which way is tighter is one table in tenancy_policy.c; for a key
+ * without a row every other value counts as looser.
+ */
+int tenancy_policy_compare(const struct tenancy_policy_key *key, const char *a, const char *b);
+/*
+ * The ceiling above tenant: its parent's effective value and the tenant
+ * that set it (fresh), or -ENOENT when no ancestor sets key (a root
+ * tenant, or only the builtin above).
+ */
+int queue_policy_ceiling(struct queue_txn *txn, const char *tenant, const char *key,
+    char **value, char **source);
+/*
  * value NULL removes the tenant's own setting (-ENOENT when it had none).
  * The tenant must exist (-ENOENT); an unknown key or a value its type
- * refuses is -EINVAL. The value is stored normalized.
+ * refuses is -EINVAL. The value is stored normalized. No ceiling is
+ * enforced here (the store's owner may set anything): a value looser
+ * than queue_policy_ceiling is stored as an exemption that
+ * queue_policy_effective honours; the admin engine refuses such values
+ * to delegated operators before calling this.
  */
 int queue_policy_set(struct queue_txn *txn, const char *tenant, const char *key,
     const char *value);
@@ -178,8 +196,9 @@ int queue_policy_set(struct queue_txn *txn, const char *tenant, const char *key,
 int queue_policy_get(struct queue_txn *txn, const char *tenant, const char *key, char **value);
 /*
  * The effective value: the tenant's own, else the nearest ancestor's,
- * else the key's builtin. *source is the tenant id that set it, or
- * "default" for the builtin (fresh strings).
+ * tightened by every ancestor's value above it up to the first exemption
+ * (see queue_policy_set); else the key's builtin. *source is the tenant
+ * id whose value won, or "default" for the builtin (fresh strings).
  */
 int queue_policy_effective(struct queue_txn *txn, const char *tenant, const char *key,
     char **value, char **source);

@@ -4,8 +4,14 @@
  * settings, and the effective value a tenant inherits from its
  * ancestors or the builtin default.
  *
+ * An ancestor's value is a ceiling (doc/THREAT-MODEL.md): which way is
+ * tighter is one table here (tenancy_policy_orders), the effective value
+ * honours the ceiling, and a looser value set by root or the daemon's
+ * user is stored with an exemption marker (a deliberate exception).
+ *
  * Entry points: tenancy_policy_keys, tenancy_policy_key_find,
- * tenancy_policy_normalize, queue_policy_set/get/effective, and the
+ * tenancy_policy_normalize, tenancy_policy_compare,
+ * queue_policy_set/get/effective/ceiling, and the
  * typed getters queue_policy_bool and queue_policy_u64, which every
  * caller uses so that all read the same answer.
  *
@@ -69,6 +75,69 @@ const struct tenancy_policy_key *tenancy_policy_key_find(const char *name)
 			return k;
 	}
 	return NULL;
+}
+
+/*
+ * Which way is tighter, per key: the one table of the ceiling rule
+ * (doc/THREAT-MODEL.md). A key without a row here is unordered: a
+ * descendant may only repeat an ancestor's value, never change it.
+ */
+enum tenancy_policy_order {
+	TENANCY_ORDER_NONE,          /* unordered: any other value is looser */
+	TENANCY_ORDER_LOWER,         /* a smaller number is tighter */
+	TENANCY_ORDER_LOWER_NONZERO, /* smaller is tighter, and 0 means unlimited */
+	TENANCY_ORDER_NO,            /* "no" is tighter than "yes" */
+	TENANCY_ORDER_YES,           /* "yes" is tighter than "no" */
+};
+
+static const struct {
+	const char *key;
+	enum tenancy_policy_order order;
+} tenancy_policy_orders[] = {
+	{ "max_message_size", TENANCY_ORDER_LOWER },
+	{ "max_recipients", TENANCY_ORDER_LOWER },
+	{ "messages_per_hour", TENANCY_ORDER_LOWER_NONZERO },
+	{ "allow_external", TENANCY_ORDER_NO },
+	{ "require_tls_outbound", TENANCY_ORDER_YES },
+};
+
+static enum tenancy_policy_order tenancy_policy_order_of(const struct tenancy_policy_key *key)
+{
+	for (size_t i = 0; i < sizeof tenancy_policy_orders / sizeof tenancy_policy_orders[0];
+	    i++)
+		if (strcmp(tenancy_policy_orders[i].key, key->name) == 0)
+			return tenancy_policy_orders[i].order;
+	return TENANCY_ORDER_NONE;
+}
+
+static bool tenancy_parse_decimal(const char *s, size_t len, uint64_t max, uint64_t *v);
+
+int tenancy_policy_compare(const struct tenancy_policy_key *key, const char *a, const char *b)
+{
+	enum tenancy_policy_order o = tenancy_policy_order_of(key);
+	uint64_t x, y;
+
+	if (strcmp(a, b) == 0)
+		return 0;
+	switch (o) {
+	case TENANCY_ORDER_LOWER:
+	case TENANCY_ORDER_LOWER_NONZERO:
+		/* Normalized values are decimal; anything else is looser (refused). */
+		if (!tenancy_parse_decimal(a, strlen(a), TENANCY_POLICY_SIZE_MAX, &x) ||
+		    !tenancy_parse_decimal(b, strlen(b), TENANCY_POLICY_SIZE_MAX, &y))
+			return 1;
+		if (o == TENANCY_ORDER_LOWER_NONZERO) {
+			x = x == 0 ? UINT64_MAX : x;
+			y = y == 0 ? UINT64_MAX : y;
+		}
+		return x < y ? -1 : x > y ? 1 : 0;
+	case TENANCY_ORDER_NO:
+		return strcmp(a, "no") == 0 ? -1 : 1;
+	case TENANCY_ORDER_YES:
+		return strcmp(a, "yes") == 0 ? -1 : 1;
+	default:
+		return 1;
+	}
 }
 
 /* Decimal digits into *v, refusing anything above max (no sign, no space). */
@@ -178,9 +247,71 @@ static int tenancy_policy_dbkey(const char *tenant, const char *key,
 	return 0;
 }
 
+/*
+ * The exemption marker of a setting: TENANT + 0x00 + KEY + 0x00 +
+ * "exempt", beside the setting in the same database (so `tenant remove`,
+ * which deletes every key starting with TENANT + 0x00, takes it too).
+ * Present when root or the daemon's user set a value looser than the
+ * ancestors' ceiling: a deliberate exception the evaluation honours.
+ */
+#define TENANCY_EXEMPT_SUFFIX "exempt"
+#define TENANCY_EXEMPT_KEY_MAX (TENANCY_POLICY_KEY_MAX + sizeof TENANCY_EXEMPT_SUFFIX + 1)
+
+static int tenancy_policy_exempt_key(const char *tenant, const char *key,
+    char out[TENANCY_EXEMPT_KEY_MAX], size_t *len)
+{
+	size_t klen;
+	int rc;
+
+	if ((rc = tenancy_policy_dbkey(tenant, key, out, &klen)) < 0)
+		return rc;
+	out[klen] = '\0';
+	memcpy(out + klen + 1, TENANCY_EXEMPT_SUFFIX, sizeof TENANCY_EXEMPT_SUFFIX - 1);
+	*len = klen + 1 + sizeof TENANCY_EXEMPT_SUFFIX - 1;
+	return 0;
+}
+
+/* Whether tenant's setting of key is an exemption: 0 with *out, or -errno. */
+static int tenancy_policy_is_exempt(struct queue_txn *txn, const char *tenant,
+    const char *key, bool *out)
+{
+	char ek[TENANCY_EXEMPT_KEY_MAX];
+	size_t elen;
+	MDB_val v;
+	int rc;
+
+	*out = false;
+	if ((rc = tenancy_policy_exempt_key(tenant, key, ek, &elen)) < 0)
+		return rc;
+	rc = tenancy__raw_get(txn, TENANCY_DB_POLICIES, ek, elen, &v);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	*out = true;
+	return 0;
+}
+
+/* Sets or clears the exemption marker of tenant's key. */
+static int tenancy_policy_exempt_set(struct queue_txn *txn, const char *tenant,
+    const char *key, bool exempt)
+{
+	char ek[TENANCY_EXEMPT_KEY_MAX];
+	size_t elen;
+	int rc;
+
+	if ((rc = tenancy_policy_exempt_key(tenant, key, ek, &elen)) < 0)
+		return rc;
+	if (exempt)
+		return tenancy__raw_put(txn, TENANCY_DB_POLICIES, ek, elen, "1", 1);
+	rc = tenancy__raw_del(txn, TENANCY_DB_POLICIES, ek, elen);
+	return rc == -ENOENT ? 0 : rc;
+}
+
 int queue_policy_set(struct queue_txn *txn, const char *tenant, const char *key,
     const char *value)
 {
+	char *cv = NULL, *cs = NULL;
 	char dbkey[TENANCY_POLICY_KEY_MAX], norm[TENANCY_POLICY_VALUE_MAX + 1];
 	struct queue_tenant *t;
 	size_t klen;
@@ -194,10 +325,28 @@ int queue_policy_set(struct queue_txn *txn, const char *tenant, const char *key,
 	queue_tenant_free(t);
 	if (rc < 0)
 		return rc;
-	if (value == NULL)
-		return tenancy__raw_del(txn, TENANCY_DB_POLICIES, dbkey, klen);
+	if (value == NULL) {
+		if ((rc = tenancy__raw_del(txn, TENANCY_DB_POLICIES, dbkey, klen)) < 0)
+			return rc;
+		return tenancy_policy_exempt_set(txn, tenant, key, false);
+	}
 	if ((rc = tenancy_policy_normalize(tenancy_policy_key_find(key), value, norm,
 	    sizeof norm, NULL, 0)) < 0)
+		return rc;
+	/*
+	 * Looser than the ceiling: only root and the daemon's user get here
+	 * with such a value (admin/policy.c refuses it to the others), so it
+	 * is a deliberate exception and marked as one.
+	 */
+	rc = queue_policy_ceiling(txn, tenant, key, &cv, &cs);
+	if (rc == 0)
+		rc = tenancy_policy_exempt_set(txn, tenant, key,
+		    tenancy_policy_compare(tenancy_policy_key_find(key), norm, cv) > 0);
+	else if (rc == -ENOENT)
+		rc = tenancy_policy_exempt_set(txn, tenant, key, false);
+	free(cv);
+	free(cs);
+	if (rc < 0)
 		return rc;
 	return tenancy__raw_put(txn, TENANCY_DB_POLICIES, dbkey, klen, norm, strlen(norm));
 }
@@ -231,13 +380,22 @@ int queue_policy_get(struct queue_txn *txn, const char *tenant, const char *key,
 	return tenancy_policy_load(txn, dbkey, klen, value);
 }
 
+/*
+ * The effective value: walking up from tenant, the nearest setting,
+ * tightened by every setting above it (an ancestor's value is a
+ * ceiling), up to and including the first exempt setting (root's
+ * deliberate exception shields its subtree from what lies above it).
+ * The source is the tenant whose value won. Settings made before the
+ * ceiling existed are clamped the same way.
+ */
 int queue_policy_effective(struct queue_txn *txn, const char *tenant, const char *key,
     char **value, char **source)
 {
 	const struct tenancy_policy_key *pk = tenancy_policy_key_find(key);
 	char dbkey[TENANCY_POLICY_KEY_MAX];
-	char *cur, *next;
+	char *cur, *next = NULL;
 	size_t klen;
+	bool exempt = false;
 	int rc = 0;
 
 	*value = NULL;
@@ -247,7 +405,10 @@ int queue_policy_effective(struct queue_txn *txn, const char *tenant, const char
 	if ((rc = tenancy_id_check(tenant, NULL, 0)) < 0)
 		return rc;
 	cur = xstrdup(tenant);
-	for (unsigned depth = 0; cur != NULL; depth++) {
+	for (unsigned depth = 0; cur != NULL && !exempt; depth++) {
+		char *v = NULL;
+
+		next = NULL;
 		if (depth >= TENANCY_DEPTH_MAX) {
 			rc = -ELOOP;
 			break;
@@ -261,26 +422,66 @@ int queue_policy_effective(struct queue_txn *txn, const char *tenant, const char
 		if (rc < 0)
 			break;
 		if ((rc = tenancy_policy_dbkey(cur, key, dbkey, &klen)) == 0)
-			rc = tenancy_policy_load(txn, dbkey, klen, value);
-		if (rc == 0) {
-			*source = cur;
-			free(next);
-			return 0;
-		}
-		if (rc != -ENOENT) {
+			rc = tenancy_policy_load(txn, dbkey, klen, &v);
+		if (rc == 0)
+			rc = tenancy_policy_is_exempt(txn, cur, key, &exempt);
+		if (rc < 0 && rc != -ENOENT) {
+			free(v);
 			free(next);
 			break;
 		}
 		rc = 0;
+		if (v != NULL && (*value == NULL || tenancy_policy_compare(pk, v, *value) < 0)) {
+			free(*value);
+			free(*source);
+			*value = v;
+			*source = xstrdup(cur);
+		} else {
+			free(v);
+		}
 		free(cur);
 		cur = next;
 	}
 	free(cur);
-	if (rc < 0)
+	if (rc < 0) {
+		free(*value);
+		free(*source);
+		*value = NULL;
+		*source = NULL;
 		return rc;
+	}
+	if (*value != NULL)
+		return 0;
 	*value = xstrdup(pk->builtin);
 	*source = xstrdup("default");
 	return 0;
+}
+
+int queue_policy_ceiling(struct queue_txn *txn, const char *tenant, const char *key,
+    char **value, char **source)
+{
+	char *parent = NULL;
+	int rc;
+
+	*value = NULL;
+	*source = NULL;
+	if (tenancy_policy_key_find(key) == NULL)
+		return -EINVAL;
+	if ((rc = tenancy__parent_of(txn, tenant, &parent)) < 0)
+		return rc;
+	if (parent == NULL)
+		return -ENOENT;
+	rc = queue_policy_effective(txn, parent, key, value, source);
+	free(parent);
+	if (rc == 0 && strcmp(*source, "default") == 0)
+		rc = -ENOENT;
+	if (rc < 0) {
+		free(*value);
+		free(*source);
+		*value = NULL;
+		*source = NULL;
+	}
+	return rc;
 }
 
 /*

@@ -20,8 +20,14 @@
  * of it. The unique name is SECONDS.MusecPpidQcounter_QUEUEID.HOST, with
  * '/' and ':' in the host name written as \057 and \072 (the spec).
  *
+ * maildir_root (maildir_set_root): when configured, DIR itself must lie
+ * beneath it and is opened with openat2(RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS), or component by component with O_NOFOLLOW when
+ * the kernel has no openat2; a DIR outside it or a link on the way is a
+ * temporary failure and nothing is written.
+ *
  * Entry points: maildir_deliver, maildir_is_safe_name,
- * maildir_outcome_name.
+ * maildir_outcome_name, maildir_set_root.
  *
  * OWNERSHIP: a job copies what it needs from the caller's arguments
  * (dir, recipients, and id, sender and nchunks of the message); the
@@ -53,7 +59,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <linux/openat2.h>
 
 #include "common/buf.h"
 #include "common/util.h"
@@ -68,6 +76,7 @@ struct maildir_job {
 	uv_work_t work;
 	struct queue_store *store;
 	char *dir;
+	char *root; /* maildir_root when set, else NULL */
 	uint64_t id;
 	char qid[QUEUE_ID_TEXT_LEN + 1];
 	char *sender;
@@ -283,6 +292,148 @@ static int maildir_open_root(const char *dir, int *out)
 		return -errno;
 	*out = fd;
 	return 0;
+}
+
+/* ------------------------------------------------------- maildir_root */
+
+/*
+ * maildir_root (doc/THREAT-MODEL.md): when set, every DIR is opened
+ * beneath it without following a symbolic link, whoever made the route
+ * and whenever: a route from before the key existed, or a link planted
+ * in the tree later, cannot lead a delivery (run with the daemon's
+ * rights) out of it. Loop thread only: jobs copy it at submission.
+ */
+static char *maildir_root_dir;
+
+void maildir_set_root(const char *root)
+{
+	free(maildir_root_dir);
+	maildir_root_dir = root != NULL && root[0] != '\0' ? xstrdup(root) : NULL;
+}
+
+/*
+ * The part of dir below root, judged on the text (the admin engine's
+ * rule, but for root itself: a route of root's may name the root, whose
+ * mailbox folders are opened with O_NOFOLLOW like any): a pointer into
+ * dir ("" for the root itself), or NULL when dir is not root or below it,
+ * or has an empty, "." or ".." component.
+ */
+static const char *maildir_rel_below(const char *root, const char *dir)
+{
+	size_t rlen = strlen(root);
+	const char *rel, *p;
+
+	while (rlen > 1 && root[rlen - 1] == '/')
+		rlen--;
+	if (rlen == 1)
+		rlen = 0;
+	if (strncmp(dir, root, rlen) != 0 || (dir[rlen] != '/' && dir[rlen] != '\0'))
+		return NULL;
+	if (dir[rlen] == '\0' || dir[rlen + 1] == '\0')
+		return rlen > 0 ? dir + strlen(dir) : NULL; /* root itself; "/" is no root */
+	rel = p = dir + rlen + 1;
+	while (*p != '\0') {
+		size_t n = strcspn(p, "/");
+
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return NULL;
+		p += n;
+		if (*p == '/' && *++p == '\0')
+			break;
+	}
+	return rel;
+}
+
+/* openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or -ENOSYS. */
+static int maildir_openat2_beneath(int dirfd, const char *rel)
+{
+#ifdef SYS_openat2
+	struct open_how how;
+	long fd;
+
+	memset(&how, 0, sizeof(how));
+	how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
+	fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+	return fd >= 0 ? (int)fd : -errno;
+#else
+	(void)dirfd;
+	(void)rel;
+	return -ENOSYS;
+#endif
+}
+
+/*
+ * The fallback, and the way to create what is missing: one component at
+ * a time, each made with mkdirat and opened with O_NOFOLLOW relative to
+ * its parent's descriptor (maildir_subdir), so no link is ever followed.
+ */
+static int maildir_walk_beneath(int rootfd, const char *rel, int *out)
+{
+	char name[NAME_MAX + 1];
+	int fd = rootfd, next, rc = 0;
+
+	*out = -1;
+	while (*rel != '\0') {
+		size_t n = strcspn(rel, "/");
+
+		if (n > NAME_MAX) {
+			rc = -ENAMETOOLONG;
+			break;
+		}
+		memcpy(name, rel, n);
+		name[n] = '\0';
+		rel += n;
+		if (*rel == '/')
+			rel++;
+		rc = maildir_subdir(fd, name, &next);
+		if (fd != rootfd)
+			close(fd);
+		if (rc < 0)
+			return rc;
+		fd = next;
+	}
+	if (rc < 0 || fd == rootfd) {
+		if (fd != rootfd)
+			close(fd);
+		return rc < 0 ? rc : -EINVAL;
+	}
+	*out = fd;
+	return 0;
+}
+
+/*
+ * Opens dir beneath root (root itself may be a link: the administrator
+ * chose it). -EXDEV when dir is not below root; -ELOOP (or -ENOTDIR)
+ * when a symbolic link stands on the way; else -errno.
+ */
+static int maildir_open_beneath(const char *root, const char *dir, int *out)
+{
+	const char *rel = maildir_rel_below(root, dir);
+	int rootfd, fd, rc;
+
+	*out = -1;
+	if (rel == NULL)
+		return -EXDEV;
+	rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return -errno;
+	if (*rel == '\0') {
+		*out = rootfd;
+		return 0;
+	}
+	fd = maildir_openat2_beneath(rootfd, rel);
+	if (fd >= 0) {
+		*out = fd;
+		rc = 0;
+	} else if (fd == -ENOSYS || fd == -ENOENT || fd == -EPERM) {
+		/* No openat2 (or a seccomp filter that says EPERM), or DIR to create. */
+		rc = maildir_walk_beneath(rootfd, rel, out);
+	} else {
+		rc = fd;
+	}
+	close(rootfd);
+	return rc;
 }
 
 /* Reads body chunk seq in its own short read transaction. */
@@ -509,7 +660,10 @@ static void maildir_work(uv_work_t *w)
 	size_t i;
 
 	maildir_hostname(j->host, sizeof(j->host));
-	rc = maildir_open_root(j->dir, &rootfd);
+	if (j->root != NULL)
+		rc = maildir_open_beneath(j->root, j->dir, &rootfd);
+	else
+		rc = maildir_open_root(j->dir, &rootfd);
 	for (i = 0; i < j->n; i++) {
 		struct maildir_result *r = &j->results[i];
 
@@ -522,6 +676,11 @@ static void maildir_work(uv_work_t *w)
 			    "cannot deliver to <%s>: the address cannot be used as a "
 			    "maildir folder name", buf_cstr(&a));
 			buf_free(&a);
+		} else if (j->root != NULL && (rc == -EXDEV || rc == -ELOOP || rc == -ENOTDIR)) {
+			/* Temporary: the mail waits while the route or the tree is fixed. */
+			maildir_set(r, MAILDIR_TEMP, rc, "4.3.0", "maildir %s is not beneath "
+			    "maildir_root %s, or a symbolic link stands on the way: refused",
+			    j->dir, j->root);
 		} else if (rc < 0) {
 			maildir_set_errno(r, -rc, "open maildir root", j->dir);
 		} else {
@@ -540,6 +699,7 @@ static void maildir_job_free(struct maildir_job *j)
 		free(j->rcpts[i]);
 	free(j->rcpts);
 	free(j->dir);
+	free(j->root);
 	free(j->sender);
 	buf_free(&j->chunk);
 	buf_free(&j->out);
@@ -579,6 +739,7 @@ int maildir_deliver(uv_loop_t *loop, struct queue_store *store, const char *dir,
 	j = xcalloc(1, sizeof(*j));
 	j->store = store;
 	j->dir = xstrdup(dir);
+	j->root = maildir_root_dir != NULL ? xstrdup(maildir_root_dir) : NULL;
 	j->id = msg->id;
 	queue_id_format(msg->id, j->qid);
 	j->sender = xstrdup(msg->sender != NULL ? msg->sender : "");

@@ -42,6 +42,13 @@ struct maildir_result {
 /* Loop thread, after all results are written. */
 typedef void maildir_done_fn(void *arg);
 
+/*
+ * The configured maildir_root (NULL or "": none): deliveries submitted
+ * from now on open their DIR beneath it without following symbolic
+ * links (maildir.c). Call at start-up and on every reload. Loop thread.
+ */
+void maildir_set_root(const char *root);
+
 /* True when addr maps to a folder name (see above). Any thread. */
 bool maildir_is_safe_name(const char *addr);
 

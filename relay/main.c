@@ -40,6 +40,7 @@
 #include "relay/delivery.h"
 #include "relay/dns.h"
 #include "relay/listener.h"
+#include "relay/maildir.h"
 #include "relay/smtp_session.h"
 #include "relay/tlsio.h"
 
@@ -208,6 +209,7 @@ static void govrelayd_reload(struct govrelayd *d)
 		listener_set_config(d->listeners, cfg);
 	if (d->dlv)
 		dlv_set_config(d->dlv, cfg);
+	maildir_set_root(cfg->maildir_root); /* doc/THREAT-MODEL.md */
 	log_info(NULL, "reloaded configuration from %s", d->config_file);
 }
 
@@ -347,6 +349,7 @@ int main(int argc, char **argv)
 	d.dns = dns_new(d.loop, &d.cfg->dns_server, err, sizeof err);
 	if (d.dns == NULL)
 		fatal(EX_UNAVAILABLE, "DNS resolver: %s", err);
+	maildir_set_root(d.cfg->maildir_root); /* doc/THREAT-MODEL.md */
 	rc = dlv_start(d.loop, d.cfg, d.store, d.writer, d.client_tls, d.dns, &d.dlv);
 	if (rc < 0)
 		fatal(EX_SOFTWARE, "cannot start the delivery scheduler: %s", strerror(-rc));

@@ -7,7 +7,11 @@
  * (table-driven) without anything created outside the root, a symbolic
  * link planted in the root not followed, a read-only root and a missing
  * body chunk as temporary failures that leave no file behind, a missing
- * root created, and argument checks.
+ * root created, and argument checks; with maildir_root set, folders
+ * created beneath it, and every escape (outside, "..", a link as DIR or
+ * on the way) a temporary failure with nothing written outside (under
+ * valgrind, which has no openat2, the same cases take the O_NOFOLLOW
+ * fallback).
  *
  * Every test closes its loop and asserts uv_loop_close() == 0.
  */
@@ -400,6 +404,84 @@ START_TEST(test_symlink_not_followed)
 }
 END_TEST
 
+/* ------------------------------------------------------- maildir_root */
+
+/* Beneath maildir_root: DIR and its missing folders are created. */
+START_TEST(test_root_beneath)
+{
+	static const char *const chunks[] = { "S: x\r\n\r\nb\r\n" };
+	const char *rcpts[] = { "a@ward.example" };
+	struct maildir_result res[1];
+	char dir[256], box[512];
+	struct tm_env e;
+
+	tm_setup(&e);
+	tm_body(&e, chunks, 1);
+	maildir_set_root(e.base);
+	tm_deliver(&e, e.root, rcpts, 1, res);
+	ck_assert_int_eq(res[0].outcome, MAILDIR_OK);
+	snprintf(dir, sizeof(dir), "%s/ward/deep", e.root);
+	tm_deliver(&e, dir, rcpts, 1, res);
+	ck_assert_int_eq(res[0].outcome, MAILDIR_OK);
+	snprintf(box, sizeof(box), "%s/a@ward.example/new", dir);
+	ck_assert_uint_eq(tm_list(box, NULL, 0), 1);
+	/* A route of root's may name the root itself (with a final slash too). */
+	maildir_set_root(e.root);
+	tm_deliver(&e, e.root, rcpts, 1, res);
+	ck_assert_int_eq(res[0].outcome, MAILDIR_OK);
+	snprintf(dir, sizeof(dir), "%s/", e.root);
+	tm_deliver(&e, dir, rcpts, 1, res);
+	ck_assert_int_eq(res[0].outcome, MAILDIR_OK);
+	snprintf(box, sizeof(box), "%s/a@ward.example/new", e.root);
+	ck_assert_uint_eq(tm_list(box, NULL, 0), 3);
+	maildir_set_root(NULL);
+	tm_teardown(&e);
+}
+END_TEST
+
+/*
+ * Outside maildir_root, a ".." on the way, a link planted as DIR or as a
+ * folder on the way to it: temporary, and nothing written outside.
+ */
+static const char *const tm_escape_cases[] = {
+	"/outside",          /* not below the root at all */
+	"/mail/../outside",  /* lexically escaping */
+	"/mail/link",        /* DIR is a link to outside */
+	"/mail/link/sub",    /* a link on the way */
+	"/mail/real/link2",  /* a link deeper down */
+};
+
+START_TEST(test_root_escape)
+{
+	static const char *const chunks[] = { "S: x\r\n\r\nb\r\n" };
+	const char *rcpts[] = { "a@ward.example" };
+	struct maildir_result res[1];
+	char outside[256], link[256], dir[256];
+	struct tm_env e;
+
+	tm_setup(&e);
+	tm_body(&e, chunks, 1);
+	snprintf(outside, sizeof(outside), "%s/outside", e.base);
+	ck_assert_int_eq(mkdir(outside, 0700), 0);
+	snprintf(link, sizeof(link), "%s/link", e.root);
+	ck_assert_int_eq(symlink(outside, link), 0);
+	snprintf(dir, sizeof(dir), "%s/real", e.root);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	snprintf(link, sizeof(link), "%s/real/link2", e.root);
+	ck_assert_int_eq(symlink(outside, link), 0);
+	maildir_set_root(e.root);
+	snprintf(dir, sizeof(dir), "%s%s", e.base, tm_escape_cases[_i]);
+	tm_deliver(&e, dir, rcpts, 1, res);
+	ck_assert_msg(res[0].outcome == MAILDIR_TEMP, "%s: %s", dir,
+	    maildir_outcome_name(res[0].outcome));
+	ck_assert_str_eq(res[0].dsn, "4.3.0");
+	ck_assert_msg(strstr(res[0].text, "maildir_root") != NULL, "%s", res[0].text);
+	ck_assert_uint_eq(tm_list(outside, NULL, 0), 0);
+	maildir_set_root(NULL);
+	tm_teardown(&e);
+}
+END_TEST
+
 /* ---------------------------------------------------------- temporary */
 
 /*
@@ -550,6 +632,9 @@ static Suite *tm_suite(void)
 	tcase_add_test(tc, test_mailbox_is_file);
 	tcase_add_test(tc, test_root_created);
 	tcase_add_test(tc, test_bad_arguments);
+	tcase_add_test(tc, test_root_beneath);
+	tcase_add_loop_test(tc, test_root_escape, 0,
+	    (int)(sizeof(tm_escape_cases) / sizeof(tm_escape_cases[0])));
 	suite_add_tcase(s, tc);
 	return s;
 }
