@@ -39,6 +39,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/addr.h"
 #include "common/buf.h"
 #include "common/cfg.h"
 #include "common/util.h"
@@ -995,6 +996,29 @@ static void cfg_check_listeners(struct cfg_ctx *ctx)
 	}
 }
 
+/*
+ * postmaster_address must be a routable address (a local part and a
+ * domain): mail to <Postmaster> is rewritten to it at RCPT. Stored in its
+ * canonical form.
+ */
+static void cfg_check_postmaster(struct cfg_ctx *ctx)
+{
+	char canon[ADDR_MAX + 1];
+	const char *why = NULL;
+	char **field = &ctx->cfg->postmaster_address;
+
+	if (*field == NULL)
+		return;
+	if (addr_canon(*field, canon, sizeof canon, &why) < 0) {
+		cfg_err(ctx, ctx->line[CFG_I_postmaster_address],
+			"postmaster_address: '%.*s' is not an address (%s)", CFG_QUOTE_MAX,
+			*field, why != NULL ? why : "bad syntax");
+		return;
+	}
+	free(*field);
+	*field = xstrdup(canon);
+}
+
 /* Checks that involve more than one key, after every value is parsed. */
 static void cfg_check(struct cfg_ctx *ctx)
 {
@@ -1041,7 +1065,9 @@ static void cfg_check(struct cfg_ctx *ctx)
 	if (!(ctx->flags & CFG_LOAD_NO_FILE_CHECKS)) {
 		cfg_check_readable(ctx, CFG_I_tls_cert_file);
 		cfg_check_readable(ctx, CFG_I_tls_key_file);
+		cfg_check_readable(ctx, CFG_I_tls_ca_file);
 	}
+	cfg_check_postmaster(ctx);
 
 	if (cfg->minimal_backoff_time > cfg->maximal_backoff_time) {
 		char lo[32], hi[32];

@@ -82,6 +82,12 @@
 	X(auth_failure_window, DURATION, "1h", 1000, 604800000, 1, \
 	  "How long failed AUTH attempts of a client address are remembered.") \
 	X(password_hash_cost, COUNT, "15", 10, 20, 1, \
-	  "log2 of scrypt's N for new password hashes (15: 32 MiB and tens of milliseconds per check); stored hashes keep their own cost.")
+	  "log2 of scrypt's N for new password hashes (15: 32 MiB and tens of milliseconds per check); stored hashes keep their own cost.") \
+	X(postmaster_address, STRING, "", 0, 0, 1, \
+	  "Where mail to <Postmaster> (no domain) goes; default: postmaster@ the first domain, in name order, of a root tenant (or of no tenant).") \
+	X(max_inflight_memory, SIZE, "268435456", 65536, 1099511627776ULL, 1, \
+	  "Most message data all sessions together may hold in memory before it is queued; a DATA or BDAT that would exceed it is answered 452 4.3.1.") \
+	X(tls_ca_file, PATH, "", 0, 0, 1, \
+	  "PEM CA certificates that verify next hops when TLS is required outbound; default: the system CA store.")
 
 #endif
