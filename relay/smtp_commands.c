@@ -19,8 +19,7 @@
  * asynchronous policy run, which holds a session reference.
  * THREADS: loop thread only (the alias bound's read transaction included).
  * ERRORS: a bad argument is a 5xx reply counted toward max_bad_commands;
- * a store error while bounding RCPT counts nothing (the commit bounds
- * again).
+ * a store error while expanding a RCPT's aliases is 451 4.3.0.
  */
 #include "config.h"
 
@@ -155,7 +154,8 @@ void smtp__cmd_mail(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
  *   so the refusal is permanent. 550 5.5.3, not 552: section
  *   4.5.3.1.10 tells clients to treat a 552 "too many recipients" as
  *   452 and retry, which is the retry for ever this avoids.
- * A store error counts nothing here; the commit expands again anyway.
+ * A store error is 451 4.3.0: an alias that could not be read is never
+ * taken for "not an alias" (that would queue the alias's own address).
  */
 static bool smtp_rcpt_bound(struct smtp_session *s)
 {
@@ -169,8 +169,8 @@ static bool smtp_rcpt_bound(struct smtp_session *s)
 
 	if (s->tx.expansion == NULL)
 		s->tx.expansion = queue_expansion_new(smtp__expanded_max(s));
-	if (queue_txn_begin(s->srv->store, false, &txn) < 0)
-		return true;
+	if ((rc = queue_txn_begin(s->srv->store, false, &txn)) < 0)
+		goto store_error;
 	rc = queue_expansion_add(txn, s->tx.expansion, &r, NULL);
 	if (rc == -E2BIG) {
 		alone = queue_expansion_new(smtp__expanded_max(s));
@@ -185,9 +185,18 @@ static bool smtp_rcpt_bound(struct smtp_session *s)
 		rc = -E2BIG;
 	}
 	queue_txn_abort(txn);
-	if (rc != -E2BIG)
+	if (rc >= 0)
 		return true;
-	v.rule = "alias_limit";
+	if (rc == -E2BIG) {
+		v.rule = "alias_limit";
+		smtp__policy_refused(s, "rcpt", &v, s->pending_path.addr);
+		return false;
+	}
+store_error:
+	log_err(s->tx.qid_text, "alias lookup failed: %s", queue_strerror(rc));
+	policy_verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.3.0",
+	    "<%s>: Temporary lookup failure, try again later", s->pending_path.addr);
+	v.rule = "alias_lookup";
 	smtp__policy_refused(s, "rcpt", &v, s->pending_path.addr);
 	return false;
 }

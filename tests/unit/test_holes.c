@@ -4,7 +4,15 @@
  *   caller gave, whatever bytes a value holds (a recipient such as
  *   "x, status=sent"@d cannot plant a status= field; CR, LF and other
  *   controls cannot start a line).
+ * - queue/audit_event.c: the `received` record of a message with 300
+ *   recipients names all 300.
+ * - queue/receive.c: a store error while expanding aliases (a mailbox
+ *   record that cannot be decoded, written through the raw layer) is
+ *   returned, never taken for "not an alias"; the commit fails with it.
+ * - the configuration keys postmaster_address, max_inflight_memory and
+ *   tls_ca_file: defaults and FILE:LINE errors.
  *
+ * Stores live in fresh mkdtemp folders, removed at the end.
  * OWNERSHIP: none. THREADS: Check forks one process per test.
  * ERRORS: assertion failures.
  */
@@ -12,13 +20,21 @@
 
 #include <check.h>
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/cfg.h"
 #include "common/log.h"
+#include "common/xmalloc.h"
+#include "queue/audit_event.h"
+#include "queue/queue.h"
+#include "queue/receive.h"
+#include "queue/tenancy.h"
+#include "queue/tenancy_int.h"
 
 /* ----------------------------------------------------------------- log */
 
@@ -135,6 +151,225 @@ START_TEST(test_log_field_injection)
 }
 END_TEST
 
+/* ------------------------------------------------------------- store */
+
+static int th_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+struct th_env {
+	char dir[64];
+	struct queue_store *store;
+};
+
+static void th_setup(struct th_env *e)
+{
+	snprintf(e->dir, sizeof e->dir, "/tmp/test-holes-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(e->dir));
+	ck_assert_int_eq(queue_store_open(e->dir, 256u << 20, false, &e->store), 0);
+}
+
+static void th_teardown(struct th_env *e)
+{
+	queue_store_close(e->store);
+	nftw(e->dir, th_rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct queue_txn *th_begin(struct th_env *e, bool write)
+{
+	struct queue_txn *t;
+
+	ck_assert_int_eq(queue_txn_begin(e->store, write, &t), 0);
+	return t;
+}
+
+static int th_last_line_cb(void *arg, const struct queue_audit_rec *rec)
+{
+	struct buf *b = arg;
+
+	buf_reset(b);
+	buf_append_str(b, rec->line);
+	return 0;
+}
+
+/* A request from 192.0.2.7 for n recipients r0@d.test ... or the given ones. */
+static struct queue_receive *th_request(uint64_t id, size_t n, const char *const *rcpts)
+{
+	struct queue_receive *req = xcalloc(1, sizeof *req);
+	struct queue_msg *m = &req->msg;
+
+	m->id = id;
+	m->arrival = 1795433400000;
+	m->sender = xstrdup("boss@city.test");
+	m->client_addr = xstrdup("192.0.2.7");
+	m->listener = xstrdup("mx");
+	m->nrcpts = n;
+	m->rcpts = xcalloc(n, sizeof *m->rcpts);
+	for (size_t i = 0; i < n; i++) {
+		char a[64];
+
+		snprintf(a, sizeof a, "r%zu@d.test", i);
+		m->rcpts[i].addr = xstrdup(rcpts != NULL ? rcpts[i] : a);
+		m->rcpts[i].next_attempt = m->arrival;
+	}
+	buf_init(&req->body);
+	buf_append_str(&req->body, "Subject: x\r\n\r\nhi\r\n");
+	m->size = req->body.len;
+	m->nchunks = 1;
+	return req;
+}
+
+START_TEST(test_audit_received_all_recipients)
+{
+	struct th_env e;
+	struct queue_txn *t;
+	struct queue_receive *req;
+	struct queue_receive_result res;
+	struct buf b;
+	const char *p;
+	size_t n = 0;
+
+	th_setup(&e);
+	buf_init(&b);
+	req = th_request(0x5F1A2B3C4D5E6ull, 300, NULL);
+	t = th_begin(&e, true);
+	ck_assert_int_eq(queue_receive_apply(t, req, &res), 0);
+	ck_assert_uint_eq(res.nrcpts, 300);
+	ck_assert_int_eq(queue_audit_walk(t, th_last_line_cb, &b), 0);
+	ck_assert_int_eq(queue_txn_commit(t), 0);
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&b), " event=received "));
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&b), " nrcpt=300 "));
+	for (p = buf_cstr(&b); (p = strstr(p, " to=r")) != NULL; p++) {
+		char want[32];
+
+		snprintf(want, sizeof want, " to=r%zu@d.test", n);
+		ck_assert_msg(strncmp(p, want, strlen(want)) == 0, "recipient %zu: %.40s", n, p);
+		n++;
+	}
+	ck_assert_uint_eq(n, 300);
+	/* The chain still verifies with the large record in it. */
+	t = th_begin(&e, false);
+	{
+		uint64_t count = 0, bad = 0;
+
+		ck_assert_int_eq(queue_audit_verify(t, &count, &bad), 0);
+		ck_assert_uint_eq(count, 1);
+	}
+	queue_txn_abort(t);
+	queue_receive_result_free(&res);
+	queue_receive_clear(req);
+	free(req);
+	buf_free(&b);
+	th_teardown(&e);
+}
+END_TEST
+
+START_TEST(test_alias_store_error)
+{
+	struct th_env e;
+	struct queue_txn *t;
+	struct queue_expansion *x;
+	struct queue_receive *req;
+	struct queue_receive_result res;
+	struct queue_msg *got = NULL;
+	struct queue_rcpt r = { .addr = "team@d.test" };
+	static const char key[] = "d.test\0team";
+	static const unsigned char junk[] = { 0xff, 0x00 };
+	const char *rcpts[] = { "ok@d.test", "team@d.test" };
+	size_t added = 7;
+
+	th_setup(&e);
+	t = th_begin(&e, true);
+	/* An undecodable mailbox record: the lookup fails with -EBADMSG. */
+	ck_assert_int_eq(tenancy__raw_put(t, TENANCY_DB_MAILBOXES, key, sizeof key - 1,
+	    junk, sizeof junk), 0);
+	ck_assert_int_eq(queue_txn_commit(t), 0);
+
+	t = th_begin(&e, false);
+	x = queue_expansion_new(0);
+	r.addr = "ok@d.test";
+	ck_assert_int_eq(queue_expansion_add(t, x, &r, &added), 0);
+	ck_assert_uint_eq(added, 1);
+	/* Before the fix: 0, and team@d.test queued as its own recipient. */
+	r.addr = "team@d.test";
+	ck_assert_int_eq(queue_expansion_add(t, x, &r, &added), -EBADMSG);
+	ck_assert_uint_eq(added, 0);
+	ck_assert_uint_eq(queue_expansion_count(x), 1);
+	queue_expansion_free(x);
+	queue_txn_abort(t);
+
+	/* The commit fails with the store's error (the session answers 451). */
+	req = th_request(0x5F1A2B3C4D5E7ull, 2, rcpts);
+	t = th_begin(&e, true);
+	ck_assert_int_eq(queue_receive_apply(t, req, &res), -EBADMSG);
+	queue_receive_result_free(&res);
+	queue_txn_abort(t);
+	t = th_begin(&e, false);
+	ck_assert_int_eq(queue_msg_get(t, 0x5F1A2B3C4D5E7ull, &got), -ENOENT);
+	queue_txn_abort(t);
+	queue_receive_clear(req);
+	free(req);
+	th_teardown(&e);
+}
+END_TEST
+
+/* ------------------------------------------------------------ config */
+
+/* Loads a config of the given extra lines; returns cfg_load's result. */
+static int th_cfg(const char *extra, struct config **out, struct buf *errors)
+{
+	char path[] = "/tmp/test-holes-cfg-XXXXXX";
+	int fd = mkstemp(path), rc;
+	FILE *f;
+
+	ck_assert_int_ge(fd, 0);
+	f = fdopen(fd, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "data_dir = /tmp\nhostname = relay.test\nlisten = mx 127.0.0.1:2525\n%s",
+	    extra);
+	fclose(f);
+	rc = cfg_load_flags(path, 0, out, errors);
+	unlink(path);
+	return rc;
+}
+
+START_TEST(test_config_keys)
+{
+	struct config *cfg = NULL;
+	struct buf err;
+
+	buf_init(&err);
+	ck_assert_int_eq(th_cfg("", &cfg, &err), 0);
+	ck_assert_ptr_null(cfg->postmaster_address);
+	ck_assert_uint_eq(cfg->max_inflight_memory, 268435456u);
+	ck_assert_ptr_null(cfg->tls_ca_file);
+	cfg_unref(cfg);
+
+	ck_assert_int_eq(th_cfg("postmaster_address = PM@City.Test\n"
+	    "max_inflight_memory = 1048576\n", &cfg, &err), 0);
+	ck_assert_str_eq(cfg->postmaster_address, "pm@city.test");
+	ck_assert_uint_eq(cfg->max_inflight_memory, 1048576u);
+	cfg_unref(cfg);
+
+	buf_reset(&err);
+	ck_assert_int_eq(th_cfg("postmaster_address = Postmaster\n", &cfg, &err), -EINVAL);
+	ck_assert_msg(strstr(buf_cstr(&err), ":4: postmaster_address:") != NULL, "%s",
+	    buf_cstr(&err));
+	buf_reset(&err);
+	ck_assert_int_eq(th_cfg("max_inflight_memory = 100\n", &cfg, &err), -EINVAL);
+	ck_assert_msg(strstr(buf_cstr(&err), ":4: max_inflight_memory") != NULL, "%s",
+	    buf_cstr(&err));
+	buf_reset(&err);
+	ck_assert_int_eq(th_cfg("tls_ca_file = /nonexistent/ca.pem\n", &cfg, &err), -EINVAL);
+	ck_assert_msg(strstr(buf_cstr(&err), ":4: tls_ca_file: cannot read") != NULL, "%s",
+	    buf_cstr(&err));
+	buf_free(&err);
+}
+END_TEST
+
 static Suite *holes_suite(void)
 {
 	Suite *s = suite_create("holes");
@@ -142,6 +377,9 @@ static Suite *holes_suite(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_log_field_injection);
+	tcase_add_test(tc, test_audit_received_all_recipients);
+	tcase_add_test(tc, test_alias_store_error);
+	tcase_add_test(tc, test_config_keys);
 	suite_add_tcase(s, tc);
 	return s;
 }
