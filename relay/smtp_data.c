@@ -166,6 +166,38 @@ static const char *smtp_protocol_name(const struct smtp_session *s)
 	return s->tls_active ? "ESMTPS" : "ESMTP";
 }
 
+/*
+ * A recipient the Received header may name: its local part is a dot-atom
+ * (RFC 5322 atext and single inner dots; UTF-8 as RFC 6532 allows, the
+ * parser having required SMTPUTF8 for it). A quoted local part may hold
+ * '>', ';' or spaces that would change what the trace line says, so it
+ * is never copied there.
+ */
+static bool smtp_rcpt_is_plain(const char *addr)
+{
+	static const char specials[] = "!#$%&'*+-/=?^_`{|}~";
+	const char *at = strrchr(addr, '@');
+	bool dot_ok = false;
+
+	if (at == NULL || at == addr)
+		return false;
+	for (const char *p = addr; p < at; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '.') {
+			if (!dot_ok)
+				return false;
+			dot_ok = false;
+			continue;
+		}
+		if (!(c >= 0x80 || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || (c != '\0' && strchr(specials, c) != NULL)))
+			return false;
+		dot_ok = true;
+	}
+	return dot_ok;
+}
+
 /* RFC 5321 section 4.4: the trace header we prepend to every message. */
 static void smtp_body_begin(struct smtp_session *s)
 {
@@ -182,8 +214,11 @@ static void smtp_body_begin(struct smtp_session *s)
 		    tlsio_cipher(s->tls));
 	buf_printf(&h, "\tby %s (govrelay) with %s id %s", smtp__hostname(s),
 	    smtp_protocol_name(s), tx->qid_text);
-	/* Naming the recipient only when there is one keeps Bcc private. */
-	if (tx->nrcpt == 1)
+	/*
+	 * Naming the recipient only when there is one keeps Bcc private, and
+	 * only a plain one: the header is no place for a quoted local part.
+	 */
+	if (tx->nrcpt == 1 && smtp_rcpt_is_plain(tx->rcpts[0].addr))
 		buf_printf(&h, "\r\n\tfor <%s>", tx->rcpts[0].addr);
 	buf_printf(&h, "; %s\r\n", date);
 	tx->body_started = true;

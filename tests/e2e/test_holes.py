@@ -8,6 +8,8 @@ e2e: the smaller holes of issue 9, against the running daemon.
 - The log-injection attempt: a recipient "x, status=sent"@ours.test is
   logged escaped, and every text log line of the message splits into
   the fields the daemon wrote (one status= on the delivery line).
+- Received: ... for <...> only for one recipient whose local part is a
+  dot-atom; a quoted local part or two recipients: no for clause.
 """
 import os
 import re
@@ -90,6 +92,33 @@ class PostmasterTest(RelayTestCase):
             if "to" in d:
                 self.assertEqual(d["to"], "<%s>" % rcpt)
                 self.assertTrue(d["status"].startswith("sent ("), l)
+
+
+class ReceivedForTest(RelayTestCase):
+    """Received: ... for <...> names a single plain recipient only."""
+
+    def our_received(self, rcpts, body):
+        c = self.raw()
+        r = c.send_message("rf@example.test", rcpts,
+                           b"Subject: rf\r\n\r\n" + body + b"\r\n")
+        self.assertReply(r, 250)
+        m = self.sink.find(body)
+        mine = [h for h in m.headers("Received") if b"(govrelay)" in h]
+        self.assertEqual(len(mine), 1, m.headers("Received"))
+        return mine[0]
+
+    def test_single_plain_recipient_named(self):
+        h = self.our_received(["plain.name+tag@ours.test"], b"plain one")
+        self.assertIn(b"for <plain.name+tag@ours.test>;", h)
+
+    def test_quoted_local_part_not_named(self):
+        h = self.our_received(['"x>; by evil"@ours.test'], b"quoted one")
+        self.assertNotIn(b" for ", h)
+        self.assertNotIn(b"evil", h)
+
+    def test_two_recipients_not_named(self):
+        h = self.our_received(["a@ours.test", "b@ours.test"], b"two of them")
+        self.assertNotIn(b" for ", h)
 
 
 class PostmasterDefaultTest(RelayTestCase):
