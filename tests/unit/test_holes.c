@@ -11,6 +11,10 @@
  *   returned, never taken for "not an alias"; the commit fails with it.
  * - the configuration keys postmaster_address, max_inflight_memory and
  *   tls_ca_file: defaults and FILE:LINE errors.
+ * - relay/tlsio.c: the verifying client context checks the chain and the
+ *   next hop's name (host names with wildcards as a whole left label only,
+ *   IP addresses against IP SANs, no name: refused); the opportunistic
+ *   one checks nothing. Certificates come from the openssl command.
  *
  * Stores live in fresh mkdtemp folders, removed at the end.
  * OWNERSHIP: none. THREADS: Check forks one process per test.
@@ -35,6 +39,7 @@
 #include "queue/receive.h"
 #include "queue/tenancy.h"
 #include "queue/tenancy_int.h"
+#include "relay/tlsio.h"
 
 /* ----------------------------------------------------------------- log */
 
@@ -370,6 +375,144 @@ START_TEST(test_config_keys)
 }
 END_TEST
 
+/* -------------------------------------------------------------- tlsio */
+
+struct th_end {
+	struct tlsio *t;
+	struct buf wire;   /* ciphertext sent, not yet delivered */
+	bool up;
+	int rc;
+};
+
+static void th_on_send(void *arg, const char *data, size_t len)
+{
+	buf_append(&((struct th_end *)arg)->wire, data, len);
+}
+
+static void th_on_plain(void *arg, const char *data, size_t len)
+{
+	(void)arg;
+	(void)data;
+	(void)len;
+}
+
+static void th_on_up(void *arg)
+{
+	((struct th_end *)arg)->up = true;
+}
+
+static const struct tlsio_callbacks th_cbs = { th_on_send, th_on_plain, th_on_up };
+
+static bool th_move(struct th_end *from, struct th_end *to)
+{
+	struct buf b = from->wire;
+	int rc;
+
+	if (b.len == 0)
+		return false;
+	buf_init(&from->wire);
+	if (to->rc == 0 && (rc = tlsio_feed(to->t, b.data, b.len)) != 0)
+		to->rc = rc;
+	buf_free(&b);
+	return true;
+}
+
+/* A handshake with client context cctx and peer name; true when it completed. */
+static bool th_handshake(struct tlsio_ctx *sctx, struct tlsio_ctx *cctx, const char *name,
+    char *why, size_t whylen)
+{
+	struct th_end s = { 0 }, c = { 0 };
+	int rounds = 0;
+	bool ok;
+
+	buf_init(&s.wire);
+	buf_init(&c.wire);
+	s.t = tlsio_new(sctx, true, NULL, &th_cbs, &s);
+	c.t = tlsio_new(cctx, false, name, &th_cbs, &c);
+	while ((th_move(&c, &s) | th_move(&s, &c)) && rounds++ < 1000)
+		;
+	ok = c.up && c.rc == 0;
+	snprintf(why, whylen, "%s", tlsio_error(c.t));
+	tlsio_free(s.t);
+	tlsio_free(c.t);
+	buf_free(&s.wire);
+	buf_free(&c.wire);
+	return ok;
+}
+
+static void th_sh(const char *dir, const char *cmd)
+{
+	char line[1024];
+
+	snprintf(line, sizeof line, "cd %s && { %s; } >/dev/null 2>&1", dir, cmd);
+	ck_assert_msg(system(line) == 0, "%s", cmd);
+}
+
+START_TEST(test_tls_verify_names)
+{
+	static const struct {
+		const char *name;
+		bool ok;
+		const char *why;   /* substring of the error when refused */
+	} cases[] = {
+		{ "mx.good.test", true, NULL },
+		{ "MX.Good.Test", true, NULL },
+		{ "a.wild.test", true, NULL },
+		{ "b.a.wild.test", false, "mismatch" },
+		{ "other.test", false, "mismatch" },
+		{ "127.0.0.1", true, NULL },
+		{ "127.0.0.2", false, "IP address mismatch" },
+		{ "::1", false, "IP address mismatch" },
+		{ NULL, false, "mismatch" },
+	};
+	char dir[] = "/tmp/test-holes-tls-XXXXXX", path[128], key[128], ca[128], why[256];
+	struct tlsio_ctx *sctx, *cctx, *sys;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	th_sh(dir, "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+	    "-days 2 -subj /CN=ca -keyout ca.key -out ca.pem "
+	    "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign");
+	th_sh(dir, "printf 'subjectAltName=DNS:mx.good.test,DNS:*.wild.test,IP:127.0.0.1\\n"
+	    "basicConstraints=CA:FALSE\\n' > leaf.ext && "
+	    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=leaf "
+	    "-keyout leaf.key -out leaf.csr && openssl x509 -req -in leaf.csr -CA ca.pem "
+	    "-CAkey ca.key -CAcreateserial -days 2 -extfile leaf.ext -out leaf.pem");
+	snprintf(path, sizeof path, "%s/leaf.pem", dir);
+	snprintf(key, sizeof key, "%s/leaf.key", dir);
+	snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+	ck_assert_int_eq(tlsio_ctx_new_server(path, key, &sctx, why, sizeof why), 0);
+	ck_assert_msg(tlsio_ctx_new_client_ca(ca, &cctx, why, sizeof why) == 0, "%s", why);
+	ck_assert_ptr_nonnull(tlsio_ctx_verifying(cctx));
+	ck_assert_ptr_null(tlsio_ctx_verifying(sctx));
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		bool ok = th_handshake(sctx, tlsio_ctx_verifying(cctx), cases[i].name, why,
+		    sizeof why);
+
+		ck_assert_msg(ok == cases[i].ok, "%s: %s", cases[i].name ? cases[i].name : "NULL",
+		    why);
+		if (!ok)
+			ck_assert_msg(strstr(why, "did not verify") != NULL &&
+			    strstr(why, cases[i].why) != NULL, "%s: %s", cases[i].name, why);
+	}
+	/* Opportunistic: any name, no verification. */
+	ck_assert(th_handshake(sctx, cctx, "other.test", why, sizeof why));
+	/* The system store does not know our test CA. */
+	ck_assert_msg(tlsio_ctx_new_client(&sys, why, sizeof why) == 0, "%s", why);
+	ck_assert(!th_handshake(sctx, tlsio_ctx_verifying(sys), "mx.good.test", why, sizeof why));
+	ck_assert_msg(strstr(why, "unable to get local issuer certificate") != NULL, "%s", why);
+	/* A CA file that cannot load is an error naming it. */
+	tlsio_ctx_free(sys);
+	ck_assert_int_eq(tlsio_ctx_new_client_ca("/nonexistent/ca.pem", &sys, why, sizeof why),
+	    -EINVAL);
+	ck_assert_ptr_null(sys);
+	ck_assert_msg(strstr(why, "/nonexistent/ca.pem") != NULL, "%s", why);
+	tlsio_ctx_free(cctx);
+	tlsio_ctx_free(sctx);
+	th_sh(dir, "rm -f ca.key ca.pem ca.srl leaf.ext leaf.key leaf.csr leaf.pem");
+	rmdir(dir);
+}
+END_TEST
+
 static Suite *holes_suite(void)
 {
 	Suite *s = suite_create("holes");
@@ -380,6 +523,7 @@ static Suite *holes_suite(void)
 	tcase_add_test(tc, test_audit_received_all_recipients);
 	tcase_add_test(tc, test_alias_store_error);
 	tcase_add_test(tc, test_config_keys);
+	tcase_add_test(tc, test_tls_verify_names);
 	suite_add_tcase(s, tc);
 	return s;
 }
