@@ -10,6 +10,10 @@ e2e: the smaller holes of issue 9, against the running daemon.
   the fields the daemon wrote (one status= on the delivery line).
 - Received: ... for <...> only for one recipient whose local part is a
   dot-atom; a quoted local part or two recipients: no for clause.
+- max_inflight_memory: with the budget held by sessions in DATA, a new
+  DATA (and a message's first BDAT) gets 452 4.3.1, and is taken again
+  once they finish; six concurrent 3 MB messages through a 1 MiB budget
+  all complete (backpressure, no deadlock).
 """
 import os
 import re
@@ -119,6 +123,115 @@ class ReceivedForTest(RelayTestCase):
     def test_two_recipients_not_named(self):
         h = self.our_received(["a@ours.test", "b@ours.test"], b"two of them")
         self.assertNotIn(b" for ", h)
+
+
+class InflightMemoryTest(RelayTestCase):
+    """max_inflight_memory = 1 MiB: message data held by all sessions."""
+    relay_options = {"max_inflight_memory": "1048576"}
+
+    def hold(self, n_bytes):
+        """A session in DATA that has sent n_bytes of body and waits."""
+        c = self.raw()
+        c.ehlo()
+        c.expect("MAIL FROM:<hold@example.test>", 250)
+        c.expect("RCPT TO:<hold@ours.test>", 250)
+        c.expect("DATA", 354)
+        line = b"x" * 998 + b"\r\n"
+        c.send(b"Subject: held\r\n\r\n" + line * (n_bytes // len(line)))
+        return c
+
+    def probe_data(self):
+        """A new transaction's DATA: its reply code (a 354 is completed)."""
+        c = self.raw()
+        c.ehlo()
+        c.expect("MAIL FROM:<probe@example.test>", 250)
+        c.expect("RCPT TO:<probe@ours.test>", 250)
+        r = c.cmd("DATA")
+        if r.code == 354:
+            self.assertReply(c.cmd(b"Subject: probe\r\n\r\nprobe\r\n."), 250)
+        c.cmd("QUIT")
+        return r
+
+    def test_data_refused_452_while_budget_spent(self):
+        # Four sessions hold just under one chunk each (not yet handed to
+        # the writer): about 1,000,000 of the 1,048,576 bytes.
+        holders = [self.hold(250000) for _ in range(4)]
+        got = {}
+
+        def refused():
+            r = self.probe_data()
+            got["r"] = r
+            return r.code == 452
+        harness.wait_for(refused, timeout=15, what="DATA refused with 452")
+        self.assertTrue(got["r"].last.startswith("452 4.3.1"), got["r"].lines)
+        # BDAT, a message's first chunk: 452 too, its octets read, and the
+        # session goes on.
+        c = self.raw()
+        c.ehlo()
+        c.expect("MAIL FROM:<bdat@example.test>", 250)
+        c.expect("RCPT TO:<bdat@ours.test>", 250)
+        c.send(b"BDAT 10 LAST\r\n0123456789")
+        self.assertReply(c.reply(), 452, "452 4.3.1")
+        c.expect("NOOP", 250)
+        c.expect("RSET", 250)
+        self.relay.wait_log(r"event=inflight_memory_full")
+        # The holders finish: their messages are queued, memory drains and
+        # DATA is taken again.
+        for h in holders:
+            self.assertReply(h.cmd(b"\r\n."), 250, what="holder")
+        harness.wait_for(lambda: self.probe_data().code == 354, timeout=15,
+                         what="DATA taken again")
+
+    def test_concurrent_large_messages_complete(self):
+        # Six 3 MB messages at once through a 1 MiB budget: a DATA that
+        # finds the budget spent gets 452 and is retried, as an MTA would;
+        # the others stream under backpressure; never a deadlock, every
+        # message queued and delivered.
+        import threading
+        import time
+        results = {}
+        refusals = []
+
+        def send(i):
+            try:
+                c = harness.RawSMTP(self.relay.port, timeout=60)
+                try:
+                    body = (b"line %d " % i + b"y" * 990 + b"\r\n") * 3000
+                    c.ehlo()
+                    deadline = time.monotonic() + 60
+                    while True:
+                        c.expect("MAIL FROM:<big%d@example.test>" % i, 250)
+                        c.expect("RCPT TO:<big%d@ours.test>" % i, 250)
+                        r = c.cmd("DATA")
+                        if r.code == 354:
+                            break
+                        if r.code != 452 or time.monotonic() > deadline:
+                            raise AssertionError("DATA: %r" % r.lines)
+                        refusals.append(r.last)
+                        c.expect("RSET", 250)
+                        time.sleep(0.05)  # a retry's pause, not a wait for a condition
+                    results[i] = c.cmd(harness.dot_stuff(b"Subject: big %d\r\n\r\n" % i +
+                                                         body) + b".")
+                finally:
+                    c.close()
+            except Exception as e:  # reported below
+                results[i] = e
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        for i in range(6):
+            r = results.get(i)
+            self.assertIsInstance(r, harness.Reply, "message %d: %r" % (i, r))
+            self.assertReply(r, 250, what="message %d" % i)
+        for i in range(6):
+            self.sink.find(b"Subject: big %d" % i, timeout=60)
+        for r in refusals:
+            self.assertTrue(r.startswith("452 4.3.1"), r)
+        sys.stderr.write("concurrent large messages: %d DATA refusals (452) retried\n"
+                         % len(refusals))
 
 
 class PostmasterDefaultTest(RelayTestCase):
