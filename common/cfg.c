@@ -996,27 +996,17 @@ static void cfg_check_listeners(struct cfg_ctx *ctx)
 	}
 }
 
-/*
- * postmaster_address must be a routable address (a local part and a
- * domain): mail to <Postmaster> is rewritten to it at RCPT. Stored in its
- * canonical form.
- */
-static void cfg_check_postmaster(struct cfg_ctx *ctx)
+/* postmaster_address (where <Postmaster> is rewritten to): an address, kept canonical. */
+static void cfg_check_postmaster(struct cfg_ctx *ctx, char **v)
 {
 	char canon[ADDR_MAX + 1];
 	const char *why = NULL;
-	char **field = &ctx->cfg->postmaster_address;
 
-	if (*field == NULL)
-		return;
-	if (addr_canon(*field, canon, sizeof canon, &why) < 0) {
-		cfg_err(ctx, ctx->line[CFG_I_postmaster_address],
-			"postmaster_address: '%.*s' is not an address (%s)", CFG_QUOTE_MAX,
-			*field, why != NULL ? why : "bad syntax");
-		return;
-	}
-	free(*field);
-	*field = xstrdup(canon);
+	if (addr_canon(*v, canon, sizeof canon, &why) < 0)
+		cfg_err(ctx, ctx->line[CFG_I_postmaster_address], "postmaster_address: '%.*s' "
+			"is not an address (%s)", CFG_QUOTE_MAX, *v, why ? why : "bad syntax");
+	free(*v);
+	*v = xstrdup(canon); /* "" after an error: the load fails anyway */
 }
 
 /* Checks that involve more than one key, after every value is parsed. */
@@ -1067,7 +1057,8 @@ static void cfg_check(struct cfg_ctx *ctx)
 		cfg_check_readable(ctx, CFG_I_tls_key_file);
 		cfg_check_readable(ctx, CFG_I_tls_ca_file);
 	}
-	cfg_check_postmaster(ctx);
+	if (cfg->postmaster_address != NULL)
+		cfg_check_postmaster(ctx, &cfg->postmaster_address);
 
 	if (cfg->minimal_backoff_time > cfg->maximal_backoff_time) {
 		char lo[32], hi[32];

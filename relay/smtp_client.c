@@ -830,13 +830,10 @@ static void smtpc_on_starttls_reply(struct smtpc *c)
 	 * be read as a TLS-protected reply. conn_start_tls drops it.
 	 */
 	smtpc_set_state(c, SMTPC_ST_TLS);
-	if (c->rq.require_tls)
-		/* Required TLS authenticates the next hop by name (or IP address). */
-		discarded = conn_start_tls(c->conn, tlsio_ctx_verifying(c->rq.tls), false,
-		    c->rq.tls_name != NULL ? c->rq.tls_name : c->rq.host);
-	else
-		/* Opportunistic, numeric next hop: no SNI (RFC 6066 3 forbids literals). */
-		discarded = conn_start_tls(c->conn, c->rq.tls, false, NULL);
+	/* Required TLS verifies the next hop's name; opportunistic: no SNI, no check. */
+	discarded = c->rq.require_tls ? conn_start_tls(c->conn, tlsio_ctx_verifying(c->rq.tls),
+	    false, c->rq.tls_name != NULL ? c->rq.tls_name : c->rq.host) :
+	    conn_start_tls(c->conn, c->rq.tls, false, NULL);
 	c->tls = conn_tls(c->conn);
 	if (discarded > 0)
 		log_warn(c->rq.id, "discarding %zu bytes of cleartext after "
