@@ -39,6 +39,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/addr.h"
 #include "common/buf.h"
 #include "common/cfg.h"
 #include "common/util.h"
@@ -995,6 +996,19 @@ static void cfg_check_listeners(struct cfg_ctx *ctx)
 	}
 }
 
+/* postmaster_address (where <Postmaster> is rewritten to): an address, kept canonical. */
+static void cfg_check_postmaster(struct cfg_ctx *ctx, char **v)
+{
+	char canon[ADDR_MAX + 1];
+	const char *why = NULL;
+
+	if (addr_canon(*v, canon, sizeof canon, &why) < 0)
+		cfg_err(ctx, ctx->line[CFG_I_postmaster_address], "postmaster_address: '%.*s' "
+			"is not an address (%s)", CFG_QUOTE_MAX, *v, why ? why : "bad syntax");
+	free(*v);
+	*v = xstrdup(canon); /* "" after an error: the load fails anyway */
+}
+
 /* Checks that involve more than one key, after every value is parsed. */
 static void cfg_check(struct cfg_ctx *ctx)
 {
@@ -1041,7 +1055,10 @@ static void cfg_check(struct cfg_ctx *ctx)
 	if (!(ctx->flags & CFG_LOAD_NO_FILE_CHECKS)) {
 		cfg_check_readable(ctx, CFG_I_tls_cert_file);
 		cfg_check_readable(ctx, CFG_I_tls_key_file);
+		cfg_check_readable(ctx, CFG_I_tls_ca_file);
 	}
+	if (cfg->postmaster_address != NULL)
+		cfg_check_postmaster(ctx, &cfg->postmaster_address);
 
 	if (cfg->minimal_backoff_time > cfg->maximal_backoff_time) {
 		char lo[32], hi[32];

@@ -90,6 +90,12 @@
 	X(maildir_root, PATH, "", 0, 0, 1, \
 	  "Folder beneath which maildir: routes must lie: checked when a delegated postmaster adds one, and at every delivery (no symbolic link followed below it); unset: delegated postmasters may not name maildir routes.") \
 	X(lmtp_socket_dir, PATH, "", 0, 0, 1, \
-	  "Folder in which the sockets of lmtp:unix: routes named by delegated postmasters must lie; unset: delegated postmasters may not name such routes.")
+	  "Folder in which the sockets of lmtp:unix: routes named by delegated postmasters must lie; unset: delegated postmasters may not name such routes.") \
+	X(postmaster_address, STRING, "", 0, 0, 1, \
+	  "Where mail to <Postmaster> (no domain) goes; default: postmaster@ the first domain, in name order, of a root tenant (or of no tenant).") \
+	X(max_inflight_memory, SIZE, "268435456", 65536, 1099511627776ULL, 1, \
+	  "Most message data all sessions together may hold in memory before it is queued; a DATA or BDAT that would exceed it is answered 452 4.3.1.") \
+	X(tls_ca_file, PATH, "", 0, 0, 0, \
+	  "PEM CA certificates that verify next hops when TLS is required outbound; default: the system CA store. Read at startup only.")
 
 #endif

@@ -87,6 +87,27 @@ static void log_escape_text(struct buf *b, const char *s)
 	}
 }
 
+/*
+ * Text field values: on top of log_escape_text, ',' and '=' become \x2c
+ * and \x3d, so a line always splits into fields at ", " and each field
+ * into key and value at its first '='. A peer's address such as
+ * <"x, status=sent"@d> therefore stays one value and cannot plant a
+ * field. Spaces stay: values like "sent (250 2.0.0 Ok)" need them, and a
+ * space alone separates nothing. Reading a value back is replacing each
+ * \xNN by its byte.
+ */
+static void log_escape_value(struct buf *b, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 0x20 || c == 0x7f || c == '\\' || c == ',' || c == '=')
+			buf_printf(b, "\\x%02x", c);
+		else
+			buf_append_char(b, (char)c);
+	}
+}
+
 static void log_escape_json(struct buf *b, const char *s)
 {
 	buf_append_char(b, '"');
@@ -219,7 +240,7 @@ void log_event(enum log_level level, const char *id, ...)
 			if (!first)
 				buf_append_str(&b, ", ");
 			buf_printf(&b, "%s=", key);
-			log_escape_text(&b, val);
+			log_escape_value(&b, val);
 		}
 		first = false;
 	}

@@ -4,7 +4,9 @@
  * log: the operational log (not the audit trail, which lives in queue/).
  * One line per event. Text: "ID: key=value, key=value" (Postfix-like);
  * JSON: one object per line with the same keys. Values are escaped so no
- * peer-supplied byte can forge a line break or a key.
+ * peer-supplied byte can forge a line break or a key: in text, ',', '=',
+ * '\\' and control bytes inside a value are written \xNN, so a line
+ * splits at ", " and a field at its first '='.
  */
 #include <stdarg.h>
 #include <stdbool.h>

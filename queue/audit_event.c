@@ -72,12 +72,22 @@ static int queue_audit_emit(struct queue_txn *txn, int64_t time_ms, const char *
 	    fs->f, fs->n);
 }
 
+/* Room for received's fields before its recipients (9 today, and spare). */
+#define QUEUE_AUDIT_RECEIVED_HEAD 16
+
 int queue_audit_received(struct queue_txn *txn, const struct queue_msg *msg,
     const char *tenants)
 {
-	struct queue_audit_field f[QUEUE_AUDIT_RECEIVED_FIELDS_MAX];
-	struct queue_audit_fields fs = { f, 0, QUEUE_AUDIT_RECEIVED_FIELDS_MAX };
+	/*
+	 * Every final recipient is in the record: an audit trail that drops
+	 * some cannot answer "who got this message?". The count is bounded
+	 * upstream (the expansion bound), so the record is too.
+	 */
+	struct queue_audit_fields fs = {
+		xcalloc(QUEUE_AUDIT_RECEIVED_HEAD + msg->nrcpts, sizeof *fs.f), 0,
+		QUEUE_AUDIT_RECEIVED_HEAD + msg->nrcpts };
 	char qid[QUEUE_ID_TEXT_LEN + 1], size[24], nrcpt[24];
+	int rc;
 
 	queue_id_format(msg->id, qid);
 	snprintf(size, sizeof size, "%" PRIu64, msg->size);
@@ -91,10 +101,11 @@ int queue_audit_received(struct queue_txn *txn, const struct queue_msg *msg,
 	queue_audit_put(&fs, "user", msg->auth_user);
 	queue_audit_put(&fs, "tenant", tenants);
 	queue_audit_put(&fs, "tls", msg->tls);
-	/* The count is in nrcpt; the list is cut so one record stays small. */
 	for (size_t i = 0; i < msg->nrcpts; i++)
 		queue_audit_put(&fs, "to", msg->rcpts[i].addr);
-	return queue_audit_emit(txn, msg->arrival, qid, QUEUE_AUDIT_RECEIVED, &fs);
+	rc = queue_audit_emit(txn, msg->arrival, qid, QUEUE_AUDIT_RECEIVED, &fs);
+	free(fs.f);
+	return rc;
 }
 
 int queue_audit_received_report(struct queue_txn *txn, int64_t time_ms,

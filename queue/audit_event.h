@@ -35,13 +35,12 @@ const char *queue_audit_event_name(enum queue_audit_event ev);
 
 /*
  * received, for mail from a client: from, size, nrcpt, client, helo,
- * listener, user, tenant, tls, then one "to" per final recipient (up to
- * QUEUE_AUDIT_RECEIVED_FIELDS_MAX fields in all). helo, user, tenant and
+ * listener, user, tenant, tls, then one "to" per final recipient (all of
+ * them, however many: the expansion bound limits them). helo, user, tenant and
  * tls are left out when NULL. The qid, the time (arrival), size and
  * nrcpt come from msg, which holds the final (expanded) recipients.
  * tenants: "a,b", the agencies the message concerns; NULL for none.
  */
-#define QUEUE_AUDIT_RECEIVED_FIELDS_MAX 110
 int queue_audit_received(struct queue_txn *txn, const struct queue_msg *msg,
     const char *tenants);
 

@@ -159,20 +159,27 @@ static struct queue_rcpt queue_expansion_entry(const struct queue_rcpt *r, const
 	return e;
 }
 
-/* Targets of r when it is an alias (*nt > 0), else none. */
-static void queue_expansion_targets(struct queue_txn *txn, const char *addr,
+/*
+ * Targets of r when it is an alias (*nt > 0), else none. An address the
+ * table cannot hold is no alias; a store error is returned, never taken
+ * for "not an alias": that would deliver to the alias's own address
+ * instead of its members, a silent misdelivery (issue 9).
+ */
+static int queue_expansion_targets(struct queue_txn *txn, const char *addr,
     char ***targets, size_t *nt)
 {
 	char canon[ADDR_MAX + 1];
 	const char *why = NULL;
+	int rc;
 
 	*targets = NULL;
 	*nt = 0;
-	if (addr_canon(addr, canon, sizeof canon, &why) < 0 ||
-	    queue_alias_expand(txn, canon, targets, nt) < 0) {
+	if (addr_canon(addr, canon, sizeof canon, &why) < 0)
+		return 0;
+	if ((rc = queue_alias_expand(txn, canon, targets, nt)) < 0) {
 		*targets = NULL;
 		*nt = 0;
-		return;
+		return rc;
 	}
 	/* A plain mailbox expands to itself: it is not an alias. */
 	if (*nt == 1 && strcmp((*targets)[0], canon) == 0) {
@@ -180,6 +187,7 @@ static void queue_expansion_targets(struct queue_txn *txn, const char *addr,
 		*targets = NULL;
 		*nt = 0;
 	}
+	return 0;
 }
 
 int queue_expansion_add(struct queue_txn *txn, struct queue_expansion *x,
@@ -191,7 +199,8 @@ int queue_expansion_add(struct queue_txn *txn, struct queue_expansion *x,
 
 	if (added != NULL)
 		*added = 0;
-	queue_expansion_targets(txn, r->addr, &targets, &nt);
+	if ((rc = queue_expansion_targets(txn, r->addr, &targets, &nt)) < 0)
+		return rc;
 	if (nt == 0) {
 		struct queue_rcpt e;
 

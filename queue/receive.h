@@ -49,8 +49,10 @@ size_t queue_expansion_count(const struct queue_expansion *x);
  * -E2BIG when they would take the set over its bound; the set is then
  * unchanged (duplicates among an alias's targets that differ only in case
  * are counted twice by that check, which errs on the safe side).
- * txn: any transaction (a read one on the loop thread is fine). A lookup
- * that fails makes addr its own final recipient, as at delivery.
+ * txn: any transaction (a read one on the loop thread is fine). An
+ * address the mailbox table cannot hold is its own final recipient; a
+ * store error during the lookup is returned (the set is then unchanged),
+ * never taken for "not an alias": callers answer it 451 4.3.0.
  */
 int queue_expansion_add(struct queue_txn *txn, struct queue_expansion *x,
     const struct queue_rcpt *r, size_t *added);

@@ -281,6 +281,8 @@ static void dlv_try_next_addr(struct dlv_job *j, struct dlv_group *g)
 			inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr,
 			    g->addr_text, sizeof(g->addr_text));
 		g->req.host = g->addr_text;
+		/* Required TLS verifies the certificate against this host's name. */
+		g->req.tls_name = g->hosts[g->host_next - 1];
 		g->req.port = r->hop == DLV_HOP_MX ? (uint16_t)j->cfg->smtp_port : r->port;
 		g->tries++;
 		for (i = 0; i < g->n; i++) {

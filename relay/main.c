@@ -321,7 +321,7 @@ int main(int argc, char **argv)
 	rc = queue_writer_start(d.loop, d.store, &d.writer);
 	if (rc < 0)
 		fatal(EX_OSERR, "cannot start the queue writer: %s", strerror(-rc));
-	if (tlsio_ctx_new_client(&d.client_tls, err, sizeof err) < 0)
+	if (tlsio_ctx_new_client_ca(d.cfg->tls_ca_file, &d.client_tls, err, sizeof err) < 0)
 		fatal(EX_SOFTWARE, "outbound TLS: %s", err);
 
 	if (policy_new(d.loop, d.cfg, d.store, &d.policy, err, sizeof err) < 0)

@@ -656,9 +656,10 @@ static void smtpc_tls_ready(struct smtpc *c)
 {
 	snprintf(c->res.tls, sizeof(c->res.tls), "%s %s", tlsio_version(c->tls),
 	    tlsio_cipher(c->tls));
-	/* Opportunistic: the peer's certificate is not verified (see tlsio.c). */
-	log_info(c->rq.id, "Untrusted TLS connection established to %s: %s with cipher %s",
-	    c->res.relay, tlsio_version(c->tls), tlsio_cipher(c->tls));
+	/* Opportunistic: the certificate is not verified; required: it was. */
+	log_info(c->rq.id, "%s TLS connection established to %s: %s with cipher %s",
+	    c->rq.require_tls ? "Verified" : "Untrusted", c->res.relay,
+	    tlsio_version(c->tls), tlsio_cipher(c->tls));
 	/* RFC 3207 4.2: forget everything learned before; EHLO again. */
 	smtpc__ext_reset(c);
 	smtpc_hello(c);
@@ -818,8 +819,10 @@ static void smtpc_on_starttls_reply(struct smtpc *c)
 	 * be read as a TLS-protected reply. conn_start_tls drops it.
 	 */
 	smtpc_set_state(c, SMTPC_ST_TLS);
-	/* Numeric next hop: no SNI (RFC 6066 3 forbids literals). */
-	discarded = conn_start_tls(c->conn, c->rq.tls, false, NULL);
+	/* Required TLS verifies the next hop's name; opportunistic: no SNI, no check. */
+	discarded = c->rq.require_tls ? conn_start_tls(c->conn, tlsio_ctx_verifying(c->rq.tls),
+	    false, c->rq.tls_name != NULL ? c->rq.tls_name : c->rq.host) :
+	    conn_start_tls(c->conn, c->rq.tls, false, NULL);
 	c->tls = conn_tls(c->conn);
 	if (discarded > 0)
 		log_warn(c->rq.id, "discarding %zu bytes of cleartext after "

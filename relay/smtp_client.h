@@ -65,7 +65,7 @@ struct smtpc_request;
  * means idle; an idle session ends by itself (QUIT after idle_ms, or the
  * server closing), and then done runs as usual. Only id, store, msg, rcpts and nrcpts are taken
  * from the returned request (its connection fields are ignored: host,
- * port, unix_path, lmtp, helo_name, tls, require_tls, next and next_arg
+ * port, unix_path, lmtp, helo_name, tls, require_tls, tls_name, next and next_arg
  * stay those given to smtpc_start); the request struct itself is copied
  * before next returns, what it points to is borrowed as for smtpc_start.
  * msg must be non-NULL and nrcpts > 0 (else: panic, a caller bug). When
@@ -97,7 +97,18 @@ struct smtpc_request {
 	bool lmtp;
 	const char *helo_name;    /* our EHLO/HELO/LHLO name */
 	struct tlsio_ctx *tls;    /* client context, or NULL: never STARTTLS */
-	bool require_tls;         /* no STARTTLS (or no context): temporary failure */
+	/*
+	 * No STARTTLS (or no context): temporary failure. And the server's
+	 * certificate is verified (tlsio_ctx_verifying) against tls_name:
+	 * failing that is a 4.7.5 temporary failure.
+	 */
+	bool require_tls;
+	/*
+	 * The next hop's name for that check: the MX host name, or the host
+	 * of an smtp:/lmtp: route; NULL: host (the IP address connected to,
+	 * matched against the certificate's IP addresses). Borrowed as host.
+	 */
+	const char *tls_name;
 	struct queue_store *store;
 	/*
 	 * The message as loaded: sender, envid, ret, body_type, smtputf8,

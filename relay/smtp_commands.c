@@ -10,24 +10,28 @@
  * role) before a handler runs; the handler parses its argument, runs the
  * policy stage (MAIL, RCPT) and proceeds from the verdict's callback.
  * RCPT also bounds the message's final recipients, aliases expanded,
- * when the recipient is accepted (smtp_rcpt_bound), not at the commit.
+ * when the recipient is accepted (smtp_rcpt_bound), not at the commit,
+ * and rewrites <Postmaster> to the postmaster's address before policy
+ * (smtp_rcpt_postmaster).
  *
  * OWNERSHIP: MAIL begins s->tx, RCPT adds to it; the pending RCPT's path
  * and the policy request live in the session, so they outlive an
  * asynchronous policy run, which holds a session reference.
  * THREADS: loop thread only (the alias bound's read transaction included).
  * ERRORS: a bad argument is a 5xx reply counted toward max_bad_commands;
- * a store error while bounding RCPT counts nothing (the commit bounds
- * again).
+ * a store error while expanding a RCPT's aliases is 451 4.3.0.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <string.h>
 
+#include "common/addr.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "queue/receive.h"
+#include "queue/tenancy.h"
 #include "relay/smtp_parse.h"
 #include "relay/smtp_session_int.h"
 
@@ -150,7 +154,8 @@ void smtp__cmd_mail(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
  *   so the refusal is permanent. 550 5.5.3, not 552: section
  *   4.5.3.1.10 tells clients to treat a 552 "too many recipients" as
  *   452 and retry, which is the retry for ever this avoids.
- * A store error counts nothing here; the commit expands again anyway.
+ * A store error is 451 4.3.0: an alias that could not be read is never
+ * taken for "not an alias" (that would queue the alias's own address).
  */
 static bool smtp_rcpt_bound(struct smtp_session *s)
 {
@@ -164,8 +169,8 @@ static bool smtp_rcpt_bound(struct smtp_session *s)
 
 	if (s->tx.expansion == NULL)
 		s->tx.expansion = queue_expansion_new(smtp__expanded_max(s));
-	if (queue_txn_begin(s->srv->store, false, &txn) < 0)
-		return true;
+	if ((rc = queue_txn_begin(s->srv->store, false, &txn)) < 0)
+		goto store_error;
 	rc = queue_expansion_add(txn, s->tx.expansion, &r, NULL);
 	if (rc == -E2BIG) {
 		alone = queue_expansion_new(smtp__expanded_max(s));
@@ -180,9 +185,18 @@ static bool smtp_rcpt_bound(struct smtp_session *s)
 		rc = -E2BIG;
 	}
 	queue_txn_abort(txn);
-	if (rc != -E2BIG)
+	if (rc >= 0)
 		return true;
-	v.rule = "alias_limit";
+	if (rc == -E2BIG) {
+		v.rule = "alias_limit";
+		smtp__policy_refused(s, "rcpt", &v, s->pending_path.addr);
+		return false;
+	}
+store_error:
+	log_err(s->tx.qid_text, "alias lookup failed: %s", queue_strerror(rc));
+	policy_verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.3.0",
+	    "<%s>: Temporary lookup failure, try again later", s->pending_path.addr);
+	v.rule = "alias_lookup";
 	smtp__policy_refused(s, "rcpt", &v, s->pending_path.addr);
 	return false;
 }
@@ -214,6 +228,104 @@ static void smtp_rcpt_policy_done(void *arg, const struct verdict *v)
 	smtp__unref(s);
 }
 
+/* ------------------------------------------------------- <Postmaster> */
+
+struct smtp_pm_walk {
+	struct queue_txn *txn;
+	char *out;
+	size_t cap;
+	bool found;
+};
+
+/* A domain of a root tenant (or of none) ends the walk with its postmaster. */
+static int smtp_pm_walk_cb(void *arg, const struct queue_domain *d)
+{
+	struct smtp_pm_walk *w = arg;
+	struct queue_tenant *t = NULL;
+	bool root = d->tenant == NULL;
+	int rc;
+
+	if (!root) {
+		rc = queue_tenant_get(w->txn, d->tenant, &t);
+		if (rc == -ENOENT)
+			return 0;
+		if (rc < 0)
+			return rc;
+		root = t->parent == NULL;
+		queue_tenant_free(t);
+	}
+	if (!root)
+		return 0;
+	w->found = snprintf(w->out, w->cap, "postmaster@%s", d->name) < (int)w->cap;
+	return w->found ? 1 : 0;
+}
+
+/*
+ * Where <Postmaster> goes: postmaster_address, else postmaster@ the first
+ * domain (in the domain table's name order) of a root tenant or of no
+ * tenant, looked up now so a domain added while running counts. 0,
+ * -ENOENT when there is no such domain, or a store error.
+ */
+static int smtp_postmaster_address(struct smtp_session *s, char *out, size_t cap)
+{
+	struct smtp_pm_walk w = { NULL, out, cap, false };
+	int rc;
+
+	if (s->cfg->postmaster_address != NULL) {
+		str_copy(out, s->cfg->postmaster_address, cap);
+		return 0;
+	}
+	if ((rc = queue_txn_begin(s->srv->store, false, &w.txn)) < 0)
+		return rc;
+	rc = queue_domain_walk(w.txn, smtp_pm_walk_cb, &w);
+	queue_txn_abort(w.txn);
+	if (rc < 0)
+		return rc;
+	return w.found ? 0 : -ENOENT;
+}
+
+/*
+ * RFC 5321 section 4.5.1: <Postmaster>, without a domain and in any case,
+ * is accepted from anyone. With no domain it has no route, so it becomes
+ * the postmaster's real address here, before any policy stage, and from
+ * then on is checked, queued, audited and delivered like any recipient;
+ * its ORCPT keeps what the client wrote unless the client sent its own.
+ * false after a 451 reply when there is nowhere to send it (yet).
+ */
+static bool smtp_rcpt_postmaster(struct smtp_session *s)
+{
+	struct smtp_path *p = &s->pending_path;
+	char addr[ADDR_MAX + 1];
+	const char *at;
+	int rc;
+
+	rc = smtp_postmaster_address(s, addr, sizeof addr);
+	at = rc == 0 ? strrchr(addr, '@') : NULL;
+	if (at == NULL || (size_t)(at - addr) >= sizeof p->local ||
+	    strlen(at + 1) >= sizeof p->domain || strlen(addr) >= sizeof p->addr) {
+		log_event(LOG_LVL_WARN, s->id, "event", "postmaster_unroutable", "error",
+		    rc == -ENOENT ? "no domain of a root tenant; set postmaster_address" :
+		    queue_strerror(rc), NULL);
+		smtp__reply(s, 451, "4.3.0", "<Postmaster>: no postmaster address yet, "
+		    "try again later");
+		return false;
+	}
+	str_copy(p->addr, addr, sizeof p->addr);
+	memcpy(p->local, addr, (size_t)(at - addr));
+	p->local[at - addr] = '\0';
+	str_copy(p->domain, at + 1, sizeof p->domain);
+	p->is_quoted = p->local[0] == '"';
+	p->has_routing_chars = false;
+	p->is_address_literal = false;
+	p->is_utf8 = false;
+	if (!s->pending_rparams.has_orcpt) {
+		s->pending_rparams.has_orcpt = true;
+		str_copy(s->pending_rparams.orcpt, "rfc822;Postmaster",
+		    sizeof s->pending_rparams.orcpt);
+	}
+	return true;
+}
+
 void smtp__cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
 	struct smtp_parse_error err;
@@ -232,6 +344,8 @@ void smtp__cmd_rcpt(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 		smtp__reply(s, 452, "4.5.3", "Error: too many recipients");
 		return;
 	}
+	if (s->pending_path.domain[0] == '\0' && !smtp_rcpt_postmaster(s))
+		return;
 	smtp__fill_request(s, POLICY_STAGE_RCPT);
 	str_copy(s->preq_rcpt, s->pending_path.addr, sizeof s->preq_rcpt);
 	str_copy(s->preq_domain, s->pending_path.domain, sizeof s->preq_domain);

@@ -42,6 +42,81 @@
 
 static void smtp_finish_message(struct smtp_session *s);
 static void smtp_commit(struct smtp_session *s);
+static void smtp_chunk_flush(struct smtp_session *s);
+
+/* ------------------------------------------------- in-flight memory */
+
+/*
+ * max_inflight_memory bounds the message bytes all sessions together
+ * hold in memory before they are queued: srv->body_memory is the sum of
+ * every session's chunk buffer (tx->chunk.len) and its chunks handed to
+ * the writer and not yet written (inflight_bytes); a body tail leaves it
+ * when it is handed to the commit (at most one chunk per session, for the
+ * time of one group commit). Three rules keep the daemon from growing with the
+ * number of senders:
+ * - admission: a DATA, or the first BDAT of a message, while less than
+ *   one chunk (QUEUE_CHUNK_MAX) of the budget is left is answered
+ *   452 4.3.1, a temporary refusal the client retries later;
+ * - backpressure: a session in DATA or BDAT stops reading while the
+ *   budget is spent, after handing its partial chunk to the writer (so
+ *   memory always drains: a paused session never sits on a buffer);
+ * - wake-up: when a write or commit completes and the total is under the
+ *   budget again, the paused sessions read again.
+ * Bytes a session had already read when it paused are still stored, so
+ * the total can pass the budget by at most one input buffer per session.
+ */
+static void smtp_mem_add(struct smtp_session *s, size_t n)
+{
+	s->srv->body_memory += n;
+}
+
+/* Releases n bytes; paused sessions read again once there is room. */
+static void smtp_mem_sub(struct smtp_session *s, size_t n)
+{
+	struct smtp_server *srv = s->srv;
+
+	srv->body_memory -= n < srv->body_memory ? n : srv->body_memory;
+	if (!srv->body_memory_waiters || srv->body_memory >= srv->cfg->max_inflight_memory)
+		return;
+	srv->body_memory_waiters = false;
+	for (struct smtp_session *x = srv->sessions; x != NULL; x = x->next) {
+		if (x->body_memory_wait && !x->closing) {
+			x->body_memory_wait = false;
+			smtp__update_reading(x);
+		}
+	}
+}
+
+bool smtp__body_memory_wait(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	if ((s->state != SMTP_ST_DATA && s->state != SMTP_ST_BDAT) ||
+	    s->srv->body_memory < s->cfg->max_inflight_memory) {
+		s->body_memory_wait = false;
+		return false;
+	}
+	if (!s->body_memory_wait) {
+		/* Hand over what we hold: a paused session never pins memory. */
+		smtp_chunk_flush(s);
+		buf_free(&tx->chunk);
+		s->body_memory_wait = true;
+	}
+	s->srv->body_memory_waiters = true;
+	return true;
+}
+
+/* DATA or a message's first BDAT: false after a 452 when the budget is spent. */
+static bool smtp_mem_admit(struct smtp_session *s)
+{
+	if (s->srv->body_memory + QUEUE_CHUNK_MAX <= s->cfg->max_inflight_memory)
+		return true;
+	log_event(LOG_LVL_WARN, s->id, "event", "inflight_memory_full", "client", s->peer_addr,
+	    NULL);
+	smtp__reply(s, 452, "4.3.1", "Insufficient system storage: too much mail in "
+	    "transit, try again later");
+	return false;
+}
 
 /* ------------------------------------------------------ queue writer */
 
@@ -51,6 +126,7 @@ static void smtp_chunk_done(void *arg, int status, uint64_t qid, size_t len)
 	struct smtp_session *s = arg;
 
 	s->inflight_bytes -= len;
+	smtp_mem_sub(s, len);
 	if (s->tx.active && s->tx.qid == qid) {
 		s->tx.chunks_inflight--;
 		if (status < 0 && s->tx.chunk_error == 0)
@@ -108,6 +184,7 @@ void smtp__tx_reset(struct smtp_session *s)
 	}
 	free(tx->rcpts);
 	queue_expansion_free(tx->expansion);
+	smtp_mem_sub(s, tx->chunk.len);
 	buf_free(&tx->chunk);
 	free(tx->hdr);
 	buf_free(&tx->hdr_line);
@@ -133,6 +210,7 @@ static void smtp_body_store(struct smtp_session *s, const char *data, size_t len
 		size_t n = len < room ? len : room;
 
 		buf_append(&tx->chunk, data, n);
+		smtp_mem_add(s, n);
 		tx->stored_bytes += n;
 		data += n;
 		len -= n;
@@ -166,6 +244,38 @@ static const char *smtp_protocol_name(const struct smtp_session *s)
 	return s->tls_active ? "ESMTPS" : "ESMTP";
 }
 
+/*
+ * A recipient the Received header may name: its local part is a dot-atom
+ * (RFC 5322 atext and single inner dots; UTF-8 as RFC 6532 allows, the
+ * parser having required SMTPUTF8 for it). A quoted local part may hold
+ * '>', ';' or spaces that would change what the trace line says, so it
+ * is never copied there.
+ */
+static bool smtp_rcpt_is_plain(const char *addr)
+{
+	static const char specials[] = "!#$%&'*+-/=?^_`{|}~";
+	const char *at = strrchr(addr, '@');
+	bool dot_ok = false;
+
+	if (at == NULL || at == addr)
+		return false;
+	for (const char *p = addr; p < at; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '.') {
+			if (!dot_ok)
+				return false;
+			dot_ok = false;
+			continue;
+		}
+		if (!(c >= 0x80 || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || (c != '\0' && strchr(specials, c) != NULL)))
+			return false;
+		dot_ok = true;
+	}
+	return dot_ok;
+}
+
 /* RFC 5321 section 4.4: the trace header we prepend to every message. */
 static void smtp_body_begin(struct smtp_session *s)
 {
@@ -182,8 +292,11 @@ static void smtp_body_begin(struct smtp_session *s)
 		    tlsio_cipher(s->tls));
 	buf_printf(&h, "\tby %s (govrelay) with %s id %s", smtp__hostname(s),
 	    smtp_protocol_name(s), tx->qid_text);
-	/* Naming the recipient only when there is one keeps Bcc private. */
-	if (tx->nrcpt == 1)
+	/*
+	 * Naming the recipient only when there is one keeps Bcc private, and
+	 * only a plain one: the header is no place for a quoted local part.
+	 */
+	if (tx->nrcpt == 1 && smtp_rcpt_is_plain(tx->rcpts[0].addr))
 		buf_printf(&h, "\r\n\tfor <%s>", tx->rcpts[0].addr);
 	buf_printf(&h, "; %s\r\n", date);
 	tx->body_started = true;
@@ -202,9 +315,27 @@ void smtp__cmd_data(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 {
 	(void)cmd;
 	(void)arg;
+	if (!smtp_mem_admit(s))
+		return;
 	smtp__set_state(s, SMTP_ST_DATA);
 	smtp_body_begin(s);
 	smtp__reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+}
+
+/*
+ * RFC 3030 section 4: the octets of a refused chunk are read even so, or
+ * they would be taken for commands; the session then returns to the state
+ * it was in.
+ */
+static void smtp_bdat_refuse_chunk(struct smtp_session *s, uint64_t size, bool last)
+{
+	s->bdat_return_state = s->state;
+	s->tx.bdat_remaining = size;
+	s->tx.bdat_chunk_rejected = true;
+	s->tx.bdat_last = last;
+	smtp__set_state(s, SMTP_ST_BDAT);
+	if (size == 0)
+		smtp__bdat_consume(s);
 }
 
 void smtp__cmd_bdat(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
@@ -213,6 +344,7 @@ void smtp__cmd_bdat(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 	uint64_t size;
 	bool last;
 
+	(void)cmd;
 	if (smtp_parse_bdat(arg, &size, &last, &err) < 0) {
 		smtp__reply_parse_error(s, &err);
 		smtp__count_error(s);
@@ -223,20 +355,13 @@ void smtp__cmd_bdat(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 		    s->state == SMTP_ST_READY ? "Error: need MAIL command" :
 		    "Error: need RCPT command";
 
-		(void)cmd;
 		smtp__reply(s, 503, "5.5.1", "%s", why);
-		/*
-		 * RFC 3030 section 4: the chunk's octets are read even when the
-		 * command is refused, or they would be taken for commands; the
-		 * session then returns to this state.
-		 */
-		s->bdat_return_state = s->state;
-		s->tx.bdat_remaining = size;
-		s->tx.bdat_chunk_rejected = true;
-		s->tx.bdat_last = last;
-		smtp__set_state(s, SMTP_ST_BDAT);
-		if (size == 0)
-			smtp__bdat_consume(s);
+		smtp_bdat_refuse_chunk(s, size, last);
+		return;
+	}
+	/* Only a message's first chunk: later ones wait on backpressure. */
+	if (!s->tx.body_started && !smtp_mem_admit(s)) {
+		smtp_bdat_refuse_chunk(s, size, last);
 		return;
 	}
 	if (!s->tx.body_started)
@@ -598,7 +723,9 @@ static void smtp_commit(struct smtp_session *s)
 	if (tx->chunk.len > 0) {
 		req->body_seq = tx->nchunks++;
 		buf_append(&req->body, tx->chunk.data, tx->chunk.len);
-		buf_reset(&tx->chunk);
+		/* The commit's own copy is short-lived: it leaves the budget here. */
+		smtp_mem_sub(s, tx->chunk.len);
+		buf_free(&tx->chunk);
 	}
 	m->nchunks = tx->nchunks;
 	/* The commit expands again (aliases may have grown since RCPT). */

@@ -645,7 +645,8 @@ void smtp__update_reading(struct smtp_session *s)
 	if (s->closing || s->shutdown_sent)
 		return;
 	want = !s->busy && smtp__in_len(s) < SMTP_INPUT_HIGH_WATER &&
-	    s->inflight_bytes < SMTP_INFLIGHT_HIGH_WATER && s->state != SMTP_ST_QUIT;
+	    s->inflight_bytes < SMTP_INFLIGHT_HIGH_WATER && s->state != SMTP_ST_QUIT &&
+	    !smtp__body_memory_wait(s);
 	/* The pregreet check needs to see early bytes. */
 	if (s->state == SMTP_ST_CONNECTED)
 		want = true;

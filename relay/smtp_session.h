@@ -37,6 +37,13 @@ struct smtp_server {
 	void (*on_closed)(void *arg, const struct sockaddr_storage *peer);
 	void *on_closed_arg;
 	bool shutting_down;
+	/*
+	 * Message bytes all sessions hold in memory, bounded by
+	 * max_inflight_memory (smtp_data.c), and whether a session paused
+	 * reading for it.
+	 */
+	uint64_t body_memory;
+	bool body_memory_waiters;
 	size_t nsessions;
 	struct smtp_session *sessions;  /* intrusive list, for shutdown */
 };

@@ -147,6 +147,7 @@ struct smtp_session {
 	struct smtp_path pending_path;
 	struct smtp_rcpt_params pending_rparams;
 	uint64_t inflight_bytes;
+	bool body_memory_wait;     /* not reading: max_inflight_memory is spent */
 	enum smtp_state bdat_return_state;
 	bool admitted;             /* counted by the listener */
 	/* AUTH (RFC 4954). */
@@ -169,6 +170,15 @@ void smtp__process_input(struct smtp_session *s);
 void smtp__update_reading(struct smtp_session *s);
 /* An asynchronous step is over: take up the input where it stopped. */
 void smtp__resume(struct smtp_session *s);
+
+/* ------------------------------------------------- smtp_data.c */
+
+/*
+ * True when s, in DATA or BDAT, must not read because max_inflight_memory
+ * is spent; its partial chunk is then handed to the writer, and it is
+ * woken when memory drains.
+ */
+bool smtp__body_memory_wait(struct smtp_session *s);
 /* s->preq from the session's facts, for one policy stage. */
 void smtp__fill_request(struct smtp_session *s, enum policy_stage stage);
 

@@ -4,9 +4,17 @@
  * owner feeds the ciphertext it read (tlsio_feed) and gets plaintext and
  * ciphertext-to-send back through its callbacks (DEPENDENCIES.md 3).
  *
- * Entry points: tlsio_ctx_new_server, tlsio_ctx_new_client, tlsio_ctx_free;
+ * Entry points: tlsio_ctx_new_server, tlsio_ctx_new_client(_ca),
+ * tlsio_ctx_verifying, tlsio_ctx_free;
  * tlsio_new, tlsio_free, tlsio_feed, tlsio_write, tlsio_shutdown and the
  * accessors tlsio_is_established, tlsio_version, tlsio_cipher, tlsio_error.
+ *
+ * Outbound, a client context comes as a pair: the opportunistic one
+ * (no verification: encrypt whatever the next hop presents) and its
+ * verifying twin (tlsio_ctx_verifying), used when TLS is required: the
+ * chain must lead to the CA store and the certificate must name the next
+ * hop given to tlsio_new (a host name, or an IP address matched against
+ * the IP SANs).
  *
  * OWNERSHIP: a tlsio_ctx wraps one SSL_CTX. Every SSL made from it takes
  * its own SSL_CTX reference (SSL_new calls SSL_CTX_up_ref), so the owner
@@ -36,6 +44,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -45,6 +54,8 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <openssl/x509_vfy.h>
 
 #include "common/util.h"
 #include "common/xmalloc.h"
@@ -68,6 +79,8 @@
 
 struct tlsio_ctx {
 	SSL_CTX *ssl_ctx;
+	bool verify;                 /* a verifying client context */
+	struct tlsio_ctx *verifying; /* an opportunistic one's twin (owned) */
 };
 
 struct tlsio {
@@ -82,6 +95,7 @@ struct tlsio {
 	bool failed;               /* fatal error: everything returns -EPROTO */
 	bool peer_closed;          /* close_notify received */
 	bool shutdown_sent;
+	bool verify;               /* the peer's certificate is verified */
 	char err[TLSIO_ERR_MAX];
 };
 
@@ -185,7 +199,7 @@ int tlsio_ctx_new_server(const char *cert_file, const char *key_file,
 		tlsio_ctx_err(err, errlen);
 		goto fail;
 	}
-	*out = xmalloc(sizeof(**out));
+	*out = xcalloc(1, sizeof(**out));
 	(*out)->ssl_ctx = ctx;
 	return 0;
 fail:
@@ -193,33 +207,79 @@ fail:
 	return -EINVAL;
 }
 
-int tlsio_ctx_new_client(struct tlsio_ctx **out, char *err, size_t errlen)
+/*
+ * The verifying twin: the CA store is ca_file (PEM, one or more CAs) or,
+ * when NULL, the system's (OpenSSL's default paths, e.g.
+ * /etc/ssl/certs); the peer's name is set per connection by tlsio_new.
+ */
+static int tlsio_ctx_new_verifying(const char *ca_file, struct tlsio_ctx **out,
+    char *err, size_t errlen)
+{
+	SSL_CTX *ctx = tlsio_ctx_base(TLS_client_method(), err, errlen);
+	int ok;
+
+	if (ctx == NULL)
+		return -EINVAL;
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	ok = ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL) :
+	    SSL_CTX_set_default_verify_paths(ctx);
+	if (ok != 1) {
+		snprintf(err, errlen, "cannot load the CA certificates %s",
+		    ca_file != NULL ? ca_file : "of the system store");
+		tlsio_ctx_err(err, errlen);
+		SSL_CTX_free(ctx);
+		return -EINVAL;
+	}
+	*out = xcalloc(1, sizeof(**out));
+	(*out)->ssl_ctx = ctx;
+	(*out)->verify = true;
+	return 0;
+}
+
+int tlsio_ctx_new_client_ca(const char *ca_file, struct tlsio_ctx **out, char *err,
+    size_t errlen)
 {
 	SSL_CTX *ctx;
+	struct tlsio_ctx *twin;
 
 	*out = NULL;
 	ERR_clear_error();
-	ctx = tlsio_ctx_base(TLS_client_method(), err, errlen);
-	if (ctx == NULL)
+	if (tlsio_ctx_new_verifying(ca_file, &twin, err, errlen) < 0)
 		return -EINVAL;
+	ctx = tlsio_ctx_base(TLS_client_method(), err, errlen);
+	if (ctx == NULL) {
+		tlsio_ctx_free(twin);
+		return -EINVAL;
+	}
 	/*
 	 * Opportunistic TLS (RFC 3207 as MTAs deploy it): encrypt whenever
 	 * the next hop offers STARTTLS, but do not authenticate it, since
-	 * there is no DANE or MTA-STS yet to say which name to expect. A
-	 * certificate we cannot verify must not make us fall back to
-	 * cleartext, which would be worse. Verification comes with the TLS
-	 * policy work.
+	 * nothing says which name to expect. A certificate we cannot verify
+	 * must not make us fall back to cleartext, which would be worse.
+	 * Where TLS is required, the verifying twin is used instead.
 	 */
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-	*out = xmalloc(sizeof(**out));
+	*out = xcalloc(1, sizeof(**out));
 	(*out)->ssl_ctx = ctx;
+	(*out)->verifying = twin;
 	return 0;
+}
+
+int tlsio_ctx_new_client(struct tlsio_ctx **out, char *err, size_t errlen)
+{
+	return tlsio_ctx_new_client_ca(NULL, out, err, errlen);
+}
+
+struct tlsio_ctx *tlsio_ctx_verifying(struct tlsio_ctx *ctx)
+{
+	return ctx != NULL ? ctx->verifying : NULL;
 }
 
 void tlsio_ctx_free(struct tlsio_ctx *ctx)
 {
 	if (ctx == NULL)
 		return;
+	tlsio_ctx_free(ctx->verifying);
 	/* Live SSL objects keep their own reference on the SSL_CTX. */
 	SSL_CTX_free(ctx->ssl_ctx);
 	free(ctx);
@@ -289,6 +349,14 @@ static int tlsio_fail(struct tlsio *t, const char *what, int r)
 	t->failed = true;
 	switch (e) {
 	case SSL_ERROR_SSL:
+		/* Say which check the certificate failed, not only "verify failed". */
+		if (t->verify && SSL_get_verify_result(t->ssl) != X509_V_OK) {
+			snprintf(t->err, sizeof(t->err), "%s failed: the server certificate "
+			    "did not verify: %s", what,
+			    X509_verify_cert_error_string(SSL_get_verify_result(t->ssl)));
+			ERR_clear_error();
+			break;
+		}
 		snprintf(t->err, sizeof(t->err), "%s failed: ", what);
 		tlsio_errstack(t->err, sizeof(t->err));
 		break;
@@ -304,6 +372,33 @@ static int tlsio_fail(struct tlsio *t, const char *what, int r)
 	/* The alert OpenSSL wrote (if any) tells the peer why. */
 	tlsio_flush(t);
 	return -EPROTO;
+}
+
+/*
+ * A verifying client: the certificate must name peer, checked before the
+ * ClientHello leaves. An IP address is matched against the IP SANs only
+ * (and sends no SNI); a name against the DNS SANs, wildcards only as a
+ * whole left label, and goes out as SNI. No name at all would check the
+ * chain alone, so it is replaced by "invalid", which no certificate from
+ * a public CA can carry (RFC 6761 section 6.4): it fails closed.
+ */
+static void tlsio_set_peer(struct tlsio *t, const char *peer)
+{
+	X509_VERIFY_PARAM *param = SSL_get0_param(t->ssl);
+	unsigned char ip[16];
+
+	t->verify = true;
+	if (peer == NULL || peer[0] == '\0')
+		peer = "invalid";
+	if (inet_pton(AF_INET, peer, ip) == 1 || inet_pton(AF_INET6, peer, ip) == 1) {
+		if (X509_VERIFY_PARAM_set1_ip_asc(param, peer) == 1)
+			return;
+		peer = "invalid";
+	}
+	X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if (SSL_set1_host(t->ssl, peer) != 1)
+		(void)SSL_set1_host(t->ssl, "invalid");
+	(void)SSL_set_tlsext_host_name(t->ssl, peer);
 }
 
 struct tlsio *tlsio_new(struct tlsio_ctx *ctx, bool server, const char *sni,
@@ -330,8 +425,10 @@ struct tlsio *tlsio_new(struct tlsio_ctx *ctx, bool server, const char *sni,
 		return t;
 	}
 	SSL_set_connect_state(t->ssl);
+	if (ctx->verify)
+		tlsio_set_peer(t, sni);
 	/* SNI must be a host name (RFC 6066 section 3), never an IP literal. */
-	if (sni != NULL && sni[0] != '\0')
+	else if (sni != NULL && sni[0] != '\0')
 		(void)SSL_set_tlsext_host_name(t->ssl, sni);
 	/*
 	 * Sends the ClientHello now. The owner has no pointer yet, so it

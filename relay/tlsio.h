@@ -18,8 +18,24 @@ struct tlsio;
  */
 int tlsio_ctx_new_server(const char *cert_file, const char *key_file,
     struct tlsio_ctx **out, char *err, size_t errlen);
-/* Client context for outbound STARTTLS (opportunistic: no verification yet). */
+/*
+ * Client context for outbound STARTTLS: opportunistic (no verification),
+ * with a verifying twin whose CA store is ca_file (PEM), or the system's
+ * when ca_file is NULL. -EINVAL with a reason when the CAs cannot load.
+ * tlsio_ctx_new_client is tlsio_ctx_new_client_ca(NULL, ...).
+ */
+int tlsio_ctx_new_client_ca(const char *ca_file, struct tlsio_ctx **out, char *err,
+    size_t errlen);
 int tlsio_ctx_new_client(struct tlsio_ctx **out, char *err, size_t errlen);
+/*
+ * The verifying twin of a client context (borrowed: it lives as long as
+ * ctx), or NULL for a server context. A tlsio made from it with
+ * server=false takes its sni argument as the peer's identity: the
+ * certificate must chain to the CA store and name it (a host name, or an
+ * IP address matched against IP SANs); otherwise the handshake fails
+ * (-EPROTO) and tlsio_error says which check failed.
+ */
+struct tlsio_ctx *tlsio_ctx_verifying(struct tlsio_ctx *ctx);
 /* Contexts are reference counted: every tlsio made from one holds it. */
 void tlsio_ctx_free(struct tlsio_ctx *ctx);
 
