@@ -63,9 +63,11 @@ struct smtpc_request;
  * this next hop skips the connect, greeting, EHLO and STARTTLS). next is
  * called only on a healthy session, so NULL with idle_ms set always
  * means idle; an idle session ends by itself (QUIT after idle_ms, or the
- * server closing), and then done runs as usual. Only id, store, msg, rcpts and nrcpts are taken
- * from the returned request (its connection fields are ignored: host,
- * port, unix_path, lmtp, helo_name, tls, require_tls, tls_name, next and next_arg
+ * server closing), and then done runs as usual.
+ *
+ * Only id, store, msg, rcpts and nrcpts are taken from the returned
+ * request (its connection fields are ignored: host, port, unix_path,
+ * lmtp, helo_name, tls, require_tls, tls_name, next, next_arg and idle_ms
  * stay those given to smtpc_start); the request struct itself is copied
  * before next returns, what it points to is borrowed as for smtpc_start.
  * msg must be non-NULL and nrcpts > 0 (else: panic, a caller bug). When
