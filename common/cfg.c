@@ -41,6 +41,7 @@
 
 #include "common/buf.h"
 #include "common/cfg.h"
+#include "common/checkpoint.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
 
@@ -923,6 +924,21 @@ static void cfg_check_readable(struct cfg_ctx *ctx, size_t idx)
 	close(fd);
 }
 
+static void cfg_check_audit_key(struct cfg_ctx *ctx)
+{
+	const struct config *cfg = ctx->cfg;
+	bool key = cfg->audit_signing_key != NULL;
+	char why[512];
+
+	if (key != (cfg->audit_checkpoint_file != NULL))
+		cfg_err(ctx, ctx->line[key ? CFG_I_audit_signing_key : CFG_I_audit_checkpoint_file],
+		    "%s is set but %s is not; set both or neither", key ? "audit_signing_key" :
+		    "audit_checkpoint_file", key ? "audit_checkpoint_file" : "audit_signing_key");
+	if (key && !(ctx->flags & CFG_LOAD_NO_FILE_CHECKS) &&
+	    ckpt_key_check(cfg->audit_signing_key, why, sizeof why) < 0)
+		cfg_err(ctx, ctx->line[CFG_I_audit_signing_key], "audit_signing_key: %s", why);
+}
+
 static bool cfg_is_wildcard(const struct sockaddr_storage *ss)
 {
 	if (ss->ss_family == AF_INET) {
@@ -1042,6 +1058,7 @@ static void cfg_check(struct cfg_ctx *ctx)
 		cfg_check_readable(ctx, CFG_I_tls_cert_file);
 		cfg_check_readable(ctx, CFG_I_tls_key_file);
 	}
+	cfg_check_audit_key(ctx); /* both or neither, and a key that loads (checkpoint.c) */
 
 	if (cfg->minimal_backoff_time > cfg->maximal_backoff_time) {
 		char lo[32], hi[32];

@@ -82,6 +82,14 @@
 	X(auth_failure_window, DURATION, "1h", 1000, 604800000, 1, \
 	  "How long failed AUTH attempts of a client address are remembered.") \
 	X(password_hash_cost, COUNT, "15", 10, 20, 1, \
-	  "log2 of scrypt's N for new password hashes (15: 32 MiB and tens of milliseconds per check); stored hashes keep their own cost.")
+	  "log2 of scrypt's N for new password hashes (15: 32 MiB and tens of milliseconds per check); stored hashes keep their own cost.") \
+	X(audit_signing_key, PATH, "", 0, 0, 0, \
+	  "PEM Ed25519 private key (openssl genpkey -algorithm ed25519) that signs audit checkpoints; keep it outside data_dir, readable only by the daemon's user (mode 600). Unset: no checkpoints.") \
+	X(audit_checkpoint_file, PATH, "", 0, 0, 0, \
+	  "Append-only file of signed audit checkpoints, one line each; required with audit_signing_key.") \
+	X(audit_checkpoint_records, COUNT, "1000", 1, 1000000000, 0, \
+	  "Write an audit checkpoint once this many audit records were added since the last one.") \
+	X(audit_checkpoint_interval, DURATION, "5m", 1000, 86400000, 0, \
+	  "Write an audit checkpoint at least this often while the audit chain grows (never when its head did not move).")
 
 #endif
