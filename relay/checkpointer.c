@@ -33,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "common/checkpoint.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -72,6 +74,12 @@ static void checkpointer_work(uv_work_t *w)
 
 	/* Errors are logged by audit_ckpt_write; the next tick tries again. */
 	(void)audit_ckpt_write(c->signer, c->store, false, &res, why, sizeof why);
+	/*
+	 * Signing left OpenSSL per-thread state (its error queue) on this pool
+	 * thread; pool threads are never joined, so free it now (control.c
+	 * does the same after a command).
+	 */
+	OPENSSL_thread_stop();
 }
 
 static void checkpointer_after(uv_work_t *w, int status)
