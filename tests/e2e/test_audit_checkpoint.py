@@ -17,6 +17,7 @@ audit_checkpoint_records; real mail goes through it to smtp-sink. Checked:
   the last three records deleted, the whole chain rewritten with every
   hash recomputed, the store emptied. `audit verify --checkpoints` exits
   65 each time and names what it found (truncated, rewritten, emptied);
+  govrelayd started on the cut store logs that it does not match;
 - a checkpoint line changed by hand is named as forged; `--key` takes the
   public key (`openssl pkey -pubout`); another key's file is refused;
 - govrelayd refuses to start (78, FILE:LINE) with a key readable by
@@ -235,6 +236,14 @@ class CheckpointTest(CheckpointCase):
             "truncated", r"the chain ends at record %d, but the checkpoint on line \d+ names "
             r"record %d: at least 3 records were cut from the end" % (n - 3, n))
         self.assertEqual(head[0], n - 3)
+        # the daemon says so at start-up, in its log (syslog)
+        self.relay.start()
+        try:
+            self.relay.wait_log(r"audit chain does not match the last checkpoint in \S+: "
+                                r"truncated: the previous checkpoint names record %d but the "
+                                r"chain's head is record %d" % (n, n - 3))
+        finally:
+            self.relay.stop()
 
     def test_rewritten_chain_is_found(self):
         self.restore()
