@@ -13,7 +13,9 @@
  * The layout is queue/schema.h's: db "audit", key u64 big-endian seq,
  * value prev hash (32) || hash (32) || line, hash = SHA-256(prev || line)
  * (queue/audit.c); db "meta", key "audit_head", value u64 seq || hash.
- * Run it only while govrelayd is stopped. Exit 0 done, 1 failure.
+ * Run it only while govrelayd is stopped.
+ * OWNERSHIP: one process, one write transaction, nothing kept.
+ * THREADS: one. ERRORS: a message on stderr and exit 1; 0 when done.
  */
 #include "config.h"
 
