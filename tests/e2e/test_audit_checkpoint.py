@@ -18,6 +18,7 @@ audit_checkpoint_records; real mail goes through it to smtp-sink. Checked:
   hash recomputed, the store emptied. `audit verify --checkpoints` exits
   65 each time and names what it found (truncated, rewritten, emptied);
   govrelayd started on the cut store logs that it does not match;
+- an ordinary local user cannot make the daemon write a checkpoint (77);
 - a checkpoint line changed by hand is named as forged; `--key` takes the
   public key (`openssl pkey -pubout`); another key's file is refused;
 - govrelayd refuses to start (78, FILE:LINE) with a key readable by
@@ -36,6 +37,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import GOVRELAYCTL, GOVRELAYD, RelayTestCase, smtplib_queued_id, wait_for  # noqa: E402
+from test_tenancy import run_as, usable_user  # noqa: E402
 
 EX_DATAERR = 65
 EX_CONFIG = 78
@@ -290,6 +292,28 @@ class CheckpointTest(CheckpointCase):
         # a missing checkpoint file
         r = self.relay.ctl("audit", "verify", "--checkpoints", forged + ".missing")
         self.assertEqual(r.returncode, 66, r.stdout + r.stderr)
+
+
+    def test_local_user_cannot_checkpoint(self):
+        """An ordinary local user (nobody) asks the running daemon for a
+        checkpoint: refused (77) before anything is signed."""
+        pw, why = usable_user("nobody")
+        if pw is None:
+            self.skipTest(why)
+        self.restore()
+        for d in (self.workdir, self.relay.dir):
+            os.chmod(d, 0o755)
+        os.chmod(self.relay.conf, 0o644)
+        # The file's last checkpoint is the head: the daemon has nothing due.
+        self.relay.ctl_ok("audit", "checkpoint")
+        before = self.lines()
+        self.relay.start()
+        try:
+            r = run_as(pw, [GOVRELAYCTL, "-c", self.relay.conf, "audit", "checkpoint"])
+        finally:
+            self.relay.stop()
+        self.assertEqual(r.returncode, 77, r.stdout + r.stderr)
+        self.assertEqual(self.lines(), before)
 
 
 class KeyRefusalTest(RelayTestCase):
