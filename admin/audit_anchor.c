@@ -61,7 +61,6 @@ struct admin_anchor {
 	struct admin_anchor_ent *v;
 	size_t n, cap;
 	unsigned bad;       /* lines that are no good checkpoint */
-	char first_bad[256];
 	struct buf problems; /* text lines, for people */
 	struct admin_json *j; /* --json: the "problems" array is open in it */
 };
