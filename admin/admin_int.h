@@ -374,5 +374,14 @@ int admin__queue_change(struct admin *a, const struct admin_args *args);
 int admin__stats(struct admin *a, const struct admin_args *args);
 int admin__audit_search(struct admin *a, const struct admin_args *args);
 int admin__audit_verify(struct admin *a, const struct admin_args *args);
+int admin__audit_checkpoint(struct admin *a, const struct admin_args *args);
+/*
+ * `audit verify --checkpoints FILE [--key KEYFILE]` after the chain was
+ * verified up to head_seq: checks FILE's signatures and judges the chain
+ * against every checkpoint, adding to j (--json; NULL for text) or text.
+ * 0, 65 for any finding, or another exit code (reported). audit_anchor.c.
+ */
+int admin__audit_anchor(struct admin *a, const char *file, const char *keyfile,
+    uint64_t head_seq, struct admin_json *j, struct buf *text);
 
 #endif

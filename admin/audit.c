@@ -39,6 +39,7 @@
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "queue/audit_query.h"
+#include "common/checkpoint.h"
 #include "queue/queue.h"
 
 #define ADMIN_AUDIT_FLUSH 65536
@@ -429,58 +430,98 @@ int admin__audit_search(struct admin *a, const struct admin_args *args)
 	return rc == 0 ? EX_OK : rc;
 }
 
+/* The head as meta names it (what was verified when the chain is intact). */
+static void admin_audit_head(struct queue_txn *txn, uint64_t *seq, char hex[65])
+{
+	uint8_t hash[CKPT_HASH_LEN];
+
+	*seq = 0;
+	memset(hash, 0, sizeof hash);
+	if (txn != NULL && audit_head(txn, seq, hash) < 0)
+		*seq = 0;
+	ckpt_hex(hash, sizeof hash, hex);
+}
+
+/* The broken chain's finding, after the head (text or JSON). */
+static void admin_audit_fault_out(struct admin *a, struct admin_json *j, struct buf *text,
+    const struct audit_fault *fault)
+{
+	char *what;
+
+	if (j != NULL) {
+		admin__json_kuint(j, "seq", fault->seq);
+		admin__json_kstr(j, "what", fault->what);
+		admin__json_kstr(j, "expected", fault->expected_hex);
+		admin__json_kstr(j, "found", fault->found_hex);
+		return;
+	}
+	what = admin__text_dup(fault->what);
+	buf_printf(text, "audit chain broken at record %" PRIu64 ": %s (expected %s, found %s)\n",
+	    fault->seq, what, fault->expected_hex[0] ? fault->expected_hex : "-",
+	    fault->found_hex[0] ? fault->found_hex : "-");
+	free(what);
+}
+
+/*
+ * `audit verify [--checkpoints FILE [--key FILE]]`: the chain, then the
+ * head it verified (always printed: seq and hash), then, with
+ * --checkpoints, the chain against the signed checkpoints (audit_anchor.c).
+ */
 int admin__audit_verify(struct admin *a, const struct admin_args *args)
 {
+	const char *ckfile = admin__arg(args, "--checkpoints"), *keyfile = admin__arg(args, "--key");
+	struct admin_json j, *jp = a->json ? &j : NULL;
 	struct audit_fault fault;
-	struct queue_txn *txn;
-	uint64_t count = 0;
-	int rc = 0;
+	struct queue_txn *txn = NULL;
+	uint64_t count = 0, head_seq;
+	char head_hex[65];
+	struct buf text;
+	int rc = 0, arc = 0;
 
-	(void)args;
+	if (keyfile != NULL && ckfile == NULL)
+		return admin__usage(a, "--key goes with --checkpoints");
 	memset(&fault, 0, sizeof fault);
 	if (a->store != NULL) {
 		if ((rc = admin__txn(a, &txn)) != 0)
 			return rc;
 		rc = audit_verify_detail(txn, &count, &fault);
+	}
+	admin_audit_head(txn, &head_seq, head_hex);
+	if (txn != NULL)
 		queue_txn_abort(txn);
-	}
-	if (rc == 0) {
-		if (a->json) {
-			struct admin_json j;
-
-			admin__json_begin(&j);
-			admin__json_kbool(&j, "intact", true);
-			admin__json_kuint(&j, "records", count);
-			admin__json_end(a, &j);
-		} else {
-			admin__out(a, "audit chain intact: %" PRIu64 " records\n", count);
-		}
-		return EX_OK;
-	}
-	if (rc != -EBADMSG) {
+	if (rc != 0 && rc != -EBADMSG) {
 		admin__err(a, "cannot read the audit chain: %s", queue_strerror(rc));
 		return admin__store_exit(rc);
 	}
-	if (a->json) {
-		struct admin_json j;
-
-		admin__json_begin(&j);
-		admin__json_kbool(&j, "intact", false);
-		admin__json_kuint(&j, "seq", fault.seq);
-		admin__json_kstr(&j, "what", fault.what);
-		admin__json_kstr(&j, "expected", fault.expected_hex);
-		admin__json_kstr(&j, "found", fault.found_hex);
-		admin__json_end(a, &j);
-	} else {
-		char *what = admin__text_dup(fault.what);
-
-		admin__out(a, "audit chain broken at record %" PRIu64 ": %s (expected %s, found %s)\n",
-		    fault.seq, what, fault.expected_hex[0] ? fault.expected_hex : "-",
-		    fault.found_hex[0] ? fault.found_hex : "-");
-		free(what);
+	buf_init(&text);
+	if (jp != NULL) {
+		admin__json_begin(jp);
+		admin__json_kbool(jp, "intact", rc == 0);
+		admin__json_kuint(jp, "records", count);
+		admin__json_kuint(jp, "head_seq", head_seq);
+		admin__json_kstr(jp, "head_hash", head_hex);
+	} else if (rc == 0) {
+		buf_printf(&text, "audit chain intact: %" PRIu64 " records\n", count);
 	}
-	admin__err(a, "audit chain broken at record %" PRIu64, fault.seq);
-	return EX_DATAERR;
+	if (rc != 0)
+		admin_audit_fault_out(a, jp, &text, &fault);
+	if (jp == NULL)
+		buf_printf(&text, "head%s: seq=%" PRIu64 " hash=%s\n", rc == 0 ? "" :
+		    " (as meta names it; not verified)", head_seq, head_hex);
+	/* The chain is judged against checkpoints only as far as it verified. */
+	if (ckfile != NULL)
+		arc = admin__audit_anchor(a, ckfile, keyfile, rc == 0 ? head_seq : count, jp, &text);
+	if (jp != NULL)
+		admin__json_end(a, jp);
+	admin__out_buf(a, &text);
+	buf_free(&text);
+	if (rc != 0) {
+		admin__err(a, "audit chain broken at record %" PRIu64, fault.seq);
+		return EX_DATAERR;
+	}
+	if (arc == EX_DATAERR)
+		admin__err(a, "the audit chain does not hold its signed checkpoints");
+	return arc;
 }
 
 /* ------------------------------------------------------------ count */

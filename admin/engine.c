@@ -152,8 +152,16 @@ static const struct admin_cmd admin_cmds[] = {
 	  "ISO 8601 (2026-11-23T10:00Z), relative (-2h, -7d), now or @UNIXSECONDS." },
 	{ "audit", "export", "--format <format> " ADMIN_AUDIT_FILTERS, R, AUD, admin__audit_search,
 	  "Export matching audit records as jsonl or csv (RFC 4180)." },
-	{ "audit", "verify", "", R, AUD, admin__audit_verify,
-	  "Recompute the audit hash chain; exit 65 naming the first broken record." },
+	{ "audit", "verify", "[--checkpoints <file>] [--key <file>]", R, AUD, admin__audit_verify,
+	  "Recompute the audit hash chain and print the head it verified; exit 65 naming the "
+	  "first broken record. --checkpoints FILE also checks every signed checkpoint in FILE "
+	  "(with --key, a PEM public key, or the public half of audit_signing_key) and that "
+	  "the chain still holds each one: a cut tail, a rewritten chain or an emptied store "
+	  "exits 65 naming what was found." },
+	/* The store is opened by the handler, and only when no daemon answers. */
+	{ "audit", "checkpoint", "", 0, SUPER, admin__audit_checkpoint,
+	  "Sign and write an audit checkpoint of the chain's head now (through the running "
+	  "daemon, else with audit_signing_key directly)." },
 	{ "stats", "", "", R, PM, admin__stats,
 	  "Count tenants, domains, mailboxes, aliases, users, operators, queued messages "
 	  "and audit records." },

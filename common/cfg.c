@@ -42,6 +42,7 @@
 #include "common/addr.h"
 #include "common/buf.h"
 #include "common/cfg.h"
+#include "common/checkpoint.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
 
@@ -924,6 +925,21 @@ static void cfg_check_readable(struct cfg_ctx *ctx, size_t idx)
 	close(fd);
 }
 
+static void cfg_check_audit_key(struct cfg_ctx *ctx)
+{
+	const struct config *cfg = ctx->cfg;
+	bool key = cfg->audit_signing_key != NULL;
+	char why[512];
+
+	if (key != (cfg->audit_checkpoint_file != NULL))
+		cfg_err(ctx, ctx->line[key ? CFG_I_audit_signing_key : CFG_I_audit_checkpoint_file],
+		    "%s is set but %s is not; set both or neither", key ? "audit_signing_key" :
+		    "audit_checkpoint_file", key ? "audit_checkpoint_file" : "audit_signing_key");
+	if (key && !(ctx->flags & CFG_LOAD_NO_FILE_CHECKS) &&
+	    ckpt_key_check(cfg->audit_signing_key, why, sizeof why) < 0)
+		cfg_err(ctx, ctx->line[CFG_I_audit_signing_key], "audit_signing_key: %s", why);
+}
+
 static bool cfg_is_wildcard(const struct sockaddr_storage *ss)
 {
 	if (ss->ss_family == AF_INET) {
@@ -1059,6 +1075,7 @@ static void cfg_check(struct cfg_ctx *ctx)
 	}
 	if (cfg->postmaster_address != NULL)
 		cfg_check_postmaster(ctx, &cfg->postmaster_address);
+	cfg_check_audit_key(ctx); /* both or neither, and a key that loads (checkpoint.c) */
 
 	if (cfg->minimal_backoff_time > cfg->maximal_backoff_time) {
 		char lo[32], hi[32];

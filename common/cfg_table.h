@@ -96,6 +96,14 @@
 	X(max_inflight_memory, SIZE, "268435456", 65536, 1099511627776ULL, 1, \
 	  "Most message data all sessions together may hold in memory before it is queued; a DATA or BDAT that would exceed it is answered 452 4.3.1.") \
 	X(tls_ca_file, PATH, "", 0, 0, 0, \
-	  "PEM CA certificates that verify next hops when TLS is required outbound; default: the system CA store. Read at startup only.")
+	  "PEM CA certificates that verify next hops when TLS is required outbound; default: the system CA store. Read at startup only.") \
+	X(audit_signing_key, PATH, "", 0, 0, 0, \
+	  "PEM Ed25519 private key (openssl genpkey -algorithm ed25519) that signs audit checkpoints; keep it outside data_dir, readable only by the daemon's user (mode 600). Unset: no checkpoints.") \
+	X(audit_checkpoint_file, PATH, "", 0, 0, 0, \
+	  "Append-only file of signed audit checkpoints, one line each; required with audit_signing_key.") \
+	X(audit_checkpoint_records, COUNT, "1000", 1, 1000000000, 0, \
+	  "Write an audit checkpoint once this many audit records were added since the last one.") \
+	X(audit_checkpoint_interval, DURATION, "5m", 1000, 86400000, 0, \
+	  "Write an audit checkpoint at least this often while the audit chain grows (never when its head did not move).")
 
 #endif

@@ -8,7 +8,10 @@
  * Entry points: queue_audit_append, queue_audit_walk, queue_audit_verify,
  * and audit_verify_detail (declared in queue/audit_query.h, defined here
  * so both verifications run the very same checks; queue_audit_verify is
- * the detailed one reduced to a sequence number).
+ * the detailed one reduced to a sequence number); audit_head and
+ * audit_hash_at (audit_query.h), which the signed checkpoints of
+ * queue/audit_checkpoint.c read: the head and a record's hash are this
+ * file's layout, read nowhere else.
  * OWNERSHIP: every argument is borrowed; the record passed to a walk
  * callback and all its strings are valid only during the call.
  * THREADS: any thread that owns the txn. Append reads the head inside
@@ -290,6 +293,31 @@ static int queue_audit_head_get(struct queue_txn *txn, bool *present, uint64_t *
 	*present = true;
 	*seq = queue__be64_get(v.mv_data);
 	memcpy(hash, (const uint8_t *)v.mv_data + 8, QUEUE_AUDIT_HASH_LEN);
+	return 0;
+}
+
+int audit_head(struct queue_txn *txn, uint64_t *seq, uint8_t hash[QUEUE_AUDIT_HASH_LEN])
+{
+	bool present;
+
+	return queue_audit_head_get(txn, &present, seq, hash);
+}
+
+int audit_hash_at(struct queue_txn *txn, uint64_t seq, uint8_t hash[QUEUE_AUDIT_HASH_LEN])
+{
+	uint8_t key[QUEUE_KEY_AUDIT_LEN];
+	MDB_val k = { sizeof key, key }, v;
+	int rc;
+
+	queue__be64_put(key, seq);
+	rc = mdb_get(txn->txn, txn->store->db_audit, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return -ENOENT;
+	if (rc != MDB_SUCCESS)
+		return queue__lmdb_err(rc);
+	if (v.mv_size < 2 * QUEUE_AUDIT_HASH_LEN)
+		return -EBADMSG;
+	memcpy(hash, (const uint8_t *)v.mv_data + QUEUE_AUDIT_HASH_LEN, QUEUE_AUDIT_HASH_LEN);
 	return 0;
 }
 

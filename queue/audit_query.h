@@ -195,4 +195,18 @@ struct audit_fault {
 };
 int audit_verify_detail(struct queue_txn *txn, uint64_t *count, struct audit_fault *fault);
 
+/*
+ * The chain head as meta "audit_head" names it: 0 with *seq and hash
+ * (seq 0 and a zero hash for an empty chain), -EBADMSG when it does not
+ * decode. A read is one mdb_get: cheap enough for the loop thread.
+ * Defined in queue/audit.c (the one reader of the head's layout).
+ */
+int audit_head(struct queue_txn *txn, uint64_t *seq, uint8_t hash[32]);
+/*
+ * The hash stored in record seq (its own chain hash): 0, -ENOENT when
+ * there is no such record, -EBADMSG when it is too short. Checkpoints are
+ * compared with it (queue/audit_checkpoint.c). Defined in queue/audit.c.
+ */
+int audit_hash_at(struct queue_txn *txn, uint64_t seq, uint8_t hash[32]);
+
 #endif

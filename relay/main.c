@@ -36,6 +36,7 @@
 #include "policy/policy.h"
 #include "queue/queue.h"
 #include "queue/queue_writer.h"
+#include "relay/checkpointer.h"
 #include "relay/control.h"
 #include "relay/delivery.h"
 #include "relay/dns.h"
@@ -62,6 +63,7 @@ struct govrelayd {
 	struct ctl_server *ctl;
 	struct dlv *dlv;
 	struct dns *dns;
+	struct checkpointer *ckpt; /* NULL without audit_signing_key */
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t shutdown_timer;
 	uint64_t shutdown_started;
@@ -176,6 +178,8 @@ static void govrelayd_stop(struct govrelayd *d, const char *why)
 	d->listeners = NULL;
 	ctl_stop(d->ctl);
 	d->ctl = NULL;
+	checkpointer_stop(d->ckpt);
+	d->ckpt = NULL;
 	smtp_server_shutdown(&d->srv);
 	d->shutdown_started = uv_now(d->loop);
 	/* Poll rather than count callbacks: sessions close on their own schedule. */
@@ -323,6 +327,9 @@ int main(int argc, char **argv)
 		fatal(EX_OSERR, "cannot start the queue writer: %s", strerror(-rc));
 	if (tlsio_ctx_new_client_ca(d.cfg->tls_ca_file, &d.client_tls, err, sizeof err) < 0)
 		fatal(EX_SOFTWARE, "outbound TLS: %s", err);
+	/* Signed audit checkpoints: the key and the file are opened now, before any listener. */
+	if (checkpointer_start(d.loop, d.cfg, d.store, &d.ckpt, err, sizeof err) < 0)
+		fatal(EX_CONFIG, "%s", err);
 
 	if (policy_new(d.loop, d.cfg, d.store, &d.policy, err, sizeof err) < 0)
 		fatal(EX_CONFIG, "policy: %s", err);

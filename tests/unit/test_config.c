@@ -597,6 +597,53 @@ START_TEST(test_tls_files)
 }
 END_TEST
 
+/* Audit checkpoints: defaults, bounds, both keys or neither, the key's checks. */
+START_TEST(test_audit_checkpoint_keys)
+{
+	char key[192];
+	int rc;
+
+	rc = test_load(BASE);
+	ASSERT_LOADED(rc);
+	ck_assert_ptr_null(cfg->audit_signing_key);
+	ck_assert_ptr_null(cfg->audit_checkpoint_file);
+	ck_assert_uint_eq(cfg->audit_checkpoint_records, 1000);
+	ck_assert_uint_eq(cfg->audit_checkpoint_interval, 300000);
+	rc = test_load(BASE "audit_checkpoint_records = 0\naudit_checkpoint_interval = 0s\n");
+	ck_assert_int_eq(rc, -EINVAL);
+	ck_assert_msg(test_has_error(3, "audit_checkpoint_records"), "%s", test_errs());
+	ck_assert_msg(test_has_error(4, "audit_checkpoint_interval"), "%s", test_errs());
+
+	test_write("k.pem", "not a key\n", 10);
+	snprintf(key, sizeof(key), "%s/k.pem", tmpdir);
+	ck_assert_int_eq(chmod(key, 0600), 0);
+	rc = test_load(BASE "audit_signing_key = k.pem\n");
+	ck_assert_int_eq(rc, -EINVAL);
+	ck_assert_msg(test_has_error(3, "audit_signing_key is set but audit_checkpoint_file is "
+	    "not"), "%s", test_errs());
+	ck_assert_msg(test_has_error(3, "is not a PEM private key"), "%s", test_errs());
+	rc = test_load(BASE "audit_checkpoint_file = cp.log\n");
+	ck_assert_int_eq(rc, -EINVAL);
+	ck_assert_msg(test_has_error(3, "audit_checkpoint_file is set but audit_signing_key is "
+	    "not"), "%s", test_errs());
+	rc = test_load(BASE "audit_checkpoint_file = cp.log\naudit_signing_key = none.pem\n");
+	ck_assert_int_eq(rc, -EINVAL);
+	ck_assert_msg(test_has_error(4, "audit_signing_key: cannot read"), "%s", test_errs());
+	/* Readable by others: refused before it is even parsed. */
+	ck_assert_int_eq(chmod(key, 0644), 0);
+	rc = test_load(BASE "audit_checkpoint_file = cp.log\naudit_signing_key = k.pem\n");
+	ck_assert_int_eq(rc, -EINVAL);
+	ck_assert_msg(test_has_error(4, "accessible by group or others (mode 0644)"), "%s",
+	    test_errs());
+	/* govrelayctl run by an operator does not read the key. */
+	cfg_unref(cfg);
+	cfg = NULL;
+	buf_reset(&errs);
+	rc = cfg_load_flags(conf_path, CFG_LOAD_NO_FILE_CHECKS, &cfg, &errs);
+	ASSERT_LOADED(rc);
+}
+END_TEST
+
 START_TEST(test_backoff_order)
 {
 	int rc;
@@ -945,6 +992,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_submission_needs_tls);
 	tcase_add_test(tc, test_tls_files);
 	tcase_add_test(tc, test_backoff_order);
+	tcase_add_test(tc, test_audit_checkpoint_keys);
 	tcase_add_test(tc, test_unreadable_file);
 	tcase_add_test(tc, test_refcount);
 	tcase_add_loop_test(tc, test_cidr_match, 0, sizeof(cidr_matches) / sizeof(cidr_matches[0]));
