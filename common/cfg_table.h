@@ -32,7 +32,7 @@
 	X(max_connections, COUNT, "10000", 1, 1000000, 1, \
 	  "Most concurrent SMTP sessions over all listeners.") \
 	X(max_connections_per_ip, COUNT, "50", 1, 1000000, 1, \
-	  "Most concurrent SMTP sessions from one client address outside trusted_networks.") \
+	  "Most concurrent SMTP sessions from one client address (an IPv6 client: its /64) outside trusted_networks.") \
 	X(dns_server, HOSTPORT, "", 0, 0, 0, \
 	  "ADDRESS:PORT of the DNS resolver to use; default: the system resolver.") \
 	X(smtp_port, PORT, "25", 1, 65535, 1, \
