@@ -202,6 +202,8 @@ void smtp__policy_record(struct smtp_session *s, const char *stage,
  * refusal counts toward max_bad_commands. True when the reply waits.
  */
 bool smtp__rcpt_refused(struct smtp_session *s, const struct verdict *v);
+/* The session ends: a reply still held back is dropped with its timer. */
+void smtp__tarpit_cancel(struct smtp_session *s);
 /* The delay before answering the n-th refused recipient of a session (ms). */
 uint64_t smtp__rcpt_refusal_delay(const struct config *cfg, unsigned n);
 

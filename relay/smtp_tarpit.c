@@ -17,9 +17,10 @@
  * client's fault and counts nothing.
  *
  * Entry points (smtp_session_int.h): smtp__rcpt_refused,
- * smtp__rcpt_refusal_delay.
+ * smtp__rcpt_refusal_delay, smtp__tarpit_cancel.
  * OWNERSHIP: a held reply owns its timer and a copy of the verdict, and
- * holds a session reference until the timer has fired.
+ * holds a session reference until the timer has fired or the session
+ * has ended (smtp__tarpit_cancel, so a shutdown never waits for it).
  * THREADS: loop thread only.
  * ERRORS: none; a session that ended while its reply waited gets none.
  */
@@ -68,6 +69,19 @@ static void smtp_tarpit_over(uv_timer_t *timer)
 		smtp__resume(s);
 	}
 	uv_close((uv_handle_t *)&t->timer, smtp_tarpit_closed);
+	smtp__unref(s);
+}
+
+void smtp__tarpit_cancel(struct smtp_session *s)
+{
+	struct smtp_tarpit *t = s->tarpit;
+
+	if (t == NULL)
+		return;
+	s->tarpit = NULL;
+	uv_timer_stop(&t->timer);
+	uv_close((uv_handle_t *)&t->timer, smtp_tarpit_closed);
+	/* The session is ending: its own references keep it until then. */
 	smtp__unref(s);
 }
 

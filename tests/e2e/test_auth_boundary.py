@@ -311,6 +311,19 @@ class AuthBoundaryTest(RelayTestCase):
         # a known recipient is still accepted in the same session
         c.expect("RCPT TO:<known@strict.test>", 250)
 
+    def test_client_leaves_during_tarpit(self):
+        """A client that hangs up while its reply is held back: the
+        session ends at once (the held reply and its timer go with it)."""
+        c = self.mx(UNTRUSTED)
+        for i in range(SOFT_LIMIT + 1):
+            c.expect("RCPT TO:<gone%d@strict.test>" % i, 550)
+        c.send("RCPT TO:<gone-held@strict.test>\r\n")
+        c.close()
+        self.relay.wait_log(r"event=rcpt_tarpit")
+        # the daemon goes on serving, and a new session is not held up
+        other = self.mx(UNTRUSTED)
+        other.expect("RCPT TO:<known@strict.test>", 250)
+
     def test_trusted_client_exempt(self):
         c = self.mx("127.0.0.1")
         t0 = time.monotonic()
