@@ -17,8 +17,8 @@
  * Entry points: auth_guard_new, auth_guard_free, auth_check; the pure
  * rules auth_lockout_active, auth_failures_after, auth_authzid_ok,
  * auth_client_key.
- * OWNERSHIP: the guard owns the memory table (clients and names); each check owns its
- * request until done has run and its timer has closed. The password copy
+ * OWNERSHIP: the guard owns the memory table (clients and names); each
+ * check owns its request until done has run and its timer has closed. The password copy
  * is wiped as soon as the verification is over.
  * THREADS: everything on the loop thread except auth_work (thread pool:
  * reads the store in its own read transaction, touches only its request)
@@ -56,7 +56,7 @@
 
 struct auth_ip {
 	struct auth_ip *next;
-	char ip[AUTH_KEY_LEN];
+	char key[AUTH_KEY_LEN];
 	uint32_t failures;
 	uint64_t last_ms;         /* monotonic */
 };
@@ -123,11 +123,11 @@ void auth_guard_free(struct auth_guard *g)
 	free(g);
 }
 
-/* ------------------------------------------------- per-address memory */
+/* ------------------------------------ per-client and per-name memory */
 
-static size_t auth_ip_hash(const char *ip)
+static size_t auth_ip_hash(const char *key)
 {
-	return str_hash(ip) % AUTH_IP_BUCKETS;
+	return str_hash(key) % AUTH_IP_BUCKETS;
 }
 
 static void auth_ip_sweep(struct auth_guard *g, uint64_t now, uint64_t window)
@@ -149,15 +149,15 @@ static void auth_ip_sweep(struct auth_guard *g, uint64_t now, uint64_t window)
 	}
 }
 
-/* The entry of ip, expired counts forgotten; NULL when none (and !create). */
-static struct auth_ip *auth_ip_find(struct auth_guard *g, const char *ip, uint64_t now,
+/* The entry of key, expired counts forgotten; NULL when none (and !create). */
+static struct auth_ip *auth_ip_find(struct auth_guard *g, const char *key, uint64_t now,
     uint64_t window, bool create)
 {
-	size_t h = auth_ip_hash(ip);
+	size_t h = auth_ip_hash(key);
 	struct auth_ip *e;
 
 	for (e = g->buckets[h]; e != NULL; e = e->next) {
-		if (strcmp(e->ip, ip) == 0) {
+		if (strcmp(e->key, key) == 0) {
 			if (now - e->last_ms >= window)
 				e->failures = 0;
 			return e;
@@ -168,9 +168,9 @@ static struct auth_ip *auth_ip_find(struct auth_guard *g, const char *ip, uint64
 	if (g->nips >= AUTH_IP_MAX)
 		auth_ip_sweep(g, now, window);
 	if (g->nips >= AUTH_IP_MAX)
-		return NULL; /* a flood of addresses: each still gets the base delay */
+		return NULL; /* a flood of clients or names: each still gets the base delay */
 	e = xcalloc(1, sizeof *e);
-	str_copy(e->ip, ip, sizeof e->ip);
+	str_copy(e->key, key, sizeof e->key);
 	e->last_ms = now;
 	e->next = g->buckets[h];
 	g->buckets[h] = e;
