@@ -32,7 +32,7 @@
 	X(max_connections, COUNT, "10000", 1, 1000000, 1, \
 	  "Most concurrent SMTP sessions over all listeners.") \
 	X(max_connections_per_ip, COUNT, "50", 1, 1000000, 1, \
-	  "Most concurrent SMTP sessions from one client address outside trusted_networks.") \
+	  "Most concurrent SMTP sessions from one client address (an IPv6 client: its /64) outside trusted_networks.") \
 	X(dns_server, HOSTPORT, "", 0, 0, 0, \
 	  "ADDRESS:PORT of the DNS resolver to use; default: the system resolver.") \
 	X(smtp_port, PORT, "25", 1, 65535, 1, \
@@ -74,7 +74,7 @@
 	X(time_scale, COUNT, "1", 1, 100000, 0, \
 	  "Test aid: divide every queue delay (backoff, lifetime, warning) by this factor.") \
 	X(auth_max_failures, COUNT, "5", 1, 1000, 1, \
-	  "Consecutive failed AUTH attempts after which a user is locked out until govrelayctl user unlock.") \
+	  "Consecutive failed AUTH attempts after which a user is locked out for auth_lockout_time or until govrelayctl user unlock.") \
 	X(auth_failure_delay, DURATION, "1s", 0, 60000, 1, \
 	  "Delay before answering a failed AUTH; it doubles with each further failure from the same address or for the same user.") \
 	X(auth_failure_delay_max, DURATION, "30s", 0, 300000, 1, \
@@ -82,7 +82,17 @@
 	X(auth_ip_max_failures, COUNT, "20", 1, 100000, 1, \
 	  "Failed AUTH attempts from one client address within auth_failure_window after which it may not try again until the window has passed.") \
 	X(auth_failure_window, DURATION, "1h", 1000, 604800000, 1, \
-	  "How long failed AUTH attempts of a client address are remembered.") \
+	  "How long failed AUTH attempts of a client address (an IPv6 client: its /64) are remembered.") \
+	X(auth_lockout_time, DURATION, "15m", 1000, 2592000000ULL, 1, \
+	  "How long auth_max_failures consecutive failures lock a user; failures further apart than this are not consecutive.") \
+	X(auth_session_failures, COUNT, "3", 1, 100, 1, \
+	  "Failed AUTH attempts one session may make; the last is followed by 421 4.7.0 and the end of the session.") \
+	X(rcpt_error_soft_limit, COUNT, "3", 0, 1000, 1, \
+	  "Refused recipients a session outside trusted_networks may have before each further refusal is answered after rcpt_error_delay.") \
+	X(rcpt_error_delay, DURATION, "1s", 0, 60000, 1, \
+	  "Delay before answering a refused recipient past rcpt_error_soft_limit; it doubles with each further refusal in the session.") \
+	X(rcpt_error_delay_max, DURATION, "10s", 0, 300000, 1, \
+	  "Longest delay before answering a refused recipient.") \
 	X(password_hash_cost, COUNT, "15", 10, 20, 1, \
 	  "log2 of scrypt's N for new password hashes (15: 32 MiB and tens of milliseconds per check); stored hashes keep their own cost.") \
 	X(delegated_route_networks, CIDRS, "", 0, 0, 1, \

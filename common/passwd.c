@@ -212,14 +212,21 @@ out:
 	return rc;
 }
 
-void passwd_dummy_verify(const char *password, size_t len)
+void passwd_dummy_verify_cost(const char *password, size_t len, unsigned ln)
 {
 	unsigned char got[PASSWD_KEY_LEN];
 
 	if (len > PASSWD_MAX)
 		len = PASSWD_MAX;
+	if (!passwd_params_ok(ln, PASSWD_DEFAULT_R, PASSWD_DEFAULT_P))
+		ln = PASSWD_DEFAULT_LN;
 	/* The result is thrown away: only the time spent matters. */
 	if (passwd_derive(password, len, passwd_dummy_salt, sizeof passwd_dummy_salt,
-	    PASSWD_DEFAULT_LN, PASSWD_DEFAULT_R, PASSWD_DEFAULT_P, got, sizeof got) == 0)
+	    ln, PASSWD_DEFAULT_R, PASSWD_DEFAULT_P, got, sizeof got) == 0)
 		OPENSSL_cleanse(got, sizeof got);
+}
+
+void passwd_dummy_verify(const char *password, size_t len)
+{
+	passwd_dummy_verify_cost(password, len, PASSWD_DEFAULT_LN);
 }

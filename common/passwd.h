@@ -49,5 +49,11 @@ int passwd_verify(const char *password, size_t len, const char *stored, bool *ok
  * unknown users so the answer's timing does not tell which users exist.
  */
 void passwd_dummy_verify(const char *password, size_t len);
+/*
+ * The same with N = 2^ln (the site's password_hash_cost, the cost its
+ * users' hashes have), so an unknown user costs what a known one does;
+ * an ln out of bounds falls back to PASSWD_DEFAULT_LN.
+ */
+void passwd_dummy_verify_cost(const char *password, size_t len, unsigned ln);
 
 #endif

@@ -3,7 +3,8 @@
  * the PLAIN message (RFC 4616). The session keeps the exchange; this file
  * only turns bytes into fields, so tests can cover every byte.
  *
- * Entry points: sasl_b64_decode, sasl_b64_encode, sasl_plain_parse.
+ * Entry points: sasl_b64_decode, sasl_b64_encode, sasl_plain_split,
+ * sasl_plain_parse.
  *
  * Base64 is RFC 4648 section 4 with no leniency: padding required, no
  * whitespace or line breaks, no characters outside the alphabet, and the
@@ -152,12 +153,13 @@ static bool sasl_utf8_ok(const unsigned char *s, size_t len)
  * safe here only because each field is followed by a NUL or is copied
  * into a NUL-terminated buffer first.
  */
-int sasl_plain_parse(const unsigned char *msg, size_t len, char *user, char *pass)
+int sasl_plain_split(const unsigned char *msg, size_t len, char *authzid, char *user,
+    char *pass)
 {
 	const unsigned char *nul1, *nul2;
 	size_t zlen, clen, plen;
-	char authzid[SASL_FIELD_MAX + 1];
 
+	authzid[0] = '\0';
 	user[0] = '\0';
 	pass[0] = '\0';
 	nul1 = memchr(msg, '\0', len);
@@ -185,14 +187,27 @@ int sasl_plain_parse(const unsigned char *msg, size_t len, char *user, char *pas
 	pass[plen] = '\0';
 	if (!sasl_utf8_ok((const unsigned char *)authzid, zlen) ||
 	    !sasl_utf8_ok((const unsigned char *)user, clen) ||
-	    !sasl_utf8_ok((const unsigned char *)pass, plen))
-		goto fail;
-	/* We do not let one user act for another (RFC 4616 section 2 allows refusing). */
-	if (zlen != 0 && (zlen != clen || memcmp(authzid, user, clen) != 0))
-		goto fail;
+	    !sasl_utf8_ok((const unsigned char *)pass, plen)) {
+		memset(authzid, 0, SASL_FIELD_MAX + 1);
+		memset(user, 0, SASL_FIELD_MAX + 1);
+		memset(pass, 0, SASL_FIELD_MAX + 1);
+		return -EINVAL;
+	}
 	return 0;
-fail:
-	memset(user, 0, SASL_FIELD_MAX + 1);
-	memset(pass, 0, SASL_FIELD_MAX + 1);
-	return -EINVAL;
+}
+
+int sasl_plain_parse(const unsigned char *msg, size_t len, char *user, char *pass)
+{
+	char authzid[SASL_FIELD_MAX + 1];
+	int rc = sasl_plain_split(msg, len, authzid, user, pass);
+
+	if (rc < 0)
+		return rc;
+	/* We do not let one user act for another (RFC 4616 section 2 allows refusing). */
+	if (authzid[0] != '\0' && strcmp(authzid, user) != 0) {
+		memset(user, 0, SASL_FIELD_MAX + 1);
+		memset(pass, 0, SASL_FIELD_MAX + 1);
+		return -EINVAL;
+	}
+	return 0;
 }

@@ -28,5 +28,13 @@ void sasl_b64_encode(const unsigned char *in, size_t len, char *out);
  * (SASL_FIELD_MAX + 1 bytes each). 0 or -EINVAL.
  */
 int sasl_plain_parse(const unsigned char *msg, size_t len, char *user, char *pass);
+/*
+ * The same message split into its three fields (SASL_FIELD_MAX + 1 bytes
+ * each), authzid ("" when absent) left for the caller to judge: the SMTP
+ * session refuses one naming another user with 535 5.7.8, not as a
+ * syntax error. Same checks otherwise; 0 or -EINVAL.
+ */
+int sasl_plain_split(const unsigned char *msg, size_t len, char *authzid, char *user,
+    char *pass);
 
 #endif

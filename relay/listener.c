@@ -10,6 +10,8 @@
  * ERRORS: bind failures are returned with FILE:LINE context for main to
  * report; accept failures are logged and the connection is dropped.
  *
+ * The per-address limit counts a client as common/ipgroup.h groups it:
+ * an IPv4 address, an IPv6 /64 (IPv4-mapped IPv6 as the IPv4 address).
  * Clients in trusted_networks are exempt from the per-address limit (as
  * Postfix's smtpd_client_event_limit_exceptions = $mynetworks): an agency
  * mail server or a benchmark legitimately opens many sessions at once.
@@ -22,6 +24,7 @@
 #include <string.h>
 #include <netinet/in.h>
 
+#include "common/ipgroup.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "relay/listener.h"
@@ -52,22 +55,6 @@ struct listener_set {
 	struct listener_count *buckets[LISTENER_BUCKETS];
 };
 
-static void listener_addr_key(const struct sockaddr_storage *ss, int *family, uint8_t key[16])
-{
-	memset(key, 0, 16);
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-
-		*family = AF_INET6;
-		memcpy(key, &s6->sin6_addr, 16);
-	} else {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-
-		*family = AF_INET;
-		memcpy(key, &s4->sin_addr, 4);
-	}
-}
-
 static size_t listener_hash(int family, const uint8_t key[16])
 {
 	/* FNV-1a: the table is per-process and the key is the peer address. */
@@ -81,11 +68,14 @@ static size_t listener_hash(int family, const uint8_t key[16])
 static struct listener_count **listener_find(struct listener_set *ls,
     const struct sockaddr_storage *ss, bool create)
 {
+	struct ipgroup grp;
 	int family;
-	uint8_t key[16];
+	const uint8_t *key = grp.bytes;
 	struct listener_count **pp;
 
-	listener_addr_key(ss, &family, key);
+	/* Counted per client: an IPv4 address, an IPv6 /64 (common/ipgroup.h). */
+	ipgroup_of_sockaddr((const struct sockaddr *)ss, &grp);
+	family = grp.family;
 	pp = &ls->buckets[listener_hash(family, key)];
 	for (; *pp; pp = &(*pp)->next)
 		if ((*pp)->family == family && memcmp((*pp)->addr, key, 16) == 0)

@@ -15,24 +15,48 @@
  * (OPENSSL_cleanse) once handed over; the LOGIN user name waits in the
  * session. The auth_check in flight holds a session reference.
  * THREADS: loop thread only; auth_check completes on the loop thread.
- * ERRORS: undecodable responses are 501, unknown mechanisms 504, bad
- * or locked credentials 535 (counted toward max_bad_commands), a throttled
- * address or a failing user store 454.
+ * ERRORS: undecodable responses are 501, unknown mechanisms 504; a wrong
+ * password, an unknown user, a locked account and a PLAIN authzid that
+ * is not the user are all the same 535 5.7.8; a throttled address or a
+ * failing user store 454. A failed attempt counts toward
+ * auth_session_failures (the last one: 421 4.7.0 and the end of the
+ * session), a syntax error toward max_bad_commands.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include <openssl/crypto.h>
 
+#include "common/log.h"
 #include "common/sasl.h"
 #include "common/util.h"
 #include "policy/auth.h"
 #include "relay/smtp_session_int.h"
 
 /* ---------------------------------------------------------------- AUTH */
+
+/*
+ * A failed attempt: counted toward auth_session_failures, whose last one
+ * ends the session with 421 4.7.0 (a guesser gets a few tries per
+ * connection, then pays for a new one), else toward max_bad_commands.
+ */
+static void smtp_auth_failed(struct smtp_session *s)
+{
+	char n[16];
+
+	if (++s->auth_failures < s->cfg->auth_session_failures) {
+		smtp__count_error(s);
+		return;
+	}
+	snprintf(n, sizeof n, "%u", s->auth_failures);
+	log_event(LOG_LVL_INFO, s->id, "event", "too_many_auth_failures", "client",
+	    s->peer_addr, "failures", n, NULL);
+	smtp__goodbye(s, "4.7.0", "Error: too many failed authentications");
+}
 
 static void smtp_auth_done(void *arg, const struct auth_result *r)
 {
@@ -48,19 +72,19 @@ static void smtp_auth_done(void *arg, const struct auth_result *r)
 			smtp__reply(s, 235, "2.7.0", "Authentication successful");
 			break;
 		case AUTH_OUTCOME_LOCKED:
-			smtp__reply(s, 535, "5.7.8", "Authentication credentials invalid: the "
-			    "account is locked after too many failed attempts; ask your "
-			    "postmaster to unlock it");
-			smtp__count_error(s);
-			break;
 		case AUTH_OUTCOME_BAD:
+			/*
+			 * One reply for a wrong password, an unknown user, a
+			 * locked account and a refused authzid: which one it was
+			 * is for the audit trail, not for whoever is guessing.
+			 */
 			smtp__reply(s, 535, "5.7.8", "Authentication credentials invalid");
-			smtp__count_error(s);
+			smtp_auth_failed(s);
 			break;
 		case AUTH_OUTCOME_THROTTLED:
 			smtp__reply(s, 454, "4.7.0", "Too many failed authentications from your "
 			    "address; try again later");
-			smtp__count_error(s);
+			smtp_auth_failed(s);
 			break;
 		case AUTH_OUTCOME_TEMPFAIL:
 			smtp__reply(s, 454, "4.7.0", "Temporary authentication failure");
@@ -72,13 +96,14 @@ static void smtp_auth_done(void *arg, const struct auth_result *r)
 }
 
 /* Hands the credentials over; the password buffer is the caller's to wipe. */
-static void smtp_auth_submit(struct smtp_session *s, const char *user, const char *pass)
+static void smtp_auth_submit(struct smtp_session *s, const char *authzid, const char *user,
+    const char *pass)
 {
 	s->auth_step = SMTP_AUTH_CHECKING;
 	s->busy = true;
 	smtp__ref(s);
-	auth_check(s->srv->auth, s->cfg, s->peer_addr, cfg_role_name(s->role), user, pass,
-	    smtp_auth_done, s);
+	auth_check(s->srv->auth, s->cfg, s->peer_addr, cfg_role_name(s->role), authzid, user,
+	    pass, smtp_auth_done, s);
 }
 
 static void smtp_auth_fail_syntax(struct smtp_session *s)
@@ -92,16 +117,17 @@ static void smtp_auth_fail_syntax(struct smtp_session *s)
 static void smtp_auth_plain(struct smtp_session *s, const char *b64, size_t len)
 {
 	unsigned char msg[3 * SASL_FIELD_MAX + 3];
-	char user[SASL_FIELD_MAX + 1], pass[SASL_FIELD_MAX + 1];
+	char authzid[SASL_FIELD_MAX + 1], user[SASL_FIELD_MAX + 1], pass[SASL_FIELD_MAX + 1];
 	size_t n;
 
 	if (sasl_b64_decode(b64, len, msg, sizeof msg, &n) < 0 ||
-	    sasl_plain_parse(msg, n, user, pass) < 0) {
+	    sasl_plain_split(msg, n, authzid, user, pass) < 0) {
 		OPENSSL_cleanse(msg, sizeof msg);
 		smtp_auth_fail_syntax(s);
 		return;
 	}
-	smtp_auth_submit(s, user, pass);
+	/* An authzid naming another user is judged (and refused) by policy/auth. */
+	smtp_auth_submit(s, authzid, user, pass);
 	OPENSSL_cleanse(msg, sizeof msg);
 	OPENSSL_cleanse(pass, sizeof pass);
 }
@@ -146,7 +172,7 @@ void smtp__auth_response(struct smtp_session *s, const char *line, size_t len)
 			smtp_auth_fail_syntax(s);
 			return;
 		}
-		smtp_auth_submit(s, s->auth_login_user, pass);
+		smtp_auth_submit(s, NULL, s->auth_login_user, pass);
 		OPENSSL_cleanse(pass, sizeof pass);
 		return;
 	default:

@@ -19,7 +19,9 @@
  * asynchronous policy run, which holds a session reference.
  * THREADS: loop thread only (the alias bound's read transaction included).
  * ERRORS: a bad argument is a 5xx reply counted toward max_bad_commands;
- * a store error while expanding a RCPT's aliases is 451 4.3.0.
+ * so is a refused recipient from outside trusted_networks, answered
+ * later and later past rcpt_error_soft_limit (smtp_tarpit.c); a store
+ * error while expanding a RCPT's aliases is 451 4.3.0 (counts nothing).
  */
 #include "config.h"
 
@@ -189,7 +191,7 @@ static bool smtp_rcpt_bound(struct smtp_session *s)
 		return true;
 	if (rc == -E2BIG) {
 		v.rule = "alias_limit";
-		smtp__policy_refused(s, "rcpt", &v, s->pending_path.addr);
+		(void)smtp__rcpt_refused(s, &v);
 		return false;
 	}
 store_error:
@@ -197,7 +199,7 @@ store_error:
 	policy_verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.3.0",
 	    "<%s>: Temporary lookup failure, try again later", s->pending_path.addr);
 	v.rule = "alias_lookup";
-	smtp__policy_refused(s, "rcpt", &v, s->pending_path.addr);
+	(void)smtp__rcpt_refused(s, &v);
 	return false;
 }
 
@@ -221,9 +223,11 @@ static void smtp_rcpt_policy_done(void *arg, const struct verdict *v)
 				smtp__set_state(s, SMTP_ST_RCPT);
 			smtp__reply(s, 250, "2.1.5", "Ok");
 		} else if (v->kind != VERDICT_CONTINUE && v->kind != VERDICT_ACCEPT) {
-			smtp__policy_refused(s, "rcpt", v, s->pending_path.addr);
+			(void)smtp__rcpt_refused(s, v);
 		}
-		smtp__resume(s);
+		/* A refusal's reply may be held back (smtp_tarpit): it resumes then. */
+		if (!s->busy)
+			smtp__resume(s);
 	}
 	smtp__unref(s);
 }

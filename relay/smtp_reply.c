@@ -6,7 +6,8 @@
  * a multi-line reply, "250-"), smtp__reply_parse_error, smtp__flush,
  * smtp__goodbye (421 and no more input), smtp__count_error
  * (max_bad_commands), smtp__policy_refused (a verdict's reply, log line
- * and audit record).
+ * and audit record), smtp__policy_record (the log line and audit record
+ * alone).
  *
  * Replies are appended to the conn's output buffer and written by
  * smtp__flush, which the dispatcher calls when a pipelined group ends
@@ -124,20 +125,30 @@ static void smtp_audit_reject(struct smtp_session *s, const char *stage,
 }
 
 /*
+ * The record of a refusal, without the reply: the log line and the audit
+ * record. smtp_tarpit writes these at once and the reply later.
+ */
+void smtp__policy_record(struct smtp_session *s, const char *stage,
+    const struct verdict *v, const char *rcpt)
+{
+	char code[16];
+
+	snprintf(code, sizeof code, "%d", v->code);
+	log_event(LOG_LVL_INFO, s->tx.active ? s->tx.qid_text : s->id, "event", "reject",
+	    "stage", stage, "code", code, "dsn", v->enh, "reason", v->text, "client",
+	    s->peer_addr, "to", rcpt, "rule", v->rule, NULL);
+	smtp_audit_reject(s, stage, v, rcpt);
+}
+
+/*
  * A policy stage said no: reply with its words, log and audit the
  * refusal, and hang up when it asked for that.
  */
 void smtp__policy_refused(struct smtp_session *s, const char *stage,
     const struct verdict *v, const char *rcpt)
 {
-	char code[16];
-
-	snprintf(code, sizeof code, "%d", v->code);
 	smtp__reply(s, v->code, v->enh, "%s", v->text);
-	log_event(LOG_LVL_INFO, s->tx.active ? s->tx.qid_text : s->id, "event", "reject",
-	    "stage", stage, "code", code, "dsn", v->enh, "reason", v->text, "client",
-	    s->peer_addr, "to", rcpt, "rule", v->rule, NULL);
-	smtp_audit_reject(s, stage, v, rcpt);
+	smtp__policy_record(s, stage, v, rcpt);
 	if (v->kind == VERDICT_DISCONNECT) {
 		smtp__set_state(s, SMTP_ST_QUIT);
 		s->close_after_flush = true;

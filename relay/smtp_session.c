@@ -158,6 +158,7 @@ static void smtp_end(struct smtp_session *s)
 	if (s->closing)
 		return;
 	s->closing = true;
+	smtp__tarpit_cancel(s);
 	smtp__tx_reset(s);
 	smtp_list_remove(s);
 	if (s->admitted) {

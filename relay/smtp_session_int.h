@@ -155,6 +155,10 @@ struct smtp_session {
 	char auth_user[ADDR_MAX + 1];    /* canonical address once authenticated */
 	enum smtp_auth_step auth_step;
 	char auth_login_user[SASL_FIELD_MAX + 1];
+	unsigned auth_failures;    /* failed AUTH attempts: auth_session_failures */
+	/* Probing (issue 9): refused recipients so far, and the reply held back. */
+	unsigned rcpt_refusals;
+	struct smtp_tarpit *tarpit;
 };
 
 /* ------------------------------------------------ smtp_session.c */
@@ -195,6 +199,23 @@ void smtp__goodbye(struct smtp_session *s, const char *enh, const char *text);
 void smtp__count_error(struct smtp_session *s);
 void smtp__policy_refused(struct smtp_session *s, const char *stage,
     const struct verdict *v, const char *rcpt);
+/* The log line and audit record of a refusal, without its reply. */
+void smtp__policy_record(struct smtp_session *s, const char *stage,
+    const struct verdict *v, const char *rcpt);
+
+/* ------------------------------------------------- smtp_tarpit.c */
+
+/*
+ * RCPT was refused (v): replies, or, past rcpt_error_soft_limit for a
+ * client outside trusted_networks, holds the reply back on a timer and
+ * leaves the session busy (the timer answers and resumes it). A 5xx
+ * refusal counts toward max_bad_commands. True when the reply waits.
+ */
+bool smtp__rcpt_refused(struct smtp_session *s, const struct verdict *v);
+/* The session ends: a reply still held back is dropped with its timer. */
+void smtp__tarpit_cancel(struct smtp_session *s);
+/* The delay before answering the n-th refused recipient of a session (ms). */
+uint64_t smtp__rcpt_refusal_delay(const struct config *cfg, unsigned n);
 
 /* ---------------------------------------------- smtp_commands.c */
 
