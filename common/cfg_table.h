@@ -82,6 +82,8 @@
 	X(auth_failure_window, DURATION, "1h", 1000, 604800000, 1, \
 	  "How long failed AUTH attempts of a client address are remembered.") \
 	X(password_hash_cost, COUNT, "15", 10, 20, 1, \
-	  "log2 of scrypt's N for new password hashes (15: 32 MiB and tens of milliseconds per check); stored hashes keep their own cost.")
+	  "log2 of scrypt's N for new password hashes (15: 32 MiB and tens of milliseconds per check); stored hashes keep their own cost.") \
+	X(user, STRING, "govrelay", 0, 0, 0, \
+	  "Unprivileged user govrelayd runs as: started as root it binds its listeners, reads its key, then drops to this user for good (never root). data_dir must belong to it.")
 
 #endif

@@ -2,9 +2,12 @@
  * govrelayd: start-up, signals, reload, shutdown and the event loop.
  *
  * Entry points: main() only.
- * Start-up order matters: configuration, store (orphan chunks collected
- * before anything can write), queue writer, TLS, policy, listeners,
- * scheduler, and only then the "ready" line and sd_notify(READY=1).
+ * Start-up order matters: configuration and TLS key (read as root when
+ * started as root), descriptor limit, listeners (bound as root: ports
+ * below 1024), then the privilege drop to `user` (relay/privilege.c), and
+ * only then, as that user: store (orphan chunks collected before anything
+ * can write), queue writer, policy, control socket, scheduler, and only
+ * then the "ready" line and sd_notify(READY=1) (systemd Type=notify).
  * Shutdown (SIGTERM/SIGINT) runs the same order backwards: stop accepting,
  * let sessions whose commit is in flight finish (the others get 421), stop
  * deliveries, drain the writer, exit 0. SIGHUP reloads the configuration
@@ -40,6 +43,7 @@
 #include "relay/delivery.h"
 #include "relay/dns.h"
 #include "relay/listener.h"
+#include "relay/privilege.h"
 #include "relay/smtp_session.h"
 #include "relay/tlsio.h"
 
@@ -186,6 +190,8 @@ static void govrelayd_reload(struct govrelayd *d)
 	struct tlsio_ctx *tls = NULL;
 	struct config *cfg = govrelayd_load_config(d->config_file, &tls);
 
+	if (cfg != NULL)
+		priv_clamp_connections(cfg, priv_raise_nofile());
 	if (cfg == NULL) {
 		log_err(NULL, "reload of %s failed; keeping the running configuration",
 		    d->config_file);
@@ -311,6 +317,14 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	d.loop = uv_default_loop();
+	priv_clamp_connections(d.cfg, priv_raise_nofile());
+	/* Sessions reach the store only once the loop runs, after the drop. */
+	smtp_server_init(&d.srv, d.loop);
+	rc = listener_start(d.loop, d.cfg, &d.srv, &d.listeners, err, sizeof err);
+	if (rc < 0)
+		fatal(EX_UNAVAILABLE, "%s", err);
+	priv_drop(d.cfg);
+
 	rc = queue_store_open(d.cfg->data_dir, d.cfg->queue_max_size, false, &d.store);
 	if (rc < 0)
 		fatal(EX_UNAVAILABLE, "cannot open the store in %s: %s", d.cfg->data_dir,
@@ -324,7 +338,6 @@ int main(int argc, char **argv)
 
 	if (policy_new(d.loop, d.cfg, d.store, &d.policy, err, sizeof err) < 0)
 		fatal(EX_CONFIG, "policy: %s", err);
-	smtp_server_init(&d.srv, d.loop);
 	d.srv.cfg = cfg_ref(d.cfg);
 	d.srv.store = d.store;
 	d.srv.writer = d.writer;
@@ -335,9 +348,6 @@ int main(int argc, char **argv)
 	d.srv.on_queued = govrelayd_on_queued;
 	d.srv.on_queued_arg = &d;
 
-	rc = listener_start(d.loop, d.cfg, &d.srv, &d.listeners, err, sizeof err);
-	if (rc < 0)
-		fatal(EX_UNAVAILABLE, "%s", err);
 	/* govrelayctl's live verbs; a change kicks the scheduler like a new message. */
 	rc = ctl_start(d.loop, d.cfg->control_socket, d.writer, d.store, govrelayd_config_ref,
 	    govrelayd_on_queued, &d, &d.ctl, err, sizeof err);
