@@ -107,6 +107,20 @@ def daemon_can_use(path, pw=None):
         d = parent
 
 
+def give_to_daemon(path, mkdir=False):
+    """As root: PATH (a folder made here when mkdir, or a unix socket a
+    test server made) becomes the daemon user's, as an installation makes
+    a maildir root or an LMTP socket reachable by govrelay. The folders
+    above it get search permission. No-op when not root."""
+    pw = ensure_daemon_user()
+    if mkdir:
+        os.makedirs(path, exist_ok=True)
+    if pw is None:
+        return
+    daemon_can_use(os.path.dirname(os.path.abspath(path)), pw)
+    os.chown(path, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
+
+
 def proc_ids(pid):
     """(uids, gids, groups) of a running process from /proc/PID/status:
     the real, effective, saved and filesystem ids, and the supplementary
