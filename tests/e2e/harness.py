@@ -337,7 +337,9 @@ class Relay:
 
     # -- process
 
-    def start(self, timeout=15.0):
+    def start(self, timeout=15.0, preexec_fn=None):
+        """Runs the daemon and waits for `ready`; preexec_fn runs in the
+        child before exec (e.g. to set a resource limit)."""
         if not os.access(GOVRELAYD, os.X_OK):
             raise AssertionError("govrelayd binary not found at %s (set GOVRELAYD)" % GOVRELAYD)
         self.log_fh = open(self.logfile, "ab")
@@ -350,7 +352,7 @@ class Relay:
         self.proc = subprocess.Popen(wrapper + [GOVRELAYD, "-f", "-c", self.conf],
                                      stdin=subprocess.DEVNULL,
                                      stdout=self.log_fh, stderr=self.log_fh,
-                                     cwd=self.dir)
+                                     cwd=self.dir, preexec_fn=preexec_fn)
 
         def ready():
             if self.proc.poll() is not None:
