@@ -201,6 +201,8 @@ static void govrelayd_reload(struct govrelayd *d)
 		log_warn(NULL, "reload: data_dir change needs a restart (ignored)");
 	if (cfg->listen.n != d->cfg->listen.n)
 		log_warn(NULL, "reload: listener changes need a restart (ignored)");
+	if (strcmp(cfg->user, d->cfg->user) != 0)
+		log_warn(NULL, "reload: user change needs a restart (ignored)");
 	log_set_format(cfg->log_format);
 	cfg_unref(d->cfg);
 	d->cfg = cfg;
