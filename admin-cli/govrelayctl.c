@@ -6,7 +6,9 @@
  *
  *   LOCAL   root, or the user owning data_dir (they may open the LMDB
  *           store anyway): the engine runs in this process, unscoped
- *           (io.super), and opens the store itself. LMDB serializes
+ *           (io.super), and opens the store itself; root does so with
+ *           the effective ids of data_dir's owner, so no file of the
+ *           store becomes root's (common/datadir.c). LMDB serializes
  *           writers across processes and readers never wait, so this
  *           works whether or not the daemon runs. `help`, `--help` and
  *           `config check` always run here.
@@ -44,6 +46,7 @@
 #include "common/cfg.h"
 #include "common/ctlclient.h"
 #include "common/ctlproto.h"
+#include "common/datadir.h"
 #include "common/log.h"
 #include "common/passwd.h"
 #include "common/util.h"
@@ -377,6 +380,91 @@ static int govrelayctl_remote(const struct config *cfg, int argc, char **argv)
 }
 
 /*
+ * Root acting on the store itself takes the effective identity of
+ * data_dir's owner first (common/datadir.c says why: files LMDB creates
+ * must be the daemon user's, and root must not open paths in a folder
+ * that user controls). A data_dir that does not exist yet is created for
+ * the configured `user` when there is one. 0 or an exit code (reported).
+ */
+static int govrelayctl_become_owner(const struct config *cfg, struct datadir_saved *saved)
+{
+	struct datadir_user u;
+	char err[1024];
+	int rc;
+
+	memset(saved, 0, sizeof *saved);
+	if (geteuid() != 0 || cfg == NULL || cfg->data_dir == NULL)
+		return 0;
+	if (cfg->user != NULL && datadir_lookup_user(cfg->user, &u) == 0 && u.uid != 0) {
+		rc = datadir_create_for(cfg->data_dir, &u, err, sizeof err);
+		/* A missing parent folder: the engine says so as it always did. */
+		if (rc < 0 && rc != -ENOENT) {
+			fprintf(stderr, "govrelayctl: %s\n", err);
+			return EX_CANTCREAT;
+		}
+	}
+	if (datadir_become_owner(cfg->data_dir, saved, err, sizeof err) < 0) {
+		fprintf(stderr, "govrelayctl: %s\n", err);
+		return EX_OSERR;
+	}
+	return 0;
+}
+
+/*
+ * `mailbox import FILE` run by root as data_dir's owner: FILE is opened
+ * here with root's rights first, and handed to the engine as its stdin
+ * (as the remote mode does), so a root-only file stays readable.
+ * *in is NULL when the command names no file. 0 or an exit code.
+ */
+static int govrelayctl_open_file_arg(int argc, char **argv, char **v, int *n, FILE **in)
+{
+	int file_at = admin_file_arg(argc, argv);
+
+	*in = NULL;
+	if (file_at < 0 || strcmp(argv[file_at], "-") == 0)
+		return 0;
+	*in = fopen(argv[file_at], "rb");
+	if (*in == NULL) {
+		fprintf(stderr, "govrelayctl: cannot open \"%s\": %s\n", argv[file_at],
+		    strerror(errno));
+		return EX_NOINPUT;
+	}
+	v[file_at] = "-";
+	if (!govrelayctl_has(argc, argv, "--label")) {
+		v[(*n)++] = "--label";
+		v[(*n)++] = argv[file_at];
+	}
+	return 0;
+}
+
+/* The engine, as data_dir's owner when root (see govrelayctl_become_owner). */
+static int govrelayctl_run_engine(struct admin_io *io, int argc, char **argv)
+{
+	struct datadir_saved saved;
+	char **v = xcalloc((size_t)argc + 3, sizeof *v);
+	FILE *file = NULL, *old_in = io->in;
+	int n = argc, rc;
+
+	for (int i = 0; i < argc; i++)
+		v[i] = argv[i];
+	rc = geteuid() == 0 && io->cfg != NULL ?
+	    govrelayctl_open_file_arg(argc, argv, v, &n, &file) : 0;
+	if (rc == 0)
+		rc = govrelayctl_become_owner(io->cfg, &saved);
+	if (rc == 0) {
+		if (file != NULL)
+			io->in = file;
+		rc = admin_run(io, n, v);
+		datadir_restore(&saved);
+	}
+	io->in = old_in;
+	if (file != NULL)
+		fclose(file);
+	free(v);
+	return rc;
+}
+
+/*
  * Local mode: the engine in this process. A password is prompted for
  * here (the engine reads only streams) and handed over as its stdin.
  */
@@ -390,7 +478,7 @@ static int govrelayctl_local(struct admin_io *io, int argc, char **argv)
 	govrelayctl_words(argc, argv, w, 3);
 	io->super = true;
 	if (!govrelayctl_prompts(argc, argv, w))
-		return admin_run(io, argc, argv);
+		return govrelayctl_run_engine(io, argc, argv);
 	buf_init(&pw);
 	if ((rc = govrelayctl_prompt(w, &pw)) == 0) {
 		in = fmemopen(pw.data, pw.len, "r");
@@ -402,7 +490,7 @@ static int govrelayctl_local(struct admin_io *io, int argc, char **argv)
 	}
 	if (rc == 0) {
 		io->in = in;
-		rc = admin_run(io, argc, argv);
+		rc = govrelayctl_run_engine(io, argc, argv);
 		fclose(in);
 	}
 	if (pw.data != NULL)

@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1025,6 +1026,43 @@ static void cfg_check_postmaster(struct cfg_ctx *ctx, char **v)
 	*v = xstrdup(canon); /* "" after an error: the load fails anyway */
 }
 
+/*
+ * user: never root, whatever the name (a second uid-0 account such as
+ * "toor" too). Whether the user exists matters only to a daemon that is
+ * about to start as root and drop to it; a developer's checkout, where
+ * tests run the daemon as themselves, has no such user and needs none,
+ * and a root without the default user still passes `-t` (the start then
+ * fails at the drop, naming the useradd that fixes it).
+ */
+static void cfg_check_user(struct cfg_ctx *ctx)
+{
+	const char *name = ctx->cfg->user;
+	unsigned line = ctx->line[CFG_I_user];
+	struct passwd pw, *res = NULL;
+	char pwbuf[4096];
+	int rc;
+
+	if (name == NULL)
+		return;
+	if (strcmp(name, "root") == 0 || strcmp(name, "0") == 0) {
+		cfg_err(ctx, line, "user: '%s' is uid 0; govrelayd never runs as root "
+			"(name an unprivileged user such as govrelay)", name);
+		return;
+	}
+	rc = getpwnam_r(name, &pw, pwbuf, sizeof(pwbuf), &res);
+	if (rc == 0 && res != NULL && res->pw_uid == 0) {
+		cfg_err(ctx, line, "user: '%.*s' is uid 0; govrelayd never runs as root "
+			"(name an unprivileged user such as govrelay)", CFG_QUOTE_MAX, name);
+		return;
+	}
+	/* Only a user named in the file: the default's absence is reported at the drop. */
+	if ((ctx->flags & CFG_LOAD_TO_RUN) && geteuid() == 0 && line > 0 &&
+	    (rc != 0 || res == NULL))
+		cfg_err(ctx, line, "user: no user '%.*s' on this system (create it: "
+			"useradd --system --no-create-home --shell /usr/sbin/nologin %.*s)",
+			CFG_QUOTE_MAX, name, CFG_QUOTE_MAX, name);
+}
+
 /* Checks that involve more than one key, after every value is parsed. */
 static void cfg_check(struct cfg_ctx *ctx)
 {
@@ -1099,6 +1137,7 @@ static void cfg_check(struct cfg_ctx *ctx)
 			"clamd: virus scanning is not available in this version of govrelay "
 			"(mail would pass unscanned); remove this line");
 
+	cfg_check_user(ctx);
 	cfg_check_listeners(ctx);
 	if (cfg->listen.n == 0 && ctx->line[CFG_I_listen] == 0)
 		cfg_err(ctx, 0, "at least one listen line is required");

@@ -114,6 +114,8 @@
 	X(audit_checkpoint_records, COUNT, "1000", 1, 1000000000, 0, \
 	  "Write an audit checkpoint once this many audit records were added since the last one.") \
 	X(audit_checkpoint_interval, DURATION, "5m", 1000, 86400000, 0, \
-	  "Write an audit checkpoint at least this often while the audit chain grows (never when its head did not move).")
+	  "Write an audit checkpoint at least this often while the audit chain grows (never when its head did not move).") \
+	X(user, STRING, "govrelay", 0, 0, 0, \
+	  "Unprivileged user govrelayd runs as: started as root it binds its listeners, reads its key, then drops to this user for good (never root). data_dir must belong to it.")
 
 #endif

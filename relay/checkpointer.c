@@ -55,6 +55,7 @@ struct checkpointer {
 	uv_timer_t timer;
 	uv_work_t work;
 	bool in_flight;
+	bool started;
 	bool stopping;
 	bool timer_closed;
 };
@@ -135,8 +136,8 @@ static void checkpointer_check_start(struct checkpointer *c)
 		    audit_ckpt_file(c->signer), res.mismatch_what, audit_ckpt_file(c->signer));
 }
 
-int checkpointer_start(uv_loop_t *loop, const struct config *cfg, struct queue_store *store,
-    struct checkpointer **out, char *err, size_t errlen)
+int checkpointer_open(const struct config *cfg, struct checkpointer **out, char *err,
+    size_t errlen)
 {
 	struct checkpointer *c;
 	struct ckpt_key *key;
@@ -157,18 +158,9 @@ int checkpointer_start(uv_loop_t *loop, const struct config *cfg, struct queue_s
 		return rc;
 	}
 	c = xcalloc(1, sizeof *c);
-	c->loop = loop;
-	c->store = store;
 	c->signer = signer;
 	c->every_records = cfg->audit_checkpoint_records;
 	c->every_ms = cfg->audit_checkpoint_interval;
-	audit_ckpt_daemon_set(signer);
-	checkpointer_check_start(c);
-	uv_timer_init(loop, &c->timer);
-	c->timer.data = c;
-	uv_timer_start(&c->timer, checkpointer_tick, CHECKPOINTER_TICK_MS, CHECKPOINTER_TICK_MS);
-	/* The timer alone must not keep the loop running at shutdown. */
-	uv_unref((uv_handle_t *)&c->timer);
 	log_info(NULL, "audit checkpoints: key %s, file %s, every %" PRIu64 " records or %"
 	    PRIu64 " s", ckpt_key_id(key), cfg->audit_checkpoint_file, c->every_records,
 	    c->every_ms / 1000);
@@ -176,9 +168,25 @@ int checkpointer_start(uv_loop_t *loop, const struct config *cfg, struct queue_s
 	return 0;
 }
 
+void checkpointer_start(struct checkpointer *c, uv_loop_t *loop, struct queue_store *store)
+{
+	if (c == NULL)
+		return;
+	c->loop = loop;
+	c->store = store;
+	audit_ckpt_daemon_set(c->signer);
+	checkpointer_check_start(c);
+	uv_timer_init(loop, &c->timer);
+	c->timer.data = c;
+	uv_timer_start(&c->timer, checkpointer_tick, CHECKPOINTER_TICK_MS, CHECKPOINTER_TICK_MS);
+	/* The timer alone must not keep the loop running at shutdown. */
+	uv_unref((uv_handle_t *)&c->timer);
+	c->started = true;
+}
+
 void checkpointer_stop(struct checkpointer *c)
 {
-	if (c == NULL || c->stopping)
+	if (c == NULL || c->stopping || !c->started)
 		return;
 	c->stopping = true;
 	uv_timer_stop(&c->timer);

@@ -13,15 +13,20 @@
 struct checkpointer;
 
 /*
- * Loads cfg's audit_signing_key, opens audit_checkpoint_file (both now,
- * while the daemon may still read what only root can), makes the signer
- * the daemon's (`audit checkpoint` through the control socket uses it),
- * logs whether the chain still matches the file's last checkpoint, and
- * starts the timer. Without audit_signing_key: 0 and *out NULL (no
- * checkpoints). -errno with a sentence in err otherwise.
+ * Loads cfg's audit_signing_key and opens audit_checkpoint_file, while
+ * the daemon may still read what only root can (before the privilege
+ * drop). Without audit_signing_key: 0 and *out NULL (no checkpoints).
+ * -errno with a sentence in err otherwise.
  */
-int checkpointer_start(uv_loop_t *loop, const struct config *cfg, struct queue_store *store,
-    struct checkpointer **out, char *err, size_t errlen);
+int checkpointer_open(const struct config *cfg, struct checkpointer **out, char *err,
+    size_t errlen);
+/*
+ * Once the store is open: makes the signer the daemon's (`audit
+ * checkpoint` through the control socket uses it), logs whether the
+ * chain still matches the file's last checkpoint, and starts the timer.
+ * NULL is fine. Loop thread.
+ */
+void checkpointer_start(struct checkpointer *c, uv_loop_t *loop, struct queue_store *store);
 /*
  * Stops the timer; the object frees itself once a checkpoint in flight
  * has finished. NULL is fine. Loop thread.

@@ -2,9 +2,12 @@
  * govrelayd: start-up, signals, reload, shutdown and the event loop.
  *
  * Entry points: main() only.
- * Start-up order matters: configuration, store (orphan chunks collected
- * before anything can write), queue writer, TLS, policy, listeners,
- * scheduler, and only then the "ready" line and sd_notify(READY=1).
+ * Start-up order matters: configuration and TLS key (read as root when
+ * started as root), descriptor limit, listeners (bound as root: ports
+ * below 1024), then the privilege drop to `user` (relay/privilege.c), and
+ * only then, as that user: store (orphan chunks collected before anything
+ * can write), queue writer, policy, control socket, scheduler, and only
+ * then the "ready" line and sd_notify(READY=1) (systemd Type=notify).
  * Shutdown (SIGTERM/SIGINT) runs the same order backwards: stop accepting,
  * let sessions whose commit is in flight finish (the others get 421), stop
  * deliveries, drain the writer, exit 0. SIGHUP reloads the configuration
@@ -42,6 +45,7 @@
 #include "relay/dns.h"
 #include "relay/listener.h"
 #include "relay/maildir.h"
+#include "relay/privilege.h"
 #include "relay/smtp_session.h"
 #include "relay/tlsio.h"
 
@@ -191,6 +195,8 @@ static void govrelayd_reload(struct govrelayd *d)
 	struct tlsio_ctx *tls = NULL;
 	struct config *cfg = govrelayd_load_config(d->config_file, &tls);
 
+	if (cfg != NULL)
+		priv_clamp_connections(cfg, priv_raise_nofile());
 	if (cfg == NULL) {
 		log_err(NULL, "reload of %s failed; keeping the running configuration",
 		    d->config_file);
@@ -200,6 +206,8 @@ static void govrelayd_reload(struct govrelayd *d)
 		log_warn(NULL, "reload: data_dir change needs a restart (ignored)");
 	if (cfg->listen.n != d->cfg->listen.n)
 		log_warn(NULL, "reload: listener changes need a restart (ignored)");
+	if (strcmp(cfg->user, d->cfg->user) != 0)
+		log_warn(NULL, "reload: user change needs a restart (ignored)");
 	log_set_format(cfg->log_format);
 	cfg_unref(d->cfg);
 	d->cfg = cfg;
@@ -317,6 +325,17 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	d.loop = uv_default_loop();
+	priv_clamp_connections(d.cfg, priv_raise_nofile());
+	/* Sessions reach the store only once the loop runs, after the drop. */
+	smtp_server_init(&d.srv, d.loop);
+	rc = listener_start(d.loop, d.cfg, &d.srv, &d.listeners, err, sizeof err);
+	if (rc < 0)
+		fatal(EX_UNAVAILABLE, "%s", err);
+	/* Signed audit checkpoints: the key and the file, while root may read them. */
+	if (checkpointer_open(d.cfg, &d.ckpt, err, sizeof err) < 0)
+		fatal(EX_CONFIG, "%s", err);
+	priv_drop(d.cfg);
+
 	rc = queue_store_open(d.cfg->data_dir, d.cfg->queue_max_size, false, &d.store);
 	if (rc < 0)
 		fatal(EX_UNAVAILABLE, "cannot open the store in %s: %s", d.cfg->data_dir,
@@ -327,13 +346,10 @@ int main(int argc, char **argv)
 		fatal(EX_OSERR, "cannot start the queue writer: %s", strerror(-rc));
 	if (tlsio_ctx_new_client_ca(d.cfg->tls_ca_file, &d.client_tls, err, sizeof err) < 0)
 		fatal(EX_SOFTWARE, "outbound TLS: %s", err);
-	/* Signed audit checkpoints: the key and the file are opened now, before any listener. */
-	if (checkpointer_start(d.loop, d.cfg, d.store, &d.ckpt, err, sizeof err) < 0)
-		fatal(EX_CONFIG, "%s", err);
+	checkpointer_start(d.ckpt, d.loop, d.store);
 
 	if (policy_new(d.loop, d.cfg, d.store, &d.policy, err, sizeof err) < 0)
 		fatal(EX_CONFIG, "policy: %s", err);
-	smtp_server_init(&d.srv, d.loop);
 	d.srv.cfg = cfg_ref(d.cfg);
 	d.srv.store = d.store;
 	d.srv.writer = d.writer;
@@ -344,9 +360,6 @@ int main(int argc, char **argv)
 	d.srv.on_queued = govrelayd_on_queued;
 	d.srv.on_queued_arg = &d;
 
-	rc = listener_start(d.loop, d.cfg, &d.srv, &d.listeners, err, sizeof err);
-	if (rc < 0)
-		fatal(EX_UNAVAILABLE, "%s", err);
 	/* govrelayctl's live verbs; a change kicks the scheduler like a new message. */
 	rc = ctl_start(d.loop, d.cfg->control_socket, d.writer, d.store, govrelayd_config_ref,
 	    govrelayd_on_queued, &d, &d.ctl, err, sizeof err);

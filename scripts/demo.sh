@@ -24,7 +24,25 @@ if [ ! -f "$run/cert.pem" ]; then
 		-subj /CN=relay.demo.gov.vn -keyout "$run/key.pem" -out "$run/cert.pem" 2>/dev/null
 	chmod 600 "$run/key.pem"
 fi
-sed "s|@RUN@|$run|g" demo/govrelay.conf.in > "$conf"
+# Started as root, govrelayd drops to the user govrelay (install-deps.sh
+# made it): its data_dir must belong to govrelay and be reachable by it,
+# and its key readable by it to be read again on SIGHUP (root:govrelay
+# 0640). A checkout in a private folder (under /root) is out of
+# govrelay's reach: then the demo keeps its data in /var/lib/govrelay-demo.
+data="$run/data"
+if [ "$(id -u)" -eq 0 ]; then
+	if ! runuser -u govrelay -- test -x "$run" 2>/dev/null; then
+		data=/var/lib/govrelay-demo
+		echo "demo: user govrelay cannot reach $run; the demo's data goes to $data" >&2
+	fi
+	mkdir -p "$data"
+	# A demo run before the privilege drop left root's files: hand them over
+	# (-R never follows a symbolic link; this is root's own demo folder).
+	chown -R govrelay: "$data"
+	chown root:govrelay "$run/key.pem"
+	chmod 640 "$run/key.pem"
+fi
+sed "s|@RUN@|$run|g; s|^data_dir = .*|data_dir = $data|" demo/govrelay.conf.in > "$conf"
 
 ctl="$top/build/govrelayctl -c $conf"
 gctl() { "$top/build/govrelayctl" -c "$conf" "$@"; }

@@ -20,6 +20,29 @@ case "${1:-}" in
 *) want="$BUILD_PKGS $DEMO_PKGS" ;;
 esac
 
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+
+# The unprivileged system user govrelayd drops to when started as root
+# (the `user` key's default): no login shell, no home, its own group.
+# Created once; running this again changes nothing. A developer who runs
+# govrelayd as themselves does not need it, so without root (and without
+# a password-less sudo) this only says how to make it.
+daemon_user=govrelay
+if ! getent passwd "$daemon_user" >/dev/null 2>&1; then
+	nologin=/usr/sbin/nologin
+	[ -x "$nologin" ] || nologin=/bin/false
+	if [ -z "$SUDO" ]; then
+		useradd --system --user-group --no-create-home --home-dir /nonexistent \
+			--shell "$nologin" --comment "govrelay mail relay" "$daemon_user"
+	elif ! sudo -n useradd --system --user-group --no-create-home --home-dir /nonexistent \
+		--shell "$nologin" --comment "govrelay mail relay" "$daemon_user" 2>/dev/null; then
+		echo "install-deps: to run govrelayd as root, first create its user:" \
+			"sudo useradd --system --user-group --no-create-home" \
+			"--home-dir /nonexistent --shell $nologin $daemon_user" >&2
+	fi
+fi
+
 missing=""
 for p in $want; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
@@ -27,9 +50,6 @@ for p in $want; do
 	fi
 done
 [ -z "$missing" ] && exit 0
-
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
 echo "install-deps: installing:$missing" >&2
 # Postfix asks a debconf question on install; we only use its test tools
 # (smtp-sink, smtp-source) and never run it as the system MTA.

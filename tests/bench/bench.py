@@ -231,7 +231,9 @@ class Govrelay:
         self.cg = None
         self.dir = os.path.join(tmp, tag)
         self.data = os.path.join(self.dir, "data")
-        os.makedirs(self.data, exist_ok=True)
+        # Not data itself: govrelayctl (run as root here) creates it for the
+        # user govrelayd drops to, so the store files are that user's.
+        os.makedirs(self.dir, exist_ok=True)
         self.port = free_port(GOV_PORT_NAMES.get(tag, tag.upper()))
         self.conf = os.path.join(self.dir, "govrelay.conf")
         self.logfile = os.path.join(self.dir, "govrelayd.log")

@@ -34,6 +34,7 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,82 @@ def _binary(env, name):
 
 GOVRELAYD = _binary("GOVRELAYD", "govrelayd")
 GOVRELAYCTL = _binary("GOVRELAYCTL", "govrelayctl")
+
+# The unprivileged user govrelayd drops to when started as root (the
+# `user` key's default). Run as root (CI), every test's daemon drops to it,
+# so its data_dir, key and the folders above them must be usable by it;
+# run as anyone else the daemon stays that user and nothing changes.
+DAEMON_USER = "govrelay"
+
+
+def ensure_daemon_user():
+    """As root: the pwd entry of DAEMON_USER, created as
+    scripts/install-deps.sh does when missing. None when not root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(DAEMON_USER)
+    except KeyError:
+        pass
+    nologin = "/usr/sbin/nologin" if os.path.exists("/usr/sbin/nologin") else "/bin/false"
+    r = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--home-dir", "/nonexistent", "--shell", nologin, DAEMON_USER],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=60)
+    try:
+        return pwd.getpwnam(DAEMON_USER)
+    except KeyError:
+        raise AssertionError("cannot create the system user %s for govrelayd: %s"
+                             % (DAEMON_USER, r.stdout))
+
+
+def daemon_can_use(path, pw=None):
+    """As root: lets the daemon's user reach PATH (every folder above it
+    gets search permission for others, never read or write) and owns
+    nothing new. No-op when not root."""
+    pw = pw or ensure_daemon_user()
+    if pw is None:
+        return
+    d = os.path.abspath(path)
+    while True:
+        st = os.stat(d)
+        if not st.st_mode & 0o001:
+            os.chmod(d, stat.S_IMODE(st.st_mode) | 0o111)
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+
+
+def give_to_daemon(path, mkdir=False):
+    """As root: PATH (a folder made here when mkdir, or a unix socket a
+    test server made) becomes the daemon user's, as an installation makes
+    a maildir root or an LMTP socket reachable by govrelay. The folders
+    above it get search permission. No-op when not root."""
+    pw = ensure_daemon_user()
+    if mkdir:
+        os.makedirs(path, exist_ok=True)
+    if pw is None:
+        return
+    daemon_can_use(os.path.dirname(os.path.abspath(path)), pw)
+    os.chown(path, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
+
+
+def proc_ids(pid):
+    """(uids, gids, groups) of a running process from /proc/PID/status:
+    the real, effective, saved and filesystem ids, and the supplementary
+    groups."""
+    uids = gids = groups = None
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key == "Uid":
+                uids = [int(x) for x in value.split()]
+            elif key == "Gid":
+                gids = [int(x) for x in value.split()]
+            elif key == "Groups":
+                groups = [int(x) for x in value.split()]
+    return uids, gids, groups
 
 
 # ------------------------------------------------------------------ helpers
@@ -123,6 +200,13 @@ def make_cert(directory):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
     if r.returncode != 0:
         raise AssertionError("openssl req failed: %s" % r.stdout.decode(errors="replace"))
+    pw = ensure_daemon_user()
+    if pw is not None:
+        # As an installation would: root:govrelay 0640, so that the
+        # dropped daemon can read the key again on SIGHUP.
+        os.chown(key, 0, pw.pw_gid)
+        os.chmod(key, 0o640)
+        daemon_can_use(directory, pw)
     _cert_cache[directory] = (cert, key)
     return cert, key
 
@@ -195,6 +279,12 @@ class Relay:
         self.conf = os.path.join(self.dir, "govrelay.conf")
         self.data_dir = os.path.join(self.dir, "data")
         os.makedirs(self.data_dir, exist_ok=True)
+        pw = ensure_daemon_user()
+        if pw is not None:
+            # Started as root the daemon drops to DAEMON_USER: data_dir is
+            # that user's (govrelayctl run by root then acts as its owner).
+            daemon_can_use(self.dir, pw)
+            os.chown(self.data_dir, pw.pw_uid, pw.pw_gid)
         self.logfile = os.path.join(self.dir, "govrelayd.log")
         self.ports = {}
         self.listen_lines = []
@@ -247,7 +337,9 @@ class Relay:
 
     # -- process
 
-    def start(self, timeout=15.0):
+    def start(self, timeout=15.0, preexec_fn=None):
+        """Runs the daemon and waits for `ready`; preexec_fn runs in the
+        child before exec (e.g. to set a resource limit)."""
         if not os.access(GOVRELAYD, os.X_OK):
             raise AssertionError("govrelayd binary not found at %s (set GOVRELAYD)" % GOVRELAYD)
         self.log_fh = open(self.logfile, "ab")
@@ -260,7 +352,7 @@ class Relay:
         self.proc = subprocess.Popen(wrapper + [GOVRELAYD, "-f", "-c", self.conf],
                                      stdin=subprocess.DEVNULL,
                                      stdout=self.log_fh, stderr=self.log_fh,
-                                     cwd=self.dir)
+                                     cwd=self.dir, preexec_fn=preexec_fn)
 
         def ready():
             if self.proc.poll() is not None:
@@ -278,6 +370,10 @@ class Relay:
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def daemon_uid(self):
+        """The effective uid the running daemon has now (after any drop)."""
+        return proc_ids(self.proc.pid)[0][1]
 
     def stop(self, timeout=15.0, expect_rc=0):
         """SIGTERM, wait, check the exit status. Returns it."""

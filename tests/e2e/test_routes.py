@@ -27,7 +27,8 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import RelayTestCase, free_port, queued_id, wait_for  # noqa: E402
+from harness import (RelayTestCase, free_port, give_to_daemon, queued_id,  # noqa: E402
+                     wait_for)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UNBOUND = "/usr/sbin/unbound"
@@ -128,6 +129,10 @@ class LmtpMaildirTest(RelayTestCase):
             cls._lmtp(["--unix", cls.sock], os.path.join(cls.workdir, "lmtpu")),
         ]
         cls.maildir = os.path.join(cls.workdir, "maildir")
+        # Run as root the daemon is govrelay: the socket and the maildir
+        # root are made its own, as an installation would.
+        give_to_daemon(cls.sock)
+        give_to_daemon(cls.maildir, mkdir=True)
         cls.relay.add_domain("lmtp.test", "lmtp:127.0.0.1:%d" % cls.lmtp_port)
         cls.relay.add_domain("lmtpu.test", "lmtp:unix:%s" % cls.sock)
         cls.relay.add_domain("md.test", "maildir:%s" % cls.maildir)

@@ -314,6 +314,9 @@ static const struct {
 	  "longer than 107 bytes" },
 	{ "unknown key", "bogus_key = 1", "unknown parameter 'bogus_key'" },
 	{ "key case matters", "Hostname = mx.example", "unknown parameter 'Hostname'" },
+	/* user: never root, by name or uid (issue 9). */
+	{ "user root", "user = root", "user: 'root' is uid 0; govrelayd never runs as root" },
+	{ "user uid 0", "user = 0", "user: '0' is uid 0" },
 };
 
 START_TEST(test_bad_value)
