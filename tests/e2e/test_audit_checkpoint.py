@@ -51,6 +51,8 @@ def genkey(path, algorithm="ed25519"):
     subprocess.run(["openssl", "genpkey", "-algorithm", algorithm, "-out", path],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
     os.chmod(path, 0o600)
+    # As installed: the key is the daemon user's alone (no-op when not root).
+    harness.give_to_daemon(path)
     return path
 
 
@@ -65,6 +67,10 @@ class CheckpointCase(RelayTestCase):
             harness.require_tools("openssl")
             cls.key = genkey(os.path.join(cls.workdir, "audit-key.pem"))
             cls.ckfile = os.path.join(cls.workdir, "checkpoints.log")
+            # The checkpoint file is the daemon user's too (govrelayctl run
+            # by root appends to it as the store's owner).
+            open(cls.ckfile, "a").close()
+            harness.give_to_daemon(cls.ckfile)
             cls.relay.configure(audit_signing_key=cls.key, audit_checkpoint_file=cls.ckfile,
                                 audit_checkpoint_records=3, audit_checkpoint_interval="1h")
             cls.relay.start()
@@ -128,9 +134,14 @@ class CheckpointCase(RelayTestCase):
     # -- helpers
 
     def restore(self):
-        """The store as it was after the traffic (each test tampers anew)."""
+        """The store as it was after the traffic (each test tampers anew),
+        owned as before (the daemon's user's when it dropped root)."""
+        st = os.stat(self.relay.data_dir)
         shutil.rmtree(self.relay.data_dir)
         shutil.copytree(self.backup, self.relay.data_dir)
+        for top, dirs, files in os.walk(self.relay.data_dir):
+            for name in [top] + [os.path.join(top, f) for f in files]:
+                os.chown(name, st.st_uid, st.st_gid, follow_symlinks=False)
 
     def tamper(self, *args):
         if not os.access(TAMPER, os.X_OK):
