@@ -7,6 +7,7 @@
  * dispatches on the type, so a new parameter needs one table line and no
  * code here unless it brings a new type. Defaults go through the very same
  * parsers as file values, so a bad default in the table is caught too.
+ * The checks that look at the whole snapshot are cfg_check.c's.
  *
  * Entry points: cfg_load (parse and validate a file), cfg_ref/cfg_unref
  * (snapshot lifetime), cfg_params (the table, for checkers and docs),
@@ -28,10 +29,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,57 +39,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "common/addr.h"
 #include "common/buf.h"
 #include "common/cfg.h"
-#include "common/checkpoint.h"
+#include "common/cfg_int.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
-
-/* Longest line accepted, newline excluded. */
-#define CFG_LINE_MAX 4096
-/* A sanity bound: more listeners than this is a typo generator, not a setup. */
-#define CFG_LISTEN_MAX 256
-/* Longest value quoted back in a message, so one bad line cannot flood. */
-#define CFG_QUOTE_MAX 64
-/* Room for a unix socket path, NUL excluded. */
-#define CFG_SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
 static const char cfg_not_number[] = "is not a number";
 static const char cfg_not_size[] = "is not a size (bytes, or a number with k, m or g)";
 static const char cfg_not_duration[] = "is not a duration (a number and a unit: s, m, h, d)";
 
-enum cfg_type {
-	CFG_T_STRING,
-	CFG_T_PATH,
-	CFG_T_SIZE,
-	CFG_T_COUNT,
-	CFG_T_DURATION,
-	CFG_T_PORT,
-	CFG_T_LOGFORMAT,
-	CFG_T_CIDRS,
-	CFG_T_LISTEN,
-	CFG_T_HOSTPORT,
-	CFG_T_ENDPOINT,
-};
-
-/* One index per parameter, so the checks below can name rows directly. */
-enum cfg_index {
-#define CFG_IDX(name, type, def, min, max, reload, doc) CFG_I_##name,
-	CFG_PARAMS(CFG_IDX)
-#undef CFG_IDX
-	CFG_I_COUNT
-};
-
-struct cfg_row {
-	const char *name;
-	enum cfg_type type;
-	const char *def;
-	uint64_t min, max;
-	size_t off;
-};
-
-static const struct cfg_row cfg_rows[CFG_I_COUNT] = {
+const struct cfg_row cfg__rows[CFG_I_COUNT] = {
 #define CFG_ROW(name, type, def, min, max, reload, doc) \
 	{ #name, CFG_T_##type, def, min, max, offsetof(struct config, name) },
 	CFG_PARAMS(CFG_ROW)
@@ -104,15 +63,6 @@ static const struct cfg_param_info cfg_infos[CFG_I_COUNT] = {
 #undef CFG_INFO
 };
 
-/* State of one cfg_load call. */
-struct cfg_ctx {
-	const char *file;          /* as the caller wrote it, for messages */
-	struct config *cfg;
-	struct buf *errors;
-	unsigned nerrors;
-	unsigned flags;             /* CFG_LOAD_* */
-	unsigned line[CFG_I_COUNT]; /* where each key was set; 0 = not in file */
-};
 
 static void cfg_free(struct config *cfg);
 
@@ -133,11 +83,7 @@ const char *cfg_role_name(enum cfg_role role)
 	return "unknown";
 }
 
-/* "FILE:LINE: message\n", or "FILE: message\n" for file-wide problems. */
-static void cfg_err(struct cfg_ctx *ctx, unsigned line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void cfg_err(struct cfg_ctx *ctx, unsigned line, const char *fmt, ...)
+void cfg__err(struct cfg_ctx *ctx, unsigned line, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -250,7 +196,7 @@ int cfg_parse_duration(const char *s, uint64_t *ms)
 }
 
 /* Writes ms in the largest unit that divides it exactly, for messages. */
-static void cfg_fmt_duration(uint64_t ms, char *out, size_t outlen)
+void cfg__fmt_duration(uint64_t ms, char *out, size_t outlen)
 {
 	if (ms == 0)
 		snprintf(out, outlen, "0s");
@@ -483,7 +429,7 @@ static void cfg_set_listen(struct cfg_ctx *ctx, const struct cfg_row *row,
 	while (cfg_is_space(*p))
 		p++;
 	if (*p == '\0' || strpbrk(p, " \t") != NULL) {
-		cfg_err(ctx, line, "%s: expected ROLE ADDRESS:PORT, got '%.*s'",
+		cfg__err(ctx, line, "%s: expected ROLE ADDRESS:PORT, got '%.*s'",
 			row->name, CFG_QUOTE_MAX, value);
 		return;
 	}
@@ -492,22 +438,22 @@ static void cfg_set_listen(struct cfg_ctx *ctx, const struct cfg_row *row,
 		if (rlen == strlen(roles[i]) && memcmp(value, roles[i], rlen) == 0)
 			break;
 	if (i == sizeof(roles) / sizeof(roles[0])) {
-		cfg_err(ctx, line, "%s: unknown role '%.*s' (use mx, submission or submissions)",
+		cfg__err(ctx, line, "%s: unknown role '%.*s' (use mx, submission or submissions)",
 			row->name, (int)(rlen < CFG_QUOTE_MAX ? rlen : CFG_QUOTE_MAX), value);
 		return;
 	}
 	l.role = (enum cfg_role)i;
 	why = cfg_hostport_why(p, true, &l.addr, host, sizeof(host), &port);
 	if (why != NULL) {
-		cfg_err(ctx, line, "%s: '%.*s' %s", row->name, CFG_QUOTE_MAX, p, why);
+		cfg__err(ctx, line, "%s: '%.*s' %s", row->name, CFG_QUOTE_MAX, p, why);
 		return;
 	}
 	if (str_copy(l.text, p, sizeof(l.text)) >= sizeof(l.text)) {
-		cfg_err(ctx, line, "%s: address '%.*s' is too long", row->name, CFG_QUOTE_MAX, p);
+		cfg__err(ctx, line, "%s: address '%.*s' is too long", row->name, CFG_QUOTE_MAX, p);
 		return;
 	}
 	if (list->n >= CFG_LISTEN_MAX) {
-		cfg_err(ctx, line, "%s: too many listen lines (at most %d)", row->name,
+		cfg__err(ctx, line, "%s: too many listen lines (at most %d)", row->name,
 			CFG_LISTEN_MAX);
 		return;
 	}
@@ -541,7 +487,7 @@ static void cfg_set_cidrs(struct cfg_ctx *ctx, const struct cfg_row *row,
 		else
 			why = cfg_cidr_why(tok, &c);
 		if (why != NULL) {
-			cfg_err(ctx, line, "%s: '%.*s' %s", row->name,
+			cfg__err(ctx, line, "%s: '%.*s' %s", row->name,
 				(int)(len < CFG_QUOTE_MAX ? len : CFG_QUOTE_MAX), p, why);
 			bad = true;
 		} else {
@@ -555,7 +501,7 @@ static void cfg_set_cidrs(struct cfg_ctx *ctx, const struct cfg_row *row,
 		list->v = NULL;
 		list->n = 0;
 	} else if (list->n == 0) {
-		cfg_err(ctx, line, "%s: needs at least one address or CIDR", row->name);
+		cfg__err(ctx, line, "%s: needs at least one address or CIDR", row->name);
 	}
 }
 
@@ -571,12 +517,12 @@ static void cfg_set_endpoint(struct cfg_ctx *ctx, const struct cfg_row *row,
 		char *path;
 
 		if (value[5] == '\0') {
-			cfg_err(ctx, line, "%s: unix: needs a socket path", row->name);
+			cfg__err(ctx, line, "%s: unix: needs a socket path", row->name);
 			return;
 		}
 		path = cfg_path_abs(ctx, value + 5);
 		if (strlen(path) > CFG_SUN_PATH_MAX) {
-			cfg_err(ctx, line, "%s: socket path '%.*s...' is longer than %zu bytes",
+			cfg__err(ctx, line, "%s: socket path '%.*s...' is longer than %zu bytes",
 				row->name, CFG_QUOTE_MAX, path, CFG_SUN_PATH_MAX);
 			free(path);
 			return;
@@ -590,7 +536,7 @@ static void cfg_set_endpoint(struct cfg_ctx *ctx, const struct cfg_row *row,
 	if (strncmp(value, "tcp:", 4) == 0) {
 		why = cfg_hostport_why(value + 4, false, &ss, host, sizeof(host), &port);
 		if (why != NULL) {
-			cfg_err(ctx, line, "%s: '%.*s' %s", row->name, CFG_QUOTE_MAX,
+			cfg__err(ctx, line, "%s: '%.*s' %s", row->name, CFG_QUOTE_MAX,
 				value + 4, why);
 			return;
 		}
@@ -598,7 +544,7 @@ static void cfg_set_endpoint(struct cfg_ctx *ctx, const struct cfg_row *row,
 		*field = xstrdup(value);
 		return;
 	}
-	cfg_err(ctx, line, "%s: expected unix:PATH or tcp:ADDRESS:PORT, got '%.*s'",
+	cfg__err(ctx, line, "%s: expected unix:PATH or tcp:ADDRESS:PORT, got '%.*s'",
 		row->name, CFG_QUOTE_MAX, value);
 }
 
@@ -611,13 +557,13 @@ static bool cfg_in_range(struct cfg_ctx *ctx, const struct cfg_row *row,
 	if (row->max == 0 || (v >= row->min && v <= row->max))
 		return true;
 	if (row->type == CFG_T_DURATION) {
-		cfg_fmt_duration(row->min, lo, sizeof(lo));
-		cfg_fmt_duration(row->max, hi, sizeof(hi));
+		cfg__fmt_duration(row->min, lo, sizeof(lo));
+		cfg__fmt_duration(row->max, hi, sizeof(hi));
 	} else {
 		snprintf(lo, sizeof(lo), "%llu", (unsigned long long)row->min);
 		snprintf(hi, sizeof(hi), "%llu", (unsigned long long)row->max);
 	}
-	cfg_err(ctx, line, "%s: %.*s is out of range (allowed: %s..%s%s)", row->name,
+	cfg__err(ctx, line, "%s: %.*s is out of range (allowed: %s..%s%s)", row->name,
 		CFG_QUOTE_MAX, value, lo, hi, row->type == CFG_T_SIZE ? " bytes" : "");
 	return false;
 }
@@ -625,13 +571,13 @@ static bool cfg_in_range(struct cfg_ctx *ctx, const struct cfg_row *row,
 /* Parses value for row into the snapshot; reports problems at line. */
 static void cfg_set(struct cfg_ctx *ctx, size_t idx, const char *value, unsigned line)
 {
-	const struct cfg_row *row = &cfg_rows[idx];
+	const struct cfg_row *row = &cfg__rows[idx];
 	void *field = (char *)ctx->cfg + row->off;
 	const char *why = NULL, *end;
 	uint64_t v = 0;
 
 	if (value[0] == '\0') {
-		cfg_err(ctx, line, "%s: needs a value", row->name);
+		cfg__err(ctx, line, "%s: needs a value", row->name);
 		return;
 	}
 	switch (row->type) {
@@ -643,7 +589,7 @@ static void cfg_set(struct cfg_ctx *ctx, size_t idx, const char *value, unsigned
 			if ((unsigned char)*p <= ' ' || *p == 0x7f)
 				break;
 		if (*p != '\0' || p - value > 255) {
-			cfg_err(ctx, line, "%s: '%.*s' must be one word of at most 255 bytes",
+			cfg__err(ctx, line, "%s: '%.*s' must be one word of at most 255 bytes",
 				row->name, CFG_QUOTE_MAX, value);
 			return;
 		}
@@ -655,7 +601,7 @@ static void cfg_set(struct cfg_ctx *ctx, size_t idx, const char *value, unsigned
 		char *path = cfg_path_abs(ctx, value);
 
 		if (strlen(path) >= PATH_MAX) {
-			cfg_err(ctx, line, "%s: path is longer than %d bytes", row->name,
+			cfg__err(ctx, line, "%s: path is longer than %d bytes", row->name,
 				PATH_MAX - 1);
 			free(path);
 			return;
@@ -682,7 +628,7 @@ static void cfg_set(struct cfg_ctx *ctx, size_t idx, const char *value, unsigned
 		else if (strcmp(value, "json") == 0)
 			*(enum log_format *)field = LOG_FORMAT_JSON;
 		else
-			cfg_err(ctx, line, "%s: '%.*s' is not text or json", row->name,
+			cfg__err(ctx, line, "%s: '%.*s' is not text or json", row->name,
 				CFG_QUOTE_MAX, value);
 		return;
 	case CFG_T_CIDRS:
@@ -698,7 +644,7 @@ static void cfg_set(struct cfg_ctx *ctx, size_t idx, const char *value, unsigned
 		why = cfg_hostport_why(value, false, &ss, hp->host, sizeof(hp->host), &hp->port);
 		if (why != NULL) {
 			memset(hp, 0, sizeof(*hp));
-			cfg_err(ctx, line, "%s: '%.*s' %s", row->name, CFG_QUOTE_MAX, value, why);
+			cfg__err(ctx, line, "%s: '%.*s' %s", row->name, CFG_QUOTE_MAX, value, why);
 			return;
 		}
 		hp->set = true;
@@ -709,7 +655,7 @@ static void cfg_set(struct cfg_ctx *ctx, size_t idx, const char *value, unsigned
 		return;
 	}
 	if (why != NULL) {
-		cfg_err(ctx, line, "%s: '%.*s' %s", row->name, CFG_QUOTE_MAX, value, why);
+		cfg__err(ctx, line, "%s: '%.*s' %s", row->name, CFG_QUOTE_MAX, value, why);
 		return;
 	}
 	if (!cfg_in_range(ctx, row, v, value, line))
@@ -722,7 +668,7 @@ static size_t cfg_lookup(const char *key)
 	size_t i;
 
 	for (i = 0; i < CFG_I_COUNT; i++)
-		if (strcmp(cfg_rows[i].name, key) == 0)
+		if (strcmp(cfg__rows[i].name, key) == 0)
 			return i;
 	return CFG_I_COUNT;
 }
@@ -735,7 +681,7 @@ static void cfg_line(struct cfg_ctx *ctx, char *s, unsigned line)
 
 	eq = strchr(s, '=');
 	if (eq == NULL) {
-		cfg_err(ctx, line, "expected 'key = value', got '%.*s'", CFG_QUOTE_MAX, s);
+		cfg__err(ctx, line, "expected 'key = value', got '%.*s'", CFG_QUOTE_MAX, s);
 		return;
 	}
 	*eq = '\0';
@@ -747,16 +693,16 @@ static void cfg_line(struct cfg_ctx *ctx, char *s, unsigned line)
 	while (cfg_is_space(*value))
 		value++;
 	if (key[0] == '\0') {
-		cfg_err(ctx, line, "expected 'key = value', the key is missing");
+		cfg__err(ctx, line, "expected 'key = value', the key is missing");
 		return;
 	}
 	idx = cfg_lookup(key);
 	if (idx == CFG_I_COUNT) {
-		cfg_err(ctx, line, "unknown parameter '%.*s'", CFG_QUOTE_MAX, key);
+		cfg__err(ctx, line, "unknown parameter '%.*s'", CFG_QUOTE_MAX, key);
 		return;
 	}
 	if (ctx->line[idx] != 0 && idx != CFG_I_listen) {
-		cfg_err(ctx, line, "%s is given twice (lines %u and %u)", key,
+		cfg__err(ctx, line, "%s is given twice (lines %u and %u)", key,
 			ctx->line[idx], line);
 		return;
 	}
@@ -862,11 +808,11 @@ static int cfg_read_file(struct cfg_ctx *ctx, FILE *f)
 			break;
 		lineno++;
 		if (too_long) {
-			cfg_err(ctx, lineno, "line is longer than %d bytes", CFG_LINE_MAX);
+			cfg__err(ctx, lineno, "line is longer than %d bytes", CFG_LINE_MAX);
 			continue;
 		}
 		if (has_nul) {
-			cfg_err(ctx, lineno, "line contains a NUL byte");
+			cfg__err(ctx, lineno, "line contains a NUL byte");
 			continue;
 		}
 		s = cfg_strip(line);
@@ -875,272 +821,6 @@ static int cfg_read_file(struct cfg_ctx *ctx, FILE *f)
 	}
 	free(line);
 	return rc;
-}
-
-static bool cfg_hostname_ok(const char *name)
-{
-	size_t len = strlen(name), label = 0;
-	const char *p;
-	char prev = '.';
-
-	if (len == 0 || len > 253)
-		return false;
-	for (p = name; *p != '\0'; p++) {
-		char c = *p;
-
-		if (c == '.') {
-			if (label == 0 || prev == '-')
-				return false;
-			label = 0;
-		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			   cfg_is_digit(c) || c == '-') {
-			if (c == '-' && label == 0)
-				return false;
-			if (++label > 63)
-				return false;
-		} else {
-			return false;
-		}
-		prev = c;
-	}
-	return label > 0 && prev != '-';
-}
-
-static void cfg_check_readable(struct cfg_ctx *ctx, size_t idx)
-{
-	const char *path = *(char **)((char *)ctx->cfg + cfg_rows[idx].off);
-	struct stat st;
-	int fd;
-
-	if (path == NULL)
-		return;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		cfg_err(ctx, ctx->line[idx], "%s: cannot read %s: %s", cfg_rows[idx].name,
-			path, strerror(errno));
-		return;
-	}
-	if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))
-		cfg_err(ctx, ctx->line[idx], "%s: %s is not a regular file",
-			cfg_rows[idx].name, path);
-	close(fd);
-}
-
-static void cfg_check_audit_key(struct cfg_ctx *ctx)
-{
-	const struct config *cfg = ctx->cfg;
-	bool key = cfg->audit_signing_key != NULL;
-	char why[512];
-
-	if (key != (cfg->audit_checkpoint_file != NULL))
-		cfg_err(ctx, ctx->line[key ? CFG_I_audit_signing_key : CFG_I_audit_checkpoint_file],
-		    "%s is set but %s is not; set both or neither", key ? "audit_signing_key" :
-		    "audit_checkpoint_file", key ? "audit_checkpoint_file" : "audit_signing_key");
-	if (key && !(ctx->flags & CFG_LOAD_NO_FILE_CHECKS) &&
-	    ckpt_key_check(cfg->audit_signing_key, why, sizeof why) < 0)
-		cfg_err(ctx, ctx->line[CFG_I_audit_signing_key], "audit_signing_key: %s", why);
-}
-
-static bool cfg_is_wildcard(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET) {
-		struct sockaddr_in sin;
-
-		memcpy(&sin, ss, sizeof(sin));
-		return sin.sin_addr.s_addr == htonl(INADDR_ANY);
-	}
-	if (ss->ss_family == AF_INET6) {
-		struct sockaddr_in6 sin6;
-
-		memcpy(&sin6, ss, sizeof(sin6));
-		return IN6_IS_ADDR_UNSPECIFIED(&sin6.sin6_addr);
-	}
-	return false;
-}
-
-/*
- * Listeners on the same address and port cannot both bind. Linux also
- * refuses a specific address next to the wildcard of the same family on
- * the same port (even with SO_REUSEADDR), so that is reported here rather
- * than as a bind failure after startup.
- */
-static void cfg_check_listeners(struct cfg_ctx *ctx)
-{
-	const struct cfg_listen_list *list = &ctx->cfg->listen;
-	const struct config *cfg = ctx->cfg;
-	size_t i, j;
-
-	for (i = 0; i < list->n; i++) {
-		const struct cfg_listen *l = &list->v[i];
-
-		if (l->role != CFG_ROLE_MX &&
-		    (cfg->tls_cert_file == NULL || cfg->tls_key_file == NULL))
-			cfg_err(ctx, l->line,
-				"listen: %s listener needs tls_cert_file and tls_key_file",
-				cfg_role_name(l->role));
-		for (j = 0; j < i; j++) {
-			const struct cfg_listen *o = &list->v[j];
-			struct sockaddr_in a4, b4;
-			struct sockaddr_in6 a6, b6;
-			bool same;
-
-			if (l->addr.ss_family != o->addr.ss_family)
-				continue;
-			if (l->addr.ss_family == AF_INET) {
-				memcpy(&a4, &l->addr, sizeof(a4));
-				memcpy(&b4, &o->addr, sizeof(b4));
-				if (a4.sin_port != b4.sin_port)
-					continue;
-				same = a4.sin_addr.s_addr == b4.sin_addr.s_addr;
-			} else {
-				memcpy(&a6, &l->addr, sizeof(a6));
-				memcpy(&b6, &o->addr, sizeof(b6));
-				if (a6.sin6_port != b6.sin6_port)
-					continue;
-				same = memcmp(&a6.sin6_addr, &b6.sin6_addr, 16) == 0;
-			}
-			if (same)
-				cfg_err(ctx, l->line, "listen: %s is already used on line %u",
-					l->text, o->line);
-			else if (cfg_is_wildcard(&l->addr) || cfg_is_wildcard(&o->addr))
-				cfg_err(ctx, l->line,
-					"listen: %s overlaps %s on line %u (same port, wildcard address)",
-					l->text, o->text, o->line);
-			else
-				continue;
-			break;
-		}
-	}
-}
-
-/* postmaster_address (where <Postmaster> is rewritten to): an address, kept canonical. */
-static void cfg_check_postmaster(struct cfg_ctx *ctx, char **v)
-{
-	char canon[ADDR_MAX + 1];
-	const char *why = NULL;
-
-	if (addr_canon(*v, canon, sizeof canon, &why) < 0)
-		cfg_err(ctx, ctx->line[CFG_I_postmaster_address], "postmaster_address: '%.*s' "
-			"is not an address (%s)", CFG_QUOTE_MAX, *v, why ? why : "bad syntax");
-	free(*v);
-	*v = xstrdup(canon); /* "" after an error: the load fails anyway */
-}
-
-/*
- * user: never root, whatever the name (a second uid-0 account such as
- * "toor" too). Whether the user exists matters only to a daemon that is
- * about to start as root and drop to it; a developer's checkout, where
- * tests run the daemon as themselves, has no such user and needs none,
- * and a root without the default user still passes `-t` (the start then
- * fails at the drop, naming the useradd that fixes it).
- */
-static void cfg_check_user(struct cfg_ctx *ctx)
-{
-	const char *name = ctx->cfg->user;
-	unsigned line = ctx->line[CFG_I_user];
-	struct passwd pw, *res = NULL;
-	char pwbuf[4096];
-	int rc;
-
-	if (name == NULL)
-		return;
-	if (strcmp(name, "root") == 0 || strcmp(name, "0") == 0) {
-		cfg_err(ctx, line, "user: '%s' is uid 0; govrelayd never runs as root "
-			"(name an unprivileged user such as govrelay)", name);
-		return;
-	}
-	rc = getpwnam_r(name, &pw, pwbuf, sizeof(pwbuf), &res);
-	if (rc == 0 && res != NULL && res->pw_uid == 0) {
-		cfg_err(ctx, line, "user: '%.*s' is uid 0; govrelayd never runs as root "
-			"(name an unprivileged user such as govrelay)", CFG_QUOTE_MAX, name);
-		return;
-	}
-	/* Only a user named in the file: the default's absence is reported at the drop. */
-	if ((ctx->flags & CFG_LOAD_TO_RUN) && geteuid() == 0 && line > 0 &&
-	    (rc != 0 || res == NULL))
-		cfg_err(ctx, line, "user: no user '%.*s' on this system (create it: "
-			"useradd --system --no-create-home --shell /usr/sbin/nologin %.*s)",
-			CFG_QUOTE_MAX, name, CFG_QUOTE_MAX, name);
-}
-
-/* Checks that involve more than one key, after every value is parsed. */
-static void cfg_check(struct cfg_ctx *ctx)
-{
-	struct config *cfg = ctx->cfg;
-
-	if (cfg->data_dir == NULL)
-		cfg_err(ctx, 0, "data_dir is required");
-
-	if (cfg->hostname == NULL) {
-		char name[256];
-
-		if (gethostname(name, sizeof(name)) != 0) {
-			cfg_err(ctx, 0, "hostname is not set and gethostname() failed: %s",
-				strerror(errno));
-		} else {
-			name[sizeof(name) - 1] = '\0';
-			cfg->hostname = xstrdup(name);
-		}
-	}
-	if (cfg->hostname != NULL && !cfg_hostname_ok(cfg->hostname))
-		cfg_err(ctx, ctx->line[CFG_I_hostname],
-			"hostname: '%.*s' is not a valid host name%s", CFG_QUOTE_MAX, cfg->hostname,
-			ctx->line[CFG_I_hostname] ? "" : " (from gethostname(); set hostname)");
-
-	if (cfg->control_socket == NULL && cfg->data_dir != NULL) {
-		struct buf b;
-
-		buf_init(&b);
-		buf_printf(&b, "%s/control.sock", cfg->data_dir);
-		buf_cstr(&b);
-		cfg->control_socket = buf_steal(&b, NULL);
-	}
-	if (cfg->control_socket != NULL && strlen(cfg->control_socket) > CFG_SUN_PATH_MAX)
-		cfg_err(ctx, ctx->line[CFG_I_control_socket],
-			"control_socket: '%.*s...' is longer than a unix socket path may be (%zu bytes)",
-			CFG_QUOTE_MAX, cfg->control_socket, CFG_SUN_PATH_MAX);
-
-	if (cfg->tls_cert_file != NULL && cfg->tls_key_file == NULL)
-		cfg_err(ctx, ctx->line[CFG_I_tls_cert_file],
-			"tls_cert_file is set but tls_key_file is not; set both or neither");
-	if (cfg->tls_key_file != NULL && cfg->tls_cert_file == NULL)
-		cfg_err(ctx, ctx->line[CFG_I_tls_key_file],
-			"tls_key_file is set but tls_cert_file is not; set both or neither");
-	if (!(ctx->flags & CFG_LOAD_NO_FILE_CHECKS)) {
-		cfg_check_readable(ctx, CFG_I_tls_cert_file);
-		cfg_check_readable(ctx, CFG_I_tls_key_file);
-		cfg_check_readable(ctx, CFG_I_tls_ca_file);
-	}
-	if (cfg->postmaster_address != NULL)
-		cfg_check_postmaster(ctx, &cfg->postmaster_address);
-	cfg_check_audit_key(ctx); /* both or neither, and a key that loads (checkpoint.c) */
-
-	if (cfg->minimal_backoff_time > cfg->maximal_backoff_time) {
-		char lo[32], hi[32];
-
-		cfg_fmt_duration(cfg->minimal_backoff_time, lo, sizeof(lo));
-		cfg_fmt_duration(cfg->maximal_backoff_time, hi, sizeof(hi));
-		cfg_err(ctx, ctx->line[CFG_I_minimal_backoff_time] ?
-				     ctx->line[CFG_I_minimal_backoff_time] :
-				     ctx->line[CFG_I_maximal_backoff_time],
-			"minimal_backoff_time (%s) is greater than maximal_backoff_time (%s)",
-			lo, hi);
-	}
-
-	/*
-	 * Antivirus scanning is issue 11. Until it exists a configured clamd
-	 * would let mail pass unscanned while the operator believes it is
-	 * scanned, so a configuration that is to run may not name one.
-	 */
-	if ((ctx->flags & CFG_LOAD_TO_RUN) && cfg->clamd != NULL)
-		cfg_err(ctx, ctx->line[CFG_I_clamd],
-			"clamd: virus scanning is not available in this version of govrelay "
-			"(mail would pass unscanned); remove this line");
-
-	cfg_check_user(ctx);
-	cfg_check_listeners(ctx);
-	if (cfg->listen.n == 0 && ctx->line[CFG_I_listen] == 0)
-		cfg_err(ctx, 0, "at least one listen line is required");
 }
 
 int cfg_load(const char *file, struct config **out, struct buf *errors)
@@ -1188,9 +868,9 @@ int cfg_load_flags(const char *file, unsigned flags, struct config **out,
 
 	/* Defaults pass through the same parsers, so the table is checked too. */
 	for (i = 0; i < CFG_I_COUNT; i++)
-		if (ctx.line[i] == 0 && cfg_rows[i].def[0] != '\0')
-			cfg_set(&ctx, i, cfg_rows[i].def, 0);
-	cfg_check(&ctx);
+		if (ctx.line[i] == 0 && cfg__rows[i].def[0] != '\0')
+			cfg_set(&ctx, i, cfg__rows[i].def, 0);
+	cfg__check(&ctx);
 
 	if (ctx.nerrors > 0) {
 		cfg_free(ctx.cfg);
@@ -1232,9 +912,9 @@ static void cfg_free(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	for (i = 0; i < CFG_I_COUNT; i++) {
-		void *field = (char *)cfg + cfg_rows[i].off;
+		void *field = (char *)cfg + cfg__rows[i].off;
 
-		switch (cfg_rows[i].type) {
+		switch (cfg__rows[i].type) {
 		case CFG_T_STRING:
 		case CFG_T_PATH:
 		case CFG_T_ENDPOINT:
