@@ -82,6 +82,8 @@
 	X(auth_failure_window, DURATION, "1h", 1000, 604800000, 1, \
 	  "How long failed AUTH attempts of a client address are remembered.") \
 	X(password_hash_cost, COUNT, "15", 10, 20, 1, \
-	  "log2 of scrypt's N for new password hashes (15: 32 MiB and tens of milliseconds per check); stored hashes keep their own cost.")
+	  "log2 of scrypt's N for new password hashes (15: 32 MiB and tens of milliseconds per check); stored hashes keep their own cost.") \
+	X(control_command_time, DURATION, "10m", 1000, 86400000, 1, \
+	  "Total time one govrelayctl command run through control_socket may take, its output included; a client that reads slower loses the rest of its output.")
 
 #endif
