@@ -593,7 +593,7 @@ static void ctl_dispatch(struct ctl_conn *c, char *line, size_t len)
 	if (!c->privileged) {
 		log_warn(NULL, "control: refused %s from uid %lu: only root and uid %lu may "
 		    "use the queue verbs", verb, (unsigned long)c->uid,
-		    (unsigned long)c->srv->self_uid);
+		    (unsigned long)geteuid());
 		ctl__reply(c, EX_NOPERM, "permission denied: only root and the daemon's user may "
 		    "change the queue this way; operators use govrelayctl, which runs their "
 		    "command with their own rights");
@@ -884,7 +884,6 @@ int ctl_start(uv_loop_t *loop, const char *path, struct queue_writer *writer,
 	s->changed = changed;
 	s->changed_arg = arg;
 	s->path = xstrdup(path);
-	s->self_uid = geteuid();
 	rc = uv_pipe_init(loop, &s->pipe, 0);
 	if (rc < 0) {
 		snprintf(err, errlen, "control_socket %s: %s", path, uv_strerror(rc));

@@ -314,7 +314,11 @@ bool ctl__peer_identify(struct ctl_conn *c)
 	}
 	snprintf(c->by, sizeof c->by, "uid:%lu", (unsigned long)cred.uid);
 	c->uid = cred.uid;
-	c->privileged = cred.uid == 0 || cred.uid == s->self_uid;
+	/*
+	 * The daemon's user is whoever it runs as now: asked at each accept,
+	 * so a privilege drop after ctl_start needs nothing here.
+	 */
+	c->privileged = cred.uid == 0 || cred.uid == geteuid();
 	ctl_user_name(cred.uid, c->user, sizeof c->user);
 	c->allowed = c->privileged || ctl_is_operator(s, c->user);
 	return true;

@@ -54,7 +54,6 @@ struct ctl_server {
 	ctl_changed_fn *changed;
 	void *changed_arg;
 	char *path;
-	uid_t self_uid;
 	struct ctlproto_gate gate;  /* refusals of peers that may not talk */
 	uv_timer_t gate_timer;      /* writes coalesced refusal records when due */
 	bool gate_timer_closed;
