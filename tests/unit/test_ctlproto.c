@@ -10,7 +10,8 @@
  * admin/audit.c write each page outside any read transaction: the pages
  * together give exactly what one search gives, records appended between
  * pages stay out, and propagation (a delivery record found by its
- * message's sender) carries over from page to page.
+ * message's sender) carries over from page to page. And the key
+ * control_command_time: its default, a value, a bad value at FILE:LINE.
  *
  * OWNERSHIP: none. THREADS: Check forks one process per test.
  * ERRORS: assertion failures.
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/cfg.h"
 #include "common/ctlproto.h"
 #include "queue/audit_query.h"
 #include "queue/queue.h"
@@ -304,6 +306,50 @@ START_TEST(search_in_pages)
 }
 END_TEST
 
+/* ------------------------------------------------------------ config */
+
+/* Loads text as a configuration file in dir; the errors into errs. */
+static int tc_cfg(const char *dir, const char *text, struct config **cfg, struct buf *errs)
+{
+	char path[128];
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s/govrelay.conf", dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "data_dir = %s\nlisten = mx 127.0.0.1:2525\n%s", dir, text);
+	fclose(f);
+	buf_reset(errs);
+	return cfg_load(path, cfg, errs);
+}
+
+START_TEST(config_command_time)
+{
+	char dir[64];
+	struct config *cfg = NULL;
+	struct buf errs;
+
+	snprintf(dir, sizeof dir, "/tmp/test-ctlproto-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	buf_init(&errs);
+	ck_assert_int_eq(tc_cfg(dir, "", &cfg, &errs), 0);
+	ck_assert_uint_eq(cfg->control_command_time, 600000u);   /* 10m */
+	cfg_unref(cfg);
+	cfg = NULL;
+	ck_assert_int_eq(tc_cfg(dir, "control_command_time = 8s\n", &cfg, &errs), 0);
+	ck_assert_uint_eq(cfg->control_command_time, 8000u);
+	cfg_unref(cfg);
+	cfg = NULL;
+	/* Below its minimum: an error naming the file and the line. */
+	ck_assert_int_ne(tc_cfg(dir, "control_command_time = 0s\n", &cfg, &errs), 0);
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&errs), "/govrelay.conf:3: "));
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&errs), "control_command_time"));
+	cfg_unref(cfg);
+	buf_free(&errs);
+	nftw(dir, tc_rm, 8, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
 static Suite *tc_suite(void)
 {
 	Suite *s = suite_create("ctlproto");
@@ -318,6 +364,7 @@ static Suite *tc_suite(void)
 	tcase_add_test(e, exec_head_bad);
 	tcase_add_test(e, exec_is_import);
 	tcase_add_test(p, search_in_pages);
+	tcase_add_test(p, config_command_time);
 	suite_add_tcase(s, g);
 	suite_add_tcase(s, e);
 	suite_add_tcase(s, p);
