@@ -22,7 +22,9 @@ another uid (the way test_tenancy.py does it; skipped when not root).
   reads 100 bytes and stalls does not pin the store: while it stalls,
   LMDB's reader table (mdb_stat -r) shows no read transaction of the
   daemon staying open, mail keeps flowing (every message 250), and the
-  daemon closes the slow session at control_command_time.
+  daemon closes the slow session at control_command_time. The same for
+  a slow reader of `queue list` (root over the socket, 1,200 queued
+  messages), whose pages, read at once, give every message once.
 """
 import json
 import os
@@ -292,13 +294,12 @@ class OperatorBoundsTest(TenancyCase):
         self.assertLess(r["secs"], 8.0, r)
 
 
-# Run as the auditor: `audit search --json` over the socket; reads 100
+# Run as the auditor (or root): a listing over the socket; reads 100
 # bytes, then stalls without reading until the daemon closes its end
 # (POLLRDHUP), then drains what was buffered.
 SLOW = r"""
 import json, select, socket, struct, sys, time
-path = %r
-argv = [b"audit", b"search", b"--json"]
+path, argv = %r, %r
 p = struct.pack(">I", len(argv))
 for a in argv:
     p += struct.pack(">I", len(a)) + a
@@ -345,7 +346,8 @@ def mdb_readers(data_dir, pid):
 
 
 class SlowReaderTest(TenancyCase):
-    """nobody audits the city; mail.test (city) is delivered to a sink."""
+    """nobody audits the city; mail.test (city) is delivered to a sink,
+    held.test (city) waits in the queue (its next hop is down)."""
 
     relay_options = {"trusted_networks": "127.0.0.1/32",
                      "control_command_time": "%ds" % COMMAND_TIME_S}
@@ -361,6 +363,8 @@ class SlowReaderTest(TenancyCase):
         cls.ctl("tenant", "add", "city", "--name", "City")
         cls.ctl("domain", "add", "mail.test", "--tenant", "city", "--accept-all",
                 "--route", cls.sink.route)
+        cls.ctl("domain", "add", "held.test", "--tenant", "city", "--accept-all",
+                "--route", "smtp:127.0.0.1:%d" % cls.relay.dead_port)
         cls.ctl("operator", "add", "nobody", "--tenant", "city", "--role", "auditor")
         open_up(cls)
 
@@ -368,7 +372,8 @@ class SlowReaderTest(TenancyCase):
         if self.pw is None:
             self.skipTest(self.skip_reason)
 
-    def send_many(self, n, clients, body=b"x" * 70 + b"\r\n", results=None):
+    def send_many(self, n, clients, body=b"x" * 70 + b"\r\n", results=None,
+                  rcpt="box@mail.test"):
         """n messages over `clients` connections; the final codes."""
         results = [] if results is None else results
 
@@ -378,7 +383,7 @@ class SlowReaderTest(TenancyCase):
                 c.ehlo()
                 for i in range(k):
                     c.expect("MAIL FROM:<s@example.org>", 250)
-                    c.expect("RCPT TO:<box@mail.test>", 250)
+                    c.expect("RCPT TO:<%s>" % rcpt, 250)
                     c.expect("DATA", 354)
                     c.send(harness.dot_stuff(b"Subject: churn\r\n\r\n" + body))
                     results.append(c.cmd(b".").code)
@@ -394,15 +399,16 @@ class SlowReaderTest(TenancyCase):
             t.join()
         return results
 
-    def test_slow_reader_pins_nothing(self):
-        # Enough of the city's records that the output outgrows every buffer.
-        codes = self.send_many(1600, 8)
-        self.assertEqual(codes, [250] * 1600, [c for c in codes if c != 250][:5])
-        self.relay.wait_queue_empty(timeout=120)
-        slow = subprocess.Popen([PYTHON, "-c", SLOW % control_path(self.relay)],
-                                user=self.pw.pw_uid, group=self.pw.pw_gid, extra_groups=[],
+    def stall_and_churn(self, argv, user=None):
+        """Runs a slow reader of argv (as user, or root) and, while it
+        stalls, sends mail and samples LMDB's reader table. Returns the
+        reader's report once the daemon has cut it off."""
+        kw = {}
+        if user is not None:
+            kw = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+        slow = subprocess.Popen([PYTHON, "-c", SLOW % (control_path(self.relay), argv)],
                                 cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                universal_newlines=True)
+                                universal_newlines=True, **kw)
         self.addCleanup(slow.kill)
         t0 = time.monotonic()
         self.assertEqual(slow.stdout.readline(), "stalled\n")
@@ -427,11 +433,33 @@ class SlowReaderTest(TenancyCase):
         self.assertGreater(r["closed_after"], COMMAND_TIME_S - 1, r)
         self.assertLess(r["closed_after"], COMMAND_TIME_S + 5, r)
         self.assertFalse(r["exit"], r)
+        return r
+
+    def test_slow_audit_reader_pins_nothing(self):
+        # Enough of the city's records that the output outgrows every buffer.
+        codes = self.send_many(1600, 8)
+        self.assertEqual(codes, [250] * 1600, [c for c in codes if c != 250][:5])
+        self.relay.wait_queue_empty(timeout=120)
+        self.stall_and_churn([b"audit", b"search", b"--json"], user=self.pw)
         # And an auditor who reads gets the whole search.
         r = run_as(self.pw, [harness.GOVRELAYCTL, "-c", self.relay.conf, "audit", "search",
                              "--json"], timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertGreaterEqual(r.stdout.count("\n"), 1600)
+
+    def test_slow_queue_reader_pins_nothing(self):
+        # A long queue: messages for held.test wait (its next hop is down).
+        codes = self.send_many(1200, 8, rcpt="box@held.test")
+        self.assertEqual(codes, [250] * 1200, [c for c in codes if c != 250][:5])
+        self.stall_and_churn([b"queue", b"list", b"--json"])
+        # Read at once, every page is there: each message once, in id order.
+        msgs = harness.parse_json_lines(self.relay.ctl_ok("queue", "list", "--json").stdout)
+        ids = [m["id"] for m in msgs]
+        self.assertEqual(ids, sorted(set(ids)))
+        held = [m for m in msgs if m["recipients"][0]["address"] == "box@held.test"]
+        self.assertEqual(len(held), 1200)
+        text = self.relay.ctl_ok("queue", "list").stdout
+        self.assertEqual(text.count("box@held.test"), 1200)
 
 
 if __name__ == "__main__":
