@@ -49,7 +49,9 @@
  *     while more than CTL_EXEC_BACKLOG_MAX is unsent: a slow reader holds
  *     memory bounded by that and no snapshot of the store.
  * At most CTL_MAX_CONNS authorized connections are served; the next as
- * many again get "error 75 busy", any beyond that are closed unanswered.
+ * many again get "error 75 busy", any beyond that are closed unanswered;
+ * connections not yet judged count apart (CTL_MAX_PENDING in all), so
+ * refused peers, which are closed at once, cannot crowd operators out.
  *
  * OWNERSHIP: the server owns its listening pipe, its path copy and its
  * connections. A connection lives until its conn (relay/conn.h: socket,
@@ -130,6 +132,8 @@ void ctl__conn_unref(struct ctl_conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	s->nconns--;
+	if (c->counted)
+		s->nallowed--;
 	buf_free(&c->payload);
 	buf_free(&c->exec_buf);
 	uv_cond_destroy(&c->exec_cv);
@@ -779,7 +783,8 @@ static void ctl_on_connection(uv_stream_t *server, int status)
 		ctl__conn_close(c);
 		return;
 	}
-	if (s->nconns > 2 * CTL_MAX_CONNS) {
+	/* Before anything else is spent on it (refused peers close at once). */
+	if (s->nconns > CTL_MAX_PENDING) {
 		ctl__conn_close(c);
 		return;
 	}
@@ -793,7 +798,13 @@ static void ctl_on_connection(uv_stream_t *server, int status)
 		ctl__refuse(c);
 		return;
 	}
-	if (s->nconns > CTL_MAX_CONNS) {
+	/* Only those who may talk count here: refused peers cannot crowd them out. */
+	c->counted = true;
+	if (++s->nallowed > 2 * CTL_MAX_CONNS) {
+		ctl__conn_close(c);
+		return;
+	}
+	if (s->nallowed > CTL_MAX_CONNS) {
 		ctl__reply(c, EX_TEMPFAIL, "busy: too many control connections; try again");
 		return;
 	}

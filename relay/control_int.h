@@ -33,6 +33,8 @@
 #define CTL_PEEK_RETRY_MS 10
 #define CTL_COMMAND_MAX 64
 #define CTL_MAX_CONNS 16
+/* Connections of any kind open at once; past this, closed at accept. */
+#define CTL_MAX_PENDING (4 * CTL_MAX_CONNS)
 #define CTL_BACKLOG 16
 #define CTL_TEXT_MAX 256
 #define CTL_REPLY_MAX (CTL_TEXT_MAX + 32)
@@ -58,7 +60,8 @@ struct ctl_server {
 	uv_timer_t gate_timer;      /* writes coalesced refusal records when due */
 	bool gate_timer_closed;
 	struct ctl_conn *conns;
-	size_t nconns;
+	size_t nconns;              /* every connection, until freed */
+	size_t nallowed;            /* of them, those past the gate */
 	bool stopping;
 	bool pipe_closed;
 };
@@ -76,6 +79,7 @@ struct ctl_conn {
 	char user[CTL_USER_MAX]; /* its login name, or "uid:N" */
 	bool privileged;     /* root or the daemon's own uid */
 	bool allowed;        /* privileged or a registered operator */
+	bool counted;        /* in nallowed */
 	/* A refused peer whose request is being looked at to name it. */
 	bool peeking;
 	uint64_t peek_until; /* uv_now */
