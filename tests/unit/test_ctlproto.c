@@ -10,7 +10,8 @@
  * admin/audit.c write each page outside any read transaction: the pages
  * together give exactly what one search gives, records appended between
  * pages stay out, and propagation (a delivery record found by its
- * message's sender) carries over from page to page. And the key
+ * message's sender) carries over from page to page; the queue walked
+ * in pages the same way (queue_msg_walk_from, admin/queue.c). And the key
  * control_command_time: its default, a value, a bad value at FILE:LINE.
  *
  * OWNERSHIP: none. THREADS: Check forks one process per test.
@@ -30,6 +31,7 @@
 #include "common/buf.h"
 #include "common/cfg.h"
 #include "common/ctlproto.h"
+#include "common/xmalloc.h"
 #include "queue/audit_query.h"
 #include "queue/queue.h"
 
@@ -306,6 +308,79 @@ START_TEST(search_in_pages)
 }
 END_TEST
 
+/* The ids the walk from `from` sees, stopping after max ("1,2,3"). */
+struct tc_walk {
+	struct buf ids;
+	size_t n, max;
+};
+
+static int tc_walk_cb(void *arg, const struct queue_msg *m)
+{
+	struct tc_walk *w = arg;
+
+	buf_printf(&w->ids, "%s%" PRIu64, w->n ? "," : "", m->id);
+	return ++w->n == w->max ? 1 : 0;
+}
+
+START_TEST(msg_walk_from)
+{
+	char dir[64];
+	struct queue_store *st = NULL;
+	struct queue_txn *t;
+	struct tc_walk w = { .n = 0 };
+
+	snprintf(dir, sizeof dir, "/tmp/test-ctlproto-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(queue_store_open(dir, UINT64_C(16) << 20, false, &st), 0);
+	ck_assert_int_eq(queue_txn_begin(st, true, &t), 0);
+	for (uint64_t id = 10; id <= 50; id += 10) {
+		struct queue_msg *m = xcalloc(1, sizeof *m);
+
+		m->id = id;
+		m->arrival = 1000;
+		m->sender = xstrdup("a@example.org");
+		m->client_addr = xstrdup("127.0.0.1");
+		m->listener = xstrdup("mx");
+		m->nrcpts = 1;
+		m->rcpts = xcalloc(1, sizeof *m->rcpts);
+		m->rcpts[0].addr = xstrdup("b@example.net");
+		m->rcpts[0].state = QUEUE_RCPT_PENDING;
+		m->rcpts[0].next_attempt = 5000;
+		ck_assert_int_eq(queue_msg_put(t, m), 0);
+		queue_msg_free(m);
+	}
+	ck_assert_int_eq(queue_txn_commit(t), 0);
+	buf_init(&w.ids);
+	/* Pages of two, each in a read transaction of its own, resuming after the last id. */
+	for (uint64_t from = 0;;) {
+		size_t before = w.n;
+		int rc;
+
+		w.max = w.n + 2;
+		ck_assert_int_eq(queue_txn_begin(st, false, &t), 0);
+		rc = queue_msg_walk_from(t, from, tc_walk_cb, &w);
+		queue_txn_abort(t);
+		if (rc == 0)
+			break;
+		ck_assert_int_eq(rc, 1);
+		ck_assert_uint_eq(w.n, before + 2);
+		from = (uint64_t)(w.n * 10) + 1;
+	}
+	ck_assert_str_eq(buf_cstr(&w.ids), "10,20,30,40,50");
+	/* From an id between two: the next one. */
+	ck_assert_int_eq(queue_txn_begin(st, false, &t), 0);
+	buf_reset(&w.ids);
+	w.n = 0;
+	w.max = 0;
+	ck_assert_int_eq(queue_msg_walk_from(t, 31, tc_walk_cb, &w), 0);
+	queue_txn_abort(t);
+	ck_assert_str_eq(buf_cstr(&w.ids), "40,50");
+	buf_free(&w.ids);
+	queue_store_close(st);
+	nftw(dir, tc_rm, 8, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
 /* ------------------------------------------------------------ config */
 
 /* Loads text as a configuration file in dir; the errors into errs. */
@@ -364,6 +439,7 @@ static Suite *tc_suite(void)
 	tcase_add_test(e, exec_head_bad);
 	tcase_add_test(e, exec_is_import);
 	tcase_add_test(p, search_in_pages);
+	tcase_add_test(p, msg_walk_from);
 	tcase_add_test(p, config_command_time);
 	suite_add_tcase(s, g);
 	suite_add_tcase(s, e);
