@@ -961,9 +961,16 @@ void ctl_stop(struct ctl_server *s)
 	/*
 	 * Connections owed a writer completion, or writing their reply,
 	 * close by themselves once they have answered; close only the
-	 * idle ones now (closing does not free, so the walk is safe).
+	 * idle ones now (closing does not free, so the walk is safe). A
+	 * running command gets CTL_STOP_GRACE_MS more for its output, not
+	 * the rest of control_command_time: a slow reader must not hold up
+	 * the daemon's exit (its output is cut, and the engine stops at its
+	 * next page).
 	 */
-	for (c = s->conns; c != NULL; c = c->next)
-		if (!c->busy && !c->replied)
+	for (c = s->conns; c != NULL; c = c->next) {
+		if (c->exec_running && !c->closing)
+			conn_lifetime(c->conn, CTL_STOP_GRACE_MS);
+		else if (!c->busy && !c->replied)
 			ctl__conn_close(c);
+	}
 }

@@ -20,6 +20,8 @@
 #include "relay/control.h"
 
 #define CTL_TIMEOUT_MS 5000
+/* After ctl_stop, what a running command still has for its output. */
+#define CTL_STOP_GRACE_MS 1000
 /* Reading an import's payload (up to 64 MiB), from accept. */
 #define CTL_IMPORT_TIMEOUT_MS 60000
 /* Refusals: per uid and window, recorded one by one, answered; all uids' records. */

@@ -24,7 +24,8 @@ another uid (the way test_tenancy.py does it; skipped when not root).
   daemon staying open, mail keeps flowing (every message 250), and the
   daemon closes the slow session at control_command_time. The same for
   a slow reader of `queue list` (root over the socket, 1,200 queued
-  messages), whose pages, read at once, give every message once.
+  messages), whose pages, read at once, give every message once. And
+  SIGTERM does not wait for a stalled reader: the daemon exits at once.
 """
 import json
 import os
@@ -465,6 +466,24 @@ class SlowReaderTest(TenancyCase):
         self.assertEqual(len(held), 1200)
         text = self.relay.ctl_ok("queue", "list").stdout
         self.assertEqual(text.count("box@held.test"), 1200)
+
+    def test_stop_while_a_reader_stalls(self):
+        """SIGTERM does not wait for a stalled reader's control_command_time."""
+        if last_seq(self.relay) < 1500:
+            codes = self.send_many(1600, 8)
+            self.assertEqual(codes, [250] * 1600, [c for c in codes if c != 250][:5])
+        slow = subprocess.Popen([PYTHON, "-c", SLOW % (control_path(self.relay),
+                                                       [b"audit", b"search", b"--json"])],
+                                cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                universal_newlines=True)
+        self.addCleanup(slow.kill)
+        self.assertEqual(slow.stdout.readline(), "stalled\n")
+        t0 = time.monotonic()
+        self.relay.stop()          # asserts exit 0
+        self.assertLess(time.monotonic() - t0, COMMAND_TIME_S - 2)
+        out, err = slow.communicate(timeout=60)
+        self.assertFalse(json.loads(out.splitlines()[-1])["exit"], out)
+        self.relay.start()
 
 
 if __name__ == "__main__":
