@@ -910,9 +910,9 @@ int ctl_start(uv_loop_t *loop, const char *path, struct queue_writer *writer,
 	ctl__gate_start(s);
 	/*
 	 * Anyone may connect (mode 0666): delegated operators are ordinary
-	 * Unix users. What a peer may do is decided per request from its
-	 * SO_PEERCRED uid, never from the socket's mode or anything the peer
-	 * says. umask is per process: only the queue writer thread runs
+	 * Unix users. Who may talk at all is decided at accept, and what a
+	 * peer may do per request, from its SO_PEERCRED uid, never from the
+	 * socket's mode or anything the peer says. umask is per process: only the queue writer thread runs
 	 * besides this one now, and it creates no files.
 	 */
 	old = umask(0111);
