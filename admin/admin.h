@@ -72,6 +72,13 @@ bool admin_reads_stdin(int argc, char **argv);
  * none (`mailbox import FILE.csv`).
  */
 int admin_file_arg(int argc, char **argv);
+/*
+ * The name of argv's command as audit records give it ("mailbox add",
+ * "stats"), into out (NUL-terminated, printable ASCII only, cut to
+ * fit); for words that name no command, the first two words, made
+ * printable. THREADS: any.
+ */
+void admin_command_name(int argc, char *const *argv, char *out, size_t outlen);
 
 /*
  * Reads a new password for `user add` and `user passwd` from in: its

@@ -3,9 +3,14 @@
  * security team's view of the tamper-evident audit chain
  * (ARCHITECTURE.md "Account"; queue/audit_query.h reads it).
  *
- * search and export stream: each matching record is printed from inside
- * audit_search's callback (a chain holds millions of records; buffered
- * output is flushed every 64 KiB). Text: one line per record,
+ * search and export read the chain in pages (a chain holds millions of
+ * records): each page is one audit_search_step in a read transaction of
+ * its own, ending once ADMIN_AUDIT_FLUSH bytes of output are ready; the
+ * transaction is over before the page is written, so a reader at the
+ * other end of a pipe or of the control socket, however slow, holds no
+ * snapshot of the store, and memory stays at about one page. A failed
+ * write (a reader gone, or past control_command_time) ends the search.
+ * Text: one line per record,
  *   TIME seq=N event=E qid=Q key=value ...
  * with values escaped so a line stays one line; --json and `export
  * --format jsonl`: one object per line with seq, time, qid, event, hash,
@@ -43,6 +48,8 @@
 #include "queue/queue.h"
 
 #define ADMIN_AUDIT_FLUSH 65536
+/* admin_audit_row's "this page is full" (audit_search_step's stop value). */
+#define ADMIN_AUDIT_PAGE 1
 
 enum admin_audit_fmt { ADMIN_AUDIT_TEXT, ADMIN_AUDIT_JSONL, ADMIN_AUDIT_CSV };
 
@@ -288,11 +295,8 @@ static int admin_audit_row(void *arg, const struct audit_entry *e)
 		break;
 	}
 	o->n++;
-	if (o->b.len >= ADMIN_AUDIT_FLUSH) {
-		admin__out_buf(o->a, &o->b);
-		buf_reset(&o->b);
-	}
-	return 0;
+	/* A page is ready: the step ends, and its transaction with it. */
+	return o->b.len >= ADMIN_AUDIT_FLUSH ? ADMIN_AUDIT_PAGE : 0;
 }
 
 static int admin_audit_time_arg(struct admin *a, const char *opt, const char *v, int64_t now,
@@ -397,12 +401,47 @@ static int admin_audit_filter(struct admin *a, const struct admin_args *args,
 	return 0;
 }
 
+/*
+ * The search, page by page: each step in its own read transaction, its
+ * output written after the transaction ended. 0 or an exit code (reported).
+ */
+static int admin_audit_pages(struct admin *a, const struct audit_filter *f,
+    struct admin_audit_out *o)
+{
+	struct audit_search *s = audit_search_new(f);
+	struct queue_txn *txn;
+	int rc;
+
+	for (;;) {
+		if ((rc = admin__txn(a, &txn)) != 0)
+			break;
+		rc = audit_search_step(s, txn, admin_audit_row, o);
+		queue_txn_abort(txn);
+		if (rc < 0) {
+			admin__out_buf(a, &o->b);
+			admin__err(a, "cannot read the audit chain: %s", queue_strerror(rc));
+			rc = rc == -EBADMSG ? EX_DATAERR : admin__store_exit(rc);
+			break;
+		}
+		if (rc != ADMIN_AUDIT_PAGE)
+			break;
+		admin__out_buf(a, &o->b);
+		buf_reset(&o->b);
+		/* Nobody reads any more: admin_run reports the failed output. */
+		if (fflush(a->io->out) != 0 || ferror(a->io->out)) {
+			rc = 0;
+			break;
+		}
+	}
+	audit_search_free(s);
+	return rc;
+}
+
 int admin__audit_search(struct admin *a, const struct admin_args *args)
 {
 	struct audit_filter f;
 	struct admin_audit_keys k;
 	struct admin_audit_out o;
-	struct queue_txn *txn;
 	int rc;
 
 	memset(&f, 0, sizeof f);
@@ -414,15 +453,8 @@ int admin__audit_search(struct admin *a, const struct admin_args *args)
 	buf_init(&o.b);
 	if (o.fmt == ADMIN_AUDIT_CSV)
 		buf_append_str(&o.b, "seq,time,qid,event,hash,prev,facts\r\n");
-	if (a->store != NULL && (rc = admin__txn(a, &txn)) == 0) {
-		rc = audit_search(txn, &f, admin_audit_row, &o);
-		queue_txn_abort(txn);
-		if (rc < 0) {
-			admin__out_buf(a, &o.b);
-			admin__err(a, "cannot read the audit chain: %s", queue_strerror(rc));
-			rc = rc == -EBADMSG ? EX_DATAERR : admin__store_exit(rc);
-		}
-	}
+	if (a->store != NULL)
+		rc = admin_audit_pages(a, &f, &o);
 	if (rc == 0)
 		admin__out_buf(a, &o.b);
 	buf_free(&o.b);

@@ -18,7 +18,8 @@
  * changes anything. A refusal exits 77 and leaves an audit record (event
  * admin, action=denied) in a write of its own (store.c).
  *
- * Entry points: admin_run, admin_reads_stdin, admin_file_arg (admin.h).
+ * Entry points: admin_run, admin_reads_stdin, admin_file_arg,
+ * admin_command_name (admin.h).
  * OWNERSHIP: everything a command allocates is freed before admin_run
  * returns; io and its members are borrowed. Read transactions that feed an
  * aligned table copy what they need and end before printing, so a slow
@@ -391,6 +392,33 @@ int admin_file_arg(int argc, char **argv)
 	return at;
 }
 
+void admin_command_name(int argc, char *const *argv, char *out, size_t outlen)
+{
+	const char *w[2] = { NULL, NULL };
+	const struct admin_cmd *c;
+	struct buf b;
+	size_t n = 0;
+	bool known;
+
+	if (outlen == 0)
+		return;
+	for (int i = 0; i < argc && n < 2; i++)
+		if (strcmp(argv[i], "--json") != 0 && strcmp(argv[i], "--help") != 0 &&
+		    strcmp(argv[i], "-h") != 0)
+			w[n++] = argv[i];
+	buf_init(&b);
+	c = n > 0 ? admin_find(w[0], w[1], &known) : NULL;
+	if (c != NULL)
+		buf_printf(&b, "%s%s%s", c->noun, c->verb[0] ? " " : "", c->verb);
+	else
+		buf_printf(&b, "%s%s%s", n > 0 ? w[0] : "-", n > 1 ? " " : "", n > 1 ? w[1] : "");
+	/* Words a peer chose: nothing but printable ASCII reaches a record or a log. */
+	for (size_t i = 0; i < b.len; i++)
+		if ((unsigned char)b.data[i] < 0x20 || (unsigned char)b.data[i] >= 0x7f)
+			b.data[i] = '?';
+	str_copy(out, buf_cstr(&b), outlen);
+	buf_free(&b);
+}
 
 /*
  * Who runs the command: super (root or the store's owner, or whoever

@@ -24,7 +24,8 @@
  * Entry points: admin__queue_list, admin__queue_show, admin__queue_change,
  * admin__msg_in_scope (admin_int.h).
  * OWNERSHIP: messages are deep-copied out of the read transaction before
- * printing and freed before returning.
+ * printing and freed before returning; `queue list` holds one page of
+ * them at a time, each read in its own transaction (see "list" below).
  * THREADS: see engine.c. ERRORS: sysexits.h codes (engine.c).
  */
 #include "config.h"
@@ -145,10 +146,22 @@ static void admin_msg_narrow(const struct admin *a, struct queue_msg *m)
 
 /* ------------------------------------------------------------- list */
 
+/*
+ * The listing is read in pages of at most ADMIN_QUEUE_PAGE messages,
+ * each page in a read transaction of its own that ends before anything
+ * is printed, resuming after the last id seen: a slow reader (a pipe, the
+ * control socket) holds no snapshot of the store, and memory stays at
+ * one page. The text form aligns its columns over the whole listing, so
+ * it reads the queue twice: once for the widths, once to print.
+ */
+#define ADMIN_QUEUE_PAGE 256
+
 struct admin_qlist {
 	const struct admin *a;
-	struct queue_msg **v;
-	size_t n, cap;
+	struct queue_msg *v[ADMIN_QUEUE_PAGE];
+	size_t n;
+	uint64_t next;     /* the id to resume at */
+	bool more;         /* the page filled up: there may be more */
 };
 
 /* A deep copy through the store's own encoding: nothing can be missed. */
@@ -158,12 +171,9 @@ static int admin_queue_collect(void *arg, const struct queue_msg *m)
 	struct buf b;
 	int rc;
 
+	l->next = m->id + 1;
 	if (!admin__msg_in_scope(l->a, m, NULL))
 		return 0;
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 64;
-		l->v = xreallocarray(l->v, l->cap, sizeof *l->v);
-	}
 	buf_init(&b);
 	queue_msg_encode(m, &b);
 	rc = queue_msg_decode(b.data, b.len, &l->v[l->n]);
@@ -171,8 +181,47 @@ static int admin_queue_collect(void *arg, const struct queue_msg *m)
 	if (rc < 0)
 		return rc;
 	admin_msg_narrow(l->a, l->v[l->n]);
-	l->n++;
+	if (++l->n == ADMIN_QUEUE_PAGE) {
+		l->more = true;
+		return 1;
+	}
 	return 0;
+}
+
+static void admin_qlist_clear(struct admin_qlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		queue_msg_free(l->v[i]);
+	l->n = 0;
+}
+
+/*
+ * The next page of in-scope messages into l, in a transaction of its
+ * own. 0 (l->more says whether to go on) or an exit code (reported).
+ */
+static int admin_qlist_page(struct admin *a, struct admin_qlist *l)
+{
+	struct queue_txn *txn;
+	int rc;
+
+	admin_qlist_clear(l);
+	l->more = false;
+	if ((rc = admin__txn(a, &txn)) != 0)
+		return rc;
+	/* The scope is the same for every page: loaded with the first. */
+	if (!a->super && a->domains.v == NULL)
+		rc = admin__domains_load(a, txn);
+	if (rc == 0) {
+		rc = queue_msg_walk_from(txn, l->next, admin_queue_collect, l);
+		if (rc < 0) {
+			admin__err(a, "cannot read the queue: %s", queue_strerror(rc));
+			rc = admin__store_exit(rc);
+		} else {
+			rc = 0;
+		}
+	}
+	queue_txn_abort(txn);
+	return rc;
 }
 
 static void admin_queue_list_json(const struct admin *a, const struct queue_msg *m)
@@ -217,127 +266,161 @@ static void admin_queue_list_json(const struct admin *a, const struct queue_msg 
 	admin__json_end(a, &j);
 }
 
+/* Column widths of the text form: ID, ARRIVAL, SIZE, SENDER, STATE; recipients. */
+struct admin_qwidths {
+	size_t w[5], wr, n;
+};
+
+static void admin_qwidths_init(struct admin_qwidths *q)
+{
+	static const char *const head[] = { "ID", "ARRIVAL", "SIZE", "SENDER", "STATE" };
+
+	memset(q, 0, sizeof *q);
+	for (size_t c = 0; c < 5; c++)
+		q->w[c] = admin__width(head[c]);
+	q->w[0] = q->w[0] < QUEUE_ID_TEXT_LEN ? QUEUE_ID_TEXT_LEN : q->w[0];
+	q->w[1] = q->w[1] < 24 ? 24 : q->w[1];
+	q->w[4] = q->w[4] < 6 ? 6 : q->w[4];
+}
+
+static void admin_qwidths_add(struct admin_qwidths *q, const struct queue_msg *m)
+{
+	char size[24], *sender = admin__text_dup(m->sender != NULL && m->sender[0] != '\0' ?
+	    m->sender : "<>");
+
+	snprintf(size, sizeof size, "%" PRIu64, m->size);
+	if (admin__width(size) > q->w[2])
+		q->w[2] = admin__width(size);
+	if (admin__width(sender) > q->w[3])
+		q->w[3] = admin__width(sender);
+	free(sender);
+	for (size_t k = 0; k < m->nrcpts; k++) {
+		char *addr = admin__text_dup(m->rcpts[k].addr);
+
+		if (admin__width(addr) > q->wr)
+			q->wr = admin__width(addr);
+		free(addr);
+	}
+	q->n++;
+}
+
 /*
  * Text: one line per message (id, arrival, size, sender, held or
  * queued), then one indented line per recipient (address, state,
- * attempts, next attempt, last error). Columns are aligned over the
- * whole listing; every stored string is made safe for a terminal.
+ * attempts, next attempt, last error). Every stored string is made safe
+ * for a terminal.
  */
-static void admin_queue_list_text(const struct admin *a, struct queue_msg *const *v, size_t n)
+static void admin_queue_list_text(struct buf *b, const struct admin_qwidths *q,
+    const struct queue_msg *m)
 {
-	static const char *const head[] = { "ID", "ARRIVAL", "SIZE", "SENDER", "STATE" };
-	size_t w[5], wr = 0;
+	char id[QUEUE_ID_TEXT_LEN + 1], arr[ADMIN_TIME_LEN], size[24];
+	char *sender = admin__text_dup(m->sender != NULL && m->sender[0] != '\0' ?
+	    m->sender : "<>");
+
+	queue_id_format(m->id, id);
+	admin__time(m->arrival, true, arr);
+	snprintf(size, sizeof size, "%" PRIu64, m->size);
+	admin__cell(b, id, q->w[0], 'l', false);
+	admin__cell(b, arr, q->w[1], 'l', false);
+	admin__cell(b, size, q->w[2], 'r', false);
+	admin__cell(b, sender, q->w[3], 'l', false);
+	admin__cell(b, m->held ? "held" : "queued", q->w[4], 'l', true);
+	buf_append_char(b, '\n');
+	free(sender);
+	for (size_t k = 0; k < m->nrcpts; k++) {
+		const struct queue_rcpt *r = &m->rcpts[k];
+		char nxt[ADMIN_TIME_LEN], *addr = admin__text_dup(r->addr);
+		const char *next = admin__time(r->next_attempt,
+		    r->state == QUEUE_RCPT_PENDING, nxt);
+
+		buf_append_str(b, "    ");
+		admin__cell(b, addr, q->wr, 'l', false);
+		admin__cell(b, queue_rcpt_state_name(r->state), 9, 'l', false);
+		buf_printf(b, "attempts %-3" PRIu32 "  next %-24s", r->attempts,
+		    next != NULL ? next : "-");
+		if (r->state != QUEUE_RCPT_DELIVERED) {
+			char *last = admin__text_dup(r->last_reply);
+
+			buf_printf(b, "  last error: %s", last);
+			free(last);
+		}
+		buf_append_char(b, '\n');
+		free(addr);
+	}
+}
+
+/* The text form's first pass: the widths over every in-scope message. */
+static int admin_queue_list_widths(struct admin *a, struct admin_qlist *l,
+    struct admin_qwidths *q)
+{
+	int rc;
+
+	admin_qwidths_init(q);
+	l->next = 0;
+	do {
+		if ((rc = admin_qlist_page(a, l)) != 0)
+			return rc;
+		for (size_t i = 0; i < l->n; i++)
+			admin_qwidths_add(q, l->v[i]);
+	} while (l->more);
+	return 0;
+}
+
+/* Prints one page; false when nobody reads the output any more. */
+static bool admin_queue_list_print(struct admin *a, const struct admin_qlist *l,
+    const struct admin_qwidths *q)
+{
 	struct buf b;
 
-	if (n == 0) {
-		admin__out(a, "queue is empty\n");
-		return;
+	if (a->json) {
+		for (size_t i = 0; i < l->n; i++)
+			admin_queue_list_json(a, l->v[i]);
+	} else {
+		buf_init(&b);
+		for (size_t i = 0; i < l->n; i++)
+			admin_queue_list_text(&b, q, l->v[i]);
+		admin__out_buf(a, &b);
+		buf_free(&b);
 	}
-	buf_init(&b);
-	for (size_t c = 0; c < 5; c++)
-		w[c] = admin__width(head[c]);
-	w[0] = w[0] < QUEUE_ID_TEXT_LEN ? QUEUE_ID_TEXT_LEN : w[0];
-	w[1] = w[1] < 24 ? 24 : w[1];
-	w[4] = w[4] < 6 ? 6 : w[4];
-	for (size_t i = 0; i < n; i++) {
-		char size[24], *sender = admin__text_dup(v[i]->sender != NULL &&
-		    v[i]->sender[0] != '\0' ? v[i]->sender : "<>");
-
-		snprintf(size, sizeof size, "%" PRIu64, v[i]->size);
-		if (admin__width(size) > w[2])
-			w[2] = admin__width(size);
-		if (admin__width(sender) > w[3])
-			w[3] = admin__width(sender);
-		free(sender);
-		for (size_t k = 0; k < v[i]->nrcpts; k++) {
-			char *addr = admin__text_dup(v[i]->rcpts[k].addr);
-
-			if (admin__width(addr) > wr)
-				wr = admin__width(addr);
-			free(addr);
-		}
-	}
-	for (size_t c = 0; c < 5; c++)
-		admin__cell(&b, head[c], w[c], c == 2 ? 'r' : 'l', c == 4);
-	buf_append_char(&b, '\n');
-	for (size_t i = 0; i < n; i++) {
-		const struct queue_msg *m = v[i];
-		char id[QUEUE_ID_TEXT_LEN + 1], arr[ADMIN_TIME_LEN], size[24];
-		char *sender = admin__text_dup(m->sender != NULL && m->sender[0] != '\0' ?
-		    m->sender : "<>");
-
-		queue_id_format(m->id, id);
-		admin__time(m->arrival, true, arr);
-		snprintf(size, sizeof size, "%" PRIu64, m->size);
-		admin__cell(&b, id, w[0], 'l', false);
-		admin__cell(&b, arr, w[1], 'l', false);
-		admin__cell(&b, size, w[2], 'r', false);
-		admin__cell(&b, sender, w[3], 'l', false);
-		admin__cell(&b, m->held ? "held" : "queued", w[4], 'l', true);
-		buf_append_char(&b, '\n');
-		free(sender);
-		for (size_t k = 0; k < m->nrcpts; k++) {
-			const struct queue_rcpt *r = &m->rcpts[k];
-			char nxt[ADMIN_TIME_LEN], *addr = admin__text_dup(r->addr);
-			const char *next = admin__time(r->next_attempt,
-			    r->state == QUEUE_RCPT_PENDING, nxt);
-
-			buf_append_str(&b, "    ");
-			admin__cell(&b, addr, wr, 'l', false);
-			admin__cell(&b, queue_rcpt_state_name(r->state), 9, 'l', false);
-			buf_printf(&b, "attempts %-3" PRIu32 "  next %-24s", r->attempts,
-			    next != NULL ? next : "-");
-			if (r->state != QUEUE_RCPT_DELIVERED) {
-				char *last = admin__text_dup(r->last_reply);
-
-				buf_printf(&b, "  last error: %s", last);
-				free(last);
-			}
-			buf_append_char(&b, '\n');
-			free(addr);
-		}
-		if (b.len > 65536) {
-			admin__out_buf(a, &b);
-			buf_reset(&b);
-		}
-	}
-	admin__out_buf(a, &b);
-	buf_free(&b);
+	return fflush(a->io->out) == 0 && !ferror(a->io->out);
 }
 
 int admin__queue_list(struct admin *a, const struct admin_args *args)
 {
-	struct admin_qlist l = { a, NULL, 0, 0 };
-	struct queue_txn *txn;
+	struct admin_qlist *l = xcalloc(1, sizeof *l);
+	struct admin_qwidths q;
 	int rc = 0;
 
 	(void)args;
-	if (a->store != NULL) {
-		if ((rc = admin__txn(a, &txn)) != 0)
-			return rc;
-		if (!a->super)
-			rc = admin__domains_load(a, txn);
-		if (rc == 0) {
-			rc = queue_msg_walk(txn, admin_queue_collect, &l);
-			if (rc < 0) {
-				admin__err(a, "cannot read the queue: %s", queue_strerror(rc));
-				rc = admin__store_exit(rc);
-			}
-		}
-		queue_txn_abort(txn);
-		if (rc != 0)
+	l->a = a;
+	admin_qwidths_init(&q);
+	if (a->store != NULL && !a->json && (rc = admin_queue_list_widths(a, l, &q)) != 0)
+		goto out;
+	if (!a->json) {
+		static const char *const head[] = { "ID", "ARRIVAL", "SIZE", "SENDER", "STATE" };
+		struct buf b;
+
+		if (q.n == 0) {
+			admin__out(a, "queue is empty\n");
 			goto out;
+		}
+		buf_init(&b);
+		for (size_t c = 0; c < 5; c++)
+			admin__cell(&b, head[c], q.w[c], c == 2 ? 'r' : 'l', c == 4);
+		buf_append_char(&b, '\n');
+		admin__out_buf(a, &b);
+		buf_free(&b);
 	}
-	if (a->json) {
-		for (size_t i = 0; i < l.n; i++)
-			admin_queue_list_json(a, l.v[i]);
-	} else {
-		admin_queue_list_text(a, l.v, l.n);
+	l->next = 0;
+	l->more = a->store != NULL;
+	/* Output errors are admin_run's to report: a reader gone ends the walk. */
+	while (l->more) {
+		if ((rc = admin_qlist_page(a, l)) != 0 || !admin_queue_list_print(a, l, &q))
+			break;
 	}
 out:
-	for (size_t i = 0; i < l.n; i++)
-		queue_msg_free(l.v[i]);
-	free(l.v);
+	admin_qlist_clear(l);
+	free(l);
 	return rc;
 }
 

@@ -116,6 +116,8 @@
 	X(audit_checkpoint_interval, DURATION, "5m", 1000, 86400000, 0, \
 	  "Write an audit checkpoint at least this often while the audit chain grows (never when its head did not move).") \
 	X(user, STRING, "govrelay", 0, 0, 0, \
-	  "Unprivileged user govrelayd runs as: started as root it binds its listeners, reads its key, then drops to this user for good (never root). data_dir must belong to it.")
+	  "Unprivileged user govrelayd runs as: started as root it binds its listeners, reads its key, then drops to this user for good (never root). data_dir must belong to it.") \
+	X(control_command_time, DURATION, "10m", 1000, 86400000, 1, \
+	  "Total time one govrelayctl command run through control_socket may take, its output included; a client that reads slower loses the rest of its output.")
 
 #endif

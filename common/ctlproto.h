@@ -15,9 +15,16 @@
  *            queue id, 66 no such message, 69 unavailable, 70 internal
  *            error, 75 busy or try again, 77 permission denied.
  *
+ * Who may talk: the daemon decides from the peer's SO_PEERCRED uid at
+ * accept, before it reads a byte: root, the daemon's own uid and the
+ * registered operators; anyone else gets one "error 77 ..." line (or,
+ * past a rate, a bare close) without a byte of theirs being consumed.
+ *
  * Exec (a delegated operator's whole govrelayctl command, run by the
  * daemon with the peer's identity, admin/admin.h):
- *   request  "exec LEN\n" then LEN bytes (at most CTLPROTO_EXEC_MAX):
+ *   request  "exec LEN\n" then LEN bytes (at most CTLPROTO_REQUEST_MAX;
+ *            `mailbox import` alone, recognized from the arguments at
+ *            the head of the payload, up to CTLPROTO_IMPORT_MAX):
  *            u32 argc, argc times (u32 len, bytes), u32 stdin length,
  *            stdin bytes; integers big-endian, strings without NUL.
  *   reply    frames until the last: "out LEN\n" + LEN bytes (stdout),
@@ -27,6 +34,7 @@
  */
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The longest line either side sends or accepts, newline included. */
 #define CTLPROTO_LINE_MAX 1024
@@ -65,6 +73,10 @@ int ctlproto_reply_parse(const char *line, int *code, const char **text);
 /* ------------------------------------------------------------- exec */
 
 #define CTLPROTO_EXEC_MAX (64u * 1024 * 1024)
+/* An ordinary command with its standard input (a password): small. */
+#define CTLPROTO_REQUEST_MAX (64u * 1024)
+/* `mailbox import`: the CSV file travels as standard input. */
+#define CTLPROTO_IMPORT_MAX CTLPROTO_EXEC_MAX
 #define CTLPROTO_EXEC_ARGS_MAX 64
 #define CTLPROTO_FRAME_MAX (64u * 1024)
 
@@ -82,5 +94,84 @@ void ctlproto_exec_encode(struct buf *out, int argc, char *const *argv,
 int ctlproto_exec_decode(const void *data, size_t len, int *argc, char ***argv,
     const void **in, size_t *inlen);
 void ctlproto_exec_free(int argc, char **argv);
+/*
+ * The arguments alone, from the first len bytes of a payload whose rest
+ * may still be on its way: 0 with a fresh *argv (ctlproto_exec_free),
+ * -EAGAIN when they end past len, -EBADMSG when no payload starts so
+ * (an argument longer than CTLPROTO_REQUEST_MAX included).
+ */
+int ctlproto_exec_head(const void *data, size_t len, int *argc, char ***argv);
+/*
+ * The command words of argv (those that are not --json, --help or -h),
+ * at most max of them into w (pointers into argv); returns how many.
+ */
+size_t ctlproto_exec_words(int argc, char *const *argv, const char **w, size_t max);
+/* Whether argv is `mailbox import ...`, the one command with a large payload. */
+bool ctlproto_exec_is_import(int argc, char *const *argv);
+
+/* ------------------------------------------------------------- gate */
+
+/*
+ * How the daemon answers and records refusals of peers that may not use
+ * the socket, so that a local user hammering it cannot fill the audit
+ * chain: per uid and window, the first record_max refusals are recorded
+ * one by one (CTLPROTO_GATE_RECORD), further ones are only counted and
+ * answered (COUNT) up to reply_max, then closed unanswered (DROP). When
+ * the uid's window has ended its count comes out of ctlproto_gate_due
+ * as one coalesced record ("N refusals from uid U since T"). At most
+ * global_max records of either kind are let through per window for all
+ * uids together; counts wait for the next window beyond that. With every
+ * slot taken, the oldest uid's count is kept as one "any uid" count.
+ * Times are milliseconds of any monotonic-enough clock.
+ */
+#define CTLPROTO_GATE_SLOTS 64
+
+enum ctlproto_gate_action {
+	CTLPROTO_GATE_RECORD,  /* answer, and write this refusal's own record */
+	CTLPROTO_GATE_COUNT,   /* answer; counted for a coalesced record */
+	CTLPROTO_GATE_DROP,    /* close unanswered; counted too */
+};
+
+struct ctlproto_gate_slot {
+	bool used;
+	uint32_t uid;
+	int64_t start;      /* the window began */
+	int64_t since;      /* first refusal counted and not yet reported */
+	uint64_t pending;   /* refusals counted and not yet reported */
+	uint32_t seen;      /* refusals in this window */
+	uint32_t recorded;  /* of them recorded one by one */
+};
+
+struct ctlproto_gate {
+	int64_t window_ms;
+	uint32_t record_max, reply_max, global_max;
+	int64_t global_start;
+	uint32_t global_used;
+	uint64_t overflow;          /* counts of uids pushed out of the table */
+	int64_t overflow_since;
+	struct ctlproto_gate_slot slot[CTLPROTO_GATE_SLOTS];
+};
+
+/* A coalesced record to write: count refusals of uid (any uid) since then. */
+struct ctlproto_gate_flush {
+	uint32_t uid;
+	bool any_uid;
+	uint64_t count;
+	int64_t since;
+};
+
+void ctlproto_gate_init(struct ctlproto_gate *g, int64_t window_ms, uint32_t record_max,
+    uint32_t reply_max, uint32_t global_max);
+/*
+ * One refusal of uid at now: what to do with it. Call ctlproto_gate_due
+ * until it returns false first, so that an ended window is reported
+ * before the uid's new one begins.
+ */
+enum ctlproto_gate_action ctlproto_gate_refuse(struct ctlproto_gate *g, uint32_t uid,
+    int64_t now);
+/* A coalesced record due at now into *out (true), or false: none now. */
+bool ctlproto_gate_due(struct ctlproto_gate *g, int64_t now, struct ctlproto_gate_flush *out);
+/* When ctlproto_gate_due next has something, or -1 when nothing waits. */
+int64_t ctlproto_gate_next_due(const struct ctlproto_gate *g);
 
 #endif

@@ -669,6 +669,10 @@ struct audit_search {
 	uint64_t low_seq;         /* records from here on have been (or will be) read */
 	int64_t covered_from;     /* received records at or after this time are known */
 	struct audit_search_stats st;
+	/* Between steps (each in its own transaction): where the walk goes on. */
+	bool started, finished;
+	uint64_t next;            /* the next seq to read */
+	int64_t stop;             /* records at or after this time end the walk */
 };
 
 /* Decodes one stored record (key k, value v) into e. */
@@ -879,67 +883,105 @@ static int audit_search_bounds(struct audit_search *s, MDB_cursor *c, bool *empt
 	return 0;
 }
 
-int audit_search_ex(struct queue_txn *txn, const struct audit_filter *f,
-    audit_search_cb *cb, void *arg, struct audit_search_stats *stats)
+struct audit_search *audit_search_new(const struct audit_filter *f)
 {
 	static const struct audit_filter none;
+	struct audit_search *s = xcalloc(1, sizeof *s);
+
+	s->f = f != NULL ? f : &none;
+	s->since = s->f->since > 0 ? s->f->since : 0;
+	s->until = s->f->until > 0 ? s->f->until : 0;
+	s->want = (s->f->sender ? AUDIT_F_SENDER : 0) | (s->f->recipient ? AUDIT_F_RCPT : 0) |
+	    (s->f->tenant ? AUDIT_F_TENANT : 0);
+	s->covered_from = INT64_MIN;
+	s->stop = INT64_MAX;
+	buf_init(&s->line);
+	return s;
+}
+
+void audit_search_free(struct audit_search *s)
+{
+	if (s == NULL)
+		return;
+	audit_qset_free(&s->qset);
+	buf_free(&s->line);
+	free(s);
+}
+
+void audit_search_stats_get(const struct audit_search *s, struct audit_search_stats *out)
+{
+	*out = s->st;
+	out->untracked = s->qset.dropped;
+}
+
+/* The first step: the chain's bounds, where the walk starts and ends. */
+static int audit_search_begin(struct audit_search *s, MDB_cursor *c)
+{
+	bool empty;
+	int rc;
+
+	s->started = true;
+	if ((rc = audit_search_bounds(s, c, &empty)) < 0)
+		return rc;
+	if (empty) {
+		s->finished = true;
+		return 0;
+	}
+	s->next = s->first;
+	if (s->since > 0) {
+		/* Start a little early: records may be slightly out of time order. */
+		if ((rc = audit_search_bisect(s, s->since - AUDIT_TIME_SLACK_MS, &s->next)) < 0)
+			return rc;
+		s->covered_from = s->since - AUDIT_TIME_SLACK_MS;
+	}
+	s->low_seq = s->next;
+	if (s->until > 0 && s->until <= INT64_MAX - AUDIT_TIME_SLACK_MS)
+		s->stop = s->until + AUDIT_TIME_SLACK_MS;
+	return 0;
+}
+
+int audit_search_step(struct audit_search *s, struct queue_txn *txn, audit_search_cb *cb,
+    void *arg)
+{
 	uint8_t key[QUEUE_KEY_AUDIT_LEN];
-	struct audit_search s;
 	struct audit_entry e;
 	MDB_cursor *c = NULL;
 	MDB_val k, v;
-	int64_t stop = INT64_MAX;
-	uint64_t start;
-	bool empty, match;
+	bool match;
 	int rc, ret = 0;
 
-	if (stats != NULL)
-		memset(stats, 0, sizeof *stats);
 	if (txn == NULL || cb == NULL)
 		return -EINVAL;
-	memset(&s, 0, sizeof s);
-	s.txn = txn;
-	s.f = f != NULL ? f : &none;
-	s.since = s.f->since > 0 ? s.f->since : 0;
-	s.until = s.f->until > 0 ? s.f->until : 0;
-	s.want = (s.f->sender ? AUDIT_F_SENDER : 0) | (s.f->recipient ? AUDIT_F_RCPT : 0) |
-	    (s.f->tenant ? AUDIT_F_TENANT : 0);
-	s.covered_from = INT64_MIN;
-	buf_init(&s.line);
+	if (s->finished)
+		return 0;
+	s->txn = txn;
+	s->probe = NULL;
 	memset(&e, 0, sizeof e);
-
 	rc = mdb_cursor_open(txn->txn, txn->store->db_audit, &c);
 	if (rc != MDB_SUCCESS) {
 		ret = queue__lmdb_err(rc);
 		goto out;
 	}
-	if ((ret = audit_search_bounds(&s, c, &empty)) < 0 || empty)
+	if (!s->started && ((ret = audit_search_begin(s, c)) < 0 || s->finished))
 		goto out;
-	start = s.first;
-	if (s.since > 0) {
-		/* Start a little early: records may be slightly out of time order. */
-		if ((ret = audit_search_bisect(&s, s.since - AUDIT_TIME_SLACK_MS, &start)) < 0)
-			goto out;
-		s.covered_from = s.since - AUDIT_TIME_SLACK_MS;
-	}
-	s.low_seq = start;
-	if (s.until > 0 && s.until <= INT64_MAX - AUDIT_TIME_SLACK_MS)
-		stop = s.until + AUDIT_TIME_SLACK_MS;
-
-	queue__be64_put(key, start);
+	queue__be64_put(key, s->next);
 	k.mv_size = sizeof key;
 	k.mv_data = key;
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == MDB_SUCCESS;
 	    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		if ((ret = audit_search_decode(&s, &k, &v, &e)) < 0)
-			goto out;
-		if (e.time >= stop)
+		/* Records appended since the search began are not part of it. */
+		if (k.mv_size == QUEUE_KEY_AUDIT_LEN && queue__be64_get(k.mv_data) > s->last)
 			break;
-		audit_search_track(&s, &e);
-		if ((ret = audit_search_match(&s, &e, &match)) < 0)
+		if ((ret = audit_search_decode(s, &k, &v, &e)) < 0)
 			goto out;
+		if (e.time >= s->stop)
+			break;
+		audit_search_track(s, &e);
+		if ((ret = audit_search_match(s, &e, &match)) < 0)
+			goto out;
+		s->next = e.seq + 1;
 		if (match) {
-			s.st.matched++;
+			s->st.matched++;
 			if ((ret = cb(arg, &e)) != 0)
 				goto out;
 		}
@@ -947,17 +989,37 @@ int audit_search_ex(struct queue_txn *txn, const struct audit_filter *f,
 	}
 	if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
 		ret = queue__lmdb_err(rc);
+	else
+		s->finished = true;
 out:
 	audit_entry_clear(&e);
-	if (s.probe != NULL)
-		mdb_cursor_close(s.probe);
+	if (s->probe != NULL)
+		mdb_cursor_close(s->probe);
+	s->probe = NULL;
+	s->txn = NULL;
 	if (c != NULL)
 		mdb_cursor_close(c);
-	s.st.untracked = s.qset.dropped;
+	/* An error ends the search; a stop by cb may go on in a later step. */
+	if (ret < 0)
+		s->finished = true;
+	return ret;
+}
+
+int audit_search_ex(struct queue_txn *txn, const struct audit_filter *f,
+    audit_search_cb *cb, void *arg, struct audit_search_stats *stats)
+{
+	struct audit_search *s;
+	int ret;
+
 	if (stats != NULL)
-		*stats = s.st;
-	audit_qset_free(&s.qset);
-	buf_free(&s.line);
+		memset(stats, 0, sizeof *stats);
+	if (txn == NULL || cb == NULL)
+		return -EINVAL;
+	s = audit_search_new(f);
+	ret = audit_search_step(s, txn, cb, arg);
+	if (stats != NULL)
+		audit_search_stats_get(s, stats);
+	audit_search_free(s);
 	return ret;
 }
 

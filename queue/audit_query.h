@@ -164,6 +164,26 @@ int audit_search_ex(struct queue_txn *txn, const struct audit_filter *f,
     audit_search_cb *cb, void *arg, struct audit_search_stats *stats);
 
 /*
+ * The same search in steps, each in a transaction of its own, so that a
+ * caller who writes its output at someone else's pace holds no read
+ * transaction meanwhile (admin/audit.c): audit_search_new(f) (f is
+ * borrowed until audit_search_free), then audit_search_step with a fresh
+ * txn until it returns anything but cb's stop value. A step walks from
+ * where the last one stopped until cb returns non-zero (that value is
+ * returned, and the record cb was given counts as read), the walk ends
+ * (0) or an error (negative; the search is then over). The walk covers
+ * the records that existed when the first step began; what propagation
+ * learnt (the received records read) carries over between steps.
+ * Records deleted between steps are skipped.
+ */
+struct audit_search;
+struct audit_search *audit_search_new(const struct audit_filter *f);
+int audit_search_step(struct audit_search *s, struct queue_txn *txn, audit_search_cb *cb,
+    void *arg);
+void audit_search_stats_get(const struct audit_search *s, struct audit_search_stats *out);
+void audit_search_free(struct audit_search *s);
+
+/*
  * Verifies the whole chain. 0 when intact (*count records, fault zeroed).
  * -EBADMSG on the first fault (*count = records verified before it):
  * fault->seq is the record, fault->what says which check failed, in

@@ -518,6 +518,12 @@ int queue_msg_delete(struct queue_txn *txn, uint64_t id)
 
 int queue_msg_walk(struct queue_txn *txn, queue_msg_walk_cb *cb, void *arg)
 {
+	return queue_msg_walk_from(txn, 0, cb, arg);
+}
+
+int queue_msg_walk_from(struct queue_txn *txn, uint64_t from, queue_msg_walk_cb *cb, void *arg)
+{
+	uint8_t key[QUEUE_KEY_ID_LEN];
 	struct queue_msg *m;
 	MDB_cursor *c;
 	MDB_val k, v;
@@ -526,7 +532,10 @@ int queue_msg_walk(struct queue_txn *txn, queue_msg_walk_cb *cb, void *arg)
 	rc = mdb_cursor_open(txn->txn, txn->store->db_messages, &c);
 	if (rc != MDB_SUCCESS)
 		return queue__lmdb_err(rc);
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+	queue__be64_put(key, from);
+	k.mv_size = sizeof key;
+	k.mv_data = key;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == MDB_SUCCESS;
 	    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 		if (k.mv_size != QUEUE_KEY_ID_LEN) {
 			ret = -EBADMSG;

@@ -132,6 +132,11 @@ int queue_msg_delete(struct queue_txn *txn, uint64_t id);
 /* cb returns 0 to go on, non-zero to stop (that value is returned). */
 typedef int queue_msg_walk_cb(void *arg, const struct queue_msg *msg);
 int queue_msg_walk(struct queue_txn *txn, queue_msg_walk_cb *cb, void *arg);
+/*
+ * The same walk from the first id at or after from (ids ascending), so a
+ * long listing can go on in a later transaction after the last id it saw.
+ */
+int queue_msg_walk_from(struct queue_txn *txn, uint64_t from, queue_msg_walk_cb *cb, void *arg);
 
 /*
  * Up to max ids scheduled at or before now, oldest first. *next_due is the

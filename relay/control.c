@@ -13,21 +13,45 @@
  *
  * Entry points: ctl_start, ctl_stop.
  *
- * Exec: a whole govrelayctl command from any local user, run by
- * the admin engine (admin/) on the thread pool with that user's SO_PEERCRED
- * identity (the engine checks the operators table and audits refusals);
- * its output streams back in frames (common/ctlproto.h).
+ * Exec: a whole govrelayctl command from an operator, run by the admin
+ * engine (admin/) on the thread pool with that user's SO_PEERCRED
+ * identity (the engine checks what the operator may do and audits
+ * refusals); its output streams back in frames (common/ctlproto.h).
  *
- * Safety: the socket is mode 0666 and every request is authorized from
- * the peer's kernel-verified uid: the queue verbs need uid 0 or the
- * daemon's own uid, an exec is authorized by the engine. A request line
- * is at most CTLPROTO_LINE_MAX bytes, an exec payload at most
- * CTLPROTO_EXEC_MAX; reading them and writing the reply each have
- * CTL_TIMEOUT_MS per read (the wait for the writer does not: it always
- * completes, and a reply to a change that was made must not be lost to a
- * timer), an exec's output CTL_EXEC_WRITE_TIMEOUT_MS per frame. At most
- * CTL_MAX_CONNS connections are served; the next as many again get
- * "error 75 busy", any beyond that are closed unanswered.
+ * Safety, in the order a connection meets it:
+ *   - The gate, at accept, before a byte is read: the peer's
+ *     kernel-verified uid must be root, the daemon's own uid, or that of
+ *     a registered operator (looked up by the uid's login name in the
+ *     operators table, in one short read transaction, as the engine
+ *     does). Anyone else is refused without a byte of theirs consumed;
+ *     how they are answered and recorded is ctlproto_gate's bookkeeping:
+ *     a few refusals per uid and CTL_GATE_WINDOW_MS get their own audit
+ *     record (admin, action=denied), naming the command from at most
+ *     CTL_PEEK_MAX bytes looked at with MSG_PEEK (never consumed, never
+ *     kept: the record names what was refused); further ones are
+ *     counted and written as one coalesced record when the window ends,
+ *     and past a rate they are closed unanswered. So the socket may stay
+ *     mode 0666: operators are ordinary Unix users who must reach it, and
+ *     the uid check, not the file mode, is the boundary; a non-operator
+ *     can cost the daemon one lookup per connection and nothing durable.
+ *   - The request: a line of at most CTLPROTO_LINE_MAX bytes, an exec
+ *     payload of at most CTLPROTO_REQUEST_MAX, `mailbox import` alone
+ *     (recognized from the arguments at the payload's head) up to
+ *     CTLPROTO_IMPORT_MAX. Reading it has one total deadline from accept
+ *     (CTL_TIMEOUT_MS, CTL_IMPORT_TIMEOUT_MS for an import), never
+ *     restarted by a read.
+ *   - The answer: a queue verb waits for the writer without a timer (it
+ *     always completes, and a reply to a change that was made must not be
+ *     lost), then has CTL_TIMEOUT_MS to be written; an exec has
+ *     control_command_time in all, running and output together. The
+ *     engine reads long listings in pages, each in its own short read
+ *     transaction (admin/audit.c, admin/queue.c), and its output waits
+ *     while more than CTL_EXEC_BACKLOG_MAX is unsent: a slow reader holds
+ *     memory bounded by that and no snapshot of the store.
+ * At most CTL_MAX_CONNS authorized connections are served; the next as
+ * many again get "error 75 busy", any beyond that are closed unanswered;
+ * connections not yet judged count apart (CTL_MAX_PENDING in all), so
+ * refused peers, which are closed at once, cannot crowd operators out.
  *
  * OWNERSHIP: the server owns its listening pipe, its path copy and its
  * connections. A connection lives until its conn (relay/conn.h: socket,
@@ -51,6 +75,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -74,95 +99,27 @@
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "queue/queue.h"
+#include "queue/audit_event.h"
 #include "queue/queue_admin.h"
 #include "queue/queue_writer.h"
+#include "queue/tenancy.h"
 #include "relay/conn.h"
 #include "relay/control.h"
+#include "relay/control_int.h"
 
-#define CTL_TIMEOUT_MS 5000
-#define CTL_MAX_CONNS 16
-#define CTL_BACKLOG 16
-#define CTL_TEXT_MAX 256
-#define CTL_REPLY_MAX (CTL_TEXT_MAX + 32)
-/* An exec's output must drain within this, or the command's output is cut. */
-#define CTL_EXEC_WRITE_TIMEOUT_MS 30000
-/* Exec output waiting for the peer past this makes the command wait. */
-#define CTL_EXEC_BACKLOG_MAX (64 * 1024)
-#define CTL_USER_MAX 64
-
-struct ctl_server {
-	uv_loop_t *loop;
-	uv_pipe_t pipe;
-	struct queue_writer *writer;
-	struct queue_store *store;
-	ctl_config_fn *config;
-	uv_async_t kick;           /* exec threads ask for a scheduler kick */
-	bool kick_closed;
-	uv_async_t exec_out;       /* exec threads have output for the loop to write */
-	bool exec_out_closed;
-	size_t execs_running;
-	ctl_changed_fn *changed;
-	void *changed_arg;
-	char *path;
-	uid_t self_uid;
-	struct ctl_conn *conns;
-	size_t nconns;
-	bool stopping;
-	bool pipe_closed;
-};
-
-struct ctl_conn {
-	struct ctl_server *srv;
-	struct ctl_conn *prev, *next;
-	struct conn *conn;   /* the socket, its timer, reader and write queue */
-	int refs;            /* the conn, plus one while an operation is owed */
-	bool closing;
-	bool busy;           /* submitted to the writer, done not run yet */
-	bool replied;
-	char by[32];         /* "uid:N" */
-	uid_t uid;           /* SO_PEERCRED */
-	bool privileged;     /* root or the daemon's own uid */
-	/* exec: payload being read, then the command running on the pool. */
-	size_t exec_len;     /* payload length announced; 0 when not an exec */
-	struct buf payload;
-	bool exec_running;
-	uv_work_t work;
-	int exec_code;
-	/*
-	 * Exec output: the pool thread appends frames to exec_buf and waits
-	 * while exec_backlog (bytes not yet written) is over
-	 * CTL_EXEC_BACKLOG_MAX; the loop moves exec_buf into the conn's write
-	 * queue. exec_mu guards these three and exec_write_failed.
-	 */
-	uv_mutex_t exec_mu;
-	uv_cond_t exec_cv;
-	struct buf exec_buf;
-	size_t exec_backlog;
-	bool exec_write_failed;
-	struct config *exec_cfg; /* a reference taken on the loop for the run */
-	char out[CTL_REPLY_MAX];
-	/* The operation: set on the loop before submit, results by ctl_apply. */
-	enum queue_admin_verb verb;
-	uint64_t id;
-	char qid[QUEUE_ID_TEXT_LEN + 1]; /* "" for flush */
-	struct queue_admin_result res;
-};
-
-static void ctl_reply(struct ctl_conn *c, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 
 /* ------------------------------------------------------------ lifetime */
 
 static void ctl_server_maybe_free(struct ctl_server *s)
 {
 	if (!s->stopping || !s->pipe_closed || !s->kick_closed || !s->exec_out_closed ||
-	    s->nconns > 0)
+	    !s->gate_timer_closed || s->nconns > 0)
 		return;
 	free(s->path);
 	free(s);
 }
 
-static void ctl_conn_unref(struct ctl_conn *c)
+void ctl__conn_unref(struct ctl_conn *c)
 {
 	struct ctl_server *s = c->srv;
 
@@ -175,6 +132,8 @@ static void ctl_conn_unref(struct ctl_conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	s->nconns--;
+	if (c->counted)
+		s->nallowed--;
 	buf_free(&c->payload);
 	buf_free(&c->exec_buf);
 	uv_cond_destroy(&c->exec_cv);
@@ -185,10 +144,10 @@ static void ctl_conn_unref(struct ctl_conn *c)
 
 static void ctl_on_conn_closed(void *arg)
 {
-	ctl_conn_unref(arg);
+	ctl__conn_unref(arg);
 }
 
-static void ctl_conn_close(struct ctl_conn *c)
+void ctl__conn_close(struct ctl_conn *c)
 {
 	if (c->closing)
 		return;
@@ -220,6 +179,14 @@ static void ctl_on_exec_out_closed(uv_handle_t *h)
 	ctl_server_maybe_free(s);
 }
 
+static void ctl_on_gate_timer_closed(uv_handle_t *h)
+{
+	struct ctl_server *s = h->data;
+
+	s->gate_timer_closed = true;
+	ctl_server_maybe_free(s);
+}
+
 static void ctl_on_kick(uv_async_t *a)
 {
 	struct ctl_server *s = a->data;
@@ -231,6 +198,7 @@ static void ctl_on_kick(uv_async_t *a)
 /* --------------------------------------------------------------- reply */
 
 static void ctl_exec_backlog_update(struct ctl_conn *c);
+static void ctl_exec_cut(struct ctl_conn *c);
 
 static void ctl_on_written(void *arg)
 {
@@ -242,7 +210,7 @@ static void ctl_on_written(void *arg)
 	}
 	/* One request per connection: the reply is out, so is the client. */
 	if (c->replied && conn_out_pending(c->conn) == 0)
-		ctl_conn_close(c);
+		ctl__conn_close(c);
 }
 
 static void ctl_on_lost(void *arg, int status, bool tls)
@@ -251,14 +219,20 @@ static void ctl_on_lost(void *arg, int status, bool tls)
 
 	(void)status; /* EOF or an error: nobody to answer (or the reply is lost) */
 	(void)tls;
-	if (c->exec_running) {
-		/* The command's output has nowhere to go: it stops waiting. */
-		uv_mutex_lock(&c->exec_mu);
-		c->exec_write_failed = true;
-		uv_cond_signal(&c->exec_cv);
-		uv_mutex_unlock(&c->exec_mu);
-	}
-	ctl_conn_close(c);
+	if (c->peeking)
+		return; /* the refusal's record is still to be written; then it closes */
+	if (c->exec_running)
+		ctl_exec_cut(c);
+	ctl__conn_close(c);
+}
+
+/* Loop: the command's output has nowhere to go any more: it stops waiting. */
+static void ctl_exec_cut(struct ctl_conn *c)
+{
+	uv_mutex_lock(&c->exec_mu);
+	c->exec_write_failed = true;
+	uv_cond_signal(&c->exec_cv);
+	uv_mutex_unlock(&c->exec_mu);
 }
 
 /* Sends what the conn has buffered; the written callback closes after. */
@@ -270,19 +244,36 @@ static void ctl_send(struct ctl_conn *c, const char *data, size_t n)
 	conn_flush(c->conn);
 }
 
+
+/*
+ * The deadline (a reply's write, a peek's retry) or the lifetime (the
+ * request's, or the command's, one total deadline) passed.
+ */
 static void ctl_on_timeout(void *arg, enum conn_timeout which)
 {
 	struct ctl_conn *c = arg;
 
-	(void)which; /* no lifetime: the request timeout only */
 	if (c->closing)
 		return;
-	if (c->replied) {
-		/* The client does not read its reply. */
-		ctl_conn_close(c);
+	if (c->peeking) {
+		if (which == CONN_TIMEOUT_DEADLINE)
+			ctl__peek(c);
 		return;
 	}
-	ctl_reply(c, EX_TEMPFAIL, "timeout: no complete request within %d s",
+	if (c->exec_running) {
+		/* control_command_time is over: the output stops, the client goes. */
+		ctl_exec_cut(c);
+		ctl__conn_close(c);
+		return;
+	}
+	if (c->busy)
+		return; /* the writer answers; ctl_reply's own deadline follows */
+	if (c->replied) {
+		/* The client does not read its reply. */
+		ctl__conn_close(c);
+		return;
+	}
+	ctl__reply(c, EX_TEMPFAIL, "timeout: no complete request within %d s",
 	    CTL_TIMEOUT_MS / 1000);
 }
 
@@ -290,7 +281,7 @@ static void ctl_on_timeout(void *arg, enum conn_timeout which)
  * Sends the one reply line and closes after it (code 0 is "ok"). The
  * text is ours, but is still forced onto one line.
  */
-static void ctl_reply(struct ctl_conn *c, int code, const char *fmt, ...)
+void ctl__reply(struct ctl_conn *c, int code, const char *fmt, ...)
 {
 	char text[CTL_TEXT_MAX];
 	va_list ap;
@@ -329,7 +320,7 @@ static void ctl_done(void *arg, int status)
 	c->busy = false;
 	if (status < 0) {
 		log_err(id, "control: %s by %s failed: %s", action, c->by, queue_strerror(status));
-		ctl_reply(c, status == -ENOSPC || status == -EAGAIN ? EX_TEMPFAIL : EX_SOFTWARE,
+		ctl__reply(c, status == -ENOSPC || status == -EAGAIN ? EX_TEMPFAIL : EX_SOFTWARE,
 		    "cannot update the queue: %s", queue_strerror(status));
 	} else {
 		/* A flush kicks anyway: a due message may be waiting behind a long sleep. */
@@ -337,11 +328,11 @@ static void ctl_done(void *arg, int status)
 		if (changed)
 			log_event(LOG_LVL_INFO, id, "action", action, "by", c->by, "result",
 			    c->res.text, NULL);
-		ctl_reply(c, c->res.code, "%s", c->res.text);
+		ctl__reply(c, c->res.code, "%s", c->res.text);
 		if (changed && !s->stopping && s->changed != NULL)
 			s->changed(s->changed_arg);
 	}
-	ctl_conn_unref(c);
+	ctl__conn_unref(c);
 }
 
 /* ---------------------------------------------------------------- exec */
@@ -352,8 +343,10 @@ static void ctl_done(void *arg, int status)
  * peer. Output goes back in frames as it is produced: the pool thread
  * hands them to the loop (exec_buf, then the exec_out async), and the
  * loop writes them through the conn's one write queue. A peer that does
- * not read makes the command wait (CTL_EXEC_BACKLOG_MAX), at most
- * CTL_EXEC_WRITE_TIMEOUT_MS per frame; then its output is cut.
+ * not read makes the command wait (CTL_EXEC_BACKLOG_MAX), until the
+ * command's one total deadline (control_command_time from its start);
+ * then its output is cut and the engine, which checks its output stream
+ * between pages, stops.
  */
 
 /* Loop: what is still to be written, for the waiting pool thread. */
@@ -396,7 +389,7 @@ struct ctl_frame_sink {
 /* Pool thread: one frame to the loop, waiting while the peer lags. */
 static int ctl_frame_put(struct ctl_conn *c, const char *kind, const char *data, size_t n)
 {
-	uint64_t deadline = uv_hrtime() + (uint64_t)CTL_EXEC_WRITE_TIMEOUT_MS * 1000000;
+	uint64_t deadline = c->exec_deadline; /* set on the loop before the work was queued */
 	int rc = 0;
 
 	uv_mutex_lock(&c->exec_mu);
@@ -453,9 +446,6 @@ static void ctl_exec_work(uv_work_t *w)
 	struct ctl_frame_sink out_sink = { c, "out" }, err_sink = { c, "err" };
 	cookie_io_functions_t fns = { .write = ctl_frame_write };
 	struct admin_io io;
-	struct passwd pw, *pwp = NULL;
-	char pwbuf[4096];
-	char user[CTL_USER_MAX];
 	char **argv = NULL;
 	int argc = 0;
 	const void *in = NULL;
@@ -467,10 +457,6 @@ static void ctl_exec_work(uv_work_t *w)
 		c->exec_code = EX_USAGE;
 		return;
 	}
-	if (getpwuid_r(c->uid, &pw, pwbuf, sizeof pwbuf, &pwp) == 0 && pwp != NULL)
-		str_copy(user, pw.pw_name, sizeof user);
-	else
-		snprintf(user, sizeof user, "uid:%lu", (unsigned long)c->uid);
 	memset(&io, 0, sizeof io);
 	io.out = fopencookie(&out_sink, "w", fns);
 	io.err = fopencookie(&err_sink, "w", fns);
@@ -482,7 +468,7 @@ static void ctl_exec_work(uv_work_t *w)
 	/* Every change of the command goes through the daemon's one writer. */
 	io.writer = s->writer;
 	io.uid = c->uid;
-	io.user = user;
+	io.user = c->user; /* the gate's lookup of the peer's uid */
 	io.super = c->privileged;
 	io.remote = true;
 	io.queue_changed = ctl_exec_queue_changed;
@@ -525,24 +511,32 @@ static void ctl_exec_done(uv_work_t *w, int status)
 	log_event(LOG_LVL_INFO, NULL, "event", "control_exec", "by", c->by, "exit",
 	    c->exec_code == 0 ? "0" : "nonzero", NULL);
 	if (c->closing || c->exec_write_failed) {
-		ctl_conn_close(c);
-		ctl_conn_unref(c);
+		ctl__conn_close(c);
+		ctl__conn_unref(c);
 		return;
 	}
 	c->replied = true;
 	n = snprintf(c->out, sizeof c->out, "exit %d\n", c->exec_code);
 	ctl_send(c, c->out, (size_t)n);
-	ctl_conn_unref(c);
+	ctl__conn_unref(c);
 }
 
 static void ctl_exec_start(struct ctl_conn *c)
 {
-	/* Until ctl_exec_done only the command's output moves (no reads, no timer). */
+	uint64_t total;
+
+	/*
+	 * Until ctl_exec_done only the command's output moves (no reads),
+	 * within one total deadline for running and writing together.
+	 */
 	conn_want_read(c->conn, false);
 	conn_deadline(c->conn, CONN_DL_NONE, 0);
 	c->exec_write_failed = false;
 	c->exec_backlog = 0;
 	c->exec_cfg = c->srv->config(c->srv->changed_arg);
+	total = c->exec_cfg->control_command_time;
+	conn_lifetime(c->conn, total);
+	c->exec_deadline = uv_hrtime() + total * 1000000u;
 	c->exec_running = true;
 	c->srv->execs_running++;
 	c->busy = true;
@@ -558,7 +552,7 @@ static void ctl_exec_start(struct ctl_conn *c)
 		c->refs--;
 		cfg_unref(c->exec_cfg);
 		c->exec_cfg = NULL;
-		ctl_reply(c, EX_SOFTWARE, "cannot run the command");
+		ctl__reply(c, EX_SOFTWARE, "cannot run the command");
 	}
 }
 
@@ -569,15 +563,15 @@ static void ctl_exec_begin(struct ctl_conn *c, const char *arg)
 	unsigned long long len;
 
 	if (c->srv->store == NULL || c->srv->config == NULL) {
-		ctl_reply(c, EX_UNAVAILABLE, "this daemon does not run commands");
+		ctl__reply(c, EX_UNAVAILABLE, "this daemon does not run commands");
 		return;
 	}
 	errno = 0;
 	len = arg != NULL ? strtoull(arg, &end, 10) : 0;
 	if (arg == NULL || errno != 0 || *end != '\0' || len == 0 ||
-	    len > CTLPROTO_EXEC_MAX) {
-		ctl_reply(c, EX_USAGE, "exec needs a payload length of 1 to %u bytes",
-		    CTLPROTO_EXEC_MAX);
+	    len > CTLPROTO_IMPORT_MAX) {
+		ctl__reply(c, EX_USAGE, "exec needs a payload length of 1 to %u bytes (%u for "
+		    "mailbox import)", CTLPROTO_REQUEST_MAX, CTLPROTO_IMPORT_MAX);
 		return;
 	}
 	c->exec_len = (size_t)len;
@@ -593,7 +587,7 @@ static void ctl_dispatch(struct ctl_conn *c, char *line, size_t len)
 	bool needs_id;
 
 	if (ctlproto_request_parse(line, len, &verb, &arg) < 0) {
-		ctl_reply(c, EX_USAGE, "request must be printable ASCII");
+		ctl__reply(c, EX_USAGE, "request must be printable ASCII");
 		return;
 	}
 	if (strcmp(verb, "exec") == 0) {
@@ -603,14 +597,14 @@ static void ctl_dispatch(struct ctl_conn *c, char *line, size_t len)
 	if (!c->privileged) {
 		log_warn(NULL, "control: refused %s from uid %lu: only root and uid %lu may "
 		    "use the queue verbs", verb, (unsigned long)c->uid,
-		    (unsigned long)c->srv->self_uid);
-		ctl_reply(c, EX_NOPERM, "permission denied: only root and the daemon's user may "
+		    (unsigned long)geteuid());
+		ctl__reply(c, EX_NOPERM, "permission denied: only root and the daemon's user may "
 		    "change the queue this way; operators use govrelayctl, which runs their "
 		    "command with their own rights");
 		return;
 	}
 	if (queue_admin_verb_parse(verb, &c->verb) < 0) {
-		ctl_reply(c, EX_USAGE,
+		ctl__reply(c, EX_USAGE,
 		    "unknown verb; expected hold, release, delete or retry ID, or flush");
 		return;
 	}
@@ -618,16 +612,16 @@ static void ctl_dispatch(struct ctl_conn *c, char *line, size_t len)
 	c->qid[0] = '\0';
 	c->id = 0;
 	if (needs_id && arg == NULL) {
-		ctl_reply(c, EX_USAGE, "%s needs a queue id", verb);
+		ctl__reply(c, EX_USAGE, "%s needs a queue id", verb);
 		return;
 	}
 	if (needs_id && queue_id_parse(arg, &c->id) < 0) {
-		ctl_reply(c, EX_DATAERR, "bad queue id: expected %d hex digits",
+		ctl__reply(c, EX_DATAERR, "bad queue id: expected %d hex digits",
 		    QUEUE_ID_TEXT_LEN);
 		return;
 	}
 	if (!needs_id && arg != NULL) {
-		ctl_reply(c, EX_USAGE, "%s takes no argument", verb);
+		ctl__reply(c, EX_USAGE, "%s takes no argument", verb);
 		return;
 	}
 	if (needs_id)
@@ -635,6 +629,7 @@ static void ctl_dispatch(struct ctl_conn *c, char *line, size_t len)
 	/* From here the writer sets the pace, not the client. */
 	conn_want_read(c->conn, false);
 	conn_deadline(c->conn, CONN_DL_NONE, 0);
+	conn_lifetime(c->conn, 0);
 	c->busy = true;
 	c->refs++;
 	queue_writer_submit(c->srv->writer, ctl_apply, ctl_done, c);
@@ -647,6 +642,15 @@ static void ctl_exec_take(struct ctl_conn *c)
 {
 	size_t n = conn_in_len(c->conn);
 
+	if (!c->import_ok && c->exec_len > CTLPROTO_REQUEST_MAX) {
+		/* Undecided: no more than an ordinary request until the head says import. */
+		if (n > CTLPROTO_REQUEST_MAX - c->payload.len)
+			n = CTLPROTO_REQUEST_MAX - c->payload.len;
+		buf_append(&c->payload, conn_in_data(c->conn), n);
+		conn_in_consume(c->conn, n);
+		ctl_exec_more(c);
+		return;
+	}
 	/* One byte over what was announced is enough to refuse. */
 	if (n > c->exec_len - c->payload.len + 1)
 		n = c->exec_len - c->payload.len + 1;
@@ -670,11 +674,11 @@ static void ctl_on_data(void *arg)
 	/* The reader never buffers more than the longest request. */
 	if (!conn_line_get(c->conn, CTLPROTO_LINE_MAX, &l)) {
 		if (l.long_line)
-			ctl_reply(c, EX_USAGE, "request longer than %d bytes", CTLPROTO_LINE_MAX);
+			ctl__reply(c, EX_USAGE, "request longer than %d bytes", CTLPROTO_LINE_MAX);
 		return;
 	}
 	if (l.too_long) {
-		ctl_reply(c, EX_USAGE, "request longer than %d bytes", CTLPROTO_LINE_MAX);
+		ctl__reply(c, EX_USAGE, "request longer than %d bytes", CTLPROTO_LINE_MAX);
 		return;
 	}
 	/* Only the newline goes: a CR is the parser's to refuse. */
@@ -690,44 +694,56 @@ static void ctl_on_data(void *arg)
 	conn_want_read(c->conn, false);
 }
 
+/*
+ * A payload announced over CTLPROTO_REQUEST_MAX must be an import: the
+ * arguments at its head say so within the first CTLPROTO_REQUEST_MAX
+ * bytes, or it is refused there. An import gets its longer deadline,
+ * still counted from accept. false when refused or still undecided.
+ */
+static bool ctl_exec_big_ok(struct ctl_conn *c)
+{
+	size_t n = c->payload.len < CTLPROTO_REQUEST_MAX ? c->payload.len : CTLPROTO_REQUEST_MAX;
+	uint64_t spent = uv_now(c->srv->loop) - c->accepted;
+	char **argv = NULL;
+	int argc = 0, rc;
+	bool import;
+
+	rc = ctlproto_exec_head(c->payload.data, n, &argc, &argv);
+	if (rc == -EAGAIN && c->payload.len < CTLPROTO_REQUEST_MAX)
+		return false;
+	import = rc == 0 && ctlproto_exec_is_import(argc, argv);
+	ctlproto_exec_free(argc, argv);
+	if (!import) {
+		ctl__reply(c, EX_USAGE, "a request of %zu bytes is refused: commands send at most "
+		    "%u bytes, mailbox import at most %u", c->exec_len, CTLPROTO_REQUEST_MAX,
+		    CTLPROTO_IMPORT_MAX);
+		return false;
+	}
+	c->import_ok = true;
+	conn_lifetime(c->conn, spent < CTL_IMPORT_TIMEOUT_MS ? CTL_IMPORT_TIMEOUT_MS - spent : 1);
+	return true;
+}
+
 /* Payload bytes arrived: wait for more, refuse too many, or run. */
 static void ctl_exec_more(struct ctl_conn *c)
 {
 	if (c->payload.len > c->exec_len) {
-		ctl_reply(c, EX_USAGE, "exec payload longer than announced");
+		ctl__reply(c, EX_USAGE, "exec payload longer than announced");
 		return;
 	}
-	if (c->payload.len < c->exec_len) {
-		/* A client that sends slowly gets the timeout per read, not per request. */
-		conn_deadline(c->conn, CONN_DL_PROGRESS, CTL_TIMEOUT_MS);
-		return;
+	/* No timer here: the request's one deadline runs from accept. */
+	if (!c->import_ok && c->exec_len > CTLPROTO_REQUEST_MAX) {
+		if (!ctl_exec_big_ok(c))
+			return;
+		/* An import now: what waited behind the head is payload too. */
+		if (conn_in_len(c->conn) > 0) {
+			ctl_exec_take(c);
+			return;
+		}
 	}
+	if (c->payload.len < c->exec_len)
+		return;
 	ctl_exec_start(c);
-}
-
-/*
- * The peer's kernel-verified credentials (SO_PEERCRED): never a name the
- * client claims. root and the daemon's own uid are privileged (every
- * verb); anyone else may only ask for an exec, whose command the engine
- * authorizes against the operators table.
- */
-static bool ctl_peer_identify(struct ctl_conn *c)
-{
-	struct ctl_server *s = c->srv;
-	struct ucred cred;
-	socklen_t len = sizeof cred;
-	uv_os_fd_t fd;
-
-	if (uv_fileno((uv_handle_t *)conn_stream(c->conn), &fd) < 0 ||
-	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof cred) {
-		log_warn(NULL, "control: cannot read a client's credentials: %s", strerror(errno));
-		ctl_reply(c, EX_SOFTWARE, "cannot identify the caller");
-		return false;
-	}
-	snprintf(c->by, sizeof c->by, "uid:%lu", (unsigned long)cred.uid);
-	c->uid = cred.uid;
-	c->privileged = cred.uid == 0 || cred.uid == s->self_uid;
-	return true;
 }
 
 static const struct conn_callbacks ctl_conn_callbacks = {
@@ -764,21 +780,34 @@ static void ctl_on_connection(uv_stream_t *server, int status)
 	rc = uv_accept(server, conn_stream(c->conn));
 	if (rc < 0) {
 		log_warn(NULL, "control: accept: %s", uv_strerror(rc));
-		ctl_conn_close(c);
+		ctl__conn_close(c);
 		return;
 	}
-	if (s->nconns > 2 * CTL_MAX_CONNS) {
-		ctl_conn_close(c);
+	/* Before anything else is spent on it (refused peers close at once). */
+	if (s->nconns > CTL_MAX_PENDING) {
+		ctl__conn_close(c);
 		return;
 	}
-	/* The whole request line within CTL_TIMEOUT_MS of the accept. */
-	conn_deadline(c->conn, CONN_DL_FIXED, CTL_TIMEOUT_MS);
-	if (s->nconns > CTL_MAX_CONNS) {
-		ctl_reply(c, EX_TEMPFAIL, "busy: too many control connections; try again");
+	/* The whole request within CTL_TIMEOUT_MS of the accept, however it trickles in. */
+	c->accepted = uv_now(s->loop);
+	conn_lifetime(c->conn, CTL_TIMEOUT_MS);
+	/* The gate, before a byte is read. */
+	if (!ctl__peer_identify(c))
+		return;
+	if (!c->allowed) {
+		ctl__refuse(c);
 		return;
 	}
-	if (!ctl_peer_identify(c))
+	/* Only those who may talk count here: refused peers cannot crowd them out. */
+	c->counted = true;
+	if (++s->nallowed > 2 * CTL_MAX_CONNS) {
+		ctl__conn_close(c);
 		return;
+	}
+	if (s->nallowed > CTL_MAX_CONNS) {
+		ctl__reply(c, EX_TEMPFAIL, "busy: too many control connections; try again");
+		return;
+	}
 	conn_want_read(c->conn, true);
 }
 
@@ -866,7 +895,6 @@ int ctl_start(uv_loop_t *loop, const char *path, struct queue_writer *writer,
 	s->changed = changed;
 	s->changed_arg = arg;
 	s->path = xstrdup(path);
-	s->self_uid = geteuid();
 	rc = uv_pipe_init(loop, &s->pipe, 0);
 	if (rc < 0) {
 		snprintf(err, errlen, "control_socket %s: %s", path, uv_strerror(rc));
@@ -879,11 +907,12 @@ int ctl_start(uv_loop_t *loop, const char *path, struct queue_writer *writer,
 	s->kick.data = s;
 	uv_async_init(loop, &s->exec_out, ctl_on_exec_out);
 	s->exec_out.data = s;
+	ctl__gate_start(s);
 	/*
 	 * Anyone may connect (mode 0666): delegated operators are ordinary
-	 * Unix users. What a peer may do is decided per request from its
-	 * SO_PEERCRED uid, never from the socket's mode or anything the peer
-	 * says. umask is per process: only the queue writer thread runs
+	 * Unix users. Who may talk at all is decided at accept, and what a
+	 * peer may do per request, from its SO_PEERCRED uid, never from the
+	 * socket's mode or anything the peer says. umask is per process: only the queue writer thread runs
 	 * besides this one now, and it creates no files.
 	 */
 	old = umask(0111);
@@ -902,6 +931,7 @@ int ctl_start(uv_loop_t *loop, const char *path, struct queue_writer *writer,
 		s->stopping = true;
 		uv_close((uv_handle_t *)&s->kick, ctl_on_kick_closed);
 		uv_close((uv_handle_t *)&s->exec_out, ctl_on_exec_out_closed);
+		uv_close((uv_handle_t *)&s->gate_timer, ctl_on_gate_timer_closed);
 		uv_close((uv_handle_t *)&s->pipe, ctl_on_server_closed);
 		return rc;
 	}
@@ -921,6 +951,9 @@ void ctl_stop(struct ctl_server *s)
 	if (unlink(s->path) < 0 && errno != ENOENT)
 		log_warn(NULL, "control: cannot remove %s: %s", s->path, strerror(errno));
 	uv_close((uv_handle_t *)&s->kick, ctl_on_kick_closed);
+	/* Refusals counted and not yet reported are written now (the writer outlives us). */
+	ctl__gate_flush(s, true);
+	uv_close((uv_handle_t *)&s->gate_timer, ctl_on_gate_timer_closed);
 	/* Running commands still hand output over: closed after the last. */
 	if (s->execs_running == 0)
 		uv_close((uv_handle_t *)&s->exec_out, ctl_on_exec_out_closed);
@@ -928,9 +961,16 @@ void ctl_stop(struct ctl_server *s)
 	/*
 	 * Connections owed a writer completion, or writing their reply,
 	 * close by themselves once they have answered; close only the
-	 * idle ones now (closing does not free, so the walk is safe).
+	 * idle ones now (closing does not free, so the walk is safe). A
+	 * running command gets CTL_STOP_GRACE_MS more for its output, not
+	 * the rest of control_command_time: a slow reader must not hold up
+	 * the daemon's exit (its output is cut, and the engine stops at its
+	 * next page).
 	 */
-	for (c = s->conns; c != NULL; c = c->next)
-		if (!c->busy && !c->replied)
-			ctl_conn_close(c);
+	for (c = s->conns; c != NULL; c = c->next) {
+		if (c->exec_running && !c->closing)
+			conn_lifetime(c->conn, CTL_STOP_GRACE_MS);
+		else if (!c->busy && !c->replied)
+			ctl__conn_close(c);
+	}
 }

@@ -35,8 +35,10 @@ typedef void ctl_changed_fn(void *arg);
 typedef struct config *ctl_config_fn(void *arg);
 
 /*
- * Creates the unix socket at path (mode 0666: every request is authorized
- * from the peer's SO_PEERCRED uid; a stale socket file nobody
+ * Creates the unix socket at path (mode 0666: operators are ordinary
+ * users; at accept, before a byte is read, the peer's SO_PEERCRED uid
+ * must be root, the daemon's own or a registered operator's, and each
+ * request is then authorized from it; a stale socket file nobody
  * answers on is replaced, a live one or a non-socket is an error) and
  * starts accepting. Changes go through writer; changed(arg) runs after
  * each durable change. On failure returns a negative errno and writes a
