@@ -67,9 +67,14 @@ int datadir_create_for(const char *dir, const struct datadir_user *user, char *e
 		snprintf(err, errlen, "data_dir %s: cannot create it: %s", dir, strerror(-rc));
 		return rc;
 	}
-	/* Through a descriptor of the folder we just made, never by name. */
+	/*
+	 * Through a descriptor of the folder we just made, never by name.
+	 * 0711, whatever the umask: operators reach the control socket in it
+	 * by name (the socket's peer check is the gate), nobody else may
+	 * list it, and the store files in it are 0600.
+	 */
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 || fchown(fd, user->uid, user->gid) < 0) {
+	if (fd < 0 || fchown(fd, user->uid, user->gid) < 0 || fchmod(fd, 0711) < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "data_dir %s: cannot give it to user %s: %s", dir,
 		    user->name, strerror(-rc));

@@ -123,11 +123,31 @@ class RootCtlTest(unittest.TestCase):
         self.relay.add_domain("first.test", "smtp:127.0.0.1:%d" % self.relay.dead_port)
         st = os.stat(self.relay.data_dir)
         self.assertEqual(st.st_uid, self.pw.pw_uid)
-        self.assertEqual(stat.S_IMODE(st.st_mode), 0o700)
+        # Searchable, not listable: operators reach the control socket in it.
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o711)
         self.assertEqual(set(self.owners().values()), {self.pw.pw_uid}, self.owners())
         self.relay.start()
         r = self.relay.ctl_ok("domain", "list")
         self.assertIn("first.test", r.stdout)
+        self.operator_reaches_daemon()
+
+    def operator_reaches_daemon(self):
+        """A registered operator (nobody) runs a command through the
+        socket in the daemon-made data_dir; nobody cannot list the folder."""
+        from test_tenancy import run_as, usable_user
+        pw, why = usable_user("nobody")
+        if pw is None:
+            self.skipTest(why)
+        self.relay.ctl_ok("tenant", "add", "ward", "--name", "Ward")
+        self.relay.ctl_ok("operator", "add", "nobody", "--tenant", "ward", "--role", "postmaster")
+        for d in (self.workdir, self.relay.dir):
+            os.chmod(d, 0o755)
+        os.chmod(self.relay.conf, 0o644)
+        r = run_as(pw, [harness.GOVRELAYCTL, "-c", self.relay.conf, "tenant", "list"])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("ward", r.stdout)
+        r = run_as(pw, ["ls", self.relay.data_dir])
+        self.assertNotEqual(r.returncode, 0, "nobody listed data_dir: " + r.stdout)
 
     def test_root_owned_data_dir_is_refused(self):
         self.relay.add_domain("old.test", "smtp:127.0.0.1:%d" % self.relay.dead_port)
