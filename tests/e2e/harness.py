@@ -150,6 +150,19 @@ def free_port(host="127.0.0.1"):
         s.close()
 
 
+_DEAD_SOCKETS = []
+
+
+def dead_port(host="127.0.0.1"):
+    """A TCP port that refuses every connection for the life of this
+    process: bound and never listening, so no other test running at the
+    same time can take it and turn "undeliverable" into "delivered"."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((host, 0))
+    _DEAD_SOCKETS.append(s)
+    return s.getsockname()[1]
+
+
 def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
     """Polls predicate() until it returns a true value (returned) or the
     deadline passes (AssertionError naming `what`)."""
@@ -294,7 +307,7 @@ class Relay:
             self.listen_lines.append("%s 127.0.0.1:%d" % (role, port))
         # A port nobody listens on: DNS and mx deliveries must never leave
         # loopback, so both point at it (fails fast, stays local).
-        self.dead_port = free_port()
+        self.dead_port = dead_port()
         self.settings = {
             "hostname": HOSTNAME,
             "data_dir": self.data_dir,
