@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "common/addr.h"
+#include "tests/fuzz/fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -40,7 +41,7 @@ static void fuzz_canon(int (*fn)(const char *, char *, size_t, const char **),
 		}
 		return;
 	}
-	if (strlen(out) > bound)
+	if (strlen(out) > bound || fuzz_has_ctl(out) || !fuzz_utf8_valid(out, strlen(out)))
 		abort();
 	if (fn(out, again, sizeof again, &why) != 0 || strcmp(out, again) != 0)
 		abort();

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "common/sasl.h"
+#include "tests/fuzz/fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -28,7 +29,8 @@ static void fuzz_plain(const unsigned char *msg, size_t len)
 	if (sasl_plain_parse(msg, len, user, pass) != 0)
 		return;
 	if (user[0] == '\0' || pass[0] == '\0' || strlen(user) > SASL_FIELD_MAX ||
-	    strlen(pass) > SASL_FIELD_MAX)
+	    strlen(pass) > SASL_FIELD_MAX || !fuzz_utf8_valid(user, strlen(user)) ||
+	    !fuzz_utf8_valid(pass, strlen(pass)))
 		abort();
 }
 

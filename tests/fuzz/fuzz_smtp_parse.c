@@ -18,8 +18,38 @@
 #include <string.h>
 
 #include "relay/smtp_parse.h"
+#include "tests/fuzz/fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/*
+ * What the session and policy rely on in an accepted path: bounded
+ * fields, addr is exactly local@domain, no control characters (they would
+ * forge log fields), non-ASCII only with SMTPUTF8 and then valid UTF-8.
+ */
+static void fuzz_path(const struct smtp_path *path, bool utf8)
+{
+	size_t llen = strlen(path->local), dlen = strlen(path->domain);
+
+	if (strlen(path->addr) > SMTP_PATH_MAX || llen > SMTP_LOCAL_MAX + 2 ||
+	    dlen > SMTP_DOMAIN_MAX)
+		abort();
+	if (fuzz_has_ctl(path->addr) || !fuzz_utf8_valid(path->addr, strlen(path->addr)))
+		abort();
+	if (!utf8 && path->is_utf8)
+		abort();
+	for (const char *c = path->addr; *c != '\0'; c++)
+		if ((unsigned char)*c >= 0x80 && !path->is_utf8)
+			abort();
+	if (path->is_null) {
+		if (path->addr[0] != '\0')
+			abort();
+	} else if (dlen > 0) {
+		if (strncmp(path->addr, path->local, llen) != 0 || path->addr[llen] != '@' ||
+		    strcmp(path->addr + llen + 1, path->domain) != 0)
+			abort();
+	}
+}
 
 /* The argument after the verb, parsed as the session would for cmd. */
 static void fuzz_arg(enum smtp_cmd cmd, const char *arg, bool utf8)
@@ -39,10 +69,7 @@ static void fuzz_arg(enum smtp_cmd cmd, const char *arg, bool utf8)
 		if (smtp_parse_path(arg, cmd == SMTP_CMD_RCPT, cmd == SMTP_CMD_MAIL, utf8,
 		        &path, &rest, &err) != 0)
 			return;
-		/* The parser promises bounded, terminated fields. */
-		if (strlen(path.addr) > SMTP_PATH_MAX || strlen(path.local) > SMTP_LOCAL_MAX + 2 ||
-		    strlen(path.domain) > SMTP_DOMAIN_MAX)
-			abort();
+		fuzz_path(&path, utf8);
 		if (cmd == SMTP_CMD_MAIL) {
 			if (smtp_parse_mail_params(rest, &mp, &err) == 0 &&
 			    strlen(mp.envid) > SMTP_ENVID_MAX)

@@ -7,6 +7,9 @@
 #
 #   sh tests/fuzz/run.sh BINDIR SECONDS [TARGET...]
 #
+# FUZZ_WORKDIR, when set, keeps each target's growing corpus in
+# FUZZ_WORKDIR/TARGET across runs instead of a throw-away copy.
+#
 # Prints one line per target with its executions
 # (stat::number_of_executed_units), the figure tests/fuzz/README.md keeps.
 set -u
@@ -26,7 +29,12 @@ status=0
 for t in $targets; do
 	exe="$bin/$t"
 	[ -x "$exe" ] || { echo "run.sh: $exe not built" >&2; status=1; continue; }
-	work=$(mktemp -d "${TMPDIR:-/tmp}/govrelay-$t.XXXXXX")
+	if [ -n "${FUZZ_WORKDIR:-}" ]; then
+		work="$FUZZ_WORKDIR/$t"
+		mkdir -p "$work"
+	else
+		work=$(mktemp -d "${TMPDIR:-/tmp}/govrelay-$t.XXXXXX")
+	fi
 	cp "$top/tests/fuzz/corpus/$t/"* "$work/" 2>/dev/null || true
 	dict=""
 	[ -f "$top/tests/fuzz/$t.dict" ] && dict="-dict=$top/tests/fuzz/$t.dict"
@@ -45,6 +53,6 @@ for t in $targets; do
 	else
 		echo "ok: $t ${secs}s ${execs:-?} executions"
 	fi
-	rm -rf "$work"
+	[ -n "${FUZZ_WORKDIR:-}" ] || rm -rf "$work"
 done
 exit $status
