@@ -14,6 +14,11 @@ DEMO_PKGS="python3 python3-aiosmtpd swaks libnet-ssleay-perl"
 # valgrind.
 TEST_PKGS="postfix unbound ldnsutils valgrind ca-certificates libnet-ssleay-perl
   python3-lmdb libauthen-sasl-perl"
+# ---- fuzz: clang and libFuzzer for make check-fuzz (libclang-rt-14-dev
+# holds libclang_rt.fuzzer; clang only recommends it, and we install
+# without recommends).
+TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"
+# ---- fuzz-end
 
 case "${1:-}" in
 --test) want="$BUILD_PKGS $DEMO_PKGS $TEST_PKGS" ;;

@@ -67,6 +67,15 @@ for t in build/tests/unit/test_*; do
 	fi
 done
 
+# ---- fuzz: every libFuzzer target briefly under ASan + UBSan (about 2 min).
+echo "== fuzz targets (make check-fuzz, 20 s each)"
+if make -C build check-fuzz FUZZ_SECONDS=20; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1)); status=1
+fi
+# ---- fuzz-end
+
 echo "== make distcheck"
 if make -C build -j2 distcheck >build/distcheck.log 2>&1; then
 	passed=$((passed + 1))
