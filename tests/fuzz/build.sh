@@ -38,13 +38,13 @@ rm -f "$out/.probe"
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 CFLAGS="-std=c11 -g -O1 -Wall -Wextra -Werror $SAN -I$top -I$cfgdir -D_GNU_SOURCE \
-	$(pkg-config --cflags libidn2)"
-LIBS="$(pkg-config --libs libidn2)"
+	$(pkg-config --cflags libidn2 openssl)"
+LIBS="$(pkg-config --libs libidn2 openssl)"
 
 # The parsers and what they need from common/. Objects go into an
 # archive so each target pulls in only what it uses.
 SRCS="common/xmalloc.c common/buf.c common/util.c common/log.c common/cfg.c
-	common/ctlproto.c common/addr.c common/rfc5322.c common/sasl.c
+	common/cfg_check.c common/checkpoint.c common/ctlproto.c common/addr.c common/rfc5322.c common/sasl.c
 	relay/smtp_parse.c"
 rm -f "$out/libparsers.a"
 objs=""
