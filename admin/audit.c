@@ -471,7 +471,7 @@ static void admin_audit_head(struct queue_txn *txn, uint64_t *seq, char hex[65])
 	memset(hash, 0, sizeof hash);
 	if (txn != NULL && audit_head(txn, seq, hash) < 0)
 		*seq = 0;
-	ckpt_hex(hash, sizeof hash, hex);
+	hex_encode(hash, sizeof hash, hex);
 }
 
 /* The broken chain's finding, after the head (text or JSON). */

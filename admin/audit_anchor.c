@@ -225,8 +225,8 @@ static int admin_anchor_judge(struct admin *a, struct admin_anchor *an, uint64_t
 	if (pick[AUDIT_CKPT_REWRITTEN] != NULL) {
 		char exp[CKPT_HEX_HASH], got[CKPT_HEX_HASH];
 
-		ckpt_hex(pick[AUDIT_CKPT_REWRITTEN]->c.hash, CKPT_HASH_LEN, exp);
-		ckpt_hex(found[AUDIT_CKPT_REWRITTEN], CKPT_HASH_LEN, got);
+		hex_encode(pick[AUDIT_CKPT_REWRITTEN]->c.hash, CKPT_HASH_LEN, exp);
+		hex_encode(found[AUDIT_CKPT_REWRITTEN], CKPT_HASH_LEN, got);
 		admin_anchor_problem(an, "rewritten", pick[AUDIT_CKPT_REWRITTEN]->line,
 		    pick[AUDIT_CKPT_REWRITTEN]->c.seq, "record %" PRIu64 " has hash %s, but the "
 		    "checkpoint on line %u names %s: the chain was rewritten up to there (%zu "

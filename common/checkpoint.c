@@ -42,17 +42,6 @@ struct ckpt_key {
 	char id[CKPT_HEX_HASH];
 };
 
-void ckpt_hex(const uint8_t *in, size_t n, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hex[in[i] >> 4];
-		out[2 * i + 1] = hex[in[i] & 0xf];
-	}
-	out[2 * n] = '\0';
-}
-
 /* Lowercase hex only: the canonical spelling, so a line has one form. */
 static int ckpt_unhex(const char *s, size_t n, uint8_t *out)
 {
@@ -101,7 +90,7 @@ static int ckpt_key_finish(EVP_PKEY *pkey, bool priv, struct ckpt_key **out)
 	k = xcalloc(1, sizeof *k);
 	k->pkey = pkey;
 	k->priv = priv;
-	ckpt_hex(digest, sizeof digest, k->id);
+	hex_encode(digest, sizeof digest, k->id);
 	*out = k;
 	return 0;
 }
@@ -253,47 +242,6 @@ bool ckpt_key_is_private(const struct ckpt_key *k)
 
 /* ------------------------------------------------------------- the line */
 
-static int ckpt_digits(const char *s, size_t n, int *v)
-{
-	*v = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -EBADMSG;
-		*v = *v * 10 + (s[i] - '0');
-	}
-	return 0;
-}
-
-/* Exactly time_format_iso's spelling, and a real date (re-formatted). */
-static int ckpt_time_parse(const char *s, int64_t *ms)
-{
-	char again[32];
-	struct tm tm;
-	int y, mo, d, h, mi, se, frac;
-	time_t secs;
-
-	if (s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
-	    s[19] != '.' || s[23] != 'Z')
-		return -EBADMSG;
-	if (ckpt_digits(s, 4, &y) < 0 || ckpt_digits(s + 5, 2, &mo) < 0 ||
-	    ckpt_digits(s + 8, 2, &d) < 0 || ckpt_digits(s + 11, 2, &h) < 0 ||
-	    ckpt_digits(s + 14, 2, &mi) < 0 || ckpt_digits(s + 17, 2, &se) < 0 ||
-	    ckpt_digits(s + 20, 3, &frac) < 0 || y < 1970)
-		return -EBADMSG;
-	memset(&tm, 0, sizeof tm);
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = se;
-	if ((secs = timegm(&tm)) < 0)
-		return -EBADMSG;
-	*ms = (int64_t)secs * 1000 + frac;
-	time_format_iso(*ms, again, sizeof again);
-	return strlen(again) == CKPT_TIME_LEN && memcmp(again, s, CKPT_TIME_LEN) == 0 ?
-	    0 : -EBADMSG;
-}
 
 int ckpt_sign(const struct ckpt_key *k, uint64_t seq, const uint8_t hash[CKPT_HASH_LEN],
     int64_t time_ms, char *out, size_t outlen)
@@ -306,7 +254,7 @@ int ckpt_sign(const struct ckpt_key *k, uint64_t seq, const uint8_t hash[CKPT_HA
 
 	if (!k->priv || time_ms < 0 || outlen < CKPT_LINE_MAX)
 		return -EINVAL;
-	ckpt_hex(hash, CKPT_HASH_LEN, hhex);
+	hex_encode(hash, CKPT_HASH_LEN, hhex);
 	time_format_iso(time_ms, tm, sizeof tm);
 	if (strlen(tm) != CKPT_TIME_LEN)
 		return -EINVAL;
@@ -325,7 +273,7 @@ int ckpt_sign(const struct ckpt_key *k, uint64_t seq, const uint8_t hash[CKPT_HA
 		ERR_clear_error();
 		return -EIO;
 	}
-	ckpt_hex(sig, sizeof sig, shex);
+	hex_encode(sig, sizeof sig, shex);
 	n += snprintf(out + n, outlen - (size_t)n, " sig=%s", shex);
 	return n;
 }
@@ -397,12 +345,12 @@ int ckpt_parse(const char *text, size_t len, struct ckpt *out)
 	    !ckpt_take(&p, end, " hash=") || !ckpt_take_hex(&p, end, out->hash, CKPT_HASH_LEN) ||
 	    !ckpt_take(&p, end, " time="))
 		return -EBADMSG;
-	if ((size_t)(end - p) < CKPT_TIME_LEN || ckpt_time_parse(p, &out->time_ms) < 0)
+	if ((size_t)(end - p) < CKPT_TIME_LEN || time_parse_iso(p, CKPT_TIME_LEN, &out->time_ms) < 0)
 		return -EBADMSG;
 	p += CKPT_TIME_LEN;
 	if (!ckpt_take(&p, end, " key=") || !ckpt_take_hex(&p, end, keyid, sizeof keyid))
 		return -EBADMSG;
-	ckpt_hex(keyid, sizeof keyid, out->key_id);
+	hex_encode(keyid, sizeof keyid, out->key_id);
 	out->off = (size_t)(start - text);
 	out->signed_len = (size_t)(p - start);
 	if (!ckpt_take(&p, end, " sig=") || !ckpt_take_hex(&p, end, out->sig, CKPT_SIG_LEN))

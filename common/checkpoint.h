@@ -121,7 +121,5 @@ int ckpt_append_fd(int fd, const char *line, size_t len);
  */
 int ckpt_read_last(const char *path, struct ckpt *out, char *text, size_t textlen);
 
-/* Hex helpers shared with the chain's readers (lowercase). */
-void ckpt_hex(const uint8_t *in, size_t n, char *out);
 
 #endif

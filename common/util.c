@@ -3,7 +3,8 @@
  *
  * Entry points: str_copy, str_copyn, str_lower, str_ieq, str_hash, str_has_iprefix,
  * str_utf8_seq_len,
- * time_now_ms, time_mono_ms, time_format_iso, time_format_rfc5322.
+ * time_now_ms, time_mono_ms, time_format_iso, time_parse_iso,
+ * time_format_rfc5322, hex_encode.
  * OWNERSHIP: nothing kept. THREADS: any. ERRORS: none.
  */
 #include "config.h"
@@ -120,6 +121,60 @@ void time_format_iso(int64_t unix_ms, char *out, size_t outlen)
 	gmtime_r(&secs, &tm);
 	strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(out, outlen, "%s.%03dZ", base, (int)(unix_ms % 1000));
+}
+
+static int time_digits(const char *s, size_t n, int *v)
+{
+	*v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		*v = *v * 10 + (s[i] - '0');
+	}
+	return 0;
+}
+
+int time_parse_iso(const char *s, size_t len, int64_t *unix_ms)
+{
+	char again[64];
+	struct tm tm;
+	int y, mo, d, h, mi, se, frac;
+	time_t secs;
+
+	if (len != TIME_ISO_LEN || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
+	    s[13] != ':' || s[16] != ':' || s[19] != '.' || s[23] != 'Z')
+		return -1;
+	if (time_digits(s, 4, &y) < 0 || time_digits(s + 5, 2, &mo) < 0 ||
+	    time_digits(s + 8, 2, &d) < 0 || time_digits(s + 11, 2, &h) < 0 ||
+	    time_digits(s + 14, 2, &mi) < 0 || time_digits(s + 17, 2, &se) < 0 ||
+	    time_digits(s + 20, 3, &frac) < 0)
+		return -1;
+	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+		return -1;
+	memset(&tm, 0, sizeof tm);
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = se;
+	if ((secs = timegm(&tm)) < 0)
+		return -1;
+	*unix_ms = (int64_t)secs * 1000 + frac;
+	/* Only the canonical spelling of a time (no 31 April, no :60). */
+	time_format_iso(*unix_ms, again, sizeof again);
+	return memcmp(again, s, TIME_ISO_LEN) == 0 ? 0 : -1;
+}
+
+void hex_encode(const uint8_t *in, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hex[in[i] >> 4];
+		out[2 * i + 1] = hex[in[i] & 0xf];
+	}
+	out[2 * n] = '\0';
 }
 
 void time_format_rfc5322(int64_t unix_ms, char *out, size_t outlen)

@@ -31,6 +31,14 @@ int64_t time_now_ms(void);
 uint64_t time_mono_ms(void);
 /* "2026-11-23T11:30:00.123Z" into out (at least 32 bytes). */
 void time_format_iso(int64_t unix_ms, char *out, size_t outlen);
+#define TIME_ISO_LEN 24
+/*
+ * The reverse, for exactly that spelling (len bytes, no NUL needed) of a
+ * real date; 0, or -1 for anything else.
+ */
+int time_parse_iso(const char *s, size_t len, int64_t *unix_ms);
+/* n bytes as 2n lowercase hex digits and a NUL into out. */
+void hex_encode(const uint8_t *in, size_t n, char *out);
 /* RFC 5322 date for headers, e.g. "Mon, 23 Nov 2026 11:30:00 +0000". */
 void time_format_rfc5322(int64_t unix_ms, char *out, size_t outlen);
 

@@ -35,6 +35,7 @@
 #include <openssl/evp.h>
 
 #include "common/buf.h"
+#include "common/util.h"
 #include "common/xmalloc.h"
 #include "queue/audit_query.h"
 #include "queue/queue.h"
@@ -44,7 +45,6 @@
 #define QUEUE_AUDIT_KEY_MAX 64
 /* 9999-12-31T23:59:59.999Z: the time field keeps a four-digit year. */
 #define QUEUE_AUDIT_TIME_MAX INT64_C(253402300799999)
-#define QUEUE_AUDIT_TIME_LEN 24
 /* Room for any int the format could print, so snprintf never truncates. */
 #define QUEUE_AUDIT_TIME_BUF 80
 
@@ -131,65 +131,6 @@ static int queue_audit_unescape(const char *s, size_t len, struct buf *out)
 	return 0;
 }
 
-static void queue_audit_format_time(int64_t ms, char out[QUEUE_AUDIT_TIME_BUF])
-{
-	time_t secs = (time_t)(ms / 1000);
-	struct tm tm;
-
-	gmtime_r(&secs, &tm);
-	snprintf(out, QUEUE_AUDIT_TIME_BUF, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
-
-static int queue_audit_digits(const char *s, size_t n, int *v)
-{
-	*v = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -EBADMSG;
-		*v = *v * 10 + (s[i] - '0');
-	}
-	return 0;
-}
-
-/* Parses exactly the form queue_audit_format_time writes. */
-static int queue_audit_parse_time(const char *s, size_t len, int64_t *ms)
-{
-	char again[QUEUE_AUDIT_TIME_BUF];
-	struct tm tm;
-	int y, mo, d, h, mi, se, frac;
-	time_t secs;
-
-	if (len != QUEUE_AUDIT_TIME_LEN || s[4] != '-' || s[7] != '-' ||
-	    s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != '.' ||
-	    s[23] != 'Z')
-		return -EBADMSG;
-	if (queue_audit_digits(s, 4, &y) < 0 || queue_audit_digits(s + 5, 2, &mo) < 0 ||
-	    queue_audit_digits(s + 8, 2, &d) < 0 || queue_audit_digits(s + 11, 2, &h) < 0 ||
-	    queue_audit_digits(s + 14, 2, &mi) < 0 || queue_audit_digits(s + 17, 2, &se) < 0 ||
-	    queue_audit_digits(s + 20, 3, &frac) < 0)
-		return -EBADMSG;
-	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
-	    mi > 59 || se > 60)
-		return -EBADMSG;
-	memset(&tm, 0, sizeof tm);
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = se;
-	secs = timegm(&tm);
-	if (secs < 0)
-		return -EBADMSG;
-	*ms = (int64_t)secs * 1000 + frac;
-	/* Only the canonical spelling of a time (no 31 April, no :60). */
-	queue_audit_format_time(*ms, again);
-	if (memcmp(again, s, len) != 0)
-		return -EBADMSG;
-	return 0;
-}
 
 /*
  * The parsed head of a stored line. qid and event are unescaped into the
@@ -231,13 +172,15 @@ static int queue_audit_parse_line(const char *line, size_t len,
 		return -EBADMSG;
 	out->seq = 0;
 	for (size_t i = 0; i < vlen; i++) {
-		if (queue_audit_digits(val + i, 1, &d) < 0 ||
-		    out->seq > (UINT64_MAX - (uint64_t)d) / 10)
+		if (val[i] < '0' || val[i] > '9')
+			return -EBADMSG;
+		d = val[i] - '0';
+		if (out->seq > (UINT64_MAX - (uint64_t)d) / 10)
 			return -EBADMSG;
 		out->seq = out->seq * 10 + (uint64_t)d;
 	}
 	if (queue_audit_token(&p, end, "time", &val, &vlen) < 0 ||
-	    queue_audit_parse_time(val, vlen, &out->time) < 0)
+	    time_parse_iso(val, vlen, &out->time) < 0)
 		return -EBADMSG;
 	if (queue_audit_token(&p, end, "qid", &val, &vlen) < 0 ||
 	    queue_audit_unescape(val, vlen, &out->qid) < 0)
@@ -354,7 +297,7 @@ int queue_audit_append(struct queue_txn *txn, int64_t time_ms, const char *qid,
 	seq++;
 
 	buf_init(&line);
-	queue_audit_format_time(time_ms, tbuf);
+	time_format_iso(time_ms, tbuf, sizeof tbuf);
 	buf_printf(&line, "seq=%" PRIu64 " time=%s qid=", seq, tbuf);
 	queue_audit_escape(&line, qid ? qid : "");
 	buf_append_str(&line, " event=");

@@ -175,7 +175,7 @@ int audit_ckpt_check(struct audit_ckpt *c, struct queue_store *store,
 		return rc;
 	}
 	res->seq = seq;
-	ckpt_hex(hash, sizeof hash, res->hash_hex);
+	hex_encode(hash, sizeof hash, res->hash_hex);
 	return 0;
 }
 
@@ -194,7 +194,7 @@ int audit_ckpt_write(struct audit_ckpt *c, struct queue_store *store, bool force
 		goto out;
 	}
 	res->seq = seq;
-	ckpt_hex(hash, sizeof hash, res->hash_hex);
+	hex_encode(hash, sizeof hash, res->hash_hex);
 	if (res->mismatch)
 		log_err(NULL, "audit chain does not match the last checkpoint in %s: %s", c->file,
 		    res->mismatch_what);

@@ -33,6 +33,7 @@
 #include <lmdb.h>
 
 #include "common/buf.h"
+#include "common/util.h"
 #include "common/xmalloc.h"
 #include "queue/audit_event.h"
 #include "queue/audit_query.h"
@@ -323,17 +324,6 @@ fail:
 	return -EBADMSG;
 }
 
-static void audit_hex(const uint8_t h[QUEUE_AUDIT_HASH_LEN], char out[65])
-{
-	static const char hex[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < QUEUE_AUDIT_HASH_LEN; i++) {
-		out[2 * i] = hex[h[i] >> 4];
-		out[2 * i + 1] = hex[h[i] & 0xf];
-	}
-	out[2 * QUEUE_AUDIT_HASH_LEN] = '\0';
-}
-
 /* "seq=" value: decimal, no sign, no leading zero, not 0, fits u64. */
 static int audit_parse_seq(const char *v, size_t n, uint64_t *seq)
 {
@@ -446,8 +436,8 @@ int audit_entry_parse(const struct queue_audit_rec *rec, struct audit_entry *out
 	}
 	if (idx < 4)
 		goto fail;
-	audit_hex(rec->hash, out->hash_hex);
-	audit_hex(rec->prev, out->prev_hex);
+	hex_encode(rec->hash, QUEUE_AUDIT_HASH_LEN, out->hash_hex);
+	hex_encode(rec->prev, QUEUE_AUDIT_HASH_LEN, out->prev_hex);
 	return 0;
 fail:
 	audit_entry_clear(out);
