@@ -36,6 +36,19 @@ if [ "$(id -u)" -eq 0 ]; then
 		echo "demo: user govrelay cannot reach $run; the demo's data goes to $data" >&2
 	fi
 	mkdir -p "$data"
+	# govrelay must be able to pass through every folder above its data
+	# (a normal / and /var/lib already let it; a root folder made with
+	# mktemp, as in a bare chroot, does not). Search only, never read.
+	# From / down, so each test sees only the folder it names.
+	d=
+	for part in / $(dirname "$data" | tr / ' '); do
+		d="${d%/}/${part#/}"
+		[ "$part" = / ] && d=/
+		if ! runuser -u govrelay -- test -x "$d" 2>/dev/null; then
+			echo "demo: letting user govrelay pass through $d (chmod o+x)" >&2
+			chmod o+x "$d"
+		fi
+	done
 	# A demo run before the privilege drop left root's files: hand them over
 	# (-R never follows a symbolic link; this is root's own demo folder).
 	chown -R govrelay: "$data"
