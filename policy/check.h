@@ -54,6 +54,18 @@ typedef void policy_check_run_fn(struct policy_call *call, const struct policy_r
     void *state);
 /* A message is durably queued (req is a DATA stage request). */
 typedef void policy_check_queued_fn(void *state, const struct policy_request *req);
+/*
+ * Per-transaction hooks (optional). tx_new runs in policy_tx_new for the
+ * rows of the transaction's listener role and returns the check's state
+ * for this message (NULL: nothing to keep; body and tx_free are then not
+ * called). body sees every piece of the message as policy_tx_body does;
+ * it must not block (copy, hash, count; no DNS wait, no heavy CPU:
+ * that belongs in run, on the thread pool). tx_free runs once, when the
+ * transaction ends. All on the loop thread.
+ */
+typedef void *policy_check_tx_new_fn(void *state, struct policy_tx *tx);
+typedef void policy_check_body_fn(void *txstate, const char *data, size_t len);
+typedef void policy_check_tx_free_fn(void *txstate);
 
 struct policy_check {
 	const char *name;               /* the rule name in logs and audit */
@@ -65,6 +77,9 @@ struct policy_check {
 	policy_check_free_fn *destroy;  /* NULL: nothing to free */
 	policy_check_run_fn *run;
 	policy_check_queued_fn *queued; /* NULL: no after-queue hook */
+	policy_check_tx_new_fn *tx_new;   /* NULL: no per-message state */
+	policy_check_body_fn *body;       /* NULL: does not read the body */
+	policy_check_tx_free_fn *tx_free; /* NULL: free() is not called */
 };
 
 /* The product's table (policy/checks.c), in the order the rows run. */
@@ -83,5 +98,11 @@ int policy_new_table(uv_loop_t *loop, const struct config *cfg, struct queue_sto
 void policy_call_complete(struct policy_call *call, const struct verdict *v);
 /* The engine's queue store, for lookups (read transactions only). */
 struct queue_store *policy_call_store(const struct policy_call *call);
+/* The running row's per-transaction state (tx_new's), or NULL. */
+void *policy_call_tx_state(const struct policy_call *call);
+/* The engine of a call (policy_resolve from a run). */
+struct policy *policy_call_policy(const struct policy_call *call);
+/* The engine's store, from a transaction hook. */
+struct queue_store *policy_tx_store(const struct policy_tx *tx);
 
 #endif

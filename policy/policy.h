@@ -23,6 +23,10 @@
 #include "common/rfc5322.h"
 #include "queue/queue.h"
 
+struct policy;
+struct policy_tx;
+struct authres;
+
 enum policy_stage {
 	POLICY_STAGE_CONNECT,
 	POLICY_STAGE_HELO,
@@ -39,6 +43,12 @@ enum verdict_kind {
 	VERDICT_TEMPFAIL,
 	VERDICT_REJECT,
 	VERDICT_DISCONNECT,
+	/*
+	 * DATA stage only: accept the message but keep it out of delivery,
+	 * held in the queue with the verdict's text as the reason (DMARC
+	 * p=quarantine; `queue release` lets it go). Decisive, like ACCEPT.
+	 */
+	VERDICT_HOLD,
 };
 const char *verdict_kind_name(enum verdict_kind kind);
 
@@ -77,9 +87,58 @@ struct policy_request {
 	/* DATA stage */
 	const struct rfc5322_scan *headers; /* what the header section said */
 	uint64_t size;                /* body bytes from the client */
+	/*
+	 * The transaction's policy state (MAIL, RCPT and DATA stages of a
+	 * session; NULL elsewhere and in tools): per-check message state,
+	 * the sender-authentication results, added header fields, notes.
+	 */
+	struct policy_tx *tx;
 };
 
-struct policy;
+/* ------------------------------------------------------------ resolver */
+
+/*
+ * The resolver seam: policy never includes relay/dns.h; the daemon hands
+ * the engine these operations (policy_set_resolver) and checks reach them
+ * through policy_resolve. Kinds are the record types SPF, DKIM and DMARC
+ * need. Answers are text: TXT records (character-strings joined), A and
+ * AAAA as numeric addresses, MX and PTR as host names (MX sorted by
+ * preference, ties in random order).
+ */
+enum policy_dns_kind { POLICY_DNS_TXT, POLICY_DNS_A, POLICY_DNS_AAAA, POLICY_DNS_MX,
+	POLICY_DNS_PTR };
+enum policy_dns_status { POLICY_DNS_OK, POLICY_DNS_NODATA, POLICY_DNS_NXDOMAIN,
+	POLICY_DNS_TEMPFAIL };
+
+struct policy_dns_answer {
+	enum policy_dns_status status;
+	size_t n;
+	const char *const *rr;  /* n records, NUL-terminated; borrowed */
+	const size_t *len;      /* their lengths (a TXT may hold NUL bytes) */
+	const char *error;      /* why TEMPFAIL, in words; "" otherwise */
+};
+/* Runs once on the loop thread; ans is borrowed for the call. */
+typedef void policy_dns_cb(void *arg, const struct policy_dns_answer *ans);
+
+struct policy_resolver {
+	void *ctx;
+	/*
+	 * Starts a lookup; name is ASCII (A-labels), PTR takes the reverse
+	 * name ("4.3.2.1.in-addr.arpa"). 0: cb runs exactly once, later,
+	 * from the loop; -EINVAL: bad name, cb never runs. Loop thread.
+	 */
+	int (*lookup)(void *ctx, enum policy_dns_kind kind, const char *name,
+	    policy_dns_cb *cb, void *arg);
+};
+
+/* Gives the engine the daemon's resolver (copied). Loop thread. */
+void policy_set_resolver(struct policy *p, const struct policy_resolver *r);
+/*
+ * A lookup through the daemon's resolver: as policy_resolver.lookup;
+ * -ENOSYS when none was set (then cb never runs). Loop thread.
+ */
+int policy_resolve(struct policy *p, enum policy_dns_kind kind, const char *name,
+    policy_dns_cb *cb, void *arg);
 
 typedef void policy_done_fn(void *arg, const struct verdict *v);
 
@@ -107,4 +166,49 @@ void policy_run(struct policy *p, const struct policy_request *req,
  * hourly rate). Loop thread.
  */
 void policy_message_queued(struct policy *p, const struct policy_request *req);
+
+/* ------------------------------------------------------- transactions */
+
+/*
+ * One mail transaction's policy state. The session makes it when MAIL is
+ * accepted by the policy... precisely: before the MAIL stage runs (so the
+ * MAIL stage's checks can record results in it), passes it in every
+ * request of the transaction (policy_request.tx), feeds it the message as
+ * it streams in, reads back what the checks added at the commit, and
+ * frees it when the transaction ends, whatever way it ends. Loop thread.
+ */
+struct policy_tx *policy_tx_new(struct policy *p, const char *listener_role,
+    const char *session_id);
+/* Frees tx and every check's message state. NULL is fine. */
+void policy_tx_free(struct policy_tx *tx);
+/*
+ * The message as the client sent it (after dot-unstuffing, before any
+ * header of ours), in order, in pieces of any size, from its first header
+ * line to its last byte: every check's body hook sees each piece.
+ */
+void policy_tx_body(struct policy_tx *tx, const char *data, size_t len);
+/*
+ * Header fields the checks added (policy_tx_add_header), ready to store
+ * above the message: "Name: value\r\n" each, folded, in the order added.
+ */
+const char *policy_tx_headers(const struct policy_tx *tx, size_t *len);
+/*
+ * The checks' notes for the audit record of this message: "key=value"
+ * pairs separated by "; " (policy_tx_note), or "".
+ */
+const char *policy_tx_notes(const struct policy_tx *tx);
+/* The engine of tx, for checks that need policy_resolve from a hook. */
+struct policy *policy_tx_policy(const struct policy_tx *tx);
+/* What the sender-authentication checks found (policy/authres.h). */
+struct authres *policy_tx_authres(struct policy_tx *tx);
+/*
+ * A header field to add above the message: field is "Name: value",
+ * folded as it should be stored (lines joined with "\r\n\t"), no final
+ * CRLF. Added fields are stored in the order added, above the original
+ * header section and below our Received: line.
+ */
+void policy_tx_add_header(struct policy_tx *tx, const char *field);
+/* A note for the audit record; value is escaped by the engine. */
+void policy_tx_note(struct policy_tx *tx, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 #endif

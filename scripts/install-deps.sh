@@ -7,13 +7,19 @@ set -eu
 BUILD_PKGS="build-essential autoconf automake pkg-config
   libuv1-dev libssl-dev liblmdb-dev lmdb-utils libspf2-dev libopendkim-dev
   libopendmarc-dev libunbound-dev libevent-dev libsystemd-dev libidn2-dev check
-  openssl"
+  openssl publicsuffix"
 # The demo's local mail store and a client to send with.
 DEMO_PKGS="python3 python3-aiosmtpd swaks libnet-ssleay-perl"
 # Real peers for the test suite: Postfix's smtp-sink/smtp-source, unbound,
 # valgrind.
 TEST_PKGS="postfix unbound ldnsutils valgrind ca-certificates libnet-ssleay-perl
   python3-lmdb libauthen-sasl-perl"
+# ---- sender authentication: independent implementations to check ours
+# against (dkimpy with PyNaCl for ed25519, opendkim-testmsg, pyspf,
+# authres to parse our Authentication-Results).
+TEST_PKGS="$TEST_PKGS python3-dkim python3-nacl python3-dnspython opendkim-tools
+  python3-spf python3-authres"
+# ---- sender-authentication-end
 # ---- fuzz: clang and libFuzzer for make check-fuzz (libclang-rt-14-dev
 # holds libclang_rt.fuzzer; clang only recommends it, and we install
 # without recommends).

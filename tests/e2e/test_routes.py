@@ -31,65 +31,9 @@ from harness import (RelayTestCase, free_port, give_to_daemon, queued_id,  # noq
                      wait_for)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-UNBOUND = "/usr/sbin/unbound"
+UNBOUND = harness.UNBOUND
 SYS_PYTHON = "/usr/bin/python3"
-
-
-class Unbound:
-    """unbound on 127.0.0.1:PORT answering only from local data."""
-
-    def __init__(self, workdir, records, zones):
-        self.dir = os.path.join(workdir, "unbound")
-        os.makedirs(self.dir, exist_ok=True)
-        self.port = free_port()
-        lines = ["server:",
-                 "    interface: 127.0.0.1", "    port: %d" % self.port,
-                 "    do-daemonize: no", '    username: ""', '    chroot: ""',
-                 '    directory: "%s"' % self.dir, '    pidfile: ""',
-                 "    use-syslog: no", '    logfile: ""', "    do-ip6: no",
-                 "    access-control: 127.0.0.0/8 allow",
-                 '    module-config: "iterator"',
-                 '    local-zone: "." static']
-        for z, kind in zones:
-            lines.append('    local-zone: "%s" %s' % (z, kind))
-        for r in records:
-            lines.append("    local-data: '%s'" % r)
-        lines += ["remote-control:", "    control-enable: no"]
-        self.conf = os.path.join(self.dir, "unbound.conf")
-        with open(self.conf, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        self.proc = None
-
-    def start(self):
-        harness.require_tools(UNBOUND)
-        self.log = open(os.path.join(self.dir, "unbound.log"), "ab")
-        self.proc = subprocess.Popen([UNBOUND, "-d", "-c", self.conf],
-                                     stdout=self.log, stderr=self.log)
-
-        def answers():
-            if self.proc.poll() is not None:
-                raise RuntimeError("unbound exited %d" % self.proc.returncode)
-            r = subprocess.run(["python3", "-c", _DNS_PROBE, str(self.port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=5)
-            return r.returncode == 0
-        wait_for(answers, 15, what="unbound answering on port %d" % self.port)
-        return self
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
-
-
-# A one-shot UDP query for "." SOA: any answer means unbound is up.
-_DNS_PROBE = r"""
-import socket, sys
-q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x06\x00\x01"
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
-s.sendto(q, ("127.0.0.1", int(sys.argv[1])))
-sys.exit(0 if s.recv(512)[:2] == b"\x12\x34" else 1)
-"""
+Unbound = harness.Unbound
 
 
 def parse_dsn(raw):

@@ -526,7 +526,7 @@ static void fake_run(struct policy_call *call, const struct policy_request *req,
 }
 
 #define FAKE_ROW(name, stages, roles, flags) \
-	{ name, stages, roles, flags, 0, fake_new, fake_free, fake_run, fake_queued }
+	{ name, stages, roles, flags, 0, fake_new, fake_free, fake_run, fake_queued, NULL, NULL, NULL }
 
 static struct policy *fake_policy(const struct policy_check *rows, size_t n)
 {
@@ -647,7 +647,7 @@ START_TEST(test_table_timeout_tempfails)
 {
 	const struct policy_check rows[] = {
 		{ "slow", POLICY_AT(POLICY_STAGE_RCPT), POLICY_ROLES_ALL, 0, 20, fake_new,
-		  fake_free, fake_run, NULL },
+		  fake_free, fake_run, NULL, NULL, NULL, NULL },
 		FAKE_ROW("after", POLICY_AT(POLICY_STAGE_RCPT), POLICY_ROLES_ALL, 0),
 	};
 	struct policy_request req;
@@ -740,7 +740,7 @@ START_TEST(test_table_after_queue_hook)
 	const struct policy_check rows[] = {
 		FAKE_ROW("counts", POLICY_AT(POLICY_STAGE_MAIL), POLICY_ROLES_ALL, 0),
 		{ "no-hook", POLICY_AT(POLICY_STAGE_MAIL), POLICY_ROLES_ALL, 0, 0, fake_new,
-		  fake_free, fake_run, NULL },
+		  fake_free, fake_run, NULL, NULL, NULL, NULL },
 	};
 	struct policy_request req = { .stage = POLICY_STAGE_DATA, .auth_user = "u@us.gov.vn",
 		.sender = "u@us.gov.vn" };
@@ -766,7 +766,7 @@ START_TEST(test_table_constructor_fails)
 	};
 	const struct policy_check broken[] = {
 		{ "no run", POLICY_AT(POLICY_STAGE_MAIL), POLICY_ROLES_ALL, 0, 0, NULL, NULL,
-		  NULL, NULL },
+		  NULL, NULL, NULL, NULL, NULL },
 	};
 	struct policy *p = (struct policy *)1;
 	char err[256] = "";
