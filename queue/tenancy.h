@@ -147,13 +147,17 @@ int queue_user_may_send_as(struct queue_txn *txn, const char *user, const char *
 
 /* ----------------------------------------------------------------- policy */
 
-enum tenancy_policy_type { TENANCY_POLICY_SIZE, TENANCY_POLICY_COUNT, TENANCY_POLICY_BOOL };
+/* WORD: one of the key's words (lowercase; any case accepted on input). */
+enum tenancy_policy_type { TENANCY_POLICY_SIZE, TENANCY_POLICY_COUNT, TENANCY_POLICY_BOOL,
+	TENANCY_POLICY_WORD };
 
 struct tenancy_policy_key {
 	const char *name;
 	enum tenancy_policy_type type;
 	const char *builtin;   /* effective value when no tenant sets it */
 	const char *doc;
+	/* WORD keys: the allowed words, NULL-terminated, tightest first. */
+	const char *const *words;
 };
 
 /* The known keys, NULL-name terminated. */
@@ -213,6 +217,9 @@ int queue_policy_effective(struct queue_txn *txn, const char *tenant, const char
  */
 int queue_policy_bool(struct queue_txn *txn, const char *tenant, const char *key,
     bool *out, char *source, size_t sourcelen);
+/* WORD keys: the word (normalized) into out. */
+int queue_policy_word(struct queue_txn *txn, const char *tenant, const char *key,
+    char *out, size_t outlen, char *source, size_t sourcelen);
 /* Sizes (bytes) and counts. */
 int queue_policy_u64(struct queue_txn *txn, const char *tenant, const char *key,
     uint64_t *out, char *source, size_t sourcelen);

@@ -52,18 +52,24 @@
  * max_recipients equal the configuration defaults (INTERFACE.md), and a
  * tenant's setting can only narrow what the configuration allows.
  */
+/* spf_fail_action: what an SPF fail of a stranger's domain does to mail for the tenant. */
+static const char *const tenancy_spf_fail_words[] = { "reject", "tag", NULL };
+
 const struct tenancy_policy_key tenancy_policy_keys[] = {
 	{ "max_message_size", TENANCY_POLICY_SIZE, "26214400",
-		"largest message the tenant's users may submit, in bytes (K/M/G accepted)" },
+		"largest message the tenant's users may submit, in bytes (K/M/G accepted)", NULL },
 	{ "max_recipients", TENANCY_POLICY_COUNT, "100",
-		"most recipients one message of the tenant's users may have" },
+		"most recipients one message of the tenant's users may have", NULL },
 	{ "messages_per_hour", TENANCY_POLICY_COUNT, "0",
-		"messages one user of the tenant may submit per hour; 0 means unlimited" },
+		"messages one user of the tenant may submit per hour; 0 means unlimited", NULL },
 	{ "allow_external", TENANCY_POLICY_BOOL, "yes",
-		"whether the tenant's users may send to domains that are not ours" },
+		"whether the tenant's users may send to domains that are not ours", NULL },
 	{ "require_tls_outbound", TENANCY_POLICY_BOOL, "no",
-		"whether the tenant's mail leaves only over TLS (deferred otherwise)" },
-	{ NULL, TENANCY_POLICY_COUNT, NULL, NULL },
+		"whether the tenant's mail leaves only over TLS (deferred otherwise)", NULL },
+	{ "spf_fail_action", TENANCY_POLICY_WORD, "reject",
+		"SPF fail for a sender domain not ours: reject (550 5.7.23) or tag "
+		"(accept, the headers say fail)", tenancy_spf_fail_words },
+	{ NULL, TENANCY_POLICY_COUNT, NULL, NULL, NULL },
 };
 
 const struct tenancy_policy_key *tenancy_policy_key_find(const char *name)
@@ -88,6 +94,7 @@ enum tenancy_policy_order {
 	TENANCY_ORDER_LOWER_NONZERO, /* smaller is tighter, and 0 means unlimited */
 	TENANCY_ORDER_NO,            /* "no" is tighter than "yes" */
 	TENANCY_ORDER_YES,           /* "yes" is tighter than "no" */
+	TENANCY_ORDER_WORDS,         /* a word earlier in the key's list is tighter */
 };
 
 static const struct {
@@ -99,6 +106,7 @@ static const struct {
 	{ "messages_per_hour", TENANCY_ORDER_LOWER_NONZERO },
 	{ "allow_external", TENANCY_ORDER_NO },
 	{ "require_tls_outbound", TENANCY_ORDER_YES },
+	{ "spf_fail_action", TENANCY_ORDER_WORDS },     /* reject is tighter than tag */
 };
 
 static enum tenancy_policy_order tenancy_policy_order_of(const struct tenancy_policy_key *key)
@@ -111,6 +119,15 @@ static enum tenancy_policy_order tenancy_policy_order_of(const struct tenancy_po
 }
 
 static bool tenancy_parse_decimal(const char *s, size_t len, uint64_t max, uint64_t *v);
+
+/* Index of word (any case) in key's words, or -1. */
+static long tenancy_word_index(const struct tenancy_policy_key *key, const char *word)
+{
+	for (long i = 0; key->words != NULL && key->words[i] != NULL; i++)
+		if (str_ieq(word, key->words[i]))
+			return i;
+	return -1;
+}
 
 int tenancy_policy_compare(const struct tenancy_policy_key *key, const char *a, const char *b)
 {
@@ -135,6 +152,16 @@ int tenancy_policy_compare(const struct tenancy_policy_key *key, const char *a, 
 		return strcmp(a, "no") == 0 ? -1 : 1;
 	case TENANCY_ORDER_YES:
 		return strcmp(a, "yes") == 0 ? -1 : 1;
+	case TENANCY_ORDER_WORDS: {
+		long ia = tenancy_word_index(key, a), ib = tenancy_word_index(key, b);
+
+		/* An unknown word is looser than any known one. */
+		if (ia < 0)
+			return 1;
+		if (ib < 0)
+			return -1;
+		return ia < ib ? -1 : ia > ib ? 1 : 0;
+	}
 	default:
 		return 1;
 	}
@@ -217,6 +244,17 @@ int tenancy_policy_normalize(const struct tenancy_policy_key *key, const char *v
 			return tenancy__fail(why, whylen, -EINVAL,
 			    "%s: '%s' is not yes or no", key->name, tenancy__shown(value, shown));
 		break;
+	case TENANCY_POLICY_WORD: {
+		long i = tenancy_word_index(key, value);
+
+		if (i < 0)
+			return tenancy__fail(why, whylen, -EINVAL, "%s: '%s' is not one of: %s%s%s",
+			    key->name, tenancy__shown(value, shown), key->words[0],
+			    key->words[1] != NULL ? ", " : "",
+			    key->words[1] != NULL ? key->words[1] : "");
+		n = snprintf(out, outlen, "%s", key->words[i]);
+		break;
+	}
 	default:
 		return tenancy__fail(why, whylen, -EINVAL, "%s: unknown type", key->name);
 	}
@@ -535,6 +573,27 @@ int queue_policy_bool(struct queue_txn *txn, const char *tenant, const char *key
 		*out = false;
 	else
 		return -EBADMSG;
+	return 0;
+}
+
+int queue_policy_word(struct queue_txn *txn, const char *tenant, const char *key,
+    char *out, size_t outlen, char *source, size_t sourcelen)
+{
+	const struct tenancy_policy_key *pk = tenancy_policy_key_find(key);
+	char text[TENANCY_POLICY_VALUE_MAX + 1];
+	long i;
+	int rc;
+
+	if (pk == NULL || pk->type != TENANCY_POLICY_WORD)
+		return -EINVAL;
+	if ((rc = tenancy_policy_text(txn, tenant, pk, text, sizeof text, source,
+	    sourcelen)) < 0)
+		return rc;
+	/* Stored values are normalized: one of the key's words. */
+	i = tenancy_word_index(pk, text);
+	if (i < 0 || strlen(pk->words[i]) >= outlen)
+		return -EBADMSG;
+	str_copy(out, pk->words[i], outlen);
 	return 0;
 }
 

@@ -1,0 +1,437 @@
+/*
+ * test_spf: the SPF evaluation of policy/spf.c over a fake resolver (a
+ * table here), without the engine: every result, the RFC 7208 limits
+ * (10 DNS-querying terms, 2 void lookups, 10 MX names), the records our
+ * layer refuses before libspf2 sees them (macros against section 7.1,
+ * lengths), DNS failure as temperror, the null sender's HELO identity,
+ * loopback clients evaluated like any other, the type-99 query never
+ * asked, and the Received-SPF field; the `spf` configuration key.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/cfg.h"
+#include "policy/spf.h"
+
+#define N_CASES(a) (int)(sizeof(a) / sizeof((a)[0]))
+
+/* ------------------------------------------------------- fake resolver */
+
+struct fake_rr {
+	enum policy_dns_kind kind;
+	const char *name;
+	enum policy_dns_status status;
+	const char *rr[12];
+};
+
+static const struct fake_rr zone[] = {
+	{ POLICY_DNS_TXT, "pass.example.org", POLICY_DNS_OK,
+	  { "v=spf1 ip4:192.0.2.0/24 -all" } },
+	{ POLICY_DNS_TXT, "fail.example.org", POLICY_DNS_OK, { "v=spf1 ip4:198.51.100.1 -all" } },
+	{ POLICY_DNS_TXT, "soft.example.org", POLICY_DNS_OK, { "v=spf1 ~all" } },
+	{ POLICY_DNS_TXT, "neutral.example.org", POLICY_DNS_OK, { "v=spf1 ?all" } },
+	{ POLICY_DNS_TXT, "empty.example.org", POLICY_DNS_OK, { "v=spf1" } },
+	{ POLICY_DNS_TXT, "other.example.org", POLICY_DNS_OK, { "google-site-verification=x" } },
+	{ POLICY_DNS_TXT, "two.example.org", POLICY_DNS_OK,
+	  { "v=spf1 -all", "v=spf1 +all" } },
+	{ POLICY_DNS_TXT, "temp.example.org", POLICY_DNS_TEMPFAIL, { NULL } },
+	{ POLICY_DNS_TXT, "inc.example.org", POLICY_DNS_OK,
+	  { "v=spf1 include:pass.example.org -all" } },
+	{ POLICY_DNS_TXT, "inctemp.example.org", POLICY_DNS_OK,
+	  { "v=spf1 include:temp.example.org -all" } },
+	{ POLICY_DNS_TXT, "a.example.org", POLICY_DNS_OK, { "v=spf1 a -all" } },
+	{ POLICY_DNS_A, "a.example.org", POLICY_DNS_OK, { "192.0.2.7" } },
+	{ POLICY_DNS_TXT, "loop.example.org", POLICY_DNS_OK, { "v=spf1 ip4:127.0.0.2 -all" } },
+	{ POLICY_DNS_TXT, "v6.example.org", POLICY_DNS_OK, { "v=spf1 ip6:2001:db8::/32 -all" } },
+	{ POLICY_DNS_TXT, "mx.example.org", POLICY_DNS_OK, { "v=spf1 mx -all" } },
+	{ POLICY_DNS_MX, "mx.example.org", POLICY_DNS_OK, { "mail.example.org" } },
+	{ POLICY_DNS_A, "mail.example.org", POLICY_DNS_OK, { "192.0.2.25" } },
+	{ POLICY_DNS_TXT, "manymx.example.org", POLICY_DNS_OK, { "v=spf1 mx -all" } },
+	{ POLICY_DNS_MX, "manymx.example.org", POLICY_DNS_OK,
+	  { "m1.example.org", "m2.example.org", "m3.example.org", "m4.example.org",
+	    "m5.example.org", "m6.example.org", "m7.example.org", "m8.example.org",
+	    "m9.example.org", "m10.example.org", "m11.example.org" } },
+	{ POLICY_DNS_TXT, "exists.example.org", POLICY_DNS_OK,
+	  { "v=spf1 exists:%{ir}.%{v}._spf.%{d} -all" } },
+	{ POLICY_DNS_A, "1.2.0.192.in-addr._spf.exists.example.org", POLICY_DNS_OK,
+	  { "127.0.0.2" } },
+	{ POLICY_DNS_TXT, "void.example.org", POLICY_DNS_OK,
+	  { "v=spf1 a:n1.example.org a:n2.example.org a:n3.example.org -all" } },
+	{ POLICY_DNS_TXT, "void2.example.org", POLICY_DNS_OK,
+	  { "v=spf1 a:n1.example.org a:n2.example.org ip4:192.0.2.1 -all" } },
+	{ POLICY_DNS_TXT, "i11.example.org", POLICY_DNS_OK,
+	  { "v=spf1 include:e1.example.org include:e2.example.org include:e3.example.org "
+	    "include:e4.example.org include:e5.example.org include:e6.example.org "
+	    "include:e7.example.org include:e8.example.org include:e9.example.org "
+	    "include:e10.example.org include:e11.example.org -all" } },
+	{ POLICY_DNS_TXT, "i11last.example.org", POLICY_DNS_OK,
+	  { "v=spf1 include:e1.example.org include:e2.example.org include:e3.example.org "
+	    "include:e4.example.org include:e5.example.org include:e6.example.org "
+	    "include:e7.example.org include:e8.example.org include:e9.example.org "
+	    "include:e10.example.org include:e11.example.org" } },
+	{ POLICY_DNS_TXT, "i10.example.org", POLICY_DNS_OK,
+	  { "v=spf1 include:e1.example.org include:e2.example.org include:e3.example.org "
+	    "include:e4.example.org include:e5.example.org include:e6.example.org "
+	    "include:e7.example.org include:e8.example.org include:e9.example.org "
+	    "include:e10.example.org -all" } },
+	{ POLICY_DNS_TXT, "badmacro.example.org", POLICY_DNS_OK,
+	  { "v=spf1 exists:%{d0}.example.org -all" } },
+	{ POLICY_DNS_TXT, "bigdigit.example.org", POLICY_DNS_OK,
+	  { "v=spf1 exists:%{d999999999999}.example.org -all" } },
+	{ POLICY_DNS_TXT, "crt.example.org", POLICY_DNS_OK, { "v=spf1 exists:%{c}.x.org -all" } },
+	{ POLICY_DNS_TXT, "incbad.example.org", POLICY_DNS_OK,
+	  { "v=spf1 include:badmacro.example.org ip4:192.0.2.1 -all" } },
+	{ POLICY_DNS_TXT, "under.example.org", POLICY_DNS_OK,
+	  { "v=spf1 a:%_%_%_%_%_%_%_%_%_%_%_%_%_%_%_%_%_%_%_%_%_%_.x.org -all" } },
+	{ POLICY_DNS_TXT, "redir.example.org", POLICY_DNS_OK,
+	  { "v=spf1 redirect=fail.example.org" } },
+	{ POLICY_DNS_TXT, "exp.example.org", POLICY_DNS_OK,
+	  { "v=spf1 -all exp=why.example.org" } },
+	{ POLICY_DNS_TXT, "why.example.org", POLICY_DNS_OK, { "%{i} may not send for %{d}" } },
+	{ POLICY_DNS_TXT, "helo.example.org", POLICY_DNS_OK, { "v=spf1 ip4:192.0.2.9 -all" } },
+	{ POLICY_DNS_TXT, "nul.example.org", POLICY_DNS_OK, { "v=spf1 -all" } },
+};
+
+struct fake {
+	unsigned asked;
+	char last[256];
+};
+
+static void fake_lookup(void *arg, enum policy_dns_kind kind, const char *name,
+    struct spf_dns_reply *out)
+{
+	struct fake *f = arg;
+	struct policy_dns_answer ans = { POLICY_DNS_NXDOMAIN, 0, NULL, NULL, "" };
+	bool name_seen = false;
+
+	f->asked++;
+	snprintf(f->last, sizeof f->last, "%s", name);
+	for (size_t i = 0; i < sizeof zone / sizeof zone[0]; i++) {
+		if (strcasecmp(zone[i].name, name) != 0)
+			continue;
+		name_seen = true;
+		if (zone[i].kind != kind)
+			continue;
+		ans.status = zone[i].status;
+		for (ans.n = 0; zone[i].rr[ans.n] != NULL; ans.n++)
+			;
+		ans.rr = zone[i].rr;
+		ans.error = zone[i].status == POLICY_DNS_TEMPFAIL ? "SERVFAIL" : "";
+		spf_dns_reply_set(out, &ans);
+		return;
+	}
+	/* e1..e11.example.org: one empty record each, never matching. */
+	if (strncmp(name, "e", 1) == 0 && strstr(name, ".example.org") != NULL &&
+	    kind == POLICY_DNS_TXT) {
+		static const char *const rec[] = { "v=spf1 ip4:203.0.113.250" };
+
+		ans.status = POLICY_DNS_OK;
+		ans.n = 1;
+		ans.rr = rec;
+	} else if (name_seen) {
+		ans.status = POLICY_DNS_NODATA;
+	}
+	spf_dns_reply_set(out, &ans);
+}
+
+/* ------------------------------------------------------------- results */
+
+static const struct eval_case {
+	const char *ip, *helo, *sender;
+	enum authres_result want;
+	const char *reason_has;  /* NULL: not checked */
+} eval_cases[] = {
+	{ "192.0.2.1", "h.example.net", "a@pass.example.org", AUTHRES_PASS, NULL },
+	{ "192.0.2.1", "h.example.net", "a@fail.example.org", AUTHRES_FAIL, NULL },
+	{ "192.0.2.1", "h.example.net", "a@soft.example.org", AUTHRES_SOFTFAIL, NULL },
+	{ "192.0.2.1", "h.example.net", "a@neutral.example.org", AUTHRES_NEUTRAL, NULL },
+	{ "192.0.2.1", "h.example.net", "a@empty.example.org", AUTHRES_NEUTRAL, NULL },
+	{ "192.0.2.1", "h.example.net", "a@other.example.org", AUTHRES_NONE, NULL },
+	{ "192.0.2.1", "h.example.net", "a@nowhere.example.org", AUTHRES_NONE, NULL },
+	{ "192.0.2.1", "h.example.net", "a@two.example.org", AUTHRES_PERMERROR, NULL },
+	{ "192.0.2.1", "h.example.net", "a@temp.example.org", AUTHRES_TEMPERROR, "SERVFAIL" },
+	{ "192.0.2.1", "h.example.net", "a@inc.example.org", AUTHRES_PASS, NULL },
+	{ "198.51.100.9", "h.example.net", "a@inc.example.org", AUTHRES_FAIL, NULL },
+	{ "192.0.2.1", "h.example.net", "a@inctemp.example.org", AUTHRES_TEMPERROR, NULL },
+	{ "192.0.2.7", "h.example.net", "a@a.example.org", AUTHRES_PASS, NULL },
+	{ "192.0.2.8", "h.example.net", "a@a.example.org", AUTHRES_FAIL, NULL },
+	/* No free ride for loopback clients (libspf2 would pass them all). */
+	{ "127.0.0.1", "h.example.net", "a@loop.example.org", AUTHRES_FAIL, NULL },
+	{ "127.0.0.2", "h.example.net", "a@loop.example.org", AUTHRES_PASS, NULL },
+	{ "::1", "h.example.net", "a@loop.example.org", AUTHRES_FAIL, NULL },
+	{ "2001:db8::5", "h.example.net", "a@v6.example.org", AUTHRES_PASS, NULL },
+	{ "::ffff:192.0.2.1", "h.example.net", "a@pass.example.org", AUTHRES_PASS, NULL },
+	{ "192.0.2.25", "h.example.net", "a@mx.example.org", AUTHRES_PASS, NULL },
+	{ "192.0.2.26", "h.example.net", "a@mx.example.org", AUTHRES_FAIL, NULL },
+	{ "192.0.2.25", "h.example.net", "a@manymx.example.org", AUTHRES_PERMERROR, "MX" },
+	{ "192.0.2.1", "h.example.net", "a@exists.example.org", AUTHRES_PASS, NULL },
+	{ "192.0.2.2", "h.example.net", "a@exists.example.org", AUTHRES_FAIL, NULL },
+	{ "192.0.2.1", "h.example.net", "a@void.example.org", AUTHRES_PERMERROR, "void" },
+	{ "192.0.2.1", "h.example.net", "a@void2.example.org", AUTHRES_PASS, NULL },
+	{ "192.0.2.1", "h.example.net", "a@i11.example.org", AUTHRES_PERMERROR, NULL },
+	{ "192.0.2.1", "h.example.net", "a@i11last.example.org", AUTHRES_PERMERROR, NULL },
+	{ "192.0.2.1", "h.example.net", "a@i10.example.org", AUTHRES_FAIL, NULL },
+	{ "192.0.2.1", "h.example.net", "a@badmacro.example.org", AUTHRES_PERMERROR, "macro" },
+	{ "192.0.2.1", "h.example.net", "a@bigdigit.example.org", AUTHRES_PERMERROR, "macro" },
+	{ "192.0.2.1", "h.example.net", "a@crt.example.org", AUTHRES_PERMERROR, "macro" },
+	{ "192.0.2.1", "h.example.net", "a@incbad.example.org", AUTHRES_PERMERROR, "macro" },
+	{ "192.0.2.1", "h.example.net", "a@under.example.org", AUTHRES_PERMERROR, "macros" },
+	{ "192.0.2.1", "h.example.net", "a@redir.example.org", AUTHRES_FAIL, NULL },
+	/* The null sender: the HELO identity. */
+	{ "192.0.2.9", "helo.example.org", "", AUTHRES_PASS, NULL },
+	{ "192.0.2.8", "helo.example.org", "", AUTHRES_FAIL, NULL },
+	{ "192.0.2.8", "[192.0.2.8]", "", AUTHRES_NONE, "HELO" },
+	/* Names refused before any lookup. */
+	{ "192.0.2.1", "h.example.net", "a@nodot", AUTHRES_NONE, "domain" },
+	{ "192.0.2.1", "h.example.net", "a@bad_-.example..org", AUTHRES_NONE, "domain" },
+	{ "192.0.2.1", "h.example.net", "a@-x.example.org", AUTHRES_NONE, "domain" },
+	{ "192.0.2.1", "h.example.net", "a\x01" "b@pass.example.org", AUTHRES_NONE, "local" },
+	{ "not-an-ip", "h.example.net", "a@pass.example.org", AUTHRES_PERMERROR, "address" },
+};
+
+START_TEST(test_eval)
+{
+	const struct eval_case *c = &eval_cases[_i];
+	struct spf_query q = { c->ip, c->helo, c->sender, "mx.city.example" };
+	struct spf_outcome o;
+	struct fake f = { 0 };
+
+	spf_evaluate(&q, fake_lookup, &f, &o);
+	ck_assert_msg(o.result == c->want, "%s from %s: %s (%s), want %s", c->sender, c->ip,
+	    spf_result_name(o.result), o.reason, spf_result_name(c->want));
+	if (c->reason_has != NULL)
+		ck_assert_msg(strstr(o.reason, c->reason_has) != NULL, "%s: reason '%s' lacks '%s'",
+		    c->sender, o.reason, c->reason_has);
+	ck_assert_uint_le(o.void_lookups, SPF_MAX_VOID + 1);
+}
+END_TEST
+
+START_TEST(test_explanation)
+{
+	struct spf_query q = { "192.0.2.1", "h.example.net", "a@exp.example.org", "mx.city.example" };
+	struct spf_outcome o;
+	struct fake f = { 0 };
+
+	spf_evaluate(&q, fake_lookup, &f, &o);
+	ck_assert_int_eq(o.result, AUTHRES_FAIL);
+	ck_assert_str_eq(o.explanation, "192.0.2.1 may not send for exp.example.org");
+}
+END_TEST
+
+START_TEST(test_null_sender_identity)
+{
+	struct spf_query q = { "192.0.2.9", "helo.example.org", "", "mx.city.example" };
+	struct spf_outcome o;
+	struct fake f = { 0 };
+
+	spf_evaluate(&q, fake_lookup, &f, &o);
+	ck_assert(o.helo_identity);
+	ck_assert_str_eq(o.domain, "helo.example.org");
+	ck_assert_str_eq(o.identity, "helo.example.org");
+}
+END_TEST
+
+/* The bad record is never handed on: one TXT query, then nothing. */
+START_TEST(test_refused_record_stops)
+{
+	struct spf_query q = { "192.0.2.1", "h.example.net", "a@badmacro.example.org",
+		"mx.city.example" };
+	struct spf_outcome o;
+	struct fake f = { 0 };
+
+	spf_evaluate(&q, fake_lookup, &f, &o);
+	ck_assert_int_eq(o.result, AUTHRES_PERMERROR);
+	ck_assert_uint_eq(f.asked, 1);
+	ck_assert_str_eq(f.last, "badmacro.example.org");
+}
+END_TEST
+
+/* ------------------------------------------------------ record checks */
+
+static const struct rec_case {
+	const char *txt;
+	bool exp;
+	bool ok;
+} rec_cases[] = {
+	{ "v=spf1 -all", false, true },
+	{ "v=spf1 exists:%{ir}.%{l1r+-}._spf.%{d} -all", false, true },
+	{ "v=spf1 exists:%{d128}.x.org", false, true },
+	{ "v=spf1 exists:%{d129}.x.org", false, false },
+	{ "v=spf1 exists:%{d0}.x.org", false, false },
+	{ "v=spf1 exists:%{D2R=_}.x.org", false, true },
+	{ "v=spf1 a:%%.%_.%-.x.org", false, true },
+	{ "v=spf1 a:%x.org", false, false },
+	{ "v=spf1 a:%{q}.org", false, false },
+	{ "v=spf1 a:%{d", false, false },
+	{ "v=spf1 a:%{d2rr}.org", false, false },
+	{ "v=spf1 a:%{d*}.org", false, false },
+	{ "v=spf1 a:x.org%", false, false },
+	{ "v=spf1 exists:%{c}.org", false, false },
+	{ "v=spf1 exists:%{t}.org", false, false },
+	{ "%{c} at %{t} via %{r}", true, true },
+	{ "%{z}", true, false },
+	{ "v=spf1 \x01 -all", false, false },
+	{ "v=spf1 \xc3\xa9 -all", false, false },
+};
+
+START_TEST(test_record_check)
+{
+	const struct rec_case *c = &rec_cases[_i];
+	char why[120] = "";
+	int rc = spf_record_check(c->txt, strlen(c->txt), c->exp, why, sizeof why);
+
+	ck_assert_msg((rc == 0) == c->ok, "'%s': %d (%s)", c->txt, rc, why);
+}
+END_TEST
+
+START_TEST(test_record_bounds)
+{
+	char rec[SPF_RECORD_MAX + 8], why[120];
+	size_t n;
+
+	/* A term longer than SPF_TERM_MAX. */
+	n = (size_t)snprintf(rec, sizeof rec, "v=spf1 a:");
+	memset(rec + n, 'a', SPF_TERM_MAX);
+	rec[n + SPF_TERM_MAX] = '\0';
+	ck_assert_int_lt(spf_record_check(rec, strlen(rec), false, why, sizeof why), 0);
+	/* A whole record longer than SPF_RECORD_MAX, of short terms. */
+	for (n = 0; n < SPF_RECORD_MAX + 4; n += 4)
+		memcpy(rec + n, "a:b ", 4);
+	rec[n] = '\0';
+	ck_assert_int_lt(spf_record_check(rec, n, false, why, sizeof why), 0);
+	ck_assert_int_eq(spf_record_check(rec, SPF_RECORD_MAX - 4, false, why, sizeof why), 0);
+}
+END_TEST
+
+static const struct dom_case {
+	const char *d;
+	bool ok;
+} dom_cases[] = {
+	{ "example.org", true }, { "example.org.", true }, { "a-b.example.org", true },
+	{ "_spf.example.org", true }, { "example", false }, { "", false },
+	{ "-a.example.org", false }, { "a-.example.org", false }, { "a..org", false },
+	{ ".a.org", false }, { "a b.org", false }, { "a%b.org", false },
+	{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.org", false },
+};
+
+START_TEST(test_domain_ok)
+{
+	ck_assert_msg(spf_domain_ok(dom_cases[_i].d) == dom_cases[_i].ok, "'%s'",
+	    dom_cases[_i].d);
+}
+END_TEST
+
+/* ------------------------------------------------------- Received-SPF */
+
+START_TEST(test_received_field)
+{
+	struct spf_query q = { "192.0.2.1", "h.example.net", "a b\"c@pass.example.org",
+		"mx.city.example" };
+	struct spf_outcome o;
+	char field[1024];
+	size_t n;
+
+	memset(&o, 0, sizeof o);
+	o.result = AUTHRES_PASS;
+	snprintf(o.reason, sizeof o.reason, "matched (ip4) \\ here");
+	n = spf_received_field(&q, &o, field, sizeof field);
+	ck_assert_uint_gt(n, 0);
+	ck_assert_uint_eq(n, strlen(field));
+	ck_assert_msg(strncmp(field, "Received-SPF: pass (mx.city.example: ", 37) == 0, "%s",
+	    field);
+	ck_assert_ptr_nonnull(strstr(field, "client-ip=192.0.2.1;"));
+	ck_assert_ptr_nonnull(strstr(field, "envelope-from=\"a b\\\"c@pass.example.org\";"));
+	ck_assert_ptr_nonnull(strstr(field, "helo=h.example.net;"));
+	ck_assert_ptr_nonnull(strstr(field, "identity=mailfrom"));
+	ck_assert_ptr_null(strstr(field, "(ip4)"));
+	ck_assert_uint_eq(spf_received_field(&q, &o, field, 40), 0);
+	q.sender = "";
+	o.helo_identity = true;
+	o.result = AUTHRES_TEMPERROR;
+	n = spf_received_field(&q, &o, field, sizeof field);
+	ck_assert_ptr_nonnull(strstr(field, "Received-SPF: temperror ("));
+	ck_assert_ptr_null(strstr(field, "envelope-from"));
+	ck_assert_ptr_nonnull(strstr(field, "identity=helo"));
+}
+END_TEST
+
+/* --------------------------------------------------------- the key */
+
+static struct config *ts_load(const char *text, struct buf *errs)
+{
+	char path[] = "/tmp/test_spf_cfg_XXXXXX";
+	int fd = mkstemp(path);
+	struct config *cfg = NULL;
+	FILE *f;
+
+	ck_assert_int_ge(fd, 0);
+	f = fdopen(fd, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "data_dir = /var/lib/govrelay\nlisten = mx 127.0.0.1:2525\n%s", text);
+	ck_assert_int_eq(fclose(f), 0);
+	buf_init(errs);
+	(void)cfg_load(path, &cfg, errs);
+	unlink(path);
+	return cfg;
+}
+
+START_TEST(test_config_key)
+{
+	static const struct {
+		const char *line;
+		bool want;
+	} ok[] = { { "", true }, { "spf = no\n", false }, { "spf = Off\n", false },
+		{ "spf = yes\n", true }, { "spf = 1\n", true } };
+	struct buf errs;
+	struct config *cfg;
+
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		cfg = ts_load(ok[i].line, &errs);
+		ck_assert_msg(cfg != NULL, "%s: %s", ok[i].line, buf_cstr(&errs));
+		ck_assert_msg(cfg->spf == ok[i].want, "%s", ok[i].line);
+		cfg_unref(cfg);
+		buf_free(&errs);
+	}
+	cfg = ts_load("spf = maybe\n", &errs);
+	ck_assert_ptr_null(cfg);
+	ck_assert_msg(strstr(buf_cstr(&errs), ":3: spf: 'maybe' is not yes or no") != NULL,
+	    "%s", buf_cstr(&errs));
+	buf_free(&errs);
+}
+END_TEST
+
+static Suite *ts_suite(void)
+{
+	Suite *s = suite_create("spf");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_loop_test(tc, test_eval, 0, N_CASES(eval_cases));
+	tcase_add_test(tc, test_explanation);
+	tcase_add_test(tc, test_null_sender_identity);
+	tcase_add_test(tc, test_refused_record_stops);
+	tcase_add_loop_test(tc, test_record_check, 0, N_CASES(rec_cases));
+	tcase_add_test(tc, test_record_bounds);
+	tcase_add_loop_test(tc, test_domain_ok, 0, N_CASES(dom_cases));
+	tcase_add_test(tc, test_received_field);
+	tcase_add_test(tc, test_config_key);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(ts_suite());
+	int failures;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failures = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failures ? 1 : 0;
+}
