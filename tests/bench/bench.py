@@ -52,6 +52,7 @@ sys.dont_write_bytecode = True
 from compare import BASELINE, baseline_target, combine_runs, fmt_rate, latency_pool  # noqa: E402
 from cputime import (Cgroup, cpu_how, cpu_proc_seconds, cpu_report_text,  # noqa: E402
                      cpu_result, cpu_sample, cpu_tree_seconds, fmt_cpu)
+import authbench  # noqa: E402
 import importload  # noqa: E402
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -221,7 +222,8 @@ smtp_port = {dead}
 
 
 class Govrelay:
-    def __init__(self, procs, tmp, daemon, ctl, sink_port, tag="govrelay", name="govrelay"):
+    def __init__(self, procs, tmp, daemon, ctl, sink_port, tag="govrelay", name="govrelay",
+                 conf=GOVRELAY_CONF):
         self.procs = procs
         self.tmp = tmp
         self.tag = tag
@@ -239,7 +241,7 @@ class Govrelay:
         self.logfile = os.path.join(self.dir, "govrelayd.log")
         dead = free_port("DEADPORT")
         with open(self.conf, "w") as f:
-            f.write(GOVRELAY_CONF.format(data=self.data, port=self.port, dead=dead))
+            f.write(conf.format(data=self.data, port=self.port, dead=dead))
         self.ctl_ok("domain", "add", DOMAIN, "--route", "smtp:127.0.0.1:%d" % sink_port,
                     "--accept-all")
         self.proc = None
@@ -512,9 +514,10 @@ def source_argv(port, size, sessions, count):
             "-f", SENDER, "-t", RCPT, "-M", "client.test", "127.0.0.1:%d" % port]
 
 
-def run_case(procs, tmp, sink, target, size, sessions, count, label):
-    """One smtp-source run through target; returns a result dict."""
-    argv = source_argv(target.port, size, sessions, count)
+def run_case(procs, tmp, sink, target, size, sessions, count, label, argv=None):
+    """One smtp-source run through target (or another client's argv: the
+    sender-authentication rows use filesource.py); returns a result dict."""
+    argv = argv or source_argv(target.port, size, sessions, count)
     bench_cmd(argv)
     base = sink.count()
     want = base + count
@@ -1021,6 +1024,7 @@ def report(info, results, lat, hwm, idle, started, elapsed, args, extra=None):
         by[(r["case"], r["target"])] = r
     L = report_header(info, started, elapsed, args)
     L.extend(report_throughput(by, results, info, args))
+    L.extend((extra or {}).get("auth") or [])
     L.append("## govrelay: latency, memory, idle sessions")
     L.append("")
     L.append("| measure | value |")
@@ -1108,7 +1112,8 @@ def main():
     ap.add_argument("--srcdir", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", type=int, default=1, help="divide every count by N")
-    ap.add_argument("--only", default="", help="comma list: throughput,latency,idle,import")
+    ap.add_argument("--only", default="",
+                    help="comma list: throughput,auth,latency,idle,import")
     ap.add_argument("--baseline-govrelayd", default="",
                     help="another build's govrelayd, run side by side with this one")
     ap.add_argument("--baseline-govrelayctl", default="")
@@ -1129,6 +1134,7 @@ def main():
     plain = Sink(procs, args.tmp, counters=False)
     gv = pf = base = None
     results = []
+    auth_results, auth_lines = [], []
     lat = lat_base = None
     hwm = hwm_base = None
     idle = None
@@ -1147,6 +1153,12 @@ def main():
             info["cpu"][base.name] = cpu_how(base)
         if not only or "throughput" in only:
             results = throughput_phase(procs, args, sink, direct, gv, base, pf)
+        if not only or "auth" in only:
+            ctx = argparse.Namespace(procs=procs, args=args, sink=sink, plain=plain,
+                                     Govrelay=Govrelay, Direct=Direct, run_case=run_case,
+                                     combine_runs=combine_runs, free_port=free_port,
+                                     bench_cmd=bench_cmd, wait_until=wait_until)
+            auth_results, auth_lines = authbench.auth_phase(ctx)
         pf.stop()
         if not only or "latency" in only:
             best = max([r["rate"] for r in results
@@ -1175,7 +1187,7 @@ def main():
         sink.stop()
         plain.stop()
     elapsed = time.monotonic() - t_start
-    extra = {"lat_base": lat_base, "hwm_base": hwm_base, "imp": imp}
+    extra = {"lat_base": lat_base, "hwm_base": hwm_base, "imp": imp, "auth": auth_lines}
     text = report(info, results, lat, hwm, idle, started, elapsed, args, extra)
     print(text)
     with open(args.out, "w") as f:
@@ -1183,7 +1195,7 @@ def main():
     with open(os.path.join(args.tmp, "results.json"), "w") as f:
         json.dump({"results": results, "latency": lat, "hwm_kb": hwm, "idle": idle,
                    "latency_baseline": lat_base, "hwm_baseline_kb": hwm_base,
-                   "import": imp, "info": info}, f, indent=1)
+                   "import": imp, "auth": auth_results, "info": info}, f, indent=1)
     log("report written to %s (%.0f s)" % (args.out, elapsed))
     return 0
 
