@@ -29,6 +29,13 @@ policy_check_free_fn stage_tenant_free;
 policy_check_run_fn stage_tenant_run;
 policy_check_queued_fn stage_tenant_queued;
 
+/* stage_spf.c: SPF at MAIL (off the loop), the agency's spf_fail_action at RCPT. */
+policy_check_new_fn stage_spf_new;
+policy_check_free_fn stage_spf_free;
+policy_check_run_fn stage_spf_run;
+policy_check_tx_new_fn stage_spf_tx_new;
+policy_check_tx_free_fn stage_spf_tx_free;
+
 const struct policy_check policy_checks[] = {
 	{ .name = "relay", .stages = POLICY_AT(POLICY_STAGE_RCPT), .roles = POLICY_ROLES_ALL,
 	  .run = stage_relay_run },
@@ -36,6 +43,11 @@ const struct policy_check policy_checks[] = {
 	  POLICY_AT(POLICY_STAGE_RCPT) | POLICY_AT(POLICY_STAGE_DATA),
 	  .roles = POLICY_ROLES_ALL, .create = stage_tenant_new, .destroy = stage_tenant_free,
 	  .run = stage_tenant_run, .queued = stage_tenant_queued },
+	/* The row's timeout exceeds the evaluation's own deadline (12 s). */
+	{ .name = "spf", .stages = POLICY_AT(POLICY_STAGE_MAIL) | POLICY_AT(POLICY_STAGE_RCPT),
+	  .roles = POLICY_ROLE(CFG_ROLE_MX), .timeout_ms = 20000, .create = stage_spf_new,
+	  .destroy = stage_spf_free, .run = stage_spf_run, .tx_new = stage_spf_tx_new,
+	  .tx_free = stage_spf_tx_free },
 };
 
 const size_t policy_nchecks = sizeof policy_checks / sizeof policy_checks[0];

@@ -92,7 +92,8 @@ void spf_dns_reply_set(struct spf_dns_reply *r, const struct policy_dns_answer *
 
 /* ------------------------------------------------------------- checks */
 
-bool spf_domain_ok(const char *d)
+/* LDH labels of 1..63 (and "_"), at most 253 bytes; multi: two labels at least. */
+static bool spf_name_ok(const char *d, bool multi)
 {
 	size_t len, label = 0;
 	bool dot = false;
@@ -122,8 +123,13 @@ bool spf_domain_ok(const char *d)
 		if (++label > 63)
 			return false;
 	}
+	return (dot || !multi) && d[len - 1] != '-';
+}
+
+bool spf_domain_ok(const char *d)
+{
 	/* RFC 7208 4.3: a single-label name is not checked (result none). */
-	return dot && d[len - 1] != '-';
+	return spf_name_ok(d, true);
 }
 
 static int spf_fail(char *why, size_t whylen, const char *fmt, ...)
@@ -178,6 +184,63 @@ static size_t spf_macro_len(const char *s, size_t len, bool exp)
 	return i + 1;
 }
 
+/*
+ * RFC 7208 7.1 domain-end: the domain-spec s[0..len) ends in a
+ * macro-expand, or in "." toplabel ["."], where a toplabel is LDH with a
+ * letter and no hyphen at either end ("ptr:localhost" is a syntax error).
+ */
+static bool spf_domain_end_ok(const char *s, size_t len)
+{
+	size_t end = len, start;
+	bool alpha = false;
+
+	if (len > 0 && s[len - 1] == '}')
+		return true;
+	if (end > 0 && s[end - 1] == '.')
+		end--;
+	for (start = end; start > 0 && s[start - 1] != '.'; start--)
+		;
+	if (start == 0 || start == end || s[start] == '-' || s[end - 1] == '-')
+		return false;
+	for (size_t i = start; i < end; i++) {
+		char c = s[i];
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+			alpha = true;
+		else if (!((c >= '0' && c <= '9') || c == '-'))
+			return false;
+	}
+	return alpha;
+}
+
+/* The domain-spec of one term, when it has one: false if it is malformed. */
+static bool spf_term_domain_ok(const char *t, size_t len)
+{
+	static const char *const withspec[] = { "a:", "mx:", "ptr:", "include:", "exists:",
+		"redirect=", "exp=" };
+	size_t i = 0, plen, end;
+	bool brace = false;
+
+	if (len > 0 && strchr("+-~?", t[0]) != NULL)
+		i = 1;
+	for (size_t k = 0; k < sizeof withspec / sizeof withspec[0]; k++) {
+		plen = strlen(withspec[k]);
+		if (len - i < plen || strncasecmp(t + i, withspec[k], plen) != 0)
+			continue;
+		/* a and mx may end in a CIDR length: the spec stops at a "/" outside %{}. */
+		for (end = i + plen; end < len; end++) {
+			if (t[end] == '{' && end > 0 && t[end - 1] == '%')
+				brace = true;
+			else if (t[end] == '}')
+				brace = false;
+			else if (t[end] == '/' && !brace && k < 2)
+				break;
+		}
+		return spf_domain_end_ok(t + i + plen, end - i - plen);
+	}
+	return true;
+}
+
 int spf_record_check(const char *txt, size_t len, bool exp, char *why, size_t whylen)
 {
 	size_t max = exp ? SPF_EXP_MAX : SPF_RECORD_MAX;
@@ -193,6 +256,9 @@ int spf_record_check(const char *txt, size_t len, bool exp, char *why, size_t wh
 			return spf_fail(why, whylen, "byte 0x%02x at %zu is not printable ASCII",
 			    c, i);
 		if (c == ' ' && !exp) {
+			if (term > 0 && !spf_term_domain_ok(txt + i - term, term))
+				return spf_fail(why, whylen, "a malformed domain in '%.*s'",
+				    (int)(term < 60 ? term : 60), txt + i - term);
 			term = 0;
 			macros = 0;
 			i++;
@@ -216,6 +282,9 @@ int spf_record_check(const char *txt, size_t len, bool exp, char *why, size_t wh
 		if (term > SPF_TERM_MAX && !exp)
 			return spf_fail(why, whylen, "a term longer than %d bytes", SPF_TERM_MAX);
 	}
+	if (!exp && term > 0 && !spf_term_domain_ok(txt + len - term, term))
+		return spf_fail(why, whylen, "a malformed domain in '%.*s'",
+		    (int)(term < 60 ? term : 60), txt + len - term);
 	return 0;
 }
 
@@ -419,7 +488,8 @@ static SPF_dns_rr_t *spf_layer_lookup(SPF_dns_server_t *d, const char *domain, n
 	if (t == ns_t_spf || !spf_kind_of(t, &kind))
 		return SPF_dns_rr_new_init(d, domain, t, 0, NO_DATA);
 	len = domain != NULL ? strlen(domain) : 0;
-	if (len == 0 || len >= sizeof name || !spf_domain_ok(domain))
+	/* A PTR answer may be a single label ("localhost"): looked up as is. */
+	if (len == 0 || len >= sizeof name || !spf_name_ok(domain, false))
 		return SPF_dns_rr_new_nxdomain(d, domain != NULL ? domain : "");
 	memcpy(name, domain, len + 1);
 	if (name[len - 1] == '.')
@@ -593,10 +663,18 @@ static void spf_settle(struct spf_eval *ev, SPF_errcode_t rc, SPF_response_t *re
 		    "more than %d DNS-querying mechanisms", SPF_MAX_DNS_TERMS);
 		return;
 	}
-	if (ev->temp || rc == SPF_E_DNS_ERROR || r == SPF_RESULT_INVALID ||
+	if (ev->temp || rc == SPF_E_DNS_ERROR || rc == SPF_E_NO_MEMORY ||
 	    r == SPF_RESULT_TEMPERROR) {
 		o->result = AUTHRES_TEMPERROR;
-		str_copy(o->reason, ev->temp ? ev->temp_why : "DNS failure", sizeof o->reason);
+		str_copy(o->reason, ev->temp ? ev->temp_why : rc == SPF_E_NO_MEMORY ?
+		    "out of memory in libspf2" : "DNS failure", sizeof o->reason);
+		return;
+	}
+	if (r == SPF_RESULT_INVALID) {
+		/* No DNS trouble: the record did not compile (RFC 7208 4.6). */
+		o->result = AUTHRES_PERMERROR;
+		snprintf(o->reason, sizeof o->reason, "the SPF record is invalid: %s",
+		    SPF_strerror(rc));
 		return;
 	}
 	o->result = spf_result_of(r);

@@ -352,9 +352,10 @@ static void ss_record(struct ss_tx *stx, const struct ss_job *job)
 		str_copy(ar->spf.identity, o->identity, sizeof ar->spf.identity);
 		str_copy(ar->spf.reason, o->reason, sizeof ar->spf.reason);
 	}
-	policy_tx_note(stx->tx, "spf", "%s identity=%s domain=%s reason=%s",
-	    spf_result_name(o->result), o->helo_identity ? "helo" : "mailfrom", o->domain,
-	    o->reason);
+	policy_tx_note(stx->tx, "spf", "%s", spf_result_name(o->result));
+	policy_tx_note(stx->tx, "spf_identity", "%s %s", o->helo_identity ? "helo" : "mailfrom",
+	    o->domain);
+	policy_tx_note(stx->tx, "spf_reason", "%s", o->reason);
 	if (spf_received_field(&q, o, field, sizeof field) > 0)
 		policy_tx_add_header(stx->tx, field);
 }
