@@ -320,6 +320,9 @@ static const struct td_cmp_case {
 	{ "allow_external", "no", "no", 0 },
 	{ "require_tls_outbound", "yes", "no", -1 },
 	{ "require_tls_outbound", "no", "yes", 1 },
+	{ "spf_fail_action", "reject", "tag", -1 },
+	{ "spf_fail_action", "tag", "reject", 1 },
+	{ "spf_fail_action", "tag", "tag", 0 },
 };
 
 START_TEST(test_policy_compare)
@@ -338,8 +341,10 @@ START_TEST(test_policy_every_key_ordered)
 {
 	for (const struct tenancy_policy_key *k = tenancy_policy_keys; k->name != NULL; k++) {
 		char a[64], b[64], why[128];
-		const char *lo = k->type == TENANCY_POLICY_BOOL ? "no" : "1";
-		const char *hi = k->type == TENANCY_POLICY_BOOL ? "yes" : "2";
+		const char *lo = k->type == TENANCY_POLICY_BOOL ? "no" :
+		    k->type == TENANCY_POLICY_WORD ? k->words[0] : "1";
+		const char *hi = k->type == TENANCY_POLICY_BOOL ? "yes" :
+		    k->type == TENANCY_POLICY_WORD ? k->words[1] : "2";
 
 		ck_assert_int_eq(tenancy_policy_normalize(k, lo, a, sizeof a, why, sizeof why), 0);
 		ck_assert_int_eq(tenancy_policy_normalize(k, hi, b, sizeof b, why, sizeof why), 0);

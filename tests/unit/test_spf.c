@@ -10,6 +10,8 @@
 #include "config.h"
 
 #include <check.h>
+#include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,8 @@
 #include "common/buf.h"
 #include "common/cfg.h"
 #include "policy/spf.h"
+#include "queue/queue.h"
+#include "queue/tenancy.h"
 
 #define N_CASES(a) (int)(sizeof(a) / sizeof((a)[0]))
 
@@ -423,6 +427,85 @@ START_TEST(test_config_key)
 }
 END_TEST
 
+/* ---------------------------------------------- spf_fail_action */
+
+START_TEST(test_fail_action_key)
+{
+	const struct tenancy_policy_key *k = tenancy_policy_key_find("spf_fail_action");
+	char out[32], why[160];
+
+	ck_assert_ptr_nonnull(k);
+	ck_assert_str_eq(k->builtin, "reject");
+	ck_assert_int_eq(tenancy_policy_normalize(k, "TAG", out, sizeof out, why, sizeof why), 0);
+	ck_assert_str_eq(out, "tag");
+	ck_assert_int_eq(tenancy_policy_normalize(k, "Reject", out, sizeof out, why,
+	    sizeof why), 0);
+	ck_assert_str_eq(out, "reject");
+	ck_assert_int_eq(tenancy_policy_normalize(k, "drop", out, sizeof out, why, sizeof why),
+	    -EINVAL);
+	ck_assert_msg(strstr(why, "'drop' is not one of: reject, tag") != NULL, "%s", why);
+	/* The ceiling: reject is tighter than tag. */
+	ck_assert_int_eq(tenancy_policy_compare(k, "reject", "tag"), -1);
+	ck_assert_int_eq(tenancy_policy_compare(k, "tag", "reject"), 1);
+}
+END_TEST
+
+static int ts_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static void ts_tenant(struct queue_txn *t, const char *id, const char *parent)
+{
+	struct queue_tenant rec = { (char *)id, (char *)id, (char *)parent, 1000 };
+	char why[256];
+
+	ck_assert_msg(queue_tenant_put(t, &rec, why, sizeof why) == 0, "%s: %s", id, why);
+}
+
+static void ts_word(struct queue_txn *t, const char *tenant, const char *want,
+    const char *want_source)
+{
+	char out[32], source[64];
+
+	ck_assert_int_eq(queue_policy_word(t, tenant, "spf_fail_action", out, sizeof out, source,
+	    sizeof source), 0);
+	ck_assert_msg(strcmp(out, want) == 0 && strcmp(source, want_source) == 0,
+	    "%s: %s from %s, want %s from %s", tenant ? tenant : "(none)", out, source, want,
+	    want_source);
+}
+
+START_TEST(test_fail_action_store)
+{
+	char dir[] = "/tmp/test-spf-XXXXXX", out[32];
+	struct queue_store *store = NULL;
+	struct queue_txn *t;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(queue_store_open(dir, 0, false, &store), 0);
+	ck_assert_int_eq(queue_txn_begin(store, true, &t), 0);
+	ts_tenant(t, "city", NULL);
+	ts_tenant(t, "dept", "city");
+	ts_word(t, NULL, "reject", "default");
+	ts_word(t, "dept", "reject", "default");
+	ck_assert_int_eq(queue_policy_set(t, "dept", "spf_fail_action", "tag"), 0);
+	ts_word(t, "dept", "tag", "dept");
+	ts_word(t, "city", "reject", "default");
+	/* The city's reject is a ceiling the department's tag cannot pass. */
+	ck_assert_int_eq(queue_policy_set(t, "city", "spf_fail_action", "reject"), 0);
+	ts_word(t, "dept", "reject", "city");
+	ck_assert_int_eq(queue_policy_set(t, "city", "spf_fail_action", "bogus"), -EINVAL);
+	/* Typed getters refuse keys of another type. */
+	ck_assert_int_eq(queue_policy_word(t, "dept", "allow_external", out, sizeof out, NULL, 0),
+	    -EINVAL);
+	queue_txn_abort(t);
+	queue_store_close(store);
+	nftw(dir, ts_rm, 8, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
 static Suite *ts_suite(void)
 {
 	Suite *s = suite_create("spf");
@@ -437,6 +520,8 @@ static Suite *ts_suite(void)
 	tcase_add_loop_test(tc, test_domain_ok, 0, N_CASES(dom_cases));
 	tcase_add_test(tc, test_received_field);
 	tcase_add_test(tc, test_config_key);
+	tcase_add_test(tc, test_fail_action_key);
+	tcase_add_test(tc, test_fail_action_store);
 	suite_add_tcase(s, tc);
 	return s;
 }

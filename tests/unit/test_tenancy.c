@@ -360,12 +360,13 @@ START_TEST(test_policy_normalize)
 		ck_assert_str_eq(out, k->builtin);
 		ck_assert_ptr_eq(tenancy_policy_key_find(k->name), k);
 	}
-	ck_assert_uint_eq(nkeys, 5);
+	ck_assert_uint_eq(nkeys, 6);
 	ck_assert_str_eq(tenancy_policy_key_find("max_message_size")->builtin, "26214400");
 	ck_assert_str_eq(tenancy_policy_key_find("max_recipients")->builtin, "100");
 	ck_assert_str_eq(tenancy_policy_key_find("messages_per_hour")->builtin, "0");
 	ck_assert_str_eq(tenancy_policy_key_find("allow_external")->builtin, "yes");
 	ck_assert_str_eq(tenancy_policy_key_find("require_tls_outbound")->builtin, "no");
+	ck_assert_str_eq(tenancy_policy_key_find("spf_fail_action")->builtin, "reject");
 	ck_assert_ptr_null(tenancy_policy_key_find("max_size"));
 	ck_assert_ptr_null(tenancy_policy_key_find(NULL));
 	ck_assert_int_eq(tenancy_policy_normalize(NULL, "1", out, sizeof out, why, sizeof why),
