@@ -165,8 +165,10 @@ class TenantCliTest(TenancyCase):
         # the configuration file also has.
         p = policy("hcm-finance-w1")
         self.assertEqual(set(p), {"max_message_size", "max_recipients", "messages_per_hour",
-                                  "allow_external", "require_tls_outbound"}, p)
+                                  "allow_external", "require_tls_outbound",
+                                  "spf_fail_action"}, p)
         self.assertEqual(p["messages_per_hour"], {"value": 0, "source": "default"})
+        self.assertEqual(p["spf_fail_action"], {"value": "reject", "source": "default"})
         self.assertEqual(p["allow_external"], {"value": True, "source": "default"})
         self.assertEqual(p["max_recipients"]["source"], "config")
         self.assertEqual(p["max_message_size"]["source"], "config")
