@@ -102,6 +102,8 @@ struct queue_store *policy_call_store(const struct policy_call *call);
 void *policy_call_tx_state(const struct policy_call *call);
 /* The engine of a call (policy_resolve from a run). */
 struct policy *policy_call_policy(const struct policy_call *call);
+/* The engine's loop, for checks that work on the thread pool (uv_queue_work). */
+uv_loop_t *policy_call_loop(const struct policy_call *call);
 /* The engine's store, from a transaction hook. */
 struct queue_store *policy_tx_store(const struct policy_tx *tx);
 

@@ -194,6 +194,11 @@ struct policy *policy_call_policy(const struct policy_call *call)
 	return call->p;
 }
 
+uv_loop_t *policy_call_loop(const struct policy_call *call)
+{
+	return call->p->loop;
+}
+
 void *policy_call_tx_state(const struct policy_call *call)
 {
 	const struct policy_tx *tx = call->req->tx;

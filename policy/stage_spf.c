@@ -405,13 +405,9 @@ static void ss_mail(struct policy_call *call, const struct policy_request *req,
 	pthread_condattr_destroy(&ca);
 	job->work.data = job;
 	job->async.data = job;
-	/*
-	 * The engine does not hand its loop to checks; the daemon runs on
-	 * the default loop, and so do the tests that drive the engine.
-	 */
-	rc = uv_async_init(uv_default_loop(), &job->async, ss_async_cb);
+	rc = uv_async_init(policy_call_loop(call), &job->async, ss_async_cb);
 	if (rc == 0) {
-		rc = uv_queue_work(uv_default_loop(), &job->work, ss_work, ss_after_work);
+		rc = uv_queue_work(policy_call_loop(call), &job->work, ss_work, ss_after_work);
 		if (rc < 0)
 			uv_close((uv_handle_t *)&job->async, ss_async_closed);
 	} else {

@@ -20,6 +20,7 @@
 
 #include "common/buf.h"
 #include "common/cfg.h"
+#include "policy/check.h"
 #include "policy/spf.h"
 #include "queue/queue.h"
 #include "queue/tenancy.h"
@@ -506,6 +507,307 @@ START_TEST(test_fail_action_store)
 }
 END_TEST
 
+/* ------------------------------------------- the row, through the engine */
+
+/*
+ * A resolver with the policy_resolver contract over the zone above:
+ * answers come later, from the loop (a 0 ms timer); names under
+ * silent.example.org are never answered until te_release_silent.
+ */
+struct te_answer {
+	uv_timer_t timer;
+	struct spf_dns_reply reply;
+	policy_dns_cb *cb;
+	void *arg;
+};
+
+static uv_loop_t te_loop;
+static struct queue_store *te_store;
+static char te_dir[64];
+static struct policy *te_p;
+static policy_dns_cb *te_silent_cb[8];
+static void *te_silent_arg[8];
+static size_t te_nsilent;
+static unsigned te_lookups;
+
+static void te_closed(uv_handle_t *h)
+{
+	struct te_answer *a = h->data;
+
+	spf_dns_reply_clear(&a->reply);
+	free(a);
+}
+
+static void te_fire(uv_timer_t *t)
+{
+	struct te_answer *a = t->data;
+	struct policy_dns_answer ans = { a->reply.status, a->reply.n,
+		(const char *const *)a->reply.rr, a->reply.len, a->reply.error };
+
+	a->cb(a->arg, &ans);
+	uv_close((uv_handle_t *)t, te_closed);
+}
+
+static int te_lookup(void *ctx, enum policy_dns_kind kind, const char *name,
+    policy_dns_cb *cb, void *arg)
+{
+	struct te_answer *a;
+
+	(void)ctx;
+	te_lookups++;
+	if (strstr(name, "silent.example.org") != NULL) {
+		ck_assert_uint_lt(te_nsilent, 8);
+		te_silent_cb[te_nsilent] = cb;
+		te_silent_arg[te_nsilent++] = arg;
+		return 0;
+	}
+	a = calloc(1, sizeof *a);
+	fake_lookup(&(struct fake){ 0 }, kind, name, &a->reply);
+	a->cb = cb;
+	a->arg = arg;
+	a->timer.data = a;
+	uv_timer_init(&te_loop, &a->timer);
+	uv_timer_start(&a->timer, te_fire, 0, 0);
+	return 0;
+}
+
+/* Late answers to the silent names: a DNS failure, after the verdict. */
+static void te_release_silent(void)
+{
+	struct policy_dns_answer ans = { POLICY_DNS_TEMPFAIL, 0, NULL, NULL, "late" };
+
+	for (size_t i = 0; i < te_nsilent; i++)
+		te_silent_cb[i](te_silent_arg[i], &ans);
+	te_nsilent = 0;
+}
+
+static void te_setup(void)
+{
+	struct queue_domain ours = { .name = "fail.example.org", .route = "smtp:127.0.0.1:2526" };
+	struct queue_domain plain = { .name = "us.example.vn", .route = "smtp:127.0.0.1:2526",
+		.accept_all = true };
+	struct policy_resolver r = { NULL, te_lookup };
+	const struct policy_check *row = NULL;
+	struct queue_txn *txn;
+	char err[256];
+
+	snprintf(te_dir, sizeof te_dir, "/tmp/test-spf-engine-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(te_dir));
+	ck_assert_int_eq(queue_store_open(te_dir, 64 << 20, false, &te_store), 0);
+	ck_assert_int_eq(queue_txn_begin(te_store, true, &txn), 0);
+	ck_assert_int_eq(queue_domain_put(txn, &ours), 0);
+	ck_assert_int_eq(queue_domain_put(txn, &plain), 0);
+	ck_assert_int_eq(queue_txn_commit(txn), 0);
+	ck_assert_int_eq(uv_loop_init(&te_loop), 0);
+	for (size_t i = 0; i < policy_nchecks; i++)
+		if (strcmp(policy_checks[i].name, "spf") == 0)
+			row = &policy_checks[i];
+	ck_assert_ptr_nonnull(row);
+	ck_assert_msg(policy_new_table(&te_loop, NULL, te_store, row, 1, &te_p, err,
+	    sizeof err) == 0, "%s", err);
+	policy_set_resolver(te_p, &r);
+	te_nsilent = 0;
+	te_lookups = 0;
+}
+
+static void te_teardown(void)
+{
+	ck_assert_int_eq(uv_run(&te_loop, UV_RUN_DEFAULT), 0);
+	policy_free(te_p);
+	ck_assert_int_eq(uv_loop_close(&te_loop), 0);
+	queue_store_close(te_store);
+	nftw(te_dir, ts_rm, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+struct te_run {
+	struct verdict v;
+	unsigned done;
+	uv_timer_t *ticker;
+};
+
+static void te_done(void *arg, const struct verdict *v)
+{
+	struct te_run *r = arg;
+
+	r->v = *v;
+	r->done++;
+	if (r->ticker != NULL)
+		uv_timer_stop(r->ticker);
+}
+
+static void te_req(struct policy_request *req, enum policy_stage stage, const char *sender,
+    struct policy_tx *tx)
+{
+	memset(req, 0, sizeof *req);
+	req->stage = stage;
+	req->session_id = "S1";
+	req->client_addr = "192.0.2.1";
+	req->listener_role = "mx";
+	req->helo = "h.example.net";
+	req->sender = sender;
+	req->tx = tx;
+}
+
+/* Runs MAIL for sender in tx and waits for the verdict. */
+static struct te_run te_mail(struct policy_tx *tx, const char *sender)
+{
+	struct policy_request req;
+	struct te_run r = { 0 };
+
+	te_req(&req, POLICY_STAGE_MAIL, sender, tx);
+	policy_run(te_p, &req, te_done, &r);
+	ck_assert_int_eq(uv_run(&te_loop, UV_RUN_DEFAULT), 0);
+	ck_assert_uint_eq(r.done, 1);
+	return r;
+}
+
+START_TEST(test_row_pass_records)
+{
+	struct policy_tx *tx = policy_tx_new(te_p, "mx", "S1");
+	struct te_run r = te_mail(tx, "a@pass.example.org");
+	const char *h;
+	size_t len;
+
+	ck_assert_int_eq(r.v.kind, VERDICT_CONTINUE);
+	ck_assert_int_eq(policy_tx_authres(tx)->spf.result, AUTHRES_PASS);
+	ck_assert_str_eq(policy_tx_authres(tx)->spf.domain, "pass.example.org");
+	h = policy_tx_headers(tx, &len);
+	ck_assert_msg(strncmp(h, "Received-SPF: pass (localhost: ", 31) == 0, "%s", h);
+	ck_assert_msg(strstr(policy_tx_notes(tx), "spf=pass") != NULL, "%s",
+	    policy_tx_notes(tx));
+	policy_tx_free(tx);
+}
+END_TEST
+
+START_TEST(test_row_temperror_451)
+{
+	struct policy_tx *tx = policy_tx_new(te_p, "mx", "S1");
+	struct te_run r = te_mail(tx, "a@temp.example.org");
+
+	ck_assert_int_eq(r.v.kind, VERDICT_TEMPFAIL);
+	ck_assert_int_eq(r.v.code, 451);
+	ck_assert_str_eq(r.v.enh, "4.7.24");
+	ck_assert_int_eq(policy_tx_authres(tx)->spf.result, AUTHRES_TEMPERROR);
+	policy_tx_free(tx);
+}
+END_TEST
+
+START_TEST(test_row_fail_ours_and_rcpt)
+{
+	struct policy_tx *tx = policy_tx_new(te_p, "mx", "S1");
+	struct policy_request req;
+	struct te_run r = te_mail(tx, "a@fail.example.org");
+
+	/* fail.example.org is in our domain table: refused at MAIL. */
+	ck_assert_int_eq(r.v.kind, VERDICT_REJECT);
+	ck_assert_int_eq(r.v.code, 550);
+	ck_assert_str_eq(r.v.enh, "5.7.23");
+	policy_tx_free(tx);
+	/* inc.example.org is not ours: MAIL goes on, RCPT follows the tenant (none: reject). */
+	tx = policy_tx_new(te_p, "mx", "S1");
+	r = te_mail(tx, "a@inc.example.org");
+	ck_assert_int_eq(r.v.kind, VERDICT_CONTINUE);
+	ck_assert_int_eq(policy_tx_authres(tx)->spf.result, AUTHRES_PASS);
+	policy_tx_free(tx);
+	tx = policy_tx_new(te_p, "mx", "S1");
+	r = te_mail(tx, "a@soft.example.org");
+	ck_assert_int_eq(r.v.kind, VERDICT_CONTINUE);
+	policy_tx_free(tx);
+	tx = policy_tx_new(te_p, "mx", "S1");
+	te_req(&req, POLICY_STAGE_MAIL, "a@redir.example.org", tx);
+	memset(&r, 0, sizeof r);
+	policy_run(te_p, &req, te_done, &r);
+	ck_assert_int_eq(uv_run(&te_loop, UV_RUN_DEFAULT), 0);
+	ck_assert_int_eq(r.v.kind, VERDICT_CONTINUE);
+	ck_assert_int_eq(policy_tx_authres(tx)->spf.result, AUTHRES_FAIL);
+	te_req(&req, POLICY_STAGE_RCPT, "a@redir.example.org", tx);
+	req.rcpt = "u@us.example.vn";
+	req.rcpt_domain = "us.example.vn";
+	memset(&r, 0, sizeof r);
+	policy_run(te_p, &req, te_done, &r);
+	ck_assert_uint_eq(r.done, 1);
+	ck_assert_int_eq(r.v.kind, VERDICT_REJECT);
+	ck_assert_str_eq(r.v.enh, "5.7.23");
+	policy_tx_free(tx);
+}
+END_TEST
+
+START_TEST(test_row_trusted_skipped)
+{
+	struct policy_tx *tx = policy_tx_new(te_p, "mx", "S1");
+	struct policy_request req;
+	struct te_run r = { 0 };
+	size_t len;
+
+	te_req(&req, POLICY_STAGE_MAIL, "a@fail.example.org", tx);
+	req.client_trusted = true;
+	policy_run(te_p, &req, te_done, &r);
+	ck_assert_uint_eq(r.done, 1);
+	ck_assert_int_eq(r.v.kind, VERDICT_CONTINUE);
+	ck_assert_uint_eq(te_lookups, 0);
+	ck_assert_int_eq(policy_tx_authres(tx)->spf.result, AUTHRES_NOT_RUN);
+	(void)policy_tx_headers(tx, &len);
+	ck_assert_uint_eq(len, 0);
+	policy_tx_free(tx);
+}
+END_TEST
+
+/* The transaction ends while the worker waits: one completion, nothing touched. */
+START_TEST(test_row_tx_freed_in_flight)
+{
+	struct policy_tx *tx = policy_tx_new(te_p, "mx", "S1");
+	struct policy_request req;
+	struct te_run r = { 0 };
+
+	te_req(&req, POLICY_STAGE_MAIL, "a@mx.example.org", tx);
+	policy_run(te_p, &req, te_done, &r);
+	ck_assert_uint_eq(r.done, 0);
+	policy_tx_free(tx);
+	ck_assert_int_eq(uv_run(&te_loop, UV_RUN_DEFAULT), 0);
+	ck_assert_uint_eq(r.done, 1);
+	ck_assert_int_eq(r.v.kind, VERDICT_CONTINUE);
+}
+END_TEST
+
+static void te_tick(uv_timer_t *t)
+{
+	(*(unsigned *)t->data)++;
+}
+
+/*
+ * A name that is never answered: the loop keeps running (a 50 ms ticker
+ * fires all along), the verdict is 451 4.7.24 after the lookup deadline,
+ * and the late answer is dropped.
+ */
+START_TEST(test_row_silent_dns)
+{
+	struct policy_tx *tx = policy_tx_new(te_p, "mx", "S1");
+	struct policy_request req;
+	uv_timer_t ticker;
+	unsigned ticks = 0;
+	struct te_run r = { .ticker = &ticker };
+	uint64_t t0;
+
+	uv_timer_init(&te_loop, &ticker);
+	ticker.data = &ticks;
+	uv_timer_start(&ticker, te_tick, 50, 50);
+	te_req(&req, POLICY_STAGE_MAIL, "a@silent.example.org", tx);
+	t0 = uv_hrtime();
+	policy_run(te_p, &req, te_done, &r);
+	while (r.done == 0)
+		uv_run(&te_loop, UV_RUN_ONCE);
+	ck_assert_int_eq(r.v.kind, VERDICT_TEMPFAIL);
+	ck_assert_str_eq(r.v.enh, "4.7.24");
+	ck_assert_uint_ge((uv_hrtime() - t0) / 1000000u, 4000);
+	ck_assert_uint_ge(ticks, 40);
+	ck_assert_uint_eq(te_nsilent, 1);
+	uv_close((uv_handle_t *)&ticker, NULL);
+	ck_assert_int_eq(uv_run(&te_loop, UV_RUN_DEFAULT), 0);
+	te_release_silent();
+	policy_tx_free(tx);
+}
+END_TEST
+
 static Suite *ts_suite(void)
 {
 	Suite *s = suite_create("spf");
@@ -522,6 +824,16 @@ static Suite *ts_suite(void)
 	tcase_add_test(tc, test_config_key);
 	tcase_add_test(tc, test_fail_action_key);
 	tcase_add_test(tc, test_fail_action_store);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("engine");
+	tcase_add_checked_fixture(tc, te_setup, te_teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_row_pass_records);
+	tcase_add_test(tc, test_row_temperror_451);
+	tcase_add_test(tc, test_row_fail_ours_and_rcpt);
+	tcase_add_test(tc, test_row_trusted_skipped);
+	tcase_add_test(tc, test_row_tx_freed_in_flight);
+	tcase_add_test(tc, test_row_silent_dns);
 	suite_add_tcase(s, tc);
 	return s;
 }
