@@ -644,9 +644,49 @@ static bool spf_set_ip(SPF_request_t *req, const char *ip)
 	return SPF_request_set_ipv6(req, a6) == SPF_E_SUCCESS;
 }
 
+/* The reason, truncated to its field (a long domain shortens the words). */
+static void spf_reasonf(struct spf_outcome *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void spf_reasonf(struct spf_outcome *o, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(o->reason, sizeof o->reason, fmt, ap);
+	va_end(ap);
+}
+
+/* The reason of a settled result, in the words of RFC 7208 section 9.1's example. */
+static void spf_reason_words(struct spf_outcome *o, SPF_errcode_t rc, const char *ip)
+{
+	const char *d = o->domain;
+
+	switch (o->result) {
+	case AUTHRES_PASS:
+		spf_reasonf(o, "domain of %s designates %s as permitted sender", d, ip);
+		break;
+	case AUTHRES_FAIL:
+		spf_reasonf(o, "domain of %s does not designate %s as permitted sender", d, ip);
+		break;
+	case AUTHRES_SOFTFAIL:
+		spf_reasonf(o, "domain of %s discourages use of %s as permitted sender", d, ip);
+		break;
+	case AUTHRES_NEUTRAL:
+		spf_reasonf(o, "%s is neither permitted nor denied by domain of %s", ip, d);
+		break;
+	case AUTHRES_NONE:
+		spf_reasonf(o, "domain of %s has no SPF record", d);
+		break;
+	default:
+		spf_reasonf(o, "%s", SPF_strerror(rc));
+		break;
+	}
+}
+
 /* Our verdict over libspf2's answer (see the header comment). */
 static void spf_settle(struct spf_eval *ev, SPF_errcode_t rc, SPF_response_t *resp,
-    struct spf_outcome *o)
+    const char *ip, struct spf_outcome *o)
 {
 	SPF_result_t r = resp != NULL ? SPF_response_result(resp) : SPF_RESULT_INVALID;
 
@@ -678,12 +718,7 @@ static void spf_settle(struct spf_eval *ev, SPF_errcode_t rc, SPF_response_t *re
 		return;
 	}
 	o->result = spf_result_of(r);
-	if (o->result == AUTHRES_NONE)
-		str_copy(o->reason, "no SPF record", sizeof o->reason);
-	else if (rc != SPF_E_SUCCESS)
-		snprintf(o->reason, sizeof o->reason, "%s", SPF_strerror(rc));
-	else
-		snprintf(o->reason, sizeof o->reason, "%s", SPF_strreason(SPF_response_reason(resp)));
+	spf_reason_words(o, rc, ip);
 	if (o->result == AUTHRES_FAIL)
 		spf_sanitize(SPF_response_get_explanation(resp), o->explanation,
 		    sizeof o->explanation);
@@ -734,7 +769,7 @@ void spf_evaluate(const struct spf_query *q, spf_lookup_fn *lookup, void *arg,
 	if (SPF_request_set_env_from(req, from) != 0 || req->env_from_dp == NULL)
 		goto nomem;
 	rc = spf_run(srv, req, &resp);
-	spf_settle(&ev, rc, resp, out);
+	spf_settle(&ev, rc, resp, q->client_ip, out);
 	goto done;
 nomem:
 	out->result = AUTHRES_TEMPERROR;
