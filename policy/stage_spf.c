@@ -19,7 +19,10 @@
  * (policy_resolve) and hands the answer back under the job's mutex; the
  * worker waits on a condition variable with a deadline (SS_LOOKUP_MS per
  * question, SS_EVAL_MS for the whole evaluation), after which the
- * question is a DNS failure (temperror). The loop never waits.
+ * question is a DNS failure (temperror). The loop never waits. The pool
+ * is shared with maildir deliveries, AUTH and control commands, so SPF
+ * jobs hold at most half of its threads; the others wait in a queue of
+ * the check (in order, and within the same deadline).
  *
  * Entry points: stage_spf_new/free, stage_spf_run, stage_spf_tx_new,
  * stage_spf_tx_free.
@@ -63,9 +66,16 @@ policy_check_tx_free_fn stage_spf_tx_free;
 
 static const char ss_rule[] = "spf";
 
+/*
+ * The libuv pool is shared (maildir deliveries, AUTH hashing, control
+ * commands): SPF jobs, which may wait seconds on a silent name server,
+ * hold at most half of its threads; the others wait here, in order.
+ */
 struct stage_spf {
 	bool enabled;
 	char receiver[256];
+	unsigned running, max_running;
+	struct ss_job *qhead, *qtail;
 };
 
 struct ss_job;
@@ -83,6 +93,9 @@ enum ss_slot { SS_IDLE, SS_WANT, SS_ASKED, SS_DONE };
 struct ss_job {
 	uv_work_t work;
 	uv_async_t async;
+	struct stage_spf *st;
+	struct ss_job *qnext;      /* waiting for a pool thread */
+	uv_loop_t *loop;
 	struct policy *p;
 	struct policy_call *call;
 	struct ss_tx *stx;         /* NULL once the transaction ended */
@@ -108,6 +121,21 @@ struct ss_ask {
 	unsigned seq;
 };
 
+/* Half of libuv's pool (UV_THREADPOOL_SIZE, 4 by default), at least one. */
+static unsigned ss_pool_share(void)
+{
+	const char *env = getenv("UV_THREADPOOL_SIZE");
+	long n = env != NULL ? strtol(env, NULL, 10) : 4;
+
+	if (n < 1)
+		n = 4;
+	if (n > 1024)
+		n = 1024;
+	return n / 2 > 0 ? (unsigned)(n / 2) : 1;
+}
+
+static void ss_job_destroy(struct ss_job *job);
+
 int stage_spf_new(const struct config *cfg, void **state, char *err, size_t errlen)
 {
 	struct stage_spf *st = xcalloc(1, sizeof *st);
@@ -115,6 +143,7 @@ int stage_spf_new(const struct config *cfg, void **state, char *err, size_t errl
 	(void)err;
 	(void)errlen;
 	st->enabled = cfg != NULL ? cfg->spf : true;
+	st->max_running = ss_pool_share();
 	str_copy(st->receiver, cfg != NULL && cfg->hostname != NULL ? cfg->hostname :
 	    "localhost", sizeof st->receiver);
 	*state = st;
@@ -123,7 +152,20 @@ int stage_spf_new(const struct config *cfg, void **state, char *err, size_t errl
 
 void stage_spf_free(void *state)
 {
-	free(state);
+	struct stage_spf *st = state;
+
+	if (st == NULL)
+		return;
+	/* Jobs that never started (the loop has ended): their calls die with it. */
+	while (st->qhead != NULL) {
+		struct ss_job *job = st->qhead;
+
+		st->qhead = job->qnext;
+		if (job->stx != NULL)
+			job->stx->job = NULL;
+		ss_job_destroy(job);
+	}
+	free(st);
 }
 
 void *stage_spf_tx_new(void *state, struct policy_tx *tx)
@@ -151,10 +193,8 @@ void stage_spf_tx_free(void *txstate)
 
 /* ------------------------------------------------------------ the job */
 
-static void ss_job_maybe_free(struct ss_job *job)
+static void ss_job_destroy(struct ss_job *job)
 {
-	if (!job->work_done || !job->closed || job->pending > 0)
-		return;
 	spf_dns_reply_clear(&job->reply);
 	pthread_cond_destroy(&job->cv);
 	pthread_mutex_destroy(&job->mu);
@@ -163,6 +203,12 @@ static void ss_job_maybe_free(struct ss_job *job)
 	free(job->sender);
 	free(job->receiver);
 	free(job);
+}
+
+static void ss_job_maybe_free(struct ss_job *job)
+{
+	if (job->work_done && job->closed && job->pending == 0)
+		ss_job_destroy(job);
 }
 
 static void ss_async_closed(uv_handle_t *h)
@@ -360,9 +406,12 @@ static void ss_record(struct ss_tx *stx, const struct ss_job *job)
 		policy_tx_add_header(stx->tx, field);
 }
 
+static void ss_pump(struct stage_spf *st);
+
 static void ss_after_work(uv_work_t *w, int status)
 {
 	struct ss_job *job = w->data;
+	struct stage_spf *st = job->st;
 	struct verdict v;
 
 	if (status != 0) {
@@ -371,6 +420,7 @@ static void ss_after_work(uv_work_t *w, int status)
 		str_copy(job->out.reason, "the evaluation was cancelled", sizeof job->out.reason);
 	}
 	job->work_done = true;
+	st->running--;
 	if (job->stx != NULL) {
 		job->stx->job = NULL;
 		ss_record(job->stx, job);
@@ -380,16 +430,85 @@ static void ss_after_work(uv_work_t *w, int status)
 		uv_close((uv_handle_t *)&job->async, ss_async_closed);
 	policy_call_complete(job->call, &v);
 	ss_job_maybe_free(job);
+	ss_pump(st);
+}
+
+/* Completes a job that never ran (verdict v) and frees it. */
+static void ss_job_drop(struct ss_job *job, const struct verdict *v)
+{
+	struct policy_call *call = job->call;
+
+	if (job->stx != NULL)
+		job->stx->job = NULL;
+	ss_job_destroy(job);
+	policy_call_complete(call, v);
+}
+
+/*
+ * Hands a job to the pool: 0, or a libuv error, nothing started and the
+ * job left to ss_job_maybe_free (now, or when its handle has closed).
+ */
+static int ss_start(struct ss_job *job)
+{
+	int rc = uv_async_init(job->loop, &job->async, ss_async_cb);
+
+	if (rc < 0) {
+		job->work_done = true;
+		job->closed = true;
+		return rc;
+	}
+	rc = uv_queue_work(job->loop, &job->work, ss_work, ss_after_work);
+	if (rc < 0) {
+		/* Closed before any callback could need the job: it goes on close. */
+		job->work_done = true;
+		uv_close((uv_handle_t *)&job->async, ss_async_closed);
+		return rc;
+	}
+	job->st->running++;
+	return 0;
+}
+
+/* Starts waiting jobs while the pool share allows. */
+static void ss_pump(struct stage_spf *st)
+{
+	while (st->qhead != NULL && st->running < st->max_running) {
+		struct ss_job *job = st->qhead;
+		struct verdict v;
+		int rc;
+
+		st->qhead = job->qnext;
+		if (st->qhead == NULL)
+			st->qtail = NULL;
+		job->qnext = NULL;
+		policy_verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.7.24",
+		    "SPF check could not be completed in time, try again later");
+		v.rule = ss_rule;
+		if (job->stx == NULL) {
+			/* The transaction ended while it waited: nothing to decide. */
+			policy_verdict_set(&v, VERDICT_CONTINUE, 0, "", "spf not checked");
+			v.rule = ss_rule;
+			ss_job_drop(job, &v);
+		} else if (time_mono_ms() >= job->deadline) {
+			ss_job_drop(job, &v);
+		} else if ((rc = ss_start(job)) < 0) {
+			struct policy_call *call = job->call;
+
+			log_warn(NULL, "spf: cannot start an evaluation: %s", uv_strerror(rc));
+			job->stx->job = NULL;
+			ss_job_maybe_free(job);
+			policy_call_complete(call, &v);
+		}
+	}
 }
 
 static void ss_mail(struct policy_call *call, const struct policy_request *req,
-    const struct stage_spf *st, struct ss_tx *stx)
+    struct stage_spf *st, struct ss_tx *stx)
 {
 	struct ss_job *job = xcalloc(1, sizeof *job);
 	pthread_condattr_t ca;
-	struct verdict v;
-	int rc;
 
+	job->st = st;
+	job->loop = policy_call_loop(call);
 	job->p = policy_call_policy(call);
 	job->call = call;
 	job->stx = stx;
@@ -397,6 +516,7 @@ static void ss_mail(struct policy_call *call, const struct policy_request *req,
 	job->helo = xstrdup(req->helo != NULL ? req->helo : "");
 	job->sender = xstrdup(req->sender != NULL ? req->sender : "");
 	job->receiver = xstrdup(st->receiver);
+	/* From now, queueing included: the verdict comes before the row's timeout. */
 	job->deadline = time_mono_ms() + SS_EVAL_MS;
 	pthread_mutex_init(&job->mu, NULL);
 	pthread_condattr_init(&ca);
@@ -405,25 +525,13 @@ static void ss_mail(struct policy_call *call, const struct policy_request *req,
 	pthread_condattr_destroy(&ca);
 	job->work.data = job;
 	job->async.data = job;
-	rc = uv_async_init(policy_call_loop(call), &job->async, ss_async_cb);
-	if (rc == 0) {
-		rc = uv_queue_work(policy_call_loop(call), &job->work, ss_work, ss_after_work);
-		if (rc < 0)
-			uv_close((uv_handle_t *)&job->async, ss_async_closed);
-	} else {
-		job->closed = true;
-	}
-	if (rc < 0) {
-		log_warn(req->session_id, "spf: cannot start the evaluation: %s", uv_strerror(rc));
-		job->work_done = true;
-		ss_job_maybe_free(job);
-		policy_verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.7.24",
-		    "SPF check could not be started, try again later");
-		v.rule = ss_rule;
-		policy_call_complete(call, &v);
-		return;
-	}
 	stx->job = job;
+	if (st->qtail != NULL)
+		st->qtail->qnext = job;
+	else
+		st->qhead = job;
+	st->qtail = job;
+	ss_pump(st);
 }
 
 /* A fail for a domain not ours: the recipient's agency decides. */
@@ -464,7 +572,7 @@ static void ss_rcpt(struct policy_call *call, const struct policy_request *req,
 
 void stage_spf_run(struct policy_call *call, const struct policy_request *req, void *state)
 {
-	const struct stage_spf *st = state;
+	struct stage_spf *st = state;
 	struct ss_tx *stx = policy_call_tx_state(call);
 	struct verdict v;
 

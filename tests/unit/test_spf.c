@@ -808,6 +808,93 @@ START_TEST(test_row_silent_dns)
 }
 END_TEST
 
+static void te_other_work(uv_work_t *w)
+{
+	(void)w;
+}
+
+static void te_other_done(uv_work_t *w, int status)
+{
+	(void)status;
+	*(uint64_t *)w->data = uv_hrtime();
+}
+
+/*
+ * SPF holds at most half of libuv's pool (4 threads: 2): with two checks
+ * stuck on silent names, a third waits its turn, and other work on the
+ * pool (maildir, AUTH, control) still runs at once.
+ */
+START_TEST(test_row_pool_share)
+{
+	struct policy_tx *tx[3];
+	struct policy_request req[3];
+	struct te_run r[3];
+	const char *senders[3] = { "a@silent.example.org", "b@silent.example.org",
+		"a@pass.example.org" };
+	uv_work_t other;
+	uint64_t t0, other_done = 0;
+
+	memset(r, 0, sizeof r);
+	t0 = uv_hrtime();
+	for (int i = 0; i < 3; i++) {
+		tx[i] = policy_tx_new(te_p, "mx", "S1");
+		te_req(&req[i], POLICY_STAGE_MAIL, senders[i], tx[i]);
+		policy_run(te_p, &req[i], te_done, &r[i]);
+	}
+	/* Both stuck evaluations have asked their silent names... */
+	while (te_nsilent < 2 && (uv_hrtime() - t0) / 1000000u < 3000)
+		uv_run(&te_loop, UV_RUN_NOWAIT);
+	ck_assert_uint_eq(te_nsilent, 2);
+	/* ... and other work on the pool runs at once. */
+	t0 = uv_hrtime();
+	other.data = &other_done;
+	ck_assert_int_eq(uv_queue_work(&te_loop, &other, te_other_work, te_other_done), 0);
+	while (other_done == 0)
+		uv_run(&te_loop, UV_RUN_ONCE);
+	ck_assert_uint_lt((other_done - t0) / 1000000u, 1000);
+	/* The third check waits its turn: not started, not decided. */
+	ck_assert_uint_eq(te_nsilent, 2);
+	ck_assert_uint_eq(r[2].done, 0);
+	while (r[0].done + r[1].done + r[2].done < 3)
+		uv_run(&te_loop, UV_RUN_ONCE);
+	ck_assert_str_eq(r[0].v.enh, "4.7.24");
+	ck_assert_str_eq(r[1].v.enh, "4.7.24");
+	ck_assert_int_eq(r[2].v.kind, VERDICT_CONTINUE);
+	ck_assert_int_eq(policy_tx_authres(tx[2])->spf.result, AUTHRES_PASS);
+	ck_assert_int_eq(uv_run(&te_loop, UV_RUN_DEFAULT), 0);
+	te_release_silent();
+	for (int i = 0; i < 3; i++)
+		policy_tx_free(tx[i]);
+}
+END_TEST
+
+/* A transaction that ends while its check waits for a thread: dropped, one completion. */
+START_TEST(test_row_queued_tx_freed)
+{
+	struct policy_tx *tx[3];
+	struct policy_request req[3];
+	struct te_run r[3];
+	const char *senders[3] = { "a@silent.example.org", "b@silent.example.org",
+		"a@pass.example.org" };
+
+	memset(r, 0, sizeof r);
+	for (int i = 0; i < 3; i++) {
+		tx[i] = policy_tx_new(te_p, "mx", "S1");
+		te_req(&req[i], POLICY_STAGE_MAIL, senders[i], tx[i]);
+		policy_run(te_p, &req[i], te_done, &r[i]);
+	}
+	policy_tx_free(tx[2]);
+	while (r[0].done + r[1].done + r[2].done < 3)
+		uv_run(&te_loop, UV_RUN_ONCE);
+	ck_assert_uint_eq(r[2].done, 1);
+	ck_assert_int_eq(r[2].v.kind, VERDICT_CONTINUE);
+	ck_assert_int_eq(uv_run(&te_loop, UV_RUN_DEFAULT), 0);
+	te_release_silent();
+	policy_tx_free(tx[0]);
+	policy_tx_free(tx[1]);
+}
+END_TEST
+
 static Suite *ts_suite(void)
 {
 	Suite *s = suite_create("spf");
@@ -834,6 +921,8 @@ static Suite *ts_suite(void)
 	tcase_add_test(tc, test_row_trusted_skipped);
 	tcase_add_test(tc, test_row_tx_freed_in_flight);
 	tcase_add_test(tc, test_row_silent_dns);
+	tcase_add_test(tc, test_row_pool_share);
+	tcase_add_test(tc, test_row_queued_tx_freed);
 	suite_add_tcase(s, tc);
 	return s;
 }
