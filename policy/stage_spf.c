@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <uv.h>
@@ -110,6 +111,13 @@ struct ss_job {
 	enum policy_dns_kind kind;
 	char name[256];
 	struct spf_dns_reply reply;
+	/*
+	 * The identity's TXT is asked on the loop when the job is made, as
+	 * the slot's first question (seq 1): the worker's first question is
+	 * that one, and finds it answered or on its way, without a round
+	 * trip through the loop (a record of ip4/ip6 terms needs none at all).
+	 */
+	bool prefetched;
 	/* Loop thread only. */
 	unsigned pending;          /* resolver callbacks still to come */
 	bool work_done, closed;
@@ -134,7 +142,7 @@ static unsigned ss_pool_share(void)
 	return n / 2 > 0 ? (unsigned)(n / 2) : 1;
 }
 
-static void ss_job_destroy(struct ss_job *job);
+static void ss_job_maybe_free(struct ss_job *job);
 
 int stage_spf_new(const struct config *cfg, void **state, char *err, size_t errlen)
 {
@@ -163,7 +171,9 @@ void stage_spf_free(void *state)
 		st->qhead = job->qnext;
 		if (job->stx != NULL)
 			job->stx->job = NULL;
-		ss_job_destroy(job);
+		job->work_done = true;
+		job->closed = true;
+		ss_job_maybe_free(job);
 	}
 	free(st);
 }
@@ -299,13 +309,19 @@ static void ss_lookup(void *arg, enum policy_dns_kind kind, const char *name,
 	wait = job->deadline - now < SS_LOOKUP_MS ? job->deadline - now : SS_LOOKUP_MS;
 	ss_abstime(wait, &until);
 	pthread_mutex_lock(&job->mu);
-	job->seq++;
-	job->kind = kind;
-	str_copy(job->name, name, sizeof job->name);
-	job->slot = SS_WANT;
-	pthread_mutex_unlock(&job->mu);
-	uv_async_send(&job->async);
-	pthread_mutex_lock(&job->mu);
+	if (job->prefetched && kind == job->kind && strcasecmp(name, job->name) == 0) {
+		/* The loop asked this one when the job was made (ss_prefetch). */
+		job->prefetched = false;
+	} else {
+		job->prefetched = false;
+		job->seq++;
+		job->kind = kind;
+		str_copy(job->name, name, sizeof job->name);
+		job->slot = SS_WANT;
+		pthread_mutex_unlock(&job->mu);
+		uv_async_send(&job->async);
+		pthread_mutex_lock(&job->mu);
+	}
 	while (job->slot != SS_DONE) {
 		if (pthread_cond_timedwait(&job->cv, &job->mu, &until) == ETIMEDOUT)
 			break;
@@ -440,7 +456,10 @@ static void ss_job_drop(struct ss_job *job, const struct verdict *v)
 
 	if (job->stx != NULL)
 		job->stx->job = NULL;
-	ss_job_destroy(job);
+	/* Never started; a prefetch answer may still be due (then it frees). */
+	job->work_done = true;
+	job->closed = true;
+	ss_job_maybe_free(job);
 	policy_call_complete(call, v);
 }
 
@@ -501,6 +520,48 @@ static void ss_pump(struct stage_spf *st)
 	}
 }
 
+/* Queues a job for a pool thread and starts what the share allows. */
+static void ss_enqueue(struct ss_job *job)
+{
+	struct stage_spf *st = job->st;
+
+	if (st->qtail != NULL)
+		st->qtail->qnext = job;
+	else
+		st->qhead = job;
+	st->qtail = job;
+	ss_pump(st);
+}
+
+/*
+ * Asks the identity's TXT now, as the slot's first question (the job is
+ * not started yet: no worker reads the slot). Any failure here only
+ * means the worker asks it itself.
+ */
+static void ss_prefetch(struct ss_job *job)
+{
+	const char *at = strrchr(job->sender, '@');
+	const char *dom = job->sender[0] != '\0' ? (at != NULL ? at + 1 : "") : job->helo;
+	struct ss_ask *a;
+
+	if (!spf_domain_ok(dom) || strlen(dom) >= sizeof job->name)
+		return;
+	a = xmalloc(sizeof *a);
+	a->job = job;
+	a->seq = job->seq = 1;
+	job->kind = POLICY_DNS_TXT;
+	str_copy(job->name, dom, sizeof job->name);
+	job->slot = SS_ASKED;
+	job->prefetched = true;
+	job->pending++;
+	if (policy_resolve(job->p, POLICY_DNS_TXT, dom, ss_answer, a) == 0)
+		return;
+	job->pending--;
+	job->slot = SS_IDLE;
+	job->prefetched = false;
+	free(a);
+}
+
 static void ss_mail(struct policy_call *call, const struct policy_request *req,
     struct stage_spf *st, struct ss_tx *stx)
 {
@@ -526,12 +587,8 @@ static void ss_mail(struct policy_call *call, const struct policy_request *req,
 	job->work.data = job;
 	job->async.data = job;
 	stx->job = job;
-	if (st->qtail != NULL)
-		st->qtail->qnext = job;
-	else
-		st->qhead = job;
-	st->qtail = job;
-	ss_pump(st);
+	ss_prefetch(job);
+	ss_enqueue(job);
 }
 
 /* A fail for a domain not ours: the recipient's agency decides. */
