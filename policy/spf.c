@@ -572,6 +572,8 @@ static bool spf_identity(const struct spf_query *q, struct spf_outcome *o, char 
 		lp = at != NULL ? (size_t)(at - q->sender) : 0;
 		spf_sanitize(q->sender, o->identity, sizeof o->identity);
 		spf_sanitize(at != NULL ? at + 1 : q->sender, o->domain, sizeof o->domain);
+		/* DMARC compares this domain with the From: domain: one case. */
+		str_lower(o->domain);
 		if (at == NULL || lp == 0 || lp > 64 || !spf_domain_ok(at + 1)) {
 			str_copy(o->reason, "the sender's domain is not a domain name",
 			    sizeof o->reason);
@@ -593,6 +595,7 @@ static bool spf_identity(const struct spf_query *q, struct spf_outcome *o, char 
 	o->helo_identity = true;
 	spf_sanitize(q->helo != NULL ? q->helo : "", o->identity, sizeof o->identity);
 	spf_sanitize(q->helo != NULL ? q->helo : "", o->domain, sizeof o->domain);
+	str_lower(o->domain);
 	if (q->helo == NULL || !spf_domain_ok(q->helo)) {
 		str_copy(o->reason, "the HELO name is not a domain name", sizeof o->reason);
 		return false;

@@ -237,6 +237,20 @@ START_TEST(test_explanation)
 }
 END_TEST
 
+START_TEST(test_domain_lowercased)
+{
+	struct spf_query q = { "192.0.2.1", "h.example.net", "A@Pass.Example.ORG",
+		"mx.city.example" };
+	struct spf_outcome o;
+	struct fake f = { 0 };
+
+	spf_evaluate(&q, fake_lookup, &f, &o);
+	ck_assert_int_eq(o.result, AUTHRES_PASS);
+	ck_assert_str_eq(o.domain, "pass.example.org");
+	ck_assert_str_eq(o.identity, "A@Pass.Example.ORG");
+}
+END_TEST
+
 START_TEST(test_null_sender_identity)
 {
 	struct spf_query q = { "192.0.2.9", "helo.example.org", "", "mx.city.example" };
@@ -904,6 +918,7 @@ static Suite *ts_suite(void)
 	tcase_add_loop_test(tc, test_eval, 0, N_CASES(eval_cases));
 	tcase_add_test(tc, test_explanation);
 	tcase_add_test(tc, test_null_sender_identity);
+	tcase_add_test(tc, test_domain_lowercased);
 	tcase_add_test(tc, test_refused_record_stops);
 	tcase_add_loop_test(tc, test_record_check, 0, N_CASES(rec_cases));
 	tcase_add_test(tc, test_record_bounds);
