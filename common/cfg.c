@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -568,6 +569,25 @@ static bool cfg_in_range(struct cfg_ctx *ctx, const struct cfg_row *row,
 	return false;
 }
 
+/* yes/no, on/off, true/false (any case): 0, or -EINVAL. */
+static int cfg_bool_parse(const char *s, bool *out)
+{
+	static const char *const yes[] = { "yes", "on", "true" };
+	static const char *const no[] = { "no", "off", "false" };
+
+	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 /* Parses value for row into the snapshot; reports problems at line. */
 static void cfg_set(struct cfg_ctx *ctx, size_t idx, const char *value, unsigned line)
 {
@@ -652,6 +672,11 @@ static void cfg_set(struct cfg_ctx *ctx, size_t idx, const char *value, unsigned
 	}
 	case CFG_T_ENDPOINT:
 		cfg_set_endpoint(ctx, row, field, value, line);
+		return;
+	case CFG_T_BOOL:
+		if (cfg_bool_parse(value, (bool *)field) < 0)
+			cfg__err(ctx, line, "%s: '%.*s' is not yes or no (also on/off, true/false)",
+				row->name, CFG_QUOTE_MAX, value);
 		return;
 	}
 	if (why != NULL) {
