@@ -388,7 +388,7 @@ enum dmarc_disposition dmarc_evaluate(const struct authres *ar, const char *from
 	out->result = AUTHRES_FAIL;
 	if (roll >= (unsigned)rec->pct && applied != 'n') {
 		snprintf(out->reason, sizeof out->reason,
-		    "no aligned SPF or DKIM pass; pct=%d: the policy was not applied", rec->pct);
+		    "no aligned SPF or DKIM pass, pct=%d: the policy was not applied", rec->pct);
 		applied = sd_milder(applied);
 	} else {
 		str_copy(out->reason, "no aligned SPF or DKIM pass", sizeof out->reason);

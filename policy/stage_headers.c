@@ -8,6 +8,14 @@
  * lets a signature cover one value while the reader sees the other. A
  * message that breaks the rule is refused 550 5.6.0 naming the field.
  *
+ * A message with no From: at all is refused too, except from a client in
+ * trusted_networks that did not authenticate (an agency's own server
+ * relaying, where scanners and old applications send mail without one):
+ * there the missing field misleads no reader and no check, and the
+ * relay's existing behaviour is kept. A submitted message without From:
+ * is refused by the tenant row before this one; mail from outside the
+ * city always needs one (DMARC has nothing to check without it).
+ *
  * Entry points: stage_headers_run (DATA).
  * OWNERSHIP: no state; the request is borrowed.
  * THREADS: loop thread; decides synchronously.
@@ -33,7 +41,7 @@ void stage_headers_run(struct policy_call *call, const struct policy_request *re
 		policy_call_complete(call, &v);
 		return;
 	}
-	if (sc->counts[RFC5322_F_FROM] == 0) {
+	if (sc->counts[RFC5322_F_FROM] == 0 && !(req->client_trusted && req->auth_user == NULL)) {
 		policy_verdict_set(&v, VERDICT_REJECT, 550, "5.6.0",
 		    "Message has no From: header field (RFC 5322 section 3.6 requires one)");
 		policy_call_complete(call, &v);
