@@ -467,6 +467,11 @@ static int sd_from_domain(const struct rfc5322_scan *sc, char *out, size_t outle
 	size_t n = 0;
 	int rc = 0;
 
+	if (sc->from_count == 0) {
+		policy_verdict_set(v, VERDICT_REJECT, 550, "5.6.0",
+		    "Message has no From: header field (RFC 5322 section 3.6 requires one)");
+		return -EINVAL;
+	}
 	if (sc->from_count != 1 || sc->from_truncated) {
 		policy_verdict_set(v, VERDICT_REJECT, 550, "5.6.0",
 		    "Message must have exactly one readable From: header field");

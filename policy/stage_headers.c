@@ -1,20 +1,20 @@
 /*
  * stage_headers: the header rules that protect the sender-authentication
  * verdicts, the "headers" row of policy/checks.c. At DATA, for every
- * message of every role (inbound and submitted alike): exactly one From:
- * and at most one Sender:, Subject:, Date:, Message-ID:, To: and Cc:
- * (RFC 5322 section 3.6). A second From: is the classic way to show a
+ * message of every role (inbound and submitted alike): at most one From:,
+ * Sender:, Subject:, Date:, Message-ID:, To: and Cc: (RFC 5322 section
+ * 3.6). A second From: is the classic way to show a
  * reader one author while DMARC checks another; a second Subject: or To:
  * lets a signature cover one value while the reader sees the other. A
  * message that breaks the rule is refused 550 5.6.0 naming the field.
  *
- * A message with no From: at all is refused too, except from a client in
- * trusted_networks that did not authenticate (an agency's own server
- * relaying, where scanners and old applications send mail without one):
- * there the missing field misleads no reader and no check, and the
- * relay's existing behaviour is kept. A submitted message without From:
- * is refused by the tenant row before this one; mail from outside the
- * city always needs one (DMARC has nothing to check without it).
+ * A message with no From: at all is refused where a verdict depends on
+ * it: by the tenant row for a submitter (before this one) and by the
+ * dmarc row for mail from outside the city (DMARC has nothing to check
+ * without it). From a client in trusted_networks (an agency's own server
+ * relaying, where scanners and old applications send mail without one)
+ * it is accepted, as it always was: there it misleads no reader and no
+ * check.
  *
  * Entry points: stage_headers_run (DATA).
  * OWNERSHIP: no state; the request is borrowed.
@@ -38,12 +38,6 @@ void stage_headers_run(struct policy_call *call, const struct policy_request *re
 	(void)state;
 	if (req->stage != POLICY_STAGE_DATA || sc == NULL) {
 		policy_verdict_set(&v, VERDICT_CONTINUE, 0, "", "no header section to check");
-		policy_call_complete(call, &v);
-		return;
-	}
-	if (sc->counts[RFC5322_F_FROM] == 0 && !(req->client_trusted && req->auth_user == NULL)) {
-		policy_verdict_set(&v, VERDICT_REJECT, 550, "5.6.0",
-		    "Message has no From: header field (RFC 5322 section 3.6 requires one)");
 		policy_call_complete(call, &v);
 		return;
 	}
