@@ -35,7 +35,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -569,18 +568,19 @@ static bool cfg_in_range(struct cfg_ctx *ctx, const struct cfg_row *row,
 	return false;
 }
 
-/* yes/no, on/off, true/false (any case): 0, or -EINVAL. */
-static int cfg_bool_parse(const char *s, bool *out)
+/* Parses value for row into the snapshot; reports problems at line. */
+/* A switch: yes/no, true/false, on/off, 1/0 (any case). 0 or -EINVAL. */
+static int cfg_bool_parse(const char *value, bool *out)
 {
-	static const char *const yes[] = { "yes", "on", "true" };
-	static const char *const no[] = { "no", "off", "false" };
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
 
 	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
-		if (strcasecmp(s, yes[i]) == 0) {
+		if (str_ieq(value, yes[i])) {
 			*out = true;
 			return 0;
 		}
-		if (strcasecmp(s, no[i]) == 0) {
+		if (str_ieq(value, no[i])) {
 			*out = false;
 			return 0;
 		}
@@ -588,7 +588,6 @@ static int cfg_bool_parse(const char *s, bool *out)
 	return -EINVAL;
 }
 
-/* Parses value for row into the snapshot; reports problems at line. */
 static void cfg_set(struct cfg_ctx *ctx, size_t idx, const char *value, unsigned line)
 {
 	const struct cfg_row *row = &cfg__rows[idx];
@@ -675,8 +674,8 @@ static void cfg_set(struct cfg_ctx *ctx, size_t idx, const char *value, unsigned
 		return;
 	case CFG_T_BOOL:
 		if (cfg_bool_parse(value, (bool *)field) < 0)
-			cfg__err(ctx, line, "%s: '%.*s' is not yes or no (also on/off, true/false)",
-				row->name, CFG_QUOTE_MAX, value);
+			cfg__err(ctx, line, "%s: '%.*s' is not yes or no", row->name,
+				CFG_QUOTE_MAX, value);
 		return;
 	}
 	if (why != NULL) {
