@@ -64,7 +64,7 @@ def key_known(name):
     conf = os.path.join(d, "govrelay.conf")
     with open(conf, "w") as f:
         f.write("data_dir = %s\nlisten = mx 127.0.0.1:%d\n%s = yes\n"
-                % (d, harness.dead_port(), name))
+                % (d, harness.free_port(), name))
     r = subprocess.run([harness.GOVRELAYCTL, "-c", conf, "config", "check"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        universal_newlines=True, timeout=30)
