@@ -522,9 +522,13 @@ static int td_lookup(void *ctx, enum policy_dns_kind kind, const char *name, pol
 	return 0;
 }
 
-/* One DATA request from outside, From: FROM, with ar's SPF/DKIM results. */
-static struct verdict td_run(const char *from, const struct authres *ar, char *notes,
-    size_t noteslen, bool free_early)
+/*
+ * One DATA request from outside with header line (none when NULL) and
+ * ar's SPF/DKIM results; from: the From: domain DMARC must find, or NULL
+ * when the message is refused before DMARC looks it up.
+ */
+static struct verdict td_run_line(const char *line, const char *from, const struct authres *ar,
+    char *notes, size_t noteslen, bool free_early)
 {
 	struct policy_resolver res = { .ctx = NULL, .lookup = td_lookup };
 	struct rfc5322_scan *sc = xmalloc(sizeof *sc);
@@ -533,11 +537,9 @@ static struct verdict td_run(const char *from, const struct authres *ar, char *n
 	struct policy_request req = { .stage = POLICY_STAGE_DATA, .session_id = "t",
 		.client_addr = "192.0.2.1", .listener_role = "mx", .sender = "x@elsewhere.net" };
 	struct td_result r = { 0 };
-	char line[300];
 	const char *lines[1] = { line };
 
-	snprintf(line, sizeof line, "From: Someone <someone@%s>", from);
-	td_scan(sc, lines, 1);
+	td_scan(sc, lines, line != NULL ? 1 : 0);
 	policy_set_resolver(p, &res);
 	tx = policy_tx_new(p, "mx", "t");
 	*policy_tx_authres(tx) = *ar;
@@ -554,13 +556,52 @@ static struct verdict td_run(const char *from, const struct authres *ar, char *n
 	ck_assert(r.done);
 	if (tx != NULL) {
 		str_copy(notes, policy_tx_notes(tx), noteslen);
-		ck_assert_str_eq(policy_tx_authres(tx)->dmarc.from_domain, from);
+		ck_assert_str_eq(policy_tx_authres(tx)->dmarc.from_domain, from != NULL ? from : "");
 		policy_tx_free(tx);
 	}
 	policy_free(p);
 	free(sc);
 	return r.v;
 }
+
+static struct verdict td_run(const char *from, const struct authres *ar, char *notes,
+    size_t noteslen, bool free_early)
+{
+	char line[300];
+
+	snprintf(line, sizeof line, "From: Someone <someone@%s>", from);
+	return td_run_line(line, from, ar, notes, noteslen, free_early);
+}
+
+START_TEST(test_row_from_rules)
+{
+	struct authres ar;
+	struct verdict v;
+	char notes[2048] = "";
+
+	memset(&ar, 0, sizeof ar);
+	/* No From: from outside: nothing for DMARC to check, refused. */
+	v = td_run_line(NULL, NULL, &ar, notes, sizeof notes, false);
+	ck_assert_int_eq(v.kind, VERDICT_REJECT);
+	ck_assert_str_eq(v.enh, "5.6.0");
+	ck_assert_msg(strstr(v.text, "no From:") != NULL, "%s", v.text);
+	ck_assert_uint_eq(td_queries, 0);
+	/* Authors in two domains: which one would DMARC check? Refused. */
+	v = td_run_line("From: a@none.org, b@hanoi-city.org", NULL, &ar, notes, sizeof notes,
+	    false);
+	ck_assert_int_eq(v.kind, VERDICT_REJECT);
+	ck_assert_str_eq(v.enh, "5.7.1");
+	/* Two authors of one domain: that domain. */
+	v = td_run_line("From: a@reject.org, b@Reject.ORG", "reject.org", &ar, notes,
+	    sizeof notes, false);
+	ck_assert_int_eq(v.kind, VERDICT_REJECT);
+	ck_assert_msg(strstr(v.text, "DMARC policy of reject.org") != NULL, "%s", v.text);
+	/* An unreadable From: */
+	v = td_run_line("From: <a@@b>", NULL, &ar, notes, sizeof notes, false);
+	ck_assert_int_eq(v.kind, VERDICT_REJECT);
+	ck_assert_str_eq(v.enh, "5.6.0");
+}
+END_TEST
 
 START_TEST(test_row_policies)
 {
@@ -670,6 +711,7 @@ static Suite *td_suite(void)
 	tcase_add_test(tc, test_evaluate_alignment);
 	tcase_add_test(tc, test_evaluate_pct_and_sp);
 	tcase_add_test(tc, test_evaluate_temperror);
+	tcase_add_test(tc, test_row_from_rules);
 	tcase_add_test(tc, test_row_policies);
 	tcase_add_test(tc, test_row_own_domain);
 	tcase_add_test(tc, test_row_tx_ends_first);
