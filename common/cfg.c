@@ -569,6 +569,25 @@ static bool cfg_in_range(struct cfg_ctx *ctx, const struct cfg_row *row,
 }
 
 /* Parses value for row into the snapshot; reports problems at line. */
+/* A switch: yes/no, true/false, on/off, 1/0 (any case). 0 or -EINVAL. */
+static int cfg_bool_parse(const char *value, bool *out)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+
+	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+		if (str_ieq(value, yes[i])) {
+			*out = true;
+			return 0;
+		}
+		if (str_ieq(value, no[i])) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 static void cfg_set(struct cfg_ctx *ctx, size_t idx, const char *value, unsigned line)
 {
 	const struct cfg_row *row = &cfg__rows[idx];
@@ -652,6 +671,11 @@ static void cfg_set(struct cfg_ctx *ctx, size_t idx, const char *value, unsigned
 	}
 	case CFG_T_ENDPOINT:
 		cfg_set_endpoint(ctx, row, field, value, line);
+		return;
+	case CFG_T_BOOL:
+		if (cfg_bool_parse(value, (bool *)field) < 0)
+			cfg__err(ctx, line, "%s: '%.*s' is not yes or no", row->name,
+				CFG_QUOTE_MAX, value);
 		return;
 	}
 	if (why != NULL) {

@@ -55,6 +55,7 @@ struct cfg_hostport {
 #define CFG_CTYPE_CIDRS struct cfg_cidr_list
 #define CFG_CTYPE_LISTEN struct cfg_listen_list
 #define CFG_CTYPE_HOSTPORT struct cfg_hostport
+#define CFG_CTYPE_BOOL bool         /* yes/no, true/false, on/off, 1/0 */
 #define CFG_CTYPE_ENDPOINT char *  /* "unix:/abs/path" or "tcp:ADDR:PORT", NULL if unset */
 
 struct config {

@@ -8,7 +8,7 @@
  *
  * X(name, type, default, min, max, reloadable, doc)
  *   type: STRING PATH SIZE COUNT DURATION PORT LOGFORMAT CIDRS LISTEN
- *         HOSTPORT ENDPOINT
+ *         HOSTPORT ENDPOINT BOOL
  *   default: the value as it would be written in the file ("" = unset)
  *   min/max: bounds for numeric types (DURATION in milliseconds)
  */
@@ -120,6 +120,8 @@
 	X(user, STRING, "govrelay", 0, 0, 0, \
 	  "Unprivileged user govrelayd runs as: started as root it binds its listeners, reads its key, then drops to this user for good (never root). data_dir must belong to it.") \
 	X(control_command_time, DURATION, "10m", 1000, 86400000, 1, \
-	  "Total time one govrelayctl command run through control_socket may take, its output included; a client that reads slower loses the rest of its output.")
+	  "Total time one govrelayctl command run through control_socket may take, its output included; a client that reads slower loses the rest of its output.") \
+	X(dmarc, BOOL, "yes", 0, 0, 1, \
+	  "Apply DMARC (RFC 7489) to mail from outside trusted_networks on mx listeners: the From: domain's published policy decides (reject: 550 5.7.1, quarantine: held in the queue, none: delivered), and mail claiming one of our domains without SPF or DKIM alignment is refused whatever the policy.")
 
 #endif
