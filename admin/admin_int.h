@@ -373,6 +373,7 @@ int admin__queue_show(struct admin *a, const struct admin_args *args);
 int admin__queue_change(struct admin *a, const struct admin_args *args);
 int admin__stats(struct admin *a, const struct admin_args *args);
 int admin__audit_search(struct admin *a, const struct admin_args *args);
+int admin__dmarc_report(struct admin *a, const struct admin_args *args);
 int admin__audit_verify(struct admin *a, const struct admin_args *args);
 int admin__audit_checkpoint(struct admin *a, const struct admin_args *args);
 /*

@@ -8,7 +8,7 @@
  * OpenSMTPD smtpctl's pattern table), so a new verb is one row and one
  * handler. The handlers live one file per noun: tenant.c, domain.c,
  * mailbox.c, import.c (mailbox import), user.c, operator.c, policy.c,
- * queue.c, stats.c, audit.c, config.c.
+ * queue.c, stats.c, audit.c, config.c, dmarc.c (dmarc report).
  *
  * Authorization (STYLE.md section 12, `cmd_install_priv`): the row says
  * who may run it at all (super only, postmasters, auditors); for a caller
@@ -163,6 +163,12 @@ static const struct admin_cmd admin_cmds[] = {
 	{ "audit", "checkpoint", "", 0, SUPER, admin__audit_checkpoint,
 	  "Sign and write an audit checkpoint of the chain's head now (through the running "
 	  "daemon, else with audit_signing_key directly)." },
+	{ "dmarc", "report", "--since <time> [--until <time>] [--domain <domain>]", R, PM,
+	  admin__dmarc_report,
+	  "Print, per From: domain and source address, the messages DMARC checked: count, "
+	  "SPF and DKIM result, domain and alignment, DMARC result, published policy and "
+	  "disposition (from the audit records). T as for audit search, or 24h for the "
+	  "last 24 hours. A postmaster sees their own domains only." },
 	{ "stats", "", "", R, PM, admin__stats,
 	  "Count tenants, domains, mailboxes, aliases, users, operators, queued messages "
 	  "and audit records." },

@@ -4,7 +4,8 @@
  *
  * Entry points: rfc5322_scan_init and rfc5322_scan_line (an incremental
  * scanner of the header section that keeps the first From: field body,
- * unfolded, and counts From: fields), rfc5322_parse_address_list (the
+ * unfolded, and counts From: and the other fields of enum rfc5322_field),
+ * rfc5322_field_name, rfc5322_parse_address_list (the
  * addr-specs of an address-list field body, canonical per common/addr.h),
  * rfc5322_free_list.
  *
@@ -44,6 +45,34 @@
 #include "common/xmalloc.h"
 
 /* ------------------------------------------------------------ scanner */
+
+static const char *const rfc5322_field_names[RFC5322_F_COUNT] = {
+	[RFC5322_F_FROM] = "From",
+	[RFC5322_F_SENDER] = "Sender",
+	[RFC5322_F_SUBJECT] = "Subject",
+	[RFC5322_F_DATE] = "Date",
+	[RFC5322_F_MESSAGE_ID] = "Message-ID",
+	[RFC5322_F_TO] = "To",
+	[RFC5322_F_CC] = "Cc",
+};
+
+const char *rfc5322_field_name(enum rfc5322_field f)
+{
+	return (unsigned)f < RFC5322_F_COUNT ? rfc5322_field_names[f] : "?";
+}
+
+/* Counts a field whose name (without the colon or WSP) is one we count. */
+static void rfc5322_scan_count(struct rfc5322_scan *sc, const char *name, size_t len)
+{
+	for (size_t i = 0; i < RFC5322_F_COUNT; i++) {
+		const char *want = rfc5322_field_names[i];
+
+		if (strlen(want) == len && strncasecmp(name, want, len) == 0) {
+			sc->counts[i]++;
+			return;
+		}
+	}
+}
 
 void rfc5322_scan_init(struct rfc5322_scan *sc)
 {
@@ -115,6 +144,7 @@ void rfc5322_scan_line(struct rfc5322_scan *sc, const char *line, size_t len)
 			return;
 		}
 	}
+	rfc5322_scan_count(sc, line, name_len);
 	if (name_len == 4 && strncasecmp(line, "From", 4) == 0) {
 		sc->from_count++;
 		if (sc->from_count == 1) {

@@ -29,6 +29,16 @@ policy_check_free_fn stage_tenant_free;
 policy_check_run_fn stage_tenant_run;
 policy_check_queued_fn stage_tenant_queued;
 
+/* stage_headers.c: one From:, at most one Sender:, Subject:, ... (RFC 5322 3.6). */
+policy_check_run_fn stage_headers_run;
+
+/* stage_dmarc.c: the From: domain's DMARC policy over SPF and DKIM (mx only). */
+policy_check_new_fn stage_dmarc_new;
+policy_check_free_fn stage_dmarc_free;
+policy_check_run_fn stage_dmarc_run;
+policy_check_tx_new_fn stage_dmarc_tx_new;
+policy_check_tx_free_fn stage_dmarc_tx_free;
+
 /* stage_spf.c: SPF at MAIL (off the loop), the agency's spf_fail_action at RCPT. */
 policy_check_new_fn stage_spf_new;
 policy_check_free_fn stage_spf_free;
@@ -43,11 +53,17 @@ const struct policy_check policy_checks[] = {
 	  POLICY_AT(POLICY_STAGE_RCPT) | POLICY_AT(POLICY_STAGE_DATA),
 	  .roles = POLICY_ROLES_ALL, .create = stage_tenant_new, .destroy = stage_tenant_free,
 	  .run = stage_tenant_run, .queued = stage_tenant_queued },
+	{ .name = "headers", .stages = POLICY_AT(POLICY_STAGE_DATA), .roles = POLICY_ROLES_ALL,
+	  .run = stage_headers_run },
 	/* The row's timeout exceeds the evaluation's own deadline (12 s). */
 	{ .name = "spf", .stages = POLICY_AT(POLICY_STAGE_MAIL) | POLICY_AT(POLICY_STAGE_RCPT),
 	  .roles = POLICY_ROLE(CFG_ROLE_MX), .timeout_ms = 20000, .create = stage_spf_new,
 	  .destroy = stage_spf_free, .run = stage_spf_run, .tx_new = stage_spf_tx_new,
 	  .tx_free = stage_spf_tx_free },
+	{ .name = "dmarc", .stages = POLICY_AT(POLICY_STAGE_DATA),
+	  .roles = POLICY_ROLE(CFG_ROLE_MX), .create = stage_dmarc_new,
+	  .destroy = stage_dmarc_free, .run = stage_dmarc_run, .tx_new = stage_dmarc_tx_new,
+	  .tx_free = stage_dmarc_tx_free },
 };
 
 const size_t policy_nchecks = sizeof policy_checks / sizeof policy_checks[0];

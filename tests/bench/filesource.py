@@ -99,7 +99,10 @@ async def fs_run(args, body, count):
 
 
 def fs_worker(args, body, count, out):
-    out.put(asyncio.run(fs_run(args, body, count)))
+    try:
+        out.put(asyncio.run(fs_run(args, body, count)))
+    except Exception as e:  # noqa: BLE001 - reported, never hangs the parent
+        out.put({"sent": 0, "ok": 0, "errors": count, "samples": [repr(e)]})
 
 
 def main():

@@ -289,6 +289,7 @@ static const struct {
 	{ "port too big", "smtp_port = 65536", "out of range (allowed: 1..65535)" },
 	{ "port junk", "smtp_port = 25x", "is not a number" },
 	{ "log format", "log_format = xml", "'xml' is not text or json" },
+	{ "dmarc not a bool", "dmarc = maybe", "dmarc: 'maybe' is not yes or no" },
 	{ "cidr prefix v4", "trusted_networks = 10.0.0.0/33", "bad prefix length (0..32)" },
 	{ "cidr prefix v6", "trusted_networks = ::1/129", "bad prefix length (0..128)" },
 	{ "cidr empty prefix", "trusted_networks = 10.0.0.0/", "bad prefix length" },
@@ -973,6 +974,27 @@ START_TEST(test_man_page_lists_every_param)
 }
 END_TEST
 
+/* dmarc: a bool key, on by default; yes/no, on/off, true/false in any case. */
+START_TEST(test_dmarc_key)
+{
+	int rc;
+
+	rc = test_load(BASE);
+	ASSERT_LOADED(rc);
+	ck_assert(cfg->dmarc);
+	cfg_unref(cfg);
+	cfg = NULL;
+	rc = test_load(BASE "dmarc = off\n");
+	ASSERT_LOADED(rc);
+	ck_assert(!cfg->dmarc);
+	cfg_unref(cfg);
+	cfg = NULL;
+	rc = test_load(BASE "dmarc = True\n");
+	ASSERT_LOADED(rc);
+	ck_assert(cfg->dmarc);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -982,6 +1004,7 @@ static Suite *config_suite(void)
 	tcase_add_checked_fixture(tc, test_setup, test_teardown);
 	tcase_add_test(tc, test_full_file);
 	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_dmarc_key);
 	tcase_add_loop_test(tc, test_bad_value, 0, sizeof(bad_values) / sizeof(bad_values[0]));
 	tcase_add_test(tc, test_multiple_errors);
 	tcase_add_test(tc, test_duplicate_key);
