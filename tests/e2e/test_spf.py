@@ -96,6 +96,12 @@ TXT = [
     (n("helo-fail"), "v=spf1 ip4:192.0.2.7 -all"),
     (n("slow"), "v=spf1 include:blackhole.%s -all" % Z),
     ("city-own.org", "v=spf1 ip4:192.0.2.1 -all"),
+    # Shapes aimed at libspf2's macro compiler (CVE-2023-42118): refused
+    # by our layer before libspf2 sees them.
+    (n("hostile-esc"), "v=spf1 a:%s.x.org -all" % ("%_" * 40)),
+    (n("hostile-long"), "v=spf1 " + "a:x.example-spf.org " * 51 + "-all"),
+    (n("hostile-digits"), "v=spf1 exists:%%{d129}.%s -all" % Z),
+    (n("hostile-term"), "v=spf1 a:%s.org -all" % ("a" * 300)),
 ] + [(n("inc%d" % i), "v=spf1 ip4:192.0.2.%d" % (100 + i)) for i in range(1, 12)]
 
 RECORDS = [
@@ -370,6 +376,15 @@ class SpfTest(RelayTestCase):
         notes = [x.get("auth") or "" for x in recs if qid in str(x.get("qid", ""))]
         self.assertTrue(any("spf=pass" in a and "spf_identity=mailfrom %s" % n("pass-ip4") in a
                             for a in notes), notes)
+
+    def test_hostile_records_are_permerror(self):
+        """Records shaped to hit libspf2's macro compiler are permerror, decided
+        by us; the daemon carries on."""
+        for label in ("hostile-esc", "hostile-long", "hostile-digits", "hostile-term"):
+            res, detail = self.govrelay_result("spf-" + label, "alice@" + n(label), HELO)
+            self.assertEqual(res, "permerror", detail)
+            self.assertIn("refused", detail)
+        self.assertTrue(self.relay.running())
 
     def test_fail_for_our_domain_refused_at_mail(self):
         c = self.raw()
