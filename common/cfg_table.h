@@ -121,7 +121,7 @@
 	  "Unprivileged user govrelayd runs as: started as root it binds its listeners, reads its key, then drops to this user for good (never root). data_dir must belong to it.") \
 	X(control_command_time, DURATION, "10m", 1000, 86400000, 1, \
 	  "Total time one govrelayctl command run through control_socket may take, its output included; a client that reads slower loses the rest of its output.") \
-	X(dmarc, BOOL, "yes", 0, 0, 1, \
+	X(dmarc, BOOL, "yes", 0, 0, 0, \
 	  "Apply DMARC (RFC 7489) to mail from outside trusted_networks on mx listeners: the From: domain's published policy decides (reject: 550 5.7.1, quarantine: held in the queue, none: delivered), and mail claiming one of our domains without SPF or DKIM alignment is refused whatever the policy.") \
 	X(spf, BOOL, "yes", 0, 0, 0, \
 	  "Check SPF (RFC 7208) at MAIL FROM on mx listeners for clients outside trusted_networks: temperror is 451 4.7.24, fail for a domain of ours 550 5.7.23, fail for other domains as the recipient's agency says (tenant policy spf_fail_action); a Received-SPF field is added. yes or no; read at startup only (the policy engine is built once).")
