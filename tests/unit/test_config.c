@@ -267,6 +267,7 @@ static const struct {
 	{ "empty value", "tls_cert_file =", "tls_cert_file: needs a value" },
 	{ "string with space", "hostname = two words", "one word" },
 	{ "bad host name", "hostname = -bad.example", "not a valid host name" },
+	{ "bad authserv-id", "authserv_id = a;b", "must be a host name (RFC 8601" },
 	{ "hash glued to value is kept", "hostname = mx#1", "'mx#1' is not a valid host name" },
 	{ "size letters", "max_message_size = 10x", "is not a size" },
 	{ "size negative", "max_message_size = -1", "is not a size" },

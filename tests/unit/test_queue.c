@@ -322,6 +322,7 @@ static void tq_msg_eq(const struct queue_msg *a, const struct queue_msg *b)
 	tq_str_eq(a->listener, b->listener, "listener");
 	tq_str_eq(a->tls, b->tls, "tls");
 	tq_str_eq(a->auth_user, b->auth_user, "auth_user");
+	tq_str_eq(a->hold_reason, b->hold_reason, "hold_reason");
 	ck_assert_uint_eq(a->nrcpts, b->nrcpts);
 	for (size_t i = 0; i < a->nrcpts; i++) {
 		const struct queue_rcpt *x = &a->rcpts[i], *y = &b->rcpts[i];
@@ -348,6 +349,21 @@ START_TEST(test_msg_roundtrip)
 	ck_assert_int_eq(queue_msg_decode(b.data, b.len, &d), 0);
 	tq_msg_eq(m, d);
 	queue_msg_free(d);
+
+	/* Held by a policy check: the reason rides at the end of the record. */
+	m->held = true;
+	m->hold_reason = xstrdup("DMARC policy of example.org says quarantine");
+	buf_reset(&b);
+	queue_msg_encode(m, &b);
+	ck_assert_int_eq(queue_msg_decode(b.data, b.len, &d), 0);
+	tq_msg_eq(m, d);
+	queue_msg_free(d);
+	/* A garbage tail after the reason is still refused. */
+	buf_append(&b, "x", 1);
+	ck_assert_int_eq(queue_msg_decode(b.data, b.len, &d), -EBADMSG);
+	free(m->hold_reason);
+	m->hold_reason = NULL;
+	m->held = false;
 
 	/* Every optional NULL and no recipients at all. */
 	empty = xcalloc(1, sizeof *empty);
