@@ -63,6 +63,7 @@
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "policy/check.h"
+#include "policy/policy_int.h"
 #include "queue/dkim.h"
 #include "queue/queue.h"
 
@@ -597,8 +598,17 @@ static void sds_after_work(uv_work_t *w, int status)
 
 	t->busy = false;
 	if (t->orphan) {
-		/* The transaction ended while we signed: nobody waits. */
+		/*
+		 * The transaction ended while we signed (the engine timed the
+		 * call out first): nothing to add to. The completion still
+		 * releases the call, which waits for it (policy.c).
+		 */
+		struct verdict v;
+
 		sds_tx_destroy(t);
+		policy_verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.7.0", "not signed in time");
+		v.rule = sds_rule;
+		policy_call_complete(call, &v);
 		return;
 	}
 	if (status != 0 && t->error[0] == '\0')
@@ -671,11 +681,8 @@ void stage_dkim_sign_run(struct policy_call *call, const struct policy_request *
 	t->call = call;
 	t->work.data = t;
 	t->busy = true;
-	/*
-	 * XXX(issue 10): the engine hands checks no loop; the daemon runs one,
-	 * libuv's default. With several loops this must come from the engine.
-	 */
-	rc = uv_queue_work(uv_default_loop(), &t->work, sds_work, sds_after_work);
+	/* The engine's loop (policy_int.h: files of policy/ share it). */
+	rc = uv_queue_work(policy_call_policy(call)->loop, &t->work, sds_work, sds_after_work);
 	if (rc != 0) {
 		t->busy = false;
 		snprintf(t->error, sizeof t->error, "cannot queue the signing: %s",
