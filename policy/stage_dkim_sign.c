@@ -144,10 +144,11 @@ int stage_dkim_sign_new(const struct config *cfg, void **state, char *err, size_
 	if (st->enabled && st->data_dir != NULL) {
 		st->lib = dkim_init(NULL, NULL);
 		if (st->lib == NULL ||
+		    /* libopendkim wants the list itself and the size of a char ** */
 		    dkim_options(st->lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, sds_signhdrs,
-		    sizeof sds_signhdrs) != DKIM_STAT_OK ||
+		    sizeof(char **)) != DKIM_STAT_OK ||
 		    dkim_options(st->lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, sds_oversign,
-		    sizeof sds_oversign) != DKIM_STAT_OK) {
+		    sizeof(char **)) != DKIM_STAT_OK) {
 			snprintf(err, errlen, "dkim_sign: libopendkim could not be set up");
 			if (st->lib != NULL)
 				dkim_close(st->lib);
