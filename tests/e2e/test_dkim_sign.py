@@ -11,7 +11,9 @@ verifiers:
   resolv.conf bind-mounted over the system's, so nothing leaves loopback.
 
 Covered: an ed25519-sha256 and an rsa-sha256 signature on one message
-(relaxed/relaxed, From and Subject oversigned) both verify in both; one
+(relaxed/relaxed, From and Subject oversigned) both verify in both, on
+mail from a trusted agency server over mx and on mail a user submits
+over submission (STARTTLS) and submissions; one
 changed body byte fails in both; rotation (keygen s2 waits while s1 is
 active, retire s1 hands over to s2; retire without a successor keeps s1
 signing, the next keygen retires it); `dkim dns` splits an RSA record into
@@ -26,6 +28,7 @@ import base64
 import os
 import re
 import shutil
+import smtplib
 import stat
 import subprocess
 import sys
@@ -104,6 +107,30 @@ def only_signature(msg, selector):
     return b"\r\n".join(out) + b"\r\n\r\n" + body
 
 
+def dkimpy_verify(msg, unbound):
+    """dkimpy over every signature, keys from unbound: [bool]."""
+    res = dns.resolver.Resolver(configure=False)
+    res.nameservers = ["127.0.0.1"]
+    res.port = unbound.port
+
+    def dnsfunc(name, timeout=5):
+        if isinstance(name, bytes):
+            name = name.decode()
+        try:
+            ans = res.resolve(name, "TXT", lifetime=timeout)
+        except Exception:
+            return None
+        return b"".join(b"".join(r.strings) for r in ans)
+    out = []
+    for i in range(len(sig_fields(msg))):
+        try:
+            out.append(dkim.DKIM(msg).verify(idx=i, dnsfunc=dnsfunc))
+        except dkim.ValidationError:
+            # dkimpy raises for a body hash mismatch instead of saying False
+            out.append(False)
+    return out
+
+
 class DkimSignTest(RelayTestCase):
     relay_options = {"trusted_networks": "127.0.0.1/32"}
     with_sink = False
@@ -174,27 +201,7 @@ class DkimSignTest(RelayTestCase):
         return u
 
     def dkimpy_verify(self, msg, unbound):
-        """dkimpy over every signature, keys from unbound: [bool]."""
-        res = dns.resolver.Resolver(configure=False)
-        res.nameservers = ["127.0.0.1"]
-        res.port = unbound.port
-
-        def dnsfunc(name, timeout=5):
-            if isinstance(name, bytes):
-                name = name.decode()
-            try:
-                ans = res.resolve(name, "TXT", lifetime=timeout)
-            except Exception:
-                return None
-            return b"".join(b"".join(r.strings) for r in ans)
-        out = []
-        for i in range(len(sig_fields(msg))):
-            try:
-                out.append(dkim.DKIM(msg).verify(idx=i, dnsfunc=dnsfunc))
-            except dkim.ValidationError:
-                # dkimpy raises for a body hash mismatch instead of saying False
-                out.append(False)
-        return out
+        return dkimpy_verify(msg, unbound)
 
     def opendkim_verify(self, msg, recs):
         """opendkim-testmsg on msg, with recs served by an unbound on
@@ -386,6 +393,68 @@ class DkimSignTest(RelayTestCase):
         for r in recs:
             if r.get("action", "").startswith("dkim."):
                 self.assertTrue(r.get("by"), r)
+
+
+class DkimSubmissionTest(RelayTestCase):
+    """A user submits over submission (STARTTLS + AUTH) and submissions
+    (implicit TLS): both leave signed with their domain's keys."""
+    relay_options = {"tls": True, "listeners": ("mx", "submission", "submissions"),
+                     "auth_failure_delay": "0s"}
+    with_sink = False
+    dead_domain = None
+    start_relay = False
+    password = "Clerk-Secret-1"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        try:
+            cls.sink = Sink(cls.workdir).start()
+            ctl = cls.relay.ctl_ok
+            ctl("tenant", "add", "city", "--name", "City")
+            ctl("domain", "add", "sub.org", "--tenant", "city", "--route", cls.sink.route)
+            ctl("domain", "add", "dest.org", "--tenant", "city", "--route", cls.sink.route,
+                "--accept-all")
+            ctl("user", "add", "clerk@sub.org", input=cls.password + "\n")
+            ctl("dkim", "keygen", "sub.org", "--selector", "ed", "--algorithm", "ed25519")
+            ctl("dkim", "keygen", "sub.org", "--selector", "rs", "--algorithm", "rsa")
+            cls.relay.start()
+        except BaseException:
+            cls._cleanup_class()
+            raise
+
+    def setUp(self):
+        if dkim is None:
+            self.skipTest("python3-dkim / python3-dnspython missing")
+
+    def submit(self, implicit, marker):
+        if implicit:
+            c = smtplib.SMTP_SSL("127.0.0.1", self.relay.ports["submissions"],
+                                 local_hostname="client.test", timeout=15,
+                                 context=harness.client_tls_context())
+        else:
+            c = smtplib.SMTP("127.0.0.1", self.relay.ports["submission"],
+                             local_hostname="client.test", timeout=15)
+            c.ehlo()
+            c.starttls(context=harness.client_tls_context())
+        try:
+            c.ehlo()
+            c.login("clerk@sub.org", self.password)
+            msg = ("From: Clerk <clerk@sub.org>\r\nTo: rcpt@dest.org\r\nSubject: %s\r\n"
+                   "Message-ID: <%s@sub.org>\r\n\r\n%s body\r\n" % (marker, marker, marker))
+            c.sendmail("clerk@sub.org", ["rcpt@dest.org"], msg.encode())
+        finally:
+            c.quit()
+        return self.sink.find(marker.encode()).message.replace(b"\n", b"\r\n")
+
+    def test_submitted_mail_is_signed(self):
+        recs = dns_records(self.relay.ctl_ok("dkim", "dns", "sub.org").stdout)
+        u = harness.Unbound(self.workdir, [], txt=recs).start()
+        self.addCleanup(u.stop)
+        for implicit, marker in ((False, "submission-1"), (True, "submissions-1")):
+            msg = self.submit(implicit, marker)
+            self.assertEqual(sorted(s["s"] for s in sig_fields(msg)), ["ed", "rs"], marker)
+            self.assertEqual(dkimpy_verify(msg, u), [True, True], marker)
 
 
 class DkimDelegationTest(RelayTestCase):
