@@ -26,7 +26,7 @@
  * file unreadable, libopendkim failing) is refused with 451 4.7.0, so the
  * client retries: leaving unsigned it would fail the receivers' DMARC
  * checks, which is worse than a retry. A header section too large to
- * sign is 552 5.3.4. A domain without keys is not signed and not noted.
+ * sign is 552 5.6.0 (as the tenant check says of one too large to read). A domain without keys is not signed and not noted.
  *
  * Entry points: stage_dkim_sign_new/free, stage_dkim_sign_run (MAIL and
  * DATA), stage_dkim_sign_tx_new/body/tx_free.
@@ -664,13 +664,20 @@ void stage_dkim_sign_run(struct policy_call *call, const struct policy_request *
 		return;
 	}
 	if (t->too_large) {
-		policy_verdict_set(&v, VERDICT_REJECT, 552, "5.3.4",
-		    "the header section is too large to be signed (DKIM)");
+		policy_verdict_set(&v, VERDICT_REJECT, 552, "5.6.0",
+		    "Message header too large to be signed (DKIM)");
 		v.rule = sds_rule;
 		policy_tx_note(t->tx, "dkim_sign", "failed: header section too large");
 		policy_call_complete(call, &v);
 		return;
 	}
+	/*
+	 * A message of header fields only, without the empty line (RFC 5322
+	 * 3.5 makes the body optional): its whole text is the header section.
+	 */
+	if (t->phase == SDS_HEADERS && t->hdr.len >= 2 &&
+	    memcmp(t->hdr.data + t->hdr.len - 2, "\r\n", 2) == 0)
+		sds_headers_done(t, t->hdr.len);
 	if (t->error[0] != '\0') {
 		sds_tempfail(call, t);
 		return;
