@@ -6,7 +6,8 @@
  * never retired, per algorithm), key generation (Ed25519 p= is the raw
  * 32-byte key, RSA p= a 2048-bit SubjectPublicKeyInfo matching the PEM),
  * key files (0600 in 0700 folders, atomic, no leftovers, no path games),
- * the DNS record's 255-byte strings; then signing: a message fed in pieces
+ * the DNS record's 255-byte strings; then signing (our signer, over
+ * OpenSSL), checked by libopendkim's verifier: a message fed in pieces
  * of 1, 2, 3, 7 and all bytes (the header/body boundary split every way)
  * gets an ed25519-sha256 and an rsa-sha256 signature that libopendkim's
  * own verifier accepts (with the body hash checked); a changed body byte
@@ -628,11 +629,11 @@ START_TEST(test_missing_key_file_tempfails)
 END_TEST
 
 /*
- * libopendkim 2.11.0 leaks about 600 bytes for every Ed25519 signing
- * handle unless the check's allocation ledger frees them. Allocator and
- * OpenSSL caches (per thread of the pool) fill up over the first
- * thousands of messages and then stay flat, so after a warm-up of 3,000
- * messages, 1,000 more may add at most 60 bytes each (the leak: 600).
+ * No memory kept per message (libopendkim 2.11.0, which the check used to
+ * sign with, leaked about 600 bytes for every Ed25519 signature).
+ * Allocator and OpenSSL caches (per thread of the pool) fill up over the
+ * first thousands of messages and then stay flat, so after a warm-up of
+ * 3,000 messages, 1,000 more may add at most 60 bytes each.
  */
 START_TEST(test_no_leak_per_message)
 {
