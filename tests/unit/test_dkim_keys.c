@@ -557,6 +557,83 @@ START_TEST(test_sign_in_pieces)
 }
 END_TEST
 
+/*
+ * The canonicalization's corners (RFC 6376 3.4.2, 3.4.4), each message
+ * signed with both keys and verified by libopendkim. Two bodies SMTP DATA
+ * never carries (our session refuses a bare CR; only BDAT can end without
+ * CRLF) are where libopendkim 2.11 departs from RFC 6376 3.4.4 ("if the
+ * body is non-empty but does not end with a CRLF, a CRLF is added") and
+ * dkimpy does not: for them bh= must be dkimpy's (computed with
+ * dkim.canonicalization.Relaxed.canonicalize_body and SHA-256).
+ */
+static const struct {
+	const char *label;
+	const char *msg;
+	const char *bh;   /* dkimpy's body hash instead of libopendkim's verdict */
+} td_corners[] = {
+	{ "empty body", "From: a@sign.org\r\nSubject: x\r\n\r\n", NULL },
+	{ "only empty lines", "From: a@sign.org\r\n\r\n\r\n\r\n\r\n", NULL },
+	{ "trailing empty lines and WSP",
+	  "From: a@sign.org\r\n\r\nline \t \r\n \r\n\t\r\n\r\n", NULL },
+	{ "inner WSP runs and tabs", "From: a@sign.org\r\n\r\n\ta  \t b\t\r\n  lead\r\n", NULL },
+	{ "no final CRLF", "From: a@sign.org\r\n\r\nlast line without end",
+	  "CLm/zI8xEsRRkjowBI6uWTaYComJ2aEG4pXm9jpLyck=" },
+	{ "bare CR in the body", "From: a@sign.org\r\n\r\na\rb\r\n",
+	  "LyKRrVaOri6zT8fJNyWWbX0dJvvNQVCly5aCYrYNasE=" },
+	{ "name case, WSP before the colon",
+	  "FROM : a@sign.org\r\nsubject:\tx  y \r\n\r\nb\r\n", NULL },
+	{ "folded fields",
+	  "From: A\r\n\t<a@sign.org>\r\nSubject: one\r\n two\r\n\t three\r\n\r\nb\r\n", NULL },
+	{ "two To fields, bottom up",
+	  "To: x@dest.org\r\nFrom: a@sign.org\r\nTo: y@dest.org\r\n\r\nb\r\n", NULL },
+	{ "no Subject (oversigned anyway)",
+	  "From: a@sign.org\r\nDate: Fri, 04 Dec 2026 10:00:00 +0700\r\n\r\nb\r\n", NULL },
+	{ "empty value", "From: a@sign.org\r\nSubject:\r\nCc: \r\n\r\nb\r\n", NULL },
+	{ "long body", NULL, NULL },
+};
+
+START_TEST(test_canonical_corners)
+{
+	struct policy *p;
+	struct buf keys, added, whole, big;
+	struct verdict v;
+	const char *msg = td_corners[_i].msg;
+
+	buf_init(&keys);
+	td_keygen("ed", QUEUE_DKIM_ED25519, &keys);
+	td_keygen("rs", QUEUE_DKIM_RSA, &keys);
+	p = td_policy();
+	buf_init(&big);
+	if (msg == NULL) {
+		buf_append_str(&big, "From: a@sign.org\r\n\r\n");
+		for (int i = 0; i < 20000; i++)
+			buf_printf(&big, "line %d with  some\tspaces \r\n", i);
+		msg = buf_cstr(&big);
+	}
+	buf_init(&added);
+	v = td_sign(p, "submission", false, msg, 1000, &added, false);
+	ck_assert_msg(v.kind == VERDICT_CONTINUE, "%s: %s", td_corners[_i].label, v.text);
+	buf_init(&whole);
+	buf_append(&whole, added.data, added.len);
+	buf_append_str(&whole, msg);
+	if (td_corners[_i].bh != NULL) {
+		char want[80];
+
+		snprintf(want, sizeof want, "bh=%s;", td_corners[_i].bh);
+		ck_assert_msg(strstr(buf_cstr(&added), want) != NULL, "%s: %s not in %s",
+		    td_corners[_i].label, want, buf_cstr(&added));
+	} else {
+		ck_assert_msg(td_verify(buf_cstr(&whole), &keys) == 2, "%s: not both verified",
+		    td_corners[_i].label);
+	}
+	buf_free(&whole);
+	buf_free(&added);
+	buf_free(&big);
+	policy_free(p);
+	buf_free(&keys);
+}
+END_TEST
+
 START_TEST(test_not_signed)
 {
 	struct policy *p;
@@ -730,6 +807,8 @@ static Suite *td_suite(void)
 	tcase_add_checked_fixture(ts, td_setup, td_teardown);
 	tcase_set_timeout(ts, 300);
 	tcase_add_test(ts, test_sign_in_pieces);
+	tcase_add_loop_test(ts, test_canonical_corners, 0,
+	    (int)(sizeof td_corners / sizeof td_corners[0]));
 	tcase_add_test(ts, test_not_signed);
 	tcase_add_test(ts, test_missing_key_file_tempfails);
 	tcase_add_test(ts, test_header_too_large);
