@@ -7,7 +7,7 @@
  * and every usage error come from that table (STYLE.md section 12,
  * OpenSMTPD smtpctl's pattern table), so a new verb is one row and one
  * handler. The handlers live one file per noun: tenant.c, domain.c,
- * mailbox.c, import.c (mailbox import), user.c, operator.c, policy.c,
+ * mailbox.c, import.c (mailbox import), user.c, operator.c, dkim.c, policy.c,
  * queue.c, stats.c, audit.c, config.c, dmarc.c (dmarc report).
  *
  * Authorization (STYLE.md section 12, `cmd_install_priv`): the row says
@@ -126,6 +126,20 @@ static const struct admin_cmd admin_cmds[] = {
 	{ "operator", "list", "", R, SUPER, admin__operator_list, "List the operators." },
 	{ "operator", "remove", "<user>", W, SUPER, admin__operator_remove,
 	  "Remove an operator." },
+	{ "dkim", "keygen", "<domain> --selector <selector> [--algorithm <algorithm>]", W, PM,
+	  admin__dkim_keygen,
+	  "Make a DKIM key pair for DOMAIN (one of ours) under SELECTOR: ed25519 or rsa "
+	  "(2048 bits, the default). The private key goes to DATA_DIR/dkim/DOMAIN/SELECTOR.pem, "
+	  "readable by the daemon's user only, and is never shown; the DNS record to publish "
+	  "is printed. While an older active key of the algorithm exists, the new one waits." },
+	{ "dkim", "dns", "<domain>", R, PM, admin__dkim_dns,
+	  "Print the DNS TXT records to publish for DOMAIN's active and retiring keys." },
+	{ "dkim", "list", "[--domain <domain>]", R, PM, admin__dkim_list,
+	  "List the DKIM keys: domain, selector, algorithm, state (active, retiring, retired), "
+	  "whether it signs now, created." },
+	{ "dkim", "retire", "<domain> <selector>", W, PM, admin__dkim_retire,
+	  "Retire a key: it stops signing once a newer active key of its algorithm exists "
+	  "(until then it is retiring and still signs, so rotation leaves no gap)." },
 	{ "policy", "set", "<tenant> <key> <value>", W, PM, admin__policy_set,
 	  "Set a policy key for a tenant (inherited by its subtree unless overridden)." },
 	{ "policy", "unset", "<tenant> <key>", W, PM, admin__policy_set,

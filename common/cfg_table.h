@@ -124,6 +124,8 @@
 	X(dmarc, BOOL, "yes", 0, 0, 0, \
 	  "Apply DMARC (RFC 7489) to mail from outside trusted_networks on mx listeners: the From: domain's published policy decides (reject: 550 5.7.1, quarantine: held in the queue, none: delivered), and mail claiming one of our domains without SPF or DKIM alignment is refused whatever the policy.") \
 	X(spf, BOOL, "yes", 0, 0, 0, \
-	  "Check SPF (RFC 7208) at MAIL FROM on mx listeners for clients outside trusted_networks: temperror is 451 4.7.24, fail for a domain of ours 550 5.7.23, fail for other domains as the recipient's agency says (tenant policy spf_fail_action); a Received-SPF field is added. yes or no; read at startup only (the policy engine is built once).")
+	  "Check SPF (RFC 7208) at MAIL FROM on mx listeners for clients outside trusted_networks: temperror is 451 4.7.24, fail for a domain of ours 550 5.7.23, fail for other domains as the recipient's agency says (tenant policy spf_fail_action); a Received-SPF field is added. yes or no; read at startup only (the policy engine is built once).") \
+	X(dkim_sign, BOOL, "yes", 0, 0, 0, \
+	  "Sign mail leaving through submission, submissions or a trusted agency server on mx with the DKIM keys of its From: domain (govrelayctl dkim keygen); a domain without keys is not signed.")
 
 #endif

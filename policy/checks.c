@@ -45,6 +45,13 @@ policy_check_free_fn stage_spf_free;
 policy_check_run_fn stage_spf_run;
 policy_check_tx_new_fn stage_spf_tx_new;
 policy_check_tx_free_fn stage_spf_tx_free;
+/* stage_dkim_sign.c: DKIM signatures on the mail we send (the last row). */
+policy_check_new_fn stage_dkim_sign_new;
+policy_check_free_fn stage_dkim_sign_free;
+policy_check_run_fn stage_dkim_sign_run;
+policy_check_tx_new_fn stage_dkim_sign_tx_new;
+policy_check_body_fn stage_dkim_sign_body;
+policy_check_tx_free_fn stage_dkim_sign_tx_free;
 
 const struct policy_check policy_checks[] = {
 	{ .name = "relay", .stages = POLICY_AT(POLICY_STAGE_RCPT), .roles = POLICY_ROLES_ALL,
@@ -64,6 +71,12 @@ const struct policy_check policy_checks[] = {
 	  .roles = POLICY_ROLE(CFG_ROLE_MX), .create = stage_dmarc_new,
 	  .destroy = stage_dmarc_free, .run = stage_dmarc_run, .tx_new = stage_dmarc_tx_new,
 	  .tx_free = stage_dmarc_tx_free },
+	/* Last: it signs only what every row before it let through. */
+	{ .name = "dkim_sign", .stages = POLICY_AT(POLICY_STAGE_MAIL) |
+	  POLICY_AT(POLICY_STAGE_DATA), .roles = POLICY_ROLES_ALL,
+	  .create = stage_dkim_sign_new, .destroy = stage_dkim_sign_free,
+	  .run = stage_dkim_sign_run, .tx_new = stage_dkim_sign_tx_new,
+	  .body = stage_dkim_sign_body, .tx_free = stage_dkim_sign_tx_free },
 };
 
 const size_t policy_nchecks = sizeof policy_checks / sizeof policy_checks[0];

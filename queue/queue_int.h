@@ -27,6 +27,7 @@ struct queue_store {
 	MDB_dbi db_users;
 	MDB_dbi db_policies;
 	MDB_dbi db_operators;
+	MDB_dbi db_dkim;
 	/*
 	 * QUEUE_ABSENT_* bits: tenancy databases a read-only open did not
 	 * find (a store written before they existed). Their dbi is not valid;
@@ -49,6 +50,7 @@ struct queue_txn {
 #define QUEUE_ABSENT_USERS 0x04u
 #define QUEUE_ABSENT_POLICIES 0x08u
 #define QUEUE_ABSENT_OPERATORS 0x10u
+#define QUEUE_ABSENT_DKIM 0x20u
 
 /* LMDB return code to our negative errno (MAP_FULL -> -ENOSPC, ...). */
 int queue__lmdb_err(int rc);

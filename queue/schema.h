@@ -130,6 +130,22 @@
  *   str  unix_user (must equal the key)    str tenant
  *   u8   role (enum queue_operator_role: 0 postmaster, 1 auditor)
  *   i64  created (unix ms)
+ *
+ * dkim_keys   key: DOMAIN + 0x00 + SELECTOR (queue/dkim.h; added like the
+ *             tenancy databases, without a schema version change)
+ *             value: encoded queue_dkim_key
+ *   u8   version (QUEUE_DKIM_ENC_VERSION)
+ *   str  domain (must equal DOMAIN)   str selector (must equal SELECTOR)
+ *   u8   algorithm (enum queue_dkim_alg: 0 rsa (2048-bit rsa-sha256),
+ *        1 ed25519 (ed25519-sha256, RFC 8463))
+ *   u8   state (enum queue_dkim_state: 0 active, 1 retiring, 2 retired)
+ *   i64  created (unix ms)             i64 changed (unix ms, last state change)
+ *   str  public: the p= value of the DNS record, base64 (ed25519: the raw
+ *        32-byte key; rsa: the SubjectPublicKeyInfo DER)
+ *   The private key is not in the store: it is the file
+ *   DATA_DIR/dkim/DOMAIN/SELECTOR.pem (PKCS#8 PEM, mode 0600, in folders
+ *   of mode 0700, owned by the daemon's user), so an LMDB dump or a
+ *   backup of data.mdb never holds it.
  * ------------------------------------------------------------------------
  */
 
@@ -147,7 +163,8 @@
 #define QUEUE_DB_USERS "users"
 #define QUEUE_DB_POLICIES "policies"
 #define QUEUE_DB_OPERATORS "operators"
-#define QUEUE_DB_COUNT 11
+#define QUEUE_DB_DKIM "dkim_keys"
+#define QUEUE_DB_COUNT 12
 
 /* Keys of the meta database. */
 #define QUEUE_META_SCHEMA_VERSION "schema_version"
@@ -161,6 +178,7 @@
 #define QUEUE_MAILBOX_ENC_VERSION 1u
 #define QUEUE_USER_ENC_VERSION 1u
 #define QUEUE_OPERATOR_ENC_VERSION 1u
+#define QUEUE_DKIM_ENC_VERSION 1u
 
 #define QUEUE_STR_NULL 0xFFFFFFFFu
 

@@ -111,6 +111,10 @@ static bool tenancy_db(const struct queue_txn *txn, enum tenancy_db which, MDB_d
 		*dbi = s->db_operators;
 		bit = QUEUE_ABSENT_OPERATORS;
 		break;
+	case TENANCY_DB_DKIM:
+		*dbi = s->db_dkim;
+		bit = QUEUE_ABSENT_DKIM;
+		break;
 	}
 	return (s->absent & bit) == 0;
 }

@@ -27,6 +27,7 @@ enum tenancy_db {
 	TENANCY_DB_USERS,
 	TENANCY_DB_POLICIES,
 	TENANCY_DB_OPERATORS,
+	TENANCY_DB_DKIM,     /* queue/dkim.c */
 };
 
 /* An address split at its last '@'. */

@@ -319,6 +319,8 @@ static const struct {
 	/* user: never root, by name or uid (issue 9). */
 	{ "user root", "user = root", "user: 'root' is uid 0; govrelayd never runs as root" },
 	{ "user uid 0", "user = 0", "user: '0' is uid 0" },
+	/* dkim_sign: the first BOOL key (issue 10). */
+	{ "bool word", "dkim_sign = maybe", "dkim_sign: 'maybe' is not yes or no" },
 };
 
 START_TEST(test_bad_value)
@@ -914,6 +916,28 @@ START_TEST(test_role_names)
 }
 END_TEST
 
+/* dkim_sign: on by default; yes/no, on/off, true/false. */
+START_TEST(test_dkim_sign_bool)
+{
+	static const struct { const char *v; bool want; } cases[] = {
+		{ "yes", true }, { "no", false }, { "on", true }, { "off", false },
+		{ "true", true }, { "false", false },
+	};
+	char text[1024];
+	int rc;
+
+	rc = test_load(BASE);
+	ASSERT_LOADED(rc);
+	ck_assert(cfg->dkim_sign);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(text, sizeof(text), BASE "dkim_sign = %s\n", cases[i].v);
+		rc = test_load(text);
+		ASSERT_LOADED(rc);
+		ck_assert_msg(cfg->dkim_sign == cases[i].want, "dkim_sign = %s", cases[i].v);
+	}
+}
+END_TEST
+
 START_TEST(test_params_documented)
 {
 	static const char *const types[] = { "STRING", "PATH", "SIZE", "COUNT", "DURATION",
@@ -1022,6 +1046,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_audit_checkpoint_keys);
 	tcase_add_test(tc, test_unreadable_file);
 	tcase_add_test(tc, test_refcount);
+	tcase_add_test(tc, test_dkim_sign_bool);
 	tcase_add_loop_test(tc, test_cidr_match, 0, sizeof(cidr_matches) / sizeof(cidr_matches[0]));
 	suite_add_tcase(s, tc);
 
