@@ -653,6 +653,17 @@ static void cfg_set(struct cfg_ctx *ctx, size_t idx, const char *value, unsigned
 	case CFG_T_ENDPOINT:
 		cfg_set_endpoint(ctx, row, field, value, line);
 		return;
+	case CFG_T_BOOL:
+		if (strcmp(value, "yes") == 0 || strcmp(value, "on") == 0 ||
+		    strcmp(value, "true") == 0)
+			*(bool *)field = true;
+		else if (strcmp(value, "no") == 0 || strcmp(value, "off") == 0 ||
+			 strcmp(value, "false") == 0)
+			*(bool *)field = false;
+		else
+			cfg__err(ctx, line, "%s: '%.*s' is not yes or no", row->name,
+				CFG_QUOTE_MAX, value);
+		return;
 	}
 	if (why != NULL) {
 		cfg__err(ctx, line, "%s: '%.*s' %s", row->name, CFG_QUOTE_MAX, value, why);

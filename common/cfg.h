@@ -56,6 +56,7 @@ struct cfg_hostport {
 #define CFG_CTYPE_LISTEN struct cfg_listen_list
 #define CFG_CTYPE_HOSTPORT struct cfg_hostport
 #define CFG_CTYPE_ENDPOINT char *  /* "unix:/abs/path" or "tcp:ADDR:PORT", NULL if unset */
+#define CFG_CTYPE_BOOL bool        /* yes/no, on/off, true/false */
 
 struct config {
 	char *file;  /* absolute path of the file read */

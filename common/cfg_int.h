@@ -34,6 +34,7 @@ enum cfg_type {
 	CFG_T_LISTEN,
 	CFG_T_HOSTPORT,
 	CFG_T_ENDPOINT,
+	CFG_T_BOOL,
 };
 
 /* One index per parameter, so the checks can name rows directly. */

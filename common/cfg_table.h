@@ -8,7 +8,7 @@
  *
  * X(name, type, default, min, max, reloadable, doc)
  *   type: STRING PATH SIZE COUNT DURATION PORT LOGFORMAT CIDRS LISTEN
- *         HOSTPORT ENDPOINT
+ *         HOSTPORT ENDPOINT BOOL (yes/no, on/off, true/false)
  *   default: the value as it would be written in the file ("" = unset)
  *   min/max: bounds for numeric types (DURATION in milliseconds)
  */
@@ -118,6 +118,8 @@
 	X(user, STRING, "govrelay", 0, 0, 0, \
 	  "Unprivileged user govrelayd runs as: started as root it binds its listeners, reads its key, then drops to this user for good (never root). data_dir must belong to it.") \
 	X(control_command_time, DURATION, "10m", 1000, 86400000, 1, \
-	  "Total time one govrelayctl command run through control_socket may take, its output included; a client that reads slower loses the rest of its output.")
+	  "Total time one govrelayctl command run through control_socket may take, its output included; a client that reads slower loses the rest of its output.") \
+	X(dkim_verify, BOOL, "yes", 0, 0, 1, \
+	  "Verify the DKIM signatures of mail received on mx listeners (every signature, keys looked up through dns_server); the results go to the Authentication-Results header and the audit record. no: not verified (dkim=none).")
 
 #endif

@@ -915,7 +915,7 @@ END_TEST
 START_TEST(test_params_documented)
 {
 	static const char *const types[] = { "STRING", "PATH", "SIZE", "COUNT", "DURATION",
-		"PORT", "LOGFORMAT", "CIDRS", "LISTEN", "HOSTPORT", "ENDPOINT" };
+		"PORT", "LOGFORMAT", "CIDRS", "LISTEN", "HOSTPORT", "ENDPOINT", "BOOL" };
 	const struct cfg_param_info *p;
 	size_t n, i, j;
 
