@@ -488,6 +488,7 @@ static void admin_msg_json(const struct admin *a, const struct queue_msg *m)
 	admin__json_kstr(&j, "body", admin_body_name(m->body_type));
 	admin__json_kbool(&j, "smtputf8", m->smtputf8);
 	admin__json_kbool(&j, "held", m->held);
+	admin__json_kstr(&j, "hold_reason", m->hold_reason);
 	admin__json_kuint(&j, "declared_size", m->declared_size);
 	admin__json_kuint(&j, "size", m->size);
 	admin__json_kuint(&j, "chunks", m->nchunks);
@@ -535,6 +536,7 @@ static void admin_msg_text(const struct admin *a, const struct queue_msg *m)
 	admin__kv(a, "", "body", admin_body_name(m->body_type));
 	admin__kv(a, "", "smtputf8", m->smtputf8 ? "yes" : "no");
 	admin__kv(a, "", "held", m->held ? "yes" : "no");
+	admin__kv(a, "", "hold_reason", m->hold_reason);
 	snprintf(n, sizeof n, "%" PRIu64, m->declared_size);
 	admin__kv(a, "", "declared_size", m->declared_size ? n : NULL);
 	snprintf(n, sizeof n, "%" PRIu64, m->size);

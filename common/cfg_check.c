@@ -242,6 +242,18 @@ void cfg__check(struct cfg_ctx *ctx)
 			"hostname: '%.*s' is not a valid host name%s", CFG_QUOTE_MAX, cfg->hostname,
 			ctx->line[CFG_I_hostname] ? "" : " (from gethostname(); set hostname)");
 
+	/*
+	 * RFC 8601 2.5: an authserv-id is a value (token); it must be one our
+	 * readers and the removal of forged fields compare exactly.
+	 */
+	if (cfg->authserv_id != NULL && !cfg_hostname_ok(cfg->authserv_id))
+		cfg__err(ctx, ctx->line[CFG_I_authserv_id],
+			"authserv_id: '%.*s' must be a host name (RFC 8601 section 2.5)",
+			CFG_QUOTE_MAX, cfg->authserv_id);
+	else if (cfg->authserv_id == NULL && cfg->hostname != NULL &&
+	    cfg_hostname_ok(cfg->hostname))
+		cfg->authserv_id = xstrdup(cfg->hostname);
+
 	if (cfg->control_socket == NULL && cfg->data_dir != NULL) {
 		struct buf b;
 

@@ -15,6 +15,8 @@
 #define CFG_PARAMS(X) \
 	X(hostname, STRING, "", 0, 0, 1, \
 	  "Name in the greeting, Received headers and DSNs; default: the system host name.") \
+	X(authserv_id, STRING, "", 0, 0, 1, \
+	  "authserv-id of our Authentication-Results header field (RFC 8601); default: hostname.") \
 	X(data_dir, PATH, "", 0, 0, 0, \
 	  "Folder of the LMDB environment and everything persistent (required).") \
 	X(listen, LISTEN, "", 0, 0, 0, \

@@ -61,6 +61,7 @@ struct authres {
 	struct authres_dkim_sig dkim[AUTHRES_MAX_SIGS];
 	size_t ndkim;                          /* entries of dkim[] used */
 	size_t ndkim_total;                    /* signatures seen, even past the array */
+	bool dkim_ran;                         /* verification ran (none seen: dkim=none) */
 	struct authres_dmarc dmarc;
 };
 

@@ -34,42 +34,7 @@
 #include "common/xmalloc.h"
 #include "policy/check.h"
 #include "policy/policy.h"
-
-/* Roles are enum cfg_role; one more array holds the rows of every role. */
-#define POLICY_NROLES (CFG_ROLE_SUBMISSIONS + 1)
-#define POLICY_ANY_ROLE POLICY_NROLES
-
-struct policy_rule {
-	const struct policy_check *check;
-	void *state;
-};
-
-struct policy {
-	uv_loop_t *loop;
-	struct queue_store *store;
-	const struct policy_check *checks;
-	size_t nchecks;
-	void **states;                  /* one per row of checks */
-	struct policy_rule *rules[POLICY_STAGE_COUNT][POLICY_NROLES + 1];
-	size_t nrules[POLICY_STAGE_COUNT][POLICY_NROLES + 1];
-};
-
-struct policy_call {
-	struct policy *p;
-	const struct policy_request *req;
-	policy_done_fn *done;
-	void *arg;
-	const struct policy_rule *rules; /* the stage's and role's array */
-	size_t nrules;
-	size_t next;            /* index of the next rule to run */
-	bool check_running;     /* current check has not completed yet */
-	bool in_check;          /* inside the check function right now */
-	bool finished;          /* done() has been called */
-	bool timer_started;
-	bool closing;
-	uv_timer_t timer;
-	struct verdict current;
-};
+#include "policy/policy_int.h"
 
 const char *policy_stage_name(enum policy_stage stage)
 {
@@ -114,13 +79,13 @@ void policy_verdict_set(struct verdict *v, enum verdict_kind kind, int code,
 /* ------------------------------------------------------- construction */
 
 static void policy_add_rule(struct policy *p, enum policy_stage stage, size_t role,
-    const struct policy_check *check, void *state)
+    const struct policy_check *check, void *state, size_t row)
 {
 	size_t n = p->nrules[stage][role];
 
 	p->rules[stage][role] = xreallocarray(p->rules[stage][role], n + 1,
 	    sizeof *p->rules[stage][role]);
-	p->rules[stage][role][n] = (struct policy_rule){ check, state };
+	p->rules[stage][role][n] = (struct policy_rule){ check, state, row };
 	p->nrules[stage][role] = n + 1;
 }
 
@@ -150,9 +115,10 @@ static void policy_compile(struct policy *p)
 				continue;
 			for (size_t role = 0; role < POLICY_NROLES; role++) {
 				if (c->roles & POLICY_ROLE(role))
-					policy_add_rule(p, (enum policy_stage)st, role, c, p->states[i]);
+					policy_add_rule(p, (enum policy_stage)st, role, c, p->states[i], i);
 			}
-			policy_add_rule(p, (enum policy_stage)st, POLICY_ANY_ROLE, c, p->states[i]);
+			policy_add_rule(p, (enum policy_stage)st, POLICY_ANY_ROLE, c, p->states[i],
+			    i);
 		}
 	}
 }
@@ -221,6 +187,20 @@ void policy_message_queued(struct policy *p, const struct policy_request *req)
 struct queue_store *policy_call_store(const struct policy_call *call)
 {
 	return call->p->store;
+}
+
+struct policy *policy_call_policy(const struct policy_call *call)
+{
+	return call->p;
+}
+
+void *policy_call_tx_state(const struct policy_call *call)
+{
+	const struct policy_tx *tx = call->req->tx;
+
+	if (tx == NULL || call->next == 0)
+		return NULL;
+	return tx->states[call->rules[call->next - 1].row];
 }
 
 /* --------------------------------------------------------------- runs */
@@ -348,7 +328,7 @@ static void policy_call_step(struct policy_call *call)
 }
 
 /* The rule array for a role name; NULL role: the rows of every role. */
-static int policy_role_index(const char *role, size_t *index)
+int policy__role_index(const char *role, size_t *index)
 {
 	if (role == NULL) {
 		*index = POLICY_ANY_ROLE;
@@ -370,7 +350,7 @@ void policy_run(struct policy *p, const struct policy_request *req,
 	size_t role;
 
 	if (req->stage >= POLICY_STAGE_COUNT ||
-	    policy_role_index(req->listener_role, &role) < 0) {
+	    policy__role_index(req->listener_role, &role) < 0) {
 		struct verdict v;
 
 		log_err(req->session_id, "policy: no rules for stage %d, role %s",

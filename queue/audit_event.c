@@ -76,7 +76,7 @@ static int queue_audit_emit(struct queue_txn *txn, int64_t time_ms, const char *
 #define QUEUE_AUDIT_RECEIVED_HEAD 16
 
 int queue_audit_received(struct queue_txn *txn, const struct queue_msg *msg,
-    const char *tenants)
+    const char *tenants, const char *auth)
 {
 	/*
 	 * Every final recipient is in the record: an audit trail that drops
@@ -101,6 +101,9 @@ int queue_audit_received(struct queue_txn *txn, const struct queue_msg *msg,
 	queue_audit_put(&fs, "user", msg->auth_user);
 	queue_audit_put(&fs, "tenant", tenants);
 	queue_audit_put(&fs, "tls", msg->tls);
+	queue_audit_put(&fs, "auth", auth);
+	if (msg->held)
+		queue_audit_put(&fs, "held", msg->hold_reason ? msg->hold_reason : "yes");
 	for (size_t i = 0; i < msg->nrcpts; i++)
 		queue_audit_put(&fs, "to", msg->rcpts[i].addr);
 	rc = queue_audit_emit(txn, msg->arrival, qid, QUEUE_AUDIT_RECEIVED, &fs);
@@ -126,8 +129,8 @@ int queue_audit_received_report(struct queue_txn *txn, int64_t time_ms,
 int queue_audit_refused(struct queue_txn *txn, int64_t time_ms,
     const struct queue_audit_refusal *r)
 {
-	struct queue_audit_field f[9];
-	struct queue_audit_fields fs = { f, 0, 9 };
+	struct queue_audit_field f[10];
+	struct queue_audit_fields fs = { f, 0, 10 };
 	char code[64];
 
 	snprintf(code, sizeof code, "%d %s", r->code, r->enh ? r->enh : "");
@@ -140,6 +143,7 @@ int queue_audit_refused(struct queue_txn *txn, int64_t time_ms,
 	queue_audit_put(&fs, "from", r->from);
 	queue_audit_put(&fs, "to", r->to);
 	queue_audit_put(&fs, "sess", r->sess);
+	queue_audit_put(&fs, "auth", r->auth);
 	return queue_audit_emit(txn, time_ms, r->qid,
 	    r->tempfail ? QUEUE_AUDIT_TEMPFAILED : QUEUE_AUDIT_REJECTED, &fs);
 }

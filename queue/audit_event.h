@@ -42,7 +42,7 @@ const char *queue_audit_event_name(enum queue_audit_event ev);
  * tenants: "a,b", the agencies the message concerns; NULL for none.
  */
 int queue_audit_received(struct queue_txn *txn, const struct queue_msg *msg,
-    const char *tenants);
+    const char *tenants, const char *auth);
 
 /*
  * received, for a delivery status notification we generated: from (""),
@@ -71,6 +71,7 @@ struct queue_audit_refusal {
 	const char *from;
 	const char *to;
 	const char *sess;
+	const char *auth;    /* the policy checks' notes (policy_tx_notes); NULL */
 };
 int queue_audit_refused(struct queue_txn *txn, int64_t time_ms,
     const struct queue_audit_refusal *r);

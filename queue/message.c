@@ -123,6 +123,7 @@ void queue_msg_free(struct queue_msg *msg)
 	free(msg->listener);
 	free(msg->tls);
 	free(msg->auth_user);
+	free(msg->hold_reason);
 	free(msg);
 }
 
@@ -173,6 +174,9 @@ void queue_msg_encode(const struct queue_msg *msg, struct buf *out)
 		queue__enc_u32(out, (uint32_t)r->last_code);
 		queue__enc_str(out, r->last_reply);
 	}
+	/* Appended last: records written before it existed end above. */
+	if (msg->hold_reason != NULL)
+		queue__enc_str(out, msg->hold_reason);
 }
 
 static int queue_msg_decode_rcpt(struct queue_dec *d, struct queue_rcpt *r)
@@ -264,6 +268,8 @@ static int queue_msg_decode_body(struct queue_dec *d, struct queue_msg *m)
 		if ((rc = queue_msg_decode_rcpt(d, &m->rcpts[i])) < 0)
 			return rc;
 	}
+	if (d->left > 0 && (rc = queue__dec_str(d, &m->hold_reason)) < 0)
+		return rc;
 	if (d->left != 0)
 		return -EBADMSG;
 	return 0;

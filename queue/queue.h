@@ -99,7 +99,8 @@ struct queue_msg {
 	enum queue_ret ret;
 	enum queue_body_type body_type;
 	bool smtputf8;
-	bool held;                /* `queue hold`: not scheduled */
+	bool held;                /* `queue hold` or a hold verdict: not scheduled */
+	char *hold_reason;        /* why a policy check held it; NULL */
 	bool delay_warned;        /* the sender was told of the delay (RFC 3464 "delayed") */
 	bool require_tls;         /* deliveries outside our domains need STARTTLS */
 	uint64_t declared_size;   /* SIZE= from MAIL, 0 if none */

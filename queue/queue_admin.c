@@ -144,6 +144,9 @@ int queue_admin_apply(struct queue_txn *txn, enum queue_admin_verb verb, uint64_
 			goto out;
 		}
 		m->held = false;
+		/* Released by a person: the check's reason no longer holds it. */
+		free(m->hold_reason);
+		m->hold_reason = NULL;
 		queue_admin_due_now(m, now);
 		snprintf(out->text, sizeof out->text,
 		    "%s released; %zu pending recipients due now", qid, pending);

@@ -344,6 +344,12 @@ static int queue_receive_body(struct queue_txn *txn, const struct queue_receive 
 	uint32_t seq = req->body_seq;
 	int rc = 0;
 
+	/* The head (chunk 0) is small: our trace and verdict fields. */
+	if (req->head.len > QUEUE_CHUNK_MAX)
+		return -EINVAL;
+	if (req->head.len > 0)
+		rc = queue_body_put(txn, req->msg.id, 0, req->head.data, req->head.len);
+
 	for (size_t off = 0; rc == 0 && off < req->body.len; off += QUEUE_CHUNK_MAX) {
 		size_t len = req->body.len - off;
 
@@ -382,7 +388,7 @@ int queue_receive_apply(struct queue_txn *txn, const struct queue_receive *req,
 	if (req->report_kind != NULL)
 		return queue_audit_received_report(txn, msg.arrival, msg.id,
 		    msg.nrcpts > 0 ? msg.rcpts[0].addr : "", req->report_kind, req->report_about);
-	return queue_audit_received(txn, &msg, res->tenants);
+	return queue_audit_received(txn, &msg, res->tenants, req->notes);
 }
 
 void queue_receive_result_free(struct queue_receive_result *res)
@@ -413,8 +419,12 @@ void queue_receive_clear(struct queue_receive *req)
 	free(m->listener);
 	free(m->tls);
 	free(m->auth_user);
+	free(m->hold_reason);
 	memset(m, 0, sizeof *m);
 	buf_free(&req->body);
+	buf_free(&req->head);
+	free(req->notes);
+	req->notes = NULL;
 }
 
 /* ----------------------------------------------------- through the writer */
@@ -530,7 +540,7 @@ void queue_receive_discard_submit(struct queue_writer *w, uint64_t id)
 struct queue_refusal_op {
 	struct queue_audit_refusal r;
 	int64_t time;
-	char *strings[10];
+	char *strings[11];
 };
 
 static const char *queue_refusal_keep(struct queue_refusal_op *op, size_t i, const char *s)
@@ -577,5 +587,6 @@ void queue_receive_refusal_submit(struct queue_writer *w, const struct queue_aud
 	op->r.from = queue_refusal_keep(op, 7, r->from);
 	op->r.to = queue_refusal_keep(op, 8, r->to);
 	op->r.sess = queue_refusal_keep(op, 9, r->sess);
+	op->r.auth = queue_refusal_keep(op, 10, r->auth);
 	queue_writer_submit(w, queue_refusal_op_apply, queue_refusal_op_done, op);
 }

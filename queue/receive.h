@@ -79,6 +79,12 @@ struct queue_receive {
 	struct queue_msg msg;
 	struct buf body;
 	uint32_t body_seq;
+	/*
+	 * Chunk 0 when not empty: what the session puts above the message
+	 * (its Received: line, the policy's fields); body chunks start at 1.
+	 */
+	struct buf head;
+	char *notes;                                /* the policy's notes for the audit record; NULL */
 	const char *report_kind;                    /* static string or NULL */
 	char report_about[QUEUE_ID_TEXT_LEN + 1];
 	size_t expanded_max;

@@ -44,10 +44,17 @@
  *     str addr     str orcpt     u32 notify (only QUEUE_NOTIFY_* bits)
  *     u8 state     u32 attempts  i64 next_attempt  i64 done_at
  *     i32 last_code              str last_reply
+ *   [str hold_reason]  only when a policy check held the message (DMARC
+ *        quarantine): optional at the end, so older records still decode
  *   The id inside the value must equal the key.
  *
  * bodies      key: id (u64) + seq (u32), 12 bytes   value: chunk bytes
- *   At most QUEUE_CHUNK_MAX bytes per chunk; chunks are written under
+ *   At most QUEUE_CHUNK_MAX bytes per chunk. Chunk 0 is the head (our
+ *   Received: line and the policy's header fields), written with the
+ *   message record itself; the body as received starts at chunk 1.
+ *   (Messages queued before that layout have no separate head: their
+ *   Received: line begins chunk 0. Readers need not care: the message is
+ *   the chunks in order.) Chunks are written under
  *   fresh keys and never overwritten. Chunks whose id has no record in
  *   `messages` belong to a message that never committed (orphans).
  *

@@ -45,6 +45,7 @@
 #include "relay/dns.h"
 #include "relay/listener.h"
 #include "relay/maildir.h"
+#include "relay/policy_dns.h"
 #include "relay/privilege.h"
 #include "relay/smtp_session.h"
 #include "relay/tlsio.h"
@@ -369,6 +370,7 @@ int main(int argc, char **argv)
 	d.dns = dns_new(d.loop, &d.cfg->dns_server, err, sizeof err);
 	if (d.dns == NULL)
 		fatal(EX_UNAVAILABLE, "DNS resolver: %s", err);
+	policy_dns_install(d.policy, d.dns);   /* SPF, DKIM keys, DMARC: the same resolver */
 	maildir_set_root(d.cfg->maildir_root); /* doc/THREAT-MODEL.md */
 	rc = dlv_start(d.loop, d.cfg, d.store, d.writer, d.client_tls, d.dns, &d.dlv);
 	if (rc < 0)

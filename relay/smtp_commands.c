@@ -134,6 +134,8 @@ void smtp__cmd_mail(struct smtp_session *s, enum smtp_cmd cmd, const char *arg)
 	queue_id_format(s->tx.qid, s->tx.qid_text);
 	str_copy(s->tx.sender, path.addr, sizeof s->tx.sender);
 	s->tx.params = params;
+	/* Before the MAIL stage: its checks (SPF) record their results in it. */
+	s->tx.ptx = policy_tx_new(s->srv->policy, cfg_role_name(s->role), s->tx.qid_text);
 	smtp__fill_request(s, POLICY_STAGE_MAIL);
 	s->busy = true;
 	smtp__ref(s);

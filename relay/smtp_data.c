@@ -34,6 +34,7 @@
 #include "common/rfc5322.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
+#include "policy/authres.h"
 #include "queue/receive.h"
 #include "relay/conn.h"
 #include "relay/smtp_parse.h"
@@ -41,7 +42,7 @@
 #include "relay/tlsio.h"
 
 static void smtp_finish_message(struct smtp_session *s);
-static void smtp_commit(struct smtp_session *s);
+static void smtp_commit(struct smtp_session *s, const struct verdict *hold);
 static void smtp_chunk_flush(struct smtp_session *s);
 
 /* ------------------------------------------------- in-flight memory */
@@ -187,7 +188,9 @@ void smtp__tx_reset(struct smtp_session *s)
 	smtp_mem_sub(s, tx->chunk.len);
 	buf_free(&tx->chunk);
 	free(tx->hdr);
-	buf_free(&tx->hdr_line);
+	buf_free(&tx->head);
+	smtp__hdr_free(&tx->hdrf);
+	policy_tx_free(tx->ptx);
 	memset(tx, 0, sizeof *tx);
 }
 
@@ -201,7 +204,7 @@ void smtp__tx_end(struct smtp_session *s)
 
 /* -------------------------------------------------------------- body */
 
-static void smtp_body_store(struct smtp_session *s, const char *data, size_t len)
+void smtp__body_store(struct smtp_session *s, const char *data, size_t len)
 {
 	struct smtp_tx *tx = &s->tx;
 
@@ -219,7 +222,11 @@ static void smtp_body_store(struct smtp_session *s, const char *data, size_t len
 	}
 }
 
-/* Client body bytes: counted against max_message_size, then stored. */
+/*
+ * Client body bytes: counted against max_message_size, shown to the
+ * policy checks as the client sent them, then through the header filter
+ * into the store.
+ */
 static void smtp_body_client(struct smtp_session *s, const char *data, size_t len)
 {
 	struct smtp_tx *tx = &s->tx;
@@ -229,7 +236,9 @@ static void smtp_body_client(struct smtp_session *s, const char *data, size_t le
 		tx->fault = SMTP_BODY_TOO_BIG;
 	if (tx->fault != SMTP_BODY_OK)
 		return; /* the message will be refused: keep nothing more */
-	smtp_body_store(s, data, len);
+	if (tx->ptx != NULL)
+		policy_tx_body(tx->ptx, data, len);
+	smtp__hdr_feed(s, data, len);
 }
 
 static const char *smtp_protocol_name(const struct smtp_session *s)
@@ -301,12 +310,11 @@ static void smtp_body_begin(struct smtp_session *s)
 	buf_printf(&h, "; %s\r\n", date);
 	tx->body_started = true;
 	tx->at_line_start = true;
-	if (s->authenticated) {
-		tx->hdr = xmalloc(sizeof *tx->hdr);
-		rfc5322_scan_init(tx->hdr);
-	}
-	smtp_body_store(s, h.data, h.len);
-	buf_free(&h);
+	tx->hdr = xmalloc(sizeof *tx->hdr);
+	rfc5322_scan_init(tx->hdr);
+	/* Chunk 0 is the head, written at the commit (smtp_commit). */
+	tx->head = h;
+	tx->nchunks = 1;
 }
 
 /* ----------------------------------------------------- DATA and BDAT */
@@ -428,42 +436,10 @@ bool smtp__data_consume(struct smtp_session *s)
 			linelen--;
 			content--;
 		}
-		if (tx->hdr != NULL && !tx->hdr->done)
-			rfc5322_scan_line(tx->hdr, p, content);
 		smtp_body_client(s, p, linelen);
 	}
 	tx->at_line_start = l.crlf;
 	return true;
-}
-
-/*
- * BDAT bytes come in arbitrary pieces: header lines are assembled here
- * (each at most a legal text line; longer ones are cut, which the
- * scanner's own limits then report) and handed to the scanner whole.
- */
-static void smtp_hdr_feed_bytes(struct smtp_session *s, const char *data, size_t n)
-{
-	struct smtp_tx *tx = &s->tx;
-
-	while (n > 0 && tx->hdr != NULL && !tx->hdr->done) {
-		const char *lf = memchr(data, '\n', n);
-		size_t take = lf ? (size_t)(lf - data) + 1 : n;
-		size_t room = SMTP_TEXTLINE_MAX > tx->hdr_line.len ?
-		    SMTP_TEXTLINE_MAX - tx->hdr_line.len : 0;
-
-		buf_append(&tx->hdr_line, data, take < room ? take : room);
-		data += take;
-		n -= take;
-		if (lf != NULL) {
-			size_t len = tx->hdr_line.len;
-
-			while (len > 0 && (tx->hdr_line.data[len - 1] == '\n' ||
-			    tx->hdr_line.data[len - 1] == '\r'))
-				len--;
-			rfc5322_scan_line(tx->hdr, tx->hdr_line.data, len);
-			buf_reset(&tx->hdr_line);
-		}
-	}
 }
 
 /* BDAT chunk bytes: counted, no unstuffing; line rules still apply. */
@@ -493,7 +469,6 @@ bool smtp__bdat_consume(struct smtp_session *s)
 			}
 			tx->bdat_prev_cr = c == '\r';
 		}
-		smtp_hdr_feed_bytes(s, data, n);
 		smtp_body_client(s, data, n);
 	}
 	smtp__in_consume(s, n);
@@ -533,7 +508,11 @@ static void smtp_data_policy_done(void *arg, const struct verdict *v)
 	}
 	s->busy = false;
 	if (v->kind == VERDICT_CONTINUE || v->kind == VERDICT_ACCEPT) {
-		smtp_commit(s);
+		smtp_commit(s, NULL);
+	} else if (v->kind == VERDICT_HOLD) {
+		log_event(LOG_LVL_INFO, s->tx.qid_text, "event", "hold", "rule", v->rule,
+		    "reason", v->text, "client", s->peer_addr, NULL);
+		smtp_commit(s, v);
 	} else {
 		smtp__policy_refused(s, "data", v, NULL);
 		smtp__tx_end(s);
@@ -590,9 +569,10 @@ static void smtp_finish_message(struct smtp_session *s)
 		smtp__tx_end(s);
 		return;
 	}
+	smtp__hdr_end(s);
 	/* Bodies that lack a final CRLF (possible with BDAT) get one. */
 	if (tx->chunk.len > 0 && tx->chunk.data[tx->chunk.len - 1] != '\n')
-		smtp_body_store(s, "\r\n", 2);
+		smtp__body_store(s, "\r\n", 2);
 	memset(&s->preq, 0, sizeof s->preq);
 	s->preq.stage = POLICY_STAGE_DATA;
 	s->preq.session_id = s->id;
@@ -607,6 +587,7 @@ static void smtp_finish_message(struct smtp_session *s)
 	s->preq.declared_size = tx->params.has_size ? tx->params.size : 0;
 	s->preq.headers = tx->hdr;
 	s->preq.size = tx->client_bytes;
+	s->preq.tx = tx->ptx;
 	s->busy = true;
 	smtp__ref(s);
 	policy_run(s->srv->policy, &s->preq, smtp_data_policy_done, s);
@@ -678,11 +659,41 @@ static void smtp_commit_done(void *arg, int status, const struct queue_receive *
 }
 
 /*
- * End of data with a passing verdict: say what was accepted and let
- * queue/ store it (queue_receive_apply: aliases, tenants, schedule,
- * audit). The 250 waits for the completion.
+ * Chunk 0, above the message as the client sent it: our Received: line,
+ * our Authentication-Results when a sender-authentication check ran
+ * (RFC 8601: below the trace field of the hop that added it), then the
+ * fields the checks added (Received-SPF, DKIM-Signature).
  */
-static void smtp_commit(struct smtp_session *s)
+static void smtp_head_build(struct smtp_session *s, struct buf *head)
+{
+	struct smtp_tx *tx = &s->tx;
+	size_t added_len = 0;
+	const char *added = tx->ptx ? policy_tx_headers(tx->ptx, &added_len) : "";
+
+	buf_append(head, tx->head.data, tx->head.len);
+	if (tx->ptx != NULL) {
+		const struct authres *ar = policy_tx_authres(tx->ptx);
+
+		if (ar->spf.result != AUTHRES_NOT_RUN || ar->dkim_ran ||
+		    ar->dmarc.result != AUTHRES_NOT_RUN) {
+			char field[8192];
+			const char *id = s->cfg->authserv_id ? s->cfg->authserv_id :
+			    smtp__hostname(s);
+
+			if (authres_render(ar, id, field, sizeof field) > 0)
+				buf_printf(head, "%s\r\n", field);
+		}
+	}
+	buf_append(head, added, added_len);
+}
+
+/*
+ * End of data with a passing verdict (or a hold: the message is kept out
+ * of delivery with the verdict's words as the reason): say what was
+ * accepted and let queue/ store it (queue_receive_apply: aliases,
+ * tenants, schedule, audit). The 250 waits for the completion.
+ */
+static void smtp_commit(struct smtp_session *s, const struct verdict *hold)
 {
 	struct smtp_tx *tx = &s->tx;
 	struct queue_receive *req = xcalloc(1, sizeof *req);
@@ -698,7 +709,15 @@ static void smtp_commit(struct smtp_session *s)
 	m->body_type = tx->params.body;
 	m->smtputf8 = tx->params.smtputf8;
 	m->declared_size = tx->params.has_size ? tx->params.size : 0;
-	m->size = tx->stored_bytes;
+	buf_init(&req->head);
+	smtp_head_build(s, &req->head);
+	m->size = tx->stored_bytes + req->head.len;
+	if (hold != NULL) {
+		m->held = true;
+		m->hold_reason = xstrdup(hold->text);
+	}
+	if (tx->ptx != NULL && policy_tx_notes(tx->ptx)[0] != '\0')
+		req->notes = xstrdup(policy_tx_notes(tx->ptx));
 	m->client_addr = xstrdup(s->peer_addr);
 	m->helo = s->helo[0] ? xstrdup(s->helo) : NULL;
 	m->listener = xstrdup(cfg_role_name(s->role));

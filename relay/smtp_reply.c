@@ -119,6 +119,8 @@ static void smtp_audit_reject(struct smtp_session *s, const char *stage,
 		.from = s->tx.active ? s->tx.sender : NULL,
 		.to = rcpt,
 		.sess = s->id,
+		.auth = s->tx.active && s->tx.ptx && policy_tx_notes(s->tx.ptx)[0] ?
+		    policy_tx_notes(s->tx.ptx) : NULL,
 	};
 
 	queue_receive_refusal_submit(s->srv->writer, &r);

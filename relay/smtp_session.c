@@ -228,6 +228,7 @@ void smtp__fill_request(struct smtp_session *s, enum policy_stage stage)
 	s->preq.rcpt_domain = "";
 	s->preq.auth_user = s->authenticated ? s->auth_user : NULL;
 	s->preq.declared_size = s->tx.active && s->tx.params.has_size ? s->tx.params.size : 0;
+	s->preq.tx = s->tx.active ? s->tx.ptx : NULL;
 }
 
 /* ---------------------------------------------------------- STARTTLS */

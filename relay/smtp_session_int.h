@@ -72,6 +72,15 @@ enum smtp_body_fault {
 	SMTP_BODY_TOO_BIG,
 };
 
+/* The header section on its way to the store (smtp_headers.c). */
+struct smtp_hdrfilter {
+	bool done;                 /* past the empty line: bytes pass straight */
+	struct buf line;           /* a header line not yet ended */
+	struct buf held;           /* an Authentication-Results field, held whole */
+	bool holding;
+	bool held_overflow;
+};
+
 /* The mail transaction: from MAIL to the commit, RSET or the end. */
 struct smtp_tx {
 	bool active;
@@ -86,19 +95,23 @@ struct smtp_tx {
 	struct buf chunk;          /* bytes not yet handed to the writer */
 	uint32_t nchunks;          /* chunks handed to the writer */
 	uint64_t client_bytes;     /* body bytes from the client, after unstuffing */
-	uint64_t stored_bytes;     /* bytes in chunks, Received header included */
+	uint64_t stored_bytes;     /* bytes in chunks (the head is apart) */
+	/*
+	 * Our Received: line; at the commit it goes with the fields the
+	 * checks added into chunk 0, which body chunks leave free for it.
+	 */
+	struct buf head;
+	struct policy_tx *ptx;     /* the policy's state for this message */
+	struct smtp_hdrfilter hdrf;
+	unsigned ar_removed;       /* forged Authentication-Results removed */
 	size_t chunks_inflight;
 	int chunk_error;
 	enum smtp_body_fault fault;
 	/* DATA line state. */
 	bool at_line_start;        /* previous line ended with a real CRLF */
 	bool waiting_chunks;       /* end of data seen; chunks still in flight */
-	/*
-	 * The header section as policy sees it (From: checks); allocated only
-	 * for authenticated submissions, whose From: must match the sender.
-	 */
+	/* The header section as policy sees it (From: and field counts). */
 	struct rfc5322_scan *hdr;
-	struct buf hdr_line;       /* BDAT: bytes of a header line not yet ended */
 	bool commit_submitted;     /* the chunks now belong to the commit op */
 	/* Final recipients so far, aliases expanded: bounded at RCPT. */
 	struct queue_expansion *expansion;
@@ -183,6 +196,14 @@ void smtp__resume(struct smtp_session *s);
  * woken when memory drains.
  */
 bool smtp__body_memory_wait(struct smtp_session *s);
+/* smtp_data.c: bytes into the queue chunks (after the header filter). */
+void smtp__body_store(struct smtp_session *s, const char *data, size_t len);
+/* smtp_headers.c: body bytes through the header section's filter. */
+void smtp__hdr_feed(struct smtp_session *s, const char *data, size_t len);
+/* The message ended: a field still held or a line still open is settled. */
+void smtp__hdr_end(struct smtp_session *s);
+void smtp__hdr_free(struct smtp_hdrfilter *f);
+
 /* s->preq from the session's facts, for one policy stage. */
 void smtp__fill_request(struct smtp_session *s, enum policy_stage stage);
 
