@@ -122,6 +122,6 @@
 	X(control_command_time, DURATION, "10m", 1000, 86400000, 1, \
 	  "Total time one govrelayctl command run through control_socket may take, its output included; a client that reads slower loses the rest of its output.") \
 	X(dkim_verify, BOOL, "yes", 0, 0, 1, \
-	  "Verify the DKIM signatures of mail received on mx listeners (every signature, keys looked up through dns_server); the results go to the Authentication-Results header and the audit record. no: not verified (dkim=none).")
+	  "Verify the DKIM signatures of mail received on mx listeners (every signature, keys looked up through dns_server); the results go to the Authentication-Results header and the audit record. no: not verified, no dkim= result.")
 
 #endif

@@ -29,6 +29,14 @@ policy_check_free_fn stage_tenant_free;
 policy_check_run_fn stage_tenant_run;
 policy_check_queued_fn stage_tenant_queued;
 
+/* stage_dkim_verify.c: DKIM signatures of inbound mail (results for DMARC). */
+policy_check_new_fn stage_dkim_verify_new;
+policy_check_free_fn stage_dkim_verify_free;
+policy_check_run_fn stage_dkim_verify_run;
+policy_check_tx_new_fn stage_dkim_verify_tx_new;
+policy_check_body_fn stage_dkim_verify_body;
+policy_check_tx_free_fn stage_dkim_verify_tx_free;
+
 const struct policy_check policy_checks[] = {
 	{ .name = "relay", .stages = POLICY_AT(POLICY_STAGE_RCPT), .roles = POLICY_ROLES_ALL,
 	  .run = stage_relay_run },
@@ -36,6 +44,11 @@ const struct policy_check policy_checks[] = {
 	  POLICY_AT(POLICY_STAGE_RCPT) | POLICY_AT(POLICY_STAGE_DATA),
 	  .roles = POLICY_ROLES_ALL, .create = stage_tenant_new, .destroy = stage_tenant_free,
 	  .run = stage_tenant_run, .queued = stage_tenant_queued },
+	{ .name = "dkim_verify", .stages = POLICY_AT(POLICY_STAGE_DATA),
+	  .roles = POLICY_ROLE(CFG_ROLE_MX), .create = stage_dkim_verify_new,
+	  .destroy = stage_dkim_verify_free, .run = stage_dkim_verify_run,
+	  .tx_new = stage_dkim_verify_tx_new, .body = stage_dkim_verify_body,
+	  .tx_free = stage_dkim_verify_tx_free },
 };
 
 const size_t policy_nchecks = sizeof policy_checks / sizeof policy_checks[0];
