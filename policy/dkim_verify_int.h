@@ -78,9 +78,10 @@ struct stage_dkimv_bodylen {
 /*
  * One message's state. refs: the transaction's (dropped by tx_free, which
  * also sets detached), one per key lookup in flight, one while dkim_eom
- * runs on the thread pool; freed at zero. Loop thread, except that the
- * thread pool owns dkim, keys[] (read only) and eom_status while
- * phase == STAGE_DKIMV_PH_EOM.
+ * runs on the thread pool, one while the wait timer is open; freed at
+ * zero. Loop thread, except that the thread pool owns dkim, keys[] (read
+ * only) and eom_status while phase == STAGE_DKIMV_PH_EOM: a lookup that
+ * answers after the wait gave up is dropped, not written.
  */
 struct stage_dkimv_tx {
 	struct stage_dkimv_lib *sl;
@@ -103,6 +104,9 @@ struct stage_dkimv_tx {
 	bool want_len;                 /* a signature has l= */
 	struct stage_dkimv_bodylen len_simple, len_relaxed;
 	struct policy_call *call;      /* the DATA run waiting for us */
+	uv_timer_t timer;              /* bounds that wait (timer_on: open) */
+	bool timer_on;
+	bool gave_up;                  /* keys still out when it fired: temperror */
 	uv_work_t work;
 	DKIM_STAT eom_status;
 	bool eom_ran;

@@ -120,7 +120,9 @@ static void stage_dkimv_key_cb(void *arg, const struct policy_dns_answer *ans)
 	struct stage_dkimv_key *k = arg;
 	struct stage_dkimv_tx *t = k->t;
 
-	stage_dkimv_key_answer(k, ans);
+	/* After the wait gave up, keys[] belongs to dkim_eom: too late, dropped. */
+	if (t->phase == STAGE_DKIMV_PH_HEADER || t->phase == STAGE_DKIMV_PH_BODY)
+		stage_dkimv_key_answer(k, ans);
 	t->pending--;
 	stage_dkimv__keys_done(t);
 	stage_dkimv__unref(t);

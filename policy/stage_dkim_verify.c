@@ -63,6 +63,14 @@ policy_check_body_fn stage_dkim_verify_body;
 policy_check_tx_free_fn stage_dkim_verify_tx_free;
 
 #define STAGE_DKIMV_HEADER_MAX (256u * 1024u)
+/*
+ * How long the DATA stage waits for key lookups still out (they started
+ * at the end of the header section, so most are back by then): the
+ * client is waiting for its reply, and a key that slow is a temperror,
+ * not a reason to hold the session (or a shutdown) for the whole DNS
+ * timeout.
+ */
+#define STAGE_DKIMV_KEY_WAIT_MS 8000
 
 static void stage_dkimv_lib_unref(struct stage_dkimv_lib *sl)
 {
@@ -396,12 +404,41 @@ static void stage_dkimv_after_work(uv_work_t *w, int status)
 }
 
 /* Every key is known (or failed): dkim_eom goes to the thread pool. */
+static void stage_dkimv_timer_closed(uv_handle_t *h)
+{
+	stage_dkimv__unref(h->data);
+}
+
+/* The DATA stage has waited long enough: the keys still out are temperror. */
+static void stage_dkimv_key_wait_cb(uv_timer_t *timer)
+{
+	struct stage_dkimv_tx *t = timer->data;
+
+	t->gave_up = true;
+	stage_dkimv__keys_done(t);
+}
+
+/* The DATA stage waits for keys, at most STAGE_DKIMV_KEY_WAIT_MS. */
+static void stage_dkimv_key_wait(struct stage_dkimv_tx *t)
+{
+	uv_timer_init(policy_loop(t->p), &t->timer);
+	t->timer.data = t;
+	t->timer_on = true;
+	t->refs++;   /* dropped when the timer handle has closed */
+	uv_timer_start(&t->timer, stage_dkimv_key_wait_cb, STAGE_DKIMV_KEY_WAIT_MS, 0);
+}
+
 void stage_dkimv__keys_done(struct stage_dkimv_tx *t)
 {
 	int rc;
 
-	if (t->call == NULL || t->pending > 0 || t->phase != STAGE_DKIMV_PH_BODY)
+	if (t->call == NULL || (t->pending > 0 && !t->gave_up) ||
+	    t->phase != STAGE_DKIMV_PH_BODY)
 		return;
+	if (t->timer_on) {
+		t->timer_on = false;
+		uv_close((uv_handle_t *)&t->timer, stage_dkimv_timer_closed);
+	}
 	if (t->detached) {
 		/* Nobody will read the results: answer the engine, skip the work. */
 		t->phase = STAGE_DKIMV_PH_DONE;
@@ -454,5 +491,7 @@ void stage_dkim_verify_run(struct policy_call *call, const struct policy_request
 		return;
 	}
 	t->call = call;
+	if (t->pending > 0)
+		stage_dkimv_key_wait(t);
 	stage_dkimv__keys_done(t);
 }

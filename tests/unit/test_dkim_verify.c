@@ -743,6 +743,49 @@ START_TEST(test_lifetime_lookup_in_flight)
 }
 END_TEST
 
+/*
+ * A key that never answers: the DATA stage gives up on it after its own
+ * wait (8 s), well before the engine's timeout: temperror, CONTINUE, and
+ * the other signature is still checked. The late answer is dropped.
+ */
+START_TEST(test_key_wait_gives_up)
+{
+	struct policy *p;
+	struct policy_tx *tx;
+	struct outcome o;
+	struct buf sig;
+	struct authres *ar;
+	char *msg;
+	uint64_t t0;
+
+	fake_add("never._domainkey.sender.org", FAKE_NEVER, NULL);
+	buf_init(&sig);
+	test_sign(&key_ed, "sender.org", "never", DKIM_CANON_RELAXED, test_headers, test_body,
+	    -1, &sig);
+	test_sign(&key_rsa, "sender.org", "rsa", DKIM_CANON_RELAXED, test_headers, test_body,
+	    -1, &sig);
+	msg = test_message(buf_cstr(&sig), test_headers, test_body);
+	p = test_policy(NULL, 20000);
+	tx = policy_tx_new(p, "mx", "t1");
+	test_feed(tx, msg, strlen(msg), 0);
+	t0 = uv_now(&loop);
+	test_data(p, tx, &o);
+	ck_assert_int_eq(o.v.kind, VERDICT_CONTINUE);
+	ck_assert_uint_ge(uv_now(&loop) - t0, 7000);
+	ar = policy_tx_authres(tx);
+	ck_assert_uint_eq(ar->ndkim, 2);
+	ck_assert_int_eq(ar->dkim[0].result, AUTHRES_TEMPERROR);
+	ck_assert_str_eq(ar->dkim[0].reason, "key lookup did not finish");
+	ck_assert_int_eq(ar->dkim[1].result, AUTHRES_PASS);
+	fake_release_never();
+	uv_run(&loop, UV_RUN_DEFAULT);
+	policy_tx_free(tx);
+	policy_free(p);
+	free(msg);
+	buf_free(&sig);
+}
+END_TEST
+
 /* The transaction is freed while dkim_eom runs on the thread pool. */
 START_TEST(test_lifetime_work_in_flight)
 {
@@ -865,6 +908,7 @@ static Suite *dkim_verify_suite(void)
 	tcase_add_test(tc, test_no_body);
 	tcase_add_test(tc, test_lifetime_lookup_in_flight);
 	tcase_add_test(tc, test_lifetime_work_in_flight);
+	tcase_add_test(tc, test_key_wait_gives_up);
 	tcase_add_test(tc, test_config_off);
 	tcase_add_test(tc, test_product_row);
 	suite_add_tcase(s, tc);
