@@ -10,13 +10,15 @@
  *     signature verified AND the body hash matched (DEPENDENCIES.md 5:
  *     libopendkim sets PASSED on a bad body hash), not when l= leaves part
  *     of the body unsigned (RFC 6376 8.2), temperror for a DNS failure,
- *     permerror for a missing or unusable key or a malformed signature;
+ *     permerror for a missing or unusable key, a malformed signature or
+ *     rsa-sha1 (RFC 8301);
  *   - the canonical body length per canonicalization, counted as the body
  *     streams, that the l= rule compares with.
  *
- * Entry points: stage_dkimv__keys_start (after the header section), stage_dkimv__keys_preset
- * (before dkim_eom), stage_dkimv__key_lookup (libopendkim's callback), stage_dkimv__report
- * (results into authres and the audit notes), stage_dkimv__bodylen_feed/_total.
+ * Entry points: stage_dkimv__keys_start (after the header section),
+ * stage_dkimv__keys_preset (before dkim_eom), stage_dkimv__key_lookup
+ * (libopendkim's callback), stage_dkimv__report (results into authres and
+ * the audit notes), stage_dkimv__bodylen_feed/_total.
  * OWNERSHIP: keys live in the message state; an answer is copied out of
  * the resolver's borrowed buffer in its callback.
  * THREADS: loop thread, except stage_dkimv__key_lookup (thread pool, read only).
@@ -166,6 +168,7 @@ void stage_dkimv__keys_start(struct stage_dkimv_tx *t)
 		struct stage_dkimv_sig *s;
 		int err = dkim_sig_geterror(sig);
 		ssize_t signlen = -1;
+		dkim_alg_t alg = DKIM_SIGN_UNKNOWN;
 
 		if (i >= STAGE_DKIMV_MAX_SIGS) {
 			/* Bounded work per message: counted, never looked up. */
@@ -177,6 +180,12 @@ void stage_dkimv__keys_start(struct stage_dkimv_tx *t)
 		s->preset = AUTHRES_NOT_RUN;
 		if (err != DKIM_SIGERROR_UNKNOWN && err != DKIM_SIGERROR_OK)
 			continue;   /* malformed: libopendkim's error is the result */
+		if (dkim_sig_getsignalg(sig, &alg) == DKIM_STAT_OK && alg == DKIM_SIGN_RSASHA1) {
+			/* RFC 8301 3.1: rsa-sha1 must not be used for verifying. */
+			s->preset = AUTHRES_PERMERROR;
+			str_copy(s->reason, "rsa-sha1 is not accepted (RFC 8301)", sizeof s->reason);
+			continue;
+		}
 		if (dkim_sig_getcanonlen(t->dkim, sig, NULL, NULL, &signlen) == DKIM_STAT_OK &&
 		    signlen >= 0)
 			t->want_len = true;

@@ -567,6 +567,32 @@ START_TEST(test_length_tag)
 }
 END_TEST
 
+/* rsa-sha1 (RFC 8301): a valid signature, but not accepted; its key not asked for. */
+START_TEST(test_rsa_sha1_refused)
+{
+	struct test_key sha1 = key_rsa;
+	struct authres ar;
+	char notes[2048];
+	struct buf sig;
+	char *msg;
+
+	sha1.alg = DKIM_SIGN_RSASHA1;
+	buf_init(&sig);
+	test_sign(&sha1, "sender.org", "rsa", DKIM_CANON_RELAXED, test_headers, test_body, -1,
+	    &sig);
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&sig), "a=rsa-sha1"));
+	msg = test_message(buf_cstr(&sig), test_headers, test_body);
+	test_verify(msg, 0, &ar, notes, sizeof notes);
+	ck_assert_uint_eq(ar.ndkim, 1);
+	ck_assert_int_eq(ar.dkim[0].result, AUTHRES_PERMERROR);
+	ck_assert_str_eq(ar.dkim[0].algorithm, "rsa-sha1");
+	ck_assert_str_eq(ar.dkim[0].reason, "rsa-sha1 is not accepted (RFC 8301)");
+	ck_assert_uint_eq(nlookups, 0);
+	free(msg);
+	buf_free(&sig);
+}
+END_TEST
+
 /* Two signatures, one good, one bad: both reported, each with its own result. */
 START_TEST(test_two_signatures)
 {
@@ -902,6 +928,7 @@ static Suite *dkim_verify_suite(void)
 	tcase_add_test(tc, test_dkimpy_ed25519_simple);
 	tcase_add_test(tc, test_length_tag);
 	tcase_add_test(tc, test_two_signatures);
+	tcase_add_test(tc, test_rsa_sha1_refused);
 	tcase_add_test(tc, test_many_signatures);
 	tcase_add_test(tc, test_unsigned_and_malformed);
 	tcase_add_test(tc, test_header_bound);
