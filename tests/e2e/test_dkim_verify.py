@@ -12,6 +12,7 @@ split into 255-byte strings), and govrelayd verifies it while it relays.
 - l= shorter than the body (text appended after signing): not a pass
   (policy, "l= does not cover the body");
 - two signatures, one good and one bad: both reported;
+- the same through BDAT in 7-byte chunks;
 - results read from the Authentication-Results field of the delivered
   message (parsed with python3-authres) and from the audit record
   (govrelayctl audit search --json: the "auth" notes, one "dkim" per
@@ -253,6 +254,25 @@ class DkimVerifyTest(RelayTestCase):
         self.check(bad + good + msg, tag,
                    [("fail", "sender.org", "rsa", "rsa-sha256"),
                     ("pass", "sender.org", "ed", "ed25519-sha256")])
+
+    def test_pass_through_bdat_pieces(self):
+        """BDAT (RFC 3030) in 7-byte chunks: the check sees the same message."""
+        tag = "bdat-pieces"
+        msg = self.message(tag)
+        signed = self.sign(msg, "rsa", b"simple") + msg
+        c = self.raw()
+        c.ehlo()
+        c.expect("MAIL FROM:<alice@sender.org>", 250)
+        c.expect("RCPT TO:<bob@ours.test>", 250)
+        chunks = [signed[i:i + 7] for i in range(0, len(signed), 7)]
+        for chunk in chunks[:-1]:
+            c.send(b"BDAT %d\r\n" % len(chunk) + chunk)
+            self.assertReply(c.reply(), 250)
+        c.send(b"BDAT %d LAST\r\n" % len(chunks[-1]) + chunks[-1])
+        qid = queued_id(c.reply())
+        got, field = self.delivered(tag)
+        self.assertEqual(got, [("pass", "sender.org", "rsa", "rsa-sha256")], field)
+        self.assertIn("dkim=d=sender.org s=rsa a=rsa-sha256 pass", self.audit_notes(qid))
 
     # -- the loop is never blocked
 
