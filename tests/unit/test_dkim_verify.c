@@ -5,7 +5,8 @@
  * does, and the DATA stage runs on a real loop, with key lookups answered
  * by a fake resolver (from the loop, later, as the daemon's does). The
  * messages are signed here with libopendkim and keys made with OpenSSL
- * (the e2e test, tests/e2e/test_dkim_verify.py, signs with dkimpy).
+ * (the e2e test, tests/e2e/test_dkim_verify.py, signs with dkimpy; one case
+ * here, and the canonical body lengths, come from dkimpy too).
  *
  * OWNERSHIP: none. THREADS: Check forks one process per test; each test
  * runs its own loop, whose thread pool runs dkim_eom.
@@ -29,6 +30,7 @@
 #include "common/cfg.h"
 #include "policy/authres.h"
 #include "policy/check.h"
+#include "policy/dkim_verify_int.h"
 #include "policy/policy.h"
 
 #define N_CASES(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -900,6 +902,55 @@ START_TEST(test_config_off)
 }
 END_TEST
 
+/*
+ * The canonical body lengths the l= rule compares with, against dkimpy's
+ * canonicalization (len(Simple/Relaxed.canonicalize_body(body))), fed
+ * whole and byte by byte.
+ */
+static const struct {
+	const char *body;
+	uint64_t simple, relaxed;
+} bodylen_cases[] = {
+	{ "", 2, 0 },
+	{ "\r\n", 2, 0 },
+	{ "a\r\n", 3, 3 },
+	{ "a", 3, 3 },
+	{ "a \t \r\n\r\n\r\n", 6, 3 },
+	{ " \t\r\nx\r\n", 7, 5 },
+	{ "a\r\n \r\n", 6, 3 },
+	{ "x\ry\r\n", 5, 5 },
+	{ "line  with   spaces \r\n\r\nend", 29, 25 },
+	{ "\r\n\r\n\r\n", 2, 0 },
+	{ "a\r\n\r\nb\r\n\r\n", 8, 8 },
+	{ "  lead\r\n", 8, 7 },
+};
+
+START_TEST(test_bodylen)
+{
+	const char *b = bodylen_cases[_i].body;
+
+	for (int bytewise = 0; bytewise < 2; bytewise++) {
+		struct stage_dkimv_bodylen simple = { 0 }, relaxed = { .relaxed = true };
+
+		if (bytewise) {
+			for (size_t i = 0; b[i] != '\0'; i++) {
+				stage_dkimv__bodylen_feed(&simple, b + i, 1);
+				stage_dkimv__bodylen_feed(&relaxed, b + i, 1);
+			}
+		} else {
+			stage_dkimv__bodylen_feed(&simple, b, strlen(b));
+			stage_dkimv__bodylen_feed(&relaxed, b, strlen(b));
+		}
+		ck_assert_msg(stage_dkimv__bodylen_total(&simple) == bodylen_cases[_i].simple,
+		    "case %d simple%s: %llu", _i, bytewise ? " bytewise" : "",
+		    (unsigned long long)stage_dkimv__bodylen_total(&simple));
+		ck_assert_msg(stage_dkimv__bodylen_total(&relaxed) == bodylen_cases[_i].relaxed,
+		    "case %d relaxed%s: %llu", _i, bytewise ? " bytewise" : "",
+		    (unsigned long long)stage_dkimv__bodylen_total(&relaxed));
+	}
+}
+END_TEST
+
 /* The product's table: the row runs at DATA, on mx listeners only. */
 START_TEST(test_product_row)
 {
@@ -938,6 +989,7 @@ static Suite *dkim_verify_suite(void)
 	tcase_add_test(tc, test_key_wait_gives_up);
 	tcase_add_test(tc, test_config_off);
 	tcase_add_test(tc, test_product_row);
+	tcase_add_loop_test(tc, test_bodylen, 0, N_CASES(bodylen_cases));
 	suite_add_tcase(s, tc);
 	return s;
 }
