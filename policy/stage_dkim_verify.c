@@ -336,7 +336,7 @@ static void stage_dkimv_header_piece(struct stage_dkimv_tx *t, const char *data,
 		return;
 	}
 	/* The header fields without the blank line; what follows is body. */
-	hdrlen = end - (t->hdr[end - 2] == '\r' ? 2 : 1);
+	hdrlen = end - (end >= 2 && t->hdr[end - 2] == '\r' ? 2 : 1);
 	if (hdrlen > STAGE_DKIMV_HEADER_MAX) {
 		stage_dkimv_stop(t, "header section over 256 KiB: not verified");
 		return;
@@ -403,7 +403,6 @@ static void stage_dkimv_after_work(uv_work_t *w, int status)
 	stage_dkimv__unref(t);
 }
 
-/* Every key is known (or failed): dkim_eom goes to the thread pool. */
 static void stage_dkimv_timer_closed(uv_handle_t *h)
 {
 	stage_dkimv__unref(h->data);
@@ -428,6 +427,11 @@ static void stage_dkimv_key_wait(struct stage_dkimv_tx *t)
 	uv_timer_start(&t->timer, stage_dkimv_key_wait_cb, STAGE_DKIMV_KEY_WAIT_MS, 0);
 }
 
+/*
+ * Every key is known or given up on, and the DATA stage waits: dkim_eom
+ * goes to the thread pool. Called from each lookup's callback, the wait
+ * timer and the DATA stage itself; acts once.
+ */
 void stage_dkimv__keys_done(struct stage_dkimv_tx *t)
 {
 	int rc;

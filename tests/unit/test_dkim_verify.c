@@ -692,6 +692,24 @@ START_TEST(test_unsigned_and_malformed)
 }
 END_TEST
 
+/* A message that starts with its blank line (LF or CRLF) has no fields to check. */
+START_TEST(test_empty_header_section)
+{
+	static const char *const msgs[] = { "\nbody\r\n", "\r\nbody\r\n", "\n", "\r\n" };
+	struct authres ar;
+	char notes[512];
+
+	for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
+		test_verify(msgs[i], 1, &ar, notes, sizeof notes);
+		ck_assert(ar.dkim_ran);
+		ck_assert_uint_eq(ar.ndkim, 0);
+		test_verify(msgs[i], 0, &ar, notes, sizeof notes);
+		ck_assert_uint_eq(ar.ndkim, 0);
+	}
+	ck_assert_uint_eq(nlookups, 0);
+}
+END_TEST
+
 /* A header section over 256 KiB is not verified, and the notes say why. */
 START_TEST(test_header_bound)
 {
@@ -983,6 +1001,7 @@ static Suite *dkim_verify_suite(void)
 	tcase_add_test(tc, test_many_signatures);
 	tcase_add_test(tc, test_unsigned_and_malformed);
 	tcase_add_test(tc, test_header_bound);
+	tcase_add_test(tc, test_empty_header_section);
 	tcase_add_test(tc, test_no_body);
 	tcase_add_test(tc, test_lifetime_lookup_in_flight);
 	tcase_add_test(tc, test_lifetime_work_in_flight);
