@@ -126,6 +126,8 @@
 	X(spf, BOOL, "yes", 0, 0, 0, \
 	  "Check SPF (RFC 7208) at MAIL FROM on mx listeners for clients outside trusted_networks: temperror is 451 4.7.24, fail for a domain of ours 550 5.7.23, fail for other domains as the recipient's agency says (tenant policy spf_fail_action); a Received-SPF field is added. yes or no; read at startup only (the policy engine is built once).") \
 	X(dkim_sign, BOOL, "yes", 0, 0, 0, \
-	  "Sign mail leaving through submission, submissions or a trusted agency server on mx with the DKIM keys of its From: domain (govrelayctl dkim keygen); a domain without keys is not signed.")
+	  "Sign mail leaving through submission, submissions or a trusted agency server on mx with the DKIM keys of its From: domain (govrelayctl dkim keygen); a domain without keys is not signed.") \
+	X(dkim_verify, BOOL, "yes", 0, 0, 0, \
+	  "Verify the DKIM signatures of mail received on mx listeners (every signature, keys looked up through dns_server); the results go to the Authentication-Results header and the audit record. no: not verified, no dkim= result.")
 
 #endif

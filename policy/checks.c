@@ -53,6 +53,14 @@ policy_check_tx_new_fn stage_dkim_sign_tx_new;
 policy_check_body_fn stage_dkim_sign_body;
 policy_check_tx_free_fn stage_dkim_sign_tx_free;
 
+/* stage_dkim_verify.c: DKIM signatures of inbound mail (results for DMARC). */
+policy_check_new_fn stage_dkim_verify_new;
+policy_check_free_fn stage_dkim_verify_free;
+policy_check_run_fn stage_dkim_verify_run;
+policy_check_tx_new_fn stage_dkim_verify_tx_new;
+policy_check_body_fn stage_dkim_verify_body;
+policy_check_tx_free_fn stage_dkim_verify_tx_free;
+
 const struct policy_check policy_checks[] = {
 	{ .name = "relay", .stages = POLICY_AT(POLICY_STAGE_RCPT), .roles = POLICY_ROLES_ALL,
 	  .run = stage_relay_run },
@@ -67,6 +75,11 @@ const struct policy_check policy_checks[] = {
 	  .roles = POLICY_ROLE(CFG_ROLE_MX), .timeout_ms = 20000, .create = stage_spf_new,
 	  .destroy = stage_spf_free, .run = stage_spf_run, .tx_new = stage_spf_tx_new,
 	  .tx_free = stage_spf_tx_free },
+	{ .name = "dkim_verify", .stages = POLICY_AT(POLICY_STAGE_DATA),
+	  .roles = POLICY_ROLE(CFG_ROLE_MX), .create = stage_dkim_verify_new,
+	  .destroy = stage_dkim_verify_free, .run = stage_dkim_verify_run,
+	  .tx_new = stage_dkim_verify_tx_new, .body = stage_dkim_verify_body,
+	  .tx_free = stage_dkim_verify_tx_free },
 	{ .name = "dmarc", .stages = POLICY_AT(POLICY_STAGE_DATA),
 	  .roles = POLICY_ROLE(CFG_ROLE_MX), .create = stage_dmarc_new,
 	  .destroy = stage_dmarc_free, .run = stage_dmarc_run, .tx_new = stage_dmarc_tx_new,

@@ -7,7 +7,7 @@
  * Entry points: policy_new/policy_new_table/policy_free (run the rows'
  * constructors and compile), policy_run (walk one stage),
  * policy_call_complete (a check's one completion), policy_call_store,
- * policy_message_queued (every row's after-queue hook),
+ * policy_message_queued (every row's after-queue hook), policy_loop,
  * policy_verdict_set, policy_stage_name, verdict_kind_name.
  * OWNERSHIP: the engine owns each row's state (made by its constructor,
  * freed by its destructor). A policy_call is owned by the engine; it
@@ -197,6 +197,9 @@ struct policy *policy_call_policy(const struct policy_call *call)
 uv_loop_t *policy_call_loop(const struct policy_call *call)
 {
 	return call->p->loop;
+uv_loop_t *policy_loop(const struct policy *p)
+{
+	return p->loop;
 }
 
 void *policy_call_tx_state(const struct policy_call *call)

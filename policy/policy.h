@@ -199,6 +199,11 @@ const char *policy_tx_headers(const struct policy_tx *tx, size_t *len);
 const char *policy_tx_notes(const struct policy_tx *tx);
 /* The engine of tx, for checks that need policy_resolve from a hook. */
 struct policy *policy_tx_policy(const struct policy_tx *tx);
+/*
+ * The engine's event loop, for checks that put heavy work on its thread
+ * pool (uv_queue_work) instead of the loop thread.
+ */
+uv_loop_t *policy_loop(const struct policy *p);
 /* What the sender-authentication checks found (policy/authres.h). */
 struct authres *policy_tx_authres(struct policy_tx *tx);
 /*
