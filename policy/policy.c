@@ -197,6 +197,8 @@ struct policy *policy_call_policy(const struct policy_call *call)
 uv_loop_t *policy_call_loop(const struct policy_call *call)
 {
 	return call->p->loop;
+}
+
 uv_loop_t *policy_loop(const struct policy *p)
 {
 	return p->loop;
