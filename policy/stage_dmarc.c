@@ -129,18 +129,8 @@ const char *dmarc_disposition_name(enum dmarc_disposition d)
 
 const char *dmarc_result_word(enum authres_result r)
 {
-	switch (r) {
-	case AUTHRES_NOT_RUN: return "";
-	case AUTHRES_NONE: return "none";
-	case AUTHRES_PASS: return "pass";
-	case AUTHRES_FAIL: return "fail";
-	case AUTHRES_SOFTFAIL: return "softfail";
-	case AUTHRES_NEUTRAL: return "neutral";
-	case AUTHRES_POLICY: return "policy";
-	case AUTHRES_TEMPERROR: return "temperror";
-	case AUTHRES_PERMERROR: return "permerror";
-	}
-	return "";
+	/* A method that did not run has no word in the notes (RFC 8601's "none" means it ran). */
+	return r == AUTHRES_NOT_RUN ? "" : authres_result_name(r);
 }
 
 const char *dmarc_policy_name(char p)
