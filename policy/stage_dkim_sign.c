@@ -58,6 +58,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -115,8 +116,17 @@ struct sds_key {
 	ino_t ino;
 	off_t size;
 	struct timespec mtime;
+	int64_t checked_ms;     /* when the file was last compared (time_now_ms) */
 	EVP_PKEY *pkey;
 };
+
+/*
+ * A cached key is compared with its file at most this often: a selector's
+ * file is never rewritten (keygen refuses a selector in use), so this
+ * only bounds how long a key replaced by hand goes on signing, and it
+ * spares an open and fstat per message.
+ */
+#define SDS_KEY_RECHECK_MS 1000
 
 struct stage_dkim_sign {
 	bool enabled;
@@ -168,6 +178,26 @@ struct sds_tx {
 };
 
 /* ------------------------------------------------------------ the row */
+
+/*
+ * SHA-256 fetched once: OpenSSL 3 looks an implicit EVP_sha256() up in
+ * its provider tables, under locks, at every use. Made before any thread
+ * signs, kept for the life of the process (it is immutable).
+ */
+static EVP_MD *sds_md;
+
+static void sds_sha256_fetch(void)
+{
+	sds_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sds_sha256(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	(void)pthread_once(&once, sds_sha256_fetch);
+	return sds_md != NULL ? sds_md : EVP_sha256();
+}
 
 int stage_dkim_sign_new(const struct config *cfg, void **state, char *err, size_t errlen)
 {
@@ -248,8 +278,16 @@ static EVP_PKEY *sds_key_load(struct stage_dkim_sign *st, const char *path, int 
 {
 	struct sds_key *slot = NULL, fresh;
 	struct stat sb;
+	int64_t now = time_now_ms();
 	int fd, rc;
 
+	for (size_t i = 0; i < st->ncache; i++) {
+		struct sds_key *k = &st->cache[i];
+
+		if (now - k->checked_ms < SDS_KEY_RECHECK_MS && now >= k->checked_ms &&
+		    strcmp(k->path, path) == 0)
+			return k->pkey;
+	}
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &sb) < 0) {
 		*err = errno;
@@ -266,6 +304,7 @@ static EVP_PKEY *sds_key_load(struct stage_dkim_sign *st, const char *path, int 
 		    k->mtime.tv_sec == sb.st_mtim.tv_sec &&
 		    k->mtime.tv_nsec == sb.st_mtim.tv_nsec) {
 			close(fd);
+			k->checked_ms = now;
 			return k->pkey;
 		}
 		slot = k;
@@ -283,6 +322,7 @@ static EVP_PKEY *sds_key_load(struct stage_dkim_sign *st, const char *path, int 
 	fresh.ino = sb.st_ino;
 	fresh.size = sb.st_size;
 	fresh.mtime = sb.st_mtim;
+	fresh.checked_ms = now;
 	if (slot != NULL) {
 		sds_key_drop(slot);
 	} else if (st->ncache == SDS_CACHE_MAX) {
@@ -468,10 +508,25 @@ static void sds_body_put(struct sds_tx *t, const char *p, size_t n)
 {
 	struct sds_body *b = &t->body;
 
-	for (size_t i = 0; i < n; i++) {
-		if (b->n == sizeof b->out)
+	if (n >= 256) {
+		/* A long run goes to the hash as it is, not through the buffer. */
+		sds_body_flush(t);
+		if (EVP_DigestUpdate(b->md, p, n) != 1)
+			snprintf(t->error, sizeof t->error, "SHA-256 of the body failed");
+		return;
+	}
+	while (n > 0) {
+		size_t room = sizeof b->out - b->n;
+		size_t k = n < room ? n : room;
+
+		if (room == 0) {
 			sds_body_flush(t);
-		b->out[b->n++] = (unsigned char)p[i];
+			continue;
+		}
+		memcpy(b->out + b->n, p, k);
+		b->n += k;
+		p += k;
+		n -= k;
 	}
 }
 
@@ -501,6 +556,25 @@ static void sds_body_feed(struct sds_tx *t, const char *data, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		char c = data[i];
 
+		if (!b->cr && c != '\r' && !sds_is_wsp(c)) {
+			/*
+			 * A run of content goes in at once (the common case): it
+			 * may hold single spaces between words, which relaxed
+			 * canonicalization keeps as they are.
+			 */
+			size_t j = i + 1;
+
+			while (j < len && data[j] != '\r' && data[j] != '\t') {
+				if (data[j] == ' ' && (j + 1 >= len || sds_is_wsp(data[j + 1]) ||
+				    data[j + 1] == '\r'))
+					break;
+				j++;
+			}
+			sds_body_content(t, c);
+			sds_body_put(t, data + i + 1, j - i - 1);
+			i = j - 1;
+			continue;
+		}
 		if (b->cr) {
 			b->cr = false;
 			if (c == '\n') {
@@ -651,7 +725,7 @@ static void sds_headers_done(struct sds_tx *t, size_t hlen)
 		return;
 	sds_select_headers(t, t->hdr.data, hlen);
 	t->body.md = EVP_MD_CTX_new();
-	if (t->body.md == NULL || EVP_DigestInit_ex(t->body.md, EVP_sha256(), NULL) != 1)
+	if (t->body.md == NULL || EVP_DigestInit_ex(t->body.md, sds_sha256(), NULL) != 1)
 		sds_fail(t, "SHA-256 is not available");
 }
 
@@ -719,13 +793,13 @@ static int sds_sign(const struct sds_tx *t, const struct sds_sig *s, const struc
 	if (ctx == NULL)
 		return -EIO;
 	if (s->alg == QUEUE_DKIM_RSA) {
-		ok = EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, s->pkey) == 1 &&
+		ok = EVP_DigestSignInit(ctx, NULL, sds_sha256(), NULL, s->pkey) == 1 &&
 		    EVP_DigestSignUpdate(ctx, t->hcanon.data, t->hcanon.len) == 1 &&
 		    EVP_DigestSignUpdate(ctx, canon->data, canon->len) == 1 &&
 		    EVP_DigestSignFinal(ctx, NULL, &sl) == 1 && sl <= sizeof sig &&
 		    EVP_DigestSignFinal(ctx, sig, &sl) == 1;
 	} else {
-		ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+		ok = EVP_DigestInit_ex(ctx, sds_sha256(), NULL) == 1 &&
 		    EVP_DigestUpdate(ctx, t->hcanon.data, t->hcanon.len) == 1 &&
 		    EVP_DigestUpdate(ctx, canon->data, canon->len) == 1 &&
 		    EVP_DigestFinal_ex(ctx, h, &hl) == 1 && EVP_MD_CTX_reset(ctx) == 1 &&
@@ -864,6 +938,15 @@ static void sds_run_mail(struct policy_call *call, const struct policy_request *
 	sds_continue(call);
 }
 
+static bool sds_all_ed25519(const struct sds_tx *t)
+{
+	for (size_t i = 0; i < t->nsig; i++) {
+		if (t->sig[i].alg != QUEUE_DKIM_ED25519)
+			return false;
+	}
+	return true;
+}
+
 void stage_dkim_sign_run(struct policy_call *call, const struct policy_request *req,
     void *state)
 {
@@ -909,6 +992,17 @@ void stage_dkim_sign_run(struct policy_call *call, const struct policy_request *
 	t->call = call;
 	t->work.data = t;
 	t->busy = true;
+	if (sds_all_ed25519(t)) {
+		/*
+		 * Ed25519 signatures cost about 40 microseconds here: less than
+		 * the trip to the thread pool and back (two wake-ups, two
+		 * context switches), so they are made on the loop. RSA (about a
+		 * millisecond for 2048 bits) always goes to the pool.
+		 */
+		sds_work(&t->work);
+		sds_after_work(&t->work, 0);
+		return;
+	}
 	rc = uv_queue_work(policy_call_loop(call), &t->work, sds_work, sds_after_work);
 	if (rc != 0) {
 		t->busy = false;

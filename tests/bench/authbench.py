@@ -32,7 +32,7 @@ CITY_DOMAIN = "city-bench.vn"
 RCPT = "rcpt@bench.test"
 SIZE = 5120
 SESSIONS = 20
-COUNT = 4000
+COUNT = 10000
 TARGET_RATIO = 0.80
 
 AUTH_CONF = """\
