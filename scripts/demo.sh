@@ -112,6 +112,11 @@ demo_mailbox lanhdao@demo.gov.vn mayor@demo.gov.vn giamdoc@so-noi-vu.demo.gov.vn
 if ! gctl user show "$demo_user" >/dev/null 2>&1; then
 	printf '%s\n' "$demo_password" | gctl user add "$demo_user"
 fi
+# The department's DKIM key (Ed25519): its outgoing mail is signed; the
+# private key stays in the daemon's data, `dkim dns` prints what to publish.
+if ! gctl dkim list --domain so-tttt.demo.gov.vn 2>/dev/null | grep -q demo; then
+	gctl dkim keygen so-tttt.demo.gov.vn --selector demo --algorithm ed25519
+fi
 
 # The agencies' mail store for the demo: every message lands in a Maildir
 # (Python's mailbox module expects tmp/, new/ and cur/ to exist already).
@@ -144,7 +149,8 @@ A civil servant submitting with AUTH (user $demo_user, password $demo_password):
         --auth-user $demo_user --auth-password $demo_password \\
         --from $demo_user --to vanthu@phuong-1.demo.gov.vn$tls_note
 
-See it delivered:   ls $run/Maildir/new/
+See it delivered:   ls $run/Maildir/new/  (the submitted one carries a DKIM-Signature;
+                    what to publish for it: $ctl dkim dns so-tttt.demo.gov.vn)
 See it audited:     $ctl audit search --sender $demo_user
 See the queue:      $ctl queue list
 Stop with Ctrl-C.
