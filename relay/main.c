@@ -68,6 +68,7 @@ struct govrelayd {
 	struct ctl_server *ctl;
 	struct dlv *dlv;
 	struct dns *dns;
+	struct policy_dns *pdns;   /* the policy's view of dns */
 	struct checkpointer *ckpt; /* NULL without audit_signing_key */
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t shutdown_timer;
@@ -148,6 +149,8 @@ static void govrelayd_dlv_stopped(void *arg)
 	struct govrelayd *d = arg;
 
 	d->dlv = NULL;
+	policy_dns_close(d->pdns);
+	d->pdns = NULL;
 	dns_close(d->dns, NULL, NULL);
 	d->dns = NULL;
 	/* Every session is gone and deliveries are stopped: drain and stop the writer. */
@@ -370,7 +373,7 @@ int main(int argc, char **argv)
 	d.dns = dns_new(d.loop, &d.cfg->dns_server, err, sizeof err);
 	if (d.dns == NULL)
 		fatal(EX_UNAVAILABLE, "DNS resolver: %s", err);
-	policy_dns_install(d.policy, d.dns);   /* SPF, DKIM keys, DMARC: the same resolver */
+	d.pdns = policy_dns_install(d.policy, d.dns); /* SPF, DKIM keys, DMARC: one resolver */
 	maildir_set_root(d.cfg->maildir_root); /* doc/THREAT-MODEL.md */
 	rc = dlv_start(d.loop, d.cfg, d.store, d.writer, d.client_tls, d.dns, &d.dlv);
 	if (rc < 0)

@@ -9,8 +9,11 @@
  * PTR as host names. A PTR question comes as a reverse name and is turned
  * back into the address dns_query_ptr takes.
  *
- * Entry points: policy_dns_install.
- * OWNERSHIP: each lookup owns a small request until its callback has run.
+ * Entry points: policy_dns_install, policy_dns_close.
+ * OWNERSHIP: the adapter owns each lookup's small request until its
+ * callback has run; requests still pending when the daemon stops (the
+ * resolver drops them without callbacks) are cancelled and freed by
+ * policy_dns_close.
  * THREADS: loop thread only.
  * ERRORS: what dns.c says, mapped one to one; a name that is not a
  * reverse name for PTR, or that dns.c refuses, is -EINVAL.
@@ -31,11 +34,30 @@
 #include "relay/dns.h"
 #include "relay/policy_dns.h"
 
+struct policy_dns {
+	struct policy *p;
+	struct dns *dns;
+	struct policy_dns_req *pending;   /* lookups in flight, a list */
+};
+
 struct policy_dns_req {
+	struct policy_dns_req *next, *prev;
+	struct policy_dns *pd;
+	struct dns_query *query;
 	enum policy_dns_kind kind;
 	policy_dns_cb *cb;
 	void *arg;
 };
+
+static void policy_dns_unlink(struct policy_dns_req *q)
+{
+	if (q->prev != NULL)
+		q->prev->next = q->next;
+	else
+		q->pd->pending = q->next;
+	if (q->next != NULL)
+		q->next->prev = q->prev;
+}
 
 static enum policy_dns_status policy_dns_status_of(enum dns_status s)
 {
@@ -110,6 +132,7 @@ static void policy_dns_done(void *arg, const struct dns_result *res)
 	}
 	ans.rr = (const char *const *)rr;
 	ans.len = len;
+	policy_dns_unlink(q);
 	q->cb(q->arg, &ans);
 	for (size_t i = 0; i < ans.n; i++)
 		free(rr[i]);
@@ -183,7 +206,8 @@ int policy_dns_reverse_addr(const char *name, struct sockaddr_storage *ss)
 static int policy_dns_lookup(void *ctx, enum policy_dns_kind kind, const char *name,
     policy_dns_cb *cb, void *arg)
 {
-	struct dns *dns = ctx;
+	struct policy_dns *pd = ctx;
+	struct dns *dns = pd->dns;
 	struct policy_dns_req *q = xcalloc(1, sizeof *q);
 	struct sockaddr_storage ss;
 	int rc = -EINVAL;
@@ -193,30 +217,59 @@ static int policy_dns_lookup(void *ctx, enum policy_dns_kind kind, const char *n
 	q->arg = arg;
 	switch (kind) {
 	case POLICY_DNS_TXT:
-		rc = dns_query_txt(dns, name, policy_dns_done, q, NULL);
+		rc = dns_query_txt(dns, name, policy_dns_done, q, &q->query);
 		break;
 	case POLICY_DNS_A:
 	case POLICY_DNS_AAAA:
-		rc = dns_query_addr(dns, name, policy_dns_done, q, NULL);
+		rc = dns_query_addr(dns, name, policy_dns_done, q, &q->query);
 		break;
 	case POLICY_DNS_MX:
-		rc = dns_query_mx(dns, name, policy_dns_done, q, NULL);
+		rc = dns_query_mx(dns, name, policy_dns_done, q, &q->query);
 		break;
 	case POLICY_DNS_PTR:
 		rc = policy_dns_reverse_addr(name, &ss);
 		if (rc == 0)
 			rc = dns_query_ptr(dns, (const struct sockaddr *)&ss, policy_dns_done, q,
-			    NULL);
+			    &q->query);
 		break;
 	}
-	if (rc < 0)
+	if (rc < 0) {
 		free(q);
-	return rc;
+		return rc;
+	}
+	q->pd = pd;
+	q->next = pd->pending;
+	if (q->next != NULL)
+		q->next->prev = q;
+	pd->pending = q;
+	return 0;
 }
 
-void policy_dns_install(struct policy *p, struct dns *dns)
+struct policy_dns *policy_dns_install(struct policy *p, struct dns *dns)
 {
-	struct policy_resolver r = { .ctx = dns, .lookup = policy_dns_lookup };
+	struct policy_dns *pd = xcalloc(1, sizeof *pd);
+	struct policy_resolver r = { .ctx = pd, .lookup = policy_dns_lookup };
 
+	pd->p = p;
+	pd->dns = dns;
 	policy_set_resolver(p, &r);
+	return pd;
+}
+
+void policy_dns_close(struct policy_dns *pd)
+{
+	struct policy_resolver none = { NULL, NULL };
+
+	if (pd == NULL)
+		return;
+	/* From now on a check's lookup fails at once (-ENOSYS). */
+	policy_set_resolver(pd->p, &none);
+	while (pd->pending != NULL) {
+		struct policy_dns_req *q = pd->pending;
+
+		pd->pending = q->next;
+		dns_cancel(q->query);
+		free(q);
+	}
+	free(pd);
 }

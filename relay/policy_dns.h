@@ -9,7 +9,16 @@
 #include "policy/policy.h"
 #include "relay/dns.h"
 
-void policy_dns_install(struct policy *p, struct dns *dns);
+struct policy_dns;
+
+/* Returns the adapter; close it before the resolver (dns_close). */
+struct policy_dns *policy_dns_install(struct policy *p, struct dns *dns);
+/*
+ * Cancels the lookups still in flight (their callers never hear back:
+ * the daemon is stopping) and frees the adapter. NULL is fine. After it,
+ * policy_resolve must not be called. Loop thread.
+ */
+void policy_dns_close(struct policy_dns *pd);
 /* A reverse name (in-addr.arpa, ip6.arpa) back to its address: 0 or -EINVAL. */
 int policy_dns_reverse_addr(const char *name, struct sockaddr_storage *ss);
 

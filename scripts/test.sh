@@ -49,7 +49,7 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 
 echo "== end-to-end tests with the daemon under valgrind"
 e2e=$(ls tests/e2e/test_*.py | tr '\n' ' ')
-if ! GOVRELAYD_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
+if ! GOVRELAYD_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --num-callers=40 --suppressions=$top/tests/valgrind.supp" \
 	make -C build check TESTS="$e2e" >/dev/null; then
 	status=1; show_failures build
 fi
@@ -59,7 +59,8 @@ echo "== unit tests under valgrind"
 for t in build/tests/unit/test_*; do
 	[ -x "$t" ] || continue
 	if CK_FORK=no GOVRELAY_SRCDIR="$top" valgrind -q --error-exitcode=1 --leak-check=full \
-		--errors-for-leak-kinds=definite,indirect "$t" >"$t.valgrind.log" 2>&1; then
+		--errors-for-leak-kinds=definite,indirect --num-callers=40 \
+		--suppressions="$top/tests/valgrind.supp" "$t" >"$t.valgrind.log" 2>&1; then
 		passed=$((passed + 1))
 	else
 		failed=$((failed + 1)); status=1

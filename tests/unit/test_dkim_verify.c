@@ -216,6 +216,15 @@ static const char test_body[] =
 	"\r\n"
 	"\r\n";
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define TEST_LSAN_DISABLE() __lsan_disable()
+#define TEST_LSAN_ENABLE() __lsan_enable()
+#else
+#define TEST_LSAN_DISABLE() ((void)0)
+#define TEST_LSAN_ENABLE() ((void)0)
+#endif
+
 /*
  * "DKIM-Signature: ..." (no CRLF) over headers+body by key for d=domain
  * s=selector; length -1: whole body, else l=length.
@@ -224,12 +233,22 @@ static void test_sign(const struct test_key *k, const char *domain, const char *
     dkim_canon_t canon, const char *headers, const char *body, ssize_t length,
     struct buf *out)
 {
-	DKIM_LIB *lib = dkim_init(NULL, NULL);
+	DKIM_LIB *lib;
 	DKIM_STAT st;
 	DKIM *d;
 	unsigned char sig[4096];
 	const char *p = headers;
 
+	/*
+	 * libopendkim 2.11.0~beta2 (Debian 12) leaks the private key it
+	 * loads for every signature (dkim_privkey_load: dkim_free releases
+	 * only an RSA key's objects). This signer only makes the test's
+	 * messages (the daemon signs with its own code, stage_dkim_sign.c),
+	 * so its leak is kept out of the leak report here, and out of
+	 * valgrind's by tests/valgrind.supp.
+	 */
+	TEST_LSAN_DISABLE();
+	lib = dkim_init(NULL, NULL);
 	ck_assert_ptr_nonnull(lib);
 	d = dkim_sign(lib, (const unsigned char *)"test", NULL, (dkim_sigkey_t)k->pem,
 	    (const unsigned char *)selector, (const unsigned char *)domain, canon, canon,
@@ -250,6 +269,7 @@ static void test_sign(const struct test_key *k, const char *domain, const char *
 	buf_printf(out, "%s: %s\r\n", DKIM_SIGNHEADER, (char *)sig);
 	dkim_free(d);
 	dkim_close(lib);
+	TEST_LSAN_ENABLE();
 }
 
 /* ------------------------------------------------------------ driving */
