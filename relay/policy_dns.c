@@ -12,8 +12,8 @@
  * Entry points: policy_dns_install, policy_dns_close.
  * OWNERSHIP: the adapter owns each lookup's small request until its
  * callback has run; requests still pending when the daemon stops (the
- * resolver drops them without callbacks) are cancelled and freed by
- * policy_dns_close.
+ * resolver would drop them without callbacks) are cancelled by
+ * policy_dns_close, which answers each with a temporary failure.
  * THREADS: loop thread only.
  * ERRORS: what dns.c says, mapped one to one; a name that is not a
  * reverse name for PTR, or that dns.c refuses, is -EINVAL.
@@ -266,9 +266,18 @@ void policy_dns_close(struct policy_dns *pd)
 	policy_set_resolver(pd->p, &none);
 	while (pd->pending != NULL) {
 		struct policy_dns_req *q = pd->pending;
+		struct policy_dns_answer ans = { .status = POLICY_DNS_TEMPFAIL, .n = 0,
+			.rr = NULL, .len = NULL, .error = "the resolver is closing" };
 
 		pd->pending = q->next;
+		if (pd->pending != NULL)
+			pd->pending->prev = NULL;
 		dns_cancel(q->query);
+		/*
+		 * The caller hears back (a temporary failure), so what it holds
+		 * for the lookup (a check's message state) is released.
+		 */
+		q->cb(q->arg, &ans);
 		free(q);
 	}
 	free(pd);

@@ -14,8 +14,8 @@ struct policy_dns;
 /* Returns the adapter; close it before the resolver (dns_close). */
 struct policy_dns *policy_dns_install(struct policy *p, struct dns *dns);
 /*
- * Cancels the lookups still in flight (their callers never hear back:
- * the daemon is stopping) and frees the adapter. NULL is fine. After it,
+ * Cancels the lookups still in flight, answering each with a temporary
+ * failure (the daemon is stopping), and frees the adapter. NULL is fine. After it,
  * policy_resolve must not be called. Loop thread.
  */
 void policy_dns_close(struct policy_dns *pd);
