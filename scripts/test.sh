@@ -58,7 +58,7 @@ tally build
 echo "== unit tests under valgrind"
 for t in build/tests/unit/test_*; do
 	[ -x "$t" ] || continue
-	if CK_FORK=no GOVRELAY_SRCDIR="$top" valgrind -q --error-exitcode=1 --leak-check=full \
+	if CK_FORK=no GOVRELAY_TEST_UNDER_VALGRIND=1 GOVRELAY_SRCDIR="$top" valgrind -q --error-exitcode=1 --leak-check=full \
 		--errors-for-leak-kinds=definite,indirect --num-callers=40 \
 		--suppressions="$top/tests/valgrind.supp" "$t" >"$t.valgrind.log" 2>&1; then
 		passed=$((passed + 1))
