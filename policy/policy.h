@@ -116,6 +116,7 @@ struct policy_dns_answer {
 	const char *const *rr;  /* n records, NUL-terminated; borrowed */
 	const size_t *len;      /* their lengths (a TXT may hold NUL bytes) */
 	const char *error;      /* why TEMPFAIL, in words; "" otherwise */
+	uint32_t ttl;           /* seconds it stays true; 0: not to be kept */
 };
 /* Runs once on the loop thread; ans is borrowed for the call. */
 typedef void policy_dns_cb(void *arg, const struct policy_dns_answer *ans);

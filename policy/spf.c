@@ -74,6 +74,7 @@ void spf_dns_reply_set(struct spf_dns_reply *r, const struct policy_dns_answer *
 
 	spf_dns_reply_clear(r);
 	r->status = ans->status;
+	r->ttl = ans->ttl;
 	str_copy(r->error, ans->error != NULL ? ans->error : "", sizeof r->error);
 	if (ans->status != POLICY_DNS_OK || n == 0)
 		return;
@@ -305,6 +306,7 @@ struct spf_eval {
 	char perm_why[160];
 	bool temp;                 /* a lookup failed */
 	char temp_why[160];
+	uint32_t ttl;              /* the shortest TTL of the answers so far */
 };
 
 static void spf_eval_perm(struct spf_eval *ev, const char *fmt, ...)
@@ -500,6 +502,8 @@ static SPF_dns_rr_t *spf_layer_lookup(SPF_dns_server_t *d, const char *domain, n
 	}
 	memset(&r, 0, sizeof r);
 	ev->lookup(ev->arg, kind, name, &r);
+	if (r.ttl < ev->ttl)
+		ev->ttl = r.ttl;
 	rr = spf_layer_answer(d, ev, domain, t, &r);
 	spf_dns_reply_clear(&r);
 	return rr;
@@ -730,7 +734,7 @@ static void spf_settle(struct spf_eval *ev, SPF_errcode_t rc, SPF_response_t *re
 void spf_evaluate(const struct spf_query *q, spf_lookup_fn *lookup, void *arg,
     struct spf_outcome *out)
 {
-	struct spf_eval ev = { .lookup = lookup, .arg = arg };
+	struct spf_eval ev = { .lookup = lookup, .arg = arg, .ttl = UINT32_MAX };
 	SPF_dns_server_t layer;
 	SPF_server_t *srv;
 	SPF_request_t *req = NULL;
@@ -773,6 +777,8 @@ void spf_evaluate(const struct spf_query *q, spf_lookup_fn *lookup, void *arg,
 		goto nomem;
 	rc = spf_run(srv, req, &resp);
 	spf_settle(&ev, rc, resp, q->client_ip, out);
+	out->ttl = out->result == AUTHRES_TEMPERROR || ev.queries == 0 || ev.ttl == UINT32_MAX ?
+	    0 : ev.ttl;
 	goto done;
 nomem:
 	out->result = AUTHRES_TEMPERROR;

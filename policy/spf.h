@@ -36,6 +36,7 @@ struct spf_dns_reply {
 	char **rr;      /* n records, NUL-terminated (xmalloc'd) */
 	size_t *len;    /* their lengths (a TXT may hold NUL bytes) */
 	char error[96]; /* why TEMPFAIL */
+	uint32_t ttl;   /* the answer's, 0: not to be kept */
 };
 /* Copies ans into r (at most SPF_DNS_RR_MAX records). */
 void spf_dns_reply_set(struct spf_dns_reply *r, const struct policy_dns_answer *ans);
@@ -64,6 +65,12 @@ struct spf_outcome {
 	char explanation[200];                 /* fail: the published exp, sanitized */
 	unsigned queries;                      /* DNS queries made */
 	unsigned void_lookups;
+	/*
+	 * Seconds the result holds: the shortest TTL of the answers it was
+	 * drawn from; 0 when it must not be kept (temperror, no lookup, an
+	 * answer without a TTL).
+	 */
+	uint32_t ttl;
 };
 
 /* Runs the whole evaluation (any thread; lookup is called inline). */

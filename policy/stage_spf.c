@@ -24,6 +24,13 @@
  * jobs hold at most half of its threads; the others wait in a queue of
  * the check (in order, and within the same deadline).
  *
+ * Results are kept per (client address, HELO name, sender) for as long as
+ * every DNS answer they were drawn from stays valid (the shortest TTL,
+ * at most SS_CACHE_MAX_S), so a client sending many messages is evaluated
+ * once: the same inputs and the same DNS data give the same result
+ * (RFC 7208 4.3-4.6 depend on nothing else; the receiver name is fixed).
+ * Temperror is never kept.
+ *
  * Entry points: stage_spf_new/free, stage_spf_run, stage_spf_tx_new,
  * stage_spf_tx_free.
  * OWNERSHIP: a job owns copies of everything the worker reads; it lives
@@ -48,6 +55,7 @@
 
 #include <uv.h>
 
+#include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
@@ -67,6 +75,16 @@ policy_check_tx_free_fn stage_spf_tx_free;
 
 static const char ss_rule[] = "spf";
 
+/* Results kept (direct-mapped: a colliding key replaces the older entry). */
+#define SS_CACHE_SLOTS 1024u
+#define SS_CACHE_MAX_S 600u
+
+struct ss_cached {
+	char *key;                 /* "ip\nhelo\nsender"; NULL: empty */
+	uint64_t expires;          /* time_mono_ms */
+	struct spf_outcome out;
+};
+
 /*
  * The libuv pool is shared (maildir deliveries, AUTH hashing, control
  * commands): SPF jobs, which may wait seconds on a silent name server,
@@ -77,6 +95,7 @@ struct stage_spf {
 	char receiver[256];
 	unsigned running, max_running;
 	struct ss_job *qhead, *qtail;
+	struct ss_cached *cache;   /* SS_CACHE_SLOTS, made on first use */
 };
 
 struct ss_job;
@@ -175,7 +194,57 @@ void stage_spf_free(void *state)
 		job->closed = true;
 		ss_job_maybe_free(job);
 	}
+	if (st->cache != NULL)
+		for (size_t i = 0; i < SS_CACHE_SLOTS; i++)
+			free(st->cache[i].key);
+	free(st->cache);
 	free(st);
+}
+
+/* ---------------------------------------------------------- the cache */
+
+static char *ss_cache_key(const char *ip, const char *helo, const char *sender)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_printf(&b, "%s\n%s\n%s", ip, helo, sender);
+	return buf_steal(&b, NULL);
+}
+
+static struct ss_cached *ss_cache_slot(struct stage_spf *st, const char *key)
+{
+	uint64_t h = 1469598103934665603ull;   /* FNV-1a */
+
+	if (st->cache == NULL)
+		st->cache = xcalloc(SS_CACHE_SLOTS, sizeof *st->cache);
+	for (const char *s = key; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return &st->cache[h % SS_CACHE_SLOTS];
+}
+
+/* The kept result for key, or NULL. */
+static const struct spf_outcome *ss_cache_get(struct stage_spf *st, const char *key)
+{
+	struct ss_cached *c = ss_cache_slot(st, key);
+
+	if (c->key == NULL || strcmp(c->key, key) != 0 || time_mono_ms() >= c->expires)
+		return NULL;
+	return &c->out;
+}
+
+static void ss_cache_put(struct stage_spf *st, const char *key, const struct spf_outcome *o)
+{
+	struct ss_cached *c;
+
+	if (o->ttl == 0 || o->result == AUTHRES_TEMPERROR)
+		return;
+	c = ss_cache_slot(st, key);
+	free(c->key);
+	c->key = xstrdup(key);
+	c->out = *o;
+	c->expires = time_mono_ms() + 1000u * (uint64_t)(o->ttl < SS_CACHE_MAX_S ? o->ttl :
+	    SS_CACHE_MAX_S);
 }
 
 void *stage_spf_tx_new(void *state, struct policy_tx *tx)
@@ -398,11 +467,9 @@ static void ss_mail_verdict(struct policy_call *call, const struct spf_outcome *
 }
 
 /* Into the transaction: authres, the audit note, Received-SPF. */
-static void ss_record(struct ss_tx *stx, const struct ss_job *job)
+static void ss_record(struct ss_tx *stx, const struct spf_query *q, const struct spf_outcome *o)
 {
-	struct spf_query q = { job->ip, job->helo, job->sender, job->receiver };
 	struct authres *ar = policy_tx_authres(stx->tx);
-	const struct spf_outcome *o = &job->out;
 	char field[2048];
 
 	stx->out = *o;
@@ -418,7 +485,7 @@ static void ss_record(struct ss_tx *stx, const struct ss_job *job)
 	policy_tx_note(stx->tx, "spf_identity", "%s %s", o->helo_identity ? "helo" : "mailfrom",
 	    o->domain);
 	policy_tx_note(stx->tx, "spf_reason", "%s", o->reason);
-	if (spf_received_field(&q, o, field, sizeof field) > 0)
+	if (spf_received_field(q, o, field, sizeof field) > 0)
 		policy_tx_add_header(stx->tx, field);
 }
 
@@ -437,9 +504,17 @@ static void ss_after_work(uv_work_t *w, int status)
 	}
 	job->work_done = true;
 	st->running--;
+	if (status == 0) {
+		char *key = ss_cache_key(job->ip, job->helo, job->sender);
+
+		ss_cache_put(st, key, &job->out);
+		free(key);
+	}
 	if (job->stx != NULL) {
+		struct spf_query q = { job->ip, job->helo, job->sender, job->receiver };
+
 		job->stx->job = NULL;
-		ss_record(job->stx, job);
+		ss_record(job->stx, &q, &job->out);
 	}
 	ss_mail_verdict(job->call, &job->out, job->ip, &v);
 	if (!uv_is_closing((uv_handle_t *)&job->async))
@@ -565,9 +640,25 @@ static void ss_prefetch(struct ss_job *job)
 static void ss_mail(struct policy_call *call, const struct policy_request *req,
     struct stage_spf *st, struct ss_tx *stx)
 {
-	struct ss_job *job = xcalloc(1, sizeof *job);
+	struct spf_query q = { req->client_addr != NULL ? req->client_addr : "",
+		req->helo != NULL ? req->helo : "", req->sender != NULL ? req->sender : "",
+		st->receiver };
+	char *key = ss_cache_key(q.client_ip, q.helo, q.sender);
+	const struct spf_outcome *kept = ss_cache_get(st, key);
+	struct ss_job *job;
 	pthread_condattr_t ca;
 
+	free(key);
+	if (kept != NULL) {
+		struct spf_outcome o = *kept;   /* the slot may be replaced meanwhile */
+		struct verdict v;
+
+		ss_record(stx, &q, &o);
+		ss_mail_verdict(call, &o, q.client_ip, &v);
+		policy_call_complete(call, &v);
+		return;
+	}
+	job = xcalloc(1, sizeof *job);
 	job->st = st;
 	job->loop = policy_call_loop(call);
 	job->p = policy_call_policy(call);

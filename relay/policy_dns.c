@@ -121,6 +121,9 @@ static void policy_dns_done(void *arg, const struct dns_result *res)
 	struct policy_dns_req *q = arg;
 	struct policy_dns_answer ans = { .status = policy_dns_status_of(res->status),
 		.error = res->error ? res->error : "" };
+
+	/* A failure says nothing about tomorrow: never kept. */
+	ans.ttl = ans.status == POLICY_DNS_TEMPFAIL ? 0 : res->ttl;
 	char **rr = xcalloc(res->n ? res->n : 1, sizeof *rr);
 	size_t *len = xcalloc(res->n ? res->n : 1, sizeof *len);
 

@@ -117,7 +117,7 @@ static void fake_lookup(void *arg, enum policy_dns_kind kind, const char *name,
     struct spf_dns_reply *out)
 {
 	struct fake *f = arg;
-	struct policy_dns_answer ans = { POLICY_DNS_NXDOMAIN, 0, NULL, NULL, "" };
+	struct policy_dns_answer ans = { POLICY_DNS_NXDOMAIN, 0, NULL, NULL, "", 300 };
 	bool name_seen = false;
 
 	f->asked++;
@@ -556,7 +556,7 @@ static void te_fire(uv_timer_t *t)
 {
 	struct te_answer *a = t->data;
 	struct policy_dns_answer ans = { a->reply.status, a->reply.n,
-		(const char *const *)a->reply.rr, a->reply.len, a->reply.error };
+		(const char *const *)a->reply.rr, a->reply.len, a->reply.error, a->reply.ttl };
 
 	a->cb(a->arg, &ans);
 	uv_close((uv_handle_t *)t, te_closed);
@@ -588,7 +588,7 @@ static int te_lookup(void *ctx, enum policy_dns_kind kind, const char *name,
 /* Late answers to the silent names: a DNS failure, after the verdict. */
 static void te_release_silent(void)
 {
-	struct policy_dns_answer ans = { POLICY_DNS_TEMPFAIL, 0, NULL, NULL, "late" };
+	struct policy_dns_answer ans = { POLICY_DNS_TEMPFAIL, 0, NULL, NULL, "late", 0 };
 
 	for (size_t i = 0; i < te_nsilent; i++)
 		te_silent_cb[i](te_silent_arg[i], &ans);
@@ -690,6 +690,62 @@ START_TEST(test_row_pass_records)
 	ck_assert_msg(strstr(policy_tx_notes(tx), "spf=pass") != NULL, "%s",
 	    policy_tx_notes(tx));
 	policy_tx_free(tx);
+}
+END_TEST
+
+/*
+ * A result holds as long as the answers it came from (their TTL): the same
+ * client, HELO and sender again is answered without a lookup; another
+ * sender is evaluated; a temperror is never kept.
+ */
+START_TEST(test_row_result_kept)
+{
+	struct policy_tx *tx = policy_tx_new(te_p, "mx", "S1");
+	struct te_run r = te_mail(tx, "a@pass.example.org");
+	unsigned asked = te_lookups;
+	const char *h;
+	size_t len;
+
+	ck_assert_uint_gt(asked, 0);
+	policy_tx_free(tx);
+	tx = policy_tx_new(te_p, "mx", "S1");
+	r = te_mail(tx, "a@pass.example.org");
+	ck_assert_int_eq(r.v.kind, VERDICT_CONTINUE);
+	ck_assert_uint_eq(te_lookups, asked);
+	ck_assert_int_eq(policy_tx_authres(tx)->spf.result, AUTHRES_PASS);
+	h = policy_tx_headers(tx, &len);
+	ck_assert_msg(strncmp(h, "Received-SPF: pass (localhost: ", 31) == 0, "%s", h);
+	policy_tx_free(tx);
+	tx = policy_tx_new(te_p, "mx", "S1");
+	(void)te_mail(tx, "b@pass.example.org");
+	ck_assert_uint_gt(te_lookups, asked);
+	policy_tx_free(tx);
+	for (int i = 0; i < 2; i++) {
+		asked = te_lookups;
+		tx = policy_tx_new(te_p, "mx", "S1");
+		r = te_mail(tx, "a@temp.example.org");
+		ck_assert_int_eq(r.v.kind, VERDICT_TEMPFAIL);
+		ck_assert_uint_gt(te_lookups, asked);
+		policy_tx_free(tx);
+	}
+}
+END_TEST
+
+/* The result's TTL is the shortest of its answers'; none for a temperror. */
+START_TEST(test_outcome_ttl)
+{
+	struct spf_query q = { "192.0.2.1", "h.example.net", "a@pass.example.org", "mx" };
+	struct spf_outcome o;
+	struct fake f = { 0 };
+
+	spf_evaluate(&q, fake_lookup, &f, &o);
+	ck_assert_int_eq(o.result, AUTHRES_PASS);
+	ck_assert_uint_eq(o.ttl, 300);
+	q.sender = "a@temp.example.org";
+	memset(&f, 0, sizeof f);
+	spf_evaluate(&q, fake_lookup, &f, &o);
+	ck_assert_int_eq(o.result, AUTHRES_TEMPERROR);
+	ck_assert_uint_eq(o.ttl, 0);
 }
 END_TEST
 
@@ -917,6 +973,7 @@ static Suite *ts_suite(void)
 
 	tcase_add_loop_test(tc, test_eval, 0, N_CASES(eval_cases));
 	tcase_add_test(tc, test_explanation);
+	tcase_add_test(tc, test_outcome_ttl);
 	tcase_add_test(tc, test_null_sender_identity);
 	tcase_add_test(tc, test_domain_lowercased);
 	tcase_add_test(tc, test_refused_record_stops);
@@ -933,6 +990,7 @@ static Suite *ts_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_row_pass_records);
 	tcase_add_test(tc, test_row_temperror_451);
+	tcase_add_test(tc, test_row_result_kept);
 	tcase_add_test(tc, test_row_fail_ours_and_rcpt);
 	tcase_add_test(tc, test_row_trusted_skipped);
 	tcase_add_test(tc, test_row_tx_freed_in_flight);
