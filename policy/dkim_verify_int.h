@@ -17,6 +17,7 @@
 
 #include "policy/authres.h"
 #include "policy/check.h"
+#include "policy/dkim_canon.h"
 
 /* Signatures checked per message; the rest are counted, not looked up. */
 #define STAGE_DKIMV_MAX_SIGS AUTHRES_MAX_SIGS
@@ -25,9 +26,12 @@
 /* selector._domainkey.domain, RFC 1035 2.3.4 */
 #define STAGE_DKIMV_NAME_MAX 253
 
+struct stage_dkimv_keycache;
+
 /* The row's state: one DKIM_LIB, shared by reference with every message. */
 struct stage_dkimv_lib {
 	DKIM_LIB *lib;
+	struct stage_dkimv_keycache *keys;   /* parsed key records (dkim_verify_pubkey.c) */
 	bool enabled;        /* dkim_verify = yes */
 	unsigned refs;       /* the engine's + one per message state (loop thread) */
 };
@@ -103,6 +107,15 @@ struct stage_dkimv_tx {
 	size_t pending;                /* key lookups in flight */
 	bool want_len;                 /* a signature has l= */
 	struct stage_dkimv_bodylen len_simple, len_relaxed;
+	/*
+	 * No l= anywhere (nearly always): the body hashes are ours
+	 * (policy/dkim_canon.c, several times faster than libopendkim's
+	 * byte-by-byte canonicalization) and libopendkim gets no body. With
+	 * an l= signature libopendkim hashes the body, l= and all.
+	 */
+	bool own_bh;
+	bool want_simple, want_relaxed;
+	struct dkim_body_canon body_simple, body_relaxed;
 	struct policy_call *call;      /* the DATA run waiting for us */
 	uv_timer_t timer;              /* bounds that wait (timer_on: open) */
 	bool timer_on;
@@ -118,6 +131,13 @@ void stage_dkimv__keys_preset(struct stage_dkimv_tx *t);
 DKIM_CBSTAT stage_dkimv__key_lookup(DKIM *dkim, DKIM_SIGINFO *sig, unsigned char *buf,
     size_t buflen);
 void stage_dkimv__report(struct stage_dkimv_tx *t);
+bool stage_dkimv__short_l(const struct stage_dkimv_tx *t, DKIM_SIGINFO *sig);
+
+/* dkim_verify_pubkey.c */
+struct stage_dkimv_keycache *stage_dkimv__keycache_new(void);
+void stage_dkimv__keycache_free(struct stage_dkimv_keycache *c);
+bool stage_dkimv__keycache_cheap(struct stage_dkimv_keycache *c, const char *txt);
+DKIM_CBSTAT stage_dkimv__final(DKIM *dkim, DKIM_SIGINFO **sigs, int nsigs);
 void stage_dkimv__bodylen_feed(struct stage_dkimv_bodylen *bl, const char *data, size_t len);
 uint64_t stage_dkimv__bodylen_total(const struct stage_dkimv_bodylen *bl);
 

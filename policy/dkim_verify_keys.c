@@ -330,7 +330,7 @@ uint64_t stage_dkimv__bodylen_total(const struct stage_dkimv_bodylen *bl)
 /* ---------------------------------------------------------- results */
 
 /* Does l= leave part of this canonical body unsigned? */
-static bool stage_dkimv_short_l(const struct stage_dkimv_tx *t, DKIM_SIGINFO *sig)
+bool stage_dkimv__short_l(const struct stage_dkimv_tx *t, DKIM_SIGINFO *sig)
 {
 	ssize_t signlen = -1;
 	dkim_canon_t hc = DKIM_CANON_SIMPLE, bc = DKIM_CANON_SIMPLE;
@@ -365,7 +365,7 @@ static enum authres_result stage_dkimv_result(const struct stage_dkimv_tx *t, DK
 		return AUTHRES_TEMPERROR;
 	}
 	if ((flags & DKIM_SIGFLAG_PASSED) && bh == DKIM_SIGBH_MATCH && clean) {
-		if (!stage_dkimv_short_l(t, sig))
+		if (!stage_dkimv__short_l(t, sig))
 			return AUTHRES_PASS;
 		str_copy(reason, "l= does not cover the body", rlen);
 		return AUTHRES_POLICY;

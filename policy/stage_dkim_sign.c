@@ -58,7 +58,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -82,6 +81,7 @@
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "policy/check.h"
+#include "policy/dkim_canon.h"
 #include "queue/dkim.h"
 #include "queue/queue.h"
 
@@ -144,17 +144,6 @@ struct sds_sig {
 	char *field;          /* the DKIM-Signature field, after the work */
 };
 
-/* RFC 6376 3.4.4 relaxed body canonicalization, streaming into SHA-256. */
-struct sds_body {
-	EVP_MD_CTX *md;
-	unsigned char out[4096];
-	size_t n;             /* bytes waiting in out */
-	size_t crlf;          /* line ends not yet written: trailing empty lines vanish */
-	bool wsp;             /* a run of WSP not yet written */
-	bool cr;              /* a CR waiting for its LF */
-	bool any;             /* the canonical body is not empty */
-};
-
 struct sds_tx {
 	struct stage_dkim_sign *st;
 	struct policy_tx *tx;
@@ -166,7 +155,7 @@ struct sds_tx {
 	size_t nsig;
 	struct buf hcanon;    /* the signed header fields, canonical, in h= order */
 	struct buf hlist;     /* the h= value */
-	struct sds_body body;
+	struct dkim_body_canon body;   /* relaxed */
 	bool too_large;
 	char error[160];      /* why signing failed ("": it did not) */
 	/* the pool */
@@ -178,26 +167,6 @@ struct sds_tx {
 };
 
 /* ------------------------------------------------------------ the row */
-
-/*
- * SHA-256 fetched once: OpenSSL 3 looks an implicit EVP_sha256() up in
- * its provider tables, under locks, at every use. Made before any thread
- * signs, kept for the life of the process (it is immutable).
- */
-static EVP_MD *sds_md;
-
-static void sds_sha256_fetch(void)
-{
-	sds_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-}
-
-static const EVP_MD *sds_sha256(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-	(void)pthread_once(&once, sds_sha256_fetch);
-	return sds_md != NULL ? sds_md : EVP_sha256();
-}
 
 int stage_dkim_sign_new(const struct config *cfg, void **state, char *err, size_t errlen)
 {
@@ -364,7 +333,7 @@ static void sds_tx_destroy(struct sds_tx *t)
 		free(t->sig[i].selector);
 		free(t->sig[i].field);
 	}
-	EVP_MD_CTX_free(t->body.md);
+	dkim_body_canon_free(&t->body);
 	buf_free(&t->hdr);
 	buf_free(&t->hcanon);
 	buf_free(&t->hlist);
@@ -495,118 +464,13 @@ static void sds_select_headers(struct sds_tx *t, const char *h, size_t len)
 	free(f);
 }
 
-static void sds_body_flush(struct sds_tx *t)
-{
-	struct sds_body *b = &t->body;
-
-	if (b->n > 0 && EVP_DigestUpdate(b->md, b->out, b->n) != 1)
-		snprintf(t->error, sizeof t->error, "SHA-256 of the body failed");
-	b->n = 0;
-}
-
-static void sds_body_put(struct sds_tx *t, const char *p, size_t n)
-{
-	struct sds_body *b = &t->body;
-
-	if (n >= 256) {
-		/* A long run goes to the hash as it is, not through the buffer. */
-		sds_body_flush(t);
-		if (EVP_DigestUpdate(b->md, p, n) != 1)
-			snprintf(t->error, sizeof t->error, "SHA-256 of the body failed");
-		return;
-	}
-	while (n > 0) {
-		size_t room = sizeof b->out - b->n;
-		size_t k = n < room ? n : room;
-
-		if (room == 0) {
-			sds_body_flush(t);
-			continue;
-		}
-		memcpy(b->out + b->n, p, k);
-		b->n += k;
-		p += k;
-		n -= k;
-	}
-}
-
-/* One byte of content: the line ends and the WSP run before it first. */
-static void sds_body_content(struct sds_tx *t, char c)
-{
-	struct sds_body *b = &t->body;
-
-	for (; b->crlf > 0; b->crlf--)
-		sds_body_put(t, "\r\n", 2);
-	if (b->wsp)
-		sds_body_put(t, " ", 1);
-	b->wsp = false;
-	b->any = true;
-	sds_body_put(t, &c, 1);
-}
-
-/*
- * RFC 6376 3.4.4 relaxed body canonicalization: WSP at the end of a line
- * goes, other WSP runs become one SP, empty lines at the end go, and a
- * non-empty body ends with one CRLF (added in sds_body_end).
- */
-static void sds_body_feed(struct sds_tx *t, const char *data, size_t len)
-{
-	struct sds_body *b = &t->body;
-
-	for (size_t i = 0; i < len; i++) {
-		char c = data[i];
-
-		if (!b->cr && c != '\r' && !sds_is_wsp(c)) {
-			/*
-			 * A run of content goes in at once (the common case): it
-			 * may hold single spaces between words, which relaxed
-			 * canonicalization keeps as they are.
-			 */
-			size_t j = i + 1;
-
-			while (j < len && data[j] != '\r' && data[j] != '\t') {
-				if (data[j] == ' ' && (j + 1 >= len || sds_is_wsp(data[j + 1]) ||
-				    data[j + 1] == '\r'))
-					break;
-				j++;
-			}
-			sds_body_content(t, c);
-			sds_body_put(t, data + i + 1, j - i - 1);
-			i = j - 1;
-			continue;
-		}
-		if (b->cr) {
-			b->cr = false;
-			if (c == '\n') {
-				b->wsp = false;
-				b->crlf++;
-				continue;
-			}
-			sds_body_content(t, '\r');   /* a bare CR is content */
-		}
-		if (c == '\r')
-			b->cr = true;
-		else if (sds_is_wsp(c))
-			b->wsp = true;
-		else
-			sds_body_content(t, c);
-	}
-}
-
 /* The body hash, base64 (RFC 6376 3.7), into out. */
 static int sds_body_end(struct sds_tx *t, char *out, size_t outlen)
 {
-	struct sds_body *b = &t->body;
 	unsigned char h[EVP_MAX_MD_SIZE];
-	unsigned int hl = 0;
+	unsigned hl = 0;
 
-	if (b->cr)
-		sds_body_content(t, '\r');
-	if (b->any)
-		sds_body_put(t, "\r\n", 2);
-	sds_body_flush(t);
-	if (t->error[0] != '\0' || EVP_DigestFinal_ex(b->md, h, &hl) != 1 ||
-	    outlen < 4 * ((hl + 2) / 3) + 1)
+	if (dkim_body_canon_final(&t->body, h, &hl) < 0 || outlen < 4 * ((hl + 2) / 3) + 1)
 		return -EIO;
 	EVP_EncodeBlock((unsigned char *)out, h, (int)hl);
 	return 0;
@@ -724,8 +588,7 @@ static void sds_headers_done(struct sds_tx *t, size_t hlen)
 	if (t->phase != SDS_BODY)
 		return;
 	sds_select_headers(t, t->hdr.data, hlen);
-	t->body.md = EVP_MD_CTX_new();
-	if (t->body.md == NULL || EVP_DigestInit_ex(t->body.md, sds_sha256(), NULL) != 1)
+	if (dkim_body_canon_init(&t->body, true) < 0)
 		sds_fail(t, "SHA-256 is not available");
 }
 
@@ -737,7 +600,7 @@ void stage_dkim_sign_body(void *txstate, const char *data, size_t len)
 	const char *hit;
 
 	if (t->phase == SDS_BODY) {
-		sds_body_feed(t, data, len);
+		dkim_body_canon_feed(&t->body, data, len);
 		return;
 	}
 	if (t->phase != SDS_HEADERS || !t->wanted)
@@ -766,9 +629,9 @@ void stage_dkim_sign_body(void *txstate, const char *data, size_t len)
 	hlen = (size_t)(hit - t->hdr.data) + 2; /* up to the last field's CRLF */
 	sds_headers_done(t, hlen);
 	if (t->phase == SDS_BODY && t->hdr.len > hlen + 2)
-		sds_body_feed(t, t->hdr.data + hlen + 2, t->hdr.len - hlen - 2);
+		dkim_body_canon_feed(&t->body, t->hdr.data + hlen + 2, t->hdr.len - hlen - 2);
 	if (t->phase == SDS_BODY && take < len)
-		sds_body_feed(t, data + take, len - take);
+		dkim_body_canon_feed(&t->body, data + take, len - take);
 	buf_free(&t->hdr);
 	buf_init(&t->hdr);
 }
@@ -793,13 +656,13 @@ static int sds_sign(const struct sds_tx *t, const struct sds_sig *s, const struc
 	if (ctx == NULL)
 		return -EIO;
 	if (s->alg == QUEUE_DKIM_RSA) {
-		ok = EVP_DigestSignInit(ctx, NULL, sds_sha256(), NULL, s->pkey) == 1 &&
+		ok = EVP_DigestSignInit(ctx, NULL, dkim_sha256(), NULL, s->pkey) == 1 &&
 		    EVP_DigestSignUpdate(ctx, t->hcanon.data, t->hcanon.len) == 1 &&
 		    EVP_DigestSignUpdate(ctx, canon->data, canon->len) == 1 &&
 		    EVP_DigestSignFinal(ctx, NULL, &sl) == 1 && sl <= sizeof sig &&
 		    EVP_DigestSignFinal(ctx, sig, &sl) == 1;
 	} else {
-		ok = EVP_DigestInit_ex(ctx, sds_sha256(), NULL) == 1 &&
+		ok = EVP_DigestInit_ex(ctx, dkim_sha256(), NULL) == 1 &&
 		    EVP_DigestUpdate(ctx, t->hcanon.data, t->hcanon.len) == 1 &&
 		    EVP_DigestUpdate(ctx, canon->data, canon->len) == 1 &&
 		    EVP_DigestFinal_ex(ctx, h, &hl) == 1 && EVP_MD_CTX_reset(ctx) == 1 &&

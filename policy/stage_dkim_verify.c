@@ -12,14 +12,17 @@
  * audit record says why), and at its end creates the libopendkim handle,
  * feeds it every field, ends the header and starts one asynchronous TXT
  * lookup of SELECTOR._domainkey.DOMAIN per distinct key through the
- * daemon's resolver (policy_resolve, on the loop). Body pieces then go to
- * dkim_body as they arrive (hashing is cheap and incremental). At DATA the
- * check waits for the lookups (their callbacks count down), then runs
- * dkim_eom on the libuv thread pool, where the public-key operations
- * happen and libopendkim asks for each key through a callback answered
- * from the lookups' results: no DNS and no heavy CPU on the loop, and
- * libopendkim's own resolver is never used (the callback always answers;
- * the query method is a file, /dev/null, so a fall-through finds no key).
+ * daemon's resolver (policy_resolve, on the loop). Body pieces are then
+ * hashed as they arrive, by policy/dkim_canon.c (or by dkim_body when a
+ * signature has l=): cheap and incremental. At DATA the check waits for
+ * the lookups (their callbacks count down), then runs dkim_eom, whose
+ * final callback (dkim_verify_pubkey.c) checks each signature with a key
+ * parsed once per record and cached. That work does not grow with the
+ * message; it runs on the loop when it is known to be small, otherwise
+ * on the libuv thread pool (stage_dkimv_inline_ok). libopendkim's key
+ * lookup callback is answered from the lookups' results and its own
+ * resolver is never used (the callback always answers; the query method
+ * is a file, /dev/null, so a fall-through finds no key).
  *
  * The results (d=, s=, algorithm, result, header.b prefix, why) go into
  * policy_tx_authres(tx)->dkim[] for DMARC and our Authentication-Results
@@ -78,6 +81,7 @@ static void stage_dkimv_lib_unref(struct stage_dkimv_lib *sl)
 		return;
 	if (sl->lib != NULL)
 		dkim_close(sl->lib);
+	stage_dkimv__keycache_free(sl->keys);
 	free(sl);
 }
 
@@ -88,6 +92,7 @@ static int stage_dkimv_lib_setup(struct stage_dkimv_lib *sl, char *err, size_t e
 	int qm = DKIM_QUERY_FILE;
 	static const char nokeys[] = "/dev/null";
 
+	sl->keys = stage_dkimv__keycache_new();
 	sl->lib = dkim_init(NULL, NULL);
 	if (sl->lib == NULL) {
 		snprintf(err, errlen, "dkim_verify: libopendkim would not start");
@@ -105,7 +110,8 @@ static int stage_dkimv_lib_setup(struct stage_dkimv_lib *sl, char *err, size_t e
 	    sizeof qm) != DKIM_STAT_OK ||
 	    dkim_options(sl->lib, DKIM_OP_SETOPT, DKIM_OPTS_QUERYINFO, (void *)nokeys,
 	    strlen(nokeys)) != DKIM_STAT_OK ||
-	    dkim_set_key_lookup(sl->lib, stage_dkimv__key_lookup) != DKIM_STAT_OK) {
+	    dkim_set_key_lookup(sl->lib, stage_dkimv__key_lookup) != DKIM_STAT_OK ||
+	    dkim_set_final(sl->lib, stage_dkimv__final) != DKIM_STAT_OK) {
 		snprintf(err, errlen, "dkim_verify: libopendkim refused its options");
 		return -EINVAL;
 	}
@@ -153,6 +159,8 @@ void *stage_dkim_verify_tx_new(void *state, struct policy_tx *tx)
 
 static void stage_dkimv_free(struct stage_dkimv_tx *t)
 {
+	dkim_body_canon_free(&t->body_simple);
+	dkim_body_canon_free(&t->body_relaxed);
 	if (t->dkim != NULL)
 		dkim_free(t->dkim);
 	free(t->hdr);
@@ -249,6 +257,27 @@ static void stage_dkimv_feed_field(struct stage_dkimv_tx *t, const char *f, size
  * signature, nothing to do; else the handle, the fields, the end of the
  * header and the key lookups.
  */
+/* Our body hashes, one per body canonicalization the signatures use. */
+static void stage_dkimv_own_bh(struct stage_dkimv_tx *t)
+{
+	if (t->want_len)
+		return;
+	for (int i = 0; i < t->nsigs && i < STAGE_DKIMV_MAX_SIGS; i++) {
+		dkim_canon_t hc = DKIM_CANON_SIMPLE, bc = DKIM_CANON_SIMPLE;
+
+		if (dkim_sig_getcanons(t->sigs[i], &hc, &bc) != DKIM_STAT_OK)
+			continue;
+		if (bc == DKIM_CANON_RELAXED)
+			t->want_relaxed = true;
+		else
+			t->want_simple = true;
+	}
+	if ((t->want_simple && dkim_body_canon_init(&t->body_simple, false) < 0) ||
+	    (t->want_relaxed && dkim_body_canon_init(&t->body_relaxed, true) < 0))
+		return;   /* OpenSSL failed: libopendkim hashes, as with l= */
+	t->own_bh = true;
+}
+
 static void stage_dkimv_eoh(struct stage_dkimv_tx *t, size_t hlen)
 {
 	DKIM_STAT st;
@@ -278,6 +307,7 @@ static void stage_dkimv_eoh(struct stage_dkimv_tx *t, size_t hlen)
 	}
 	t->phase = STAGE_DKIMV_PH_BODY;
 	stage_dkimv__keys_start(t);
+	stage_dkimv_own_bh(t);
 }
 
 /* Where the header section ends in hdr (after its blank line), or 0. */
@@ -305,6 +335,13 @@ static void stage_dkimv_body_piece(struct stage_dkimv_tx *t, const char *data, s
 {
 	if (len == 0)
 		return;
+	if (t->own_bh) {
+		if (t->want_simple)
+			dkim_body_canon_feed(&t->body_simple, data, len);
+		if (t->want_relaxed)
+			dkim_body_canon_feed(&t->body_relaxed, data, len);
+		return;
+	}
 	if (t->want_len) {
 		stage_dkimv__bodylen_feed(&t->len_simple, data, len);
 		stage_dkimv__bodylen_feed(&t->len_relaxed, data, len);
@@ -428,9 +465,35 @@ static void stage_dkimv_key_wait(struct stage_dkimv_tx *t)
 }
 
 /*
+ * May dkim_eom run here, on the loop? Its work does not grow with the
+ * message (the body was hashed as it came): it is one public-key check
+ * per signature. When at most two signatures need one and their keys are
+ * parsed already and cheap (tens of µs each, as the signer's inline
+ * Ed25519), the hand-off to a pool thread and back costs more than the
+ * work itself; a key seen for the first time (its parse is the costly
+ * part), an 8192-bit RSA key or more signatures go to the pool.
+ */
+static bool stage_dkimv_inline_ok(const struct stage_dkimv_tx *t)
+{
+	int checks = 0;
+
+	for (int i = 0; i < t->nsigs && i < STAGE_DKIMV_MAX_SIGS; i++) {
+		const struct stage_dkimv_sig *s = &t->sig[i];
+
+		if (s->preset != AUTHRES_NOT_RUN || s->key < 0)
+			continue;
+		if (++checks > 2 || t->keys[s->key].state != STAGE_DKIMV_KEY_OK ||
+		    !stage_dkimv__keycache_cheap(t->sl->keys, t->keys[s->key].txt))
+			return false;
+	}
+	return true;
+}
+
+/*
  * Every key is known or given up on, and the DATA stage waits: dkim_eom
- * goes to the thread pool. Called from each lookup's callback, the wait
- * timer and the DATA stage itself; acts once.
+ * runs, on the loop when that is cheap, else on the thread pool. Called
+ * from each lookup's callback, the wait timer and the DATA stage itself;
+ * acts once.
  */
 void stage_dkimv__keys_done(struct stage_dkimv_tx *t)
 {
@@ -450,6 +513,13 @@ void stage_dkimv__keys_done(struct stage_dkimv_tx *t)
 		return;
 	}
 	stage_dkimv__keys_preset(t);
+	if (stage_dkimv_inline_ok(t)) {
+		t->eom_status = dkim_eom(t->dkim, NULL);
+		t->eom_ran = true;
+		t->phase = STAGE_DKIMV_PH_DONE;
+		stage_dkimv_complete(t);
+		return;
+	}
 	t->phase = STAGE_DKIMV_PH_EOM;
 	t->work.data = t;
 	t->refs++;

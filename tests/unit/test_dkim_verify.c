@@ -551,6 +551,108 @@ START_TEST(test_fail)
 }
 END_TEST
 
+/*
+ * Key records (RFC 6376 3.6.1), checked by our code (dkim_verify_pubkey.c):
+ * each is published for the ed25519 key, %s standing for its p= value.
+ */
+static const struct {
+	const char *record;
+	enum authres_result want;
+	const char *reason;     /* NULL: any */
+} keyrec_cases[] = {
+	{ "v=DKIM1; k=ed25519; p=%s", AUTHRES_PASS, "" },
+	{ " v = DKIM1 ;k=ed25519;\tp= %s ; x=future-tag;", AUTHRES_PASS, "" },
+	{ "v=DKIM1; k=ed25519; h=sha1:sha256; s=tlsrpt:*; t=y; p=%s", AUTHRES_PASS, "" },
+	{ "v=DKIM1; k=ed25519; t=s; p=%s", AUTHRES_PASS, "" },   /* i= defaults to @d= */
+	{ "k=ed25519; v=DKIM1; p=%s", AUTHRES_PERMERROR, "key record v= is not the first tag" },
+	{ "v=DKIM2; k=ed25519; p=%s", AUTHRES_PERMERROR, "key record version is not DKIM1" },
+	{ "v=DKIM1; k=ed25519; h=sha1; p=%s", AUTHRES_PERMERROR, "key does not allow sha256 (h=)" },
+	{ "v=DKIM1; k=ed25519; s=tlsrpt; p=%s", AUTHRES_PERMERROR, "key not for email (s=)" },
+	{ "v=DKIM1; k=ed25519; p=", AUTHRES_PERMERROR, "key revoked (empty p=)" },
+	{ "v=DKIM1; k=ed25519", AUTHRES_PERMERROR, "key record has no p=" },
+	{ "v=DKIM1; k=ed25519; p=%s; p=%s", AUTHRES_PERMERROR, "key record repeats a tag" },
+	{ "v=DKIM1; k=dsa; p=%s", AUTHRES_PERMERROR, "key type k= unknown" },
+	{ "v=DKIM1; k=ed25519; p=AAAA", AUTHRES_PERMERROR, "ed25519 key is not 32 bytes" },
+	{ "v=DKIM1; k=ed25519; p=%s!", AUTHRES_PERMERROR, "key p= is not valid base64" },
+	{ "v=DKIM1; k=rsa; p=%s", AUTHRES_PERMERROR, NULL },
+	{ "v=DKIM1; k ed25519; p=%s", AUTHRES_PERMERROR, "key record is not a tag list" },
+};
+
+START_TEST(test_key_records)
+{
+	const char *p = strstr(key_ed.txt, "p=") + 2;
+	char rec[1024];
+	struct authres ar;
+	char notes[2048];
+	struct buf sig;
+	char *msg;
+
+	rec[0] = '\0';
+	for (const char *r = keyrec_cases[_i].record; *r != '\0'; r++) {
+		size_t n = strlen(rec);
+
+		if (r[0] == '%' && r[1] == 's') {
+			snprintf(rec + n, sizeof rec - n, "%s", p);
+			r++;
+		} else if (n + 1 < sizeof rec) {
+			rec[n] = *r;
+			rec[n + 1] = '\0';
+		}
+	}
+	fake_add("rec._domainkey.sender.org", FAKE_TXT, rec);
+	buf_init(&sig);
+	test_sign(&key_ed, "sender.org", "rec", DKIM_CANON_RELAXED, test_headers, test_body, -1,
+	    &sig);
+	msg = test_message(buf_cstr(&sig), test_headers, test_body);
+	test_verify(msg, 0, &ar, notes, sizeof notes);
+	ck_assert_uint_eq(ar.ndkim, 1);
+	ck_assert_msg(ar.dkim[0].result == keyrec_cases[_i].want, "%s: %s (%s)", rec,
+	    authres_result_name(ar.dkim[0].result), ar.dkim[0].reason);
+	if (keyrec_cases[_i].reason != NULL)
+		ck_assert_str_eq(ar.dkim[0].reason, keyrec_cases[_i].reason);
+	free(msg);
+	buf_free(&sig);
+}
+END_TEST
+
+/*
+ * The same key record for many messages is parsed once: a changed record
+ * is a new entry, so the newer key is the one used.
+ */
+START_TEST(test_key_cache_follows_record)
+{
+	struct policy *p = test_policy(NULL, 0);
+	struct buf sig;
+	char *msg;
+
+	buf_init(&sig);
+	test_sign(&key_ed, "sender.org", "ed", DKIM_CANON_RELAXED, test_headers, test_body, -1,
+	    &sig);
+	msg = test_message(buf_cstr(&sig), test_headers, test_body);
+	for (int round = 0; round < 3; round++) {
+		struct policy_tx *tx;
+		struct outcome o;
+		struct authres *ar;
+
+		if (round == 2) {
+			/* The domain now publishes the rsa key under the same name. */
+			nrecords = 0;
+			fake_add("ed._domainkey.sender.org", FAKE_TXT, key_rsa.txt);
+		}
+		tx = policy_tx_new(p, "mx", "t1");
+		test_feed(tx, msg, strlen(msg), 0);
+		test_data(p, tx, &o);
+		ar = policy_tx_authres(tx);
+		ck_assert_uint_eq(ar->ndkim, 1);
+		ck_assert_int_eq(ar->dkim[0].result, round < 2 ? AUTHRES_PASS : AUTHRES_PERMERROR);
+		policy_tx_free(tx);
+	}
+	policy_free(p);
+	free(msg);
+	buf_free(&sig);
+}
+END_TEST
+
 /* l=: shorter than the body is not a pass; the whole body is. */
 START_TEST(test_length_tag)
 {
@@ -1041,6 +1143,8 @@ static Suite *dkim_verify_suite(void)
 	tcase_add_test(tc, test_key_wait_gives_up);
 	tcase_add_test(tc, test_config_off);
 	tcase_add_test(tc, test_product_row);
+	tcase_add_loop_test(tc, test_key_records, 0, N_CASES(keyrec_cases));
+	tcase_add_test(tc, test_key_cache_follows_record);
 	tcase_add_loop_test(tc, test_bodylen, 0, N_CASES(bodylen_cases));
 	suite_add_tcase(s, tc);
 	return s;
