@@ -248,6 +248,98 @@ static bool sd_is_dmarc(const char *s, size_t len)
 	return i == len || s[i] == ';' || s[i] == ' ' || s[i] == '\t';
 }
 
+/* The value of tag name in the record's tag list (RFC 7489 6.4), trimmed. */
+static bool sd_tag(const char *txt, const char *name, char *out, size_t outlen)
+{
+	size_t nlen = strlen(name);
+
+	for (const char *p = txt; *p != '\0';) {
+		const char *end = strchr(p, ';'), *eq, *v, *ve;
+
+		if (end == NULL)
+			end = p + strlen(p);
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		eq = memchr(p, '=', (size_t)(end - p));
+		if (eq != NULL) {
+			const char *ne = eq;
+
+			while (ne > p && (ne[-1] == ' ' || ne[-1] == '\t'))
+				ne--;
+			if ((size_t)(ne - p) == nlen && strncasecmp(p, name, nlen) == 0) {
+				for (v = eq + 1; v < end && (*v == ' ' || *v == '\t'); v++)
+					;
+				for (ve = end; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
+					;
+				if ((size_t)(ve - v) >= outlen)
+					return false;
+				memcpy(out, v, (size_t)(ve - v));
+				out[ve - v] = '\0';
+				return true;
+			}
+		}
+		p = *end == ';' ? end + 1 : end;
+	}
+	return false;
+}
+
+/* rua= holds at least one syntactically valid URI (RFC 3986 scheme ":" more). */
+static bool sd_rua_ok(const char *rua)
+{
+	for (const char *u = rua; *u != '\0';) {
+		const char *end = strchr(u, ',');
+		size_t n;
+		const char *colon;
+
+		if (end == NULL)
+			end = u + strlen(u);
+		while (u < end && (*u == ' ' || *u == '\t'))
+			u++;
+		n = (size_t)(end - u);
+		colon = memchr(u, ':', n);
+		if (colon != NULL && colon > u && colon + 1 < end &&
+		    ((*u >= 'a' && *u <= 'z') || (*u >= 'A' && *u <= 'Z'))) {
+			bool ok = true;
+
+			for (const char *c = u + 1; c < colon && ok; c++)
+				ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+				    (*c >= '0' && *c <= '9') || *c == '+' || *c == '-' || *c == '.';
+			if (ok)
+				return true;
+		}
+		u = *end == ',' ? end + 1 : end;
+	}
+	return false;
+}
+
+static bool sd_policy_word(const char *v)
+{
+	return strcmp(v, "none") == 0 || strcmp(v, "quarantine") == 0 || strcmp(v, "reject") == 0;
+}
+
+/*
+ * RFC 7489 6.6.3 step 6: a record without a valid p=, or with an sp= that
+ * is not valid, is taken as p=none when its rua= holds a valid URI (the
+ * domain wants reports); otherwise it is no record at all.
+ */
+static bool sd_p_invalid_with_rua(const char *txt, struct dmarc_record *rec)
+{
+	char v[512];
+	bool p_ok = sd_tag(txt, "p", v, sizeof v) && sd_policy_word(v);
+	bool sp_ok = !sd_tag(txt, "sp", v, sizeof v) || sd_policy_word(v);
+
+	if (p_ok && sp_ok)
+		return false;
+	if (!sd_tag(txt, "rua", v, sizeof v) || !sd_rua_ok(v))
+		return false;
+	memset(rec, 0, sizeof *rec);
+	rec->p = 'n';
+	rec->adkim = 'r';
+	rec->aspf = 'r';
+	rec->pct = 100;
+	return true;
+}
+
 /* libopendmarc parses; a fresh context each time (it keeps sp= across records). */
 static int sd_record_parse(const char *txt, struct dmarc_record *rec, const char **why)
 {
@@ -258,6 +350,10 @@ static int sd_record_parse(const char *txt, struct dmarc_record *rec, const char
 	if (pctx == NULL) {
 		*why = "out of memory parsing the DMARC record";
 		return 0;
+	}
+	if (sd_p_invalid_with_rua(txt, rec)) {
+		opendmarc_policy_connect_shutdown(pctx);
+		return 1;
 	}
 	st = opendmarc_policy_store_dmarc(pctx, (u_char *)txt, (u_char *)"dmarc.invalid", NULL);
 	if (st == DMARC_PARSE_OKAY) {

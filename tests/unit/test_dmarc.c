@@ -284,8 +284,19 @@ START_TEST(test_record_pick)
 	ck_assert_int_eq(rec.p, 'n');
 	/* Not DMARC, no p=, a bad p=, a bad pct=: no record. */
 	ck_assert_int_eq(td_pick1("v=spf1 -all", &rec), 0);
-	ck_assert_int_eq(td_pick1("v=DMARC1; rua=mailto:x@example.org", &rec), 0);
 	ck_assert_int_eq(td_pick1("v=DMARC1; p=bogus", &rec), 0);
+	ck_assert_int_eq(td_pick1("v=DMARC1; rua=not a uri", &rec), 0);
+	/* RFC 7489 6.6.3 step 6: no valid p= but a valid rua=: p=none. */
+	ck_assert_int_eq(td_pick1("v=DMARC1; rua=mailto:x@example.org", &rec), 1);
+	ck_assert_int_eq(rec.p, 'n');
+	ck_assert_int_eq(td_pick1("v=DMARC1; p=bogus; rua = mailto:x@example.org", &rec), 1);
+	ck_assert_int_eq(rec.p, 'n');
+	ck_assert_int_eq(rec.pct, 100);
+	/* So does a bad sp=, whatever p= says; without rua= it is no record. */
+	ck_assert_int_eq(td_pick1("v=DMARC1; p=reject; sp=bogus; rua=mailto:x@example.org",
+	    &rec), 1);
+	ck_assert_int_eq(rec.p, 'n');
+	ck_assert_int_eq(td_pick1("v=DMARC1; p=reject; sp=bogus", &rec), 0);
 	ck_assert_int_eq(td_pick1("v=DMARC1; p=reject; pct=150", &rec), 0);
 	ck_assert_int_eq(td_pick1("v=DMARC10; p=reject", &rec), 0);
 	/* Other TXT records beside it are ignored; two DMARC records are none. */
