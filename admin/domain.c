@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
+#include "queue/dkim.h"
 #include "queue/queue.h"
 #include "queue/tenancy.h"
 
@@ -204,15 +205,57 @@ static int admin_user_count_cb(void *arg, const struct queue_user *u)
 	return 0;
 }
 
-/* Removes domain arg (a name) when it is empty, with its audit record. */
+/* The selectors of a domain's DKIM keys that may still sign, "a b c". */
+static int admin_dkim_live_cb(void *arg, const struct queue_dkim_key *k)
+{
+	struct buf *live = arg;
+
+	if (k->state != QUEUE_DKIM_RETIRED)
+		buf_printf(live, "%s%s", live->len > 0 ? " " : "", k->selector);
+	return 0;
+}
+
+/*
+ * Every DKIM key of domain that may still sign is retired: added again
+ * later (by another agency, perhaps), the domain must not sign with the
+ * old owner's keys. The key files stay, as for any retired key.
+ */
+static int admin_dkim_retire_all(struct queue_txn *txn, const char *domain, struct buf *live)
+{
+	int rc = queue_dkim_walk(txn, domain, admin_dkim_live_cb, live);
+	char *sels = live->len > 0 ? xstrdup(buf_cstr(live)) : NULL, *save = NULL;
+
+	for (char *sel = sels != NULL ? strtok_r(sels, " ", &save) : NULL; rc >= 0 && sel != NULL;
+	    sel = strtok_r(NULL, " ", &save)) {
+		struct queue_dkim_key *k = NULL;
+
+		if ((rc = queue_dkim_get(txn, domain, sel, &k)) < 0)
+			break;
+		k->state = QUEUE_DKIM_RETIRED;
+		k->changed = time_now_ms();
+		rc = queue_dkim_put(txn, k, NULL, 0);
+		queue_dkim_key_free(k);
+	}
+	free(sels);
+	return rc < 0 ? rc : 0;
+}
+
+/*
+ * Removes domain arg (a name) when it is empty, with its audit record;
+ * its DKIM keys are retired in the same transaction.
+ */
 static int admin_domain_remove_apply(struct admin *a, struct queue_txn *txn, void *arg)
 {
 	const char *name = arg;
 	struct queue_domain *d = NULL;
 	struct admin_user_count uc = { name, 0 };
-	struct queue_audit_field f[1];
+	struct queue_audit_field f[2];
+	struct buf retired;
 	uint64_t mailboxes = 0;
-	int rc = queue_domain_get(txn, name, &d);
+	int rc;
+
+	buf_init(&retired);
+	rc = queue_domain_get(txn, name, &d);
 
 	if (rc == -ENOENT) {
 		admin__err(a, "no such domain '%s'", name);
@@ -233,15 +276,19 @@ static int admin_domain_remove_apply(struct admin *a, struct queue_txn *txn, voi
 		    " users; remove them first", name, mailboxes, uc.n);
 		return EX_DATAERR;
 	}
-	if ((rc = queue_domain_delete(txn, name)) < 0)
+	if ((rc = admin_dkim_retire_all(txn, name, &retired)) < 0 ||
+	    (rc = queue_domain_delete(txn, name)) < 0)
 		goto fail;
 	f[0] = (struct queue_audit_field){ "route", d->route };
-	if ((rc = admin__audit(a, txn, d->tenant, name, f, 1)) < 0)
+	f[1] = (struct queue_audit_field){ "dkim_retired", buf_cstr(&retired) };
+	if ((rc = admin__audit(a, txn, d->tenant, name, f, retired.len > 0 ? 2 : 1)) < 0)
 		goto fail;
 	queue_domain_free(d);
+	buf_free(&retired);
 	return 0;
 fail:
 	queue_domain_free(d);
+	buf_free(&retired);
 	admin__err(a, "cannot remove domain %s: %s", name, queue_strerror(rc));
 	return rc == -EINVAL ? EX_SOFTWARE : admin__store_exit(rc);
 }

@@ -322,6 +322,27 @@ class DkimSignTest(RelayTestCase):
         self.assertEqual([s["s"] for s in sig_fields(self.send("keep.org", "keep-b"))],
                          ["new"])
 
+    def test_domain_removed_retires_its_keys(self):
+        # added again later (by another agency, perhaps), the domain must not
+        # sign with the keys made for its former owner
+        self.ctl("domain", "add", "gone.org", "--tenant", "agency", "--route",
+                 self.sink.route, "--accept-all")
+        self.ctl("dkim", "keygen", "gone.org", "--selector", "g1", "--algorithm", "ed25519")
+        self.assertEqual([s["s"] for s in sig_fields(self.send("gone.org", "gone-a"))], ["g1"])
+        self.ctl("domain", "remove", "gone.org")
+        lst = [k for k in parse_json_lines(self.ctl("dkim", "list", "--json").stdout)
+               if k["domain"] == "gone.org"]
+        self.assertEqual([(k["selector"], k["state"], k["signing"]) for k in lst],
+                         [("g1", "retired", False)])
+        recs = parse_json_lines(self.ctl("audit", "search", "--event", "admin",
+                                         "--json").stdout)
+        rm = [r for r in recs if r.get("action") == "domain.remove"
+              and r.get("object") == "gone.org"]
+        self.assertEqual([r.get("dkim_retired") for r in rm], ["g1"], rm)
+        self.ctl("domain", "add", "gone.org", "--tenant", "other", "--route",
+                 self.sink.route, "--accept-all")
+        self.assertEqual(sig_fields(self.send("gone.org", "gone-b")), [])
+
     def test_dns_records_and_key_files(self):
         recs = self.records("sign.org")
         by = dict(recs)
