@@ -123,6 +123,7 @@ struct stage_dkimv_tx {
 	uv_work_t work;
 	DKIM_STAT eom_status;
 	bool eom_ran;
+	bool eom_on_loop;              /* dkim_eom runs inline, on the loop thread */
 };
 
 /* dkim_verify_keys.c */

@@ -514,6 +514,7 @@ void stage_dkimv__keys_done(struct stage_dkimv_tx *t)
 	}
 	stage_dkimv__keys_preset(t);
 	if (stage_dkimv_inline_ok(t)) {
+		t->eom_on_loop = true;
 		t->eom_status = dkim_eom(t->dkim, NULL);
 		t->eom_ran = true;
 		t->phase = STAGE_DKIMV_PH_DONE;

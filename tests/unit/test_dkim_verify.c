@@ -653,6 +653,48 @@ START_TEST(test_key_cache_follows_record)
 }
 END_TEST
 
+/*
+ * One engine, one RSA key, many messages: the first is checked on the
+ * thread pool (its key is new), the next on the loop with a verification
+ * context kept for the key; a failure in between does not spoil it.
+ */
+START_TEST(test_rsa_context_reused)
+{
+	static const bool good[] = { true, true, false, true, true };
+	struct policy *p = test_policy(NULL, 0);
+	struct buf sig;
+	char *msg, *bad, *at;
+
+	buf_init(&sig);
+	test_sign(&key_rsa, "sender.org", "rsa", DKIM_CANON_RELAXED, test_headers, test_body, -1,
+	    &sig);
+	msg = test_message(buf_cstr(&sig), test_headers, test_body);
+	bad = strdup(msg);
+	at = strstr(bad, "bob@city");
+	ck_assert_ptr_nonnull(at);
+	at[0] = 'e';
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		struct policy_tx *tx = policy_tx_new(p, "mx", "t1");
+		const char *m = good[i] ? msg : bad;
+		struct outcome o;
+		struct authres *ar;
+
+		test_feed(tx, m, strlen(m), 0);
+		test_data(p, tx, &o);
+		ar = policy_tx_authres(tx);
+		ck_assert_uint_eq(ar->ndkim, 1);
+		ck_assert_msg(ar->dkim[0].result == (good[i] ? AUTHRES_PASS : AUTHRES_FAIL),
+		    "message %zu: %s (%s)", i, authres_result_name(ar->dkim[0].result),
+		    ar->dkim[0].reason);
+		policy_tx_free(tx);
+	}
+	policy_free(p);
+	free(bad);
+	free(msg);
+	buf_free(&sig);
+}
+END_TEST
+
 /* l=: shorter than the body is not a pass; the whole body is. */
 START_TEST(test_length_tag)
 {
@@ -1145,6 +1187,7 @@ static Suite *dkim_verify_suite(void)
 	tcase_add_test(tc, test_product_row);
 	tcase_add_loop_test(tc, test_key_records, 0, N_CASES(keyrec_cases));
 	tcase_add_test(tc, test_key_cache_follows_record);
+	tcase_add_test(tc, test_rsa_context_reused);
 	tcase_add_loop_test(tc, test_bodylen, 0, N_CASES(bodylen_cases));
 	suite_add_tcase(s, tc);
 	return s;
