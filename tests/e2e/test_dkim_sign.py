@@ -241,6 +241,13 @@ class DkimSignTest(RelayTestCase):
         env = dict(os.environ, D=d, PROBE=harness._DNS_PROBE)
         r = subprocess.run(["unshare", "-mn", "sh", "-c", script], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        if b"cannot change root filesystem propagation" in r.stderr:
+            # In a chroot (/ is not a mount point) unshare cannot make the
+            # new mount namespace private, and a bind mount made without
+            # that could show in the host's namespace: no private resolver,
+            # so opendkim-testmsg is not run (dkimpy still is).
+            self.skipTest("opendkim-testmsg needs a private mount namespace, which "
+                          "unshare cannot make here (/ is not a mount point)")
         if r.returncode == 99:
             raise AssertionError("unbound did not start in the namespace: %s"
                                  % open(os.path.join(d, "unbound.log")).read())
