@@ -311,20 +311,17 @@ static void dkimv_key_parse_tags(const char *txt, struct dkimv_pubkey *k)
 	dkimv_key_decode(k, val[4], vlen[4]);
 }
 
-static uint64_t dkimv_hash(const char *s)
+/* The one slot record txt may occupy. */
+static struct dkimv_keyslot *dkimv_slot(struct stage_dkimv_keycache *c, const char *txt)
 {
-	uint64_t h = 1469598103934665603ull;   /* FNV-1a */
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
+	return &c->slot[str_hash(txt) % DKIMV_KEYCACHE_SLOTS];
 }
 
 /* *out = the parsed record txt, with its own reference to the key. */
 static void dkimv_keycache_get(struct stage_dkimv_keycache *c, const char *txt,
     struct dkimv_pubkey *out)
 {
-	struct dkimv_keyslot *s = &c->slot[dkimv_hash(txt) % DKIMV_KEYCACHE_SLOTS];
+	struct dkimv_keyslot *s = dkimv_slot(c, txt);
 	struct dkimv_pubkey fresh;
 	char *old_txt = NULL;
 	EVP_PKEY *old_key = NULL;
@@ -361,7 +358,7 @@ static void dkimv_keycache_get(struct stage_dkimv_keycache *c, const char *txt,
  */
 bool stage_dkimv__keycache_cheap(struct stage_dkimv_keycache *c, const char *txt)
 {
-	struct dkimv_keyslot *s = &c->slot[dkimv_hash(txt) % DKIMV_KEYCACHE_SLOTS];
+	struct dkimv_keyslot *s = dkimv_slot(c, txt);
 	bool cheap;
 
 	uv_mutex_lock(&c->lock);

@@ -214,13 +214,9 @@ static char *ss_cache_key(const char *ip, const char *helo, const char *sender)
 
 static struct ss_cached *ss_cache_slot(struct stage_spf *st, const char *key)
 {
-	uint64_t h = 1469598103934665603ull;   /* FNV-1a */
-
 	if (st->cache == NULL)
 		st->cache = xcalloc(SS_CACHE_SLOTS, sizeof *st->cache);
-	for (const char *s = key; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return &st->cache[h % SS_CACHE_SLOTS];
+	return &st->cache[str_hash(key) % SS_CACHE_SLOTS];
 }
 
 /* The kept result for key, or NULL. */
