@@ -7,7 +7,9 @@ set -eu
 BUILD_PKGS="build-essential autoconf automake pkg-config
   libuv1-dev libssl-dev liblmdb-dev lmdb-utils libspf2-dev libopendkim-dev
   libopendmarc-dev libunbound-dev libevent-dev libsystemd-dev libidn2-dev check
-  openssl publicsuffix"
+  openssl publicsuffix
+  libutf8proc-dev libpcre2-dev libmagic-dev libarchive-dev libxml2-dev
+  libpoppler-glib-dev"
 # The demo's local mail store and a client to send with.
 DEMO_PKGS="python3 python3-aiosmtpd swaks libnet-ssleay-perl"
 # Real peers for the test suite: Postfix's smtp-sink/smtp-source, unbound,
@@ -20,6 +22,11 @@ TEST_PKGS="postfix unbound ldnsutils valgrind ca-certificates libnet-ssleay-perl
 TEST_PKGS="$TEST_PKGS python3-dkim python3-nacl python3-dnspython opendkim-tools
   python3-spf python3-authres"
 # ---- sender-authentication-end
+# ---- content scanning: a real clamd (its database is made by the tests
+# from the EICAR test string with sigtool; nothing is downloaded, and
+# freshclam is never started).
+TEST_PKGS="$TEST_PKGS clamav-daemon clamav"
+# ---- content-scanning-end
 # ---- fuzz: clang and libFuzzer for make check-fuzz (libclang-rt-14-dev
 # holds libclang_rt.fuzzer; clang only recommends it, and we install
 # without recommends).
