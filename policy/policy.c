@@ -74,6 +74,7 @@ void policy_verdict_set(struct verdict *v, enum verdict_kind kind, int code,
 	vsnprintf(v->text, sizeof v->text, fmt, ap);
 	va_end(ap);
 	v->rule = NULL;
+	v->event = NULL;
 }
 
 /* ------------------------------------------------------- construction */

@@ -56,8 +56,18 @@ struct verdict {
 	enum verdict_kind kind;
 	int code;          /* SMTP reply code, 0 for CONTINUE/ACCEPT */
 	char enh[12];      /* RFC 3463 enhanced code, "" for CONTINUE/ACCEPT */
-	char text[256];    /* for the reply: words a civil servant understands */
+	/*
+	 * For the reply: words a civil servant understands. A "\n" starts
+	 * another line of a multi-line reply (a refusal said in Vietnamese,
+	 * then in English); each line stays under RFC 5321's 512 octets.
+	 */
+	char text[640];
 	const char *rule;  /* name of the rule that decided, static storage */
+	/*
+	 * A refusal that is its own kind of audit record ("classified"),
+	 * static storage; NULL: the record is "rejected" or "tempfailed".
+	 */
+	const char *event;
 };
 
 void policy_verdict_set(struct verdict *v, enum verdict_kind kind, int code,
@@ -214,6 +224,23 @@ struct authres *policy_tx_authres(struct policy_tx *tx);
  * header section and below our Received: line.
  */
 void policy_tx_add_header(struct policy_tx *tx, const char *field);
+/*
+ * A message the refusal of this transaction must send (a classified
+ * refusal's notice to a security contact): to, and the whole message
+ * (header section and body, CRLF line ends), copied. The session queues
+ * each with the refusal's audit record, in one transaction, so the
+ * record and its notices commit together; nothing is sent when the
+ * message is accepted after all.
+ */
+struct policy_notice {
+	char *to;
+	char *message;
+	size_t len;
+};
+void policy_tx_add_notice(struct policy_tx *tx, const char *to, const char *message,
+    size_t len);
+/* The notices added so far (n of them), borrowed from tx. */
+const struct policy_notice *policy_tx_notices(const struct policy_tx *tx, size_t *n);
 /* A note for the audit record; value is escaped by the engine. */
 void policy_tx_note(struct policy_tx *tx, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -33,6 +33,8 @@ struct policy_tx {
 	struct authres authres;
 	struct buf headers;     /* added fields, each ending in CRLF */
 	struct buf notes;       /* "k=v; k=v" */
+	struct policy_notice *notices; /* messages to queue with a refusal */
+	size_t nnotices;
 };
 
 struct policy {

@@ -14,7 +14,8 @@
  *
  * Entry points: policy_tx_new/free, policy_tx_body, policy_tx_headers,
  * policy_tx_notes, policy_tx_add_header, policy_tx_note,
- * policy_tx_authres, policy_tx_policy, policy_tx_store,
+ * policy_tx_authres, policy_tx_policy, policy_tx_store, policy_tx_add_notice,
+ * policy_tx_notices,
  * policy_set_resolver, policy_resolve.
  * OWNERSHIP: the session owns a tx; the tx owns the rows' message states
  * (freed by their tx_free hooks) and its buffers. A check that still has
@@ -83,7 +84,32 @@ void policy_tx_free(struct policy_tx *tx)
 	free(tx->states);
 	buf_free(&tx->headers);
 	buf_free(&tx->notes);
+	for (size_t i = 0; i < tx->nnotices; i++) {
+		free(tx->notices[i].to);
+		free(tx->notices[i].message);
+	}
+	free(tx->notices);
 	free(tx);
+}
+
+void policy_tx_add_notice(struct policy_tx *tx, const char *to, const char *message,
+    size_t len)
+{
+	struct policy_notice *n;
+
+	tx->notices = xreallocarray(tx->notices, tx->nnotices + 1, sizeof *tx->notices);
+	n = &tx->notices[tx->nnotices++];
+	n->to = xstrdup(to);
+	n->message = xmalloc(len + 1);
+	memcpy(n->message, message, len);
+	n->message[len] = '\0';
+	n->len = len;
+}
+
+const struct policy_notice *policy_tx_notices(const struct policy_tx *tx, size_t *n)
+{
+	*n = tx->nnotices;
+	return tx->notices;
 }
 
 void policy_tx_body(struct policy_tx *tx, const char *data, size_t len)

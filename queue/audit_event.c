@@ -32,6 +32,7 @@ static const char *const queue_audit_event_names[QUEUE_AUDIT_EVENT_COUNT] = {
 	[QUEUE_AUDIT_FAILED] = "failed",
 	[QUEUE_AUDIT_AUTH] = "auth",
 	[QUEUE_AUDIT_ADMIN] = "admin",
+	[QUEUE_AUDIT_CLASSIFIED] = "classified",
 };
 
 const char *queue_audit_event_name(enum queue_audit_event ev)
@@ -129,10 +130,14 @@ int queue_audit_received_report(struct queue_txn *txn, int64_t time_ms,
 int queue_audit_refused(struct queue_txn *txn, int64_t time_ms,
     const struct queue_audit_refusal *r)
 {
-	struct queue_audit_field f[10];
-	struct queue_audit_fields fs = { f, 0, 10 };
+	struct queue_audit_fields fs = { xcalloc(10 + r->nrcpts, sizeof *fs.f), 0,
+		10 + r->nrcpts };
 	char code[64];
+	enum queue_audit_event ev = r->tempfail ? QUEUE_AUDIT_TEMPFAILED : QUEUE_AUDIT_REJECTED;
+	int rc;
 
+	if (r->classified)
+		ev = QUEUE_AUDIT_CLASSIFIED;
 	snprintf(code, sizeof code, "%d %s", r->code, r->enh ? r->enh : "");
 	queue_audit_put(&fs, "stage", r->stage);
 	queue_audit_put(&fs, "rule", r->rule ? r->rule : "-");
@@ -144,8 +149,11 @@ int queue_audit_refused(struct queue_txn *txn, int64_t time_ms,
 	queue_audit_put(&fs, "to", r->to);
 	queue_audit_put(&fs, "sess", r->sess);
 	queue_audit_put(&fs, "auth", r->auth);
-	return queue_audit_emit(txn, time_ms, r->qid,
-	    r->tempfail ? QUEUE_AUDIT_TEMPFAILED : QUEUE_AUDIT_REJECTED, &fs);
+	for (size_t i = 0; i < r->nrcpts; i++)
+		queue_audit_put(&fs, "to", r->rcpts[i]);
+	rc = queue_audit_emit(txn, time_ms, r->qid, ev, &fs);
+	free(fs.f);
+	return rc;
 }
 
 int queue_audit_delivery(struct queue_txn *txn, int64_t time_ms,

@@ -28,6 +28,7 @@ enum queue_audit_event {
 	QUEUE_AUDIT_FAILED,      /* a recipient bounced or expired */
 	QUEUE_AUDIT_AUTH,        /* an AUTH attempt */
 	QUEUE_AUDIT_ADMIN,       /* an administrator's change or refusal */
+	QUEUE_AUDIT_CLASSIFIED,  /* a message marked as a state secret was refused */
 	QUEUE_AUDIT_EVENT_COUNT
 };
 /* The event's name in the record ("received", ...); "unknown" out of range. */
@@ -55,8 +56,11 @@ int queue_audit_received_report(struct queue_txn *txn, int64_t time_ms,
 /*
  * rejected / tempfailed: a policy refusal at a session stage. Fields:
  * stage, rule ("-" when NULL), code ("550 5.7.1"), reason, client, helo,
- * from, to, sess; a NULL value leaves its field out. qid: the
- * transaction's id, or NULL/"" before MAIL.
+ * from, to, sess, then one "to" per recipient of rcpts (a refusal at
+ * end of data concerns them all); a NULL value leaves its field out.
+ * qid: the transaction's id, or NULL/"" before MAIL. classified: the
+ * record is "classified" (a state-secret marking; its level and where it
+ * was found are in auth, the checks' notes) instead of "rejected".
  */
 struct queue_audit_refusal {
 	const char *qid;
@@ -72,6 +76,9 @@ struct queue_audit_refusal {
 	const char *to;
 	const char *sess;
 	const char *auth;    /* the policy checks' notes (policy_tx_notes); NULL */
+	const char *const *rcpts;
+	size_t nrcpts;
+	bool classified;
 };
 int queue_audit_refused(struct queue_txn *txn, int64_t time_ms,
     const struct queue_audit_refusal *r);

@@ -18,7 +18,8 @@
  * Entry points: queue_expansion_new/free/count/add/get,
  * queue_receive_apply, queue_receive_result_free, queue_receive_clear,
  * queue_receive_submit, queue_receive_chunk_submit,
- * queue_receive_discard_apply/submit, queue_receive_refusal_submit.
+ * queue_receive_discard_apply/submit, queue_receive_refusal_submit,
+ * queue_receive_refusal_notices_submit.
  * OWNERSHIP: see receive.h; an expansion owns copies of its recipients.
  * THREADS: the *_apply functions and queue_expansion_add on any thread
  * owning the txn; the *_submit functions on the loop thread, their
@@ -541,7 +542,24 @@ struct queue_refusal_op {
 	struct queue_audit_refusal r;
 	int64_t time;
 	char *strings[11];
+	char **rcpts;
+	struct queue_receive **notices;
+	size_t nnotices;
+	void (*done)(void *arg, int status);
+	void *done_arg;
+	struct queue_writer *w;
 };
+
+static void queue_refusal_notices_free(struct queue_refusal_op *op)
+{
+	for (size_t i = 0; i < op->nnotices; i++) {
+		queue_receive_clear(op->notices[i]);
+		free(op->notices[i]);
+	}
+	free(op->notices);
+	op->notices = NULL;
+	op->nnotices = 0;
+}
 
 static const char *queue_refusal_keep(struct queue_refusal_op *op, size_t i, const char *s)
 {
@@ -552,27 +570,67 @@ static const char *queue_refusal_keep(struct queue_refusal_op *op, size_t i, con
 static int queue_refusal_op_apply(struct queue_txn *txn, void *arg)
 {
 	struct queue_refusal_op *op = arg;
+	struct queue_receive_result res;
+	int rc = queue_audit_refused(txn, op->time, &op->r);
 
-	return queue_audit_refused(txn, op->time, &op->r);
+	for (size_t i = 0; rc == 0 && i < op->nnotices; i++) {
+		rc = queue_receive_apply(txn, op->notices[i], &res);
+		queue_receive_result_free(&res);
+	}
+	return rc;
 }
 
 static void queue_refusal_op_done(void *arg, int status)
 {
 	struct queue_refusal_op *op = arg;
 
+	if (status < 0 && op->nnotices > 0) {
+		/*
+		 * The notices could not be queued (a full map, say): the record
+		 * of the refusal matters more than its notices. It goes again,
+		 * alone; the log says the notices are missing.
+		 */
+		log_err(op->r.qid && op->r.qid[0] ? op->r.qid : NULL,
+		    "%zu notice(s) about the refusal not queued: %s", op->nnotices,
+		    queue_strerror(status));
+		queue_refusal_notices_free(op);
+		queue_writer_submit(op->w, queue_refusal_op_apply, queue_refusal_op_done, op);
+		return;
+	}
+
 	if (status < 0)
 		log_err(op->r.qid && op->r.qid[0] ? op->r.qid : NULL,
 		    "audit record %s not written: %s",
-		    queue_audit_event_name(op->r.tempfail ? QUEUE_AUDIT_TEMPFAILED :
-		    QUEUE_AUDIT_REJECTED), queue_strerror(status));
+		    queue_audit_event_name(op->r.classified ? QUEUE_AUDIT_CLASSIFIED :
+		    op->r.tempfail ? QUEUE_AUDIT_TEMPFAILED : QUEUE_AUDIT_REJECTED),
+		    queue_strerror(status));
 	for (size_t i = 0; i < sizeof op->strings / sizeof op->strings[0]; i++)
 		free(op->strings[i]);
+	for (size_t i = 0; i < op->r.nrcpts; i++)
+		free(op->rcpts[i]);
+	free(op->rcpts);
+	queue_refusal_notices_free(op);
+	if (op->done != NULL)
+		op->done(op->done_arg, status);
 	free(op);
 }
 
 void queue_receive_refusal_submit(struct queue_writer *w, const struct queue_audit_refusal *r)
 {
+	queue_receive_refusal_notices_submit(w, r, NULL, 0, NULL, NULL);
+}
+
+void queue_receive_refusal_notices_submit(struct queue_writer *w,
+    const struct queue_audit_refusal *r, struct queue_receive **notices, size_t n,
+    void (*done)(void *arg, int status), void *arg)
+{
 	struct queue_refusal_op *op = xcalloc(1, sizeof *op);
+
+	op->w = w;
+	op->notices = notices;
+	op->nnotices = n;
+	op->done = done;
+	op->done_arg = arg;
 
 	op->time = time_now_ms();
 	op->r.tempfail = r->tempfail;
@@ -588,5 +646,13 @@ void queue_receive_refusal_submit(struct queue_writer *w, const struct queue_aud
 	op->r.to = queue_refusal_keep(op, 8, r->to);
 	op->r.sess = queue_refusal_keep(op, 9, r->sess);
 	op->r.auth = queue_refusal_keep(op, 10, r->auth);
+	op->r.classified = r->classified;
+	if (r->nrcpts > 0) {
+		op->rcpts = xcalloc(r->nrcpts, sizeof *op->rcpts);
+		for (size_t i = 0; i < r->nrcpts; i++)
+			op->rcpts[i] = xstrdup(r->rcpts[i]);
+		op->r.rcpts = (const char *const *)op->rcpts;
+		op->r.nrcpts = r->nrcpts;
+	}
 	queue_writer_submit(w, queue_refusal_op_apply, queue_refusal_op_done, op);
 }

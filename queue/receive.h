@@ -140,5 +140,17 @@ void queue_receive_discard_submit(struct queue_writer *w, uint64_t id);
  * strings are copied; a failure is logged.
  */
 void queue_receive_refusal_submit(struct queue_writer *w, const struct queue_audit_refusal *r);
+/*
+ * The same, with messages we generated about the refusal (a classified
+ * refusal's notices to the security contacts, report_kind "notice",
+ * report_about the refused transaction's id) queued in the same
+ * transaction: the record and its notices commit together or not at all.
+ * done (may be NULL) runs on the loop once that is durable or has failed
+ * (to wake the scheduler). OWNERSHIP: notices (n of them, each malloc'd,
+ * and the array) are taken.
+ */
+void queue_receive_refusal_notices_submit(struct queue_writer *w,
+    const struct queue_audit_refusal *r, struct queue_receive **notices, size_t n,
+    void (*done)(void *arg, int status), void *arg);
 
 #endif

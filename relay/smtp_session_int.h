@@ -214,6 +214,9 @@ void smtp__reply(struct smtp_session *s, int code, const char *enh,
 /* One line of a multi-line reply ("250-..."); the last is smtp__reply. */
 void smtp__reply_more(struct smtp_session *s, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A line of a multi-line reply with an enhanced status code ("550-5.7.1 "). */
+void smtp__reply_more_enh(struct smtp_session *s, int code, const char *enh,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void smtp__reply_parse_error(struct smtp_session *s, const struct smtp_parse_error *e);
 void smtp__flush(struct smtp_session *s);
 void smtp__goodbye(struct smtp_session *s, const char *enh, const char *text);
