@@ -19,7 +19,12 @@
  * a signature; the signing relay ran at 40% of the plain relay's
  * throughput) and, in Debian 12's 2.11.0~beta2, leaks about 600 bytes
  * for every Ed25519 signature. Here a key file is parsed once and the
- * EVP_PKEY kept until the file changes. libopendkim, dkimpy and
+ * EVP_PKEY kept until the file changes. The Ed25519 signature itself is
+ * libsodium's (crypto_sign_detached; the same RFC 8032 signature, which
+ * is deterministic): 14 microseconds against OpenSSL 3.0's 32 (best of
+ * eight runs of 5,000 on this machine), a third of the signing relay's
+ * added cost; the expanded key is derived once, when the file is parsed.
+ * libopendkim, dkimpy and
  * opendkim-testmsg verify what we sign (tests/unit/test_dkim_keys.c,
  * tests/e2e/test_dkim_sign.py).
  *
@@ -72,6 +77,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <sodium.h>
 #include <uv.h>
 
 #include "common/addr.h"
@@ -118,6 +124,8 @@ struct sds_key {
 	struct timespec mtime;
 	int64_t checked_ms;     /* when the file was last compared (time_now_ms) */
 	EVP_PKEY *pkey;
+	/* Ed25519 keys: libsodium's expanded secret key (seed and public key). */
+	unsigned char ed_sk[crypto_sign_SECRETKEYBYTES];
 };
 
 /*
@@ -139,6 +147,7 @@ enum sds_phase { SDS_HEADERS, SDS_BODY, SDS_OFF };
 
 struct sds_sig {
 	EVP_PKEY *pkey;       /* a reference of our own */
+	unsigned char ed_sk[crypto_sign_SECRETKEYBYTES]; /* ed25519: a copy, wiped at the end */
 	enum queue_dkim_alg alg;
 	char *selector;
 	char *field;          /* the DKIM-Signature field, after the work */
@@ -172,9 +181,13 @@ int stage_dkim_sign_new(const struct config *cfg, void **state, char *err, size_
 {
 	struct stage_dkim_sign *st = xcalloc(1, sizeof *st);
 
-	(void)err;
-	(void)errlen;
 	st->enabled = cfg == NULL || cfg->dkim_sign;
+	/* Idempotent and thread-safe; it only fails where no random source exists. */
+	if (st->enabled && sodium_init() < 0) {
+		snprintf(err, errlen, "dkim_sign: libsodium cannot start");
+		free(st);
+		return -EIO;
+	}
 	st->data_dir = cfg != NULL && cfg->data_dir != NULL ? xstrdup(cfg->data_dir) : NULL;
 	*state = st;
 	return 0;
@@ -184,6 +197,7 @@ static void sds_key_drop(struct sds_key *k)
 {
 	free(k->path);
 	EVP_PKEY_free(k->pkey);
+	sodium_memzero(k->ed_sk, sizeof k->ed_sk);
 	memset(k, 0, sizeof *k);
 }
 
@@ -231,6 +245,15 @@ static int sds_key_parse(int fd, const struct stat *sb, struct sds_key *k)
 		if (k->pkey == NULL)
 			rc = -EBADMSG;
 	}
+	if (rc == 0 && EVP_PKEY_get_base_id(k->pkey) == EVP_PKEY_ED25519) {
+		unsigned char seed[crypto_sign_SEEDBYTES], pk[crypto_sign_PUBLICKEYBYTES];
+		size_t sl = sizeof seed;
+
+		if (EVP_PKEY_get_raw_private_key(k->pkey, seed, &sl) != 1 || sl != sizeof seed ||
+		    crypto_sign_seed_keypair(pk, k->ed_sk, seed) != 0)
+			rc = -EBADMSG;
+		sodium_memzero(seed, sizeof seed);
+	}
 	/* The private key's text lives no longer than this call. */
 	OPENSSL_cleanse(pem, (size_t)sb->st_size);
 	free(pem);
@@ -243,7 +266,8 @@ static int sds_key_parse(int fd, const struct stat *sb, struct sds_key *k)
  * rename, so a new key is a new inode). A small local read and one parse
  * on the loop thread, only when the file changed. *err: an errno.
  */
-static EVP_PKEY *sds_key_load(struct stage_dkim_sign *st, const char *path, int *err)
+static const struct sds_key *sds_key_load(struct stage_dkim_sign *st, const char *path,
+    int *err)
 {
 	struct sds_key *slot = NULL, fresh;
 	struct stat sb;
@@ -255,7 +279,7 @@ static EVP_PKEY *sds_key_load(struct stage_dkim_sign *st, const char *path, int 
 
 		if (now - k->checked_ms < SDS_KEY_RECHECK_MS && now >= k->checked_ms &&
 		    strcmp(k->path, path) == 0)
-			return k->pkey;
+			return k;
 	}
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &sb) < 0) {
@@ -274,7 +298,7 @@ static EVP_PKEY *sds_key_load(struct stage_dkim_sign *st, const char *path, int 
 		    k->mtime.tv_nsec == sb.st_mtim.tv_nsec) {
 			close(fd);
 			k->checked_ms = now;
-			return k->pkey;
+			return k;
 		}
 		slot = k;
 		break;
@@ -304,7 +328,7 @@ static EVP_PKEY *sds_key_load(struct stage_dkim_sign *st, const char *path, int 
 		slot = &st->cache[st->ncache++];
 	}
 	*slot = fresh;
-	return slot->pkey;
+	return slot;
 }
 
 /* ------------------------------------------------------- transactions */
@@ -330,6 +354,7 @@ static void sds_tx_destroy(struct sds_tx *t)
 {
 	for (size_t i = 0; i < t->nsig; i++) {
 		EVP_PKEY_free(t->sig[i].pkey);
+		sodium_memzero(t->sig[i].ed_sk, sizeof t->sig[i].ed_sk);
 		free(t->sig[i].selector);
 		free(t->sig[i].field);
 	}
@@ -525,17 +550,19 @@ static void sds_sig_start(struct sds_tx *t, const struct queue_dkim_key *k)
 	struct stage_dkim_sign *st = t->st;
 	struct sds_sig *s = &t->sig[t->nsig];
 	char path[4096];
+	const struct sds_key *key = NULL;
 	EVP_PKEY *pkey = NULL;
 	int err = 0, want;
 
 	want = k->alg == QUEUE_DKIM_ED25519 ? EVP_PKEY_ED25519 : EVP_PKEY_RSA;
 	if (queue_dkim_key_path(st->data_dir, k->domain, k->selector, path, sizeof path) < 0 ||
-	    (pkey = sds_key_load(st, path, &err)) == NULL) {
+	    (key = sds_key_load(st, path, &err)) == NULL) {
 		sds_fail(t, "key %s of %s unreadable (%s)", k->selector, k->domain,
 		    err == EBADMSG ? "not a PEM private key" :
 		    err != 0 ? strerror(err) : "bad name");
 		return;
 	}
+	pkey = key->pkey;
 	if (EVP_PKEY_get_base_id(pkey) != want) {
 		sds_fail(t, "key %s of %s is not an %s key", k->selector, k->domain,
 		    queue_dkim_alg_name(k->alg));
@@ -546,6 +573,7 @@ static void sds_sig_start(struct sds_tx *t, const struct queue_dkim_key *k)
 		return;
 	}
 	s->pkey = pkey;
+	memcpy(s->ed_sk, key->ed_sk, sizeof s->ed_sk);
 	s->alg = k->alg;
 	s->selector = xstrdup(k->selector);
 	t->nsig++;
@@ -662,12 +690,14 @@ static int sds_sign(const struct sds_tx *t, const struct sds_sig *s, const struc
 		    EVP_DigestSignFinal(ctx, NULL, &sl) == 1 && sl <= sizeof sig &&
 		    EVP_DigestSignFinal(ctx, sig, &sl) == 1;
 	} else {
+		unsigned long long edl = 0;
+
 		ok = EVP_DigestInit_ex(ctx, dkim_sha256(), NULL) == 1 &&
 		    EVP_DigestUpdate(ctx, t->hcanon.data, t->hcanon.len) == 1 &&
 		    EVP_DigestUpdate(ctx, canon->data, canon->len) == 1 &&
-		    EVP_DigestFinal_ex(ctx, h, &hl) == 1 && EVP_MD_CTX_reset(ctx) == 1 &&
-		    EVP_DigestSignInit(ctx, NULL, NULL, NULL, s->pkey) == 1 &&
-		    EVP_DigestSign(ctx, sig, &sl, h, hl) == 1;
+		    EVP_DigestFinal_ex(ctx, h, &hl) == 1 &&
+		    crypto_sign_detached(sig, &edl, h, hl, s->ed_sk) == 0;
+		sl = (size_t)edl;
 	}
 	EVP_MD_CTX_free(ctx);
 	if (!ok || outlen < 4 * ((sl + 2) / 3) + 1)

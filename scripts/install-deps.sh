@@ -9,7 +9,7 @@ BUILD_PKGS="build-essential autoconf automake pkg-config
   libopendmarc-dev libunbound-dev libevent-dev libsystemd-dev libidn2-dev check
   openssl publicsuffix
   libutf8proc-dev libpcre2-dev libmagic-dev libarchive-dev libxml2-dev
-  libpoppler-glib-dev"
+  libpoppler-glib-dev libsodium-dev"
 # The demo's local mail store and a client to send with.
 DEMO_PKGS="python3 python3-aiosmtpd swaks libnet-ssleay-perl"
 # Real peers for the test suite: Postfix's smtp-sink/smtp-source, unbound,
