@@ -8,7 +8,9 @@
  * queued message due now with its schedule entry, in one transaction;
  * delete frees the body chunks; orphan collection leaves a quarantined
  * message's chunks alone; corrupt records are refused (-EBADMSG) case by
- * case; the operator roles, security included.
+ * case; the operator roles, security included; a store written before
+ * the `quarantine` database existed reads as an empty quarantine when
+ * opened read-only and gains the database on a read-write open.
  *
  * Every test works in its own fresh mkdtemp directory, removed at the end.
  */
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include <check.h>
+#include <lmdb.h>
 
 #include "common/buf.h"
 #include "common/util.h"
@@ -466,6 +469,57 @@ START_TEST(test_roles)
 }
 END_TEST
 
+/* Drops the `quarantine` database, as a store written before it existed. */
+static void tq_drop_db(const char *dir)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+
+	ck_assert_int_eq(mdb_env_create(&env), 0);
+	ck_assert_int_eq(mdb_env_set_maxdbs(env, 32), 0);
+	ck_assert_int_eq(mdb_env_set_mapsize(env, 256u << 20), 0);
+	ck_assert_int_eq(mdb_env_open(env, dir, 0, 0600), 0);
+	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	ck_assert_int_eq(mdb_dbi_open(txn, "quarantine", 0, &dbi), 0);
+	ck_assert_int_eq(mdb_drop(txn, dbi, 1), 0);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+START_TEST(test_store_before_quarantine)
+{
+	struct tq_env e;
+	struct queue_quarantine *q;
+	struct queue_txn *t;
+	struct buf b;
+
+	tq_setup(&e);
+	buf_init(&b);
+	ck_assert_int_eq(tq_receive(&e, 0x200, "a@ward.test", NULL, NULL), 0);
+	queue_store_close(e.store);
+	tq_drop_db(e.dir);
+	/* Read-only: an empty quarantine, the rest of the store as it was. */
+	ck_assert_int_eq(queue_store_open(e.dir, 0, true, &e.store), 0);
+	t = tq_begin(&e, false);
+	ck_assert_int_eq(queue_quarantine_walk(t, 0, tq_walk_cb, &b), 0);
+	ck_assert_uint_eq(b.len, 0);
+	ck_assert_int_eq(queue_quarantine_get(t, 0x200, &q), -ENOENT);
+	queue_txn_abort(t);
+	ck_assert_uint_eq(tq_queued(&e), 1);
+	queue_store_close(e.store);
+	/* Read-write: the database is made, and used. */
+	ck_assert_int_eq(queue_store_open(e.dir, 0, false, &e.store), 0);
+	ck_assert_int_eq(tq_receive(&e, 0x300, "a@ward.test", NULL, "dmarc"), 0);
+	t = tq_begin(&e, false);
+	ck_assert_int_eq(queue_quarantine_walk(t, 0, tq_walk_cb, &b), 0);
+	ck_assert_str_eq(buf_cstr(&b), "300:dmarc:a@ward.test;");
+	queue_txn_abort(t);
+	buf_free(&b);
+	tq_teardown(&e);
+}
+END_TEST
+
 static Suite *quarantine_suite(void)
 {
 	Suite *s = suite_create("quarantine");
@@ -477,6 +531,7 @@ static Suite *quarantine_suite(void)
 	tcase_add_test(tc, test_delete_frees_chunks);
 	tcase_add_test(tc, test_decode_refuses_damage);
 	tcase_add_test(tc, test_roles);
+	tcase_add_test(tc, test_store_before_quarantine);
 	suite_add_tcase(s, tc);
 	return s;
 }
