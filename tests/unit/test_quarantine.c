@@ -10,7 +10,10 @@
  * message's chunks alone; corrupt records are refused (-EBADMSG) case by
  * case; the operator roles, security included; a store written before
  * the `quarantine` database existed reads as an empty quarantine when
- * opened read-only and gains the database on a read-write open.
+ * opened read-only and gains the database on a read-write open; the
+ * admin engine's role matrix, in process as the daemon runs it for an
+ * operator (table-driven, in order: who, command, exit status, what the
+ * output must and must not show, whether the scheduler was kicked).
  *
  * Every test works in its own fresh mkdtemp directory, removed at the end.
  */
@@ -26,7 +29,9 @@
 #include <check.h>
 #include <lmdb.h>
 
+#include "admin/admin.h"
 #include "common/buf.h"
+#include "common/cfg.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "queue/audit_event.h"
@@ -520,6 +525,151 @@ START_TEST(test_store_before_quarantine)
 }
 END_TEST
 
+/* ------------------------------------------------ the admin engine */
+
+static int tq_kicks;
+
+static void tq_kicked(void *arg)
+{
+	(void)arg;
+	tq_kicks++;
+}
+
+/* Adds the operator user of tenant with role. */
+static void tq_operator(struct tq_env *e, const char *user, const char *tenant,
+    enum queue_operator_role role)
+{
+	struct queue_operator op = { (char *)user, (char *)tenant, role, 5 };
+	struct queue_txn *t = tq_begin(e, true);
+	char why[256];
+
+	ck_assert_msg(queue_operator_put(t, &op, why, sizeof why) == 0, "%s", why);
+	ck_assert_int_eq(queue_txn_commit(t), 0);
+}
+
+/*
+ * Runs "quarantine VERB [ID]" as user (NULL: super) the way the daemon
+ * runs an operator's command (remote, scoped); the exit status, with
+ * stdout and stderr in out and err.
+ */
+static int tq_admin(struct tq_env *e, const char *user, const char *verb, const char *id,
+    struct buf *out, struct buf *err)
+{
+	struct config cfg;
+	struct admin_io io;
+	char *ob = NULL, *eb = NULL;
+	size_t ol = 0, el = 0;
+	char *argv[4] = { "quarantine", (char *)verb, (char *)id, NULL };
+	int rc;
+
+	memset(&cfg, 0, sizeof cfg);
+	memset(&io, 0, sizeof io);
+	io.out = open_memstream(&ob, &ol);
+	io.err = open_memstream(&eb, &el);
+	ck_assert_ptr_nonnull(io.out);
+	ck_assert_ptr_nonnull(io.err);
+	io.cfg = &cfg;
+	io.config_file = "test.conf";
+	io.store = e->store;
+	io.uid = 4242;
+	io.user = user != NULL ? user : "root";
+	io.super = user == NULL;
+	io.remote = true;
+	io.queue_changed = tq_kicked;
+	rc = admin_run(&io, id != NULL ? 3 : 2, argv);
+	fclose(io.out);
+	fclose(io.err);
+	buf_reset(out);
+	buf_reset(err);
+	buf_append(out, ob, ol);
+	buf_append(err, eb, el);
+	free(ob);
+	free(eb);
+	return rc;
+}
+
+#define TQ_WARD "0000000000000100"
+#define TQ_CITY "0000000000000200"
+#define TQ_MIXED "0000000000000300"
+#define TQ_WARD2 "0000000000000400"
+
+START_TEST(test_admin_roles)
+{
+	static const struct {
+		const char *label;
+		const char *user;    /* NULL: root */
+		const char *verb, *id;
+		int rc;
+		const char *shows;   /* in stdout (rc 0) or stderr; NULL: nothing asked */
+		const char *hides;   /* not in stdout; NULL */
+		int kicks;           /* scheduler kicks expected by now */
+	} cases[] = {
+		{ "security lists its subtree only", "sec", "list", NULL, 0, TQ_WARD, TQ_CITY, 0 },
+		{ "security sees its recipients only", "sec", "list", NULL, 0, "w3@ward.test",
+		  "deputy@city.test", 0 },
+		{ "security shows its own", "sec", "show", TQ_WARD, 0, "rule: dmarc", NULL, 0 },
+		{ "security may not show the city's", "sec", "show", TQ_CITY, 77,
+		  "permission denied: sec", NULL, 0 },
+		{ "security may not release the city's", "sec", "release", TQ_CITY, 77,
+		  "permission denied", NULL, 0 },
+		{ "security may not delete a mixed one", "sec", "delete", TQ_MIXED, 77,
+		  "outside tenant ward", NULL, 0 },
+		{ "auditor lists", "aud", "list", NULL, 0, TQ_WARD, TQ_CITY, 0 },
+		{ "auditor shows", "aud", "show", TQ_WARD, 0, "Subject: hi", NULL, 0 },
+		{ "auditor may not release", "aud", "release", TQ_WARD, 77,
+		  "only security operators", NULL, 0 },
+		{ "auditor may not delete", "aud", "delete", TQ_WARD, 77,
+		  "only security operators", NULL, 0 },
+		{ "postmaster may not list", "pm", "list", NULL, 77,
+		  "for security operators and auditors", NULL, 0 },
+		{ "postmaster may not release", "pm", "release", TQ_WARD, 77,
+		  "only security operators", NULL, 0 },
+		{ "a stranger may not list", "nobody", "list", NULL, 77, "permission denied",
+		  NULL, 0 },
+		{ "security releases its own", "sec", "release", TQ_WARD, 0, "released", NULL, 1 },
+		{ "released is gone", "sec", "show", TQ_WARD, 66, "no such quarantined", NULL, 1 },
+		{ "security deletes its own", "sec", "delete", TQ_WARD2, 0, "deleted", NULL, 1 },
+		{ "the city's security takes a mixed one", "citysec", "release", TQ_MIXED, 0,
+		  "released", NULL, 2 },
+		{ "root lists everything", NULL, "list", NULL, 0, TQ_CITY, TQ_MIXED, 2 },
+		{ "root deletes the city's", NULL, "delete", TQ_CITY, 0, "deleted", NULL, 2 },
+		{ "a bad id", NULL, "delete", "xyz", 65, "bad queue id", NULL, 2 },
+	};
+	struct tq_env e;
+	struct buf out, err;
+
+	tq_setup(&e);
+	buf_init(&out);
+	buf_init(&err);
+	tq_kicks = 0;
+	ck_assert_int_eq(tq_receive(&e, 0x100, "w1@ward.test", NULL, "dmarc"), 0);
+	ck_assert_int_eq(tq_receive(&e, 0x200, "mayor@city.test", NULL, "dmarc"), 0);
+	ck_assert_int_eq(tq_receive(&e, 0x300, "w3@ward.test", "deputy@city.test", "dmarc"), 0);
+	ck_assert_int_eq(tq_receive(&e, 0x400, "w4@ward.test", NULL, "dmarc"), 0);
+	tq_operator(&e, "sec", "ward", QUEUE_ROLE_SECURITY);
+	tq_operator(&e, "aud", "ward", QUEUE_ROLE_AUDITOR);
+	tq_operator(&e, "pm", "ward", QUEUE_ROLE_POSTMASTER);
+	tq_operator(&e, "citysec", "city", QUEUE_ROLE_SECURITY);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int rc = tq_admin(&e, cases[i].user, cases[i].verb, cases[i].id, &out, &err);
+		const char *where = rc == 0 ? buf_cstr(&out) : buf_cstr(&err);
+
+		ck_assert_msg(rc == cases[i].rc, "%s: exit %d, expected %d\n%s%s", cases[i].label,
+		    rc, cases[i].rc, buf_cstr(&out), buf_cstr(&err));
+		ck_assert_msg(cases[i].shows == NULL || strstr(where, cases[i].shows) != NULL,
+		    "%s: no \"%s\" in\n%s", cases[i].label, cases[i].shows, where);
+		ck_assert_msg(cases[i].hides == NULL || strstr(buf_cstr(&out), cases[i].hides) == NULL,
+		    "%s: \"%s\" shown\n%s", cases[i].label, cases[i].hides, buf_cstr(&out));
+		ck_assert_msg(tq_kicks == cases[i].kicks, "%s: %d kicks", cases[i].label, tq_kicks);
+	}
+	/* What was released is queued, what was deleted is gone. */
+	ck_assert_uint_eq(tq_queued(&e), 2);
+	buf_free(&out);
+	buf_free(&err);
+	tq_teardown(&e);
+}
+END_TEST
+
 static Suite *quarantine_suite(void)
 {
 	Suite *s = suite_create("quarantine");
@@ -532,6 +682,7 @@ static Suite *quarantine_suite(void)
 	tcase_add_test(tc, test_decode_refuses_damage);
 	tcase_add_test(tc, test_roles);
 	tcase_add_test(tc, test_store_before_quarantine);
+	tcase_add_test(tc, test_admin_roles);
 	suite_add_tcase(s, tc);
 	return s;
 }
