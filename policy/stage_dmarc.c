@@ -12,8 +12,9 @@
  *
  *   pass (an aligned SPF or DKIM pass) -> continue
  *   fail, p=reject                      -> 550 5.7.1
- *   fail, p=quarantine                  -> VERDICT_QUARANTINE ("DMARC policy of
- *                                          DOMAIN says quarantine")
+ *   fail, p=quarantine                  -> VERDICT_QUARANTINE, the quarantine
+ *                                          ("DMARC policy of DOMAIN says
+ *                                          quarantine")
  *   fail, p=none; no record             -> continue
  *   pct= below 100: the policy applies to that share of failing mail;
  *   the rest gets the next milder one (RFC 7489 6.6.4).
