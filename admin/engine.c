@@ -169,9 +169,9 @@ static const struct admin_cmd admin_cmds[] = {
 	  "List the quarantined messages (kept out of delivery by a policy verdict): id, "
 	  "time, sender, recipients, rule and reason. Operators see the messages with a "
 	  "recipient in their subtree or sent by one of its users (authenticated)." },
-	{ "quarantine", "show", "<id>", R, QREAD, admin__quarantine_show,
+	{ "quarantine", "show", "<id>", W, QREAD, admin__quarantine_show,
 	  "Show a quarantined message: its envelope, the verdict (rule, reason), the "
-	  "checks' notes and the message's header section." },
+	  "checks' notes and the message's header section (who looked is recorded)." },
 	{ "quarantine", "release", "<id>", W, SEC, admin__quarantine_change,
 	  "Deliver a quarantined message as if it had passed: it joins the delivery queue, "
 	  "every recipient due now. A security operator may release only a message all of "

@@ -22,7 +22,9 @@
  * Every release and delete is one transaction with its audit record
  * (event admin, action=quarantine.release or quarantine.delete, by= the
  * operator, via=, tenant=, object= and qid= the message, rule=, reason=);
- * a refusal is audited by the dispatcher (action=denied). A release made
+ * a show is recorded the same way (action=quarantine.show) before the
+ * header section is printed, since that may disclose what the checks
+ * stopped; a refusal is audited by the dispatcher (action=denied). A release made
  * inside the daemon (an operator's command) kicks the scheduler through
  * io->queue_changed; one made by govrelayctl in its own process sends the
  * daemon a `kick` over control_socket, and when no daemon answers the
@@ -360,6 +362,38 @@ static int admin_quar_get(struct admin *a, struct queue_txn *txn, uint64_t id, b
 	return rc;
 }
 
+/* The audit fields of an action on q: tenant, object, rule, reason. */
+static void admin_quar_fields(const struct queue_quarantine *q, const char *qid,
+    struct queue_audit_field f[4])
+{
+	f[0] = (struct queue_audit_field){ "tenant", q->tenants };
+	f[1] = (struct queue_audit_field){ "object", qid };
+	f[2] = (struct queue_audit_field){ "rule", q->rule };
+	f[3] = (struct queue_audit_field){ "reason", q->reason };
+}
+
+/*
+ * `quarantine show` discloses the header section of a message a check
+ * stopped (a state-secret marking, malware): an admin record
+ * action=quarantine.show names who looked.
+ */
+static int admin_quar_shown(struct admin *a, struct queue_txn *txn, void *arg)
+{
+	const struct queue_quarantine *q = arg;
+	struct queue_audit_field f[4];
+	char qid[QUEUE_ID_TEXT_LEN + 1];
+	int rc;
+
+	queue_id_format(q->id, qid);
+	admin_quar_fields(q, qid, f);
+	rc = queue_audit_admin(txn, time_now_ms(), qid, "quarantine.show", a->user, a->via, f, 4);
+	if (rc < 0) {
+		admin__err(a, "cannot record the show of %s: %s", qid, queue_strerror(rc));
+		return admin__store_exit(rc);
+	}
+	return 0;
+}
+
 int admin__quarantine_show(struct admin *a, const struct admin_args *args)
 {
 	struct queue_quarantine *q = NULL;
@@ -386,6 +420,9 @@ int admin__quarantine_show(struct admin *a, const struct admin_args *args)
 		rc = admin__store_exit(rc);
 	}
 	queue_txn_abort(txn);
+	/* Who read a quarantined message's header section is recorded first. */
+	if (rc == 0)
+		rc = admin__write(a, admin_quar_shown, q, "the record of the show");
 	if (rc == 0) {
 		admin__msg_narrow(a, q->msg);
 		if (a->json)
@@ -418,10 +455,7 @@ static int admin_quar_change_apply(struct admin *a, struct queue_txn *txn, void 
 	/* Read and judged inside the write: what is changed is what was checked. */
 	if ((rc = admin_quar_get(a, txn, op->id, true, &q)) != 0)
 		return rc;
-	f[0] = (struct queue_audit_field){ "tenant", q->tenants };
-	f[1] = (struct queue_audit_field){ "object", op->qid };
-	f[2] = (struct queue_audit_field){ "rule", q->rule };
-	f[3] = (struct queue_audit_field){ "reason", q->reason };
+	admin_quar_fields(q, op->qid, f);
 	snprintf(action, sizeof action, "quarantine.%s", a->cmd->verb);
 	rc = op->release ? queue_quarantine_release(txn, op->id, now, NULL) :
 	    queue_quarantine_delete(txn, op->id);

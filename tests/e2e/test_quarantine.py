@@ -24,7 +24,8 @@ postmaster. Covered:
   the ward's postmaster has no access to the quarantine (77);
 - root releases a city message (delivered at once: govrelayctl wakes the
   daemon's scheduler) and deletes another (gone, `show` 66);
-- every action is an audit record naming the operator (by=, via=, qid=).
+- every action (show, release, delete) is an audit record naming the
+  operator (by=, via=, qid=).
 
 Skipped (saying why) where the Unix users cannot run govrelayctl here.
 """
@@ -188,11 +189,18 @@ class QuarantineTest(RelayTestCase):
         self.assertRegex(text, r"(?m)^header:\n(  .*\n)*  Subject: q-kept\n")
         # Recorded: received, then quarantined with the rule and reason.
         recs = self.records("--queue-id", qid)
-        self.assertEqual([x["event"] for x in recs], ["received", "quarantined"], recs)
+        self.assertEqual([x["event"] for x in recs if x["event"] != "admin"],
+                         ["received", "quarantined"], recs)
+        recs = [x for x in recs if x["event"] != "admin"]
         self.assertEqual(recs[1]["rule"], "dmarc")
         self.assertEqual(recs[1]["reason"], "DMARC policy of quarantine.org says quarantine")
         self.assertEqual(recs[1]["tenant"], "ward")
         self.assertEqual(self.relay.ctl("quarantine", "show", "0" * 16).returncode, EX_NOINPUT)
+        # Who looked is recorded: each show, before the header is printed.
+        shows = [x for x in self.records("--queue-id", qid, "--event", "admin")
+                 if x.get("action") == "quarantine.show"]
+        self.assertEqual(len(shows), 2, shows)
+        self.assertTrue(all(x["via"] == "cli" and x["rule"] == "dmarc" for x in shows), shows)
 
     def test_security_sees_and_acts_on_its_subtree_only(self):
         self.need("security")
@@ -244,6 +252,7 @@ class QuarantineTest(RelayTestCase):
         r = self.as_role("auditor", "quarantine", "show", ward, "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("Subject: a-ward", json.loads(r.stdout)["header"])
+        self.assertAction(ward, "quarantine.show", "daemon", "daemon")
         for verb in ("release", "delete"):
             r = self.as_role("auditor", "quarantine", verb, ward)
             self.assertRefused(r, "daemon", "only security operators")

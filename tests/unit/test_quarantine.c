@@ -152,6 +152,13 @@ static int tq_events_cb(void *arg, const struct queue_audit_rec *rec)
 	return 0;
 }
 
+/* Every audit line, one per line. */
+static int tq_lines_cb(void *arg, const struct queue_audit_rec *rec)
+{
+	buf_printf(arg, "%s\n", rec->line);
+	return 0;
+}
+
 static int tq_last_cb(void *arg, const struct queue_audit_rec *rec)
 {
 	buf_reset(arg);
@@ -664,6 +671,26 @@ START_TEST(test_admin_roles)
 	}
 	/* What was released is queued, what was deleted is gone. */
 	ck_assert_uint_eq(tq_queued(&e), 2);
+	/* Every action is a record naming who: shows too; refusals as denied. */
+	{
+		struct queue_txn *t = tq_begin(&e, false);
+
+		buf_reset(&out);
+		ck_assert_int_eq(queue_audit_walk(t, tq_lines_cb, &out), 0);
+		queue_txn_abort(t);
+		ck_assert_ptr_nonnull(strstr(buf_cstr(&out), "qid=" TQ_WARD
+		    " event=admin action=quarantine.show by=sec via=daemon"));
+		ck_assert_ptr_nonnull(strstr(buf_cstr(&out), "qid=" TQ_WARD
+		    " event=admin action=quarantine.show by=aud via=daemon"));
+		ck_assert_ptr_nonnull(strstr(buf_cstr(&out), "qid=" TQ_WARD
+		    " event=admin action=quarantine.release by=sec via=daemon tenant=ward object="
+		    TQ_WARD " rule=dmarc reason="));
+		ck_assert_ptr_nonnull(strstr(buf_cstr(&out), "qid=" TQ_MIXED
+		    " event=admin action=quarantine.release by=citysec"));
+		ck_assert_ptr_nonnull(strstr(buf_cstr(&out), "qid=" TQ_CITY
+		    " event=admin action=quarantine.delete by=root"));
+		ck_assert_ptr_nonnull(strstr(buf_cstr(&out), "action=denied by=aud"));
+	}
 	buf_free(&out);
 	buf_free(&err);
 	tq_teardown(&e);
