@@ -405,7 +405,10 @@ int admin__quarantine_show(struct admin *a, const struct admin_args *args)
 	if ((rc = admin_quar_id_arg(a, admin__arg(args, "id"), &id)) != 0)
 		return rc;
 	if (a->store == NULL) {
-		admin__err(a, "no such quarantined message %s", admin__arg(args, "id"));
+		char qid[QUEUE_ID_TEXT_LEN + 1];
+
+		queue_id_format(id, qid);
+		admin__err(a, "no such quarantined message %s", qid);
 		return EX_NOINPUT;
 	}
 	if ((rc = admin__txn(a, &txn)) != 0)
