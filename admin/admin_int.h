@@ -46,6 +46,9 @@ enum admin_access {
 	ADMIN_ACC_SUPER,      /* root or the store's owner only */
 	ADMIN_ACC_POSTMASTER, /* super, or a postmaster within the subtree */
 	ADMIN_ACC_AUDITOR,    /* super, or an auditor within the subtree */
+	ADMIN_ACC_SECURITY,   /* super, or a security operator within the subtree */
+	/* super, or a security operator or an auditor within the subtree (read only) */
+	ADMIN_ACC_QUARANTINE_READ,
 };
 
 struct admin;
@@ -342,6 +345,10 @@ int admin__list_filters(struct admin *a, const struct admin_args *args, char *on
  */
 bool admin__msg_in_scope(const struct admin *a, const struct queue_msg *m,
     const char **tenant);
+/* Whether every recipient of m is in scope (a change may touch it whole). queue.c. */
+bool admin__msg_all_in_scope(const struct admin *a, const struct queue_msg *m);
+/* Drops from m the recipients outside the caller's scope (what they are shown). queue.c. */
+void admin__msg_narrow(const struct admin *a, struct queue_msg *m);
 int admin__config_check(struct admin *a, const struct admin_args *args);
 
 int admin__tenant_add(struct admin *a, const struct admin_args *args);
@@ -376,6 +383,9 @@ int admin__queue_list(struct admin *a, const struct admin_args *args);
 int admin__queue_show(struct admin *a, const struct admin_args *args);
 int admin__queue_change(struct admin *a, const struct admin_args *args);
 int admin__stats(struct admin *a, const struct admin_args *args);
+int admin__quarantine_list(struct admin *a, const struct admin_args *args);
+int admin__quarantine_show(struct admin *a, const struct admin_args *args);
+int admin__quarantine_change(struct admin *a, const struct admin_args *args);
 int admin__audit_search(struct admin *a, const struct admin_args *args);
 int admin__dmarc_report(struct admin *a, const struct admin_args *args);
 int admin__audit_verify(struct admin *a, const struct admin_args *args);

@@ -8,12 +8,13 @@
  * OpenSMTPD smtpctl's pattern table), so a new verb is one row and one
  * handler. The handlers live one file per noun: tenant.c, domain.c,
  * mailbox.c, import.c (mailbox import), user.c, operator.c, dkim.c, policy.c,
- * queue.c, stats.c, audit.c, config.c, dmarc.c (dmarc report).
+ * queue.c, quarantine.c, stats.c, audit.c, config.c, dmarc.c (dmarc report).
  *
  * Authorization (STYLE.md section 12, `cmd_install_priv`): the row says
- * who may run it at all (super only, postmasters, auditors); for a caller
- * who is not super, the dispatcher looks the caller up in the operators
- * table and loads the tenant subtree they answer for (scope.c), and the
+ * who may run it at all (super only, postmasters, auditors, security
+ * operators); for a caller who is not super, the dispatcher looks the
+ * caller up in the operators table and loads the tenant subtree they
+ * answer for (scope.c), and the
  * handler checks every object it touches against that subtree before it
  * changes anything. A refusal exits 77 and leaves an audit record (event
  * admin, action=denied) in a write of its own (store.c).
@@ -66,6 +67,8 @@ int admin__config_check(struct admin *a, const struct admin_args *args);
 #define SUPER ADMIN_ACC_SUPER
 #define PM ADMIN_ACC_POSTMASTER
 #define AUD ADMIN_ACC_AUDITOR
+#define SEC ADMIN_ACC_SECURITY
+#define QREAD ADMIN_ACC_QUARANTINE_READ
 #define ADMIN_AUDIT_FILTERS "[--since <time>] [--until <time>] [--sender <address>] " \
 	"[--recipient <address>] [--tenant <id>] [--event <event>] [--queue-id <id>]"
 
@@ -162,6 +165,20 @@ static const struct admin_cmd admin_cmds[] = {
 	  "Attempt message ID's pending recipients now, whatever their backoff." },
 	{ "queue", "flush", "", 0, PM, admin__queue_change,
 	  "Attempt every message that is not held now." },
+	{ "quarantine", "list", "", R, QREAD, admin__quarantine_list,
+	  "List the quarantined messages (kept out of delivery by a policy verdict): id, "
+	  "time, sender, recipients, rule and reason. Operators see the messages with a "
+	  "recipient in their subtree or sent by one of its users (authenticated)." },
+	{ "quarantine", "show", "<id>", W, QREAD, admin__quarantine_show,
+	  "Show a quarantined message: its envelope, the verdict (rule, reason), the "
+	  "checks' notes and the message's header section (who looked is recorded)." },
+	{ "quarantine", "release", "<id>", W, SEC, admin__quarantine_change,
+	  "Deliver a quarantined message as if it had passed: it joins the delivery queue, "
+	  "every recipient due now. A security operator may release only a message all of "
+	  "whose recipients are in their subtree (or sent by one of its users)." },
+	{ "quarantine", "delete", "<id>", W, SEC, admin__quarantine_change,
+	  "Delete a quarantined message and its body, without delivery or bounce (the "
+	  "same scope rule as release)." },
 	{ "audit", "search", ADMIN_AUDIT_FILTERS, R, AUD, admin__audit_search,
 	  "Print the audit records that match every filter given, oldest first. T is "
 	  "ISO 8601 (2026-11-23T10:00Z), relative (-2h, -7d), now or @UNIXSECONDS." },
@@ -196,6 +213,8 @@ static const struct admin_cmd admin_cmds[] = {
 #undef SUPER
 #undef PM
 #undef AUD
+#undef SEC
+#undef QREAD
 
 #define ADMIN_NCMDS (sizeof admin_cmds / sizeof admin_cmds[0])
 
@@ -269,6 +288,11 @@ static const char *admin_access_note(enum admin_access acc)
 		return "Who: root or the store's owner.";
 	case ADMIN_ACC_AUDITOR:
 		return "Who: root, the store's owner, auditors (within their tenant).";
+	case ADMIN_ACC_SECURITY:
+		return "Who: root, the store's owner, security operators (within their tenant).";
+	case ADMIN_ACC_QUARANTINE_READ:
+		return "Who: root, the store's owner, security operators and auditors (within "
+		    "their tenant).";
 	case ADMIN_ACC_POSTMASTER:
 		return "Who: root, the store's owner, postmasters (within their tenant).";
 	default:
@@ -440,6 +464,41 @@ void admin_command_name(int argc, char *const *argv, char *out, size_t outlen)
 	buf_free(&b);
 }
 
+/* What the row's access says of the operator's role: 0 or a refusal (77). */
+static int admin_role_allows(struct admin *a)
+{
+	switch (a->cmd->access) {
+	case ADMIN_ACC_SUPER:
+		return admin__deny_cmd(a, "only root or the store's owner may run it");
+	case ADMIN_ACC_POSTMASTER:
+		if (a->role == QUEUE_ROLE_SECURITY)
+			return admin__deny_cmd(a, "a security operator may only list, show, release "
+			    "and delete quarantined messages");
+		if (a->role != QUEUE_ROLE_POSTMASTER)
+			return admin__deny_cmd(a, "an %s may only search, export and verify the "
+			    "audit trail", queue_role_name(a->role));
+		break;
+	case ADMIN_ACC_AUDITOR:
+		if (a->role != QUEUE_ROLE_AUDITOR)
+			return admin__deny_cmd(a, "the audit trail is for auditors");
+		break;
+	case ADMIN_ACC_SECURITY:
+		if (a->role != QUEUE_ROLE_SECURITY)
+			return admin__deny_cmd(a, "only security operators may release or delete "
+			    "quarantined messages%s", a->role == QUEUE_ROLE_AUDITOR ?
+			    " (an auditor may list and show them)" : "");
+		break;
+	case ADMIN_ACC_QUARANTINE_READ:
+		if (a->role != QUEUE_ROLE_SECURITY && a->role != QUEUE_ROLE_AUDITOR)
+			return admin__deny_cmd(a, "the quarantine is for security operators and "
+			    "auditors");
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
 /*
  * Who runs the command: super (root or the store's owner, or whoever
  * the daemon says is), else the operator named io->user. Then whether
@@ -480,22 +539,7 @@ static int admin_identity(struct admin *a)
 		admin__err(a, "cannot read the operators: %s", queue_strerror(rc));
 		return admin__store_exit(rc);
 	}
-	switch (a->cmd->access) {
-	case ADMIN_ACC_SUPER:
-		return admin__deny_cmd(a, "only root or the store's owner may run it");
-	case ADMIN_ACC_POSTMASTER:
-		if (a->role != QUEUE_ROLE_POSTMASTER)
-			return admin__deny_cmd(a, "an %s may only search, export and verify the "
-			    "audit trail", queue_role_name(a->role));
-		break;
-	case ADMIN_ACC_AUDITOR:
-		if (a->role != QUEUE_ROLE_AUDITOR)
-			return admin__deny_cmd(a, "the audit trail is for auditors");
-		break;
-	default:
-		break;
-	}
-	return 0;
+	return admin_role_allows(a);
 }
 
 

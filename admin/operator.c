@@ -102,7 +102,7 @@ int admin__operator_add(struct admin *a, const struct admin_args *args)
 	if (queue_role_parse(role_arg, &role) < 0) {
 		char *shown = admin__text_dup(role_arg);
 
-		admin__err(a, "--role \"%s\": use postmaster or auditor", shown);
+		admin__err(a, "--role \"%s\": use postmaster, auditor or security", shown);
 		free(shown);
 		return EX_DATAERR;
 	}

@@ -109,7 +109,7 @@ bool admin__msg_in_scope(const struct admin *a, const struct queue_msg *m,
 }
 
 /* Whether every recipient of m is in the caller's scope (a change may touch it whole). */
-static bool admin_msg_all_in_scope(const struct admin *a, const struct queue_msg *m)
+bool admin__msg_all_in_scope(const struct admin *a, const struct queue_msg *m)
 {
 	if (a->super || admin_msg_sender_ours(a, m))
 		return true;
@@ -124,11 +124,11 @@ static bool admin_msg_all_in_scope(const struct admin *a, const struct queue_msg
  * recipients in scope; other tenants' recipients, their states and
  * replies are not theirs to read.
  */
-static void admin_msg_narrow(const struct admin *a, struct queue_msg *m)
+void admin__msg_narrow(const struct admin *a, struct queue_msg *m)
 {
 	size_t k = 0;
 
-	if (admin_msg_all_in_scope(a, m))
+	if (admin__msg_all_in_scope(a, m))
 		return;
 	for (size_t i = 0; i < m->nrcpts; i++) {
 		struct queue_rcpt *r = &m->rcpts[i];
@@ -180,7 +180,7 @@ static int admin_queue_collect(void *arg, const struct queue_msg *m)
 	buf_free(&b);
 	if (rc < 0)
 		return rc;
-	admin_msg_narrow(l->a, l->v[l->n]);
+	admin__msg_narrow(l->a, l->v[l->n]);
 	if (++l->n == ADMIN_QUEUE_PAGE) {
 		l->more = true;
 		return 1;
@@ -618,7 +618,7 @@ int admin__queue_show(struct admin *a, const struct admin_args *args)
 		queue_msg_free(m);
 		return rc;
 	}
-	admin_msg_narrow(a, m);
+	admin__msg_narrow(a, m);
 	if (a->json)
 		admin_msg_json(a, m);
 	else
@@ -652,7 +652,7 @@ static int admin_flush_collect(void *arg, const struct queue_msg *m)
 	struct admin_flush_ids *fl = arg;
 	bool later = false;
 
-	if (!admin_msg_all_in_scope(fl->a, m))
+	if (!admin__msg_all_in_scope(fl->a, m))
 		return 0;
 	for (size_t i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].state == QUEUE_RCPT_PENDING && m->rcpts[i].next_attempt > fl->now)
@@ -728,7 +728,7 @@ static int admin_qchange_apply(struct admin *a, struct queue_txn *txn, void *arg
 		 * another tenant's recipients on it, that is not the caller's to
 		 * decide (refused, not narrowed: doc/THREAT-MODEL.md).
 		 */
-		if (rc == 0 && !admin_msg_all_in_scope(a, m)) {
+		if (rc == 0 && !admin__msg_all_in_scope(a, m)) {
 			rc = admin__deny(a, a->op_tenant, "message %s also has recipients outside "
 			    "tenant %s; only root or the daemon's user may %s it", q->qid,
 			    a->op_tenant, queue_admin_verb_name(q->verb));

@@ -9,7 +9,9 @@
  *            including the newline (a CR before it is tolerated), and
  *            printable ASCII only. The verbs are the queue changes of
  *            queue/queue_admin.h: hold, release, delete or retry with a
- *            queue id as ARG, or flush with no ARG.
+ *            queue id as ARG, or flush with no ARG; and kick (no ARG):
+ *            the scheduler looks at the store's schedule now (sent by
+ *            govrelayctl after it released a quarantined message).
  *   reply    "ok TEXT\n" or "error CODE TEXT\n", one line; CODE is the
  *            sysexits.h code the CLI exits with: 64 bad request, 65 bad
  *            queue id, 66 no such message, 69 unavailable, 70 internal

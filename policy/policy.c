@@ -57,7 +57,7 @@ const char *verdict_kind_name(enum verdict_kind kind)
 	case VERDICT_TEMPFAIL: return "tempfail";
 	case VERDICT_REJECT: return "reject";
 	case VERDICT_DISCONNECT: return "disconnect";
-	case VERDICT_HOLD: return "hold";
+	case VERDICT_QUARANTINE: return "quarantine";
 	}
 	return "unknown";
 }

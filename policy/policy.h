@@ -44,11 +44,17 @@ enum verdict_kind {
 	VERDICT_REJECT,
 	VERDICT_DISCONNECT,
 	/*
-	 * DATA stage only: accept the message but keep it out of delivery,
-	 * held in the queue with the verdict's text as the reason (DMARC
-	 * p=quarantine; `queue release` lets it go). Decisive, like ACCEPT.
+	 * DATA stage only: accept the message (the client gets 250) but keep
+	 * it out of delivery, whole in the quarantine (queue/quarantine.h)
+	 * with the verdict: rule (verdict.rule), reason (verdict.text, what
+	 * `quarantine list/show` print) and the transaction's notes
+	 * (policy_tx_note), plus a `quarantined` audit record naming rule and
+	 * reason. code and enh are not used (set 0 and ""). A security
+	 * operator or root may release it (`quarantine release`) or delete
+	 * it. DMARC p=quarantine gives it; so does the content check.
+	 * Decisive, like ACCEPT.
 	 */
-	VERDICT_HOLD,
+	VERDICT_QUARANTINE,
 };
 const char *verdict_kind_name(enum verdict_kind kind);
 

@@ -12,8 +12,9 @@
  *
  *   pass (an aligned SPF or DKIM pass) -> continue
  *   fail, p=reject                      -> 550 5.7.1
- *   fail, p=quarantine                  -> VERDICT_HOLD ("DMARC policy of
- *                                          DOMAIN says quarantine")
+ *   fail, p=quarantine                  -> VERDICT_QUARANTINE, the quarantine
+ *                                          ("DMARC policy of DOMAIN says
+ *                                          quarantine")
  *   fail, p=none; no record             -> continue
  *   pct= below 100: the policy applies to that share of failing mail;
  *   the rest gets the next milder one (RFC 7489 6.6.4).
@@ -682,7 +683,7 @@ static const char *sd_verdict(const struct sd_lookup *l, const struct authres_dm
 		    "DKIM vouch for its From: address)", l->from);
 		break;
 	case DMARC_DISP_QUARANTINE:
-		policy_verdict_set(v, VERDICT_HOLD, 0, "", "DMARC policy of %s says quarantine",
+		policy_verdict_set(v, VERDICT_QUARANTINE, 0, "", "DMARC policy of %s says quarantine",
 		    l->from);
 		break;
 	case DMARC_DISP_DEFER:

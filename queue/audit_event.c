@@ -6,7 +6,8 @@
  *
  * Entry points: queue_audit_event_name, queue_delivery_status_name,
  * queue_audit_received, queue_audit_received_report, queue_audit_refused,
- * queue_audit_delivery, queue_audit_auth, queue_audit_admin.
+ * queue_audit_delivery, queue_audit_auth, queue_audit_admin,
+ * queue_audit_quarantined.
  * OWNERSHIP: every argument is borrowed for the call.
  * THREADS: any thread that owns the write txn (in govrelayd: the writer).
  * ERRORS: those of queue_audit_append; -EINVAL for an unknown status.
@@ -22,6 +23,7 @@
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "queue/audit_event.h"
+#include "queue/quarantine.h"
 
 static const char *const queue_audit_event_names[QUEUE_AUDIT_EVENT_COUNT] = {
 	[QUEUE_AUDIT_RECEIVED] = "received",
@@ -33,6 +35,7 @@ static const char *const queue_audit_event_names[QUEUE_AUDIT_EVENT_COUNT] = {
 	[QUEUE_AUDIT_AUTH] = "auth",
 	[QUEUE_AUDIT_ADMIN] = "admin",
 	[QUEUE_AUDIT_CLASSIFIED] = "classified",
+	[QUEUE_AUDIT_QUARANTINED] = "quarantined",
 };
 
 const char *queue_audit_event_name(enum queue_audit_event ev)
@@ -200,6 +203,28 @@ int queue_audit_auth(struct queue_txn *txn, int64_t time_ms, const struct queue_
 	queue_audit_put(&fs, "lockout", a->lockout ? "yes" : NULL);
 	queue_audit_put(&fs, "tenant", a->tenant);
 	return queue_audit_emit(txn, time_ms, "", QUEUE_AUDIT_AUTH, &fs);
+}
+
+int queue_audit_quarantined(struct queue_txn *txn, const struct queue_quarantine *q)
+{
+	const struct queue_msg *m = q->msg;
+	/* Every final recipient, as in `received`: bounded by the expansion bound. */
+	struct queue_audit_fields fs = { xcalloc(5 + m->nrcpts, sizeof *fs.f), 0, 5 + m->nrcpts };
+	char qid[QUEUE_ID_TEXT_LEN + 1], nrcpt[24];
+	int rc;
+
+	queue_id_format(q->id, qid);
+	snprintf(nrcpt, sizeof nrcpt, "%zu", m->nrcpts);
+	queue_audit_put(&fs, "rule", q->rule);
+	queue_audit_put(&fs, "reason", q->reason);
+	queue_audit_put(&fs, "from", m->sender);
+	queue_audit_put(&fs, "tenant", q->tenants);
+	queue_audit_put(&fs, "nrcpt", nrcpt);
+	for (size_t i = 0; i < m->nrcpts; i++)
+		queue_audit_put(&fs, "to", m->rcpts[i].addr);
+	rc = queue_audit_emit(txn, q->time, qid, QUEUE_AUDIT_QUARANTINED, &fs);
+	free(fs.f);
+	return rc;
 }
 
 int queue_audit_admin(struct queue_txn *txn, int64_t time_ms, const char *qid,

@@ -29,6 +29,7 @@ enum queue_audit_event {
 	QUEUE_AUDIT_AUTH,        /* an AUTH attempt */
 	QUEUE_AUDIT_ADMIN,       /* an administrator's change or refusal */
 	QUEUE_AUDIT_CLASSIFIED,  /* a message marked as a state secret was refused */
+	QUEUE_AUDIT_QUARANTINED, /* a verdict kept a received message in the quarantine */
 	QUEUE_AUDIT_EVENT_COUNT
 };
 /* The event's name in the record ("received", ...); "unknown" out of range. */
@@ -128,6 +129,16 @@ struct queue_audit_auth {
 	const char *tenant;
 };
 int queue_audit_auth(struct queue_txn *txn, int64_t time_ms, const struct queue_audit_auth *a);
+
+/*
+ * quarantined: a message a policy verdict kept out of delivery (issue 11,
+ * queue/quarantine.h), written with its `received` record in the commit
+ * that stores it. Fields: rule, reason, from, tenant (the agencies
+ * concerned; left out when NULL), nrcpt, then one "to" per final
+ * recipient. qid and time: the message's and the quarantine's.
+ */
+struct queue_quarantine;
+int queue_audit_quarantined(struct queue_txn *txn, const struct queue_quarantine *q);
 
 /*
  * admin: an administrator's change (or a refused command). Fields:

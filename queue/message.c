@@ -652,8 +652,8 @@ int queue_body_delete(struct queue_txn *txn, uint64_t id)
 }
 
 /*
- * A chunk whose id has no message record belongs to a message that never
- * reached its final commit (the session died, or the commit failed). The
+ * A chunk whose id has no message record (and no quarantine record)
+ * belongs to a message that never reached its final commit (the session died, or the commit failed). The
  * caller runs this when no message is being received (start-up), since a
  * message still streaming in looks exactly like an orphan.
  */
@@ -664,7 +664,7 @@ int queue_body_collect_orphans(struct queue_txn *txn, size_t *count)
 	MDB_cursor *c;
 	uint64_t id;
 	bool found;
-	int rc;
+	int rc, qerr = 0;
 
 	*count = 0;
 	if ((rc = queue__need_write(txn)) < 0)
@@ -681,6 +681,13 @@ int queue_body_collect_orphans(struct queue_txn *txn, size_t *count)
 		id = queue__be64_get(k.mv_data);
 		queue__be64_put(mkey, id);
 		rc = mdb_get(txn->txn, txn->store->db_messages, &mk, &v);
+		/* A quarantined message's chunks belong to its quarantine record. */
+		if (rc == MDB_NOTFOUND && queue__quarantine_has(txn, id, &qerr))
+			rc = MDB_SUCCESS;
+		if (rc == MDB_NOTFOUND && qerr < 0) {
+			rc = qerr;
+			goto out;
+		}
 		if (rc == MDB_NOTFOUND) {
 			if ((rc = queue_body_delete_cur(c, id, &found)) < 0)
 				goto out;

@@ -28,6 +28,7 @@ struct queue_store {
 	MDB_dbi db_policies;
 	MDB_dbi db_operators;
 	MDB_dbi db_dkim;
+	MDB_dbi db_quarantine;
 	/*
 	 * QUEUE_ABSENT_* bits: tenancy databases a read-only open did not
 	 * find (a store written before they existed). Their dbi is not valid;
@@ -51,6 +52,7 @@ struct queue_txn {
 #define QUEUE_ABSENT_POLICIES 0x08u
 #define QUEUE_ABSENT_OPERATORS 0x10u
 #define QUEUE_ABSENT_DKIM 0x20u
+#define QUEUE_ABSENT_QUARANTINE 0x40u
 
 /* LMDB return code to our negative errno (MAP_FULL -> -ENOSPC, ...). */
 int queue__lmdb_err(int rc);
@@ -63,6 +65,13 @@ int queue__txn_begin_child(struct queue_txn *parent, struct queue_txn **out);
 
 /* Raises meta "last_id" to id when id is greater (write txn). */
 int queue__note_id(struct queue_txn *txn, uint64_t id);
+
+/*
+ * Whether id has a `quarantine` record (quarantine.c): its body chunks
+ * are then no orphans. *err: 0, or the store error that kept us from
+ * knowing (then false is no answer).
+ */
+bool queue__quarantine_has(struct queue_txn *txn, uint64_t id, int *err);
 
 /* Lookups that fail with -EINVAL on a read-only transaction. */
 int queue__need_write(const struct queue_txn *txn);

@@ -5,8 +5,10 @@
  * expanded, the agencies concerned, whether the sender's agency requires
  * TLS outbound, the body tail, the envelope with its schedule entry, and
  * the `received` audit record, in the one transaction that queues the
- * message. Delivery reports (queue/delivery.c) are queued by the same
- * path, so a DSN is received like any other message.
+ * message. A quarantine verdict changes only where the envelope goes:
+ * to the quarantine (queue/quarantine.h), with a `quarantined` record.
+ * Delivery reports (queue/delivery.c) are queued by the same path, so a
+ * DSN is received like any other message.
  *
  * Alias expansion is bounded twice with one rule. The session counts at
  * RCPT (queue_expansion_add in a read transaction on the loop thread, an
@@ -38,6 +40,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
+#include "queue/quarantine.h"
 #include "queue/receive.h"
 #include "queue/tenancy.h"
 
@@ -361,6 +364,32 @@ static int queue_receive_body(struct queue_txn *txn, const struct queue_receive 
 	return rc;
 }
 
+/*
+ * A quarantine verdict: the envelope (recipients expanded, as it would
+ * have been queued) goes to the quarantine with the verdict, not to
+ * `messages` and the schedule; `received` then `quarantined` record it.
+ */
+static int queue_receive_quarantine(struct queue_txn *txn, const struct queue_receive *req,
+    const struct queue_msg *msg, const struct queue_receive_result *res)
+{
+	struct queue_quarantine q = {
+		.id = msg->id,
+		.time = msg->arrival,
+		.rule = (char *)req->quarantine_rule,
+		.reason = req->quarantine_reason ? req->quarantine_reason : "quarantined",
+		.notes = req->notes,
+		.tenants = res->tenants,
+		.msg = (struct queue_msg *)msg,
+	};
+	int rc;
+
+	if ((rc = queue_quarantine_put(txn, &q)) < 0)
+		return rc;
+	if ((rc = queue_audit_received(txn, msg, res->tenants, req->notes)) < 0)
+		return rc;
+	return queue_audit_quarantined(txn, &q);
+}
+
 int queue_receive_apply(struct queue_txn *txn, const struct queue_receive *req,
     struct queue_receive_result *res)
 {
@@ -382,6 +411,8 @@ int queue_receive_apply(struct queue_txn *txn, const struct queue_receive *req,
 		res->nrcpts = msg.nrcpts;
 	}
 	rc = queue_receive_body(txn, req);
+	if (rc == 0 && req->quarantine_rule != NULL && req->report_kind == NULL)
+		return queue_receive_quarantine(txn, req, &msg, res);
 	if (rc == 0)
 		rc = queue_msg_put(txn, &msg);  /* with its schedule entry */
 	if (rc < 0)
@@ -426,6 +457,8 @@ void queue_receive_clear(struct queue_receive *req)
 	buf_free(&req->head);
 	free(req->notes);
 	req->notes = NULL;
+	free(req->quarantine_reason);
+	req->quarantine_reason = NULL;
 }
 
 /* ----------------------------------------------------- through the writer */

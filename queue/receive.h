@@ -8,7 +8,9 @@
  *                          with it at RCPT, the commit expands with it
  *   queue_receive_apply    one message queued: envelope with aliases
  *                          expanded, tenant facts, require_tls, body tail,
- *                          schedule entry and the `received` record
+ *                          schedule entry and the `received` record (or,
+ *                          for a quarantine verdict, the quarantine
+ *                          record and `received` + `quarantined`)
  *   queue_receive_*_submit the same operations (and body chunks, the
  *                          discard of an unfinished body, a policy
  *                          refusal's record) through the writer thread
@@ -85,6 +87,15 @@ struct queue_receive {
 	 */
 	struct buf head;
 	char *notes;                                /* the policy's notes for the audit record; NULL */
+	/*
+	 * Set by a VERDICT_QUARANTINE (policy/policy.h): the message is
+	 * stored in the quarantine (queue/quarantine.h) instead of the
+	 * delivery queue, with the rule (static string) and reason (owned)
+	 * and the notes above, and a `quarantined` record follows
+	 * `received`. NULL: queued for delivery.
+	 */
+	const char *quarantine_rule;
+	char *quarantine_reason;
 	const char *report_kind;                    /* static string or NULL */
 	char report_about[QUEUE_ID_TEXT_LEN + 1];
 	size_t expanded_max;

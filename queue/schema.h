@@ -44,8 +44,9 @@
  *     str addr     str orcpt     u32 notify (only QUEUE_NOTIFY_* bits)
  *     u8 state     u32 attempts  i64 next_attempt  i64 done_at
  *     i32 last_code              str last_reply
- *   [str hold_reason]  only when a policy check held the message (DMARC
- *        quarantine): optional at the end, so older records still decode
+ *   [str hold_reason]  only in records written when a policy check held
+ *        the message in the queue (DMARC quarantine before the
+ *        `quarantine` database): optional at the end, so they still decode
  *   The id inside the value must equal the key.
  *
  * bodies      key: id (u64) + seq (u32), 12 bytes   value: chunk bytes
@@ -128,7 +129,8 @@
  *             value: encoded queue_operator
  *   u8   version (QUEUE_OPERATOR_ENC_VERSION)
  *   str  unix_user (must equal the key)    str tenant
- *   u8   role (enum queue_operator_role: 0 postmaster, 1 auditor)
+ *   u8   role (enum queue_operator_role: 0 postmaster, 1 auditor,
+ *        2 security)
  *   i64  created (unix ms)
  *
  * dkim_keys   key: DOMAIN + 0x00 + SELECTOR (queue/dkim.h; added like the
@@ -146,6 +148,24 @@
  *   DATA_DIR/dkim/DOMAIN/SELECTOR.pem (PKCS#8 PEM, mode 0600, in folders
  *   of mode 0700, owned by the daemon's user), so an LMDB dump or a
  *   backup of data.mdb never holds it.
+ *
+ * quarantine  key: id (u64, 8 bytes)              value: encoded
+ *             queue_quarantine (queue/quarantine.h; added like the
+ *             tenancy databases, without a schema version change: a
+ *             read-only open of an older store reads it as empty)
+ *   u8   version (QUEUE_QUARANTINE_ENC_VERSION)
+ *   u64  id (must equal the key)     i64 time (unix ms, quarantined at)
+ *   str  rule (the check that decided)     str reason (the verdict's text)
+ *   str  notes (the checks' notes, policy_tx_notes; NULL when none)
+ *   str  tenants ("a,b": the agencies concerned at receive; NULL)
+ *   u32  length, then that many bytes: the envelope, encoded exactly as
+ *        a `messages` value (its id equal to the key, no schedule)
+ *   A quarantined message has no record in `messages` and no entry in
+ *   `schedule`: neither the scheduler nor `queue list` ever sees it.
+ *   Its body chunks stay in `bodies` under its id (so they are not
+ *   orphans: orphan collection looks in both databases). Release moves
+ *   the envelope to `messages` with its schedule entry and deletes this
+ *   record, in one transaction; delete removes the record and the chunks.
  * ------------------------------------------------------------------------
  */
 
@@ -164,7 +184,8 @@
 #define QUEUE_DB_POLICIES "policies"
 #define QUEUE_DB_OPERATORS "operators"
 #define QUEUE_DB_DKIM "dkim_keys"
-#define QUEUE_DB_COUNT 12
+#define QUEUE_DB_QUARANTINE "quarantine"
+#define QUEUE_DB_COUNT 13
 
 /* Keys of the meta database. */
 #define QUEUE_META_SCHEMA_VERSION "schema_version"
@@ -179,6 +200,7 @@
 #define QUEUE_USER_ENC_VERSION 1u
 #define QUEUE_OPERATOR_ENC_VERSION 1u
 #define QUEUE_DKIM_ENC_VERSION 1u
+#define QUEUE_QUARANTINE_ENC_VERSION 1u
 
 #define QUEUE_STR_NULL 0xFFFFFFFFu
 

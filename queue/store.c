@@ -391,6 +391,8 @@ static int queue_store_open_dbs(struct queue_store *s, MDB_txn *t)
 		{ QUEUE_DB_OPERATORS, offsetof(struct queue_store, db_operators),
 			QUEUE_ABSENT_OPERATORS },
 		{ QUEUE_DB_DKIM, offsetof(struct queue_store, db_dkim), QUEUE_ABSENT_DKIM },
+		{ QUEUE_DB_QUARANTINE, offsetof(struct queue_store, db_quarantine),
+			QUEUE_ABSENT_QUARANTINE },
 	};
 	_Static_assert(sizeof dbs / sizeof dbs[0] == QUEUE_DB_COUNT,
 	    "QUEUE_DB_COUNT must match the databases opened");

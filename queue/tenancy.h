@@ -226,9 +226,15 @@ int queue_policy_u64(struct queue_txn *txn, const char *tenant, const char *key,
 
 /* -------------------------------------------------------------- operators */
 
-enum queue_operator_role { QUEUE_ROLE_POSTMASTER, QUEUE_ROLE_AUDITOR };
+/*
+ * postmaster: the subtree's domains, mailboxes, users, policy and queue;
+ * auditor: its audit trail, and the quarantine read-only; security: its
+ * quarantine (list, show, release, delete; issue 11). The stored value
+ * is the enum's number (schema.h).
+ */
+enum queue_operator_role { QUEUE_ROLE_POSTMASTER, QUEUE_ROLE_AUDITOR, QUEUE_ROLE_SECURITY };
 const char *queue_role_name(enum queue_operator_role r);
-/* "postmaster" or "auditor": 0, else -EINVAL. */
+/* "postmaster", "auditor" or "security": 0, else -EINVAL. */
 int queue_role_parse(const char *s, enum queue_operator_role *r);
 /* A unix user name [a-z_][a-z0-9_.-]{0,31}: 0 or -EINVAL with why. */
 int tenancy_unix_user_check(const char *user, char *why, size_t whylen);

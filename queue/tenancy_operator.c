@@ -37,6 +37,7 @@ const char *queue_role_name(enum queue_operator_role r)
 	switch (r) {
 	case QUEUE_ROLE_POSTMASTER: return "postmaster";
 	case QUEUE_ROLE_AUDITOR: return "auditor";
+	case QUEUE_ROLE_SECURITY: return "security";
 	}
 	return "unknown";
 }
@@ -49,6 +50,10 @@ int queue_role_parse(const char *s, enum queue_operator_role *r)
 	}
 	if (s != NULL && strcmp(s, "auditor") == 0) {
 		*r = QUEUE_ROLE_AUDITOR;
+		return 0;
+	}
+	if (s != NULL && strcmp(s, "security") == 0) {
+		*r = QUEUE_ROLE_SECURITY;
 		return 0;
 	}
 	return -EINVAL;
@@ -85,7 +90,7 @@ int tenancy__operator_decode(const MDB_val *k, const MDB_val *v,
 		goto fail;
 	rc = -EBADMSG;
 	if (d.left != 0 || o->unix_user == NULL || o->tenant == NULL ||
-	    !tenancy__key_is(k, o->unix_user) || role > QUEUE_ROLE_AUDITOR)
+	    !tenancy__key_is(k, o->unix_user) || role > QUEUE_ROLE_SECURITY)
 		goto fail;
 	o->role = (enum queue_operator_role)role;
 	o->created = (int64_t)created;
@@ -109,7 +114,8 @@ int queue_operator_put(struct queue_txn *txn, const struct queue_operator *o, ch
 	if ((rc = tenancy_unix_user_check(o->unix_user, why, whylen)) < 0 ||
 	    (rc = tenancy_id_check(o->tenant, why, whylen)) < 0)
 		return rc;
-	if (o->role != QUEUE_ROLE_POSTMASTER && o->role != QUEUE_ROLE_AUDITOR)
+	if (o->role != QUEUE_ROLE_POSTMASTER && o->role != QUEUE_ROLE_AUDITOR &&
+	    o->role != QUEUE_ROLE_SECURITY)
 		return tenancy__fail(why, whylen, -EINVAL, "unknown operator role %d",
 		    (int)o->role);
 	rc = tenancy__tenant_load(txn, o->tenant, &t);

@@ -1,6 +1,8 @@
 /*
  * control: the daemon side of the admin socket. govrelayctl's live queue
- * verbs (hold, release, delete, retry, flush) arrive here and take
+ * verbs (hold, release, delete, retry, flush; and kick, which only wakes
+ * the scheduler after govrelayctl released a quarantined message in its
+ * own process) arrive here and take
  * effect at once: each is applied through the queue writer in one
  * transaction together with its audit record, and once that transaction
  * is durable the scheduler is kicked (the changed callback) and the
@@ -601,6 +603,16 @@ static void ctl_dispatch(struct ctl_conn *c, char *line, size_t len)
 		ctl__reply(c, EX_NOPERM, "permission denied: only root and the daemon's user may "
 		    "change the queue this way; operators use govrelayctl, which runs their "
 		    "command with their own rights");
+		return;
+	}
+	if (strcmp(verb, "kick") == 0 && arg == NULL) {
+		/*
+		 * govrelayctl changed the schedule in its own process (a
+		 * quarantine release): look at it now. No state of ours changes.
+		 */
+		if (!c->srv->stopping && c->srv->changed != NULL)
+			c->srv->changed(c->srv->changed_arg);
+		ctl__reply(c, 0, "scheduler woken");
 		return;
 	}
 	if (queue_admin_verb_parse(verb, &c->verb) < 0) {

@@ -42,7 +42,7 @@
 #include "relay/tlsio.h"
 
 static void smtp_finish_message(struct smtp_session *s);
-static void smtp_commit(struct smtp_session *s, const struct verdict *hold);
+static void smtp_commit(struct smtp_session *s, const struct verdict *quarantine);
 static void smtp_chunk_flush(struct smtp_session *s);
 
 /* ------------------------------------------------- in-flight memory */
@@ -509,9 +509,9 @@ static void smtp_data_policy_done(void *arg, const struct verdict *v)
 	s->busy = false;
 	if (v->kind == VERDICT_CONTINUE || v->kind == VERDICT_ACCEPT) {
 		smtp_commit(s, NULL);
-	} else if (v->kind == VERDICT_HOLD) {
-		log_event(LOG_LVL_INFO, s->tx.qid_text, "event", "hold", "rule", v->rule,
-		    "reason", v->text, "client", s->peer_addr, NULL);
+	} else if (v->kind == VERDICT_QUARANTINE) {
+		log_event(LOG_LVL_INFO, s->tx.qid_text, "event", "quarantine", "rule",
+		    v->rule ? v->rule : "-", "reason", v->text, "client", s->peer_addr, NULL);
 		smtp_commit(s, v);
 	} else {
 		smtp__policy_refused(s, "data", v, NULL);
@@ -610,7 +610,8 @@ static void smtp_commit_done(void *arg, int status, const struct queue_receive *
 		snprintf(size, sizeof size, "%llu", (unsigned long long)m->size);
 		snprintf(nrcpt, sizeof nrcpt, "%zu", res->nrcpts);
 		log_event(LOG_LVL_INFO, qid, "from", from, "size", size, "nrcpt", nrcpt,
-		    "client", m->client_addr, "tls", m->tls, "status", "queued", NULL);
+		    "client", m->client_addr, "tls", m->tls, "status",
+		    req->quarantine_rule != NULL ? "quarantined" : "queued", NULL);
 		if (s->srv->on_queued)
 			s->srv->on_queued(s->srv->on_queued_arg);
 		if (m->auth_user != NULL) {
@@ -688,12 +689,13 @@ static void smtp_head_build(struct smtp_session *s, struct buf *head)
 }
 
 /*
- * End of data with a passing verdict (or a hold: the message is kept out
- * of delivery with the verdict's words as the reason): say what was
- * accepted and let queue/ store it (queue_receive_apply: aliases,
- * tenants, schedule, audit). The 250 waits for the completion.
+ * End of data with a passing verdict (or a quarantine verdict: the
+ * message goes to the quarantine, out of delivery, with the verdict's
+ * rule and words and the checks' notes): say what was accepted and let
+ * queue/ store it (queue_receive_apply: aliases, tenants, schedule or
+ * quarantine, audit). The 250 waits for the completion, in both cases.
  */
-static void smtp_commit(struct smtp_session *s, const struct verdict *hold)
+static void smtp_commit(struct smtp_session *s, const struct verdict *quarantine)
 {
 	struct smtp_tx *tx = &s->tx;
 	struct queue_receive *req = xcalloc(1, sizeof *req);
@@ -712,9 +714,10 @@ static void smtp_commit(struct smtp_session *s, const struct verdict *hold)
 	buf_init(&req->head);
 	smtp_head_build(s, &req->head);
 	m->size = tx->stored_bytes + req->head.len;
-	if (hold != NULL) {
-		m->held = true;
-		m->hold_reason = xstrdup(hold->text);
+	if (quarantine != NULL) {
+		/* The rule names are static strings (check table rows). */
+		req->quarantine_rule = quarantine->rule ? quarantine->rule : "policy";
+		req->quarantine_reason = xstrdup(quarantine->text);
 	}
 	if (tx->ptx != NULL && policy_tx_notes(tx->ptx)[0] != '\0')
 		req->notes = xstrdup(policy_tx_notes(tx->ptx));

@@ -5,9 +5,10 @@ query stays in that unbound, `local-zone: "." static`), mail from an
 Internet client (127.0.0.2, outside trusted_networks = 127.0.0.1/32) on
 the mx listener, `spf`, `dkim_verify` and `dmarc` on. Covered:
 
-- p=reject: refused 550 5.7.1; p=quarantine: accepted, held in the queue
-  with the reason "DMARC policy of DOMAIN says quarantine", delivered
-  once `queue release` lets it go; p=none: delivered, dmarc=fail noted;
+- p=reject: refused 550 5.7.1; p=quarantine: accepted (250), kept in the
+  quarantine (not in the delivery queue) with rule dmarc and the reason
+  "DMARC policy of DOMAIN says quarantine", delivered once `quarantine
+  release` lets it go; p=none: delivered, dmarc=fail noted;
 - pct=0 with p=quarantine: the policy is not applied (delivered);
 - relaxed vs strict alignment: an SPF pass for mail.DOMAIN passes DMARC
   for From: DOMAIN under aspf=r and fails it under aspf=s (refused);
@@ -28,6 +29,7 @@ that need an SPF or a DKIM pass are skipped (saying so) on a build that
 does not know the `spf` or `dkim_verify` key.
 """
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -179,17 +181,22 @@ class DmarcTest(RelayTestCase):
         self.assertCode(r, 550, "5.7.1", ["DMARC policy of reject.org"])
         self.assertEqual(self.sink.count(b"reject-1 body"), 0)
 
-    def test_quarantine_held_then_released(self):
+    def test_quarantine_kept_then_released(self):
+        # Issue 11 moved DMARC quarantine verdicts from a held queue entry
+        # to the quarantine: the same facts, asserted where they now live.
         r = self.send("x@elsewhere.org", self.message("a@quarantine.org", "quar-1"))
         self.assertCode(r, 250)
         qid = queued_id(r)
-        shown = self.relay.queue_show(qid)
-        self.assertIs(shown["held"], True, shown)
-        self.assertIn("DMARC policy of quarantine.org says quarantine", shown["hold_reason"])
-        # Held: not delivered, however long we look (the sink is up).
+        shown = json.loads(self.relay.ctl_ok("quarantine", "show", qid, "--json").stdout)
+        self.assertEqual(shown["rule"], "dmarc", shown)
+        self.assertIn("DMARC policy of quarantine.org says quarantine", shown["reason"])
+        # Out of the delivery queue altogether.
+        self.assertEqual(self.relay.ctl("queue", "show", qid).returncode, 66)
+        self.assertNotIn(qid, self.relay.queue_ids())
+        # Kept: not delivered, however long we look (the sink is up).
         time.sleep(1.0)
         self.assertEqual(self.sink.count(b"quar-1 body"), 0)
-        self.relay.ctl_ok("queue", "release", qid)
+        self.relay.ctl_ok("quarantine", "release", qid)
         msg = self.sink.find(b"quar-1 body")
         dm = self.authres(msg)["dmarc"]
         self.assertEqual(dm.result, "fail")

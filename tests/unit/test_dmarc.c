@@ -634,7 +634,7 @@ START_TEST(test_row_policies)
 	ck_assert_uint_eq(td_queries, 1);
 
 	v = td_run("quarantine.org", &ar, notes, sizeof notes, false);
-	ck_assert_int_eq(v.kind, VERDICT_HOLD);
+	ck_assert_int_eq(v.kind, VERDICT_QUARANTINE);
 	ck_assert_str_eq(v.text, "DMARC policy of quarantine.org says quarantine");
 
 	/* No record at the subdomain: the org domain's, with its sp=reject. */
