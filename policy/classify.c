@@ -38,11 +38,16 @@
  * "SV:", "TR:"), urgency markings ("KHẨN", "THƯỢNG KHẨN", "HỎA TỐC",
  * bracketed or followed by a separator) and bracketed tags ("[EXT]"), the
  * subject starts with an optional field name "Độ mật:" and a level that
- * stands as a marking: in brackets ("[MẬT]", "(Tối mật)"), or followed by
- * ':', '-' (en and em dashes lump to it), '|', '/', '*', '=', '#', '~',
- * or by ',' and an urgency word ("MẬT, KHẨN:"), or ending the subject.
- * A level followed by a word ("Mật khẩu mới", "Mật ong rừng", "Tối mật và
- * bí mật nhà nước: tập huấn") is prose. Also anywhere in the subject: a
+ * stands as a marking: in brackets or quotes ("[MẬT]", "(Tối mật)",
+ * "\"MẬT\""), or followed by ':', '-' (en and em dashes lump to it), '|',
+ * '/', '*', '=', '#', '~', or by ',' and an urgency word ("MẬT, KHẨN:"),
+ * or ending the subject; or written in capitals before words that are not
+ * ("MẬT Kế hoạch phòng thủ"), and for the two-word levels in capitals
+ * before anything ("TỐI MẬT KẾ HOẠCH"). A level followed by a word is
+ * otherwise prose: "Mật khẩu mới", "Mật ong rừng", "MẬT KHẨU MỚI", "MẬT
+ * ONG NGUYÊN CHẤT", "Tối mật và bí mật nhà nước: tập huấn". A '.' after
+ * the level is not a separator ("Mật. ..." reads as a sentence). Also
+ * anywhere in the subject: a
  * level alone inside brackets ("Kế hoạch 15 (MẬT)"), and a two-word level
  * ending the subject after '-', ':' or '|' ("Báo cáo - TỐI MẬT"); the
  * single word does not count there, because "Khoa Gan - Mật" (the
@@ -65,14 +70,16 @@
  * "Tuyet mat - ke hoach.docx"). The single "mật"/"MAT" is a marking only
  * in brackets ("[MẬT] Kế hoạch.pdf"), as the whole name ("MAT.pdf"), or
  * first or last and set off by a strong separator (':' or a dash with a
- * space: "MẬT - Kế hoạch.docx"). In a slug ("bao-cao-mat.pdf",
+ * space: "MẬT - Kế hoạch.docx") or by capitals next to a word with small
+ * letters ("MAT_bao_cao.docx", "Bao_cao_MẬT.pdf"). In a slug ("bao-cao-mat.pdf",
  * "bi-mat-kinh-doanh.docx", "mat-khau.txt", "CCCD_mat_truoc.jpg") the
  * separators are spaces and the word is prose: "báo cáo mật" and "bí mật
  * kinh doanh" are ordinary secrets, not state-secret levels, and a plain
  * "mat" there is as often mặt, mắt or mất.
  *
  * SIO-LABEL (RFC 7444 section 3): the parameters are read (token or
- * quoted-string values, RFC 2045 section 5.1). marking= is split at '/'
+ * quoted-string values, RFC 2045 section 5.1; an unquoted value is read to
+ * the ';', as "marking=TỐI MẬT" is typed by hand). marking= is split at '/'
  * and '|' ("TỐI MẬT//VN") and each piece read as a stamp line, the bare
  * single "mat" allowed in any case (a label field is nothing but a
  * marking). label= is base64 (RFC 7444: ":ess" DER or ":xml" XML); the
@@ -165,6 +172,7 @@ struct classify_tok {
 	uint8_t word;          /* enum classify_word */
 	bool ascii;            /* typed without any diacritics */
 	bool upper;            /* has capitals and no small letters */
+	bool lower;            /* has small letters */
 };
 
 struct classify_norm {
@@ -341,6 +349,7 @@ static void classify_tokenize(struct classify_norm *n)
 		t->end = (uint16_t)i;
 		t->ascii = ascii;
 		t->upper = upper && !lower;
+		t->lower = lower;
 		t->word = (uint8_t)classify_word_of(n->cp + t->start, i - t->start, ascii);
 	}
 }
@@ -416,6 +425,8 @@ static int32_t classify_closer(int32_t open)
 	case '<': return '>';
 	case 0xAB: return 0xBB;
 	case 0x3010: return 0x3011;
+	case '"': return '"';
+	case '\'': return '\'';
 	default: return -1;
 	}
 }
@@ -614,12 +625,24 @@ enum classify_level classify_stamp_line(const char *utf8, size_t len)
 
 /* ---------------------------------------------------------- subject */
 
-/* The opening bracket that ends the run before token i, or -1. */
-static int32_t classify_opener_before(const struct classify_norm *n, size_t i)
+/* The opening bracket that ends the run before token i, or -1; quotes
+ * count too where quoting is a way to mark (quotes: true). */
+static int32_t classify_opener_before(const struct classify_norm *n, size_t i, bool quotes)
 {
 	int32_t c = classify_run_last(n, classify_run_a(n, i), classify_run_b(n, i));
 
+	if (c == '"' || c == '\'')
+		return quotes ? c : -1;
 	return classify_closer(c) != -1 ? c : -1;
+}
+
+/* The level's tokens [i, i + len) are in capitals. */
+static bool classify_is_upper(const struct classify_norm *n, size_t i, size_t len)
+{
+	for (size_t k = i; k < i + len; k++)
+		if (!n->tok[k].upper)
+			return false;
+	return true;
 }
 
 /* Token i is the last and nothing but decoration follows it. */
@@ -651,6 +674,12 @@ static enum classify_level classify_subject_marking(const struct classify_norm *
 	if (classify_in(c, ":-|/*=#~"))
 		return lv;
 	if (c == ',' && classify_urgency_at(n, last + 1) > 0)
+		return lv;
+	/* "TỐI MẬT KẾ HOẠCH ...", "MẬT Kế hoạch ...": a level in capitals
+	 * before words that are not is typed as a marking; "MẬT ONG" and
+	 * "MẬT KHẨU" are all capitals, and the single word needs the contrast. */
+	if (c == -1 && last + 1 < n->ntok && classify_is_upper(n, j, k) &&
+	    (lv > CLASSIFY_MAT || n->tok[last + 1].lower))
 		return lv;
 	return CLASSIFY_NONE;
 }
@@ -713,7 +742,7 @@ static enum classify_level classify_subject_anywhere(const struct classify_norm 
 	size_t k;
 
 	for (size_t i = 0; i < n->ntok; i++) {
-		int32_t open = classify_opener_before(n, i);
+		int32_t open = classify_opener_before(n, i, false);
 		size_t j = i + classify_field_at(n, i, CW_MAT);
 		enum classify_level lv;
 
@@ -746,7 +775,7 @@ enum classify_level classify_subject(const char *utf8, size_t len)
 		return classify_subject_anywhere(&n);
 	/* Prefixes one after the other, a bounded number of times. */
 	for (int guard = 0; guard < 16 && i < n.ntok; guard++) {
-		int32_t open = classify_opener_before(&n, i);
+		int32_t open = classify_opener_before(&n, i, true);
 		enum classify_level lv = classify_subject_marking(&n, i, open);
 		size_t k;
 
@@ -788,7 +817,7 @@ enum classify_level classify_filename(const char *utf8, size_t len)
 		enum classify_level lv = classify_level_at(&n, i, &k, true);
 		size_t last = i + k - 1;
 		size_t after_b = last + 1 < m ? n.tok[last + 1].start : n.ncp;
-		int32_t open = classify_opener_before(&n, i);
+		int32_t open = classify_opener_before(&n, i, false);
 
 		if (lv == CLASSIFY_NONE || last >= m)
 			continue;
@@ -798,7 +827,10 @@ enum classify_level classify_filename(const char *utf8, size_t len)
 		    m == 1 ||
 		    (i == 0 && classify_run_strong(&n, n.tok[last].end, after_b)) ||
 		    (last == m - 1 && i > 0 &&
-		    classify_run_strong(&n, n.tok[i - 1].end, n.tok[i].start)))
+		    classify_run_strong(&n, n.tok[i - 1].end, n.tok[i].start)) ||
+		    (i == 0 && last + 1 < m && classify_is_upper(&n, i, k) &&
+		    n.tok[last + 1].lower) ||
+		    (last == m - 1 && i > 0 && classify_is_upper(&n, i, k) && n.tok[i - 1].lower))
 			best = classify_max(best, lv);
 	}
 	return best;
@@ -988,9 +1020,12 @@ static size_t classify_param_value(const char *v, size_t len, size_t *pos, char 
 		}
 		i += i < len;
 	} else {
-		for (; i < len && v[i] != ';' && v[i] != ' ' && v[i] != '\t' &&
-		    v[i] != '\r' && v[i] != '\n'; i++)
+		/* A token (RFC 2045) ends at a space, but a marking typed by
+		 * hand without quotes ("marking=TỐI MẬT") is read to the ';'. */
+		for (; i < len && v[i] != ';'; i++)
 			out[o++] = v[i];
+		while (o > 0 && strchr(" \t\r\n", out[o - 1]) != NULL)
+			o--;
 	}
 	*pos = i;
 	return o;
