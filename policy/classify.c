@@ -77,13 +77,13 @@
  * kinh doanh" are ordinary secrets, not state-secret levels, and a plain
  * "mat" there is as often mặt, mắt or mất.
  *
- * SIO-LABEL (RFC 7444 section 3): the parameters are read (token or
+ * SIO-LABEL (RFC 7444 section 2): the parameters are read (token or
  * quoted-string values, RFC 2045 section 5.1; an unquoted value is read to
  * the ';', as "marking=TỐI MẬT" is typed by hand). marking= is split at '/'
  * and '|' ("TỐI MẬT//VN") and each piece read as a stamp line, the bare
  * single "mat" allowed in any case (a label field is nothing but a
  * marking). label= is base64 (RFC 7444: ":ess" DER or ":xml" XML); the
- * decoded bytes (or the raw value when it is not base64) have XML
+ * decoded bytes (and the raw value, which may be plain text) have XML
  * character references undone and are cut into fields at markup and
  * control bytes, each field read as a stamp line: "<classification>TỐI
  * MẬT</classification>" and a DER privacy mark "TỐI MẬT" are found, a
@@ -816,7 +816,7 @@ enum classify_level classify_filename(const char *utf8, size_t len)
 	for (size_t i = 0; i < m; i++) {
 		enum classify_level lv = classify_level_at(&n, i, &k, true);
 		size_t last = i + k - 1;
-		size_t after_b = last + 1 < m ? n.tok[last + 1].start : n.ncp;
+		size_t after_b = classify_run_b(&n, last + 1);
 		int32_t open = classify_opener_before(&n, i, false);
 
 		if (lv == CLASSIFY_NONE || last >= m)
@@ -968,19 +968,21 @@ static enum classify_level classify_label_fields(const char *s, size_t len)
 	return best;
 }
 
-/* label=: base64 (RFC 7444 section 3), else the value as it is. */
+/* label=: base64 (RFC 7444 section 2) decoded, and the value as it is
+ * too: "TOIMAT" is also base64 and decodes to noise. */
 static enum classify_level classify_label_value(const char *v, size_t len)
 {
 	unsigned char *out = xmalloc(len + 1);
 	long n = classify_b64_decode(v, len, out);
-	enum classify_level lv;
+	enum classify_level lv = CLASSIFY_NONE;
 
-	if (n <= 0) {
-		memcpy(out, v, len);
-		n = (long)len;
+	if (n > 0) {
+		n = (long)classify_xml_unescape((char *)out, (size_t)n);
+		lv = classify_label_fields((const char *)out, (size_t)n);
 	}
-	n = (long)classify_xml_unescape((char *)out, (size_t)n);
-	lv = classify_label_fields((const char *)out, (size_t)n);
+	memcpy(out, v, len);
+	n = (long)classify_xml_unescape((char *)out, len);
+	lv = classify_max(lv, classify_label_fields((const char *)out, (size_t)n));
 	free(out);
 	return lv;
 }
