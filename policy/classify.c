@@ -64,7 +64,8 @@
  * "Mật ong", "MẬT ONG NGUYÊN CHẤT", a bare "ĐỘ MẬT" heading, and a line
  * listing several levels ("Mật, Tối mật, Tuyệt mật": training material).
  *
- * FILE NAME: the extension (the last word after a '.', five characters at
+ * FILE NAME: a path the client sent is dropped (up to the last '/' or
+ * '\'). The extension (the last word after a '.', five characters at
  * most) is ignored, so "data.mat" (MATLAB) is not a marking. A two-word
  * level anywhere as words is a marking ("TOI_MAT_bao_cao.docx",
  * "Tuyet mat - ke hoach.docx"). The single "mật"/"MAT" is a marking only
@@ -403,11 +404,12 @@ static bool classify_in(int32_t cp, const char *set)
 	return cp > 0 && cp < 0x80 && strchr(set, (int)cp) != NULL;
 }
 
-/* What a stamp is decorated with. */
+/* What a stamp is decorated with: ASCII rules and brackets, guillemets,
+ * bullets, box drawing and geometric shapes (a stamp typed in a box). */
 static bool classify_is_deco(int32_t cp)
 {
 	return classify_is_space(cp) || classify_in(cp, "*-_=[](){}<>\"'`~#.:|+") ||
-	    cp == 0xAB || cp == 0xBB || cp == 0x2022 || cp == 0x25CF || cp == 0x25A0 ||
+	    cp == 0xAB || cp == 0xBB || cp == 0x2022 || (cp >= 0x2500 && cp <= 0x25FF) ||
 	    cp == 0x3010 || cp == 0x3011;
 }
 
@@ -771,8 +773,6 @@ enum classify_level classify_subject(const char *utf8, size_t len)
 	if (utf8 == NULL)
 		return CLASSIFY_NONE;
 	classify_norm(&n, utf8, len, CLASSIFY_IN_MAX);
-	if (n.ntok == 0 || !classify_run_all(&n, 0, n.tok[0].start, classify_is_deco))
-		return classify_subject_anywhere(&n);
 	/* Prefixes one after the other, a bounded number of times. */
 	for (int guard = 0; guard < 16 && i < n.ntok; guard++) {
 		int32_t open = classify_opener_before(&n, i, true);
@@ -806,6 +806,14 @@ enum classify_level classify_filename(const char *utf8, size_t len)
 
 	if (utf8 == NULL)
 		return CLASSIFY_NONE;
+	/* Some clients send the sender's path ("C:\fakepath\MẬT.pdf"). */
+	for (size_t i = len; i > 0; i--) {
+		if (utf8[i - 1] == '/' || utf8[i - 1] == '\\') {
+			utf8 += i;
+			len -= i;
+			break;
+		}
+	}
 	classify_norm(&n, utf8, len, CLASSIFY_IN_MAX);
 	m = n.ntok;
 	/* The extension names a format, not the content ("data.mat"). */

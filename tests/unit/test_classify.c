@@ -234,6 +234,7 @@ static const struct level_case subject_cases[] = {
 	{ "honey in capitals", "MẬT ONG NGUYÊN CHẤT", CLASSIFY_NONE },
 	{ "quoted in prose", "Tài liệu \"mật\" là gì", CLASSIFY_NONE },
 	{ "full stop", "MẬT. Tình hình", CLASSIFY_NONE },
+	{ "emoji first", "\U0001F512 MẬT: Kế hoạch", CLASSIFY_MAT },
 	{ "bare two words, any case", "toi mat - ke hoach", CLASSIFY_TOI_MAT },
 	{ "zero-width space inside", "M\u200bẬT: x", CLASSIFY_MAT },
 	{ "decomposed", "ma\u0323\u0302t: x", CLASSIFY_MAT },
@@ -261,6 +262,7 @@ static const struct level_case stamp_cases[] = {
 	{ "with urgency", "MẬT - KHẨN", CLASSIFY_MAT },
 	{ "two fields", "Độ mật: Tối mật; Độ khẩn: Thường", CLASSIFY_TOI_MAT },
 	{ "quoted reply", "> MẬT", CLASSIFY_MAT },
+	{ "in a drawn box", "\u2502 TỐI MẬT \u2502", CLASSIFY_TOI_MAT },
 	{ "bare capitals", "MAT", CLASSIFY_MAT },
 	{ "NBSP around", "\u00a0MẬT\u00a0", CLASSIFY_MAT },
 	{ "fullwidth", "\uff2d\u1eac\uff34", CLASSIFY_MAT },
@@ -294,6 +296,8 @@ static const struct level_case file_cases[] = {
 	{ "capitals first", "MAT_bao_cao.docx", CLASSIFY_MAT },
 	{ "capitals last", "Bao_cao_MẬT.pdf", CLASSIFY_MAT },
 	{ "all capitals slug", "CCCD_MAT_TRUOC.JPG", CLASSIFY_NONE },
+	{ "path sent by the client", "C:\\fakepath\\[MẬT] Kế hoạch.pdf", CLASSIFY_MAT },
+	{ "path, the level in a folder", "TOI_MAT/ke_hoach.pdf", CLASSIFY_NONE },
 	{ "not secret", "KHONG_MAT_ke_hoach.docx", CLASSIFY_NONE },
 };
 
