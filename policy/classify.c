@@ -591,8 +591,11 @@ static enum classify_level classify_stamp(const struct classify_norm *n, bool st
 			continue;
 		}
 		if ((k = classify_field_at(n, i, CW_KHAN)) > 0) {
-			/* "Độ khẩn: Thường": the field and its one-word value. */
-			i += k + 1;
+			/* "Độ khẩn: Hỏa tốc", "Độ khẩn: Thường": the field and
+			 * its value, an urgency marking or one word. */
+			i += k;
+			k = classify_urgency_at(n, i);
+			i += k > 0 ? k : 1;
 			continue;
 		}
 		if ((lv = classify_level_at(n, i, &k, strict)) != CLASSIFY_NONE) {

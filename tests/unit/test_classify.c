@@ -261,6 +261,8 @@ static const struct level_case stamp_cases[] = {
 	{ "field, sentence case", "Độ mật: Mật", CLASSIFY_MAT },
 	{ "with urgency", "MẬT - KHẨN", CLASSIFY_MAT },
 	{ "two fields", "Độ mật: Tối mật; Độ khẩn: Thường", CLASSIFY_TOI_MAT },
+	{ "urgency field first", "Độ khẩn: Hỏa tốc hẹn giờ, Độ mật: Mật", CLASSIFY_MAT },
+	{ "urgency field only", "Độ khẩn: Thượng khẩn", CLASSIFY_NONE },
 	{ "quoted reply", "> MẬT", CLASSIFY_MAT },
 	{ "in a drawn box", "\u2502 TỐI MẬT \u2502", CLASSIFY_TOI_MAT },
 	{ "bare capitals", "MAT", CLASSIFY_MAT },
