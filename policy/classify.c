@@ -68,7 +68,8 @@
  * '\'). The extension (the last word after a '.', five characters at
  * most) is ignored, so "data.mat" (MATLAB) is not a marking. A two-word
  * level anywhere as words is a marking ("TOI_MAT_bao_cao.docx",
- * "Tuyet mat - ke hoach.docx"). The single "mật"/"MAT" is a marking only
+ * "Tuyet mat - ke hoach.docx"), except after "độ", which names the
+ * degree in prose ("Danh muc BMNN do Toi mat.pdf"). The single "mật"/"MAT" is a marking only
  * in brackets ("[MẬT] Kế hoạch.pdf"), as the whole name ("MAT.pdf"), or
  * first or last and set off by a strong separator (':' or a dash with a
  * space: "MẬT - Kế hoạch.docx") or by capitals next to a word with small
@@ -831,6 +832,10 @@ enum classify_level classify_filename(const char *utf8, size_t len)
 		int32_t open = classify_opener_before(&n, i, false);
 
 		if (lv == CLASSIFY_NONE || last >= m)
+			continue;
+		/* "...bi mat nha nuoc do toi mat.pdf": "độ tối mật" names the
+		 * degree in prose (the catalogue of secrets of that degree). */
+		if (i > 0 && classify_w(&n, i - 1) == CW_DO && classify_joined(&n, i - 1))
 			continue;
 		if (lv > CLASSIFY_MAT ||
 		    (open != -1 && classify_run_first(&n, n.tok[last].end, after_b) ==
