@@ -94,7 +94,9 @@
  * TEXT: classify_text reads the first CLASSIFY_STAMP_LINES lines that are
  * not blank (CRLF, LF or CR ends), each cut at CLASSIFY_LINE_MAX bytes,
  * as stamp lines, in a fixed-size state: where an administrative letter
- * carries its stamp (under the number and the national motto).
+ * carries its stamp (under the number and the national motto). A line
+ * "Subject:", "Tiêu đề:" or "Chủ đề:" there (a forwarded message's header
+ * block) is also read by the subject rule.
  *
  * OWNERSHIP: arguments are borrowed; classify_text_new returns an owned
  *   object released by classify_text_free.
@@ -1118,11 +1120,39 @@ bool classify_text_is_done(const struct classify_text *ct)
 	return ct->nlines >= CLASSIFY_STAMP_LINES || ct->level == CLASSIFY_TUYET_MAT;
 }
 
+/*
+ * A forwarded message's header block in the text ("Subject: [MẬT] ...",
+ * as mail clients write it above the forwarded body, in English or in
+ * Vietnamese): the subject it names is read by the subject rule, since
+ * forwarding a classified message carries its marking along.
+ */
+static enum classify_level classify_text_subject(const char *line, size_t len)
+{
+	static const char *const names[] = { "Subject:", "Tiêu đề:", "Chủ đề:", "TIÊU ĐỀ:",
+		"CHỦ ĐỀ:" };
+	size_t i = 0;
+
+	while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '>'))
+		i++;
+	for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+		size_t nl = strlen(names[k]);
+
+		if (len - i >= nl && strncasecmp(line + i, names[k], nl) == 0)
+			return classify_subject(line + i + nl, len - i - nl);
+	}
+	return CLASSIFY_NONE;
+}
+
+static enum classify_level classify_text_line(const char *line, size_t len)
+{
+	return classify_max(classify_stamp_line(line, len), classify_text_subject(line, len));
+}
+
 static void classify_text_end_line(struct classify_text *ct)
 {
 	if (!ct->blank) {
 		ct->nlines++;
-		ct->level = classify_max(ct->level, classify_stamp_line(ct->line, ct->len));
+		ct->level = classify_max(ct->level, classify_text_line(ct->line, ct->len));
 	}
 	ct->len = 0;
 	ct->blank = true;
@@ -1155,5 +1185,5 @@ enum classify_level classify_text_level(struct classify_text *ct)
 {
 	if (classify_text_is_done(ct) || ct->blank)
 		return ct->level;
-	return classify_max(ct->level, classify_stamp_line(ct->line, ct->len));
+	return classify_max(ct->level, classify_text_line(ct->line, ct->len));
 }

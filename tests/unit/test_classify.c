@@ -395,6 +395,8 @@ static const struct {
 	{ "CR only", "Kính gửi\rTUYỆT MẬT\rNội dung", CLASSIFY_TUYET_MAT },
 	{ "unterminated last line", "Kính gửi\n  TỐI MẬT  ", CLASSIFY_TOI_MAT },
 	{ "two stamps, highest", "MẬT\nTỐI MẬT\n", CLASSIFY_TOI_MAT },
+	{ "forwarded subject", "Fwd below\n> Subject: Re: [MẬT] Kế hoạch\n", CLASSIFY_MAT },
+	{ "forwarded subject, prose", "Subject: Mật khẩu mới\n", CLASSIFY_NONE },
 	{ "prose", "Mật khẩu mới của anh là 123.\nThân mật,\nLan\n", CLASSIFY_NONE },
 	{ "stamp after twenty lines",
 	  "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17\n18\n19\n20\nMẬT\n",
