@@ -100,13 +100,10 @@ bool dlp_name_is_valid(const char *name)
 
 	if (name == NULL || (len = strlen(name)) == 0 || len > DLP_NAME_MAX)
 		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = name[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-
-		if (!alnum && (i == 0 || (c != '_' && c != '-')))
+	/* A label for logs and audit records: printable ASCII, no space. */
+	for (size_t i = 0; i < len; i++)
+		if (name[i] <= ' ' || name[i] >= 0x7f)
 			return false;
-	}
 	return true;
 }
 
@@ -325,8 +322,8 @@ static int dlp_rule_compile(const struct dlp_rule_def *d, struct dlp_rule *r, bo
 	int rc;
 
 	if (!dlp_name_is_valid(d->name)) {
-		dlp_why(why, whylen, "a rule name must be 1-%d of a-z, 0-9, '_' and '-'",
-		    DLP_NAME_MAX);
+		dlp_why(why, whylen, "a rule name must be 1-%d printable ASCII characters "
+		    "without spaces", DLP_NAME_MAX);
 		return DLP_E_RULE;
 	}
 	if (d->action == DLP_ACTION_NONE || (unsigned)d->action > DLP_ACTION_REJECT ||

@@ -52,10 +52,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define DLP_NAME_MAX 64          /* a rule name: [a-z0-9][a-z0-9_-]{0,63} */
+#define DLP_NAME_MAX 64          /* bytes of a rule name */
 #define DLP_PATTERN_MAX 1000     /* bytes of one pattern */
 #define DLP_THRESHOLD_MAX 1000   /* thresholds are 1..DLP_THRESHOLD_MAX */
-#define DLP_RULES_MAX 200        /* rules in one set */
+#define DLP_RULES_MAX 400        /* rules in one set (16 levels x 20 own rules fit) */
 #define DLP_WINDOW 32768         /* bytes of text searched at once */
 #define DLP_MATCH_MAX 1024       /* longest match found across a boundary */
 #define DLP_CONTEXT 256          /* bytes kept before a match for look-behind */
@@ -65,9 +65,10 @@
 
 enum dlp_status {
 	DLP_OK = 0,
-	DLP_E_PATTERN = -1,   /* a pattern does not compile or is refused */
-	DLP_E_RULE = -2,      /* a rule definition is wrong (name, threshold, ...) */
-	DLP_E_LIMIT = -3,     /* a search crossed the match, depth or heap limit */
+	/* Apart from negative errno values, which dlp_ruleset_for_tenant also returns. */
+	DLP_E_PATTERN = -1001, /* a pattern does not compile or is refused */
+	DLP_E_RULE = -1002,    /* a rule definition is wrong (name, threshold, ...) */
+	DLP_E_LIMIT = -1003,   /* a search crossed the match, depth or heap limit */
 };
 
 /* Ordered: a higher action is stronger. */
@@ -91,7 +92,11 @@ struct dlp_rule_def {
 	unsigned threshold;         /* 1..DLP_THRESHOLD_MAX */
 };
 
-/* A rule name [a-z0-9][a-z0-9_-]{0,63}: true when name is one. */
+/*
+ * A rule name as a label: 1..DLP_NAME_MAX printable ASCII characters, no
+ * space (safe in logs). Which names a tenant may give is the policy
+ * key's rule (queue/tenancy.h, dlp_rule.NAME), stricter than this.
+ */
 bool dlp_name_is_valid(const char *name);
 /*
  * Whether pattern is acceptable as a rule's: at most DLP_PATTERN_MAX
@@ -153,4 +158,17 @@ void dlp_scan_name(struct dlp_scan *scan, const char *utf8, size_t len);
 int dlp_scan_result(struct dlp_scan *scan, struct dlp_result *out);
 /* The count of rule i (dlp_ruleset order) so far, for tests and explain. */
 unsigned dlp_scan_count(const struct dlp_scan *scan, size_t i);
+
+/*
+ * The effective rule set of a tenant (its ancestors' DLP rules and its
+ * own, queue_policy_dlp_rules), compiled, for the content check. tenant
+ * NULL (an address of no agency) gives an empty set. In a read txn.
+ * 0 with *out; a negative errno from the store (-ENOENT: no such
+ * tenant); DLP_E_PATTERN / DLP_E_RULE when a stored rule does not
+ * compile (stored by other means than `policy set`), why naming it; the
+ * caller fails closed (tempfail).
+ */
+struct queue_txn;
+int dlp_ruleset_for_tenant(struct queue_txn *txn, const char *tenant,
+    struct dlp_ruleset **out, char *why, size_t whylen);
 #endif

@@ -94,7 +94,7 @@ static int tenancy_dlp_field(const char *field, size_t flen, const char *v, size
 	long i;
 
 	str_copyn(word, v, vlen, sizeof word);
-	if (flen == 6 && strncmp(field, "action", 6) == 0 && !(*seen & 1)) {
+	if (flen == 6 && strncasecmp(field, "action", 6) == 0 && !(*seen & 1)) {
 		if ((i = tenancy_dlp_word(tenancy_dlp_actions, v, vlen)) < 0)
 			return tenancy__fail(why, whylen, -EINVAL, "action '%s' is not one of: "
 			    "reject, quarantine, tag", tenancy__shown(word, shown));
@@ -102,7 +102,7 @@ static int tenancy_dlp_field(const char *field, size_t flen, const char *v, size
 		*seen |= 1;
 		return 0;
 	}
-	if (flen == 9 && strncmp(field, "threshold", 9) == 0 && !(*seen & 2)) {
+	if (flen == 9 && strncasecmp(field, "threshold", 9) == 0 && !(*seen & 2)) {
 		unsigned t = 0;
 
 		for (size_t k = 0; k < vlen && t <= TENANCY_DLP_THRESHOLD_MAX; k++)
@@ -151,7 +151,7 @@ int tenancy_dlp_parse(const char *value, struct queue_dlp_rule *out, char *why, 
 			return tenancy__fail(why, whylen, -EINVAL, "'%s' is not field=value",
 			    tenancy__shown(word, shown));
 		}
-		if (flen == 7 && strncmp(p, "pattern", 7) == 0) {
+		if (flen == 7 && strncasecmp(p, "pattern", 7) == 0) {
 			v = p + 8;
 			if (*v == '\0')
 				return tenancy__fail(why, whylen, -EINVAL, "pattern is empty");
@@ -162,7 +162,7 @@ int tenancy_dlp_parse(const char *value, struct queue_dlp_rule *out, char *why, 
 			break;
 		}
 		vlen = tenancy_dlp_token(p, &v);
-		if (flen == 7 && strncmp(p, "builtin", 7) == 0) {
+		if (flen == 7 && strncasecmp(p, "builtin", 7) == 0) {
 			long i = tenancy_dlp_word(tenancy_dlp_builtins, v, vlen);
 
 			if (i < 0 || v[vlen + strspn(v + vlen, " ")] != '\0') {

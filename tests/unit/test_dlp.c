@@ -5,18 +5,26 @@
  * CCCD and card matchers (positives and negatives), a catastrophic
  * backtracking pattern stopped by the match limit, Vietnamese text
  * matched case-insensitively, file names, invalid UTF-8, and the
- * refusals of dlp_pattern_check.
+ * refusals of dlp_pattern_check; and the rules as tenant policy keys
+ * (queue/tenancy.h): parsing and normalizing a value, the additive
+ * inheritance of queue_policy_dlp_rules, and dlp_ruleset_for_tenant
+ * scanning with a city's and a ward's rules.
  */
 #include "config.h"
 
 #include <check.h>
+#include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/xmalloc.h"
 #include "policy/dlp.h"
+#include "queue/queue.h"
+#include "queue/tenancy.h"
 
 /* A rule set from defs, failing the test when it does not compile. */
 static struct dlp_ruleset *td_rules(const struct dlp_rule_def *defs, size_t n)
@@ -537,6 +545,196 @@ START_TEST(test_rule_refusals)
 }
 END_TEST
 
+
+/* ------------------------------------------------ tenant policy keys */
+
+static const struct {
+	const char *label;
+	const char *value;
+	const char *norm;   /* NULL: refused */
+	const char *why;    /* part of the reason when refused */
+} td_values[] = {
+	{ "pattern, defaults", "action=reject pattern=a b", "action=reject threshold=1 pattern=a b",
+		NULL },
+	{ "any order, any case", "threshold=3  ACTION=Tag pattern=(?i)mật  ",
+		"action=tag threshold=3 pattern=(?i)mật  ", NULL },
+	{ "builtin", "action=quarantine threshold=5 builtin=CCCD",
+		"action=quarantine threshold=5 builtin=cccd", NULL },
+	{ "pattern keeps '=' and spaces", "action=tag pattern=x=1 y", "action=tag threshold=1 "
+		"pattern=x=1 y", NULL },
+	{ "no action", "threshold=2 pattern=x", NULL, "action= is missing" },
+	{ "unknown action", "action=drop pattern=x", NULL, "action 'drop'" },
+	{ "threshold 0", "action=tag threshold=0 pattern=x", NULL, "threshold '0'" },
+	{ "threshold 1001", "action=tag threshold=1001 pattern=x", NULL, "threshold '1001'" },
+	{ "threshold not a number", "action=tag threshold=3x pattern=x", NULL, "threshold '3x'" },
+	{ "no pattern", "action=tag threshold=2", NULL, "pattern= or builtin= is missing" },
+	{ "empty pattern", "action=tag pattern=", NULL, "pattern is empty" },
+	{ "unknown builtin", "action=tag builtin=iban", NULL, "builtin 'iban'" },
+	{ "builtin not last", "action=tag builtin=card threshold=2", NULL, "builtin 'card'" },
+	{ "unknown field", "action=tag level=2 pattern=x", NULL, "'level='" },
+	{ "field twice", "action=tag action=reject pattern=x", NULL, "'action='" },
+	{ "not field=value", "action=tag oops pattern=x", NULL, "'oops' is not field=value" },
+	{ "control character", "action=tag pattern=a\nb", NULL, "control character" },
+};
+
+START_TEST(test_policy_values)
+{
+	const struct tenancy_policy_key *k = tenancy_policy_key_find("dlp_rule.secret");
+	char out[TENANCY_DLP_VALUE_MAX + 1], why[256];
+
+	ck_assert_ptr_nonnull(k);
+	ck_assert_int_eq(k->type, TENANCY_POLICY_DLP_RULE);
+	for (size_t i = 0; i < sizeof td_values / sizeof td_values[0]; i++) {
+		int rc;
+
+		why[0] = '\0';
+		rc = tenancy_policy_normalize(k, td_values[i].value, out, sizeof out, why, sizeof why);
+		if (td_values[i].norm != NULL) {
+			ck_assert_msg(rc == 0, "%s: %s", td_values[i].label, why);
+			ck_assert_msg(strcmp(out, td_values[i].norm) == 0, "%s: '%s'",
+			    td_values[i].label, out);
+		} else {
+			ck_assert_msg(rc == -EINVAL, "%s: accepted", td_values[i].label);
+			ck_assert_msg(strstr(why, td_values[i].why) != NULL, "%s: why '%s'",
+			    td_values[i].label, why);
+		}
+	}
+	/* Key names: the family's grammar. */
+	ck_assert(tenancy_dlp_key_is("dlp_rule.a-b_9"));
+	ck_assert(!tenancy_dlp_key_is("dlp_rule."));
+	ck_assert(!tenancy_dlp_key_is("dlp_rule.Secret"));
+	ck_assert(!tenancy_dlp_key_is("dlp_rule._x"));
+	ck_assert(!tenancy_dlp_key_is("dlp_rules.x"));
+	ck_assert_ptr_null(tenancy_policy_key_find("dlp_rule.a b"));
+	/* The store's words are the matcher's words. */
+	for (size_t i = 0; tenancy_dlp_actions[i] != NULL; i++) {
+		enum dlp_action a;
+
+		ck_assert(dlp_action_parse(tenancy_dlp_actions[i], &a));
+		ck_assert_str_eq(dlp_action_name(a), tenancy_dlp_actions[i]);
+	}
+	for (size_t i = 0; tenancy_dlp_builtins[i] != NULL; i++) {
+		enum dlp_builtin b;
+
+		ck_assert(dlp_builtin_parse(tenancy_dlp_builtins[i], &b));
+		ck_assert_str_eq(dlp_builtin_name(b), tenancy_dlp_builtins[i]);
+	}
+}
+END_TEST
+
+static int td_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static void td_tenant(struct queue_txn *t, const char *id, const char *parent)
+{
+	struct queue_tenant rec = { (char *)id, (char *)id, (char *)parent, 1000 };
+	char why[256];
+
+	ck_assert_msg(queue_tenant_put(t, &rec, why, sizeof why) == 0, "%s: %s", id, why);
+}
+
+/*
+ * city -> ward -> street: the effective rules are every ancestor's then
+ * the tenant's own; unsetting the ward's rule leaves the city's; the
+ * compiled set for the street scans with all of them.
+ */
+START_TEST(test_policy_inheritance)
+{
+	char dir[64] = "/tmp/test-dlp-XXXXXX", why[256] = "";
+	struct queue_store *store = NULL;
+	struct queue_txn *t;
+	struct queue_dlp_rule *rules;
+	struct dlp_ruleset *rs;
+	struct dlp_scan *s;
+	struct dlp_result res;
+	char *owner = NULL;
+	size_t n, own;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(queue_store_open(dir, 0, false, &store), 0);
+	ck_assert_int_eq(queue_txn_begin(store, true, &t), 0);
+	td_tenant(t, "city", NULL);
+	td_tenant(t, "ward", "city");
+	td_tenant(t, "street", "ward");
+	ck_assert_int_eq(queue_policy_set(t, "city", "dlp_rule.secret",
+	    "action=reject threshold=2 pattern=(?i)bí mật"), 0);
+	ck_assert_int_eq(queue_policy_set(t, "city", "dlp_rule.ids",
+	    "action=quarantine builtin=cccd"), 0);
+	ck_assert_int_eq(queue_policy_set(t, "ward", "dlp_rule.cards",
+	    "action=tag threshold=1 builtin=card"), 0);
+	ck_assert_int_eq(queue_policy_set(t, "ward", "dlp_rule.bad", "action=tag"), -EINVAL);
+	ck_assert_int_eq(queue_txn_commit(t), 0);
+
+	ck_assert_int_eq(queue_txn_begin(store, false, &t), 0);
+	ck_assert_int_eq(queue_policy_dlp_rules(t, "street", &rules, &n), 0);
+	ck_assert_uint_eq(n, 3);
+	/* The root's first, each tenant's in name order. */
+	ck_assert_str_eq(rules[0].name, "ids");
+	ck_assert_str_eq(rules[0].source, "city");
+	ck_assert_str_eq(rules[0].builtin, "cccd");
+	ck_assert_str_eq(rules[1].name, "secret");
+	ck_assert_str_eq(rules[1].pattern, "(?i)bí mật");
+	ck_assert_uint_eq(rules[1].threshold, 2);
+	ck_assert_str_eq(rules[2].name, "cards");
+	ck_assert_str_eq(rules[2].source, "ward");
+	queue_policy_dlp_free(rules, n);
+	ck_assert_int_eq(queue_policy_dlp_rules(t, "city", &rules, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	queue_policy_dlp_free(rules, n);
+	ck_assert_int_eq(queue_policy_dlp_rules(t, "nowhere", &rules, &n), -ENOENT);
+	ck_assert_int_eq(queue_policy_dlp_owner(t, "street", "dlp_rule.secret", &owner), 0);
+	ck_assert_str_eq(owner, "city");
+	free(owner);
+	ck_assert_int_eq(queue_policy_dlp_owner(t, "ward", "dlp_rule.cards", &owner), -ENOENT);
+	ck_assert_int_eq(queue_policy_dlp_owner(t, "street", "dlp_rule.cards", &owner), 0);
+	ck_assert_str_eq(owner, "ward");
+	free(owner);
+	ck_assert_int_eq(queue_policy_dlp_count_own(t, "ward", &own), 0);
+	ck_assert_uint_eq(own, 1);
+
+	ck_assert_int_eq(dlp_ruleset_for_tenant(t, "street", &rs, why, sizeof why), 0);
+	ck_assert_uint_eq(dlp_ruleset_count(rs), 3);
+	s = dlp_scan_new(rs);
+	dlp_scan_text(s, "BÍ MẬT: 001099012345, thẻ 4111 1111 1111 1111",
+	    strlen("BÍ MẬT: 001099012345, thẻ 4111 1111 1111 1111"));
+	ck_assert_int_eq(dlp_scan_result(s, &res), DLP_OK);
+	ck_assert_uint_eq(res.nhits, 2);          /* "secret" needs 2 */
+	ck_assert_int_eq(res.action, DLP_ACTION_QUARANTINE);
+	dlp_scan_free(s);
+	dlp_ruleset_free(rs);
+	ck_assert_int_eq(dlp_ruleset_for_tenant(t, NULL, &rs, why, sizeof why), 0);
+	ck_assert_uint_eq(dlp_ruleset_count(rs), 0);
+	dlp_ruleset_free(rs);
+	queue_txn_abort(t);
+
+	/* The ward's own rule goes; the city's stay. */
+	ck_assert_int_eq(queue_txn_begin(store, true, &t), 0);
+	ck_assert_int_eq(queue_policy_set(t, "ward", "dlp_rule.cards", NULL), 0);
+	ck_assert_int_eq(queue_policy_set(t, "ward", "dlp_rule.secret", NULL), -ENOENT);
+	ck_assert_int_eq(queue_policy_dlp_rules(t, "street", &rules, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	queue_policy_dlp_free(rules, n);
+	/* At most TENANCY_DLP_RULES_PER_TENANT own rules; replacing one is fine. */
+	for (int i = 0; i < TENANCY_DLP_RULES_PER_TENANT; i++) {
+		char key[32];
+
+		snprintf(key, sizeof key, "dlp_rule.r%d", i);
+		ck_assert_int_eq(queue_policy_set(t, "street", key, "action=tag pattern=x"), 0);
+	}
+	ck_assert_int_eq(queue_policy_set(t, "street", "dlp_rule.one-more",
+	    "action=tag pattern=x"), -ENOSPC);
+	ck_assert_int_eq(queue_policy_set(t, "street", "dlp_rule.r0", "action=reject pattern=y"),
+	    0);
+	queue_txn_abort(t);
+	queue_store_close(store);
+	nftw(dir, td_rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
 static Suite *td_suite(void)
 {
 	Suite *s = suite_create("dlp");
@@ -556,6 +754,8 @@ static Suite *td_suite(void)
 	tcase_add_test(tc, test_file_names);
 	tcase_add_test(tc, test_pattern_check);
 	tcase_add_test(tc, test_rule_refusals);
+	tcase_add_test(tc, test_policy_values);
+	tcase_add_test(tc, test_policy_inheritance);
 	suite_add_tcase(s, tc);
 	return s;
 }
