@@ -20,6 +20,15 @@
  * Empty matches are excluded (PCRE2_NOTEMPTY and dlp_pattern_check), so
  * every search advances.
  *
+ * Before the window, text is brought to Unicode NFC (utf8proc), as the
+ * patterns are when compiled, so that "mật" typed with combining marks
+ * (decomposed, as some systems and legacy converters write Vietnamese)
+ * matches a pattern written precomposed, and the reverse. Text waits in
+ * a slice of DLP_NFC_SLICE bytes and is normalized up to the last ASCII
+ * byte in it (nothing composes across an ASCII character), or, in a
+ * slice without one, up to its last character of combining class 0; a
+ * slice that is not valid UTF-8 goes on as it is.
+ *
  * Invalid UTF-8 never stops a search: patterns are compiled with
  * PCRE2_MATCH_INVALID_UTF (invalid sequences match nothing), and a
  * window is searched only up to its last complete character.
@@ -39,12 +48,14 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <utf8proc.h>
 
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "policy/dlp.h"
 
 #define DLP_LOOKBEHIND_MAX 64   /* characters; DLP_CONTEXT holds 64 x 4 bytes */
+#define DLP_NFC_SLICE 4096      /* bytes of text normalized at once */
 
 /* PCRE2's allocations out of memory: fatal, as xmalloc's are (STYLE.md 5). */
 static void dlp_nomem(void)
@@ -239,6 +250,7 @@ static int dlp_compile(const char *pattern, pcre2_code **out, char *why, size_t 
 	pcre2_match_data *md;
 	pcre2_code *code;
 	PCRE2_SIZE erroff = 0;
+	utf8proc_uint8_t *nfc = NULL;
 	uint32_t lookbehind = 0;
 	int err = 0, rc;
 
@@ -255,8 +267,13 @@ static int dlp_compile(const char *pattern, pcre2_code **out, char *why, size_t 
 		dlp_nomem();
 	pcre2_set_max_pattern_length(cctx, DLP_PATTERN_MAX);
 	pcre2_set_parens_nest_limit(cctx, 64);
-	code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, DLP_COMPILE_OPTIONS,
-	    &err, &erroff, cctx);
+	/* NFC, as the text will be (see the header); invalid UTF-8 is the compiler's to refuse. */
+	if (utf8proc_map((const utf8proc_uint8_t *)pattern, (utf8proc_ssize_t)strlen(pattern),
+	    &nfc, UTF8PROC_STABLE | UTF8PROC_COMPOSE) < 0)
+		nfc = NULL;
+	code = pcre2_compile(nfc != NULL ? (PCRE2_SPTR)nfc : (PCRE2_SPTR)pattern,
+	    PCRE2_ZERO_TERMINATED, DLP_COMPILE_OPTIONS, &err, &erroff, cctx);
+	free(nfc);
 	pcre2_compile_context_free(cctx);
 	if (code == NULL) {
 		PCRE2_UCHAR msg[160];
@@ -399,6 +416,8 @@ bool dlp_ruleset_is_jit(const struct dlp_ruleset *rs)
 struct dlp_scan {
 	const struct dlp_ruleset *rs;
 	pcre2_match_data *md;
+	char *pend;           /* text waiting for NFC: DLP_NFC_SLICE bytes */
+	size_t plen;
 	char *buf;            /* the window: DLP_WINDOW bytes */
 	size_t len;
 	bool notbol;          /* the window no longer starts where the text does */
@@ -417,6 +436,7 @@ struct dlp_scan *dlp_scan_new(const struct dlp_ruleset *rs)
 	s->rs = rs;
 	if ((s->md = pcre2_match_data_create(1, NULL)) == NULL)
 		dlp_nomem();
+	s->pend = xmalloc(DLP_NFC_SLICE);
 	s->buf = xmalloc(DLP_WINDOW);
 	s->pos = xcalloc(n, sizeof *s->pos);
 	s->count = xcalloc(n, sizeof *s->count);
@@ -431,6 +451,7 @@ void dlp_scan_free(struct dlp_scan *s)
 	if (s == NULL)
 		return;
 	pcre2_match_data_free(s->md);
+	free(s->pend);
 	free(s->buf);
 	free(s->pos);
 	free(s->count);
@@ -547,10 +568,9 @@ static void dlp_scan_window(struct dlp_scan *s)
 		s->pos[i] = (s->pos[i] > keep ? s->pos[i] : keep) - ctx;
 }
 
-void dlp_scan_text(struct dlp_scan *s, const char *utf8, size_t len)
+/* Normalized text into the window, searching it whenever it fills. */
+static void dlp_scan_window_add(struct dlp_scan *s, const char *utf8, size_t len)
 {
-	if (s->rs->n == 0)
-		return;
 	while (len > 0) {
 		size_t room = DLP_WINDOW - s->len, k;
 
@@ -566,8 +586,115 @@ void dlp_scan_text(struct dlp_scan *s, const char *utf8, size_t len)
 	}
 }
 
+/*
+ * Where the waiting text may be cut for NFC: before its last ASCII byte,
+ * else before its last character of combining class 0; all of it when
+ * there is neither (no starter to wait for).
+ */
+static size_t dlp_nfc_cut(const char *p, size_t len)
+{
+	size_t i = len;
+
+	while (i > 0 && (unsigned char)p[i - 1] >= 0x80)
+		i--;
+	if (i > 1)
+		return i - 1;
+	for (i = len; i > 1; i--) {
+		utf8proc_int32_t cp;
+
+		if (((unsigned char)p[i - 1] & 0xC0) == 0x80)
+			continue;
+		if (utf8proc_iterate((const utf8proc_uint8_t *)p + i - 1,
+		    (utf8proc_ssize_t)(len - i + 1), &cp) > 0 &&
+		    utf8proc_get_property(cp)->combining_class == 0)
+			return i - 1;
+	}
+	return len;
+}
+
+/*
+ * Whether p is already NFC for certain because every character is in
+ * U+0000-U+02FF, U+1E00-U+1EFF (Latin Extended Additional: Vietnamese
+ * precomposed) or U+2010-U+2027 (dashes, quotes, ellipsis): none of
+ * those has NFC_Quick_Check No or Maybe (Unicode
+ * DerivedNormalizationProps.txt), so none changes or composes with what
+ * precedes it. Most Vietnamese text is such; utf8proc_map is then
+ * skipped, which is most of the cost of normalizing.
+ */
+bool dlp__nfc_is_quick(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+
+		if (c < 0x80)
+			continue;
+		if (c >= 0xC2 && c <= 0xCB && i + 1 < n) {          /* U+0080-U+02FF */
+			i += 1;
+			continue;
+		}
+		if (c == 0xE1 && i + 2 < n && ((unsigned char)p[i + 1] == 0xB8 ||
+		    (unsigned char)p[i + 1] == 0xB9 || (unsigned char)p[i + 1] == 0xBA ||
+		    (unsigned char)p[i + 1] == 0xBB)) {                /* U+1E00-U+1EFF */
+			i += 2;
+			continue;
+		}
+		if (c == 0xE2 && i + 2 < n && (unsigned char)p[i + 1] == 0x80 &&
+		    (unsigned char)p[i + 2] >= 0x90 && (unsigned char)p[i + 2] <= 0xA7) {
+			i += 2;                                     /* U+2010-U+2027 */
+			continue;
+		}
+		return false;
+	}
+	return true;
+}
+
+/* The first n waiting bytes, in NFC, into the window. */
+static void dlp_scan_nfc(struct dlp_scan *s, size_t n)
+{
+	utf8proc_uint8_t *nfc = NULL;
+	utf8proc_ssize_t m;
+
+	if (n == 0)
+		return;
+	if (dlp__nfc_is_quick(s->pend, n)) {
+		dlp_scan_window_add(s, s->pend, n);
+		memmove(s->pend, s->pend + n, s->plen - n);
+		s->plen -= n;
+		return;
+	}
+	m = utf8proc_map((const utf8proc_uint8_t *)s->pend, (utf8proc_ssize_t)n, &nfc,
+	    UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+	if (m >= 0)
+		dlp_scan_window_add(s, (const char *)nfc, (size_t)m);
+	else
+		dlp_scan_window_add(s, s->pend, n);
+	free(nfc);
+	memmove(s->pend, s->pend + n, s->plen - n);
+	s->plen -= n;
+}
+
+void dlp_scan_text(struct dlp_scan *s, const char *utf8, size_t len)
+{
+	if (s->rs->n == 0)
+		return;
+	while (len > 0) {
+		size_t k = DLP_NFC_SLICE - s->plen;
+
+		if (k == 0) {
+			dlp_scan_nfc(s, dlp_nfc_cut(s->pend, s->plen));
+			continue;
+		}
+		k = len < k ? len : k;
+		memcpy(s->pend + s->plen, utf8, k);
+		s->plen += k;
+		utf8 += k;
+		len -= k;
+	}
+}
+
 void dlp_scan_text_end(struct dlp_scan *s)
 {
+	dlp_scan_nfc(s, s->plen);
 	for (size_t i = 0; i < s->rs->n; i++)
 		if (!s->stopped[i] && s->len > 0)
 			dlp_scan_rule(s, i, s->len, true);

@@ -171,4 +171,10 @@ unsigned dlp_scan_count(const struct dlp_scan *scan, size_t i);
 struct queue_txn;
 int dlp_ruleset_for_tenant(struct queue_txn *txn, const char *tenant,
     struct dlp_ruleset **out, char *why, size_t whylen);
+
+/*
+ * For the tests: whether utf8 (n bytes) is NFC for certain by the ranges
+ * of its characters, so normalizing it is skipped (dlp.c).
+ */
+bool dlp__nfc_is_quick(const char *utf8, size_t n);
 #endif

@@ -4,7 +4,8 @@
  * at every byte position and across the window boundary, the built-in
  * CCCD and card matchers (positives and negatives), a catastrophic
  * backtracking pattern stopped by the match limit, Vietnamese text
- * matched case-insensitively, file names, invalid UTF-8, and the
+ * matched case-insensitively, decomposed text and patterns (NFC), file
+ * names, invalid UTF-8, and the
  * refusals of dlp_pattern_check; and the rules as tenant policy keys
  * (queue/tenancy.h): parsing and normalizing a value, the additive
  * inheritance of queue_policy_dlp_rules, and dlp_ruleset_for_tenant
@@ -20,6 +21,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <utf8proc.h>
 
 #include "common/xmalloc.h"
 #include "policy/dlp.h"
@@ -428,6 +431,73 @@ END_TEST
 
 /* ---------------------------------------------------------- Vietnamese */
 
+#define DLP_NFC_TEST_SLICE 4096   /* dlp.c's DLP_NFC_SLICE */
+
+/*
+ * NFC: decomposed Vietnamese (base letter + combining marks) matches a
+ * pattern written precomposed, and a decomposed pattern matches
+ * precomposed text; also when the decomposed word straddles the NFC
+ * slice and a filler without ASCII comes before it.
+ */
+START_TEST(test_nfc)
+{
+	/* "mật" as m, a, U+0323 (dot below), U+0302 (circumflex), t. */
+	static const char dec[] = "m" "a\xcc\xa3\xcc\x82" "t";
+	static const struct {
+		const char *label;
+		const char *pattern;
+		const char *text;
+		unsigned count;
+	} cases[] = {
+		{ "decomposed text", "(?i)tối mật", "TỐI M" "A\xcc\xa3\xcc\x82" "T", 1 },
+		{ "decomposed pattern", "m" "a\xcc\xa3\xcc\x82" "t", "bí mật", 1 },
+		{ "marks in the other order", "mật", "m" "a\xcc\x82\xcc\xa3" "t", 1 },
+		{ "another letter", "mật", "m" "a\xcc\x82" "t", 0 },
+	};
+	struct dlp_rule_def d = { "r", "(?i)\\bmật\\b", DLP_BUILTIN_NONE, DLP_ACTION_TAG, 1 };
+	struct dlp_ruleset *rs;
+	char *text = xmalloc(3 * DLP_NFC_TEST_SLICE);
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct dlp_rule_def c = { "r", cases[i].pattern, DLP_BUILTIN_NONE, DLP_ACTION_TAG,
+			1 };
+		unsigned n = td_count_one(&c, cases[i].text);
+
+		ck_assert_msg(n == cases[i].count, "%s: counted %u", cases[i].label, n);
+	}
+	rs = td_rules(&d, 1);
+	for (size_t off = DLP_NFC_TEST_SLICE - 12; off <= DLP_NFC_TEST_SLICE + 2; off++) {
+		for (size_t piece = 7; piece <= 7 * DLP_NFC_TEST_SLICE; piece *= DLP_NFC_TEST_SLICE) {
+			struct dlp_scan *s = dlp_scan_new(rs);
+			struct dlp_result res;
+			size_t i = 0, len;
+
+			/* "Đ" (2 bytes) and one "ậ" (3) when odd: exactly off bytes, no ASCII. */
+			if (off % 2 == 1) {
+				memcpy(text, "\xe1\xba\xad", 3);
+				i = 3;
+			}
+			for (; i < off; i += 2)
+				memcpy(text + i, "\xc4\x90", 2);
+			text[i++] = ' ';
+			memcpy(text + i, dec, sizeof dec - 1);
+			i += sizeof dec - 1;
+			text[i++] = ' ';
+			len = i;
+			for (i = 0; i < len; i += piece)
+				dlp_scan_text(s, text + i, len - i < piece ? len - i : piece);
+			ck_assert_int_eq(dlp_scan_result(s, &res), DLP_OK);
+			ck_assert_msg(dlp_scan_count(s, 0) == 1, "offset %zu, pieces of %zu: %u", off,
+			    piece, dlp_scan_count(s, 0));
+			dlp_scan_free(s);
+		}
+	}
+	dlp_ruleset_free(rs);
+	free(text);
+}
+END_TEST
+
+
 START_TEST(test_vietnamese_caseless)
 {
 	static const struct {
@@ -742,6 +812,46 @@ START_TEST(test_policy_inheritance)
 }
 END_TEST
 
+/*
+ * The ranges whose text skips normalization are NFC for certain: every
+ * character there is unchanged by NFC and of combining class 0 (and the
+ * Unicode data says none composes with what precedes it); characters
+ * just outside them take the slow path.
+ */
+START_TEST(test_nfc_quick_ranges)
+{
+	static const struct { utf8proc_int32_t lo, hi; } quick[] = {
+		{ 0x0001, 0x02FF }, { 0x1E00, 0x1EFF }, { 0x2010, 0x2027 },
+	};
+	static const utf8proc_int32_t slow[] = { 0x0300, 0x0301, 0x0323, 0x0340, 0x1DFF,
+		0x1F00, 0x2000, 0x2001, 0x200F, 0x2028, 0x212B, 0x1161, 0xAC00 };
+
+	for (size_t r = 0; r < sizeof quick / sizeof quick[0]; r++) {
+		for (utf8proc_int32_t cp = quick[r].lo; cp <= quick[r].hi; cp++) {
+			utf8proc_uint8_t in[8], *out = NULL;
+			utf8proc_ssize_t n = utf8proc_encode_char(cp, in), m;
+
+			m = utf8proc_map(in, n, &out, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+			ck_assert_msg(m == n && memcmp(in, out, (size_t)n) == 0, "U+%04X changes", cp);
+			free(out);
+			ck_assert_msg(utf8proc_get_property(cp)->combining_class == 0,
+			    "U+%04X combines", cp);
+			ck_assert_msg(dlp__nfc_is_quick((const char *)in, (size_t)n), "U+%04X slow", cp);
+		}
+	}
+	for (size_t i = 0; i < sizeof slow / sizeof slow[0]; i++) {
+		utf8proc_uint8_t in[8];
+		utf8proc_ssize_t n = utf8proc_encode_char(slow[i], in);
+
+		ck_assert_msg(!dlp__nfc_is_quick((const char *)in, (size_t)n), "U+%04X quick",
+		    slow[i]);
+	}
+	/* A character cut short is not quick (left to utf8proc). */
+	ck_assert(!dlp__nfc_is_quick("\xe1\xbb", 2));
+	ck_assert(dlp__nfc_is_quick("Tối mật – “Đ”…", strlen("Tối mật – “Đ”…")));
+}
+END_TEST
+
 static Suite *td_suite(void)
 {
 	Suite *s = suite_create("dlp");
@@ -758,6 +868,8 @@ static Suite *td_suite(void)
 	tcase_add_test(tc, test_catastrophic_backtracking);
 	tcase_add_test(tc, test_invalid_utf8);
 	tcase_add_test(tc, test_vietnamese_caseless);
+	tcase_add_test(tc, test_nfc);
+	tcase_add_test(tc, test_nfc_quick_ranges);
 	tcase_add_test(tc, test_file_names);
 	tcase_add_test(tc, test_pattern_check);
 	tcase_add_test(tc, test_rule_refusals);
