@@ -41,6 +41,7 @@
 #include "config.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,6 +202,7 @@ struct dlp_rule {
 };
 
 struct dlp_ruleset {
+	atomic_uint refs;       /* dlp_ruleset_ref / dlp_ruleset_free */
 	struct dlp_rule *rules;
 	size_t n;
 	bool jit;
@@ -317,9 +319,18 @@ int dlp_pattern_check(const char *pattern, char *why, size_t whylen)
 	return rc;
 }
 
+struct dlp_ruleset *dlp_ruleset_ref(const struct dlp_ruleset *crs)
+{
+	/* Shared read-only; only the count changes, atomically. */
+	struct dlp_ruleset *rs = (struct dlp_ruleset *)crs;
+
+	atomic_fetch_add(&rs->refs, 1);
+	return rs;
+}
+
 void dlp_ruleset_free(struct dlp_ruleset *rs)
 {
-	if (rs == NULL)
+	if (rs == NULL || atomic_fetch_sub(&rs->refs, 1) > 1)
 		return;
 	for (size_t i = 0; i < rs->n; i++) {
 		free(rs->rules[i].name);
@@ -384,6 +395,7 @@ int dlp_ruleset_new(const struct dlp_rule_def *defs, size_t n, struct dlp_rulese
 		return DLP_E_RULE;
 	}
 	rs = xcalloc(1, sizeof *rs);
+	atomic_init(&rs->refs, 1);
 	rs->rules = xcalloc(n + 1, sizeof *rs->rules);
 	rs->mctx = dlp_match_context();
 	rs->jit = true;

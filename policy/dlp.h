@@ -115,6 +115,12 @@ struct dlp_ruleset;
  */
 int dlp_ruleset_new(const struct dlp_rule_def *defs, size_t n, struct dlp_ruleset **out,
     char *why, size_t whylen);
+/*
+ * A rule set is reference-counted: dlp_ruleset_new gives one reference,
+ * dlp_ruleset_ref another (any thread), dlp_ruleset_free drops one and
+ * frees at the last (NULL is fine).
+ */
+struct dlp_ruleset *dlp_ruleset_ref(const struct dlp_ruleset *rs);
 void dlp_ruleset_free(struct dlp_ruleset *rs);
 size_t dlp_ruleset_count(const struct dlp_ruleset *rs);
 /* Whether the rules were JIT-compiled (informational: both paths are limited). */
@@ -170,6 +176,25 @@ unsigned dlp_scan_count(const struct dlp_scan *scan, size_t i);
  */
 struct queue_txn;
 int dlp_ruleset_for_tenant(struct queue_txn *txn, const char *tenant,
+    struct dlp_ruleset **out, char *why, size_t whylen);
+
+/*
+ * Compiling (and JIT-compiling) rules costs far more than reading their
+ * texts, so the content check keeps a cache: per tenant, the compiled
+ * set and the exact texts it was compiled from (every rule's source,
+ * name and value: exact, not a hash a tenant could collide). Each call
+ * reads the texts in the caller's read txn and compiles again only when
+ * they differ, so a `policy set` takes effect on the next message. At
+ * most DLP_CACHE_TENANTS tenants; the least recently used goes.
+ * dlp_cache_get gives a reference (dlp_ruleset_free it after the scan);
+ * errors as dlp_ruleset_for_tenant. Thread-safe (one mutex, not held
+ * while reading the store or compiling).
+ */
+#define DLP_CACHE_TENANTS 256
+struct dlp_cache;
+struct dlp_cache *dlp_cache_new(void);
+void dlp_cache_free(struct dlp_cache *cache);
+int dlp_cache_get(struct dlp_cache *cache, struct queue_txn *txn, const char *tenant,
     struct dlp_ruleset **out, char *why, size_t whylen);
 
 /*

@@ -8,8 +8,9 @@
  * names, invalid UTF-8, and the
  * refusals of dlp_pattern_check; and the rules as tenant policy keys
  * (queue/tenancy.h): parsing and normalizing a value, the additive
- * inheritance of queue_policy_dlp_rules, and dlp_ruleset_for_tenant
- * scanning with a city's and a ward's rules.
+ * inheritance of queue_policy_dlp_rules, dlp_ruleset_for_tenant
+ * scanning with a city's and a ward's rules, and the cache of compiled
+ * sets following a change.
  */
 #include "config.h"
 
@@ -725,7 +726,8 @@ START_TEST(test_policy_inheritance)
 	struct queue_store *store = NULL;
 	struct queue_txn *t;
 	struct queue_dlp_rule *rules;
-	struct dlp_ruleset *rs;
+	struct dlp_ruleset *rs, *rs2;
+	struct dlp_cache *cache;
 	struct dlp_scan *s;
 	struct dlp_result res;
 	char *owner = NULL;
@@ -786,6 +788,13 @@ START_TEST(test_policy_inheritance)
 	ck_assert_int_eq(dlp_ruleset_for_tenant(t, NULL, &rs, why, sizeof why), 0);
 	ck_assert_uint_eq(dlp_ruleset_count(rs), 0);
 	dlp_ruleset_free(rs);
+	/* The cache: the same texts give the same compiled set. */
+	cache = dlp_cache_new();
+	ck_assert_int_eq(dlp_cache_get(cache, t, "street", &rs, why, sizeof why), 0);
+	ck_assert_int_eq(dlp_cache_get(cache, t, "street", &rs2, why, sizeof why), 0);
+	ck_assert_ptr_eq(rs, rs2);
+	ck_assert_uint_eq(dlp_ruleset_count(rs), 3);
+	dlp_ruleset_free(rs2);
 	queue_txn_abort(t);
 
 	/* The ward's own rule goes; the city's stay. */
@@ -795,6 +804,18 @@ START_TEST(test_policy_inheritance)
 	ck_assert_int_eq(queue_policy_dlp_rules(t, "street", &rules, &n), 0);
 	ck_assert_uint_eq(n, 2);
 	queue_policy_dlp_free(rules, n);
+	/* Changed texts: compiled again; the reference taken before stays usable. */
+	ck_assert_int_eq(dlp_cache_get(cache, t, "street", &rs2, why, sizeof why), 0);
+	ck_assert_ptr_ne(rs, rs2);
+	ck_assert_uint_eq(dlp_ruleset_count(rs2), 2);
+	s = dlp_scan_new(rs);
+	dlp_scan_text(s, "4111111111111111", 16);
+	ck_assert_int_eq(dlp_scan_result(s, &res), DLP_OK);
+	ck_assert_uint_eq(res.nhits, 1);
+	dlp_scan_free(s);
+	dlp_ruleset_free(rs);
+	dlp_ruleset_free(rs2);
+	dlp_cache_free(cache);
 	/* At most TENANCY_DLP_RULES_PER_TENANT own rules; replacing one is fine. */
 	for (int i = 0; i < TENANCY_DLP_RULES_PER_TENANT; i++) {
 		char key[32];
