@@ -3,8 +3,10 @@
  * (policy/dlp.h says what and why; this file says how).
  *
  * Entry points: dlp_pattern_check (a tenant's pattern, when it is set),
- * dlp_ruleset_new/free (compile once), dlp_scan_new/text/text_end/name/
- * result/free (one message), dlp_action_* and dlp_builtin_* (the words).
+ * dlp_ruleset_new/ref/free (compile once, share by reference),
+ * dlp_scan_new/text/text_end/name/result/free (one message),
+ * dlp_action_* and dlp_builtin_* (the words); dlp__nfc_is_quick for the
+ * tests. dlp_tenant.c reads a tenant's rules and caches compiled sets.
  *
  * How a scan works: text is copied into a window of DLP_WINDOW bytes.
  * When the window is full, every rule searches it from where its last

@@ -19,6 +19,10 @@
  * depth limit and a heap limit; crossing one stops that rule for the
  * rest of the message and is reported (DLP_E_LIMIT), never a hang.
  *
+ * Text and patterns are matched in Unicode NFC (utf8proc): a word typed
+ * with combining marks matches the precomposed pattern and the reverse.
+ * Case is as the pattern says: (?i) for any case.
+ *
  * Streaming: text comes in pieces of any size. The scan copies them into
  * a window of DLP_WINDOW bytes and searches it when full, so memory is
  * fixed whatever the message (the whole text is never held). A match may
