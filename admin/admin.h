@@ -10,10 +10,13 @@
  * transaction with its audit record (in the daemon, through its writer
  * thread: io->writer), and prints.
  *
- * libadmin (admin/, one file per noun) depends on queue/ and common/
- * only: relay/ links it for the control socket, admin-cli/ (govrelayctl:
- * main, the terminal, the password prompt) links it for the CLI, and it
- * includes neither (relay -> {policy, admin} -> queue -> common).
+ * libadmin (admin/, one file per noun) depends on queue/ and common/,
+ * and on one pure function of policy/: dlp_pattern_check, so that `policy
+ * set` refuses a DLP pattern the matcher would not compile (one owner of
+ * that rule). relay/ links it for the control socket, admin-cli/
+ * (govrelayctl: main, the terminal, the password prompt) links it for the
+ * CLI, and it includes neither (relay -> {policy, admin} -> queue ->
+ * common).
  */
 #include <stdbool.h>
 #include <stdio.h>

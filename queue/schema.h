@@ -114,10 +114,14 @@
  *   u8   flags (bit 0 locked, bit 1 locked_out; other bits must be 0)
  *   u32  failures    i64 last_failure (unix ms, 0)    i64 created
  *
- * policies    key: TENANT + 0x00 + KEY (a name of tenancy_policy_keys[])
+ * policies    key: TENANT + 0x00 + KEY (a name of tenancy_policy_keys[],
+ *             or "dlp_rule." + a rule name: a DLP rule, queue/tenancy.h)
  *             value: the normalized value text (tenancy_policy_normalize),
  *             raw bytes with no length prefix, no NUL and no version
  *             byte, at most TENANCY_POLICY_VALUE_MAX bytes
+ *             (TENANCY_DLP_VALUE_MAX for a DLP rule: "action=A
+ *             threshold=N pattern=P" or "... builtin=B"; never with an
+ *             exemption marker, rules being additive)
  *   Only a tenant's own settings are stored; inheritance is computed on
  *   read. Deleting a tenant deletes its range.
  *             key: TENANT + 0x00 + KEY + 0x00 + "exempt", value "1": the

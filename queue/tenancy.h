@@ -148,8 +148,9 @@ int queue_user_may_send_as(struct queue_txn *txn, const char *user, const char *
 /* ----------------------------------------------------------------- policy */
 
 /* WORD: one of the key's words (lowercase; any case accepted on input). */
+/* DLP_RULE: a "dlp_rule.NAME" key (below, "DLP rules"). */
 enum tenancy_policy_type { TENANCY_POLICY_SIZE, TENANCY_POLICY_COUNT, TENANCY_POLICY_BOOL,
-	TENANCY_POLICY_WORD };
+	TENANCY_POLICY_WORD, TENANCY_POLICY_DLP_RULE };
 
 struct tenancy_policy_key {
 	const char *name;
@@ -264,5 +265,80 @@ int queue_operator_walk(struct queue_txn *txn, queue_operator_walk_cb *cb, void 
 int queue_tenant_of_domain(struct queue_txn *txn, const char *domain, char **tenant);
 /* Tenant owning the domain of address (fresh string), or -ENOENT. */
 int queue_tenant_of_address(struct queue_txn *txn, const char *address, char **tenant);
+
+/* -------------------------------------------------------------- DLP rules */
+
+/*
+ * A tenant's DLP rules (issue 11) are policy keys of a family:
+ *
+ *   policy set TENANT dlp_rule.NAME 'action=reject threshold=3 pattern=REGEX'
+ *   policy set TENANT dlp_rule.NAME 'action=quarantine threshold=5 builtin=cccd'
+ *   policy unset TENANT dlp_rule.NAME
+ *
+ * NAME is [a-z0-9][a-z0-9_-]{0,63}. In the value, action= (reject,
+ * quarantine, tag) is required, threshold= (1..1000) defaults to 1, and
+ * the last field is either pattern= (PCRE2, the rest of the value
+ * verbatim, spaces included, at most TENANCY_DLP_PATTERN_MAX bytes) or
+ * builtin= (cccd, card: policy/dlp.h). Stored normalized: "action=A
+ * threshold=N pattern=P" or "action=A threshold=N builtin=B".
+ *
+ * Inheritance is additive: a tenant's effective rules are its own and
+ * every ancestor's (queue_policy_dlp_rules), so a descendant may add
+ * rules but can neither remove an ancestor's (it is not its setting) nor
+ * loosen one (a same-named rule would not replace it; admin/policy.c
+ * refuses the name so that no one believes otherwise). A built-in
+ * matcher is off until a rule names it. queue_policy_effective and
+ * queue_policy_ceiling read one rule by its full key like any key (the
+ * builtin value is "").
+ *
+ * Whether a pattern compiles is policy/dlp.c's to say (dlp_pattern_check,
+ * which admin/policy.c calls before storing); this layer checks the
+ * value's form only.
+ */
+#define TENANCY_DLP_PREFIX "dlp_rule."
+#define TENANCY_DLP_NAME_MAX 64
+#define TENANCY_DLP_PATTERN_MAX 1000
+#define TENANCY_DLP_VALUE_MAX 1100      /* longest normalized rule value */
+#define TENANCY_DLP_THRESHOLD_MAX 1000
+#define TENANCY_DLP_RULES_PER_TENANT 20 /* own rules of one tenant */
+
+/* The actions, strongest first, and the built-in matchers (NULL-terminated). */
+extern const char *const tenancy_dlp_actions[];
+extern const char *const tenancy_dlp_builtins[];
+/* key is "dlp_rule." followed by a valid rule name. */
+bool tenancy_dlp_key_is(const char *key);
+
+struct queue_dlp_rule {
+	char *name;          /* NAME of dlp_rule.NAME */
+	char *source;        /* the tenant that set it */
+	char *value;         /* normalized text */
+	char action[16];     /* one of tenancy_dlp_actions */
+	unsigned threshold;
+	char builtin[8];     /* one of tenancy_dlp_builtins, or "" */
+	char *pattern;       /* NULL for a builtin */
+};
+
+/*
+ * Parses a rule value into out (name, source and value left NULL;
+ * pattern fresh). 0 or -EINVAL with why naming the field.
+ */
+int tenancy_dlp_parse(const char *value, struct queue_dlp_rule *out, char *why, size_t whylen);
+/*
+ * The effective rules of tenant: every ancestor's, from the root down,
+ * then its own, each in name order (fresh array; free with
+ * queue_policy_dlp_free). -ENOENT (no such tenant), -ELOOP, -EBADMSG (a
+ * stored value does not parse).
+ */
+int queue_policy_dlp_rules(struct queue_txn *txn, const char *tenant,
+    struct queue_dlp_rule **out, size_t *n);
+void queue_policy_dlp_free(struct queue_dlp_rule *rules, size_t n);
+/* How many rules tenant sets itself. */
+int queue_policy_dlp_count_own(struct queue_txn *txn, const char *tenant, size_t *n);
+/*
+ * The nearest tenant strictly above tenant that sets key (a dlp_rule.NAME
+ * key), fresh in *owner; -ENOENT when none does.
+ */
+int queue_policy_dlp_owner(struct queue_txn *txn, const char *tenant, const char *key,
+    char **owner);
 
 #endif

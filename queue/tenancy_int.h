@@ -87,4 +87,12 @@ int tenancy__parent_of(struct queue_txn *txn, const char *id, char **parent);
 int tenancy__operator_decode(const MDB_val *k, const MDB_val *v,
     struct queue_operator **out);
 
+/* ---------------------------------------------------- tenancy_dlp.c */
+
+/* The row of every "dlp_rule.NAME" key (tenancy_policy_key_find). */
+extern const struct tenancy_policy_key tenancy__dlp_rule_key;
+/* A DLP rule value in its normal form (queue/tenancy.h): 0 or -EINVAL with why. */
+int tenancy__dlp_normalize(const char *value, char *out, size_t outlen, char *why,
+    size_t whylen);
+
 #endif

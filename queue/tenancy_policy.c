@@ -41,7 +41,8 @@
 #include "queue/tenancy.h"
 #include "queue/tenancy_int.h"
 
-#define TENANCY_POLICY_KEY_MAX (TENANCY_ID_MAX + 1 + 64)
+/* TENANT + 0x00 + KEY; "dlp_rule." + a 64-byte rule name is the longest KEY. */
+#define TENANCY_POLICY_KEY_MAX (TENANCY_ID_MAX + 1 + 80)
 #define TENANCY_POLICY_SIZE_MAX (UINT64_C(1) << 40)
 #define TENANCY_POLICY_COUNT_MAX UINT64_C(1000000000)
 
@@ -80,6 +81,9 @@ const struct tenancy_policy_key *tenancy_policy_key_find(const char *name)
 		if (strcmp(k->name, name) == 0)
 			return k;
 	}
+	/* The family of DLP rules, "dlp_rule.NAME" (tenancy_dlp.c). */
+	if (tenancy_dlp_key_is(name))
+		return &tenancy__dlp_rule_key;
 	return NULL;
 }
 
@@ -255,6 +259,8 @@ int tenancy_policy_normalize(const struct tenancy_policy_key *key, const char *v
 		n = snprintf(out, outlen, "%s", key->words[i]);
 		break;
 	}
+	case TENANCY_POLICY_DLP_RULE:
+		return tenancy__dlp_normalize(value, out, outlen, why, whylen);
 	default:
 		return tenancy__fail(why, whylen, -EINVAL, "%s: unknown type", key->name);
 	}
@@ -350,7 +356,8 @@ int queue_policy_set(struct queue_txn *txn, const char *tenant, const char *key,
     const char *value)
 {
 	char *cv = NULL, *cs = NULL;
-	char dbkey[TENANCY_POLICY_KEY_MAX], norm[TENANCY_POLICY_VALUE_MAX + 1];
+	char dbkey[TENANCY_POLICY_KEY_MAX], norm[TENANCY_DLP_VALUE_MAX + 1];
+	const struct tenancy_policy_key *pk = tenancy_policy_key_find(key);
 	struct queue_tenant *t;
 	size_t klen;
 	int rc;
@@ -368,9 +375,24 @@ int queue_policy_set(struct queue_txn *txn, const char *tenant, const char *key,
 			return rc;
 		return tenancy_policy_exempt_set(txn, tenant, key, false);
 	}
-	if ((rc = tenancy_policy_normalize(tenancy_policy_key_find(key), value, norm,
-	    sizeof norm, NULL, 0)) < 0)
+	if ((rc = tenancy_policy_normalize(pk, value, norm, sizeof norm, NULL, 0)) < 0)
 		return rc;
+	/*
+	 * A DLP rule has no ceiling to be exempt from (rules are additive,
+	 * tenancy.h), but a tenant's own rules are counted.
+	 */
+	if (pk->type == TENANCY_POLICY_DLP_RULE) {
+		size_t own = 0;
+		char *old = NULL;
+
+		if ((rc = queue_policy_dlp_count_own(txn, tenant, &own)) < 0)
+			return rc;
+		rc = queue_policy_get(txn, tenant, key, &old);
+		free(old);
+		if (rc == -ENOENT && own >= TENANCY_DLP_RULES_PER_TENANT)
+			return -ENOSPC;
+		return tenancy__raw_put(txn, TENANCY_DB_POLICIES, dbkey, klen, norm, strlen(norm));
+	}
 	/*
 	 * Looser than the ceiling: only root and the daemon's user get here
 	 * with such a value (admin/policy.c refuses it to the others), so it
@@ -393,13 +415,22 @@ int queue_policy_set(struct queue_txn *txn, const char *tenant, const char *key,
 static int tenancy_policy_load(struct queue_txn *txn, const char *dbkey, size_t klen,
     char **value)
 {
+	/* The key's name follows TENANT + 0x00 in dbkey (not NUL-terminated). */
+	size_t tl = strnlen(dbkey, klen), max = TENANCY_POLICY_VALUE_MAX;
+	char name[TENANCY_POLICY_KEY_MAX + 1];
 	MDB_val v;
 	int rc;
+
+	if (tl < klen) {
+		str_copyn(name, dbkey + tl + 1, klen - tl - 1, sizeof name);
+		if (tenancy_dlp_key_is(name))
+			max = TENANCY_DLP_VALUE_MAX;
+	}
 
 	*value = NULL;
 	if ((rc = tenancy__raw_get(txn, TENANCY_DB_POLICIES, dbkey, klen, &v)) < 0)
 		return rc;
-	if (v.mv_size == 0 || v.mv_size > TENANCY_POLICY_VALUE_MAX ||
+	if (v.mv_size == 0 || v.mv_size > max ||
 	    memchr(v.mv_data, '\0', v.mv_size) != NULL)
 		return -EBADMSG;
 	*value = xstrndup(v.mv_data, v.mv_size);
