@@ -128,6 +128,8 @@
 	X(dkim_sign, BOOL, "yes", 0, 0, 0, \
 	  "Sign mail leaving through submission, submissions or a trusted agency server on mx with the DKIM keys of its From: domain (govrelayctl dkim keygen); a domain without keys is not signed.") \
 	X(dkim_verify, BOOL, "yes", 0, 0, 0, \
-	  "Verify the DKIM signatures of mail received on mx listeners (every signature, keys looked up through dns_server); the results go to the Authentication-Results header and the audit record. no: not verified, no dkim= result.")
+	  "Verify the DKIM signatures of mail received on mx listeners (every signature, keys looked up through dns_server); the results go to the Authentication-Results header and the audit record. no: not verified, no dkim= result.") \
+	X(content_scan, BOOL, "yes", 0, 0, 0, \
+	  "Read every message as its reader would see it before the 250, on every listener: MIME structure limits (554 5.6.0) and state-secret markings (Mat, Toi mat, Tuyet mat: tenant policy classified_action and classified_min_level). no turns both off, an emergency switch that govrelayd warns about at start; read at startup only.")
 
 #endif

@@ -28,7 +28,7 @@
 #define TENANCY_ALIAS_TARGETS_MAX 1000
 #define TENANCY_ALIAS_DEPTH_MAX 8     /* levels queue_alias_expand follows */
 #define TENANCY_UNIX_USER_MAX 32
-#define TENANCY_POLICY_VALUE_MAX 32   /* longest normalized policy value */
+#define TENANCY_POLICY_VALUE_MAX 256  /* longest normalized policy value (an address) */
 
 /* ---------------------------------------------------------------- tenants */
 
@@ -149,8 +149,9 @@ int queue_user_may_send_as(struct queue_txn *txn, const char *user, const char *
 
 /* WORD: one of the key's words (lowercase; any case accepted on input). */
 /* DLP_RULE: a "dlp_rule.NAME" key (below, "DLP rules"). */
+/* ADDRESS: a canonical mail address (common/addr.h), or "none". */
 enum tenancy_policy_type { TENANCY_POLICY_SIZE, TENANCY_POLICY_COUNT, TENANCY_POLICY_BOOL,
-	TENANCY_POLICY_WORD, TENANCY_POLICY_DLP_RULE };
+	TENANCY_POLICY_WORD, TENANCY_POLICY_DLP_RULE, TENANCY_POLICY_ADDRESS };
 
 struct tenancy_policy_key {
 	const char *name;

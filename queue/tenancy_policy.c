@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/addr.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "queue/queue.h"
@@ -55,6 +56,16 @@
  */
 /* spf_fail_action: what an SPF fail of a stranger's domain does to mail for the tenant. */
 static const char *const tenancy_spf_fail_words[] = { "reject", "tag", NULL };
+/*
+ * classified_action and classified_min_level: what a state-secret marking
+ * (Mật, Tối mật, Tuyệt mật) does to the tenant's mail, from which level.
+ * The words are in tightening order for the ceiling rule: refusing is
+ * tighter than keeping the message for the security team, and a lower
+ * level catches more.
+ */
+static const char *const tenancy_classified_action_words[] = { "reject", "quarantine", NULL };
+static const char *const tenancy_classified_level_words[] = { "mat", "toi-mat", "tuyet-mat",
+	NULL };
 
 const struct tenancy_policy_key tenancy_policy_keys[] = {
 	{ "max_message_size", TENANCY_POLICY_SIZE, "26214400",
@@ -70,6 +81,16 @@ const struct tenancy_policy_key tenancy_policy_keys[] = {
 	{ "spf_fail_action", TENANCY_POLICY_WORD, "reject",
 		"SPF fail for a sender domain not ours: reject (550 5.7.23) or tag "
 		"(accept, the headers say fail)", tenancy_spf_fail_words },
+	{ "classified_action", TENANCY_POLICY_WORD, "reject",
+		"a message marked as a state secret: reject (550 5.7.1) or quarantine (kept "
+		"for the security team)", tenancy_classified_action_words },
+	{ "classified_min_level", TENANCY_POLICY_WORD, "mat",
+		"the lowest state-secret level acted on: mat (Mật), toi-mat (Tối mật) or "
+		"tuyet-mat (Tuyệt mật)", tenancy_classified_level_words },
+	{ "security_contact", TENANCY_POLICY_ADDRESS, "none",
+		"the address of the tenant's security team: a notice goes there when mail "
+		"concerning the tenant (or a tenant below it) is refused as a state secret; "
+		"none for no notice", NULL },
 	{ NULL, TENANCY_POLICY_COUNT, NULL, NULL, NULL },
 };
 
@@ -99,6 +120,12 @@ enum tenancy_policy_order {
 	TENANCY_ORDER_NO,            /* "no" is tighter than "yes" */
 	TENANCY_ORDER_YES,           /* "yes" is tighter than "no" */
 	TENANCY_ORDER_WORDS,         /* a word earlier in the key's list is tighter */
+	/*
+	 * No value is looser than another: each tenant names its own, and
+	 * an ancestor's still holds for the subtree (security_contact: the
+	 * notice goes to every contact up the tree).
+	 */
+	TENANCY_ORDER_ANY,
 };
 
 static const struct {
@@ -111,6 +138,9 @@ static const struct {
 	{ "allow_external", TENANCY_ORDER_NO },
 	{ "require_tls_outbound", TENANCY_ORDER_YES },
 	{ "spf_fail_action", TENANCY_ORDER_WORDS },     /* reject is tighter than tag */
+	{ "classified_action", TENANCY_ORDER_WORDS },   /* reject, then quarantine */
+	{ "classified_min_level", TENANCY_ORDER_WORDS },  /* mat catches the most */
+	{ "security_contact", TENANCY_ORDER_ANY },
 };
 
 static enum tenancy_policy_order tenancy_policy_order_of(const struct tenancy_policy_key *key)
@@ -166,6 +196,8 @@ int tenancy_policy_compare(const struct tenancy_policy_key *key, const char *a, 
 			return -1;
 		return ia < ib ? -1 : ia > ib ? 1 : 0;
 	}
+	case TENANCY_ORDER_ANY:
+		return 0;
 	default:
 		return 1;
 	}
@@ -250,13 +282,34 @@ int tenancy_policy_normalize(const struct tenancy_policy_key *key, const char *v
 		break;
 	case TENANCY_POLICY_WORD: {
 		long i = tenancy_word_index(key, value);
+		char list[128] = "";
 
-		if (i < 0)
-			return tenancy__fail(why, whylen, -EINVAL, "%s: '%s' is not one of: %s%s%s",
-			    key->name, tenancy__shown(value, shown), key->words[0],
-			    key->words[1] != NULL ? ", " : "",
-			    key->words[1] != NULL ? key->words[1] : "");
+		if (i < 0) {
+			for (size_t w = 0; key->words[w] != NULL; w++) {
+				size_t at = strlen(list);
+
+				snprintf(list + at, sizeof list - at, "%s%s", w > 0 ? ", " : "",
+				    key->words[w]);
+			}
+			return tenancy__fail(why, whylen, -EINVAL, "%s: '%s' is not one of: %s",
+			    key->name, tenancy__shown(value, shown), list);
+		}
 		n = snprintf(out, outlen, "%s", key->words[i]);
+		break;
+	}
+	case TENANCY_POLICY_ADDRESS: {
+		char canon[ADDR_MAX + 1];
+		const char *bad = NULL;
+
+		if (str_ieq(value, "none")) {
+			n = snprintf(out, outlen, "none");
+			break;
+		}
+		if (addr_canon(value, canon, sizeof canon, &bad) < 0)
+			return tenancy__fail(why, whylen, -EINVAL,
+			    "%s: '%s' is not a mail address (local@domain) or none: %s", key->name,
+			    tenancy__shown(value, shown), bad != NULL ? bad : "invalid");
+		n = snprintf(out, outlen, "%s", canon);
 		break;
 	}
 	case TENANCY_POLICY_DLP_RULE:

@@ -53,6 +53,7 @@ from compare import BASELINE, baseline_target, combine_runs, fmt_rate, latency_p
 from cputime import (Cgroup, cpu_how, cpu_proc_seconds, cpu_report_text,  # noqa: E402
                      cpu_result, cpu_sample, cpu_tree_seconds, fmt_cpu)
 import authbench  # noqa: E402
+import contentbench  # noqa: E402
 import importload  # noqa: E402
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -1025,6 +1026,7 @@ def report(info, results, lat, hwm, idle, started, elapsed, args, extra=None):
     L = report_header(info, started, elapsed, args)
     L.extend(report_throughput(by, results, info, args))
     L.extend((extra or {}).get("auth") or [])
+    L.extend((extra or {}).get("content") or [])
     L.append("## govrelay: latency, memory, idle sessions")
     L.append("")
     L.append("| measure | value |")
@@ -1113,7 +1115,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", type=int, default=1, help="divide every count by N")
     ap.add_argument("--only", default="",
-                    help="comma list: throughput,auth,latency,idle,import")
+                    help="comma list: throughput,auth,content,latency,idle,import")
     ap.add_argument("--baseline-govrelayd", default="",
                     help="another build's govrelayd, run side by side with this one")
     ap.add_argument("--baseline-govrelayctl", default="")
@@ -1135,6 +1137,7 @@ def main():
     gv = pf = base = None
     results = []
     auth_results, auth_lines = [], []
+    content_results, content_lines = [], []
     lat = lat_base = None
     hwm = hwm_base = None
     idle = None
@@ -1153,12 +1156,14 @@ def main():
             info["cpu"][base.name] = cpu_how(base)
         if not only or "throughput" in only:
             results = throughput_phase(procs, args, sink, direct, gv, base, pf)
+        ctx = argparse.Namespace(procs=procs, args=args, sink=sink, plain=plain,
+                                 Govrelay=Govrelay, Direct=Direct, run_case=run_case,
+                                 combine_runs=combine_runs, free_port=free_port,
+                                 bench_cmd=bench_cmd, wait_until=wait_until)
         if not only or "auth" in only:
-            ctx = argparse.Namespace(procs=procs, args=args, sink=sink, plain=plain,
-                                     Govrelay=Govrelay, Direct=Direct, run_case=run_case,
-                                     combine_runs=combine_runs, free_port=free_port,
-                                     bench_cmd=bench_cmd, wait_until=wait_until)
             auth_results, auth_lines = authbench.auth_phase(ctx)
+        if not only or "content" in only:
+            content_results, content_lines = contentbench.content_phase(ctx)
         pf.stop()
         if not only or "latency" in only:
             best = max([r["rate"] for r in results
@@ -1187,7 +1192,8 @@ def main():
         sink.stop()
         plain.stop()
     elapsed = time.monotonic() - t_start
-    extra = {"lat_base": lat_base, "hwm_base": hwm_base, "imp": imp, "auth": auth_lines}
+    extra = {"lat_base": lat_base, "hwm_base": hwm_base, "imp": imp, "auth": auth_lines,
+             "content": content_lines}
     text = report(info, results, lat, hwm, idle, started, elapsed, args, extra)
     print(text)
     with open(args.out, "w") as f:
@@ -1195,7 +1201,8 @@ def main():
     with open(os.path.join(args.tmp, "results.json"), "w") as f:
         json.dump({"results": results, "latency": lat, "hwm_kb": hwm, "idle": idle,
                    "latency_baseline": lat_base, "hwm_baseline_kb": hwm_base,
-                   "import": imp, "auth": auth_results, "info": info}, f, indent=1)
+                   "import": imp, "auth": auth_results, "content": content_results,
+                   "info": info}, f, indent=1)
     log("report written to %s (%.0f s)" % (args.out, elapsed))
     return 0
 

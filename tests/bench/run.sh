@@ -11,7 +11,7 @@
 # (BENCH_OUT=FILE to write elsewhere).
 #
 # KEEP_BENCH=1 keeps the temp dir; BENCH_QUICK=N divides every message
-# count by N (a trial run, not for comparison); BENCH_ONLY=throughput,auth,
+# count by N (a trial run, not for comparison); BENCH_ONLY=throughput,auth,content,
 # latency,idle,import runs a subset. BENCH_BASELINE=DIR runs DIR/govrelayd (and
 # DIR/govrelayctl), another build folder, e.g. one of an older commit,
 # side by side with this build in every throughput case and the latency

@@ -323,6 +323,14 @@ static const struct td_cmp_case {
 	{ "spf_fail_action", "reject", "tag", -1 },
 	{ "spf_fail_action", "tag", "reject", 1 },
 	{ "spf_fail_action", "tag", "tag", 0 },
+	{ "classified_action", "reject", "quarantine", -1 },
+	{ "classified_action", "quarantine", "reject", 1 },
+	{ "classified_min_level", "mat", "toi-mat", -1 },   /* mat catches the most */
+	{ "classified_min_level", "tuyet-mat", "toi-mat", 1 },
+	{ "classified_min_level", "toi-mat", "toi-mat", 0 },
+	/* Each tenant names its own contact; an ancestor's is not a ceiling. */
+	{ "security_contact", "a@city.example", "b@ward.example", 0 },
+	{ "security_contact", "none", "b@ward.example", 0 },
 };
 
 START_TEST(test_policy_compare)
@@ -340,11 +348,13 @@ END_TEST
 START_TEST(test_policy_every_key_ordered)
 {
 	for (const struct tenancy_policy_key *k = tenancy_policy_keys; k->name != NULL; k++) {
-		char a[64], b[64], why[128];
+		char a[TENANCY_POLICY_VALUE_MAX + 1], b[TENANCY_POLICY_VALUE_MAX + 1], why[256];
 		const char *lo = k->type == TENANCY_POLICY_BOOL ? "no" :
-		    k->type == TENANCY_POLICY_WORD ? k->words[0] : "1";
+		    k->type == TENANCY_POLICY_WORD ? k->words[0] :
+		    k->type == TENANCY_POLICY_ADDRESS ? "a@city.example" : "1";
 		const char *hi = k->type == TENANCY_POLICY_BOOL ? "yes" :
-		    k->type == TENANCY_POLICY_WORD ? k->words[1] : "2";
+		    k->type == TENANCY_POLICY_WORD ? k->words[1] :
+		    k->type == TENANCY_POLICY_ADDRESS ? "b@city.example" : "2";
 
 		ck_assert_int_eq(tenancy_policy_normalize(k, lo, a, sizeof a, why, sizeof why), 0);
 		ck_assert_int_eq(tenancy_policy_normalize(k, hi, b, sizeof b, why, sizeof why), 0);

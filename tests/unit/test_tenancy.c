@@ -325,6 +325,14 @@ static const struct {
 	{ "bool maybe", "require_tls_outbound", "maybe", NULL },
 	{ "bool y", "require_tls_outbound", "y", NULL },
 	{ "bool 2", "require_tls_outbound", "2", NULL },
+	{ "word upper", "classified_min_level", "TOI-MAT", "toi-mat" },
+	{ "word third", "classified_min_level", "tuyet-mat", "tuyet-mat" },
+	{ "word unknown", "classified_min_level", "secret", NULL },
+	{ "word action", "classified_action", "Quarantine", "quarantine" },
+	{ "address", "security_contact", "Bao.Mat@City.Example", "bao.mat@city.example" },
+	{ "address none", "security_contact", "NONE", "none" },
+	{ "address no domain", "security_contact", "baomat", NULL },
+	{ "address literal", "security_contact", "a@[192.0.2.1]", NULL },
 };
 
 START_TEST(test_policy_normalize)
@@ -360,13 +368,16 @@ START_TEST(test_policy_normalize)
 		ck_assert_str_eq(out, k->builtin);
 		ck_assert_ptr_eq(tenancy_policy_key_find(k->name), k);
 	}
-	ck_assert_uint_eq(nkeys, 6);
+	ck_assert_uint_eq(nkeys, 9);
 	ck_assert_str_eq(tenancy_policy_key_find("max_message_size")->builtin, "26214400");
 	ck_assert_str_eq(tenancy_policy_key_find("max_recipients")->builtin, "100");
 	ck_assert_str_eq(tenancy_policy_key_find("messages_per_hour")->builtin, "0");
 	ck_assert_str_eq(tenancy_policy_key_find("allow_external")->builtin, "yes");
 	ck_assert_str_eq(tenancy_policy_key_find("require_tls_outbound")->builtin, "no");
 	ck_assert_str_eq(tenancy_policy_key_find("spf_fail_action")->builtin, "reject");
+	ck_assert_str_eq(tenancy_policy_key_find("classified_action")->builtin, "reject");
+	ck_assert_str_eq(tenancy_policy_key_find("classified_min_level")->builtin, "mat");
+	ck_assert_str_eq(tenancy_policy_key_find("security_contact")->builtin, "none");
 	ck_assert_ptr_null(tenancy_policy_key_find("max_size"));
 	ck_assert_ptr_null(tenancy_policy_key_find(NULL));
 	ck_assert_int_eq(tenancy_policy_normalize(NULL, "1", out, sizeof out, why, sizeof why),

@@ -1,0 +1,834 @@
+/*
+ * stage_content: what a message shows its reader, checked before the 250
+ * (issue 11): its MIME structure and its state-secret markings. The body
+ * hook feeds the MIME walker (policy/mime.h) as DATA streams in; each
+ * part's header fields (Subject:, SIO-Label:), file name and text (in
+ * UTF-8, HTML reduced to its text) go to the classification finder
+ * (policy/classify.h) at once, in fixed memory. Attached documents (DOCX,
+ * ODT, PDF, recognised by their first bytes) are kept and read on the
+ * thread pool at end of data (policy/doctext.h), since a document's text
+ * needs the whole file. The DATA run decides:
+ *   - a MIME limit crossed or a structure two readers would read
+ *     differently: 554 5.6.0, saying which;
+ *   - a marking at or above classified_min_level of an agency the
+ *     message concerns (the sender's and every recipient's; the strictest
+ *     wins): 550 5.7.1 in Vietnamese then English, and a "classified"
+ *     audit record with the level and where it was found, or the
+ *     quarantine when every such agency says classified_action=quarantine.
+ *
+ * Entry points (policy/checks.c): stage_content_run (RCPT: which agencies;
+ * DATA: the verdict), stage_content_tx_new, _body, _tx_free.
+ * OWNERSHIP: the per-message state is reference counted: the transaction
+ * holds one reference, a document read in flight another, so the state
+ * outlives whichever ends first; tx_free detaches it from the transaction.
+ * THREADS: everything on the loop thread but sc_docs_work, which reads
+ * only the documents (the loop does not touch them meanwhile).
+ * ERRORS: a store read that fails is a tempfail (451 4.3.0); a document
+ * that cannot be read is not a verdict (its kind is noted), since its
+ * reader would not see a stamp in it either.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "policy/check.h"
+#include "policy/classify.h"
+#include "policy/doctext.h"
+#include "policy/mime.h"
+#include "queue/queue.h"
+#include "queue/tenancy.h"
+
+policy_check_new_fn stage_content_new;
+policy_check_free_fn stage_content_free;
+policy_check_run_fn stage_content_run;
+policy_check_tx_new_fn stage_content_tx_new;
+policy_check_body_fn stage_content_body;
+policy_check_tx_free_fn stage_content_tx_free;
+
+/* How much of a part is looked at to recognise a document (%PDF may follow junk). */
+#define SC_SNIFF_MAX 1024
+/* Time for all the documents of one message; the row's timeout is larger. */
+#define SC_DOCS_MS 20000
+#define SC_FOUND_IN_MAX 200
+
+/* An attached document kept for its text. */
+struct sc_doc {
+	char *name;                /* the part's file name, or "part N" */
+	struct buf data;
+	enum classify_level level; /* what its text says (the pool's result) */
+	int status;                /* doctext_extract's */
+	enum doctext_kind kind;
+};
+
+/* text/html reduced to the text a reader sees, line by line (no layout). */
+enum sc_html_state { SC_HTML_TEXT, SC_HTML_TAG, SC_HTML_ENTITY };
+struct sc_html {
+	enum sc_html_state state;
+	char tag[16];              /* the tag's first characters: <br>, </p> end lines */
+	size_t ntag;
+	char entity[12];
+	size_t nentity;
+};
+
+struct sc_tx {
+	unsigned refs;
+	const struct stage_content *st;
+	bool detached;             /* the transaction is gone */
+	struct policy_tx *tx;
+	struct policy *p;
+	struct mime_walker *walker;
+	int mime_err;
+	/* The strongest marking so far and where. */
+	enum classify_level level;
+	enum classify_where where;
+	char found_in[SC_FOUND_IN_MAX];
+	/* The leaf part being read. */
+	struct mime_text *conv;
+	struct classify_text *ct;
+	bool html;
+	struct sc_html hs;
+	bool sniffing;             /* a non-text part: a document? */
+	struct sc_doc *doc;        /* being kept */
+	char sniff[SC_SNIFF_MAX];
+	size_t nsniff;
+	const char *part_name;     /* borrowed from the walker for the part */
+	unsigned part_index;
+	struct sc_doc *docs;
+	size_t ndocs;
+	/* Agencies the recipients belong to (RCPT stage). */
+	char **tenants;
+	size_t ntenants;
+	char *sender_tenant;       /* the sender's agency (DATA stage), or NULL */
+	/*
+	 * The DATA run waiting for the documents, and what it needs of the
+	 * request: copied, since a row that times out lets the session end
+	 * before the documents are read.
+	 */
+	struct policy_call *call;
+	char *auth_user;
+	char *sender;
+	bool client_trusted;
+	char session_id[64];
+	uv_work_t work;
+};
+
+/* The row's state: whether the check is on (content_scan), our name. */
+struct stage_content {
+	bool enabled;
+	char hostname[256];
+};
+
+static const char sc_rule_mime[] = "mime";
+static const char sc_rule_classified[] = "classified";
+
+static void sc_free(struct sc_tx *t)
+{
+	mime_free(t->walker);
+	mime_text_free(t->conv);
+	classify_text_free(t->ct);
+	for (size_t i = 0; i < t->ndocs; i++) {
+		free(t->docs[i].name);
+		buf_free(&t->docs[i].data);
+	}
+	free(t->docs);
+	for (size_t i = 0; i < t->ntenants; i++)
+		free(t->tenants[i]);
+	free(t->tenants);
+	free(t->sender_tenant);
+	free(t->auth_user);
+	free(t->sender);
+	free(t);
+}
+
+static void sc_unref(struct sc_tx *t)
+{
+	if (--t->refs == 0)
+		sc_free(t);
+}
+
+/* A marking found: the highest level wins, the first place it was seen names it. */
+static void sc_found(struct sc_tx *t, enum classify_level level, enum classify_where where,
+    const char *in)
+{
+	if (level <= t->level)
+		return;
+	t->level = level;
+	t->where = where;
+	str_copy(t->found_in, in != NULL ? in : "", sizeof t->found_in);
+}
+
+/* ------------------------------------------------------------- text */
+
+static void sc_text_line_break(struct sc_tx *t)
+{
+	classify_text_feed(t->ct, "\n", 1);
+}
+
+/* An HTML entity's text: the few a stamp may be written with, and numbers. */
+static void sc_html_entity(struct sc_tx *t)
+{
+	char utf8[8];
+	size_t n = 0;
+	struct sc_html *h = &t->hs;
+
+	h->entity[h->nentity] = '\0';
+	if (h->entity[0] == '#') {
+		unsigned long cp = h->entity[1] == 'x' || h->entity[1] == 'X' ?
+		    strtoul(h->entity + 2, NULL, 16) : strtoul(h->entity + 1, NULL, 10);
+
+		if (cp > 0 && cp < 0x110000 && (cp < 0xD800 || cp > 0xDFFF)) {
+			if (cp < 0x80) {
+				utf8[n++] = (char)cp;
+			} else if (cp < 0x800) {
+				utf8[n++] = (char)(0xC0 | (cp >> 6));
+				utf8[n++] = (char)(0x80 | (cp & 0x3F));
+			} else if (cp < 0x10000) {
+				utf8[n++] = (char)(0xE0 | (cp >> 12));
+				utf8[n++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+				utf8[n++] = (char)(0x80 | (cp & 0x3F));
+			} else {
+				utf8[n++] = (char)(0xF0 | (cp >> 18));
+				utf8[n++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+				utf8[n++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+				utf8[n++] = (char)(0x80 | (cp & 0x3F));
+			}
+		}
+	} else if (strcmp(h->entity, "nbsp") == 0) {
+		utf8[n++] = ' ';
+	} else if (strcmp(h->entity, "amp") == 0) {
+		utf8[n++] = '&';
+	} else if (strcmp(h->entity, "lt") == 0) {
+		utf8[n++] = '<';
+	} else if (strcmp(h->entity, "gt") == 0) {
+		utf8[n++] = '>';
+	} else if (strcmp(h->entity, "quot") == 0) {
+		utf8[n++] = '"';
+	}
+	if (n > 0)
+		classify_text_feed(t->ct, utf8, n);
+}
+
+/* Tags that end a line where a reader sees one (a stamp is a line of its own). */
+static bool sc_html_tag_breaks(const char *tag)
+{
+	static const char *const breaks[] = { "br", "/p", "p", "/div", "div", "/h", "h",
+		"/tr", "tr", "/li", "li", "/td", "td", "/title", "hr", NULL };
+
+	for (size_t i = 0; breaks[i] != NULL; i++) {
+		size_t n = strlen(breaks[i]);
+
+		if (strncasecmp(tag, breaks[i], n) == 0 &&
+		    (tag[n] == '\0' || tag[n] == ' ' || tag[n] == '/' || tag[n] == '>' ||
+		    (breaks[i][n - 1] == 'h' && tag[n] >= '1' && tag[n] <= '6')))
+			return true;
+	}
+	return false;
+}
+
+static void sc_html_feed(struct sc_tx *t, const char *s, size_t len)
+{
+	struct sc_html *h = &t->hs;
+	size_t run = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+
+		switch (h->state) {
+		case SC_HTML_TEXT:
+			if (c != '<' && c != '&') {
+				run++;
+				continue;
+			}
+			if (run > 0)
+				classify_text_feed(t->ct, s + i - run, run);
+			run = 0;
+			h->state = c == '<' ? SC_HTML_TAG : SC_HTML_ENTITY;
+			h->ntag = h->nentity = 0;
+			break;
+		case SC_HTML_TAG:
+			if (c == '>') {
+				h->tag[h->ntag] = '\0';
+				if (sc_html_tag_breaks(h->tag))
+					sc_text_line_break(t);
+				h->state = SC_HTML_TEXT;
+			} else if (h->ntag < sizeof h->tag - 1) {
+				h->tag[h->ntag++] = c;
+			}
+			break;
+		case SC_HTML_ENTITY:
+			if (c == ';' || h->nentity == sizeof h->entity - 1) {
+				sc_html_entity(t);
+				h->state = SC_HTML_TEXT;
+			} else {
+				h->entity[h->nentity++] = c;
+			}
+			break;
+		}
+	}
+	if (run > 0)
+		classify_text_feed(t->ct, s + len - run, run);
+}
+
+/* The part's text, in UTF-8, from the charset converter. */
+static void sc_text_out(void *arg, const char *utf8, size_t len)
+{
+	struct sc_tx *t = arg;
+
+	if (t->html)
+		sc_html_feed(t, utf8, len);
+	else
+		classify_text_feed(t->ct, utf8, len);
+}
+
+/* -------------------------------------------------------- documents */
+
+static void sc_doc_keep(struct sc_tx *t)
+{
+	char name[64];
+
+	t->docs = xreallocarray(t->docs, t->ndocs + 1, sizeof *t->docs);
+	t->doc = &t->docs[t->ndocs++];
+	memset(t->doc, 0, sizeof *t->doc);
+	buf_init(&t->doc->data);
+	if (t->part_name != NULL) {
+		t->doc->name = xstrdup(t->part_name);
+	} else {
+		snprintf(name, sizeof name, "part %u", t->part_index);
+		t->doc->name = xstrdup(name);
+	}
+	buf_append(&t->doc->data, t->sniff, t->nsniff);
+}
+
+/* Is what the part began with a document whose text we can read? */
+static bool sc_doc_looks_like(const char *s, size_t len)
+{
+	if (len >= 4 && memcmp(s, "PK\x03\x04", 4) == 0)
+		return true;   /* a zip: DOCX or ODT, decided by doctext_kind_of */
+	return memmem(s, len, "%PDF-", 5) != NULL;
+}
+
+static void sc_sniff(struct sc_tx *t, const char *data, size_t len)
+{
+	size_t take = len < SC_SNIFF_MAX - t->nsniff ? len : SC_SNIFF_MAX - t->nsniff;
+
+	memcpy(t->sniff + t->nsniff, data, take);
+	t->nsniff += take;
+	if (t->nsniff < SC_SNIFF_MAX && !(t->nsniff >= 4 && memcmp(t->sniff, "PK", 2) == 0))
+		return;
+	t->sniffing = false;
+	if (!sc_doc_looks_like(t->sniff, t->nsniff))
+		return;
+	sc_doc_keep(t);
+	buf_append(&t->doc->data, data + take, len - take);
+}
+
+/* ------------------------------------------------------ MIME events */
+
+static void sc_mime_header(void *arg, const struct mime_part *part, const char *name,
+    const char *value, size_t len)
+{
+	struct sc_tx *t = arg;
+	char decoded[1024], in[32];
+	size_t n;
+
+	snprintf(in, sizeof in, "part %u", part->index);
+	if (strcasecmp(name, "Subject") == 0) {
+		n = mime_decode_words(value, len, decoded, sizeof decoded);
+		sc_found(t, classify_subject(decoded, n), CLASSIFY_IN_SUBJECT,
+		    part->index == 0 ? "Subject" : in);
+	} else if (strcasecmp(name, "SIO-Label") == 0) {
+		sc_found(t, classify_sio_label(value, len), CLASSIFY_IN_SIO_LABEL,
+		    part->index == 0 ? "SIO-Label" : in);
+	}
+}
+
+static void sc_mime_begin(void *arg, const struct mime_part *part)
+{
+	struct sc_tx *t = arg;
+
+	if (part->filename != NULL)
+		sc_found(t, classify_filename(part->filename, strlen(part->filename)),
+		    CLASSIFY_IN_FILENAME, part->filename);
+	if (part->multipart || part->message)
+		return;
+	t->part_name = part->filename;
+	t->part_index = part->index;
+	if (strncmp(part->type, "text/", 5) == 0) {
+		t->conv = mime_text_new(part->charset);
+		t->ct = classify_text_new();
+		t->html = strcmp(part->type, "text/html") == 0;
+		memset(&t->hs, 0, sizeof t->hs);
+	} else {
+		t->sniffing = true;
+		t->nsniff = 0;
+	}
+}
+
+static void sc_mime_data(void *arg, const struct mime_part *part, const char *data, size_t len)
+{
+	struct sc_tx *t = arg;
+
+	(void)part;
+	if (t->ct != NULL) {
+		/* Past the lines where a stamp is typed, the text cannot change the answer. */
+		if (!classify_text_is_done(t->ct))
+			mime_text_feed(t->conv, data, len, sc_text_out, t);
+	} else if (t->doc != NULL) {
+		buf_append(&t->doc->data, data, len);
+	} else if (t->sniffing) {
+		sc_sniff(t, data, len);
+	}
+}
+
+static void sc_mime_end(void *arg, const struct mime_part *part)
+{
+	struct sc_tx *t = arg;
+	char in[32];
+
+	if (t->ct != NULL) {
+		mime_text_finish(t->conv, sc_text_out, t);
+		snprintf(in, sizeof in, "part %u", part->index);
+		sc_found(t, classify_text_level(t->ct), CLASSIFY_IN_TEXT,
+		    part->filename != NULL ? part->filename : in);
+		classify_text_free(t->ct);
+		mime_text_free(t->conv);
+		t->ct = NULL;
+		t->conv = NULL;
+	} else if (t->sniffing && t->nsniff > 0 && sc_doc_looks_like(t->sniff, t->nsniff)) {
+		sc_doc_keep(t);   /* a document shorter than the sniff window */
+	}
+	t->sniffing = false;
+	t->doc = NULL;
+	t->part_name = NULL;
+}
+
+/* ------------------------------------------------------ transaction */
+
+int stage_content_new(const struct config *cfg, void **state, char *err, size_t errlen)
+{
+	struct stage_content *st = xcalloc(1, sizeof *st);
+
+	(void)err;
+	(void)errlen;
+	st->enabled = cfg == NULL || cfg->content_scan;
+	str_copy(st->hostname, cfg != NULL && cfg->hostname != NULL && cfg->hostname[0] != '\0' ?
+	    cfg->hostname : "localhost", sizeof st->hostname);
+	if (!st->enabled)
+		log_warn(NULL, "content_scan = no: state-secret markings and MIME limits are "
+		    "not enforced");
+	*state = st;
+	return 0;
+}
+
+void stage_content_free(void *state)
+{
+	free(state);
+}
+
+void *stage_content_tx_new(void *state, struct policy_tx *tx)
+{
+	static const struct mime_callbacks cb = { sc_mime_header, sc_mime_begin, sc_mime_data,
+		sc_mime_end };
+	const struct stage_content *st = state;
+	struct sc_tx *t;
+
+	if (st != NULL && !st->enabled)
+		return NULL;
+	t = xcalloc(1, sizeof *t);
+	t->refs = 1;
+	t->st = st;
+	t->tx = tx;
+	t->p = policy_tx_policy(tx);
+	t->walker = mime_new(NULL, &cb, t);
+	return t;
+}
+
+void stage_content_body(void *txstate, const char *data, size_t len)
+{
+	struct sc_tx *t = txstate;
+
+	if (t->mime_err == 0)
+		t->mime_err = mime_feed(t->walker, data, len);
+}
+
+void stage_content_tx_free(void *txstate)
+{
+	struct sc_tx *t = txstate;
+
+	t->detached = true;
+	t->tx = NULL;
+	sc_unref(t);
+}
+
+/* -------------------------------------------------------- decisions */
+
+/* The recipient's agency, once per agency (the DATA stage reads their policy). */
+static void sc_rcpt(struct policy_call *call, const struct policy_request *req,
+    struct sc_tx *t)
+{
+	struct queue_txn *txn = NULL;
+	char *tenant = NULL;
+
+	if (req->rcpt_domain == NULL || req->rcpt_domain[0] == '\0' ||
+	    queue_txn_begin(policy_call_store(call), false, &txn) < 0)
+		return;
+	if (queue_tenant_of_domain(txn, req->rcpt_domain, &tenant) == 0 && tenant != NULL) {
+		for (size_t i = 0; i < t->ntenants; i++) {
+			if (strcmp(t->tenants[i], tenant) == 0) {
+				free(tenant);
+				tenant = NULL;
+				break;
+			}
+		}
+		if (tenant != NULL) {
+			t->tenants = xreallocarray(t->tenants, t->ntenants + 1, sizeof *t->tenants);
+			t->tenants[t->ntenants++] = tenant;
+		}
+	}
+	queue_txn_abort(txn);
+}
+
+/*
+ * The strictest classified_action and classified_min_level of the
+ * agencies the message concerns: the sender's (its user, or a trusted
+ * server's sender domain) and the recipients'. None of ours: the root's
+ * (builtin) values.
+ */
+static int sc_policy(struct policy_call *call, struct sc_tx *t, bool *quarantine,
+    enum classify_level *min_level)
+{
+	struct queue_txn *txn = NULL;
+	char word[TENANCY_POLICY_VALUE_MAX + 1];
+	enum classify_level lv;
+	bool any_reject = false;
+	size_t n = 0;
+	int rc;
+
+	*quarantine = false;
+	*min_level = CLASSIFY_TUYET_MAT;
+	rc = queue_txn_begin(policy_call_store(call), false, &txn);
+	if (rc < 0)
+		return rc;
+	free(t->sender_tenant);
+	t->sender_tenant = NULL;
+	if (t->auth_user != NULL)
+		(void)queue_tenant_of_address(txn, t->auth_user, &t->sender_tenant);
+	else if (t->client_trusted && t->sender != NULL && t->sender[0] != '\0')
+		(void)queue_tenant_of_address(txn, t->sender, &t->sender_tenant);
+	for (size_t i = 0; rc == 0 && i <= t->ntenants; i++) {
+		const char *tenant = i < t->ntenants ? t->tenants[i] : t->sender_tenant;
+
+		if (i == t->ntenants && (tenant == NULL && n > 0))
+			break;
+		n++;
+		rc = queue_policy_word(txn, tenant, "classified_action", word, sizeof word, NULL,
+		    0);
+		if (rc == 0 && strcmp(word, "quarantine") != 0)
+			any_reject = true;
+		if (rc == 0)
+			rc = queue_policy_word(txn, tenant, "classified_min_level", word,
+			    sizeof word, NULL, 0);
+		if (rc == 0 && classify_level_parse(word, &lv) && lv < *min_level)
+			*min_level = lv;
+	}
+	queue_txn_abort(txn);
+	*quarantine = !any_reject;
+	return rc;
+}
+
+/* A level's name in the reply: plain ASCII, as SMTP replies are (RFC 5321 4.2). */
+static const char *sc_level_ascii(enum classify_level level)
+{
+	switch (level) {
+	case CLASSIFY_MAT: return "MAT";
+	case CLASSIFY_TOI_MAT: return "TOI MAT";
+	case CLASSIFY_TUYET_MAT: return "TUYET MAT";
+	case CLASSIFY_NONE: break;
+	}
+	return "";
+}
+
+static char *sc_strdup(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+/* Most security contacts one notice goes to (the agencies and their ancestors). */
+#define SC_CONTACTS_MAX 32
+
+/*
+ * The security contacts of the agencies the message concerns and of
+ * each of their ancestors (the ward's team and the city's alike); each
+ * once. A store error leaves the list as far as it got: the refusal
+ * stands whatever the notices.
+ */
+static size_t sc_contacts(struct policy_call *call, const struct sc_tx *t,
+    char *out[SC_CONTACTS_MAX])
+{
+	struct queue_txn *txn = NULL;
+	size_t n = 0;
+
+	if (queue_txn_begin(policy_call_store(call), false, &txn) < 0)
+		return 0;
+	for (size_t i = 0; i <= t->ntenants; i++) {
+		char *tenant = sc_strdup(i < t->ntenants ? t->tenants[i] : t->sender_tenant);
+
+		/* TENANCY_DEPTH_MAX bounds a chain; 16 is beyond any the store keeps. */
+		for (unsigned depth = 0; tenant != NULL && depth < 16; depth++) {
+			struct queue_tenant *rec = NULL;
+			char *value = NULL;
+			bool seen = false;
+
+			if (queue_policy_get(txn, tenant, "security_contact", &value) == 0 &&
+			    strcmp(value, "none") != 0) {
+				for (size_t k = 0; k < n && !seen; k++)
+					seen = strcmp(out[k], value) == 0;
+				if (!seen && n < SC_CONTACTS_MAX) {
+					out[n++] = value;
+					value = NULL;
+				}
+			}
+			free(value);
+			if (queue_tenant_get(txn, tenant, &rec) < 0) {
+				free(tenant);
+				tenant = NULL;
+				break;
+			}
+			free(tenant);
+			tenant = sc_strdup(rec->parent);
+			queue_tenant_free(rec);
+		}
+		free(tenant);
+	}
+	queue_txn_abort(txn);
+	return n;
+}
+
+/* "=?UTF-8?B?...?=" of a short UTF-8 text (RFC 2047), for the notice's Subject. */
+static void sc_encoded_word(struct buf *b, const char *utf8)
+{
+	unsigned char enc[128];
+	size_t len = strlen(utf8);
+	int n;
+
+	if (len > 90)
+		len = 90;   /* 4 * ceil(90 / 3) = 120 characters fit enc */
+	n = EVP_EncodeBlock(enc, (const unsigned char *)utf8, (int)len);
+	buf_printf(b, "=?UTF-8?B?%.*s?=", n, (const char *)enc);
+}
+
+/*
+ * The notice to one security contact: who sent what to whom, the level
+ * and where it was found; never the message itself (it is the secret).
+ */
+static void sc_notice(struct sc_tx *t, const char *to, const char *qid, bool quarantine)
+{
+	struct buf m;
+	char date[64], when[64], rnd[9] = "";
+	const char *label = classify_level_label(t->level);
+	unsigned char r[4];
+
+	buf_init(&m);
+	time_format_rfc5322(time_now_ms(), date, sizeof date);
+	time_format_iso(time_now_ms(), when, sizeof when);
+	if (RAND_bytes(r, sizeof r) == 1)
+		snprintf(rnd, sizeof rnd, "%02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
+	buf_printf(&m, "From: \"govrelay\" <MAILER-DAEMON@%s>\r\nTo: <%s>\r\nSubject: ",
+	    t->st->hostname, to);
+	sc_encoded_word(&m, quarantine ? "Thư bị giữ lại: đánh dấu mật" :
+	    "Thư bị từ chối: đánh dấu mật");
+	buf_printf(&m, " [%s] (%s)\r\n", classify_level_name(t->level),
+	    quarantine ? "classified message quarantined" : "classified message refused");
+	buf_printf(&m, "Date: %s\r\nMessage-ID: <%s.%s.notice@%s>\r\n"
+	    "Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n"
+	    "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+	    date, qid, rnd, t->st->hostname);
+	buf_printf(&m, "Cổng thư điện tử công vụ đã %s một thư được đánh dấu độ mật "
+	    "\"%s\" (bí mật nhà nước).\r\n\r\n", quarantine ? "giữ lại (cách ly)" : "từ chối",
+	    label);
+	buf_printf(&m, "The official mail gateway %s a message marked as a state secret "
+	    "(%s).\r\n\r\n", quarantine ? "quarantined" : "refused", classify_level_name(t->level));
+	buf_printf(&m, "Thời gian / Time: %s\r\nMã / Queue id: %s\r\n"
+	    "Người gửi / Sender: <%s>\r\n", when, qid, t->sender != NULL ? t->sender : "");
+	if (t->auth_user != NULL)
+		buf_printf(&m, "Tài khoản / User: %s\r\n", t->auth_user);
+	buf_printf(&m, "Độ mật / Level: %s (%s)\r\nVị trí / Found in: %s: %s\r\n", label,
+	    classify_level_name(t->level), classify_where_name(t->where), t->found_in);
+	buf_printf(&m, "\r\nNội dung thư không kèm theo đây. The message itself is not "
+	    "attached; see govrelayctl audit search --queue-id %s%s.\r\n", qid,
+	    quarantine ? " and govrelayctl quarantine show" : "");
+	policy_tx_add_notice(t->tx, to, m.data, m.len);
+	buf_free(&m);
+}
+
+static void sc_classified(struct sc_tx *t, bool quarantine, struct verdict *v)
+{
+	const char *lv = sc_level_ascii(t->level);
+
+	if (!t->detached) {
+		policy_tx_note(t->tx, "classified", "%s", classify_level_name(t->level));
+		policy_tx_note(t->tx, "classified_where", "%s", classify_where_name(t->where));
+		policy_tx_note(t->tx, "classified_in", "%s", t->found_in);
+	}
+	if (quarantine) {
+		policy_verdict_set(v, VERDICT_QUARANTINE, 0, "", "marked as a state secret (%s): "
+		    "kept for the security team", classify_level_name(t->level));
+	} else {
+		/*
+		 * Vietnamese first, then English (INTERFACE.md). Vietnamese is
+		 * written without diacritics: a reply line is ASCII.
+		 */
+		policy_verdict_set(v, VERDICT_REJECT, 550, "5.7.1",
+		    "Thu bi tu choi: thu duoc danh dau do mat %s (bi mat nha nuoc).\n"
+		    "Tai lieu bi mat nha nuoc khong duoc gui qua thu dien tu cong vu; hay "
+		    "chuyen qua he thong co yeu hoac van thu mat theo quy dinh.\n"
+		    "Message refused: it is marked as a state secret (%s).\n"
+		    "State secrets may not travel by official e-mail; send it through the "
+		    "cipher (co yeu) network or the classified-document clerk, as the law "
+		    "requires.", lv, lv);
+		v->event = "classified";
+	}
+	v->rule = sc_rule_classified;
+}
+
+static void sc_decide(struct sc_tx *t, struct policy_call *call)
+{
+	struct verdict v;
+	enum classify_level min_level;
+	bool quarantine;
+	int rc;
+
+	policy_verdict_set(&v, VERDICT_CONTINUE, 0, "", "content checked");
+	if (t->mime_err != 0) {
+		policy_verdict_set(&v, VERDICT_REJECT, 554, "5.6.0", "Message refused: %s",
+		    mime_error_text(t->mime_err));
+		v.rule = sc_rule_mime;
+	} else if (t->level != CLASSIFY_NONE) {
+		rc = sc_policy(call, t, &quarantine, &min_level);
+		if (rc < 0) {
+			log_warn(t->session_id, "content: cannot read the classified policy: %s",
+			    queue_strerror(rc));
+			policy_verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.3.0",
+			    "Temporary policy failure, try again later");
+			v.rule = sc_rule_classified;
+		} else if (t->level >= min_level) {
+			sc_classified(t, quarantine, &v);
+			if (!t->detached) {
+				char *contacts[SC_CONTACTS_MAX];
+				size_t n = sc_contacts(call, t, contacts);
+
+				for (size_t i = 0; i < n; i++) {
+					sc_notice(t, contacts[i], t->session_id, quarantine);
+					free(contacts[i]);
+				}
+			}
+		} else if (!t->detached) {
+			/* Below the agencies' level: noted, so the security team can still see it. */
+			policy_tx_note(t->tx, "marking", "%s", classify_level_name(t->level));
+		}
+	}
+	policy_call_complete(call, &v);
+}
+
+static void sc_doc_text(void *arg, const char *utf8, size_t len)
+{
+	classify_text_feed(arg, utf8, len);
+}
+
+/* On the thread pool: each kept document's text, its first lines for a stamp. */
+static void sc_docs_work(uv_work_t *w)
+{
+	struct sc_tx *t = w->data;
+	uint64_t deadline = time_mono_ms() + SC_DOCS_MS;
+
+	for (size_t i = 0; i < t->ndocs; i++) {
+		struct sc_doc *d = &t->docs[i];
+		struct classify_text *ct;
+		uint64_t now = time_mono_ms();
+		struct doctext_limits lim = { 0, 0, 0 };
+
+		d->kind = doctext_kind_of(d->data.data, d->data.len);
+		if (d->kind == DOCTEXT_NONE || now >= deadline)
+			continue;
+		lim.timeout_ms = (unsigned)(deadline - now);
+		ct = classify_text_new();
+		d->status = doctext_extract(d->kind, d->data.data, d->data.len, &lim,
+		    sc_doc_text, ct);
+		d->level = classify_text_level(ct);
+		classify_text_free(ct);
+	}
+}
+
+static void sc_docs_done(uv_work_t *w, int status)
+{
+	struct sc_tx *t = w->data;
+	struct policy_call *call = t->call;
+
+	(void)status;   /* never cancelled */
+	t->call = NULL;
+	for (size_t i = 0; i < t->ndocs; i++) {
+		struct sc_doc *d = &t->docs[i];
+
+		sc_found(t, d->level, CLASSIFY_IN_DOCUMENT, d->name);
+		if (d->kind != DOCTEXT_NONE && d->status != DOCTEXT_OK && !t->detached)
+			policy_tx_note(t->tx, "document_unread", "%s (%s)", d->name,
+			    d->status == DOCTEXT_E_ENCRYPTED ? "encrypted" :
+			    d->status == DOCTEXT_E_LIMIT ? "over a limit" : "not readable");
+	}
+	sc_decide(t, call);
+	sc_unref(t);
+}
+
+void stage_content_run(struct policy_call *call, const struct policy_request *req,
+    void *state)
+{
+	struct sc_tx *t = policy_call_tx_state(call);
+	struct verdict v;
+	int rc;
+
+	(void)state;
+	policy_verdict_set(&v, VERDICT_CONTINUE, 0, "", "content checked");
+	if (t == NULL) {
+		policy_call_complete(call, &v);
+		return;
+	}
+	if (req->stage == POLICY_STAGE_RCPT) {
+		sc_rcpt(call, req, t);
+		policy_call_complete(call, &v);
+		return;
+	}
+	if (t->mime_err == 0)
+		t->mime_err = mime_finish(t->walker);
+	t->auth_user = req->auth_user != NULL ? xstrdup(req->auth_user) : NULL;
+	t->sender = req->sender != NULL ? xstrdup(req->sender) : NULL;
+	t->client_trusted = req->client_trusted;
+	str_copy(t->session_id, req->session_id != NULL ? req->session_id : "",
+	    sizeof t->session_id);
+	/* A marking found already, or nothing to read: decide now, on the loop. */
+	if (t->mime_err != 0 || t->level == CLASSIFY_TUYET_MAT || t->ndocs == 0) {
+		sc_decide(t, call);
+		return;
+	}
+	t->call = call;
+	t->work.data = t;
+	t->refs++;
+	rc = uv_queue_work(policy_call_loop(call), &t->work, sc_docs_work, sc_docs_done);
+	if (rc < 0) {
+		t->refs--;
+		t->call = NULL;
+		log_warn(req->session_id, "content: no worker for the documents: %s",
+		    uv_strerror(rc));
+		policy_verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.3.0",
+		    "Temporary failure reading the attachments, try again later");
+		policy_call_complete(call, &v);
+	}
+}

@@ -1,0 +1,75 @@
+"""
+Documents for the content tests and the content benchmark, made at run
+time (nothing binary is committed): a minimal DOCX (WordprocessingML in a
+zip) and a one-page PDF whose text any extractor reads back exactly.
+"""
+import io
+import zipfile
+
+
+def docx(paragraphs):
+    """A minimal WordprocessingML document with these paragraphs."""
+    ns = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    body = "".join("<w:p><w:r><w:t>%s</w:t></w:r></w:p>" % p for p in paragraphs)
+    doc = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+           '<w:document xmlns:w="%s"><w:body>%s</w:body></w:document>' % (ns, body))
+    types = ('<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.'
+             'openxmlformats.org/package/2006/content-types"><Default Extension="xml" '
+             'ContentType="application/xml"/><Override PartName="/word/document.xml" '
+             'ContentType="application/vnd.openxmlformats-officedocument.'
+             'wordprocessingml.document.main+xml"/></Types>')
+    rels = ('<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.'
+            'openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" '
+            'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+            'officeDocument" Target="word/document.xml"/></Relationships>')
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", types)
+        z.writestr("_rels/.rels", rels)
+        z.writestr("word/document.xml", doc)
+    return buf.getvalue()
+
+
+def pdf(lines):
+    """A one-page PDF whose text is lines (any Unicode in the BMP): a
+    Type0 font with Identity-H codes equal to the code points and a
+    ToUnicode map saying so, which is how a text extractor reads it."""
+    used = sorted({ord(c) for line in lines for c in line})
+    cmap = ("/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n"
+            "/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n"
+            "/CMapName /Adobe-Identity-UCS def /CMapType 2 def\n"
+            "1 begincodespacerange <0000> <FFFF> endcodespacerange\n"
+            "%d beginbfchar\n%s\nendbfchar\nendcmap\n"
+            "CMapName currentdict /CMap defineresource pop end end\n"
+            % (len(used), "\n".join("<%04X> <%04X>" % (u, u) for u in used)))
+    content = "".join("BT /F1 16 Tf 72 %d Td <%s> Tj ET\n"
+                      % (760 - 30 * i, "".join("%04X" % ord(c) for c in line))
+                      for i, line in enumerate(lines))
+    objs = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
+        "/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
+        "<< /Type /Font /Subtype /Type0 /BaseFont /ArialUnicode /Encoding /Identity-H "
+        "/DescendantFonts [6 0 R] /ToUnicode 7 0 R >>",
+        "<< /Length %d >>\nstream\n%sendstream" % (len(content), content),
+        "<< /Type /Font /Subtype /CIDFontType2 /BaseFont /ArialUnicode "
+        "/CIDSystemInfo << /Registry (Adobe) /Ordering (Identity) /Supplement 0 >> "
+        "/FontDescriptor 8 0 R /DW 600 >>",
+        "<< /Length %d >>\nstream\n%sendstream" % (len(cmap), cmap),
+        "<< /Type /FontDescriptor /FontName /ArialUnicode /Flags 32 "
+        "/FontBBox [0 -200 1000 900] /ItalicAngle 0 /Ascent 900 /Descent -200 "
+        "/CapHeight 700 /StemV 80 >>",
+    ]
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for i, o in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += ("%d 0 obj\n%s\nendobj\n" % (i, o)).encode("latin-1")
+    xref = len(out)
+    out += ("xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)).encode()
+    for off in offsets:
+        out += ("%010d 00000 n \n" % off).encode()
+    out += ("trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
+            % (len(objs) + 1, xref)).encode()
+    return out

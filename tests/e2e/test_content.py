@@ -1,0 +1,288 @@
+"""
+e2e: the content check (issue 11) through the real govrelayd: state-secret
+markings (Mật, Tối mật, Tuyệt mật) refused before the 250 wherever a
+reader would see them, ordinary prose that contains "mật" delivered, and
+the MIME structure limits. Covered:
+
+- a marking at the start of the Subject (UTF-8 bytes, RFC 2047 encoded,
+  without diacritics), in an RFC 7444 SIO-Label, as a stamp line of a
+  UTF-8 quoted-printable body, of a Windows-1258 body, of a base64 HTML
+  body, in an RFC 2231 file name, in the text of a DOCX and of a PDF
+  attachment: 550 5.7.1, Vietnamese lines first then English, nothing
+  delivered;
+- the `classified` audit record: level, where it was found, sender and
+  every recipient;
+- "mật khẩu", "bí mật kinh doanh", "mật ong", "mật độ", "thân mật" in a
+  Subject and a body: delivered;
+- classified_min_level of the recipient's agency: Mật below toi-mat is
+  delivered (and noted), Tối mật is not;
+- 500 nested multiparts and a duplicate boundary parameter: 554 5.6.0.
+"""
+import base64
+import json
+import os
+import sys
+import unicodedata
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from docfixtures import docx, pdf  # noqa: E402
+from harness import RelayTestCase, parse_json_lines, queued_id  # noqa: E402
+
+CITY = "city.org"
+WARD = "ward.org"
+SENDER = "vanthu@" + CITY
+
+
+# ------------------------------------------------------------- messages
+
+def cp1258(text):
+    """text in Windows-1258, as Vietnamese Windows wrote it: a base letter
+    (which may carry a circumflex, breve or horn) and a combining tone
+    mark when no single byte holds the whole letter."""
+    out = b""
+    tones = "\u0300\u0301\u0303\u0309\u0323"
+    for ch in unicodedata.normalize("NFC", text):
+        try:
+            out += ch.encode("cp1258")
+            continue
+        except UnicodeEncodeError:
+            pass
+        d = unicodedata.normalize("NFD", ch)
+        base = unicodedata.normalize("NFC", "".join(c for c in d if c not in tones))
+        tone = "".join(c for c in d if c in tones)
+        out += base.encode("cp1258") + tone.encode("cp1258")
+    return out
+
+
+def message(subject=b"Bao cao", body=b"Kinh gui anh chi.\r\n", headers=b"",
+            to="nhan@" + CITY):
+    if isinstance(subject, str):
+        subject = subject.encode()
+    return (b"From: Van thu <" + SENDER.encode() + b">\r\nTo: <" + to.encode() +
+            b">\r\nSubject: " + subject + b"\r\nMessage-ID: <m" +
+            os.urandom(6).hex().encode() + b"@city.org>\r\nMIME-Version: 1.0\r\n" +
+            headers + b"\r\n" + body)
+
+
+def multipart(parts, boundary="b0undary"):
+    """(headers, body) of a multipart/mixed over parts = [(headers, body)]."""
+    b = boundary.encode()
+    out = b"This is a multi-part message.\r\n"
+    for h, body in parts:
+        out += b"--" + b + b"\r\n" + h + b"\r\n" + body + b"\r\n"
+    out += b"--" + b + b"--\r\n"
+    return (b"Content-Type: multipart/mixed; boundary=\"" + b + b"\"\r\n", out)
+
+
+def attachment(name_header, content_type, data):
+    h = (b"Content-Type: " + content_type + b"\r\nContent-Transfer-Encoding: base64\r\n"
+         b"Content-Disposition: attachment; " + name_header + b"\r\n")
+    return (h, base64.encodebytes(data).replace(b"\n", b"\r\n"))
+
+
+LETTERHEAD = ("ỦY BAN NHÂN DÂN THÀNH PHỐ\r\nSỞ NỘI VỤ\r\n\r\n"
+              "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM\r\nĐộc lập - Tự do - Hạnh phúc\r\n\r\n")
+
+
+class ContentTest(RelayTestCase):
+    relay_options = {"trusted_networks": "127.0.0.1/32"}
+    with_sink = True
+    sink_domain = "unused.example"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        try:
+            r = cls.relay
+            r.ctl_ok("tenant", "add", "city", "--name", "City")
+            r.ctl_ok("tenant", "add", "ward", "--name", "Ward 1", "--parent", "city")
+            r.add_domain(CITY, cls.sink.route, tenant="city")
+            r.add_domain(WARD, cls.sink.route, tenant="ward")
+        except BaseException:
+            cls._cleanup_class()
+            raise
+
+    # ----------------------------------------------------------- helpers
+
+    def send(self, data, rcpts=("nhan@" + CITY,)):
+        c = harness.RawSMTP(self.relay.ports["mx"])
+        try:
+            return c.send_message(SENDER, list(rcpts), data)
+        finally:
+            c.close()
+
+    def assertClassified(self, data, level_ascii, rcpts=("nhan@" + CITY,)):
+        reply = self.send(data, rcpts)
+        self.assertEqual(reply.code, 550, reply.lines)
+        text = "\n".join(reply.lines)
+        self.assertTrue(all("5.7.1" in line for line in reply.lines), reply.lines)
+        self.assertGreaterEqual(len(reply.lines), 4, reply.lines)
+        # Vietnamese first, then English, each naming the level.
+        self.assertIn("Thu bi tu choi", reply.lines[0])
+        self.assertIn("do mat %s" % level_ascii, reply.lines[0])
+        self.assertIn("state secret (%s)" % level_ascii, text)
+        self.assertLess(text.index("Thu bi tu choi"), text.index("Message refused"))
+        return reply
+
+    def assertDelivered(self, data, marker, rcpts=("nhan@" + CITY,)):
+        reply = self.send(data, rcpts)
+        self.assertEqual(reply.code, 250, reply.lines)
+        queued_id(reply)
+        self.assertTrue(self.sink.find(marker.encode()), "not delivered: %s" % marker)
+
+    def audit(self, *filters):
+        r = self.relay.ctl_ok("audit", "search", *(filters + ("--json",)))
+        return parse_json_lines(r.stdout)
+
+    # ------------------------------------------------------------- tests
+
+    def test_subject_markings_refused(self):
+        cases = [
+            ("[MẬT] Kế hoạch công tác quý IV", "MAT"),
+            ("TỐI MẬT - Báo cáo tình hình", "TOI MAT"),
+            ("=?UTF-8?B?%s?=" % base64.b64encode("Tuyệt mật: phương án".encode()).decode(),
+             "TUYET MAT"),
+            ("TUYET MAT: phuong an bao ve", "TUYET MAT"),
+            ("Re: [Mật] Lịch họp", "MAT"),
+        ]
+        for subject, level in cases:
+            with self.subTest(subject=subject):
+                self.assertClassified(message(subject), level)
+        self.assertEqual(self.sink.count(b"Kinh gui anh chi"), 0)
+
+    def test_sio_label_refused(self):
+        self.assertClassified(message(headers='SIO-Label: marking="TỐI MẬT"; '
+                                      'type=":ess"\r\n'.encode()), "TOI MAT")
+
+    def test_stamp_in_bodies_refused(self):
+        qp_body = (LETTERHEAD + "MẬT\r\n\r\nKính gửi: Các phòng ban\r\n").encode()
+        qp = b"".join(b"=%02X" % c if c > 126 or c == 61 else bytes([c]) for c in qp_body)
+        self.assertClassified(message(
+            body=qp, headers=b"Content-Type: text/plain; charset=utf-8\r\n"
+                             b"Content-Transfer-Encoding: quoted-printable\r\n"), "MAT")
+        legacy = cp1258(LETTERHEAD + "TỐI MẬT\r\n\r\nKính gửi: Giám đốc Sở\r\n")
+        self.assertClassified(message(
+            body=legacy, headers=b"Content-Type: text/plain; charset=windows-1258\r\n"
+                                 b"Content-Transfer-Encoding: 8bit\r\n"), "TOI MAT")
+        html = ("<html><body><p>SỞ NỘI VỤ</p><p><b>TUYỆT&nbsp;MẬT</b></p>"
+                "<p>Nội dung</p></body></html>").encode()
+        self.assertClassified(message(
+            body=base64.encodebytes(html).replace(b"\n", b"\r\n"),
+            headers=b"Content-Type: text/html; charset=utf-8\r\n"
+                    b"Content-Transfer-Encoding: base64\r\n"), "TUYET MAT")
+
+    def test_file_name_refused(self):
+        name = "[MẬT] kế hoạch.txt".encode()
+        encoded = b"".join(b"%%%02X" % c if c > 126 or c in b" []%" else bytes([c])
+                           for c in name)
+        h, body = multipart([
+            (b"Content-Type: text/plain; charset=utf-8\r\n", b"Xem tep dinh kem.\r\n"),
+            attachment(b"filename*=UTF-8''" + encoded, b"text/plain", b"noi dung\r\n"),
+        ])
+        self.assertClassified(message(headers=h, body=body), "MAT")
+
+    def test_docx_refused(self):
+        doc = docx(["SỞ TÀI CHÍNH", "TỐI MẬT", "Kế hoạch ngân sách năm 2027"])
+        h, body = multipart([
+            (b"Content-Type: text/plain; charset=utf-8\r\n", b"Gui anh ke hoach.\r\n"),
+            attachment(b'filename="ke-hoach.docx"', b"application/vnd.openxmlformats-"
+                       b"officedocument.wordprocessingml.document", doc),
+        ])
+        self.assertClassified(message(headers=h, body=body), "TOI MAT")
+
+    def test_pdf_refused(self):
+        doc = pdf(["SỞ XÂY DỰNG", "TỐI MẬT", "Phương án quy hoạch"])
+        h, body = multipart([
+            (b"Content-Type: text/plain; charset=utf-8\r\n", b"Gui anh phuong an.\r\n"),
+            attachment(b'filename="phuong-an.pdf"', b"application/pdf", doc),
+        ])
+        self.assertClassified(message(headers=h, body=body), "TOI MAT")
+
+    def test_prose_with_mat_delivered(self):
+        body = ("Kính gửi anh,\r\nMật khẩu mới của hệ thống sẽ được gửi riêng.\r\n"
+                "Đây là bí mật kinh doanh của đối tác, xin giữ kín.\r\n"
+                "Mật ong rừng và mật độ dân số là hai chủ đề khác nhau.\r\n"
+                "Thân mật,\r\nprose-marker-1\r\n").encode()
+        self.assertDelivered(message(
+            "Đổi mật khẩu hộp thư", body,
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Transfer-Encoding: 8bit\r\n"), "prose-marker-1")
+
+    def test_classified_audit_record(self):
+        rcpts = ("a@" + CITY, "b@" + WARD)
+        self.assertClassified(message("[TỐI MẬT] audit-marker"), "TOI MAT", rcpts)
+        recs = self.audit("--event", "classified", "--sender", SENDER)
+        self.assertTrue(recs, "no classified record")
+        rec = recs[-1]
+        flat = json.dumps(rec, ensure_ascii=False)
+        for want in ("classified=toi-mat", "classified_where=subject", "a@" + CITY,
+                     "b@" + WARD):
+            self.assertIn(want, flat)
+
+    def test_notice_to_security_contacts(self):
+        r = self.relay
+        r.ctl_ok("policy", "set", "city", "security_contact", "baomat@" + CITY)
+        r.ctl_ok("policy", "set", "ward", "security_contact", "antoan@" + WARD)
+        try:
+            secret = "noi-dung-mat-%s" % os.urandom(4).hex()
+            self.assertClassified(message("[TUYỆT MẬT] notice-case", secret.encode() + b"\r\n",
+                                          to="x@" + WARD), "TUYET MAT",
+                                  rcpts=("x@" + WARD,))
+            for contact in ("baomat@" + CITY, "antoan@" + WARD):
+                with self.subTest(contact=contact):
+                    def notice():
+                        return [m for m in self.sink.messages()
+                                if contact in m.rcpts and
+                                b"classified message refused" in m.raw]
+                    harness.wait_for(lambda: notice(), timeout=15,
+                                     what="a notice to %s" % contact)
+                    m = notice()[-1]
+                    self.assertEqual(m.mail_from, "", "notices use the null sender")
+                    self.assertIn(SENDER.encode(), m.raw)
+                    self.assertIn(b"tuyet-mat", m.raw)
+                    self.assertIn(b"subject", m.raw)
+                    # The notice never carries the secret itself.
+                    self.assertNotIn(secret.encode(), m.raw)
+        finally:
+            r.ctl_ok("policy", "unset", "city", "security_contact")
+            r.ctl_ok("policy", "unset", "ward", "security_contact")
+
+    def test_min_level_of_the_agency(self):
+        self.relay.ctl_ok("policy", "set", "ward", "classified_min_level", "toi-mat")
+        try:
+            self.assertDelivered(message("[MẬT] below the level", b"level-marker-1\r\n",
+                                         to="x@" + WARD), "level-marker-1",
+                                 rcpts=("x@" + WARD,))
+            self.assertClassified(message("[TỐI MẬT] at the level", to="x@" + WARD),
+                                  "TOI MAT", rcpts=("x@" + WARD,))
+            # The city's own recipients keep the city's level.
+            self.assertClassified(message("[MẬT] to the city"), "MAT")
+        finally:
+            self.relay.ctl_ok("policy", "unset", "ward", "classified_min_level")
+
+    def test_mime_structure_limits(self):
+        depth = 500
+        head = b"Content-Type: multipart/mixed; boundary=\"d0\"\r\n"
+        body = b""
+        for i in range(1, depth):
+            body += b"--d%d\r\nContent-Type: multipart/mixed; boundary=\"d%d\"\r\n\r\n" % (
+                i - 1, i)
+        body += b"--d%d\r\nContent-Type: text/plain\r\n\r\ndeep\r\n" % (depth - 1)
+        for i in reversed(range(depth)):
+            body += b"--d%d--\r\n" % i
+        reply = self.send(message(headers=head, body=body))
+        self.assertEqual(reply.code, 554, reply.lines)
+        self.assertIn("5.6.0", reply.last)
+        dup = (b"Content-Type: multipart/mixed; boundary=\"one\"; boundary=\"two\"\r\n")
+        body = (b"--one\r\nContent-Type: text/plain\r\n\r\nA\r\n--two\r\n"
+                b"Content-Type: text/plain\r\n\r\nB\r\n--one--\r\n--two--\r\n")
+        reply = self.send(message(headers=dup, body=body))
+        self.assertEqual(reply.code, 554, reply.lines)
+        self.assertIn("5.6.0", reply.last)
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
