@@ -57,6 +57,14 @@
  * small whatever size of piece the session hands over.
  */
 #define CLAMD_CHUNK_MAX (64u * 1024u)
+/*
+ * Most message bytes held for clamd at once (queued while connecting or
+ * written but not yet taken). The session bounds its own body memory
+ * (max_inflight_memory) and pauses its client; this copy is outside that
+ * budget, so a clamd that falls this far behind fails the scan (a
+ * tempfail) rather than letting the copies grow with the message.
+ */
+#define CLAMD_BACKLOG_MAX (32u * 1024u * 1024u)
 /* Longest reply kept: "stream: " + a signature name + " FOUND" is far less. */
 #define CLAMD_REPLY_MAX 1024u
 
@@ -104,6 +112,7 @@ struct clamd_scan {
 	uv_timer_t timer;
 	struct clamd_chunk *queue, **queue_tail;
 	size_t writes_pending;
+	size_t backlog;         /* message bytes copied and not yet taken */
 	clamd_done_cb *done;
 	void *done_arg;
 	struct clamd_result result;
@@ -379,6 +388,7 @@ static void clamd_write_cb(uv_write_t *req, int status)
 	struct clamd_chunk *c = req->data;
 	struct clamd_scan *sc = c->sc;
 
+	sc->backlog -= c->kind == CLAMD_CHUNK_DATA ? c->len : 0;
 	free(c);
 	sc->writes_pending--;
 	if (!sc->closed && sc->phase == CLAMD_PH_STREAMING) {
@@ -593,6 +603,12 @@ void clamd_scan_write(struct clamd_scan *sc, const char *data, size_t len)
 	while (len > 0 && sc->phase != CLAMD_PH_DONE && !sc->write_broken) {
 		size_t n = len < CLAMD_CHUNK_MAX ? len : CLAMD_CHUNK_MAX;
 
+		if (sc->backlog + n > CLAMD_BACKLOG_MAX) {
+			clamd_fail(sc, "clamd at %s fell more than %u MiB behind the message",
+			    sc->target.text, CLAMD_BACKLOG_MAX >> 20);
+			return;
+		}
+		sc->backlog += n;
 		clamd_put(sc, clamd_chunk_new(sc, CLAMD_CHUNK_DATA, data, n));
 		data += n;
 		len -= n;

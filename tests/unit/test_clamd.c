@@ -355,6 +355,35 @@ START_TEST(test_scan_timeout)
 }
 END_TEST
 
+/*
+ * A peer that never reads while the message keeps coming: the copies
+ * held for it are bounded (32 MiB), past that the scan fails at once.
+ */
+START_TEST(test_scan_backlog_bounded)
+{
+	static char piece[1024 * 1024];
+	struct clamd_target t;
+	struct clamd_scan *sc;
+	struct outcome o = { 0 };
+	char spec[128];
+	int fd = test_silent_peer(spec, sizeof spec);
+
+	test_target_of(spec, &t);
+	sc = clamd_scan_new(&loop, &t, 60000);
+	memset(piece, 'x', sizeof piece);
+	for (int i = 0; i < 48; i++) {
+		clamd_scan_write(sc, piece, sizeof piece);
+		uv_run(&loop, UV_RUN_NOWAIT);
+	}
+	clamd_scan_finish(sc, test_scan_done, &o);
+	ck_assert_int_eq(o.calls, 1);   /* known before the end: answered at once */
+	ck_assert_int_eq(o.r.status, CLAMD_ERROR);
+	ck_assert_msg(strstr(o.r.text, "fell more than 32 MiB behind") != NULL, "%s", o.r.text);
+	clamd_scan_close(sc);
+	close(fd);
+}
+END_TEST
+
 /* ----------------------------------------------------- the antivirus row */
 
 static const struct policy_check *test_row(void)
@@ -534,6 +563,7 @@ static Suite *clamd_suite(void)
 	tcase_add_test(tl, test_scan_refused);
 	tcase_add_test(tl, test_scan_close_any_state);
 	tcase_add_test(tl, test_scan_timeout);
+	tcase_add_test(tl, test_scan_backlog_bounded);
 	tcase_add_test(tl, test_row_unconfigured);
 	tcase_add_test(tl, test_row_bad_target);
 	tcase_add_test(tl, test_row_unreachable);
