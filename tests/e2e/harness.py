@@ -389,14 +389,21 @@ class Clamd:
     user when the tests run as root, can connect; clamd 1.4 runs as root
     without a `User` line, and as the test's user otherwise.
     stream_max: clamd's StreamMaxLength (a longer stream is answered
-    "INSTREAM size limit exceeded. ERROR")."""
+    "INSTREAM size limit exceeded. ERROR"); body_signature=False leaves
+    probe.ndb out (the MD5 signature alone)."""
 
-    def __init__(self, workdir, name="clamd", stream_max="64M"):
+    @staticmethod
+    def require():
+        """Raises unittest.SkipTest, saying which, when clamd or sigtool
+        is not installed."""
         for tool, package in ((CLAMD, "clamav-daemon"), (SIGTOOL, "clamav")):
             if not tool_path(tool):
                 raise unittest.SkipTest("%s is not installed (Debian package %s; "
                                         "scripts/install-deps.sh installs it)"
                                         % (tool, package))
+
+    def __init__(self, workdir, name="clamd", stream_max="64M", body_signature=True):
+        self.require()
         self.dir = os.path.abspath(os.path.join(workdir, name))
         self.db = os.path.join(self.dir, "db")
         os.makedirs(self.db, exist_ok=True)
@@ -414,12 +421,14 @@ class Clamd:
         hash_, size, _ = md5.strip().split(":", 2)
         with open(os.path.join(self.db, "probe.hdb"), "w") as f:
             f.write("%s:%s:Probe.EICAR.MD5\n" % (hash_, size))
-        with open(eicar, "rb") as f:
-            hexsig = subprocess.run([SIGTOOL, "--hex-dump"], stdin=f, stdout=subprocess.PIPE,
-                                    check=True, timeout=60).stdout.decode().strip()
-        with open(os.path.join(self.db, "probe.ndb"), "w") as f:
-            # Name:TargetType(0 = any file):Offset(* = anywhere):HexSignature
-            f.write("Probe.EICAR.Body:0:*:%s\n" % hexsig)
+        if body_signature:
+            with open(eicar, "rb") as f:
+                hexsig = subprocess.run([SIGTOOL, "--hex-dump"], stdin=f,
+                                        stdout=subprocess.PIPE, check=True,
+                                        timeout=60).stdout.decode().strip()
+            with open(os.path.join(self.db, "probe.ndb"), "w") as f:
+                # Name:TargetType(0 = any file):Offset(* = anywhere):HexSignature
+                f.write("Probe.EICAR.Body:0:*:%s\n" % hexsig)
         self.conf = os.path.join(self.dir, "clamd.conf")
         with open(self.conf, "w") as f:
             f.write("\n".join([

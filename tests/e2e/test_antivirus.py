@@ -11,6 +11,13 @@ govrelayd streams every message to it with INSTREAM:
   part, and sent with BDAT: each refused 554 5.7.1 with a reply that does
   not name the virus, nothing queued or delivered, the name in the log
   line (event=virus) and in the audit record (rule antivirus, virus=);
+- the same with the MD5 signature alone (probe.hdb): found where clamd
+  decodes the part itself (zip, base64, either boundary's parts as clamd
+  reads them, after the garbled part); the plain body and the parts
+  under the second boundary value are, with that signature alone, not
+  found (it matches whole files only), which is why the database also
+  has the body signature, as the official one does;
+- mail from an authenticated user on the submission listener is scanned;
 - a clean message is delivered, its audit record says antivirus=clean;
 - a message over clamd's StreamMaxLength: 451 4.7.1 (clamd's "size limit
   exceeded" ERROR), nothing queued;
@@ -25,6 +32,7 @@ Skipped, saying why, only when clamd or sigtool is not installed.
 """
 import base64
 import io
+import smtplib
 import os
 import re
 import socket
@@ -174,6 +182,7 @@ class AntivirusTest(RelayTestCase):
 
     @classmethod
     def setUpClass(cls):
+        Clamd.require()
         super().setUpClass()
         try:
             # 1M: the size-limit case needs only a modest message.
@@ -310,6 +319,54 @@ class AntivirusTest(RelayTestCase):
         r = self.send(self.clean_message("over-tcp"), relay=relay)
         self.assertReply(r, 250, "250 2.0.0", "clean over TCP")
         self.sink.find(b"over-tcp")
+
+    def test_submission_scanned(self):
+        # Mail from our own users is scanned too (every listener role).
+        relay = Relay(self.workdir, name="relay-sub", tls=True,
+                      listeners=("mx", "submission"), clamd=self.clamd.target,
+                      auth_failure_delay="0s")
+        relay.ctl_ok("tenant", "add", "agency", "--name", "Agency")
+        relay.ctl_ok("domain", "add", "sub.test", "--tenant", "agency", "--route",
+                     self.sink.route)
+        relay.add_domain(self.sink_domain, self.sink.route, tenant="agency")
+        relay.ctl_ok("user", "add", "alice@sub.test", input="Alice-Secret-1\n")
+        relay.start()
+        self.addCleanup(relay.stop)
+        c = smtplib.SMTP("127.0.0.1", relay.ports["submission"], local_hostname="client.test",
+                         timeout=15)
+        self.addCleanup(c.close)
+        c.starttls(context=harness.client_tls_context())
+        c.login("alice@sub.test", "Alice-Secret-1")
+        msg = multipart("sub-virus", 'boundary="s1"', b"s1", [TEXT_PART, B64_EICAR])
+        msg = msg.replace(b"alice@sender.org", b"alice@sub.test")
+        with self.assertRaises(smtplib.SMTPDataError) as cm:
+            c.sendmail("alice@sub.test", [RCPT], msg)
+        self.assertEqual(cm.exception.smtp_code, 554)
+        self.assertTrue(cm.exception.smtp_error.startswith(b"5.7.1"), cm.exception.smtp_error)
+        self.assertIn(b"virus", cm.exception.smtp_error)
+        c.sendmail("alice@sub.test", [RCPT], self.clean_message("sub-clean").replace(
+            b"alice@sender.org", b"alice@sub.test"))
+        self.sink.find(b"sub-clean")
+        self.assertEqual(relay.queue_ids(), [])
+
+    def test_md5_signature_alone(self):
+        # The MD5 signature matches only a whole decoded file: clamd finds
+        # it only where it took the part apart itself (base64, zip).
+        clamd = Clamd(self.workdir, name="clamd-md5", body_signature=False).start()
+        self.addCleanup(clamd.stop)
+        relay = Relay(self.workdir, name="relay-md5", clamd=clamd.target)
+        relay.add_domain(self.sink_domain, self.sink.route)
+        relay.start()
+        self.addCleanup(relay.stop)
+        decoded = ("zip-attachment", "base64-attachment", "duplicate-boundary-first",
+                   "after-garbled-part")
+        for label, tag, msg in infected_messages():
+            if label not in decoded:
+                continue
+            with self.subTest(label):
+                r = self.send(msg, relay=relay)
+                self.assertReply(r, 554, "554 5.7.1", label + " (MD5 signature alone)")
+        relay.wait_log(r"virus=Probe\.EICAR\.MD5\.UNOFFICIAL")
 
     def silent_case(self, read, size):
         peer = SilentClamd(self.workdir, read=read)
