@@ -248,16 +248,25 @@ static void clamd_handle_closed(uv_handle_t *h)
 	clamd_unref(h->data);
 }
 
-/* Closes the connection and the timer (each once); their callbacks unref. */
+/*
+ * Closes the connection and the timer (each once); their callbacks unref.
+ * A handle someone else closed already (the daemon's last-resort walk at
+ * exit) is left alone: closing it twice is a libuv assertion, and its
+ * reference is then only lost at exit.
+ */
 static void clamd_close_handles(struct clamd_scan *sc)
 {
+	uv_handle_t *stream = (uv_handle_t *)clamd_stream(sc);
+
 	if (sc->stream_open && !sc->stream_closing) {
 		sc->stream_closing = true;
-		uv_close((uv_handle_t *)clamd_stream(sc), clamd_handle_closed);
+		if (!uv_is_closing(stream))
+			uv_close(stream, clamd_handle_closed);
 	}
 	if (sc->timer_open && !sc->timer_closing) {
 		sc->timer_closing = true;
-		uv_close((uv_handle_t *)&sc->timer, clamd_handle_closed);
+		if (!uv_is_closing((uv_handle_t *)&sc->timer))
+			uv_close((uv_handle_t *)&sc->timer, clamd_handle_closed);
 	}
 }
 

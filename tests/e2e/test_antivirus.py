@@ -413,6 +413,52 @@ class AntivirusTest(RelayTestCase):
                        r"clamd|took no data)")
         return peer
 
+    def shutdown_case(self, clamd_timeout, grace_expected):
+        """SIGTERM while the DATA stage waits on a clamd that never answers.
+        Shutdown lets a session whose message is being decided finish (up
+        to its 30 s grace): within clamd_timeout the client gets its 451;
+        past the grace the daemon closes everything left. Either way it
+        exits 0, nothing is queued and the client never gets 250."""
+        peer = SilentClamd(self.workdir, read=True)
+        self.addCleanup(peer.close)
+        relay = Relay(self.workdir, name="relay-term-%s" % clamd_timeout, clamd=peer.target,
+                      clamd_timeout=clamd_timeout)
+        relay.add_domain(self.sink_domain, self.sink.route)
+        relay.start()
+        self.addCleanup(relay.stop)
+        c = RawSMTP(relay.port, timeout=60)
+        self.addCleanup(c.close)
+        c.ehlo()
+        c.expect("MAIL FROM:<%s>" % SENDER, 250)
+        c.expect("RCPT TO:<%s>" % RCPT, 250)
+        c.expect("DATA", 354)
+        c.send(harness.dot_stuff(self.clean_message("at-shutdown")) + b".\r\n")
+        harness.wait_for(lambda: peer.received > 0, 10, what="the message reaching the peer")
+        t0 = time.monotonic()
+        relay.stop(timeout=60)      # asserts exit status 0
+        elapsed = time.monotonic() - t0
+        if grace_expected:
+            self.assertGreater(elapsed, 25, "the shutdown grace")
+            self.assertIn("sessions still open after grace period", relay.log())
+        else:
+            self.assertLess(elapsed, 15)
+        try:
+            r = c.reply(timeout=5)
+            self.assertNotEqual(r.code, 250, r)
+            if not grace_expected:
+                self.assertReply(r, 451, "451 4.7.1", "the answer before shutdown")
+        except (harness.Closed, OSError):
+            self.assertTrue(grace_expected, "no reply before the shutdown")
+        relay.start()
+        self.assertEqual(relay.queue_ids(), [])
+
+    def test_shutdown_while_scanning(self):
+        self.shutdown_case("3s", grace_expected=False)
+
+    def test_shutdown_past_grace_while_scanning(self):
+        # The scan outlives the grace: the daemon's teardown closes it.
+        self.shutdown_case("60s", grace_expected=True)
+
     def test_clamd_never_answers(self):
         peer = self.silent_case(read=True, size=20000)
         self.assertGreater(peer.received, 20000)
