@@ -505,12 +505,40 @@ static void cfg_set_cidrs(struct cfg_ctx *ctx, const struct cfg_row *row,
 	}
 }
 
+int cfg_parse_endpoint(const char *s, struct cfg_endpoint *out, const char **why)
+{
+	char host[64];
+	uint16_t port;
+
+	memset(out, 0, sizeof(*out));
+	*why = NULL;
+	if (strncmp(s, "unix:", 5) == 0) {
+		const char *path = s + 5;
+
+		if (path[0] == '\0')
+			*why = "unix: needs a socket path";
+		else if (path[0] != '/')
+			*why = "unix: needs an absolute socket path";
+		else if (strlen(path) > CFG_SUN_PATH_MAX)
+			*why = "unix: socket path is too long for a unix socket";
+		if (*why != NULL)
+			return -EINVAL;
+		out->is_unix = true;
+		str_copy(out->path, path, sizeof(out->path));
+		return 0;
+	}
+	if (strncmp(s, "tcp:", 4) == 0) {
+		*why = cfg_hostport_why(s + 4, false, &out->addr, host, sizeof(host), &port);
+		return *why != NULL ? -EINVAL : 0;
+	}
+	*why = "expected unix:PATH or tcp:ADDRESS:PORT";
+	return -EINVAL;
+}
+
 static void cfg_set_endpoint(struct cfg_ctx *ctx, const struct cfg_row *row,
 			     char **field, const char *value, unsigned line)
 {
-	struct sockaddr_storage ss;
-	char host[64];
-	uint16_t port;
+	struct cfg_endpoint ep;
 	const char *why;
 
 	if (strncmp(value, "unix:", 5) == 0) {
@@ -534,8 +562,8 @@ static void cfg_set_endpoint(struct cfg_ctx *ctx, const struct cfg_row *row,
 		return;
 	}
 	if (strncmp(value, "tcp:", 4) == 0) {
-		why = cfg_hostport_why(value + 4, false, &ss, host, sizeof(host), &port);
-		if (why != NULL) {
+		/* The one parser of what a snapshot holds (cfg_parse_endpoint). */
+		if (cfg_parse_endpoint(value, &ep, &why) < 0) {
 			cfg__err(ctx, line, "%s: '%.*s' %s", row->name, CFG_QUOTE_MAX,
 				value + 4, why);
 			return;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include "common/buf.h"
 #include "common/cfg_table.h"
@@ -42,6 +43,13 @@ struct cfg_hostport {
 	bool set;
 	char host[64]; /* numeric IPv4 or IPv6 address, no brackets */
 	uint16_t port;
+};
+
+/* An ENDPOINT value taken apart (cfg_parse_endpoint). */
+struct cfg_endpoint {
+	bool is_unix;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* unix: absolute */
+	struct sockaddr_storage addr; /* tcp: numeric address and port */
 };
 
 /* C type of each table type. */
@@ -111,6 +119,12 @@ void cfg_unref(struct config *cfg);
 int cfg_parse_size(const char *s, uint64_t *bytes);
 int cfg_parse_duration(const char *s, uint64_t *ms); /* "300s" "5m" "4h" "5d" "250ms" */
 int cfg_parse_cidr(const char *s, struct cfg_cidr *out);
+/*
+ * An ENDPOINT value as a loaded snapshot holds it: "unix:/ABSOLUTE/PATH"
+ * or "tcp:ADDRESS:PORT" (numeric IPv4, or [IPv6]; names are never
+ * resolved). 0, or -EINVAL with *why saying what is wrong (static text).
+ */
+int cfg_parse_endpoint(const char *s, struct cfg_endpoint *out, const char **why);
 
 /* True when addr (AF_INET or AF_INET6; v4-mapped v6 counts as v4) is in list. */
 bool cfg_cidr_list_has(const struct cfg_cidr_list *list, const struct sockaddr *addr);

@@ -294,16 +294,6 @@ void cfg__check(struct cfg_ctx *ctx)
 			lo, hi);
 	}
 
-	/*
-	 * Antivirus scanning is issue 11. Until it exists a configured clamd
-	 * would let mail pass unscanned while the operator believes it is
-	 * scanned, so a configuration that is to run may not name one.
-	 */
-	if ((ctx->flags & CFG_LOAD_TO_RUN) && cfg->clamd != NULL)
-		cfg__err(ctx, ctx->line[CFG_I_clamd],
-			"clamd: virus scanning is not available in this version of govrelay "
-			"(mail would pass unscanned); remove this line");
-
 	cfg_check_user(ctx);
 	cfg_check_listeners(ctx);
 	if (cfg->listen.n == 0 && ctx->line[CFG_I_listen] == 0)

@@ -39,8 +39,10 @@
 	  "ADDRESS:PORT of the DNS resolver to use; default: the system resolver.") \
 	X(smtp_port, PORT, "25", 1, 65535, 1, \
 	  "TCP port for deliveries over mx routes.") \
-	X(clamd, ENDPOINT, "", 0, 0, 1, \
-	  "unix:PATH or tcp:ADDRESS:PORT of clamd. Not available yet: govrelayd refuses a configuration that sets it.") \
+	X(clamd, ENDPOINT, "", 0, 0, 0, \
+	  "unix:PATH or tcp:ADDRESS:PORT of clamd; when set every message is streamed to it (INSTREAM) before it is accepted: a virus is refused with 554 5.7.1, clamd unreachable, slow or in error is 451 4.7.1; read at startup only.") \
+	X(clamd_timeout, DURATION, "30s", 1000, 300000, 0, \
+	  "How long govrelayd waits on clamd (to connect, to take the message, to answer) before the message is refused with 451 4.7.1.") \
 	X(control_socket, PATH, "", 0, 0, 0, \
 	  "Unix socket for govrelayctl live verbs; default: DATA_DIR/control.sock.") \
 	X(log_format, LOGFORMAT, "text", 0, 0, 1, \

@@ -45,6 +45,14 @@ policy_check_free_fn stage_spf_free;
 policy_check_run_fn stage_spf_run;
 policy_check_tx_new_fn stage_spf_tx_new;
 policy_check_tx_free_fn stage_spf_tx_free;
+/* stage_antivirus.c: every message through clamd when `clamd` is set (issue 11). */
+policy_check_new_fn stage_antivirus_new;
+policy_check_free_fn stage_antivirus_free;
+policy_check_run_fn stage_antivirus_run;
+policy_check_tx_new_fn stage_antivirus_tx_new;
+policy_check_body_fn stage_antivirus_body;
+policy_check_tx_free_fn stage_antivirus_tx_free;
+
 /* stage_dkim_sign.c: DKIM signatures on the mail we send (the last row). */
 policy_check_new_fn stage_dkim_sign_new;
 policy_check_free_fn stage_dkim_sign_free;
@@ -84,6 +92,16 @@ const struct policy_check policy_checks[] = {
 	  .roles = POLICY_ROLE(CFG_ROLE_MX), .create = stage_dmarc_new,
 	  .destroy = stage_dmarc_free, .run = stage_dmarc_run, .tx_new = stage_dmarc_tx_new,
 	  .tx_free = stage_dmarc_tx_free },
+	/*
+	 * Every role: mail from our users can carry a virus too. The row's
+	 * timeout exceeds clamd_timeout's maximum (5 min), so clamd's own
+	 * deadline (451 4.7.1, with its reason) always comes first.
+	 */
+	{ .name = "antivirus", .stages = POLICY_AT(POLICY_STAGE_DATA),
+	  .roles = POLICY_ROLES_ALL, .timeout_ms = 310000, .create = stage_antivirus_new,
+	  .destroy = stage_antivirus_free, .run = stage_antivirus_run,
+	  .tx_new = stage_antivirus_tx_new, .body = stage_antivirus_body,
+	  .tx_free = stage_antivirus_tx_free },
 	/* Last: it signs only what every row before it let through. */
 	{ .name = "dkim_sign", .stages = POLICY_AT(POLICY_STAGE_MAIL) |
 	  POLICY_AT(POLICY_STAGE_DATA), .roles = POLICY_ROLES_ALL,

@@ -169,9 +169,12 @@ static void govrelayd_shutdown_poll(uv_timer_t *t)
 	if (d->srv.nsessions > 0 &&
 	    uv_now(d->loop) - d->shutdown_started < GOVRELAYD_SHUTDOWN_GRACE_MS)
 		return;
-	if (d->srv.nsessions > 0)
+	if (d->srv.nsessions > 0) {
 		log_warn(NULL, "shutdown: %zu sessions still open after grace period",
 		    d->srv.nsessions);
+		/* Nothing of theirs may reach the writer once it stops: close them. */
+		smtp_server_abort(&d->srv);
+	}
 	uv_timer_stop(t);
 	dlv_stop(d->dlv, govrelayd_dlv_stopped, d);
 }

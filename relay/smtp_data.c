@@ -516,6 +516,12 @@ static void smtp_data_policy_done(void *arg, const struct verdict *v)
 	} else {
 		smtp__policy_refused(s, "data", v, NULL);
 		smtp__tx_end(s);
+		/*
+		 * Shutdown let this session finish its message (as a commit's
+		 * completion does): now that it is decided, say goodbye.
+		 */
+		if (s->srv->shutting_down && s->state != SMTP_ST_QUIT)
+			smtp__goodbye(s, "4.3.2", "Service shutting down");
 	}
 	smtp__resume(s);
 	smtp__unref(s);

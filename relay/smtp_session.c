@@ -902,6 +902,17 @@ void smtp_session_start(struct smtp_session *s)
 
 /* ------------------------------------------------------- shutdown */
 
+void smtp_server_abort(struct smtp_server *srv)
+{
+	struct smtp_session *s, *next;
+
+	for (s = srv->sessions; s; s = next) {
+		next = s->next;
+		if (!s->closing)
+			smtp_close(s);
+	}
+}
+
 void smtp_server_shutdown(struct smtp_server *srv)
 {
 	struct smtp_session *s, *next;

@@ -77,5 +77,11 @@ void smtp_session_refuse(struct smtp_session *s, int code, const char *enh,
  * discarded, never half queued. Loop thread.
  */
 void smtp_server_shutdown(struct smtp_server *srv);
+/*
+ * After the shutdown grace: every session still open (a message still
+ * being decided, a client that never leaves) is closed at once, so that
+ * nothing of a session runs once the queue writer has stopped.
+ */
+void smtp_server_abort(struct smtp_server *srv);
 
 #endif

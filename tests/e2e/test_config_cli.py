@@ -94,25 +94,43 @@ class ConfigCheckTest(RelayTestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("%s:3:" % path, r.stderr)
 
-    def test_clamd_refused_until_scanning_exists(self):
-        # Mail would pass unscanned: the key is refused, by -t and at start.
+    def test_clamd_checked(self):
+        # Virus scanning exists (issue 11): a good clamd line passes -t and
+        # config check; a bad one is refused with FILE:LINE, by both and at
+        # start (mail must never pass unscanned behind a typo).
         data = os.path.join(self.workdir, "clamd-data")
         os.makedirs(data, exist_ok=True)
-        path = self.write("clamd.conf", "data_dir = %s\nlisten = mx 127.0.0.1:%d\n"
-                          "clamd = tcp:127.0.0.1:3310\n" % (data, harness.free_port()))
+        base = "data_dir = %s\nlisten = mx 127.0.0.1:%d\n" % (data, harness.free_port())
+        path = self.write("clamd.conf", base + "clamd = tcp:127.0.0.1:3310\n"
+                          "clamd_timeout = 20s\n")
         r = check_config(path)
-        self.assertEqual(r.returncode, EX_CONFIG, r.stderr)
-        self.assertIn("%s:3: clamd:" % path, r.stderr)
-        self.assertIn("not available", r.stderr)
-        r = subprocess.run([GOVRELAYD, "-f", "-c", path], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, universal_newlines=True, timeout=20)
-        self.assertNotEqual(r.returncode, 0)
-        self.assertIn("%s:3: clamd:" % path, r.stderr)
+        self.assertEqual(r.returncode, 0, r.stderr)
         r = subprocess.run([harness.GOVRELAYCTL, "-c", path, "config", "check"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            universal_newlines=True, timeout=20)
-        self.assertEqual(r.returncode, EX_CONFIG, r.stdout + r.stderr)
-        self.assertIn("%s:3: clamd:" % path, r.stdout + r.stderr)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for value, words in (("tcp:localhost:3310", "names are not resolved"),
+                             ("127.0.0.1:3310", "expected unix:PATH or tcp:ADDRESS:PORT"),
+                             ("unix:", "needs a socket path")):
+            path = self.write("clamd-bad.conf", base + "clamd = %s\n" % value)
+            r = check_config(path)
+            self.assertEqual(r.returncode, EX_CONFIG, r.stderr)
+            self.assertIn("%s:3: clamd:" % path, r.stderr)
+            self.assertIn(words, r.stderr)
+            r = subprocess.run([GOVRELAYD, "-f", "-c", path], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, universal_newlines=True, timeout=20)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("%s:3: clamd:" % path, r.stderr)
+            r = subprocess.run([harness.GOVRELAYCTL, "-c", path, "config", "check"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               universal_newlines=True, timeout=20)
+            self.assertEqual(r.returncode, EX_CONFIG, r.stdout + r.stderr)
+            self.assertIn("%s:3: clamd:" % path, r.stdout + r.stderr)
+        path = self.write("clamd-slow.conf", base + "clamd = unix:/run/clamav/clamd.ctl\n"
+                          "clamd_timeout = 10m\n")
+        r = check_config(path)
+        self.assertEqual(r.returncode, EX_CONFIG, r.stderr)
+        self.assertIn("%s:4: clamd_timeout:" % path, r.stderr)
 
     def test_missing_config_file(self):
         r = check_config(os.path.join(self.workdir, "does-not-exist.conf"))

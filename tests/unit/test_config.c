@@ -311,6 +311,10 @@ static const struct {
 	{ "endpoint no scheme", "clamd = 127.0.0.1:3310", "expected unix:PATH or tcp:ADDRESS:PORT" },
 	{ "endpoint tcp name", "clamd = tcp:localhost:3310", "names are not resolved" },
 	{ "endpoint unix empty", "clamd = unix:", "needs a socket path" },
+	{ "endpoint tcp no port", "clamd = tcp:127.0.0.1", "needs ADDRESS:PORT" },
+	{ "endpoint tcp v6 bare", "clamd = tcp:::1:3310", "needs brackets" },
+	{ "clamd_timeout zero", "clamd_timeout = 0s", "clamd_timeout" },
+	{ "clamd_timeout over 5m", "clamd_timeout = 6m", "clamd_timeout" },
 	{ "endpoint unix too long",
 	  "clamd = unix:/run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock",
 	  "longer than 107 bytes" },
@@ -373,26 +377,26 @@ START_TEST(test_duplicate_key)
 }
 END_TEST
 
-/* A key whose feature is not built is refused when the configuration is to run. */
-START_TEST(test_unbuilt_key_refused_to_run)
+/*
+ * clamd is built (issue 11): a configuration that is to run may set it,
+ * with clamd_timeout (default 30s).
+ */
+START_TEST(test_clamd_accepted_to_run)
 {
-	static const char text[] = BASE "clamd = tcp:127.0.0.1:3310\n";
+	static const char text[] = BASE "clamd = tcp:127.0.0.1:3310\nclamd_timeout = 10s\n";
 	int rc;
 
 	test_write("govrelay.conf", text, strlen(text));
 	rc = cfg_load_flags(conf_path, CFG_LOAD_TO_RUN, &cfg, &errs);
-	ck_assert_int_eq(rc, -EINVAL);
-	ck_assert_msg(test_has_error(3, "clamd: virus scanning is not available"), "%s",
-		      test_errs());
-	ck_assert_uint_eq(test_error_count(), 1);
-	buf_reset(&errs);
-	/* Without the key, the same load succeeds. */
-	rc = test_load(BASE);
 	ASSERT_LOADED(rc);
+	ck_assert_str_eq(cfg->clamd, "tcp:127.0.0.1:3310");
+	ck_assert_uint_eq(cfg->clamd_timeout, 10000);
 	cfg_unref(cfg);
 	cfg = NULL;
-	rc = cfg_load_flags(conf_path, CFG_LOAD_TO_RUN, &cfg, &errs);
+	rc = test_load(BASE);
 	ASSERT_LOADED(rc);
+	ck_assert_ptr_null(cfg->clamd);
+	ck_assert_uint_eq(cfg->clamd_timeout, 30000);
 }
 END_TEST
 
@@ -1032,7 +1036,7 @@ static Suite *config_suite(void)
 	tcase_add_loop_test(tc, test_bad_value, 0, sizeof(bad_values) / sizeof(bad_values[0]));
 	tcase_add_test(tc, test_multiple_errors);
 	tcase_add_test(tc, test_duplicate_key);
-	tcase_add_test(tc, test_unbuilt_key_refused_to_run);
+	tcase_add_test(tc, test_clamd_accepted_to_run);
 	tcase_add_test(tc, test_comments_and_line_endings);
 	tcase_add_test(tc, test_long_line_and_nul);
 	tcase_add_test(tc, test_relative_paths);
