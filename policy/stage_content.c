@@ -42,6 +42,7 @@
 #include "common/xmalloc.h"
 #include "policy/check.h"
 #include "policy/classify.h"
+#include "policy/dlp.h"
 #include "policy/doctext.h"
 #include "policy/mime.h"
 #include "queue/queue.h"
@@ -59,6 +60,8 @@ policy_check_tx_free_fn stage_content_tx_free;
 /* Time for all the documents of one message; the row's timeout is larger. */
 #define SC_DOCS_MS 20000
 #define SC_FOUND_IN_MAX 200
+/* Distinct DLP rule sets one message is scanned with (its agencies'). */
+#define SC_DLP_SETS_MAX 8
 
 /* An attached document kept for its text. */
 struct sc_doc {
@@ -107,7 +110,17 @@ struct sc_tx {
 	/* Agencies the recipients belong to (RCPT stage). */
 	char **tenants;
 	size_t ntenants;
-	char *sender_tenant;       /* the sender's agency (DATA stage), or NULL */
+	char *sender_tenant;       /* the sender's agency (first RCPT), or NULL */
+	bool sender_known;
+	/*
+	 * One DLP scan per distinct rule set of the agencies concerned,
+	 * made at the first piece of the message (the recipients are known).
+	 */
+	bool dlp_ready;
+	struct dlp_ruleset *rulesets[SC_DLP_SETS_MAX];
+	struct dlp_scan *scans[SC_DLP_SETS_MAX];
+	size_t nscans;
+	char dlp_error[200];       /* a rule set that could not be read: tempfail */
 	/*
 	 * The DATA run waiting for the documents, and what it needs of the
 	 * request: copied, since a row that times out lets the session end
@@ -125,10 +138,13 @@ struct sc_tx {
 struct stage_content {
 	bool enabled;
 	char hostname[256];
+	struct queue_store *store;     /* for the DLP rules (first body piece) */
+	struct dlp_cache *dlp;         /* compiled rule sets by agency; loop thread */
 };
 
 static const char sc_rule_mime[] = "mime";
 static const char sc_rule_classified[] = "classified";
+static const char sc_rule_dlp[] = "dlp";
 
 static void sc_free(struct sc_tx *t)
 {
@@ -144,6 +160,10 @@ static void sc_free(struct sc_tx *t)
 		free(t->tenants[i]);
 	free(t->tenants);
 	free(t->sender_tenant);
+	for (size_t i = 0; i < t->nscans; i++) {
+		dlp_scan_free(t->scans[i]);
+		dlp_ruleset_free(t->rulesets[i]);
+	}
 	free(t->auth_user);
 	free(t->sender);
 	free(t);
@@ -168,9 +188,21 @@ static void sc_found(struct sc_tx *t, enum classify_level level, enum classify_w
 
 /* ------------------------------------------------------------- text */
 
+/*
+ * Text a reader sees, in UTF-8: the stamp finder reads its first lines,
+ * the DLP rules all of it.
+ */
+static void sc_emit(struct sc_tx *t, const char *utf8, size_t len)
+{
+	if (!classify_text_is_done(t->ct))
+		classify_text_feed(t->ct, utf8, len);
+	for (size_t i = 0; i < t->nscans; i++)
+		dlp_scan_text(t->scans[i], utf8, len);
+}
+
 static void sc_text_line_break(struct sc_tx *t)
 {
-	classify_text_feed(t->ct, "\n", 1);
+	sc_emit(t, "\n", 1);
 }
 
 /* An HTML entity's text: the few a stamp may be written with, and numbers. */
@@ -214,7 +246,7 @@ static void sc_html_entity(struct sc_tx *t)
 		utf8[n++] = '"';
 	}
 	if (n > 0)
-		classify_text_feed(t->ct, utf8, n);
+		sc_emit(t, utf8, n);
 }
 
 /* Tags that end a line where a reader sees one (a stamp is a line of its own). */
@@ -249,7 +281,7 @@ static void sc_html_feed(struct sc_tx *t, const char *s, size_t len)
 				continue;
 			}
 			if (run > 0)
-				classify_text_feed(t->ct, s + i - run, run);
+				sc_emit(t, s + i - run, run);
 			run = 0;
 			h->state = c == '<' ? SC_HTML_TAG : SC_HTML_ENTITY;
 			h->ntag = h->nentity = 0;
@@ -275,7 +307,7 @@ static void sc_html_feed(struct sc_tx *t, const char *s, size_t len)
 		}
 	}
 	if (run > 0)
-		classify_text_feed(t->ct, s + len - run, run);
+		sc_emit(t, s + len - run, run);
 }
 
 /* The part's text, in UTF-8, from the charset converter. */
@@ -286,7 +318,7 @@ static void sc_text_out(void *arg, const char *utf8, size_t len)
 	if (t->html)
 		sc_html_feed(t, utf8, len);
 	else
-		classify_text_feed(t->ct, utf8, len);
+		sc_emit(t, utf8, len);
 }
 
 /* -------------------------------------------------------- documents */
@@ -355,9 +387,12 @@ static void sc_mime_begin(void *arg, const struct mime_part *part)
 {
 	struct sc_tx *t = arg;
 
-	if (part->filename != NULL)
+	if (part->filename != NULL) {
 		sc_found(t, classify_filename(part->filename, strlen(part->filename)),
 		    CLASSIFY_IN_FILENAME, part->filename);
+		for (size_t i = 0; i < t->nscans; i++)
+			dlp_scan_name(t->scans[i], part->filename, strlen(part->filename));
+	}
 	if (part->multipart || part->message)
 		return;
 	t->part_name = part->filename;
@@ -379,8 +414,11 @@ static void sc_mime_data(void *arg, const struct mime_part *part, const char *da
 
 	(void)part;
 	if (t->ct != NULL) {
-		/* Past the lines where a stamp is typed, the text cannot change the answer. */
-		if (!classify_text_is_done(t->ct))
+		/*
+		 * Past the lines where a stamp is typed, only DLP rules still
+		 * read the text: without any, it is not even converted.
+		 */
+		if (!classify_text_is_done(t->ct) || t->nscans > 0)
 			mime_text_feed(t->conv, data, len, sc_text_out, t);
 	} else if (t->doc != NULL) {
 		buf_append(&t->doc->data, data, len);
@@ -396,6 +434,8 @@ static void sc_mime_end(void *arg, const struct mime_part *part)
 
 	if (t->ct != NULL) {
 		mime_text_finish(t->conv, sc_text_out, t);
+		for (size_t i = 0; i < t->nscans; i++)
+			dlp_scan_text_end(t->scans[i]);
 		snprintf(in, sizeof in, "part %u", part->index);
 		sc_found(t, classify_text_level(t->ct), CLASSIFY_IN_TEXT,
 		    part->filename != NULL ? part->filename : in);
@@ -425,13 +465,19 @@ int stage_content_new(const struct config *cfg, void **state, char *err, size_t 
 	if (!st->enabled)
 		log_warn(NULL, "content_scan = no: state-secret markings and MIME limits are "
 		    "not enforced");
+	st->dlp = dlp_cache_new();
 	*state = st;
 	return 0;
 }
 
 void stage_content_free(void *state)
 {
-	free(state);
+	struct stage_content *st = state;
+
+	if (st == NULL)
+		return;
+	dlp_cache_free(st->dlp);
+	free(st);
 }
 
 void *stage_content_tx_new(void *state, struct policy_tx *tx)
@@ -452,10 +498,61 @@ void *stage_content_tx_new(void *state, struct policy_tx *tx)
 	return t;
 }
 
+/* One tenant's DLP rule set joins the message's scans (each set once). */
+static void sc_dlp_add(struct sc_tx *t, struct queue_txn *txn, const char *tenant)
+{
+	struct dlp_ruleset *rs = NULL;
+	char why[128];
+	int rc = dlp_cache_get(t->st->dlp, txn, tenant, &rs, why, sizeof why);
+
+	if (rc < 0) {
+		if (t->dlp_error[0] == '\0')
+			snprintf(t->dlp_error, sizeof t->dlp_error, "%s: %s", tenant, why);
+		return;
+	}
+	for (size_t i = 0; i < t->nscans; i++) {
+		if (t->rulesets[i] == rs) {
+			dlp_ruleset_free(rs);
+			return;
+		}
+	}
+	if (dlp_ruleset_count(rs) == 0 || t->nscans == SC_DLP_SETS_MAX) {
+		if (dlp_ruleset_count(rs) > 0 && t->dlp_error[0] == '\0')
+			snprintf(t->dlp_error, sizeof t->dlp_error,
+			    "more than %d agencies with DLP rules", SC_DLP_SETS_MAX);
+		dlp_ruleset_free(rs);
+		return;
+	}
+	t->rulesets[t->nscans] = rs;
+	t->scans[t->nscans++] = dlp_scan_new(rs);
+}
+
+/*
+ * The DLP rules of the agencies the message concerns, at its first
+ * piece (RCPT has named them all): a scan per distinct rule set.
+ */
+static void sc_dlp_start(struct sc_tx *t)
+{
+	struct queue_txn *txn = NULL;
+
+	t->dlp_ready = true;
+	if (queue_txn_begin(policy_tx_store(t->tx), false, &txn) < 0) {
+		str_copy(t->dlp_error, "the store cannot be read", sizeof t->dlp_error);
+		return;
+	}
+	for (size_t i = 0; i < t->ntenants; i++)
+		sc_dlp_add(t, txn, t->tenants[i]);
+	if (t->sender_tenant != NULL)
+		sc_dlp_add(t, txn, t->sender_tenant);
+	queue_txn_abort(txn);
+}
+
 void stage_content_body(void *txstate, const char *data, size_t len)
 {
 	struct sc_tx *t = txstate;
 
+	if (!t->dlp_ready)
+		sc_dlp_start(t);
 	if (t->mime_err == 0)
 		t->mime_err = mime_feed(t->walker, data, len);
 }
@@ -478,10 +575,18 @@ static void sc_rcpt(struct policy_call *call, const struct policy_request *req,
 	struct queue_txn *txn = NULL;
 	char *tenant = NULL;
 
-	if (req->rcpt_domain == NULL || req->rcpt_domain[0] == '\0' ||
-	    queue_txn_begin(policy_call_store(call), false, &txn) < 0)
+	if (queue_txn_begin(policy_call_store(call), false, &txn) < 0)
 		return;
-	if (queue_tenant_of_domain(txn, req->rcpt_domain, &tenant) == 0 && tenant != NULL) {
+	if (!t->sender_known) {
+		/* The sender's agency: its user, or a trusted agency server's sender. */
+		t->sender_known = true;
+		if (req->auth_user != NULL)
+			(void)queue_tenant_of_address(txn, req->auth_user, &t->sender_tenant);
+		else if (req->client_trusted && req->sender != NULL && req->sender[0] != '\0')
+			(void)queue_tenant_of_address(txn, req->sender, &t->sender_tenant);
+	}
+	if (req->rcpt_domain != NULL && req->rcpt_domain[0] != '\0' &&
+	    queue_tenant_of_domain(txn, req->rcpt_domain, &tenant) == 0 && tenant != NULL) {
 		for (size_t i = 0; i < t->ntenants; i++) {
 			if (strcmp(t->tenants[i], tenant) == 0) {
 				free(tenant);
@@ -518,12 +623,13 @@ static int sc_policy(struct policy_call *call, struct sc_tx *t, bool *quarantine
 	rc = queue_txn_begin(policy_call_store(call), false, &txn);
 	if (rc < 0)
 		return rc;
-	free(t->sender_tenant);
-	t->sender_tenant = NULL;
-	if (t->auth_user != NULL)
-		(void)queue_tenant_of_address(txn, t->auth_user, &t->sender_tenant);
-	else if (t->client_trusted && t->sender != NULL && t->sender[0] != '\0')
-		(void)queue_tenant_of_address(txn, t->sender, &t->sender_tenant);
+	if (!t->sender_known) {
+		t->sender_known = true;
+		if (t->auth_user != NULL)
+			(void)queue_tenant_of_address(txn, t->auth_user, &t->sender_tenant);
+		else if (t->client_trusted && t->sender != NULL && t->sender[0] != '\0')
+			(void)queue_tenant_of_address(txn, t->sender, &t->sender_tenant);
+	}
 	for (size_t i = 0; rc == 0 && i <= t->ntenants; i++) {
 		const char *tenant = i < t->ntenants ? t->tenants[i] : t->sender_tenant;
 
@@ -700,6 +806,65 @@ static void sc_classified(struct sc_tx *t, bool quarantine, struct verdict *v)
 	v->rule = sc_rule_classified;
 }
 
+/*
+ * The DLP rules that fired, over every scan: the strongest action, and
+ * the names with their counts ("iban (3), cccd (1)"). A search that
+ * crossed PCRE2's limits counts as its rule firing: a text built to
+ * exhaust the matcher must not pass unread.
+ */
+static enum dlp_action sc_dlp_result(struct sc_tx *t, struct buf *names)
+{
+	enum dlp_action strongest = DLP_ACTION_NONE;
+
+	for (size_t i = 0; i < t->nscans; i++) {
+		struct dlp_result r;
+		int rc = dlp_scan_result(t->scans[i], &r);
+
+		if (rc == DLP_E_LIMIT) {
+			strongest = DLP_ACTION_REJECT;
+			buf_printf(names, "%s%s (too costly to search)", names->len > 0 ? ", " : "",
+			    r.limit_rule);
+		}
+		for (size_t k = 0; k < r.nhits; k++) {
+			if (r.hits[k].action > strongest)
+				strongest = r.hits[k].action;
+			buf_printf(names, "%s%s (%u)", names->len > 0 ? ", " : "", r.hits[k].name,
+			    r.hits[k].count);
+		}
+	}
+	return strongest;
+}
+
+static void sc_dlp_verdict(struct sc_tx *t, struct verdict *v)
+{
+	struct buf b;
+	char names[300], field[400];
+	enum dlp_action act;
+
+	buf_init(&b);
+	act = sc_dlp_result(t, &b);
+	/* At most 400 rules: the reply and the field say the first ones. */
+	str_copyn(names, b.len > 0 ? b.data : "", b.len, sizeof names);
+	buf_free(&b);
+	if (act == DLP_ACTION_NONE)
+		return;
+	if (!t->detached)
+		policy_tx_note(t->tx, "dlp", "%s: %s", dlp_action_name(act), names);
+	if (act == DLP_ACTION_REJECT) {
+		policy_verdict_set(v, VERDICT_REJECT, 550, "5.7.1",
+		    "Thu bi tu choi theo quy tac bao ve du lieu cua co quan: %s.\n"
+		    "Message refused by your agency's data-protection rules: %s.", names, names);
+	} else if (act == DLP_ACTION_QUARANTINE) {
+		policy_verdict_set(v, VERDICT_QUARANTINE, 0, "",
+		    "matches the data-protection rules %s: kept for the security team", names);
+	} else if (!t->detached) {
+		/* tag: delivered, and says so to the receiving agency's filters. */
+		snprintf(field, sizeof field, "X-Govrelay-DLP: %s", names);
+		policy_tx_add_header(t->tx, field);
+	}
+	v->rule = sc_rule_dlp;
+}
+
 static void sc_decide(struct sc_tx *t, struct policy_call *call)
 {
 	struct verdict v;
@@ -736,12 +901,31 @@ static void sc_decide(struct sc_tx *t, struct policy_call *call)
 			policy_tx_note(t->tx, "marking", "%s", classify_level_name(t->level));
 		}
 	}
+	if (v.kind == VERDICT_CONTINUE && t->dlp_error[0] != '\0') {
+		log_warn(t->session_id, "content: DLP rules unreadable: %s", t->dlp_error);
+		policy_verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.3.0",
+		    "Temporary policy failure, try again later");
+		v.rule = sc_rule_dlp;
+	} else if (v.kind == VERDICT_CONTINUE) {
+		sc_dlp_verdict(t, &v);
+	}
 	policy_call_complete(call, &v);
 }
 
+/* A document's text, on the pool: its first lines for a stamp, all of it for DLP. */
+struct sc_doc_reader {
+	struct classify_text *ct;
+	struct sc_tx *t;
+};
+
 static void sc_doc_text(void *arg, const char *utf8, size_t len)
 {
-	classify_text_feed(arg, utf8, len);
+	struct sc_doc_reader *r = arg;
+
+	if (!classify_text_is_done(r->ct))
+		classify_text_feed(r->ct, utf8, len);
+	for (size_t i = 0; i < r->t->nscans; i++)
+		dlp_scan_text(r->t->scans[i], utf8, len);
 }
 
 /* On the thread pool: each kept document's text, its first lines for a stamp. */
@@ -761,8 +945,14 @@ static void sc_docs_work(uv_work_t *w)
 			continue;
 		lim.timeout_ms = (unsigned)(deadline - now);
 		ct = classify_text_new();
-		d->status = doctext_extract(d->kind, d->data.data, d->data.len, &lim,
-		    sc_doc_text, ct);
+		{
+			struct sc_doc_reader r = { ct, t };
+
+			d->status = doctext_extract(d->kind, d->data.data, d->data.len, &lim,
+			    sc_doc_text, &r);
+		}
+		for (size_t k = 0; k < t->nscans; k++)
+			dlp_scan_text_end(t->scans[k]);
 		d->level = classify_text_level(ct);
 		classify_text_free(ct);
 	}

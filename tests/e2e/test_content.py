@@ -16,6 +16,10 @@ the MIME structure limits. Covered:
   Subject and a body: delivered;
 - classified_min_level of the recipient's agency: Mật below toi-mat is
   delivered (and noted), Tối mật is not;
+- DLP rules of the recipient's agency: a citizen ID (builtin cccd)
+  refused naming the rule, the same text to another agency delivered, a
+  pattern rule with a threshold tagging (X-Govrelay-DLP) a decomposed
+  Vietnamese base64 text, a quarantine rule keeping the message;
 - 500 nested multiparts and a duplicate boundary parameter: 554 5.6.0.
 """
 import base64
@@ -261,6 +265,47 @@ class ContentTest(RelayTestCase):
             self.assertClassified(message("[MẬT] to the city"), "MAT")
         finally:
             self.relay.ctl_ok("policy", "unset", "ward", "classified_min_level")
+
+    def test_dlp_rules(self):
+        r = self.relay
+        r.ctl_ok("policy", "set", "ward", "dlp_rule.cccd", "action=reject builtin=cccd")
+        r.ctl_ok("policy", "set", "ward", "dlp_rule.hopdong",
+                 "action=tag threshold=2 pattern=(?i)hợp đồng số \\d+")
+        r.ctl_ok("policy", "set", "ward", "dlp_rule.luong",
+                 "action=quarantine pattern=(?i)bảng lương")
+        try:
+            ward = ("x@" + WARD,)
+            body = ("Số CCCD của ông A: 001203004567.\r\n").encode()
+            reply = self.send(message("Ho so", body, b"Content-Type: text/plain; "
+                                      b"charset=utf-8\r\n", to=ward[0]), ward)
+            self.assertEqual(reply.code, 550, reply.lines)
+            self.assertIn("5.7.1", reply.last)
+            self.assertIn("cccd (1)", "\n".join(reply.lines))
+            # The same number to the city, which has no such rule: delivered.
+            self.assertDelivered(message("Ho so", body + b"dlp-city-marker\r\n",
+                                         b"Content-Type: text/plain; charset=utf-8\r\n"),
+                                 "dlp-city-marker")
+            # Two contract numbers, decomposed Vietnamese, in a base64 part: tagged.
+            text = unicodedata.normalize(
+                "NFD", "Hợp đồng số 12 và hợp đồng số 13.\r\ndlp-tag-marker\r\n").encode()
+            h, b = multipart([(b"Content-Type: text/plain; charset=utf-8\r\n"
+                               b"Content-Transfer-Encoding: base64\r\n",
+                               base64.encodebytes(text).replace(b"\n", b"\r\n"))])
+            self.assertDelivered(message("Hop dong", b, h, to=ward[0]), "dlp-tag-marker",
+                                 rcpts=ward)
+            got = [m for m in self.sink.messages() if b"dlp-tag-marker" in m.raw][-1]
+            self.assertIn(b"hopdong (2)", b"".join(got.headers("X-Govrelay-DLP")))
+            # A payroll: kept in the quarantine, not delivered.
+            reply = self.send(message("Bang luong", "Bảng lương tháng 11 dlp-q-marker\r\n"
+                                      .encode(), b"Content-Type: text/plain; "
+                                      b"charset=utf-8\r\n", to=ward[0]), ward)
+            self.assertEqual(reply.code, 250, reply.lines)
+            listing = r.ctl_ok("quarantine", "list", "--json").stdout
+            self.assertIn("luong", listing)
+            self.assertEqual(self.sink.count(b"dlp-q-marker"), 0)
+        finally:
+            for k in ("dlp_rule.cccd", "dlp_rule.hopdong", "dlp_rule.luong"):
+                r.ctl_ok("policy", "unset", "ward", k)
 
     def test_mime_structure_limits(self):
         depth = 500
