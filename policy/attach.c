@@ -580,25 +580,16 @@ out:
 }
 
 /*
- * Lists one archive in memory at a depth. Only the archive given may be
- * a single compressed file: a .gz inside a zip is typed, then listed if
- * it holds a tar, and otherwise stays one entry (format error ignored).
+ * Lists the entries of one opened archive. Returns how many were
+ * listed, directories included.
  */
-static int attach_walk_mem(struct attach_walk *w, const char *data, size_t len,
-    unsigned depth)
+static size_t attach_walk_entries(struct attach_walk *w, struct archive *a, unsigned depth)
 {
-	struct archive *a = attach_open(data, len, false);
 	struct archive_entry *ae;
-	char *head;
+	char *head = xmalloc(w->lim.head_bytes);
+	size_t n = 0;
 	int ret;
 
-	if (a == NULL)
-		a = attach_open(data, len, true);
-	if (a == NULL)
-		return attach_fail(w, ATTACH_E_FORMAT);
-	if (depth > w->sum->depth)
-		w->sum->depth = depth;
-	head = xmalloc(w->lim.head_bytes);
 	while (attach_in_time(w)) {
 		ret = archive_read_next_header(a, &ae);
 		if (ret == ARCHIVE_EOF)
@@ -611,11 +602,47 @@ static int attach_walk_mem(struct attach_walk *w, const char *data, size_t len,
 				attach_fail(w, ATTACH_E_FORMAT);
 			break;
 		}
-		if (archive_entry_filetype(ae) == AE_IFDIR)
-			continue;
-		attach_entry_one(w, a, ae, depth, head);
+		n++;
+		if (archive_entry_filetype(ae) != AE_IFDIR)
+			attach_entry_one(w, a, ae, depth, head);
 	}
 	free(head);
+	return n;
+}
+
+static void attach_walk_depth(struct attach_walk *w, unsigned depth)
+{
+	if (depth > w->sum->depth)
+		w->sum->depth = depth;
+}
+
+/*
+ * Lists one archive in memory at a depth. What no archive format reads
+ * may still be a single compressed file (a .gz of a document), listed as
+ * one entry. So is a compressed stream that reads as an empty archive:
+ * gzip'd zeros are a tar holding only its end-of-archive blocks, and
+ * gunzip would still inflate every byte of it (the classic gzip bomb).
+ */
+static int attach_walk_mem(struct attach_walk *w, const char *data, size_t len,
+    unsigned depth)
+{
+	struct archive *a = attach_open(data, len, false);
+
+	if (a != NULL) {
+		bool compressed = archive_filter_count(a) > 1;
+
+		attach_walk_depth(w, depth);
+		if (attach_walk_entries(w, a, depth) > 0 || !compressed || w->status != ATTACH_OK) {
+			archive_read_free(a);
+			return w->status;
+		}
+		archive_read_free(a);
+	}
+	a = attach_open(data, len, true);
+	if (a == NULL)
+		return attach_fail(w, ATTACH_E_FORMAT);
+	attach_walk_depth(w, depth);
+	attach_walk_entries(w, a, depth);
 	archive_read_free(a);
 	return w->status;
 }

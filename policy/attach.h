@@ -97,7 +97,8 @@ typedef int attach_entry_cb(void *arg, const struct attach_entry *entry);
 struct attach_summary {
 	size_t entries;       /* entries listed (directories are not entries) */
 	uint64_t inflated;    /* bytes decompressed */
-	unsigned depth;       /* deepest nesting met (1: no archive inside) */
+	unsigned depth;       /* deepest nesting met (1: no archive inside;
+	                       * 0: data was no archive) */
 	bool encrypted;       /* an entry, or the listing itself, needs a password */
 	enum attach_category worst; /* the most dangerous category of an entry */
 };
@@ -108,7 +109,9 @@ struct attach_summary {
  * content) is listed right after its own entry with depth + 1. Formats:
  * zip, 7z, rar (4 and 5), tar, cpio, ar, cab, lha, iso9660, xar, and a
  * single file compressed with gzip, bzip2, xz, lzma, lzip, zstd, lz4 or
- * compress(1) (listed as one entry). An archive whose names are
+ * compress(1) (listed as one entry named as its header says, else
+ * "data"; a compressed stream that reads as an empty archive too, since
+ * gzip'd zeros are an empty tar to libarchive). An archive whose names are
  * encrypted (7z -mhe) lists nothing and sets sum->encrypted. sum (NULL
  * allowed) is filled whatever the result. Returns an attach_status, or
  * cb's nonzero return.

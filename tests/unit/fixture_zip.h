@@ -25,7 +25,8 @@ struct fx_file {
 	int store;             /* zip: 1 stored, -1 deflated from this entry on */
 };
 
-enum fx_format { FX_ZIP, FX_TARGZ };
+/* FX_GZ: one file, gzip-compressed (no archive around it). */
+enum fx_format { FX_ZIP, FX_TARGZ, FX_GZ };
 
 static inline size_t fx_len(const struct fx_file *f)
 {
@@ -51,7 +52,8 @@ static inline char *fx_archive(enum fx_format fmt, const struct fx_file *files, 
 	if (fmt == FX_ZIP) {
 		ck_assert_int_eq(archive_write_set_format_zip(a), ARCHIVE_OK);
 	} else {
-		ck_assert_int_eq(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
+		ck_assert_int_eq(fmt == FX_GZ ? archive_write_set_format_raw(a) :
+		    archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
 		ck_assert_int_eq(archive_write_add_filter_gzip(a), ARCHIVE_OK);
 	}
 	if (options != NULL)
