@@ -34,8 +34,12 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+
+#include "common/xmalloc.h"
 
 #define DOCTEXT_DEF_TEXT ((size_t)1 << 20)
 #define DOCTEXT_DEF_INFLATED ((size_t)64 << 20)
@@ -59,6 +63,7 @@ struct doctext_run {
 	size_t text;        /* bytes delivered */
 	size_t inflated;    /* bytes read out of the archive */
 	unsigned ticks;     /* nodes since the clock was last read */
+	unsigned rooted;    /* parts read (their root element was wanted) */
 	int status;         /* the first failure; DOCTEXT_OK until then */
 	struct archive *ar; /* the archive the current part is read from */
 };
@@ -181,13 +186,17 @@ static struct archive *doctext_zip_open(const char *data, size_t len)
 /* Reads [Content_Types].xml (bounded) and looks for the WML main part. */
 static bool doctext_ct_is_wml(struct archive *a)
 {
-	char buf[DOCTEXT_CT_MAX];
+	char *buf = xmalloc(DOCTEXT_CT_MAX);
 	size_t have = 0;
 	la_ssize_t n;
+	bool yes;
 
-	while (have < sizeof buf && (n = archive_read_data(a, buf + have, sizeof buf - have)) > 0)
+	while (have < DOCTEXT_CT_MAX &&
+	    (n = archive_read_data(a, buf + have, DOCTEXT_CT_MAX - have)) > 0)
 		have += (size_t)n;
-	return memmem(buf, have, "wordprocessingml.document", 25) != NULL;
+	yes = memmem(buf, have, "wordprocessingml.document", 25) != NULL;
+	free(buf);
+	return yes;
 }
 
 /*
@@ -262,12 +271,6 @@ static int doctext_xml_close(void *ctx)
 	return 0;
 }
 
-/* Which markup the part is in, and where in it the reader stands. */
-struct doctext_xml {
-	bool odf;
-	int in_text; /* DOCX: inside w:t; ODT: depth of text:p / text:h */
-};
-
 static bool doctext_ns_is(const xmlChar *ns, bool odf)
 {
 	if (ns == NULL)
@@ -276,6 +279,30 @@ static bool doctext_ns_is(const xmlChar *ns, bool odf)
 		return strcmp((const char *)ns, DOCTEXT_NS_TEXT) == 0;
 	return strcmp((const char *)ns, DOCTEXT_NS_W) == 0 ||
 	    strcmp((const char *)ns, DOCTEXT_NS_W_STRICT) == 0;
+}
+
+/* Which markup the part is in, and where in it the reader stands. */
+struct doctext_xml {
+	bool odf;
+	const char *const *roots; /* the root elements read; NULL: any */
+	bool rooted;              /* the root element was met and is one of them */
+	int in_text;              /* DOCX: inside w:t; ODT: depth of text:p / text:h */
+};
+
+/* Is the root element one the pass reads (in the markup's namespace)? */
+static bool doctext_root_wanted(const struct doctext_xml *x, xmlTextReaderPtr rd)
+{
+	const char *n = (const char *)xmlTextReaderConstLocalName(rd);
+	const char *const *r;
+
+	if (x->roots == NULL)
+		return true;
+	if (n == NULL || !doctext_ns_is(xmlTextReaderConstNamespaceUri(rd), x->odf))
+		return false;
+	for (r = x->roots; *r != NULL; r++)
+		if (strcmp(n, *r) == 0)
+			return true;
+	return false;
 }
 
 /*
@@ -325,9 +352,10 @@ static void doctext_xml_element(struct doctext_run *r, struct doctext_xml *x,
  * OOXML nor ODF has one. Errors are not printed (NOERROR/NOWARNING):
  * a damaged part is a result.
  */
-static void doctext_xml_part(struct doctext_run *r, bool odf, const char *name)
+static void doctext_xml_part(struct doctext_run *r, bool odf, const char *const *roots,
+    const char *name)
 {
-	struct doctext_xml x = { .odf = odf, .in_text = 0 };
+	struct doctext_xml x = { .odf = odf, .roots = roots, .rooted = false, .in_text = 0 };
 	xmlTextReaderPtr rd;
 	int ret, type;
 
@@ -349,6 +377,13 @@ static void doctext_xml_part(struct doctext_run *r, bool odf, const char *name)
 		if (type == XML_READER_TYPE_DOCUMENT_TYPE) {
 			doctext_set_status(r, DOCTEXT_E_FORMAT);
 			break;
+		} else if (type == XML_READER_TYPE_ELEMENT && !x.rooted) {
+			/* Not a part this pass reads: leave it, damaged or not. */
+			if (!doctext_root_wanted(&x, rd))
+				break;
+			x.rooted = true;
+			r->rooted++;
+			doctext_xml_element(r, &x, rd, true);
 		} else if (type == XML_READER_TYPE_ELEMENT) {
 			doctext_xml_element(r, &x, rd, true);
 		} else if (type == XML_READER_TYPE_END_ELEMENT) {
@@ -362,7 +397,7 @@ static void doctext_xml_part(struct doctext_run *r, bool odf, const char *name)
 				doctext_emit(r, v, strlen(v));
 		}
 	}
-	if (ret < 0)
+	if (ret < 0 && (x.rooted || r->status != DOCTEXT_OK))
 		doctext_set_status(r, DOCTEXT_E_FORMAT);
 	xmlFreeTextReader(rd);
 }
@@ -371,44 +406,42 @@ static void doctext_xml_part(struct doctext_run *r, bool odf, const char *name)
 
 /*
  * The parts read, in passes: a reader meets the page header (where the
- * stamp is usually typed) before the body. Each pass lists name
- * patterns: "word/header*.xml" matches word/header1.xml and so on.
+ * stamp is usually typed) before the body. A DOCX part is known by its
+ * root element, not by its name (the package's relationships name the
+ * parts, and nothing obliges a writer to call the body
+ * word/document.xml): every XML part is opened, and read on only when
+ * its root is one the pass wants (ECMA-376 part 1 §17.2.3 w:document,
+ * §17.10.1 w:hdr and w:ftr, §17.11 w:footnotes and w:endnotes). ODF fixes
+ * the names (ODF 1.2 part 3 §3.1): styles.xml holds the master pages'
+ * headers and footers, content.xml the body.
  */
-static const char *const doctext_docx_passes[][4] = {
-	{ "word/header*.xml", NULL },
-	{ "word/document.xml", NULL },
-	{ "word/footnotes.xml", "word/endnotes.xml", "word/footer*.xml", NULL },
+struct doctext_pass {
+	const char *name;        /* the entry; NULL: every entry named *.xml */
+	const char *roots[4];    /* root elements read; { NULL }: any */
+	bool body;               /* no part read in this pass: not a document */
 };
-static const char *const doctext_odt_passes[][4] = {
-	{ "styles.xml", NULL },  /* master pages: headers and footers */
-	{ "content.xml", NULL },
+static const struct doctext_pass doctext_docx_passes[] = {
+	{ NULL, { "hdr", NULL }, false },
+	{ NULL, { "document", NULL }, true },
+	{ NULL, { "footnotes", "endnotes", "ftr", NULL }, false },
+};
+static const struct doctext_pass doctext_odt_passes[] = {
+	{ "styles.xml", { NULL }, false },
+	{ "content.xml", { NULL }, true },
 };
 
-/* A pattern with at most one '*' that stands for any run of characters. */
-static bool doctext_name_match(const char *pat, const char *name)
+static bool doctext_in_pass(const struct doctext_pass *pass, const char *name)
 {
-	const char *star = strchr(pat, '*');
-	size_t pre, post, nlen = strlen(name);
+	size_t n = strlen(name);
 
-	if (star == NULL)
-		return strcmp(pat, name) == 0;
-	pre = (size_t)(star - pat);
-	post = strlen(star + 1);
-	return nlen >= pre + post && strncmp(name, pat, pre) == 0 &&
-	    strcmp(name + nlen - post, star + 1) == 0 && strchr(name + pre, '/') == NULL;
-}
-
-static bool doctext_in_pass(const char *const *pass, const char *name)
-{
-	for (; *pass != NULL; pass++)
-		if (doctext_name_match(*pass, name))
-			return true;
-	return false;
+	if (pass->name != NULL)
+		return strcmp(pass->name, name) == 0;
+	return n > 4 && strcasecmp(name + n - 4, ".xml") == 0;
 }
 
 /* One pass over the archive: the entries the pass names, in zip order. */
 static void doctext_zip_pass(struct doctext_run *r, const char *data, size_t len,
-    const char *const *pass, bool odf)
+    const struct doctext_pass *pass, bool odf)
 {
 	struct archive_entry *e;
 	int ret;
@@ -431,7 +464,7 @@ static void doctext_zip_pass(struct doctext_run *r, const char *data, size_t len
 			doctext_set_status(r, DOCTEXT_E_ENCRYPTED);
 			break;
 		}
-		doctext_xml_part(r, odf, name);
+		doctext_xml_part(r, odf, pass->roots[0] != NULL ? pass->roots : NULL, name);
 	}
 	archive_read_free(r->ar);
 	r->ar = NULL;
@@ -442,8 +475,15 @@ static void doctext_zip(struct doctext_run *r, const char *data, size_t len, boo
 	size_t i, n = odf ? sizeof doctext_odt_passes / sizeof doctext_odt_passes[0] :
 	    sizeof doctext_docx_passes / sizeof doctext_docx_passes[0];
 
-	for (i = 0; i < n && r->status == DOCTEXT_OK; i++)
-		doctext_zip_pass(r, data, len, odf ? doctext_odt_passes[i] : doctext_docx_passes[i], odf);
+	for (i = 0; i < n && r->status == DOCTEXT_OK; i++) {
+		const struct doctext_pass *p = odf ? &doctext_odt_passes[i] : &doctext_docx_passes[i];
+		unsigned before = r->rooted;
+
+		doctext_zip_pass(r, data, len, p, odf);
+		/* No body, or one too damaged to reach its root element. */
+		if (p->body && r->rooted == before)
+			doctext_set_status(r, DOCTEXT_E_FORMAT);
+	}
 }
 
 /* ------------------------------------------------------------ PDF */

@@ -108,6 +108,27 @@ static char *mk_docx_ct_only(size_t *len)
 	return fx_archive(FX_ZIP, f, 2, NULL, NULL, len);
 }
 
+/*
+ * Parts found by their root element: a damaged part that is not one we
+ * read is left alone, a styles part with w:t-like content is not text,
+ * and the footer comes after the body.
+ */
+static char *mk_docx_odd_parts(size_t *len)
+{
+	struct fx_file f[] = {
+		{ .name = "[Content_Types].xml", .data = ct_xml },
+		{ .name = "customXml/item1.xml", .data = "<<< not XML at all" },
+		{ .name = "word/styles.xml", .data = XML_DECL "<w:styles " W_NS "><w:style>"
+		  "<w:name w:val=\"x\"/><w:t>không phải văn bản</w:t></w:style></w:styles>" },
+		{ .name = "word/footer2.xml", .data = XML_DECL "<w:ftr " W_NS "><w:p><w:r>"
+		  "<w:t>Trang 1</w:t></w:r></w:p></w:ftr>" },
+		{ .name = "word/body.xml", .data = body_plain },
+		{ .name = "word/media/image1.png", .data = "\x89PNG" },
+	};
+
+	return fx_archive(FX_ZIP, f, 6, NULL, NULL, len);
+}
+
 /* A paragraph repeated into an 8 MiB part that deflates to a few KiB. */
 #define BOMB_PARA "<w:p><w:r><w:t>aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa</w:t></w:r></w:p>"
 static char *mk_docx_bomb(size_t *len)
@@ -323,6 +344,10 @@ static const struct {
 	{ "pdf drawn by cairo in DejaVu Sans", mk_pdf, DOCTEXT_PDF, { 0 }, DOCTEXT_OK,
 	  CONTAINS, "TỐI MẬT" },
 	{ "pdf second page", mk_pdf, DOCTEXT_PDF, { 0 }, DOCTEXT_OK, CONTAINS, "Trang hai" },
+	{ "main part named otherwise, found by [Content_Types].xml", mk_docx_ct_only,
+	  DOCTEXT_DOCX, { 0 }, DOCTEXT_OK, EXACT, "Báo cáo tình hình\n" },
+	{ "parts by root element: body, then footer; others left alone", mk_docx_odd_parts,
+	  DOCTEXT_DOCX, { 0 }, DOCTEXT_OK, EXACT, "Báo cáo tình hình\nTrang 1\n" },
 	{ "text limit cuts before a 3-byte character", mk_docx_body, DOCTEXT_DOCX,
 	  { .max_text = 3 }, DOCTEXT_E_LIMIT, EXACT, "T" },
 	{ "text limit on a character boundary", mk_docx_body, DOCTEXT_DOCX,
@@ -351,8 +376,12 @@ static const struct {
 	{ "garbage as odt", mk_garbage, DOCTEXT_ODT, { 0 }, DOCTEXT_E_FORMAT, EMPTY, NULL },
 	{ "garbage as pdf", mk_pdf_garbage, DOCTEXT_PDF, { 0 }, DOCTEXT_E_FORMAT, EMPTY, NULL },
 	{ "a docx as pdf", mk_docx_body, DOCTEXT_PDF, { 0 }, DOCTEXT_E_FORMAT, EMPTY, NULL },
-	{ "a zip of text as docx: nothing to read", mk_plain_zip, DOCTEXT_DOCX, { 0 },
-	  DOCTEXT_OK, EMPTY, NULL },
+	{ "a zip of text as docx: no body", mk_plain_zip, DOCTEXT_DOCX, { 0 },
+	  DOCTEXT_E_FORMAT, EMPTY, NULL },
+	{ "a docx as odt: no content.xml", mk_docx_body, DOCTEXT_ODT, { 0 },
+	  DOCTEXT_E_FORMAT, EMPTY, NULL },
+	{ "an odt as docx: no w:document", mk_odt, DOCTEXT_DOCX, { 0 },
+	  DOCTEXT_E_FORMAT, EMPTY, NULL },
 	{ "kind none", mk_docx_body, DOCTEXT_NONE, { 0 }, DOCTEXT_E_FORMAT, EMPTY, NULL },
 };
 
