@@ -431,14 +431,43 @@ static bool attach_count(struct attach_walk *w, uint64_t n)
 }
 
 /*
- * Formats and filters named one by one rather than the *_all() calls:
- * those would add mtree (whose entries may name files on our disk to
- * read), warc and raw, and filters that run external programs (lrzip,
- * lzop, grzip).
+ * The decompression filters. libarchive falls back to running an
+ * external program (gzip -d, xz -d, ...) for a filter whose library it
+ * was built without, and says so with ARCHIVE_WARN: such a filter is left
+ * out (no process is ever started for a message). Probed once.
+ */
+static int (*const attach_filters[])(struct archive *) = {
+	archive_read_support_filter_gzip, archive_read_support_filter_bzip2,
+	archive_read_support_filter_xz, archive_read_support_filter_lzma,
+	archive_read_support_filter_lzip, archive_read_support_filter_zstd,
+	archive_read_support_filter_lz4, archive_read_support_filter_compress,
+};
+#define ATTACH_NFILTERS (sizeof attach_filters / sizeof attach_filters[0])
+static bool attach_filter_ok[ATTACH_NFILTERS];
+static pthread_once_t attach_filter_once = PTHREAD_ONCE_INIT;
+
+static void attach_filter_probe(void)
+{
+	size_t i;
+
+	for (i = 0; i < ATTACH_NFILTERS; i++) {
+		struct archive *a = archive_read_new();
+
+		attach_filter_ok[i] = attach_filters[i](a) == ARCHIVE_OK;
+		archive_read_free(a);
+	}
+}
+
+/*
+ * Formats named one by one rather than archive_read_support_format_all():
+ * that would add mtree (whose entries may name files on our disk to
+ * read), warc and raw; filter_all would add lrzip, lzop and grzip, which
+ * only ever run as external programs.
  */
 static struct archive *attach_open(const char *data, size_t len, bool raw)
 {
 	struct archive *a = archive_read_new();
+	size_t i;
 
 	if (raw) {
 		archive_read_support_format_raw(a);
@@ -455,14 +484,10 @@ static struct archive *attach_open(const char *data, size_t len, bool raw)
 		archive_read_support_format_iso9660(a);
 		archive_read_support_format_xar(a);
 	}
-	archive_read_support_filter_gzip(a);
-	archive_read_support_filter_bzip2(a);
-	archive_read_support_filter_xz(a);
-	archive_read_support_filter_lzma(a);
-	archive_read_support_filter_lzip(a);
-	archive_read_support_filter_zstd(a);
-	archive_read_support_filter_lz4(a);
-	archive_read_support_filter_compress(a);
+	pthread_once(&attach_filter_once, attach_filter_probe);
+	for (i = 0; i < ATTACH_NFILTERS; i++)
+		if (attach_filter_ok[i])
+			attach_filters[i](a);
 	if (archive_read_open_memory(a, data, len) != ARCHIVE_OK ||
 	    (raw && archive_filter_count(a) < 2)) {
 		/* raw accepts anything: only a compressed single file is ours. */

@@ -113,8 +113,10 @@ struct attach_summary {
  * "data"; a compressed stream that reads as an empty archive too, since
  * gzip'd zeros are an empty tar to libarchive). An archive whose names are
  * encrypted (7z -mhe) lists nothing and sets sum->encrypted. sum (NULL
- * allowed) is filled whatever the result. Returns an attach_status, or
- * cb's nonzero return.
+ * allowed) is filled whatever the result. Meant for an attachment
+ * whose category is ATTACH_ARCHIVE (anything else is E_FORMAT). No
+ * external program is ever run (filters libarchive would hand to one
+ * are left out). Returns an attach_status, or cb's nonzero return.
  */
 int attach_list(const char *data, size_t len, const struct attach_limits *limits,
     attach_entry_cb *cb, void *arg, struct attach_summary *sum);
