@@ -179,7 +179,7 @@ static char *mk_gz_text(size_t *len)
 static char *mk_zip_many(size_t *len)
 {
 	struct fx_file f[50];
-	static char names[50][16];
+	static char names[50][24];
 	int i;
 
 	for (i = 0; i < 50; i++) {

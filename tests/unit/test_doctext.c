@@ -177,6 +177,23 @@ static char *mk_plain_zip(size_t *len)
 	return fx_archive(FX_ZIP, f, 1, NULL, NULL, len);
 }
 
+/*
+ * cairo 1.16's toy font API, through fontconfig, loses a few blocks the
+ * first times it looks a face up (a duplicated pattern, parts of the
+ * parsed configuration: "definitely lost" to LSan and valgrind, inside
+ * libfontconfig): not ours to fix, and only this fixture uses it. LSan is
+ * told to look away while the page is drawn; valgrind has its
+ * suppression in tests/valgrind.supp.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define FONT_LEAK_BEGIN() __lsan_disable()
+#define FONT_LEAK_END() __lsan_enable()
+#else
+#define FONT_LEAK_BEGIN() ((void)0)
+#define FONT_LEAK_END() ((void)0)
+#endif
+
 static cairo_status_t pdf_write(void *closure, const unsigned char *data, unsigned int len)
 {
 	buf_append(closure, data, len);
@@ -192,6 +209,7 @@ static char *mk_pdf(size_t *len)
 
 	buf_init(&out);
 	s = cairo_pdf_surface_create_for_stream(pdf_write, &out, 595, 842);
+	FONT_LEAK_BEGIN();
 	cr = cairo_create(s);
 	cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL,
 	    CAIRO_FONT_WEIGHT_BOLD);
@@ -207,6 +225,7 @@ static char *mk_pdf(size_t *len)
 	cairo_show_page(cr);
 	cairo_destroy(cr);
 	cairo_surface_finish(s);
+	FONT_LEAK_END();
 	ck_assert_int_eq(cairo_surface_status(s), CAIRO_STATUS_SUCCESS);
 	cairo_surface_destroy(s);
 	return buf_steal(&out, len);
