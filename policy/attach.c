@@ -47,6 +47,7 @@
 #define ATTACH_DEF_DEPTH 3u
 #define ATTACH_DEF_HEAD 4096
 #define ATTACH_DEF_TIMEOUT_MS 5000u
+#define ATTACH_DEF_DOCUMENT ((size_t)16 << 20)
 /* Small archives of text inflate well past any sane ratio: 1 MiB first. */
 #define ATTACH_RATIO_FLOOR ((uint64_t)1 << 20)
 #define ATTACH_CHUNK 65536
@@ -519,10 +520,12 @@ static int64_t attach_read_head(struct attach_walk *w, struct archive *a, char *
 }
 
 /*
- * Reads the rest of the current entry, kept in whole (a nested archive,
- * listed next) or thrown away (NULL). Returns the bytes read, or -1.
+ * Reads the rest of the current entry, kept in whole while it stays
+ * within keep bytes (past that whole is emptied and the rest thrown
+ * away; keep 0: nothing kept). Returns the bytes read, or -1.
  */
-static int64_t attach_read_rest(struct attach_walk *w, struct archive *a, struct buf *whole)
+static int64_t attach_read_rest(struct attach_walk *w, struct archive *a, struct buf *whole,
+    size_t keep)
 {
 	int64_t total = 0;
 	la_ssize_t n;
@@ -535,7 +538,11 @@ static int64_t attach_read_rest(struct attach_walk *w, struct archive *a, struct
 			return attach_fail(w, ATTACH_E_FORMAT), -1;
 		if (!attach_count(w, (uint64_t)n))
 			return -1;
-		if (whole != NULL)
+		if (keep > 0 && (size_t)n > keep - whole->len) {
+			buf_free(whole);
+			keep = 0;
+		}
+		if (keep > 0)
 			buf_append(whole, w->chunk, (size_t)n);
 		total += n;
 	}
@@ -554,6 +561,7 @@ static void attach_entry_one(struct attach_walk *w, struct archive *a,
 	struct buf whole;
 	bool nested = false;
 	int64_t n, rest;
+	size_t keep;
 	int ret;
 
 	memset(&e, 0, sizeof e);
@@ -580,13 +588,24 @@ static void attach_entry_one(struct attach_walk *w, struct archive *a,
 			goto out;
 		e.head_len = (size_t)n;
 		attach_type_of(head, e.head_len, mime, sizeof mime);
-		/* A nested archive is kept whole to be listed in turn. */
+		/*
+		 * A nested archive is kept whole to be listed in turn (the
+		 * inflate limit bounds it), a document for the caller's text
+		 * checks (within max_document).
+		 */
 		nested = attach_category_of_type(mime) == ATTACH_ARCHIVE;
-		if (nested)
+		keep = nested ? w->lim.max_inflated :
+		    attach_category_of_type(mime) == ATTACH_DOCUMENT ? w->lim.max_document : 0;
+		if (keep >= e.head_len && keep > 0)
 			buf_append(&whole, head, e.head_len);
-		if ((rest = attach_read_rest(w, a, nested ? &whole : NULL)) < 0)
+		else
+			keep = 0;
+		if ((rest = attach_read_rest(w, a, &whole, keep)) < 0)
 			goto out;
 		e.size = n + rest;
+		e.data = whole.len == (size_t)e.size ? whole.data : NULL;
+		e.data_len = e.data != NULL ? whole.len : 0;
+		nested = nested && e.data != NULL;
 	}
 	e.mime = mime;
 	e.category = attach_classify(e.encrypted ? NULL : mime, e.encrypted ? NULL : head,
@@ -692,6 +711,8 @@ int attach_list(const char *data, size_t len, const struct attach_limits *limits
 		w.lim.max_depth = ATTACH_DEF_DEPTH;
 	if (w.lim.head_bytes == 0)
 		w.lim.head_bytes = ATTACH_DEF_HEAD;
+	if (w.lim.max_document == 0)
+		w.lim.max_document = ATTACH_DEF_DOCUMENT;
 	ms = w.lim.timeout_ms != 0 ? w.lim.timeout_ms : ATTACH_DEF_TIMEOUT_MS;
 	clock_gettime(CLOCK_MONOTONIC, &w.deadline);
 	w.deadline.tv_sec += ms / 1000;

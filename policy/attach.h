@@ -66,6 +66,8 @@ struct attach_limits {
 	unsigned max_depth;   /* archives inside archives; 0: 3 */
 	size_t head_bytes;    /* bytes of each entry typed; 0: 4096 */
 	unsigned timeout_ms;  /* wall time; 0: 5000 */
+	size_t max_document;  /* a document inside kept whole for the caller
+	                       * (entry->data) up to this size; 0: 16 MiB */
 };
 
 enum attach_status {
@@ -89,6 +91,12 @@ struct attach_entry {
 	unsigned depth;       /* 1: in the archive given; 2: in one inside it ... */
 	const char *head;     /* its first bytes (up to head_bytes) */
 	size_t head_len;
+	const char *data;     /* its whole content, when it is a document or an
+	                       * archive by content (within max_document for a
+	                       * document), else NULL: for doctext, in a zipped
+	                       * DOCX or PDF. Offer both to doctext_kind_of:
+	                       * libmagic types many a DOCX application/zip. */
+	size_t data_len;
 };
 
 /* A nonzero return stops the listing; attach_list then returns it. */

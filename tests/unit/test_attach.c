@@ -22,6 +22,7 @@
 #include "common/buf.h"
 #include "common/xmalloc.h"
 #include "policy/attach.h"
+#include "policy/doctext.h"
 #include "tests/unit/fixture_zip.h"
 
 #define N_CASES(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -476,6 +477,107 @@ START_TEST(test_list_stop)
 }
 END_TEST
 
+/*
+ * A stamped DOCX inside a zip inside a zip: the document's whole content
+ * comes with its entry, and doctext reads the stamp from it.
+ */
+static char *mk_zipped_docx(size_t *len)
+{
+	static const char ct[] = "<?xml version=\"1.0\"?><Types xmlns=\"http://schemas."
+		"openxmlformats.org/package/2006/content-types\"><Override PartName=\"/word/"
+		"document.xml\" ContentType=\"application/vnd.openxmlformats-officedocument."
+		"wordprocessingml.document.main+xml\"/></Types>";
+	static const char doc[] = "<?xml version=\"1.0\"?><w:document xmlns:w=\"http://"
+		"schemas.openxmlformats.org/wordprocessingml/2006/main\"><w:body><w:p><w:r>"
+		"<w:t>TỐI MẬT</w:t></w:r></w:p></w:body></w:document>";
+	struct fx_file d[] = {
+		{ .name = "[Content_Types].xml", .data = ct },
+		{ .name = "word/document.xml", .data = doc },
+	};
+	size_t n1, n2;
+	char *b1 = fx_archive(FX_ZIP, d, 2, NULL, NULL, &n1), *b2, *b3;
+	struct fx_file in[] = { { .name = "bao_cao.docx", .data = b1, .len = n1 } };
+
+	b2 = fx_archive(FX_ZIP, in, 1, NULL, NULL, &n2);
+	{
+		struct fx_file out[] = {
+			{ .name = "ho_so.zip", .data = b2, .len = n2 },
+			{ .name = "thu.txt", .data = "Kính gửi anh chị.\n" },
+		};
+
+		b3 = fx_archive(FX_ZIP, out, 2, NULL, NULL, len);
+	}
+	free(b1);
+	free(b2);
+	return b3;
+}
+
+struct docs {
+	int read, stamped, text_kept, text_not_kept;
+};
+
+static void doc_text(void *arg, const char *utf8, size_t len)
+{
+	buf_append(arg, utf8, len);
+}
+
+/*
+ * What the content check does with an entry: libmagic may call a DOCX
+ * application/zip (its msooxml rule wants a particular layout), so an
+ * archive's content is offered to doctext_kind_of as well as a
+ * document's.
+ */
+static int read_documents(void *arg, const struct attach_entry *e)
+{
+	struct docs *d = arg;
+	struct buf text;
+	enum doctext_kind k;
+
+	if (strcmp(e->name, "thu.txt") == 0) {
+		ck_assert_int_eq(e->category, ATTACH_DOCUMENT);
+		if (e->data != NULL)
+			d->text_kept++;
+		else
+			d->text_not_kept++;
+	}
+	if (e->data == NULL)
+		return 0;
+	ck_assert_uint_eq(e->data_len, (size_t)e->size);
+	ck_assert_int_eq(memcmp(e->data, e->head, e->head_len), 0);
+	k = doctext_kind_of(e->data, e->data_len);
+	if (k == DOCTEXT_NONE)
+		return 0;
+	d->read++;
+	buf_init(&text);
+	ck_assert_int_eq(doctext_extract(k, e->data, e->data_len, NULL, doc_text, &text),
+	    DOCTEXT_OK);
+	if (memmem(text.data, text.len, "TỐI MẬT", strlen("TỐI MẬT")) != NULL)
+		d->stamped++;
+	buf_free(&text);
+	return 0;
+}
+
+START_TEST(test_list_documents)
+{
+	struct attach_limits small = { .max_document = 16 };
+	struct docs d = { 0 };
+	size_t len;
+	char *z = mk_zipped_docx(&len);
+
+	ck_assert_int_eq(attach_list(z, len, NULL, read_documents, &d, NULL), ATTACH_OK);
+	ck_assert_int_eq(d.read, 1);
+	ck_assert_int_eq(d.stamped, 1);
+	ck_assert_int_eq(d.text_kept, 1);
+	/* A document past max_document is listed without its content. */
+	memset(&d, 0, sizeof d);
+	ck_assert_int_eq(attach_list(z, len, &small, read_documents, &d, NULL), ATTACH_OK);
+	ck_assert_int_eq(d.stamped, 1);
+	ck_assert_int_eq(d.text_kept, 0);
+	ck_assert_int_eq(d.text_not_kept, 1);
+	free(z);
+}
+END_TEST
+
 /* One libmagic handle per thread: concurrent typing stays right. */
 static void *type_many(void *arg)
 {
@@ -519,6 +621,7 @@ static Suite *attach_suite(void)
 	tcase_add_loop_test(tc, test_list, 0, N_CASES(list_cases));
 	tcase_add_test(tc, test_list_sizes);
 	tcase_add_test(tc, test_list_stop);
+	tcase_add_test(tc, test_list_documents);
 	tcase_add_test(tc, test_threads);
 	suite_add_tcase(s, tc);
 	return s;
