@@ -11,6 +11,11 @@
  * usually typed there), then the body, then the footnotes and footers.
  * PDF goes through poppler-glib from the same memory, page by page.
  *
+ * Limits: max_inflated counts every byte pulled out of the archive
+ * (parts opened only to see their root element too); the clock is read
+ * between entries, between pages and every 64 XML nodes, so one page's
+ * text extraction inside poppler is the longest step that cannot be cut.
+ *
  * Entry points: doctext_kind_of(), doctext_extract(), doctext_kind_name().
  *
  * OWNERSHIP: data is borrowed for the call; the pieces handed to out are
