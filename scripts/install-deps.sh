@@ -27,6 +27,10 @@ TEST_PKGS="$TEST_PKGS python3-dkim python3-nacl python3-dnspython opendkim-tools
 # freshclam is never started).
 TEST_PKGS="$TEST_PKGS clamav-daemon clamav"
 # ---- content-scanning-end
+# ---- document text: test_doctext draws its PDF in DejaVu Sans, which has
+# the Vietnamese glyphs (fontconfig only recommends one of several fonts).
+TEST_PKGS="$TEST_PKGS fonts-dejavu-core"
+# ---- document-text-end
 # ---- fuzz: clang and libFuzzer for make check-fuzz (libclang-rt-14-dev
 # holds libclang_rt.fuzzer; clang only recommends it, and we install
 # without recommends).

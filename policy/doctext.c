@@ -1,0 +1,566 @@
+/*
+ * doctext: the text a reader sees in an attached DOCX, ODT or PDF, for
+ * the checks that look for classification stamps and DLP patterns.
+ *
+ * DOCX (ECMA-376 / ISO/IEC 29500) and ODT (OASIS OpenDocument 1.2) are
+ * zip archives of XML parts. libarchive reads the zip from memory
+ * (archive_read_open_memory: nothing touches the disk) and libxml2's
+ * xmlTextReader streams each part straight out of the archive, so a part
+ * is never held whole. The parts are read in the order a reader meets
+ * them on the page: the page headers first (a stamp such as "TỐI MẬT" is
+ * usually typed there), then the body, then the footnotes and footers.
+ * PDF goes through poppler-glib from the same memory, page by page.
+ *
+ * Limits: max_inflated counts every byte pulled out of the archive
+ * (parts opened only to see their root element too); the clock is read
+ * between entries, between pages and every 64 XML nodes, so one page's
+ * text extraction inside poppler is the longest step that cannot be cut.
+ *
+ * Entry points: doctext_kind_of(), doctext_extract(), doctext_kind_name().
+ *
+ * OWNERSHIP: data is borrowed for the call; the pieces handed to out are
+ * valid only until out returns.
+ * THREADS: any thread; every call has its own archive, XML reader and
+ * PDF document. The only process-wide state is set once (pthread_once):
+ * libxml2's parser initialization and a GLib log handler that drops
+ * poppler's diagnostics about damaged files (see doctext_once()).
+ * ERRORS: a doctext_status; a crossed limit stops the work where it is,
+ * after the text read so far was delivered.
+ */
+#include "config.h"
+
+#include "policy/doctext.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <libxml/parser.h>
+#include <libxml/xmlreader.h>
+#include <poppler.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/xmalloc.h"
+
+#define DOCTEXT_DEF_TEXT ((size_t)1 << 20)
+#define DOCTEXT_DEF_INFLATED ((size_t)64 << 20)
+#define DOCTEXT_DEF_TIMEOUT_MS 5000u
+/* [Content_Types].xml is small; a bigger one is not worth reading. */
+#define DOCTEXT_CT_MAX 65536
+/* The clock is read once per this many XML nodes. */
+#define DOCTEXT_CLOCK_EVERY 64
+
+#define DOCTEXT_NS_W "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+#define DOCTEXT_NS_W_STRICT "http://purl.oclc.org/ooxml/wordprocessingml/main"
+#define DOCTEXT_NS_TEXT "urn:oasis:names:tc:opendocument:xmlns:text:1.0"
+#define DOCTEXT_ODT_MIME "application/vnd.oasis.opendocument.text"
+
+/* One extraction: the limits in force and how much of each is spent. */
+struct doctext_run {
+	size_t max_text, max_inflated;
+	struct timespec deadline;
+	void (*out)(void *arg, const char *utf8, size_t len);
+	void *arg;
+	size_t text;        /* bytes delivered */
+	size_t inflated;    /* bytes read out of the archive */
+	unsigned ticks;     /* nodes since the clock was last read */
+	unsigned rooted;    /* parts read (their root element was wanted) */
+	int status;         /* the first failure; DOCTEXT_OK until then */
+	struct archive *ar; /* the archive the current part is read from */
+};
+
+static pthread_once_t doctext_once_ctl = PTHREAD_ONCE_INIT;
+
+static void doctext_glib_quiet(const gchar *domain, GLogLevelFlags level,
+    const gchar *msg, gpointer data)
+{
+	(void)domain; (void)level; (void)msg; (void)data;
+}
+
+/*
+ * poppler-glib reports every syntax error of a damaged PDF through
+ * g_log in the "Poppler" domain (at INFO level: silent unless
+ * G_MESSAGES_DEBUG is set, but a hostile PDF can carry thousands, and a
+ * damaged file is a result we return, not news for the daemon's log).
+ * xmlInitParser() must run once before threads use libxml2.
+ */
+static void doctext_once(void)
+{
+	xmlInitParser();
+	g_log_set_handler("Poppler", (GLogLevelFlags)(G_LOG_LEVEL_WARNING |
+	    G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG),
+	    doctext_glib_quiet, NULL);
+}
+
+const char *doctext_kind_name(enum doctext_kind kind)
+{
+	switch (kind) {
+	case DOCTEXT_DOCX: return "docx";
+	case DOCTEXT_ODT: return "odt";
+	case DOCTEXT_PDF: return "pdf";
+	case DOCTEXT_NONE: break;
+	}
+	return "none";
+}
+
+static bool doctext_set_status(struct doctext_run *r, int status)
+{
+	if (r->status == DOCTEXT_OK)
+		r->status = status;
+	return false;
+}
+
+static bool doctext_in_time(struct doctext_run *r)
+{
+	struct timespec now;
+
+	if (r->status != DOCTEXT_OK)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec > r->deadline.tv_sec || (now.tv_sec == r->deadline.tv_sec &&
+	    now.tv_nsec >= r->deadline.tv_nsec))
+		return doctext_set_status(r, DOCTEXT_E_LIMIT);
+	return true;
+}
+
+/*
+ * Delivers text, cut at max_text on a UTF-8 character boundary (never
+ * half a character: the finders after us decode it).
+ */
+static void doctext_emit(struct doctext_run *r, const char *s, size_t len)
+{
+	size_t room;
+
+	if (r->status != DOCTEXT_OK || len == 0)
+		return;
+	room = r->max_text - r->text;
+	if (len > room) {
+		len = room;
+		while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+			len--;
+		doctext_set_status(r, DOCTEXT_E_LIMIT);
+	}
+	if (len == 0)
+		return;
+	r->out(r->arg, s, len);
+	r->text += len;
+}
+
+/* ------------------------------------------------------------ kind */
+
+static uint16_t doctext_le16(const unsigned char *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+/*
+ * ODF 1.2 part 3 §3.3: the first entry of the zip is "mimetype", stored
+ * uncompressed and without an extra field, so the media type can be read
+ * at a fixed place in the local file header (PKWARE APPNOTE §4.3.7).
+ */
+static bool doctext_is_odt(const unsigned char *p, size_t len)
+{
+	size_t nlen, xlen, at, mlen = sizeof DOCTEXT_ODT_MIME - 1;
+
+	if (len < 30)
+		return false;
+	nlen = doctext_le16(p + 26);
+	xlen = doctext_le16(p + 28);
+	if (nlen != 8 || memcmp(p + 30, "mimetype", 8) != 0 || doctext_le16(p + 8) != 0)
+		return false;
+	at = 30 + nlen + xlen;
+	return len >= at + mlen && memcmp(p + at, DOCTEXT_ODT_MIME, mlen) == 0;
+}
+
+static struct archive *doctext_zip_open(const char *data, size_t len)
+{
+	struct archive *a = archive_read_new();
+
+	archive_read_support_format_zip(a);
+	if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
+		archive_read_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+/* Reads [Content_Types].xml (bounded) and looks for the WML main part. */
+static bool doctext_ct_is_wml(struct archive *a)
+{
+	char *buf = xmalloc(DOCTEXT_CT_MAX);
+	size_t have = 0;
+	la_ssize_t n;
+	bool yes;
+
+	while (have < DOCTEXT_CT_MAX &&
+	    (n = archive_read_data(a, buf + have, DOCTEXT_CT_MAX - have)) > 0)
+		have += (size_t)n;
+	yes = memmem(buf, have, "wordprocessingml.document", 25) != NULL;
+	free(buf);
+	return yes;
+}
+
+/*
+ * A DOCX is an OPC package (ECMA-376 part 2) whose main part is
+ * WordprocessingML: word/document.xml by the name Word gives it, or
+ * announced in [Content_Types].xml.
+ */
+static bool doctext_is_docx(const char *data, size_t len)
+{
+	struct archive *a = doctext_zip_open(data, len);
+	struct archive_entry *e;
+	bool yes = false;
+	int n = 0;
+
+	if (a == NULL)
+		return false;
+	while (!yes && n++ < 10000 && archive_read_next_header(a, &e) == ARCHIVE_OK) {
+		const char *name = archive_entry_pathname(e);
+
+		if (name == NULL)
+			continue;
+		if (strcmp(name, "word/document.xml") == 0)
+			yes = true;
+		else if (strcmp(name, "[Content_Types].xml") == 0 && !archive_entry_is_encrypted(e))
+			yes = doctext_ct_is_wml(a);
+	}
+	archive_read_free(a);
+	return yes;
+}
+
+enum doctext_kind doctext_kind_of(const char *data, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)data;
+
+	if (data == NULL)
+		return DOCTEXT_NONE;
+	/* ISO 32000-1 §7.5.2; readers accept the header within 1024 bytes. */
+	if (memmem(data, len < 1024 ? len : 1024, "%PDF-", 5) != NULL)
+		return DOCTEXT_PDF;
+	if (len < 30 || memcmp(p, "PK\003\004", 4) != 0)
+		return DOCTEXT_NONE;
+	if (doctext_is_odt(p, len))
+		return DOCTEXT_ODT;
+	pthread_once(&doctext_once_ctl, doctext_once);
+	return doctext_is_docx(data, len) ? DOCTEXT_DOCX : DOCTEXT_NONE;
+}
+
+/* ------------------------------------------------------------ XML */
+
+/* libxml2 pulls the part's bytes through here, counted against the limit. */
+static int doctext_xml_read(void *ctx, char *buf, int len)
+{
+	struct doctext_run *r = ctx;
+	la_ssize_t n;
+
+	if (r->status != DOCTEXT_OK || len <= 0)
+		return -1;
+	n = archive_read_data(r->ar, buf, (size_t)len);
+	if (n < 0)
+		return -1;
+	if ((size_t)n > r->max_inflated - r->inflated) {
+		doctext_set_status(r, DOCTEXT_E_LIMIT);
+		return -1;
+	}
+	r->inflated += (size_t)n;
+	return (int)n;
+}
+
+static int doctext_xml_close(void *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+
+static bool doctext_ns_is(const xmlChar *ns, bool odf)
+{
+	if (ns == NULL)
+		return false;
+	if (odf)
+		return strcmp((const char *)ns, DOCTEXT_NS_TEXT) == 0;
+	return strcmp((const char *)ns, DOCTEXT_NS_W) == 0 ||
+	    strcmp((const char *)ns, DOCTEXT_NS_W_STRICT) == 0;
+}
+
+/* Which markup the part is in, and where in it the reader stands. */
+struct doctext_xml {
+	bool odf;
+	const char *const *roots; /* the root elements read; NULL: any */
+	bool rooted;              /* the root element was met and is one of them */
+	int in_text;              /* DOCX: inside w:t; ODT: depth of text:p / text:h */
+};
+
+/* Is the root element one the pass reads (in the markup's namespace)? */
+static bool doctext_root_wanted(const struct doctext_xml *x, xmlTextReaderPtr rd)
+{
+	const char *n = (const char *)xmlTextReaderConstLocalName(rd);
+	const char *const *r;
+
+	if (x->roots == NULL)
+		return true;
+	if (n == NULL || !doctext_ns_is(xmlTextReaderConstNamespaceUri(rd), x->odf))
+		return false;
+	for (r = x->roots; *r != NULL; r++)
+		if (strcmp(n, *r) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * One element start or end. WordprocessingML (ECMA-376 part 1 §17.3):
+ * text only in w:t, w:tab and w:br/w:cr as white space, a paragraph (w:p)
+ * ends a line. ODF (1.2 part 1 §5.1-5.6): text:p and text:h hold text,
+ * text:s / text:tab / text:line-break are white space inside them.
+ */
+static void doctext_xml_element(struct doctext_run *r, struct doctext_xml *x,
+    xmlTextReaderPtr rd, bool start)
+{
+	const char *n = (const char *)xmlTextReaderConstLocalName(rd);
+	bool empty = start && xmlTextReaderIsEmptyElement(rd) == 1;
+
+	if (n == NULL || !doctext_ns_is(xmlTextReaderConstNamespaceUri(rd), x->odf))
+		return;
+	if (!x->odf) {
+		if (strcmp(n, "t") == 0 && !empty)
+			x->in_text = start;
+		else if (strcmp(n, "p") == 0 && (!start || empty))
+			doctext_emit(r, "\n", 1);
+		else if (start && strcmp(n, "tab") == 0)
+			doctext_emit(r, " ", 1);
+		else if (start && (strcmp(n, "br") == 0 || strcmp(n, "cr") == 0))
+			doctext_emit(r, "\n", 1);
+		return;
+	}
+	if (strcmp(n, "p") == 0 || strcmp(n, "h") == 0) {
+		if (start && !empty)
+			x->in_text++;
+		else if (!start && x->in_text > 0)
+			x->in_text--;
+		if (!start || empty)
+			doctext_emit(r, "\n", 1);
+	} else if (start && x->in_text > 0 && (strcmp(n, "s") == 0 || strcmp(n, "tab") == 0)) {
+		doctext_emit(r, " ", 1);
+	} else if (start && x->in_text > 0 && strcmp(n, "line-break") == 0) {
+		doctext_emit(r, "\n", 1);
+	}
+}
+
+/*
+ * Streams the current archive entry through libxml2's reader. No
+ * network, no DTD loading, no entity substitution (no XML_PARSE_NOENT:
+ * an entity reference stays a reference, so no XXE and no "billion
+ * laughs"); a part with a DOCTYPE at all is refused, since neither
+ * OOXML nor ODF has one. Errors are not printed (NOERROR/NOWARNING):
+ * a damaged part is a result.
+ */
+static void doctext_xml_part(struct doctext_run *r, bool odf, const char *const *roots,
+    const char *name)
+{
+	struct doctext_xml x = { .odf = odf, .roots = roots, .rooted = false, .in_text = 0 };
+	xmlTextReaderPtr rd;
+	int ret, type;
+
+	rd = xmlReaderForIO(doctext_xml_read, doctext_xml_close, r, name, NULL,
+	    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
+	if (rd == NULL) {
+		doctext_set_status(r, DOCTEXT_E_FORMAT);
+		return;
+	}
+	while ((ret = xmlTextReaderRead(rd)) == 1) {
+		if (++r->ticks >= DOCTEXT_CLOCK_EVERY) {
+			r->ticks = 0;
+			if (!doctext_in_time(r))
+				break;
+		}
+		if (r->status != DOCTEXT_OK)
+			break;
+		type = xmlTextReaderNodeType(rd);
+		if (type == XML_READER_TYPE_DOCUMENT_TYPE) {
+			doctext_set_status(r, DOCTEXT_E_FORMAT);
+			break;
+		} else if (type == XML_READER_TYPE_ELEMENT && !x.rooted) {
+			/* Not a part this pass reads: leave it, damaged or not. */
+			if (!doctext_root_wanted(&x, rd))
+				break;
+			x.rooted = true;
+			r->rooted++;
+			doctext_xml_element(r, &x, rd, true);
+		} else if (type == XML_READER_TYPE_ELEMENT) {
+			doctext_xml_element(r, &x, rd, true);
+		} else if (type == XML_READER_TYPE_END_ELEMENT) {
+			doctext_xml_element(r, &x, rd, false);
+		} else if (x.in_text > 0 && (type == XML_READER_TYPE_TEXT ||
+		    type == XML_READER_TYPE_SIGNIFICANT_WHITESPACE ||
+		    type == XML_READER_TYPE_CDATA)) {
+			const char *v = (const char *)xmlTextReaderConstValue(rd);
+
+			if (v != NULL)
+				doctext_emit(r, v, strlen(v));
+		}
+	}
+	if (ret < 0 && (x.rooted || r->status != DOCTEXT_OK))
+		doctext_set_status(r, DOCTEXT_E_FORMAT);
+	xmlFreeTextReader(rd);
+}
+
+/* ------------------------------------------------------------ zip */
+
+/*
+ * The parts read, in passes: a reader meets the page header (where the
+ * stamp is usually typed) before the body. A DOCX part is known by its
+ * root element, not by its name (the package's relationships name the
+ * parts, and nothing obliges a writer to call the body
+ * word/document.xml): every XML part is opened, and read on only when
+ * its root is one the pass wants (ECMA-376 part 1 §17.2.3 w:document,
+ * §17.10.1 w:hdr and w:ftr, §17.11 w:footnotes and w:endnotes). ODF fixes
+ * the names (ODF 1.2 part 3 §3.1): styles.xml holds the master pages'
+ * headers and footers, content.xml the body.
+ */
+struct doctext_pass {
+	const char *name;        /* the entry; NULL: every entry named *.xml */
+	const char *roots[4];    /* root elements read; { NULL }: any */
+	bool body;               /* no part read in this pass: not a document */
+};
+static const struct doctext_pass doctext_docx_passes[] = {
+	{ NULL, { "hdr", NULL }, false },
+	{ NULL, { "document", NULL }, true },
+	{ NULL, { "footnotes", "endnotes", "ftr", NULL }, false },
+};
+static const struct doctext_pass doctext_odt_passes[] = {
+	{ "styles.xml", { NULL }, false },
+	{ "content.xml", { NULL }, true },
+};
+
+static bool doctext_in_pass(const struct doctext_pass *pass, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (pass->name != NULL)
+		return strcmp(pass->name, name) == 0;
+	return n > 4 && strcasecmp(name + n - 4, ".xml") == 0;
+}
+
+/* One pass over the archive: the entries the pass names, in zip order. */
+static void doctext_zip_pass(struct doctext_run *r, const char *data, size_t len,
+    const struct doctext_pass *pass, bool odf)
+{
+	struct archive_entry *e;
+	int ret;
+
+	r->ar = doctext_zip_open(data, len);
+	if (r->ar == NULL) {
+		doctext_set_status(r, DOCTEXT_E_FORMAT);
+		return;
+	}
+	while (doctext_in_time(r) && (ret = archive_read_next_header(r->ar, &e)) != ARCHIVE_EOF) {
+		const char *name = archive_entry_pathname(e);
+
+		if (ret != ARCHIVE_OK && ret != ARCHIVE_WARN) {
+			doctext_set_status(r, DOCTEXT_E_FORMAT);
+			break;
+		}
+		if (name == NULL || !doctext_in_pass(pass, name))
+			continue;
+		if (archive_entry_is_encrypted(e)) {
+			doctext_set_status(r, DOCTEXT_E_ENCRYPTED);
+			break;
+		}
+		doctext_xml_part(r, odf, pass->roots[0] != NULL ? pass->roots : NULL, name);
+	}
+	archive_read_free(r->ar);
+	r->ar = NULL;
+}
+
+static void doctext_zip(struct doctext_run *r, const char *data, size_t len, bool odf)
+{
+	size_t i, n = odf ? sizeof doctext_odt_passes / sizeof doctext_odt_passes[0] :
+	    sizeof doctext_docx_passes / sizeof doctext_docx_passes[0];
+
+	for (i = 0; i < n && r->status == DOCTEXT_OK; i++) {
+		const struct doctext_pass *p = odf ? &doctext_odt_passes[i] : &doctext_docx_passes[i];
+		unsigned before = r->rooted;
+
+		doctext_zip_pass(r, data, len, p, odf);
+		/* No body, or one too damaged to reach its root element. */
+		if (p->body && r->rooted == before)
+			doctext_set_status(r, DOCTEXT_E_FORMAT);
+	}
+}
+
+/* ------------------------------------------------------------ PDF */
+
+/*
+ * poppler reads the document from our memory without a copy
+ * (g_bytes_new_static: data outlives the call). A user password
+ * (ISO 32000-1 §7.6.3) makes the text unreadable: ENCRYPTED. The clock
+ * is read between pages; one page's text extraction is not interrupted.
+ */
+static void doctext_pdf(struct doctext_run *r, const char *data, size_t len)
+{
+	GBytes *bytes = g_bytes_new_static(data, len);
+	GError *err = NULL;
+	PopplerDocument *doc = poppler_document_new_from_bytes(bytes, NULL, &err);
+	int i, npages;
+
+	g_bytes_unref(bytes);
+	if (doc == NULL) {
+		doctext_set_status(r, err != NULL && err->domain == POPPLER_ERROR &&
+		    err->code == POPPLER_ERROR_ENCRYPTED ? DOCTEXT_E_ENCRYPTED : DOCTEXT_E_FORMAT);
+		if (err != NULL)
+			g_error_free(err);
+		return;
+	}
+	npages = poppler_document_get_n_pages(doc);
+	for (i = 0; i < npages && doctext_in_time(r); i++) {
+		PopplerPage *page = poppler_document_get_page(doc, i);
+		char *text;
+
+		if (page == NULL)
+			continue;
+		text = poppler_page_get_text(page);
+		if (text != NULL) {
+			doctext_emit(r, text, strlen(text));
+			doctext_emit(r, "\n", 1);
+			g_free(text);
+		}
+		g_object_unref(page);
+	}
+	g_object_unref(doc);
+}
+
+int doctext_extract(enum doctext_kind kind, const char *data, size_t len,
+    const struct doctext_limits *limits,
+    void (*out)(void *arg, const char *utf8, size_t len), void *arg)
+{
+	struct doctext_run r;
+	unsigned ms;
+
+	memset(&r, 0, sizeof r);
+	r.max_text = limits != NULL && limits->max_text ? limits->max_text : DOCTEXT_DEF_TEXT;
+	r.max_inflated = limits != NULL && limits->max_inflated ? limits->max_inflated :
+	    DOCTEXT_DEF_INFLATED;
+	ms = limits != NULL && limits->timeout_ms ? limits->timeout_ms : DOCTEXT_DEF_TIMEOUT_MS;
+	clock_gettime(CLOCK_MONOTONIC, &r.deadline);
+	r.deadline.tv_sec += ms / 1000;
+	r.deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (r.deadline.tv_nsec >= 1000000000L) {
+		r.deadline.tv_sec++;
+		r.deadline.tv_nsec -= 1000000000L;
+	}
+	r.out = out;
+	r.arg = arg;
+	if (data == NULL || out == NULL)
+		return DOCTEXT_E_FORMAT;
+	pthread_once(&doctext_once_ctl, doctext_once);
+	switch (kind) {
+	case DOCTEXT_DOCX: doctext_zip(&r, data, len, false); break;
+	case DOCTEXT_ODT: doctext_zip(&r, data, len, true); break;
+	case DOCTEXT_PDF: doctext_pdf(&r, data, len); break;
+	case DOCTEXT_NONE: return DOCTEXT_E_FORMAT;
+	}
+	return r.status;
+}
