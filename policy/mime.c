@@ -116,10 +116,17 @@ static struct mime_frame *mime_top(struct mime_walker *w)
 	return w->frames[w->nframes - 1];
 }
 
+static void mime_out_flush(struct mime_walker *w);
+
+/* The first error sticks; content decoded before it still goes out, so
+ * what callers saw does not depend on how the input was cut. */
 static void mime_fail(struct mime_walker *w, int err)
 {
-	if (w->err == 0)
-		w->err = err;
+	if (w->err != 0)
+		return;
+	if (w->nout > 0)
+		mime_out_flush(w);
+	w->err = err;
 }
 
 /* ---------------------------------------------------------------- content */

@@ -27,7 +27,7 @@ void mime__to_utf8(const char *cs, const char *in, size_t len, char *out, size_t
     size_t *used);
 /*
  * Appends UTF-8 bytes to out as mime__to_utf8 does (controls and invalid
- * bytes become U+FFFD). *used becomes cap once a piece did not fit: the
+ * bytes become U+FFFD, a tab a space). *used becomes cap once a piece did not fit: the
  * length written is then strlen(out).
  */
 void mime__put(const char *s, size_t len, char *out, size_t cap, size_t *used);

@@ -153,25 +153,45 @@ void mime_text_free(struct mime_text *t)
 	free(t);
 }
 
+/*
+ * Hands the gathered UTF-8 on. glibc's converters do not all write strict
+ * UTF-8 (its UTF-8 decoder passes F4 90 80 80, above U+10FFFF, through),
+ * so what they wrote is checked here: a byte outside a valid sequence is
+ * U+FFFD, as the header promises.
+ */
 static void mime_text_flush(struct mime_text *t)
 {
-	if (t->nout > 0)
-		t->outfn(t->arg, t->out, t->nout);
+	const unsigned char *p = (const unsigned char *)t->out;
+	size_t i = 0, start = 0;
+
+	while (i < t->nout) {
+		int n = mime__utf8_seq(p + i, t->nout - i);
+
+		if (n > 0) {
+			i += (size_t)n;
+			continue;
+		}
+		if (i > start)
+			t->outfn(t->arg, t->out + start, i - start);
+		t->outfn(t->arg, mime_text_fffd, 3);
+		start = ++i;
+	}
+	if (i > start)
+		t->outfn(t->arg, t->out + start, i - start);
 	t->nout = 0;
 }
 
+/* Whole sequences only: out never gets half a character in one call. */
 static void mime_text_put(struct mime_text *t, const char *s, size_t len)
 {
-	while (len > 0) {
-		size_t room = sizeof t->out - t->nout, n = len < room ? len : room;
-
-		memcpy(t->out + t->nout, s, n);
-		t->nout += n;
-		s += n;
-		len -= n;
-		if (t->nout == sizeof t->out)
-			mime_text_flush(t);
+	if (t->nout + len > sizeof t->out)
+		mime_text_flush(t);
+	if (len > sizeof t->out) {
+		t->outfn(t->arg, s, len);
+		return;
 	}
+	memcpy(t->out + t->nout, s, len);
+	t->nout += len;
 }
 
 /* Writes what the converter holds back (CP1258's last letter) to out. */
@@ -401,7 +421,11 @@ void mime__put(const char *s, size_t len, char *out, size_t cap, size_t *used)
 			w = mime_text_fffd;
 			wl = 3;
 			n = 1;
-		} else if (n == 1 && (p[i] < 0x20 || p[i] == 0x7f) && p[i] != '\t') {
+		} else if (n == 1 && p[i] == '\t') {
+			/* Folding white space: a space, as unfolded text reads. */
+			w = " ";
+			wl = 1;
+		} else if (n == 1 && (p[i] < 0x20 || p[i] == 0x7f)) {
 			/* A control in a decoded name would forge a log field or a line. */
 			w = mime_text_fffd;
 			wl = 3;

@@ -554,6 +554,8 @@ static const struct {
 	{ "no charset, incomplete UTF-8 at the end", "", "ab\xe1\xba", "ab\xc3\xa1\xc2\xba" },
 	{ "UTF-8 label, invalid bytes", "utf-8", "a\xff\xc3(b", "a\xef\xbf\xbd\xef\xbf\xbd(b" },
 	{ "UTF-8 label, truncated at the end", "utf-8", "a\xe1\xba", "a\xef\xbf\xbd\xef\xbf\xbd" },
+	{ "UTF-8 label, above U+10FFFF", "utf-8", "a\xf4\x90\x80\x80" "b",
+	  "a\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" "b" },
 	{ "ISO-8859-1", "iso-8859-1", "caf\xe9", "caf\xc3\xa9" },
 	{ "charset with a slash is unknown", "utf-8//ignore", "caf\xe9", "caf\xc3\xa9" },
 };
