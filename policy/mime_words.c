@@ -129,7 +129,7 @@ static size_t mime_word(const char *s, size_t n, char cs[MIME_CS_MAX], char *raw
 	if (n < 8 || s[0] != '=' || s[1] != '?')
 		return 0;
 	for (c0 = i; i < n && s[i] != '?'; i++)
-		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f || i - c0 >= MIME_CS_MAX)
 			return 0;
 	if (i >= n || i == c0 || i - c0 >= MIME_CS_MAX || i + 2 >= n || s[i + 2] != '?')
 		return 0;

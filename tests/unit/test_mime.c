@@ -416,6 +416,86 @@ START_TEST(test_error_sticks)
 }
 END_TEST
 
+/* What a content check does: the walker's leaves through mime_text, to UTF-8. */
+struct tconv {
+	struct mime_text *t;
+	char out[1024];
+	size_t n;
+};
+
+static void tconv_out(void *arg, const char *utf8, size_t len)
+{
+	struct tconv *c = arg;
+
+	ck_assert_uint_lt(c->n + len, sizeof c->out);
+	memcpy(c->out + c->n, utf8, len);
+	c->n += len;
+	c->out[c->n] = '\0';
+}
+
+static void tconv_begin(void *arg, const struct mime_part *p)
+{
+	struct tconv *c = arg;
+	char b[64];
+
+	if (!p->multipart && !p->message)
+		c->t = mime_text_new(p->charset);
+	tconv_out(c, b, (size_t)snprintf(b, sizeof b, "[%u]", p->index));
+}
+
+static void tconv_data(void *arg, const struct mime_part *p, const char *d, size_t len)
+{
+	struct tconv *c = arg;
+
+	(void)p;
+	mime_text_feed(c->t, d, len, tconv_out, c);
+}
+
+static void tconv_end(void *arg, const struct mime_part *p)
+{
+	struct tconv *c = arg;
+
+	(void)p;
+	if (c->t != NULL) {
+		mime_text_finish(c->t, tconv_out, c);
+		mime_text_free(c->t);
+		c->t = NULL;
+	}
+}
+
+START_TEST(test_walk_text)
+{
+	static const char msg[] =
+		"Subject: =?windows-1258?Q?B=E1o_c=E1o?=\r\n"
+		"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
+		"--b\r\nContent-Type: text/plain; charset=windows-1258\r\n"
+		"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+		"T=D4=ECI M=C2=F2T\r\nK=EDnh g=FD=D2i anh chi=F2\r\n"
+		"--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+		"VOG7kEkgTeG6rFQNCkvDrW5oIGfhu61p\r\n"
+		"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+		"M\xc2\xf2T\r\n--b--\r\n";
+	static const struct mime_callbacks cb = { NULL, tconv_begin, tconv_data, tconv_end };
+
+	for (size_t step = 1; step <= sizeof msg; step += 13) {
+		struct tconv c;
+		struct mime_walker *w;
+
+		memset(&c, 0, sizeof c);
+		w = mime_new(NULL, &cb, &c);
+		for (size_t i = 0; i < sizeof msg - 1; i += step)
+			ck_assert_int_eq(mime_feed(w, msg + i, sizeof msg - 1 - i < step ?
+			    sizeof msg - 1 - i : step), 0);
+		ck_assert_int_eq(mime_finish(w), 0);
+		mime_free(w);
+		ck_assert_msg(strcmp(c.out, "[0][1]T\xe1\xbb\x90I M\xe1\xba\xacT\r\n"
+		    "K\xc3\xadnh g\xe1\xbb\xadi anh ch\xe1\xbb\x8b"
+		    "[2]T\xe1\xbb\x90I M\xe1\xba\xacT\r\nK\xc3\xadnh g\xe1\xbb\xadi"
+		    "[3]M\xe1\xba\xacT") == 0, "step %zu: %s", step, c.out);
+	}
+}
+END_TEST
+
 /* ---------------------------------------------------------------- RFC 2047 */
 
 static const struct {
@@ -594,6 +674,7 @@ static Suite *mime_suite(void)
 	tcase_add_test(tc, test_deep);
 	tcase_add_test(tc, test_long_line);
 	tcase_add_test(tc, test_error_sticks);
+	tcase_add_test(tc, test_walk_text);
 	tcase_add_loop_test(tc, test_words, 0, N_CASES(word_cases));
 	tcase_add_test(tc, test_words_bounded);
 	tcase_add_loop_test(tc, test_param, 0, N_CASES(param_cases));
