@@ -24,7 +24,11 @@
  * is borrowed for the call (mime.h).
  * THREADS: one thread at a time per walker; no global state.
  * ERRORS: mime_feed and mime_finish return 0 or a MIME_E_* code; the
- * first error sticks and later input is ignored. Parts that had their
+ * first error sticks and later input is ignored. Besides the limits and
+ * the ambiguities mime.h names, MIME_E_AMBIGUOUS is also a multipart
+ * whose boundary never comes while its preamble has text (all of its
+ * content would go unread), a bare boundary with white space in it, and
+ * a delimiter line padded past the line buffer. Parts that had their
  * begin still get their end at mime_finish, so callers can free what
  * they keep per part.
  */
@@ -53,6 +57,8 @@ struct mime_frame {
 	bool begun;              /* begin was called: end is owed */
 	bool digest;             /* multipart/digest: children default to message/rfc822 */
 	bool seen_ct, seen_cte, seen_cd, has_cd_name, has_ct_name;
+	bool seen_delim;         /* a delimiter line of this multipart came */
+	bool preamble_text;      /* ...and before it, a line that is not blank */
 	char type[MIME_TYPE_MAX];
 	char charset[MIME_CHARSET_MAX];
 	char disposition[16];
@@ -365,6 +371,13 @@ static void mime_pop(struct mime_walker *w, bool at_eof)
 
 	if (w->in_headers && w->err == 0)
 		mime_hdr_end(w, false);
+	/*
+	 * A multipart whose boundary never came has all its content in the
+	 * preamble, which no reader is meant to show (RFC 2046 section
+	 * 5.1.1) but some do: its text would pass unscanned, so refused.
+	 */
+	if (f->kind == MIME_K_MULTI && f->begun && !f->seen_delim && f->preamble_text)
+		mime_fail(w, MIME_E_AMBIGUOUS);
 	if (f->kind == MIME_K_LEAF && f->begun && w->err == 0) {
 		if (at_eof && w->neol > 0)
 			mime_decode(w, w->eol, w->neol);
@@ -687,6 +700,7 @@ static void mime_boundary(struct mime_walker *w, unsigned k, bool close)
 {
 	if (w->in_headers)
 		mime_hdr_end(w, false);
+	w->frames[k]->seen_delim = true;
 	while (w->err == 0 && w->nframes - 1 > k)
 		mime_pop(w, false);
 	if (w->err != 0 || close)
@@ -711,6 +725,8 @@ static void mime_body_piece(struct mime_walker *w, const char *s, size_t n, bool
 	 * (RFC 2046 section 5.1.1), nor is a message part that could not open. */
 	if (f->kind == MIME_K_LEAF)
 		mime_leaf(w, s, n, last, eol, neol);
+	else if (f->kind == MIME_K_MULTI && !f->seen_delim && !mime_all_wsp(s, n))
+		f->preamble_text = true;
 }
 
 static void mime_hdr_piece(struct mime_walker *w, const char *s, size_t n, bool first, bool last,

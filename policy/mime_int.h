@@ -34,7 +34,9 @@ void mime__put(const char *s, size_t len, char *out, size_t cap, size_t *used);
 /*
  * mime_param, and with raw the value as written: no charset conversion,
  * no RFC 2047 decoding (a boundary is matched byte for byte), truncated
- * to outlen - 1 bytes.
+ * to outlen - 1 bytes; an unquoted value with white space inside
+ * (boundary=a b) is MIME_E_AMBIGUOUS there, since readers cut it apart
+ * differently.
  */
 int mime__param(const char *value, size_t len, const char *name, char *out, size_t outlen,
     bool raw);

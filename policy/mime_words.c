@@ -263,13 +263,12 @@ static bool mime_is_tspecial(unsigned char c)
  * or a token; a bare value that runs on past a token (filename=my file.pdf)
  * is taken up to the next ';' as clients do. Returns its length in out.
  */
-static size_t mime_pvalue(struct mime_pscan *p, char *out, bool *quoted)
+static size_t mime_pvalue(struct mime_pscan *p, char *out, bool *runon)
 {
 	size_t o = 0;
 
-	*quoted = false;
+	*runon = false;
 	if (p->i < p->n && p->s[p->i] == '"') {
-		*quoted = true;
 		for (p->i++; p->i < p->n && p->s[p->i] != '"'; p->i++) {
 			if (p->s[p->i] == '\\' && p->i + 1 < p->n)
 				p->i++;
@@ -289,6 +288,7 @@ static size_t mime_pvalue(struct mime_pscan *p, char *out, bool *quoted)
 		if (p->i >= p->n || p->s[p->i] == ';')
 			return o;
 		/* Runs on: take the raw text to ';', trailing white space trimmed. */
+		*runon = true;
 		p->i = save;
 		for (k = p->i; k < p->n && p->s[k] != ';'; k++)
 			;
@@ -305,6 +305,7 @@ struct mime_seg {
 	const char *v;   /* into the scan's value copy */
 	size_t len;
 	bool set, enc;
+	bool runon;      /* a bare value with spaces: readers may cut it anywhere */
 };
 
 struct mime_pstate {
@@ -312,6 +313,7 @@ struct mime_pstate {
 	size_t nvals;
 	struct mime_seg plain, star, seg[MIME_SEGMENTS];
 	bool ambiguous;
+	bool runon;      /* the value being filed ran on */
 };
 
 static void mime_pstore(struct mime_pstate *st, struct mime_seg *s, const char *v, size_t len,
@@ -327,6 +329,7 @@ static void mime_pstore(struct mime_pstate *st, struct mime_seg *s, const char *
 	s->len = len;
 	s->set = true;
 	s->enc = enc;
+	s->runon = st->runon;
 }
 
 /*
@@ -439,7 +442,6 @@ int mime__param(const char *value, size_t len, const char *name, char *out, size
 	struct mime_pstate st;
 	char *v = xmalloc(len + 1);
 	int rc = 0;
-	bool quoted = false;
 
 	memset(&st, 0, sizeof st);
 	st.vals = xmalloc(len + 1);
@@ -448,7 +450,7 @@ int mime__param(const char *value, size_t len, const char *name, char *out, size
 	/* The field's own value (type/subtype, disposition) ends at the first ';'. */
 	while (p.i < p.n && p.s[p.i] != ';') {
 		if (p.s[p.i] == '"') {
-			(void)mime_pvalue(&p, v, &quoted);
+			(void)mime_pvalue(&p, v, &st.runon);
 		} else if (p.s[p.i] == '(') {
 			mime_cfws(&p);
 		} else {
@@ -471,13 +473,15 @@ int mime__param(const char *value, size_t len, const char *name, char *out, size
 		}
 		p.i++;
 		mime_cfws(&p);
-		vl = mime_pvalue(&p, v, &quoted);
+		vl = mime_pvalue(&p, v, &st.runon);
 		mime_pfile(&st, p.s + a0, a1 - a0, name, v, vl);
 		mime_cfws(&p);
 		while (p.i < p.n && p.s[p.i] != ';')
 			p.i++;
 	}
-	if (st.ambiguous || (st.star.set && st.seg[0].set)) {
+	if (st.ambiguous || (st.star.set && st.seg[0].set) ||
+	    (raw && st.plain.set && st.plain.runon && !st.star.set && !st.seg[0].set)) {
+		/* A bare boundary with spaces in it: where it ends is a guess. */
 		rc = MIME_E_AMBIGUOUS;
 	} else if (st.star.set || st.seg[0].set) {
 		/* RFC 2231 form first: clients send name= as well for old readers. */
