@@ -45,7 +45,7 @@ LIBS="$(pkg-config --libs libidn2 openssl)"
 # archive so each target pulls in only what it uses.
 SRCS="common/xmalloc.c common/buf.c common/util.c common/log.c common/cfg.c
 	common/cfg_check.c common/checkpoint.c common/ctlproto.c common/addr.c common/rfc5322.c common/sasl.c
-	relay/smtp_parse.c"
+	relay/smtp_parse.c policy/mime.c policy/mime_words.c policy/mime_text.c"
 rm -f "$out/libparsers.a"
 objs=""
 for s in $SRCS; do
