@@ -32,6 +32,14 @@ policy_check_queued_fn stage_tenant_queued;
 /* stage_headers.c: one From:, at most one Sender:, Subject:, ... (RFC 5322 3.6). */
 policy_check_run_fn stage_headers_run;
 
+/* stage_content.c: MIME limits, state-secret markings and DLP rules (every role). */
+policy_check_new_fn stage_content_new;
+policy_check_free_fn stage_content_free;
+policy_check_run_fn stage_content_run;
+policy_check_tx_new_fn stage_content_tx_new;
+policy_check_body_fn stage_content_body;
+policy_check_tx_free_fn stage_content_tx_free;
+
 /* stage_dmarc.c: the From: domain's DMARC policy over SPF and DKIM (mx only). */
 policy_check_new_fn stage_dmarc_new;
 policy_check_free_fn stage_dmarc_free;
@@ -78,6 +86,16 @@ const struct policy_check policy_checks[] = {
 	  .run = stage_tenant_run, .queued = stage_tenant_queued },
 	{ .name = "headers", .stages = POLICY_AT(POLICY_STAGE_DATA), .roles = POLICY_ROLES_ALL,
 	  .run = stage_headers_run },
+	/*
+	 * Before the sender-authentication rows: a message marked as a state
+	 * secret is a "classified" record whatever else is wrong with it.
+	 * Its documents are read on the thread pool within 20 s.
+	 */
+	{ .name = "content", .stages = POLICY_AT(POLICY_STAGE_RCPT) | POLICY_AT(POLICY_STAGE_DATA),
+	  .roles = POLICY_ROLES_ALL, .timeout_ms = 30000, .create = stage_content_new,
+	  .destroy = stage_content_free, .run = stage_content_run,
+	  .tx_new = stage_content_tx_new, .body = stage_content_body,
+	  .tx_free = stage_content_tx_free },
 	/* The row's timeout exceeds the evaluation's own deadline (12 s). */
 	{ .name = "spf", .stages = POLICY_AT(POLICY_STAGE_MAIL) | POLICY_AT(POLICY_STAGE_RCPT),
 	  .roles = POLICY_ROLE(CFG_ROLE_MX), .timeout_ms = 20000, .create = stage_spf_new,

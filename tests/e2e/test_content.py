@@ -61,10 +61,10 @@ def cp1258(text):
 
 
 def message(subject=b"Bao cao", body=b"Kinh gui anh chi.\r\n", headers=b"",
-            to="nhan@" + CITY):
+            to="nhan@" + CITY, sender=SENDER):
     if isinstance(subject, str):
         subject = subject.encode()
-    return (b"From: Van thu <" + SENDER.encode() + b">\r\nTo: <" + to.encode() +
+    return (b"From: Van thu <" + sender.encode() + b">\r\nTo: <" + to.encode() +
             b">\r\nSubject: " + subject + b"\r\nMessage-ID: <m" +
             os.urandom(6).hex().encode() + b"@city.org>\r\nMIME-Version: 1.0\r\n" +
             headers + b"\r\n" + body)
@@ -110,15 +110,15 @@ class ContentTest(RelayTestCase):
 
     # ----------------------------------------------------------- helpers
 
-    def send(self, data, rcpts=("nhan@" + CITY,)):
+    def send(self, data, rcpts=("nhan@" + CITY,), sender=SENDER):
         c = harness.RawSMTP(self.relay.ports["mx"])
         try:
-            return c.send_message(SENDER, list(rcpts), data)
+            return c.send_message(sender, list(rcpts), data)
         finally:
             c.close()
 
-    def assertClassified(self, data, level_ascii, rcpts=("nhan@" + CITY,)):
-        reply = self.send(data, rcpts)
+    def assertClassified(self, data, level_ascii, rcpts=("nhan@" + CITY,), sender=SENDER):
+        reply = self.send(data, rcpts, sender)
         self.assertEqual(reply.code, 550, reply.lines)
         text = "\n".join(reply.lines)
         self.assertTrue(all("5.7.1" in line for line in reply.lines), reply.lines)
@@ -130,8 +130,8 @@ class ContentTest(RelayTestCase):
         self.assertLess(text.index("Thu bi tu choi"), text.index("Message refused"))
         return reply
 
-    def assertDelivered(self, data, marker, rcpts=("nhan@" + CITY,)):
-        reply = self.send(data, rcpts)
+    def assertDelivered(self, data, marker, rcpts=("nhan@" + CITY,), sender=SENDER):
+        reply = self.send(data, rcpts, sender)
         self.assertEqual(reply.code, 250, reply.lines)
         queued_id(reply)
         self.assertTrue(self.sink.find(marker.encode()), "not delivered: %s" % marker)
@@ -217,8 +217,14 @@ class ContentTest(RelayTestCase):
     def test_classified_audit_record(self):
         rcpts = ("a@" + CITY, "b@" + WARD)
         self.assertClassified(message("[TỐI MẬT] audit-marker"), "TOI MAT", rcpts)
-        recs = self.audit("--event", "classified", "--sender", SENDER)
-        self.assertTrue(recs, "no classified record")
+        # The record is written by the writer thread after the reply: poll.
+        harness.wait_for(lambda: any("audit-marker" in json.dumps(r, ensure_ascii=False) or
+                                     "b@" + WARD in json.dumps(r)
+                                     for r in self.audit("--event", "classified",
+                                                         "--sender", SENDER)),
+                         timeout=10, what="the classified audit record")
+        recs = [r for r in self.audit("--event", "classified", "--sender", SENDER)
+                if "b@" + WARD in json.dumps(r)]
         rec = recs[-1]
         flat = json.dumps(rec, ensure_ascii=False)
         for want in ("classified=toi-mat", "classified_where=subject", "a@" + CITY,
@@ -255,14 +261,20 @@ class ContentTest(RelayTestCase):
 
     def test_min_level_of_the_agency(self):
         self.relay.ctl_ok("policy", "set", "ward", "classified_min_level", "toi-mat")
+        ward_sender = "vanthu@" + WARD
         try:
+            # Within the ward (its server, its recipient): the ward's level.
             self.assertDelivered(message("[MẬT] below the level", b"level-marker-1\r\n",
-                                         to="x@" + WARD), "level-marker-1",
-                                 rcpts=("x@" + WARD,))
-            self.assertClassified(message("[TỐI MẬT] at the level", to="x@" + WARD),
-                                  "TOI MAT", rcpts=("x@" + WARD,))
-            # The city's own recipients keep the city's level.
-            self.assertClassified(message("[MẬT] to the city"), "MAT")
+                                         to="x@" + WARD, sender=ward_sender),
+                                 "level-marker-1", rcpts=("x@" + WARD,), sender=ward_sender)
+            self.assertClassified(message("[TỐI MẬT] at the level", to="x@" + WARD,
+                                          sender=ward_sender),
+                                  "TOI MAT", rcpts=("x@" + WARD,), sender=ward_sender)
+            # A message that also concerns the city keeps the city's (stricter) level.
+            self.assertClassified(message("[MẬT] ward to city", sender=ward_sender), "MAT",
+                                  sender=ward_sender)
+            self.assertClassified(message("[MẬT] city to ward", to="x@" + WARD), "MAT",
+                                  rcpts=("x@" + WARD,))
         finally:
             self.relay.ctl_ok("policy", "unset", "ward", "classified_min_level")
 
@@ -291,8 +303,8 @@ class ContentTest(RelayTestCase):
             h, b = multipart([(b"Content-Type: text/plain; charset=utf-8\r\n"
                                b"Content-Transfer-Encoding: base64\r\n",
                                base64.encodebytes(text).replace(b"\n", b"\r\n"))])
-            self.assertDelivered(message("Hop dong", b, h, to=ward[0]), "dlp-tag-marker",
-                                 rcpts=ward)
+            self.assertDelivered(message("Hop dong dlp-tag-marker", b, h, to=ward[0]),
+                                 "dlp-tag-marker", rcpts=ward)
             got = [m for m in self.sink.messages() if b"dlp-tag-marker" in m.raw][-1]
             self.assertIn(b"hopdong (2)", b"".join(got.headers("X-Govrelay-DLP")))
             # A payroll: kept in the quarantine, not delivered.
