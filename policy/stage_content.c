@@ -41,7 +41,9 @@
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "policy/check.h"
+#include "policy/attach.h"
 #include "policy/classify.h"
+#include "policy/content_attach.h"
 #include "policy/dlp.h"
 #include "policy/doctext.h"
 #include "policy/mime.h"
@@ -55,21 +57,31 @@ policy_check_tx_new_fn stage_content_tx_new;
 policy_check_body_fn stage_content_body;
 policy_check_tx_free_fn stage_content_tx_free;
 
-/* How much of a part is looked at to recognise a document (%PDF may follow junk). */
-#define SC_SNIFF_MAX 1024
+/*
+ * The head kept of every attachment: its type by content (libmagic) and
+ * whether it is an archive or a document to keep whole.
+ */
+#define SC_SNIFF_MAX 4096
 /* Time for all the documents of one message; the row's timeout is larger. */
 #define SC_DOCS_MS 20000
 #define SC_FOUND_IN_MAX 200
 /* Distinct DLP rule sets one message is scanned with (its agencies'). */
 #define SC_DLP_SETS_MAX 8
 
-/* An attached document kept for its text. */
+/*
+ * An attachment (a leaf part that is not text): its head, or all of it
+ * when it is an archive or a document (the attachment rules list an
+ * archive; a document's text is read for stamps and DLP).
+ */
 struct sc_doc {
 	char *name;                /* the part's file name, or "part N" */
 	struct buf data;
+	bool whole;
 	enum classify_level level; /* what its text says (the pool's result) */
 	int status;                /* doctext_extract's */
 	enum doctext_kind kind;
+	struct content_attach_result attach; /* the attachment rules' (the pool's) */
+	char found[SC_FOUND_IN_MAX];   /* the document inside an archive that is stamped */
 };
 
 /* text/html reduced to the text a reader sees, line by line (no layout). */
@@ -121,6 +133,13 @@ struct sc_tx {
 	struct dlp_scan *scans[SC_DLP_SETS_MAX];
 	size_t nscans;
 	char dlp_error[200];       /* a rule set that could not be read: tempfail */
+	/* The most dangerous file name of any part (text parts included). */
+	enum attach_category name_category;
+	char name_found[SC_FOUND_IN_MAX];
+	/* The agencies' attachment rules (DATA stage, before the pool reads them). */
+	struct content_attach_rules rules;
+	enum content_attach_outcome attach_outcome;   /* the worst attachment's */
+	char attach_why[256];
 	/*
 	 * The DATA run waiting for the documents, and what it needs of the
 	 * request: copied, since a row that times out lets the session end
@@ -145,6 +164,7 @@ struct stage_content {
 static const char sc_rule_mime[] = "mime";
 static const char sc_rule_classified[] = "classified";
 static const char sc_rule_dlp[] = "dlp";
+static const char sc_rule_attachment[] = "attachment";
 
 static void sc_free(struct sc_tx *t)
 {
@@ -323,7 +343,7 @@ static void sc_text_out(void *arg, const char *utf8, size_t len)
 
 /* -------------------------------------------------------- documents */
 
-static void sc_doc_keep(struct sc_tx *t)
+static void sc_doc_keep(struct sc_tx *t, bool whole)
 {
 	char name[64];
 
@@ -337,30 +357,32 @@ static void sc_doc_keep(struct sc_tx *t)
 		snprintf(name, sizeof name, "part %u", t->part_index);
 		t->doc->name = xstrdup(name);
 	}
+	t->doc->whole = whole;
 	buf_append(&t->doc->data, t->sniff, t->nsniff);
 }
 
-/* Is what the part began with a document whose text we can read? */
-static bool sc_doc_looks_like(const char *s, size_t len)
-{
-	if (len >= 4 && memcmp(s, "PK\x03\x04", 4) == 0)
-		return true;   /* a zip: DOCX or ODT, decided by doctext_kind_of */
-	return memmem(s, len, "%PDF-", 5) != NULL;
-}
-
+/*
+ * The head of an attachment: once SC_SNIFF_MAX bytes are in (or the part
+ * ends), it is kept, and so is the rest when it is an archive or a
+ * document. Memory: a head per part (bounded by the part count), and the
+ * archives and documents, bounded by the message size.
+ */
 static void sc_sniff(struct sc_tx *t, const char *data, size_t len)
 {
 	size_t take = len < SC_SNIFF_MAX - t->nsniff ? len : SC_SNIFF_MAX - t->nsniff;
+	bool whole;
 
 	memcpy(t->sniff + t->nsniff, data, take);
 	t->nsniff += take;
-	if (t->nsniff < SC_SNIFF_MAX && !(t->nsniff >= 4 && memcmp(t->sniff, "PK", 2) == 0))
+	if (t->nsniff < SC_SNIFF_MAX)
 		return;
 	t->sniffing = false;
-	if (!sc_doc_looks_like(t->sniff, t->nsniff))
-		return;
-	sc_doc_keep(t);
-	buf_append(&t->doc->data, data + take, len - take);
+	whole = content_attach_wants_whole(t->sniff, t->nsniff);
+	sc_doc_keep(t, whole);
+	if (whole)
+		buf_append(&t->doc->data, data + take, len - take);
+	else
+		t->doc = NULL;
 }
 
 /* ------------------------------------------------------ MIME events */
@@ -388,6 +410,13 @@ static void sc_mime_begin(void *arg, const struct mime_part *part)
 	struct sc_tx *t = arg;
 
 	if (part->filename != NULL) {
+		enum attach_category cat = attach_category_of_name(part->filename);
+
+		/* A text part's name counts too: Windows runs "x.bat" by its name. */
+		if (cat > t->name_category) {
+			t->name_category = cat;
+			str_copy(t->name_found, part->filename, sizeof t->name_found);
+		}
 		sc_found(t, classify_filename(part->filename, strlen(part->filename)),
 		    CLASSIFY_IN_FILENAME, part->filename);
 		for (size_t i = 0; i < t->nscans; i++)
@@ -443,8 +472,9 @@ static void sc_mime_end(void *arg, const struct mime_part *part)
 		mime_text_free(t->conv);
 		t->ct = NULL;
 		t->conv = NULL;
-	} else if (t->sniffing && t->nsniff > 0 && sc_doc_looks_like(t->sniff, t->nsniff)) {
-		sc_doc_keep(t);   /* a document shorter than the sniff window */
+	} else if (t->sniffing && t->nsniff > 0) {
+		/* An attachment shorter than the head: all of it is the head. */
+		sc_doc_keep(t, content_attach_wants_whole(t->sniff, t->nsniff));
 	}
 	t->sniffing = false;
 	t->doc = NULL;
@@ -649,6 +679,73 @@ static int sc_policy(struct policy_call *call, struct sc_tx *t, bool *quarantine
 	queue_txn_abort(txn);
 	*quarantine = !any_reject;
 	return rc;
+}
+
+/*
+ * The strictest blocked_attachments and encrypted_archive_action of the
+ * agencies the message concerns (builtin values when none is ours).
+ */
+static int sc_attach_rules(struct policy_call *call, struct sc_tx *t)
+{
+	static const char *const block_words[] = { "executables-and-scripts", "executables",
+		"none" };
+	static const char *const enc_words[] = { "reject", "quarantine", "accept" };
+	struct queue_txn *txn = NULL;
+	char word[TENANCY_POLICY_VALUE_MAX + 1];
+	unsigned block = 2, enc = 2;
+	int rc = queue_txn_begin(policy_call_store(call), false, &txn);
+
+	for (size_t i = 0; rc == 0 && i <= t->ntenants; i++) {
+		const char *tenant = i < t->ntenants ? t->tenants[i] : t->sender_tenant;
+
+		if (i == t->ntenants && tenant == NULL && t->ntenants > 0)
+			break;
+		rc = queue_policy_word(txn, tenant, "blocked_attachments", word, sizeof word, NULL,
+		    0);
+		for (unsigned k = 0; rc == 0 && k < 3; k++)
+			if (strcmp(word, block_words[k]) == 0 && k < block)
+				block = k;
+		if (rc == 0)
+			rc = queue_policy_word(txn, tenant, "encrypted_archive_action", word,
+			    sizeof word, NULL, 0);
+		for (unsigned k = 0; rc == 0 && k < 3; k++)
+			if (strcmp(word, enc_words[k]) == 0 && k < enc)
+				enc = k;
+	}
+	queue_txn_abort(txn);
+	t->rules.block = (enum content_block)block;
+	t->rules.encrypted = (enum content_encrypted)enc;
+	return rc;
+}
+
+/* A file name that is an executable or a script by itself (text parts too). */
+static void sc_name_rule(struct sc_tx *t)
+{
+	if ((t->name_category == ATTACH_EXECUTABLE && t->rules.block != CONTENT_BLOCK_NONE) ||
+	    (t->name_category == ATTACH_SCRIPT && t->rules.block == CONTENT_BLOCK_EXEC_SCRIPTS)) {
+		if (t->attach_outcome < CONTENT_ATTACH_REJECT) {
+			t->attach_outcome = CONTENT_ATTACH_REJECT;
+			snprintf(t->attach_why, sizeof t->attach_why, "a file named %s",
+			    t->name_found);
+		}
+	}
+}
+
+static void sc_attach_verdict(struct sc_tx *t, struct verdict *v)
+{
+	if (t->attach_outcome == CONTENT_ATTACH_PASS)
+		return;
+	if (!t->detached)
+		policy_tx_note(t->tx, "attachment", "%s", t->attach_why);
+	if (t->attach_outcome == CONTENT_ATTACH_REJECT)
+		policy_verdict_set(v, VERDICT_REJECT, 550, "5.7.1",
+		    "Thu bi tu choi: tep dinh kem khong duoc phep (%s).\n"
+		    "Message refused: it carries %s, which official mail may not carry.",
+		    t->attach_why, t->attach_why);
+	else
+		policy_verdict_set(v, VERDICT_QUARANTINE, 0, "",
+		    "carries %s: kept for the security team", t->attach_why);
+	v->rule = sc_rule_attachment;
 }
 
 /* A level's name in the reply: plain ASCII, as SMTP replies are (RFC 5321 4.2). */
@@ -901,6 +998,10 @@ static void sc_decide(struct sc_tx *t, struct policy_call *call)
 			policy_tx_note(t->tx, "marking", "%s", classify_level_name(t->level));
 		}
 	}
+	if (v.kind == VERDICT_CONTINUE) {
+		sc_name_rule(t);
+		sc_attach_verdict(t, &v);
+	}
 	if (v.kind == VERDICT_CONTINUE && t->dlp_error[0] != '\0') {
 		log_warn(t->session_id, "content: DLP rules unreadable: %s", t->dlp_error);
 		policy_verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.3.0",
@@ -929,6 +1030,67 @@ static void sc_doc_text(void *arg, const char *utf8, size_t len)
 }
 
 /* On the thread pool: each kept document's text, its first lines for a stamp. */
+/*
+ * One document's text (attached, or inside an archive): its level, and
+ * every DLP scan reads it. status and kind as doctext says (kind NONE:
+ * not a document whose text we read).
+ */
+static enum classify_level sc_read_doc(struct sc_tx *t, const char *data, size_t len,
+    uint64_t deadline, int *status, enum doctext_kind *kind)
+{
+	struct doctext_limits lim = { 0, 0, 0 };
+	struct classify_text *ct;
+	struct sc_doc_reader r;
+	enum classify_level level;
+	uint64_t now = time_mono_ms();
+
+	*status = DOCTEXT_OK;
+	*kind = doctext_kind_of(data, len);
+	if (*kind == DOCTEXT_NONE)
+		return CLASSIFY_NONE;
+	if (now >= deadline) {
+		*status = DOCTEXT_E_LIMIT;
+		return CLASSIFY_NONE;
+	}
+	lim.timeout_ms = (unsigned)(deadline - now);
+	ct = classify_text_new();
+	r.ct = ct;
+	r.t = t;
+	*status = doctext_extract(*kind, data, len, &lim, sc_doc_text, &r);
+	for (size_t k = 0; k < t->nscans; k++)
+		dlp_scan_text_end(t->scans[k]);
+	level = classify_text_level(ct);
+	classify_text_free(ct);
+	return level;
+}
+
+/* A document found inside an archive attachment (content_attach's callback). */
+struct sc_inner {
+	struct sc_tx *t;
+	struct sc_doc *d;
+	uint64_t deadline;
+};
+
+static void sc_inner_doc(void *arg, const char *path, const char *data, size_t len)
+{
+	struct sc_inner *in = arg;
+	int status;
+	enum doctext_kind kind;
+	enum classify_level level = sc_read_doc(in->t, data, len, in->deadline, &status, &kind);
+
+	(void)status;
+	(void)kind;
+	if (level > in->d->level) {
+		in->d->level = level;
+		str_copy(in->d->found, path, sizeof in->d->found);  /* where the stamp is */
+	}
+}
+
+/*
+ * On the thread pool: each attachment against the attachment rules, and
+ * each document's text (attached or inside an archive) for a stamp and
+ * for the DLP rules.
+ */
 static void sc_docs_work(uv_work_t *w)
 {
 	struct sc_tx *t = w->data;
@@ -936,25 +1098,17 @@ static void sc_docs_work(uv_work_t *w)
 
 	for (size_t i = 0; i < t->ndocs; i++) {
 		struct sc_doc *d = &t->docs[i];
-		struct classify_text *ct;
-		uint64_t now = time_mono_ms();
-		struct doctext_limits lim = { 0, 0, 0 };
+		struct sc_inner in = { t, d, deadline };
 
-		d->kind = doctext_kind_of(d->data.data, d->data.len);
-		if (d->kind == DOCTEXT_NONE || now >= deadline)
-			continue;
-		lim.timeout_ms = (unsigned)(deadline - now);
-		ct = classify_text_new();
-		{
-			struct sc_doc_reader r = { ct, t };
+		content_attach_check(d->name, d->data.data, d->data.len, d->whole, &t->rules,
+		    sc_inner_doc, &in, &d->attach);
+		if (d->whole) {
+			enum classify_level level = sc_read_doc(t, d->data.data, d->data.len,
+			    deadline, &d->status, &d->kind);
 
-			d->status = doctext_extract(d->kind, d->data.data, d->data.len, &lim,
-			    sc_doc_text, &r);
+			if (level > d->level)
+				d->level = level;
 		}
-		for (size_t k = 0; k < t->nscans; k++)
-			dlp_scan_text_end(t->scans[k]);
-		d->level = classify_text_level(ct);
-		classify_text_free(ct);
 	}
 }
 
@@ -968,7 +1122,11 @@ static void sc_docs_done(uv_work_t *w, int status)
 	for (size_t i = 0; i < t->ndocs; i++) {
 		struct sc_doc *d = &t->docs[i];
 
-		sc_found(t, d->level, CLASSIFY_IN_DOCUMENT, d->name);
+		sc_found(t, d->level, CLASSIFY_IN_DOCUMENT, d->found[0] != '\0' ? d->found : d->name);
+		if (d->attach.outcome > t->attach_outcome) {
+			t->attach_outcome = d->attach.outcome;
+			str_copy(t->attach_why, d->attach.why, sizeof t->attach_why);
+		}
 		if (d->kind != DOCTEXT_NONE && d->status != DOCTEXT_OK && !t->detached)
 			policy_tx_note(t->tx, "document_unread", "%s (%s)", d->name,
 			    d->status == DOCTEXT_E_ENCRYPTED ? "encrypted" :
@@ -1003,6 +1161,14 @@ void stage_content_run(struct policy_call *call, const struct policy_request *re
 	t->client_trusted = req->client_trusted;
 	str_copy(t->session_id, req->session_id != NULL ? req->session_id : "",
 	    sizeof t->session_id);
+	if ((rc = sc_attach_rules(call, t)) < 0) {
+		log_warn(req->session_id, "content: cannot read the attachment policy: %s",
+		    queue_strerror(rc));
+		policy_verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.3.0",
+		    "Temporary policy failure, try again later");
+		policy_call_complete(call, &v);
+		return;
+	}
 	/* A marking found already, or nothing to read: decide now, on the loop. */
 	if (t->mime_err != 0 || t->level == CLASSIFY_TUYET_MAT || t->ndocs == 0) {
 		sc_decide(t, call);

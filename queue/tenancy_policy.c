@@ -66,6 +66,15 @@ static const char *const tenancy_spf_fail_words[] = { "reject", "tag", NULL };
 static const char *const tenancy_classified_action_words[] = { "reject", "quarantine", NULL };
 static const char *const tenancy_classified_level_words[] = { "mat", "toi-mat", "tuyet-mat",
 	NULL };
+/*
+ * blocked_attachments and encrypted_archive_action: the attachment rules
+ * (policy/content_attach.c). An encrypted archive hides its content from
+ * every check; refusing it is the tightest.
+ */
+static const char *const tenancy_blocked_attachment_words[] = { "executables-and-scripts",
+	"executables", "none", NULL };
+static const char *const tenancy_encrypted_archive_words[] = { "reject", "quarantine", "accept",
+	NULL };
 
 const struct tenancy_policy_key tenancy_policy_keys[] = {
 	{ "max_message_size", TENANCY_POLICY_SIZE, "26214400",
@@ -87,6 +96,12 @@ const struct tenancy_policy_key tenancy_policy_keys[] = {
 	{ "classified_min_level", TENANCY_POLICY_WORD, "mat",
 		"the lowest state-secret level acted on: mat (Mật), toi-mat (Tối mật) or "
 		"tuyet-mat (Tuyệt mật)", tenancy_classified_level_words },
+	{ "blocked_attachments", TENANCY_POLICY_WORD, "executables-and-scripts",
+		"attachments refused by their content or name, inside archives too: "
+		"executables-and-scripts, executables or none", tenancy_blocked_attachment_words },
+	{ "encrypted_archive_action", TENANCY_POLICY_WORD, "reject",
+		"an encrypted archive (its content hidden from every check): reject, quarantine "
+		"or accept", tenancy_encrypted_archive_words },
 	{ "security_contact", TENANCY_POLICY_ADDRESS, "none",
 		"the address of the tenant's security team: a notice goes there when mail "
 		"concerning the tenant (or a tenant below it) is refused as a state secret; "
@@ -140,6 +155,8 @@ static const struct {
 	{ "spf_fail_action", TENANCY_ORDER_WORDS },     /* reject is tighter than tag */
 	{ "classified_action", TENANCY_ORDER_WORDS },   /* reject, then quarantine */
 	{ "classified_min_level", TENANCY_ORDER_WORDS },  /* mat catches the most */
+	{ "blocked_attachments", TENANCY_ORDER_WORDS },
+	{ "encrypted_archive_action", TENANCY_ORDER_WORDS },
 	{ "security_contact", TENANCY_ORDER_ANY },
 };
 

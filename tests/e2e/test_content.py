@@ -23,10 +23,12 @@ the MIME structure limits. Covered:
 - 500 nested multiparts and a duplicate boundary parameter: 554 5.6.0.
 """
 import base64
+import io
 import json
 import os
 import sys
 import unicodedata
+import zipfile
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -85,6 +87,38 @@ def attachment(name_header, content_type, data):
          b"Content-Disposition: attachment; " + name_header + b"\r\n")
     return (h, base64.encodebytes(data).replace(b"\n", b"\r\n"))
 
+
+def zip_of(entries, encrypted=False):
+    """A zip of (name, bytes); encrypted marks every entry as encrypted
+    (the general-purpose flag bit 0 in the local and central headers), which
+    is what a reader sees of a password-protected archive."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries:
+            z.writestr(name, data)
+    raw = bytearray(buf.getvalue())
+    if encrypted:
+        for sig, off in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+            at = raw.find(sig)
+            while at >= 0:
+                raw[at + off] |= 1
+                at = raw.find(sig, at + 4)
+    return bytes(raw)
+
+
+def zero_bomb(size):
+    """A zip holding size bytes of zeros (about a thousand to one)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("zeros.bin", "w") as f:
+            chunk = bytes(1 << 20)
+            for _ in range(size >> 20):
+                f.write(chunk)
+    return buf.getvalue()
+
+
+# A minimal PE file: "MZ", e_lfanew at 0x3c pointing at "PE\0\0".
+PE = b"MZ" + bytes(58) + (64).to_bytes(4, "little") + b"PE\x00\x00" + bytes(200)
 
 LETTERHEAD = ("ỦY BAN NHÂN DÂN THÀNH PHỐ\r\nSỞ NỘI VỤ\r\n\r\n"
               "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM\r\nĐộc lập - Tự do - Hạnh phúc\r\n\r\n")
@@ -319,6 +353,65 @@ class ContentTest(RelayTestCase):
             for k in ("dlp_rule.cccd", "dlp_rule.hopdong", "dlp_rule.luong"):
                 r.ctl_ok("policy", "unset", "ward", k)
 
+    def attach(self, name, data, ctype=b"application/octet-stream"):
+        h, body = multipart([
+            (b"Content-Type: text/plain; charset=utf-8\r\n", b"Xem tep dinh kem.\r\n"),
+            attachment(b'filename="' + name + b'"', ctype, data)])
+        return message(headers=h, body=body)
+
+    def assertAttachmentRefused(self, data, words):
+        reply = self.send(data)
+        self.assertEqual(reply.code, 550, reply.lines)
+        text = "\n".join(reply.lines)
+        self.assertIn("5.7.1", reply.last)
+        self.assertIn("tep dinh kem", reply.lines[0])
+        for w in words:
+            self.assertIn(w, text)
+
+    def test_attachment_rules(self):
+        elf = open("/bin/true", "rb").read()
+        # By content whatever the name and declared type, by name whatever the content.
+        self.assertAttachmentRefused(self.attach(b"bao-cao.pdf", PE, b"application/pdf"),
+                                     ["an executable file", "bao-cao.pdf"])
+        self.assertAttachmentRefused(self.attach(b"chay.bat", b"@echo off\r\n",
+                                                 b"text/plain"), ["chay.bat"])
+        self.assertAttachmentRefused(self.attach(b"tinh-luong.py", b"print('x')\n",
+                                                 b"text/plain"), ["tinh-luong.py"])
+        self.assertAttachmentRefused(self.attach(b"anh.zip", zip_of([("anh/true", elf)])),
+                                     ["an executable file", "inside anh.zip"])
+        # Nested: a zip in a zip still shows what is inside.
+        inner = zip_of([("setup.exe", PE)])
+        self.assertAttachmentRefused(self.attach(b"tai-lieu.zip",
+                                                 zip_of([("inner.zip", inner)])),
+                                     ["setup.exe"])
+        self.assertAttachmentRefused(self.attach(b"mat-khau.zip", zip_of(
+            [("bao-cao.txt", b"noi dung")], encrypted=True)), ["an encrypted archive"])
+        self.assertAttachmentRefused(self.attach(b"bomb.zip", zero_bomb(24 << 20)),
+                                     ["cannot be inspected"])
+        # A stamped DOCX inside a zip is a classified message.
+        doc = docx(["UBND PHƯỜNG", "TUYỆT MẬT", "Phương án"])
+        self.assertClassified(self.attach(b"ho-so.zip", zip_of([("ho-so/ke-hoach.docx", doc)])),
+                              "TUYET MAT")
+        # What the agency allows: encrypted archives quarantined, scripts accepted.
+        r = self.relay
+        r.ctl_ok("policy", "set", "city", "encrypted_archive_action", "quarantine")
+        r.ctl_ok("policy", "set", "city", "blocked_attachments", "executables")
+        try:
+            reply = self.send(self.attach(b"mat-khau-2.zip", zip_of(
+                [("a.txt", b"x")], encrypted=True)))
+            self.assertEqual(reply.code, 250, reply.lines)
+            self.assertIn("mat-khau-2.zip", r.ctl_ok("quarantine", "list").stdout)
+            self.assertDelivered(self.attach(b"tinh-luong.py", b"print('attach-py')\n",
+                                             b"text/plain"), "tinh-luong.py")
+            self.assertAttachmentRefused(self.attach(b"x.exe", PE), ["x.exe"])
+        finally:
+            r.ctl_ok("policy", "unset", "city", "encrypted_archive_action")
+            r.ctl_ok("policy", "unset", "city", "blocked_attachments")
+        # An ordinary archive of documents passes.
+        self.assertDelivered(self.attach(b"van-ban-ok.zip", zip_of(
+            [("a.docx", docx(["Thông báo lịch họp"])), ("b.pdf", pdf(["Lịch họp"]))])),
+            "van-ban-ok.zip")
+
     def test_mime_structure_limits(self):
         depth = 500
         head = b"Content-Type: multipart/mixed; boundary=\"d0\"\r\n"
@@ -338,6 +431,72 @@ class ContentTest(RelayTestCase):
         reply = self.send(message(headers=dup, body=body))
         self.assertEqual(reply.code, 554, reply.lines)
         self.assertIn("5.6.0", reply.last)
+
+
+class ContentAndAntivirusTest(RelayTestCase):
+    """The content check and clamd together, as deployed: the EICAR test
+    file where a lenient reader would still find it is refused by one or
+    the other, and never delivered."""
+    relay_options = {"trusted_networks": "127.0.0.1/32"}
+
+    @classmethod
+    def setUpClass(cls):
+        harness.Clamd.require()
+        super().setUpClass()
+        try:
+            cls.relay.add_domain(CITY, cls.sink.route)
+            cls.clamd = harness.Clamd(cls.workdir).start()
+            cls.relay.stop()
+            cls.relay.configure(clamd=cls.clamd.target)
+            cls.relay.start()
+        except BaseException:
+            if getattr(cls, "clamd", None) is not None:
+                cls.clamd.stop()
+            cls._cleanup_class()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.clamd.stop()
+        super().tearDownClass()
+
+    def test_eicar_never_delivered(self):
+        eicar = base64.encodebytes(harness.EICAR).replace(b"\n", b"\r\n")
+        part = (b"Content-Type: application/octet-stream\r\n"
+                b"Content-Transfer-Encoding: base64\r\n\r\n" + eicar)
+        deep_head = b"Content-Type: multipart/mixed; boundary=\"d0\"\r\n"
+        deep = b""
+        for i in range(1, 500):
+            deep += (b"--d%d\r\nContent-Type: multipart/mixed; boundary=\"d%d\"\r\n\r\n"
+                     % (i - 1, i))
+        deep += b"--d499\r\n" + part + b"\r\n"
+        for i in reversed(range(500)):
+            deep += b"--d%d--\r\n" % i
+        dup_head = b"Content-Type: multipart/mixed; boundary=\"one\"; boundary=\"two\"\r\n"
+        dup = (b"--one\r\nContent-Type: text/plain\r\n\r\nhello\r\n--two\r\n" + part +
+               b"\r\n--two--\r\n--one--\r\n")
+        garbled = (b"--g\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64"
+                   b"\r\n\r\n!!!not base64 at all\xff\xfe\r\n--g\r\n" + part + b"\r\n--g--\r\n")
+        garbled_head = b"Content-Type: multipart/mixed; boundary=\"g\"\r\n"
+        zipped = zip_of([("eicar.txt", harness.EICAR)])
+        cases = [("plain", b"", harness.EICAR + b"\r\n"),
+                 ("500 levels deep", deep_head, deep),
+                 ("duplicate boundary", dup_head, dup),
+                 ("after a garbled part", garbled_head, garbled)]
+        h, b = multipart([attachment(b'filename="tai-lieu.zip"', b"application/zip", zipped)])
+        cases.append(("zipped", h, b))
+        for label, head, body in cases:
+            with self.subTest(label):
+                marker = "eicar-%s" % label.replace(" ", "-")
+                c = harness.RawSMTP(self.relay.ports["mx"])
+                try:
+                    reply = c.send_message(SENDER, ["nhan@" + CITY],
+                                           message(marker, body, head))
+                finally:
+                    c.close()
+                self.assertIn(reply.code, (451, 550, 554), reply.lines)
+        self.relay.wait_queue_empty()
+        self.assertEqual([m for m in self.sink.messages() if b"eicar-" in m.raw], [])
 
 
 if __name__ == "__main__":

@@ -166,7 +166,9 @@ class TenantCliTest(TenancyCase):
         p = policy("hcm-finance-w1")
         self.assertEqual(set(p), {"max_message_size", "max_recipients", "messages_per_hour",
                                   "allow_external", "require_tls_outbound",
-                                  "spf_fail_action"}, p)
+                                  "spf_fail_action", "classified_action",
+                                  "classified_min_level", "blocked_attachments",
+                                  "encrypted_archive_action", "security_contact"}, p)
         self.assertEqual(p["messages_per_hour"], {"value": 0, "source": "default"})
         self.assertEqual(p["spf_fail_action"], {"value": "reject", "source": "default"})
         self.assertEqual(p["allow_external"], {"value": True, "source": "default"})

@@ -368,7 +368,7 @@ START_TEST(test_policy_normalize)
 		ck_assert_str_eq(out, k->builtin);
 		ck_assert_ptr_eq(tenancy_policy_key_find(k->name), k);
 	}
-	ck_assert_uint_eq(nkeys, 9);
+	ck_assert_uint_eq(nkeys, 11);
 	ck_assert_str_eq(tenancy_policy_key_find("max_message_size")->builtin, "26214400");
 	ck_assert_str_eq(tenancy_policy_key_find("max_recipients")->builtin, "100");
 	ck_assert_str_eq(tenancy_policy_key_find("messages_per_hour")->builtin, "0");
