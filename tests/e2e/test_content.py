@@ -7,9 +7,17 @@ the MIME structure limits. Covered:
 - a marking at the start of the Subject (UTF-8 bytes, RFC 2047 encoded,
   without diacritics), in an RFC 7444 SIO-Label, as a stamp line of a
   UTF-8 quoted-printable body, of a Windows-1258 body, of a base64 HTML
-  body, in an RFC 2231 file name, in the text of a DOCX and of a PDF
-  attachment: 550 5.7.1, Vietnamese lines first then English, nothing
-  delivered;
+  body, of HTML written in character references, in the Subject of a
+  forwarded message/rfc822, in an RFC 2231 file name, in the text of a
+  DOCX and of a PDF attachment and of a DOCX inside a zip: 550 5.7.1,
+  Vietnamese lines first then English, nothing delivered;
+- attachments: executables by content (a PE named .pdf) and by name (.bat,
+  .py sent as text), inside archives and nested archives, an encrypted
+  archive, a zip bomb: 550 5.7.1; the agency's blocked_attachments and
+  encrypted_archive_action loosening them; an ordinary zip delivered;
+- with clamd: EICAR plain, 500 levels deep, behind a duplicate boundary,
+  after a garbled part and zipped are refused (by one check or the other)
+  and never delivered;
 - the `classified` audit record: level, where it was found, sender and
   every recipient;
 - "mật khẩu", "bí mật kinh doanh", "mật ong", "mật độ", "thân mật" in a
@@ -210,6 +218,19 @@ class ContentTest(RelayTestCase):
             body=base64.encodebytes(html).replace(b"\n", b"\r\n"),
             headers=b"Content-Type: text/html; charset=utf-8\r\n"
                     b"Content-Transfer-Encoding: base64\r\n"), "TUYET MAT")
+
+    def test_forwarded_and_entity_markings_refused(self):
+        # A classified message forwarded as an attachment (message/rfc822).
+        inner = ("From: <a@so-noi-vu.org>\r\nSubject: [TỐI MẬT] Kế hoạch\r\n"
+                 "Content-Type: text/plain; charset=utf-8\r\n\r\nNội dung.\r\n").encode()
+        h, body = multipart([
+            (b"Content-Type: text/plain; charset=utf-8\r\n", b"Chuyen tiep thu.\r\n"),
+            (b"Content-Type: message/rfc822\r\n", inner)])
+        self.assertClassified(message("Fwd: thu", body, h), "TOI MAT")
+        # A stamp written with HTML character references only.
+        html = b"<p>S&#7902; N&#7896;I V&#7908;</p><div>T&#7888;I M&#7852;T</div><p>x</p>"
+        self.assertClassified(message(body=html, headers=b"Content-Type: text/html; "
+                                      b"charset=us-ascii\r\n"), "TOI MAT")
 
     def test_file_name_refused(self):
         name = "[MẬT] kế hoạch.txt".encode()
