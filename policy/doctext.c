@@ -63,6 +63,7 @@
 struct doctext_run {
 	size_t max_text, max_inflated;
 	struct timespec deadline;
+	const bool *enough;  /* the caller has read all it needs */
 	void (*out)(void *arg, const char *utf8, size_t len);
 	void *arg;
 	size_t text;        /* bytes delivered */
@@ -118,7 +119,7 @@ static bool doctext_in_time(struct doctext_run *r)
 {
 	struct timespec now;
 
-	if (r->status != DOCTEXT_OK)
+	if (r->status != DOCTEXT_OK || (r->enough != NULL && *r->enough))
 		return false;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (now.tv_sec > r->deadline.tv_sec || (now.tv_sec == r->deadline.tv_sec &&
@@ -480,13 +481,13 @@ static void doctext_zip(struct doctext_run *r, const char *data, size_t len, boo
 	size_t i, n = odf ? sizeof doctext_odt_passes / sizeof doctext_odt_passes[0] :
 	    sizeof doctext_docx_passes / sizeof doctext_docx_passes[0];
 
-	for (i = 0; i < n && r->status == DOCTEXT_OK; i++) {
+	for (i = 0; i < n && r->status == DOCTEXT_OK && (r->enough == NULL || !*r->enough); i++) {
 		const struct doctext_pass *p = odf ? &doctext_odt_passes[i] : &doctext_docx_passes[i];
 		unsigned before = r->rooted;
 
 		doctext_zip_pass(r, data, len, p, odf);
 		/* No body, or one too damaged to reach its root element. */
-		if (p->body && r->rooted == before)
+		if (p->body && r->rooted == before && (r->enough == NULL || !*r->enough))
 			doctext_set_status(r, DOCTEXT_E_FORMAT);
 	}
 }
@@ -553,6 +554,7 @@ int doctext_extract(enum doctext_kind kind, const char *data, size_t len,
 	}
 	r.out = out;
 	r.arg = arg;
+	r.enough = limits != NULL ? limits->enough : NULL;
 	if (data == NULL || out == NULL)
 		return DOCTEXT_E_FORMAT;
 	pthread_once(&doctext_once_ctl, doctext_once);

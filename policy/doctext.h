@@ -13,6 +13,7 @@
  * OWNERSHIP: data is borrowed; out's text is borrowed for the call.
  * THREADS: the thread pool (CPU-heavy); no shared state between calls.
  */
+#include <stdbool.h>
 #include <stddef.h>
 
 enum doctext_kind { DOCTEXT_NONE, DOCTEXT_DOCX, DOCTEXT_ODT, DOCTEXT_PDF };
@@ -24,6 +25,12 @@ struct doctext_limits {
 	size_t max_text;          /* UTF-8 bytes of text produced; 0: 1 MiB */
 	size_t max_inflated;      /* bytes decompressed from the archive; 0: 64 MiB */
 	unsigned timeout_ms;      /* wall time; 0: 5000 */
+	/*
+	 * NULL, or a flag the caller's out sets once it has read all it
+	 * needs (a stamp is looked for in the first lines): reading stops at
+	 * the next page, entry or few XML nodes, and the result is DOCTEXT_OK.
+	 */
+	const bool *enough;
 };
 
 enum doctext_status {

@@ -46,6 +46,7 @@
 #include "policy/content_attach.h"
 #include "policy/dlp.h"
 #include "policy/doctext.h"
+#include "policy/html_text.h"
 #include "policy/mime.h"
 #include "queue/queue.h"
 #include "queue/tenancy.h"
@@ -84,16 +85,6 @@ struct sc_doc {
 	char found[SC_FOUND_IN_MAX];   /* the document inside an archive that is stamped */
 };
 
-/* text/html reduced to the text a reader sees, line by line (no layout). */
-enum sc_html_state { SC_HTML_TEXT, SC_HTML_TAG, SC_HTML_ENTITY };
-struct sc_html {
-	enum sc_html_state state;
-	char tag[16];              /* the tag's first characters: <br>, </p> end lines */
-	size_t ntag;
-	char entity[12];
-	size_t nentity;
-};
-
 struct sc_tx {
 	unsigned refs;
 	const struct stage_content *st;
@@ -110,7 +101,7 @@ struct sc_tx {
 	struct mime_text *conv;
 	struct classify_text *ct;
 	bool html;
-	struct sc_html hs;
+	struct html_text hs;
 	bool sniffing;             /* a non-text part: a document? */
 	struct sc_doc *doc;        /* being kept */
 	char sniff[SC_SNIFF_MAX];
@@ -220,114 +211,9 @@ static void sc_emit(struct sc_tx *t, const char *utf8, size_t len)
 		dlp_scan_text(t->scans[i], utf8, len);
 }
 
-static void sc_text_line_break(struct sc_tx *t)
+static void sc_emit_cb(void *arg, const char *utf8, size_t len)
 {
-	sc_emit(t, "\n", 1);
-}
-
-/* An HTML entity's text: the few a stamp may be written with, and numbers. */
-static void sc_html_entity(struct sc_tx *t)
-{
-	char utf8[8];
-	size_t n = 0;
-	struct sc_html *h = &t->hs;
-
-	h->entity[h->nentity] = '\0';
-	if (h->entity[0] == '#') {
-		unsigned long cp = h->entity[1] == 'x' || h->entity[1] == 'X' ?
-		    strtoul(h->entity + 2, NULL, 16) : strtoul(h->entity + 1, NULL, 10);
-
-		if (cp > 0 && cp < 0x110000 && (cp < 0xD800 || cp > 0xDFFF)) {
-			if (cp < 0x80) {
-				utf8[n++] = (char)cp;
-			} else if (cp < 0x800) {
-				utf8[n++] = (char)(0xC0 | (cp >> 6));
-				utf8[n++] = (char)(0x80 | (cp & 0x3F));
-			} else if (cp < 0x10000) {
-				utf8[n++] = (char)(0xE0 | (cp >> 12));
-				utf8[n++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-				utf8[n++] = (char)(0x80 | (cp & 0x3F));
-			} else {
-				utf8[n++] = (char)(0xF0 | (cp >> 18));
-				utf8[n++] = (char)(0x80 | ((cp >> 12) & 0x3F));
-				utf8[n++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-				utf8[n++] = (char)(0x80 | (cp & 0x3F));
-			}
-		}
-	} else if (strcmp(h->entity, "nbsp") == 0) {
-		utf8[n++] = ' ';
-	} else if (strcmp(h->entity, "amp") == 0) {
-		utf8[n++] = '&';
-	} else if (strcmp(h->entity, "lt") == 0) {
-		utf8[n++] = '<';
-	} else if (strcmp(h->entity, "gt") == 0) {
-		utf8[n++] = '>';
-	} else if (strcmp(h->entity, "quot") == 0) {
-		utf8[n++] = '"';
-	}
-	if (n > 0)
-		sc_emit(t, utf8, n);
-}
-
-/* Tags that end a line where a reader sees one (a stamp is a line of its own). */
-static bool sc_html_tag_breaks(const char *tag)
-{
-	static const char *const breaks[] = { "br", "/p", "p", "/div", "div", "/h", "h",
-		"/tr", "tr", "/li", "li", "/td", "td", "/title", "hr", NULL };
-
-	for (size_t i = 0; breaks[i] != NULL; i++) {
-		size_t n = strlen(breaks[i]);
-
-		if (strncasecmp(tag, breaks[i], n) == 0 &&
-		    (tag[n] == '\0' || tag[n] == ' ' || tag[n] == '/' || tag[n] == '>' ||
-		    (breaks[i][n - 1] == 'h' && tag[n] >= '1' && tag[n] <= '6')))
-			return true;
-	}
-	return false;
-}
-
-static void sc_html_feed(struct sc_tx *t, const char *s, size_t len)
-{
-	struct sc_html *h = &t->hs;
-	size_t run = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-
-		switch (h->state) {
-		case SC_HTML_TEXT:
-			if (c != '<' && c != '&') {
-				run++;
-				continue;
-			}
-			if (run > 0)
-				sc_emit(t, s + i - run, run);
-			run = 0;
-			h->state = c == '<' ? SC_HTML_TAG : SC_HTML_ENTITY;
-			h->ntag = h->nentity = 0;
-			break;
-		case SC_HTML_TAG:
-			if (c == '>') {
-				h->tag[h->ntag] = '\0';
-				if (sc_html_tag_breaks(h->tag))
-					sc_text_line_break(t);
-				h->state = SC_HTML_TEXT;
-			} else if (h->ntag < sizeof h->tag - 1) {
-				h->tag[h->ntag++] = c;
-			}
-			break;
-		case SC_HTML_ENTITY:
-			if (c == ';' || h->nentity == sizeof h->entity - 1) {
-				sc_html_entity(t);
-				h->state = SC_HTML_TEXT;
-			} else {
-				h->entity[h->nentity++] = c;
-			}
-			break;
-		}
-	}
-	if (run > 0)
-		sc_emit(t, s + len - run, run);
+	sc_emit(arg, utf8, len);
 }
 
 /* The part's text, in UTF-8, from the charset converter. */
@@ -336,7 +222,7 @@ static void sc_text_out(void *arg, const char *utf8, size_t len)
 	struct sc_tx *t = arg;
 
 	if (t->html)
-		sc_html_feed(t, utf8, len);
+		html_text_feed(&t->hs, utf8, len, sc_emit_cb, t);
 	else
 		sc_emit(t, utf8, len);
 }
@@ -1017,6 +903,11 @@ static void sc_decide(struct sc_tx *t, struct policy_call *call)
 struct sc_doc_reader {
 	struct classify_text *ct;
 	struct sc_tx *t;
+	/*
+	 * Set once the stamp lines are past and no DLP rule reads the rest:
+	 * doctext stops at the next page (most of a long PDF is never laid out).
+	 */
+	bool enough;
 };
 
 static void sc_doc_text(void *arg, const char *utf8, size_t len)
@@ -1027,6 +918,7 @@ static void sc_doc_text(void *arg, const char *utf8, size_t len)
 		classify_text_feed(r->ct, utf8, len);
 	for (size_t i = 0; i < r->t->nscans; i++)
 		dlp_scan_text(r->t->scans[i], utf8, len);
+	r->enough = r->t->nscans == 0 && classify_text_is_done(r->ct);
 }
 
 /* On the thread pool: each kept document's text, its first lines for a stamp. */
@@ -1038,7 +930,7 @@ static void sc_doc_text(void *arg, const char *utf8, size_t len)
 static enum classify_level sc_read_doc(struct sc_tx *t, const char *data, size_t len,
     uint64_t deadline, int *status, enum doctext_kind *kind)
 {
-	struct doctext_limits lim = { 0, 0, 0 };
+	struct doctext_limits lim = { 0, 0, 0, NULL };
 	struct classify_text *ct;
 	struct sc_doc_reader r;
 	enum classify_level level;
@@ -1053,9 +945,11 @@ static enum classify_level sc_read_doc(struct sc_tx *t, const char *data, size_t
 		return CLASSIFY_NONE;
 	}
 	lim.timeout_ms = (unsigned)(deadline - now);
+	lim.enough = &r.enough;
 	ct = classify_text_new();
 	r.ct = ct;
 	r.t = t;
+	r.enough = false;
 	*status = doctext_extract(*kind, data, len, &lim, sc_doc_text, &r);
 	for (size_t k = 0; k < t->nscans; k++)
 		dlp_scan_text_end(t->scans[k]);

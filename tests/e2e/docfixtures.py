@@ -30,10 +30,11 @@ def docx(paragraphs):
     return buf.getvalue()
 
 
-def pdf(lines):
-    """A one-page PDF whose text is lines (any Unicode in the BMP): a
-    Type0 font with Identity-H codes equal to the code points and a
-    ToUnicode map saying so, which is how a text extractor reads it."""
+def pdf(lines, per_page=45):
+    """A PDF whose text is lines (any Unicode in the BMP), per_page lines
+    to an A4 page, as a report is laid out: a Type0 font with Identity-H
+    codes equal to the code points and a ToUnicode map saying so, which is
+    how a text extractor reads it."""
     used = sorted({ord(c) for line in lines for c in line})
     cmap = ("/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n"
             "/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n"
@@ -42,25 +43,32 @@ def pdf(lines):
             "%d beginbfchar\n%s\nendbfchar\nendcmap\n"
             "CMapName currentdict /CMap defineresource pop end end\n"
             % (len(used), "\n".join("<%04X> <%04X>" % (u, u) for u in used)))
-    content = "".join("BT /F1 16 Tf 72 %d Td <%s> Tj ET\n"
-                      % (760 - 30 * i, "".join("%04X" % ord(c) for c in line))
-                      for i, line in enumerate(lines))
+    pages = [lines[i:i + per_page] for i in range(0, len(lines), per_page)] or [[]]
+    # Objects: 1 catalog, 2 pages, 3 font, 4 CID font, 5 ToUnicode, 6 descriptor,
+    # then a page and its content stream for each page.
+    first = 7
+    kids = " ".join("%d 0 R" % (first + 2 * k) for k in range(len(pages)))
     objs = [
         "<< /Type /Catalog /Pages 2 0 R >>",
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
-        "/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
+        "<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(pages)),
         "<< /Type /Font /Subtype /Type0 /BaseFont /ArialUnicode /Encoding /Identity-H "
-        "/DescendantFonts [6 0 R] /ToUnicode 7 0 R >>",
-        "<< /Length %d >>\nstream\n%sendstream" % (len(content), content),
+        "/DescendantFonts [4 0 R] /ToUnicode 5 0 R >>",
         "<< /Type /Font /Subtype /CIDFontType2 /BaseFont /ArialUnicode "
         "/CIDSystemInfo << /Registry (Adobe) /Ordering (Identity) /Supplement 0 >> "
-        "/FontDescriptor 8 0 R /DW 600 >>",
+        "/FontDescriptor 6 0 R /DW 600 >>",
         "<< /Length %d >>\nstream\n%sendstream" % (len(cmap), cmap),
         "<< /Type /FontDescriptor /FontName /ArialUnicode /Flags 32 "
         "/FontBBox [0 -200 1000 900] /ItalicAngle 0 /Ascent 900 /Descent -200 "
         "/CapHeight 700 /StemV 80 >>",
     ]
+    for k, page in enumerate(pages):
+        content = "".join("BT /F1 12 Tf 56 %d Td <%s> Tj ET\n"
+                          % (790 - 17 * i, "".join("%04X" % ord(c) for c in line))
+                          for i, line in enumerate(page))
+        objs.append("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
+                    "/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>"
+                    % (first + 2 * k + 1))
+        objs.append("<< /Length %d >>\nstream\n%sendstream" % (len(content), content))
     out = b"%PDF-1.4\n"
     offsets = []
     for i, o in enumerate(objs, 1):
