@@ -131,7 +131,8 @@ static void explain_each(void *arg, const char *rule, const struct verdict *v)
 		    "not run: a rule before it did not answer in time");
 		return;
 	}
-	if (v->rule != NULL && strcmp(v->rule, rule) != 0)
+	/* The finer rule matters where it decided: a CONTINUE names none worth showing. */
+	if (v->kind != VERDICT_CONTINUE && v->rule != NULL && strcmp(v->rule, rule) != 0)
 		snprintf(name, sizeof name, "%s/%s", rule, v->rule);
 	else
 		str_copy(name, rule, sizeof name);
