@@ -370,6 +370,10 @@ void explain_stop(struct explain *x)
 	if (x == NULL)
 		return;
 	uv_mutex_lock(&x->mu);
+	if (x->stopping) {
+		uv_mutex_unlock(&x->mu);
+		return;
+	}
 	x->stopping = true;
 	dropped = x->pending;
 	x->pending = NULL;

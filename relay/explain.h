@@ -30,7 +30,7 @@ struct explain *explain_new(uv_loop_t *loop, struct policy *p);
  * The daemon is stopping: a waiting caller wakes at once with
  * -ESHUTDOWN, a request not yet started is dropped, one being run stops
  * after its current stage; new requests get -ESHUTDOWN. Loop thread.
- * NULL is fine.
+ * NULL and a second call are fine.
  */
 void explain_stop(struct explain *x);
 /*
