@@ -336,7 +336,8 @@ static void admin_explain_print(const struct admin *a, const struct admin_explai
 
 		admin__out(a, "# as %s from <%s>%s%s\n", x->sender_is_user ?
 		    "submitted by our user" : "arriving from outside (mx, client 192.0.2.1)",
-		    shown, x->tenant != NULL ? ", tenant " : "", x->tenant != NULL ? x->tenant : "");
+		    shown, x->tenant != NULL ? ", tenant " : "",
+		    x->tenant != NULL ? x->tenant : "");
 		free(shown);
 		admin_explain_table(a, &x->answer);
 		return;
