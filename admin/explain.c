@@ -17,7 +17,8 @@
  * Scope: the tenant named by --tenant, else the tenant of --from's domain
  * when it is ours, else that of the first --to's domain; a postmaster may
  * explain only for a tenant of their subtree (77 otherwise, with the
- * engine's audited refusal). Like every read-only command, a permitted
+ * engine's audited refusal), and, when --from is a user of ours, only
+ * for a user of their subtree (the checks act as that user). Like every read-only command, a permitted
  * explain writes no audit record of its own, and the daemon records the
  * message nowhere (nothing is queued).
  *
@@ -116,6 +117,24 @@ static int admin_explain_domain_tenant(struct queue_txn *txn, const char *addr, 
 }
 
 /*
+ * Mail from a user of ours is checked as that user's submission, under
+ * their tenant's policy: a postmaster may do that only for a user of
+ * their subtree, whatever --tenant says (else --tenant would let them
+ * try another agency's limits as one of its users). 0 or an exit code.
+ */
+static int admin_explain_user_scope(struct admin *a, struct queue_txn *txn, const char *user)
+{
+	char *tenant = NULL;
+	int rc = admin_explain_domain_tenant(txn, user, &tenant);
+
+	if (rc < 0)
+		return admin__fail(a, rc, NULL, "cannot read the domain of %s", user);
+	rc = admin__need_tenant(a, tenant, user);
+	free(tenant);
+	return rc;
+}
+
+/*
  * The scope (--tenant, else --from's tenant, else the first --to's) and
  * whether --from is a user of ours. 0 or an exit code (reported; 77 is
  * the engine's audited refusal).
@@ -134,6 +153,9 @@ static int admin_explain_scope(struct admin *a, struct queue_txn *txn, struct ad
 			return admin__fail(a, rc, NULL, "cannot read user %s", x->sender);
 		x->sender_is_user = rc == 0;
 	}
+	if (x->sender_is_user && !a->super &&
+	    (rc = admin_explain_user_scope(a, txn, x->sender)) != 0)
+		return rc;
 	if (tenant_arg != NULL) {
 		if ((rc = admin__tenant_arg(a, "--tenant", tenant_arg)) != 0 ||
 		    (rc = admin__tenant_exists(a, txn, tenant_arg, "--tenant")) != 0)

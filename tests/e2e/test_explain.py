@@ -16,7 +16,8 @@ verdict is printed with its reason. Covered:
   enh, text;
 - a delegated postmaster (nobody, postmaster of the ward, through
   runuser-like uid switching): explaining mail to the ward works; to the
-  city, or with --tenant city, is refused (77, audited);
+  city, with --tenant city, or from a user of the city (whatever
+  --tenant says), is refused (77, audited);
 - the file missing: 66 naming it; the daemon down: 69 saying the command
   needs it.
 """
@@ -77,6 +78,7 @@ class ExplainTest(TenancyCase):
         ctl("domain", "add", "ward.test", "--tenant", "ward", "--route", dead, "--accept-all")
         ctl("policy", "set", "city", "allow_external", "no")
         ctl("user", "add", "clerk@ward.test", input="Clerk-pw-1\n")
+        ctl("user", "add", "mayor@mayor.test", input="Mayor-pw-1\n")
         ctl("operator", "add", "nobody", "--tenant", "ward", "--role", "postmaster")
         cls.files = {}
         for name, text in (("clean", CLEAN), ("two_from", TWO_FROM), ("clerk", FROM_CLERK)):
@@ -189,9 +191,12 @@ class ExplainTest(TenancyCase):
         if self.pw is None:
             self.skipTest(self.skip_reason)
         before = last_seq(self.relay)
-        for extra in (["--to", "x@mayor.test"], ["--to", "a@ward.test", "--tenant", "city"]):
-            r = self.as_ward("policy", "explain", self.files["clean"], "--from",
-                             "someone@example.org", *extra)
+        cases = (["--from", "someone@example.org", "--to", "x@mayor.test"],
+                 ["--from", "someone@example.org", "--to", "a@ward.test", "--tenant", "city"],
+                 # As the city's user, whatever --tenant says.
+                 ["--from", "mayor@mayor.test", "--to", "a@ward.test", "--tenant", "ward"])
+        for extra in cases:
+            r = self.as_ward("policy", "explain", self.files["clean"], *extra)
             self.assertEqual(r.returncode, EX_NOPERM, "%s\nstdout: %s\nstderr: %s"
                              % (extra, r.stdout, r.stderr))
             self.assertIn("permission denied: nobody", r.stderr)
@@ -199,7 +204,7 @@ class ExplainTest(TenancyCase):
             self.assertEqual(r.stdout, "")
         denied = [x for x in audit_records(self.relay, "--event", "admin")
                   if int(x["seq"]) > before]
-        self.assertEqual(len(denied), 2, denied)
+        self.assertEqual(len(denied), 3, denied)
         for rec in denied:
             self.assertIn("denied", str(rec))
             self.assertIn("policy explain", str(rec))
