@@ -275,6 +275,9 @@ static void admin_explain_text(struct buf *b, const char *text, size_t col)
 		if (nl == NULL)
 			break;
 		p = nl + 1;
+		/* A folded header field's continuation: our indentation replaces its tab. */
+		if (*p == '\t')
+			p++;
 		for (size_t i = 0; i < col; i++)
 			buf_append_char(b, ' ');
 	}
