@@ -21,6 +21,9 @@
  *           read here and sent along; `mailbox import FILE` reads FILE
  *           here, with the operator's own permissions, and sends it as
  *           standard input: the daemon never opens a path a peer names.
+ *           `policy explain FILE` always goes this way, for root and
+ *           data_dir's owner too (the daemon lets both exec): the checks
+ *           run on the daemon's own policy engine, never in this process.
  *
  * Entry points: main() only.
  * OWNERSHIP: everything is freed before exit, so valgrind stays quiet.
@@ -221,8 +224,11 @@ static int govrelayctl_frames(struct ctlclient *cc, const char *path)
 	return EX_SOFTWARE;
 }
 
-/* Connects to control_socket; NULL after a message (exit 69). */
-static struct ctlclient *govrelayctl_connect(const char *path)
+/*
+ * Connects to control_socket; NULL after a message (exit 69). why says
+ * why the command needs the daemon.
+ */
+static struct ctlclient *govrelayctl_connect(const char *path, const char *why)
 {
 	struct ctlclient *cc;
 	int rc = ctlclient_connect(path, GOVRELAYCTL_REMOTE_TIMEOUT_S, &cc);
@@ -230,8 +236,8 @@ static struct ctlclient *govrelayctl_connect(const char *path)
 	if (rc == -ENAMETOOLONG)
 		fprintf(stderr, "govrelayctl: control_socket is not a usable unix socket path\n");
 	else if (rc < 0)
-		fprintf(stderr, "govrelayctl: cannot reach govrelayd at %s: %s (operators' commands "
-		    "run inside the daemon; is it running?)\n", path, strerror(-rc));
+		fprintf(stderr, "govrelayctl: cannot reach govrelayd at %s: %s (%s; is it "
+		    "running?)\n", path, strerror(-rc), why);
 	return rc < 0 ? NULL : cc;
 }
 
@@ -270,7 +276,8 @@ static bool govrelayctl_prompts(int argc, char **argv, const char *const *w)
  * (v[file_at] becomes "-" and --label names the file), a password
  * prompted for, or our own standard input. 0 or an exit code (reported).
  */
-static int govrelayctl_remote_input(int argc, char **argv, char **v, int *n, struct buf *in)
+static int govrelayctl_remote_input(const struct config *cfg, int argc, char **argv, char **v,
+    int *n, struct buf *in)
 {
 	int file_at = admin_file_arg(argc, argv);
 	const char *w[3];
@@ -278,15 +285,26 @@ static int govrelayctl_remote_input(int argc, char **argv, char **v, int *n, str
 
 	govrelayctl_words(argc, argv, w, 3);
 	if (file_at >= 0) {
+		/* A message to explain is bounded as the relay bounds one (max_message_size). */
+		bool message = strcmp(w[0], "policy") == 0;
+		size_t max = CTLPROTO_EXEC_MAX - 65536;
 		FILE *f = fopen(argv[file_at], "rb");
 
+		if (message && cfg->max_message_size < max)
+			max = (size_t)cfg->max_message_size;
 		if (f == NULL) {
 			fprintf(stderr, "govrelayctl: cannot open \"%s\": %s\n", argv[file_at],
 			    strerror(errno));
 			return EX_NOINPUT;
 		}
-		r = govrelayctl_slurp(f, in, CTLPROTO_EXEC_MAX - 65536);
+		r = govrelayctl_slurp(f, in, max);
 		fclose(f);
+		if (r > 0 && message) {
+			fprintf(stderr, "govrelayctl: \"%s\" is larger than max_message_size (%zu "
+			    "bytes): the relay refuses it for its size alone (552 5.3.4)\n",
+			    argv[file_at], max);
+			return EX_DATAERR;
+		}
 		if (r != 0) {
 			fprintf(stderr, "govrelayctl: cannot send \"%s\": %s\n", argv[file_at],
 			    r > 0 ? "larger than 64 MiB; split it" : strerror(-r));
@@ -294,7 +312,7 @@ static int govrelayctl_remote_input(int argc, char **argv, char **v, int *n, str
 		}
 		/* The daemon reads it as stdin; error messages still name the file. */
 		v[file_at] = "-";
-		if (!govrelayctl_has(argc, argv, "--label")) {
+		if (!message && !govrelayctl_has(argc, argv, "--label")) {
 			v[(*n)++] = "--label";
 			v[(*n)++] = argv[file_at];
 		}
@@ -314,13 +332,13 @@ static int govrelayctl_remote_input(int argc, char **argv, char **v, int *n, str
 }
 
 /* Sends one exec request and relays the daemon's answer: an exit code. */
-static int govrelayctl_exec(const struct config *cfg, const struct buf *req)
+static int govrelayctl_exec(const struct config *cfg, const struct buf *req, const char *why)
 {
 	struct ctlclient *cc;
 	struct buf head;
 	int rc;
 
-	if ((cc = govrelayctl_connect(cfg->control_socket)) == NULL)
+	if ((cc = govrelayctl_connect(cfg->control_socket, why)) == NULL)
 		return EX_UNAVAILABLE;
 	buf_init(&head);
 	buf_printf(&head, "exec %zu\n", req->len);
@@ -344,7 +362,7 @@ static int govrelayctl_exec(const struct config *cfg, const struct buf *req)
  * Remote mode: the command, with whatever it reads from standard input
  * (or the file it names), to the daemon; then its output as it comes.
  */
-static int govrelayctl_remote(const struct config *cfg, int argc, char **argv)
+static int govrelayctl_remote(const struct config *cfg, int argc, char **argv, bool explain)
 {
 	char **v = xcalloc((size_t)argc + 3, sizeof *v);
 	struct buf in, req;
@@ -354,7 +372,7 @@ static int govrelayctl_remote(const struct config *cfg, int argc, char **argv)
 	buf_init(&req);
 	for (int i = 0; i < argc; i++)
 		v[i] = argv[i];
-	rc = govrelayctl_remote_input(argc, argv, v, &n, &in);
+	rc = govrelayctl_remote_input(cfg, argc, argv, v, &n, &in);
 	if (rc == 0 && n > CTLPROTO_EXEC_ARGS_MAX) {
 		fprintf(stderr, "govrelayctl: too many arguments (at most %d)\n",
 		    CTLPROTO_EXEC_ARGS_MAX);
@@ -368,7 +386,9 @@ static int govrelayctl_remote(const struct config *cfg, int argc, char **argv)
 		}
 	}
 	if (rc == 0)
-		rc = govrelayctl_exec(cfg, &req);
+		rc = govrelayctl_exec(cfg, &req, explain ? "policy explain runs the checks inside "
+		    "the daemon, on its own policy engine" : "operators' commands run inside the "
+		    "daemon");
 	if (in.data != NULL)
 		explicit_bzero(in.data, in.cap);
 	if (req.data != NULL)
@@ -517,7 +537,7 @@ int main(int argc, char **argv)
 	const char *config_file = NULL, *w[2];
 	char **rest, user[GOVRELAYCTL_USER_MAX];
 	int nrest = 0, rc;
-	bool help = false, local_only;
+	bool help = false, local_only, daemon_only;
 
 	log_open("govrelayctl", true, LOG_FORMAT_TEXT);
 	/*
@@ -547,6 +567,9 @@ int main(int argc, char **argv)
 	govrelayctl_words(nrest, rest, w, 2);
 	local_only = help || w[0] == NULL || strcmp(w[0], "help") == 0 ||
 	    (strcmp(w[0], "config") == 0 && w[1] != NULL && strcmp(w[1], "check") == 0);
+	/* The checks run on the daemon's own engine: never here, even for root. */
+	daemon_only = !local_only && strcmp(w[0], "policy") == 0 && w[1] != NULL &&
+	    strcmp(w[1], "explain") == 0;
 
 	memset(&io, 0, sizeof io);
 	io.out = stdout;
@@ -577,10 +600,10 @@ int main(int argc, char **argv)
 		buf_free(&errors);
 		io.cfg = cfg;
 	}
-	if (local_only || govrelayctl_is_local(cfg)) {
+	if (local_only || (!daemon_only && govrelayctl_is_local(cfg))) {
 		rc = govrelayctl_local(&io, nrest, rest);
 	} else {
-		rc = govrelayctl_remote(cfg, nrest, rest);
+		rc = govrelayctl_remote(cfg, nrest, rest, daemon_only);
 	}
 	cfg_unref(cfg);
 	free(rest);

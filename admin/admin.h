@@ -26,6 +26,41 @@
 #include "queue/queue.h"
 #include "queue/queue_writer.h"
 
+struct buf;
+
+/*
+ * `policy explain`: a message the daemon runs through its whole check
+ * table, on its own policy engine, without queueing it (relay/explain.c;
+ * admin/explain.c decides everything here and prints the answer).
+ */
+struct admin_explain_req {
+	const char *sender;          /* canonical --from; "" for <> */
+	const char *const *rcpts;    /* canonical --to addresses */
+	size_t nrcpts;
+	/*
+	 * --from when it is a user of ours (the checks then see mail that
+	 * user submitted), else NULL (mail arriving from outside).
+	 */
+	const char *auth_user;
+	const char *message;         /* the whole message, as the file holds it */
+	size_t len;
+	const char *by;              /* who asks (login name), for the daemon's log */
+};
+/*
+ * The answer's records, appended to the hook's out: ADMIN_EXPLAIN_FIELDS
+ * fields each, every field NUL-terminated: stage, subject, rule,
+ * verdict, code, enhanced code, text. Stage "mail", "rcpt" (subject: the
+ * recipient) or "data": one record per rule in table order (rule the
+ * row's name, or "ROW/SUBRULE" when the check names a finer rule;
+ * verdict a verdict_kind_name or "not-run"), then one with rule
+ * ADMIN_EXPLAIN_REPLY: what the client would have been told. Stage
+ * "note": text one of the checks' notes ("key=value"); stage "header":
+ * text a header field the checks would add. Other fields "" when they
+ * do not apply; code "0" when there is none.
+ */
+#define ADMIN_EXPLAIN_FIELDS 7
+#define ADMIN_EXPLAIN_REPLY "(reply)"
+
 struct admin_io {
 	FILE *out;                 /* results */
 	FILE *err;                 /* error messages */
@@ -53,6 +88,15 @@ struct admin_io {
 	 */
 	void (*queue_changed)(void *arg);
 	void *queue_changed_arg;
+	/*
+	 * `policy explain`, run by the daemon on its policy engine: 0 with the
+	 * records in out, or a negative errno: -EBUSY (another explain is
+	 * running), -ETIMEDOUT (no answer in time), -ESHUTDOWN (the daemon is
+	 * stopping). Called from admin_run's thread; it waits. NULL (the CLI's
+	 * own process): the command needs the running daemon.
+	 */
+	int (*explain)(void *arg, const struct admin_explain_req *req, struct buf *out);
+	void *explain_arg;
 };
 
 /*
@@ -72,7 +116,7 @@ bool admin_reads_stdin(int argc, char **argv);
 /*
  * For a remote run: the index in argv of an argument naming a local file
  * the caller must read and send as stdin, replacing it with "-"; -1 if
- * none (`mailbox import FILE.csv`).
+ * none (`mailbox import FILE.csv`, `policy explain FILE.eml`).
  */
 int admin_file_arg(int argc, char **argv);
 /*

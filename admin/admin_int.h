@@ -379,6 +379,7 @@ int admin__dkim_list(struct admin *a, const struct admin_args *args);
 int admin__dkim_retire(struct admin *a, const struct admin_args *args);
 int admin__policy_set(struct admin *a, const struct admin_args *args);
 int admin__policy_show(struct admin *a, const struct admin_args *args);
+int admin__policy_explain(struct admin *a, const struct admin_args *args); /* explain.c */
 int admin__queue_list(struct admin *a, const struct admin_args *args);
 int admin__queue_show(struct admin *a, const struct admin_args *args);
 int admin__queue_change(struct admin *a, const struct admin_args *args);

@@ -8,7 +8,8 @@
  * OpenSMTPD smtpctl's pattern table), so a new verb is one row and one
  * handler. The handlers live one file per noun: tenant.c, domain.c,
  * mailbox.c, import.c (mailbox import), user.c, operator.c, dkim.c, policy.c,
- * queue.c, quarantine.c, stats.c, audit.c, config.c, dmarc.c (dmarc report).
+ * explain.c (policy explain), queue.c, quarantine.c, stats.c, audit.c, config.c, dmarc.c
+ * (dmarc report).
  *
  * Authorization (STYLE.md section 12, `cmd_install_priv`): the row says
  * who may run it at all (super only, postmasters, auditors, security
@@ -149,6 +150,14 @@ static const struct admin_cmd admin_cmds[] = {
 	  "Remove a tenant's own setting of a policy key (it inherits again)." },
 	{ "policy", "show", "<tenant>", R, PM, admin__policy_show,
 	  "Show every policy key's effective value for a tenant and where it comes from." },
+	{ "policy", "explain", "<file> --from <address> --to <address> [--tenant <id>]", R, PM,
+	  admin__policy_explain,
+	  "Run every check of the running govrelayd on message FILE (- reads standard "
+	  "input) as if it came from --from to each --to (a comma-separated list), without "
+	  "queueing it, and print each rule's verdict and why. Mail from a user of ours is "
+	  "checked as that user's submission, other mail as arriving from outside. A "
+	  "postmaster explains for their own tenants only (--tenant, else the tenant of "
+	  "--from's domain, else of the first --to's)." },
 	{ "queue", "list", "", R, PM, admin__queue_list,
 	  "List the queued messages and, under each, its recipients' state, attempts, "
 	  "next attempt and last error." },
@@ -397,6 +406,13 @@ static const struct admin_cmd *admin_locate(int argc, char **argv, struct admin_
 	return c;
 }
 
+/* The commands whose <file> is read by the caller and sent as stdin when remote. */
+static bool admin_takes_file(const struct admin_cmd *c)
+{
+	return (strcmp(c->noun, "mailbox") == 0 && strcmp(c->verb, "import") == 0) ||
+	    (strcmp(c->noun, "policy") == 0 && strcmp(c->verb, "explain") == 0);
+}
+
 bool admin_reads_stdin(int argc, char **argv)
 {
 	struct admin_args args;
@@ -407,7 +423,7 @@ bool admin_reads_stdin(int argc, char **argv)
 
 	if (c != NULL && (c->flags & ADMIN_F_STDIN))
 		reads = true;
-	if (c != NULL && strcmp(c->noun, "mailbox") == 0 && strcmp(c->verb, "import") == 0) {
+	if (c != NULL && admin_takes_file(c)) {
 		const char *file = admin__arg(&args, "file");
 
 		reads = file != NULL && strcmp(file, "-") == 0;
@@ -425,7 +441,7 @@ int admin_file_arg(int argc, char **argv)
 	const struct admin_cmd *c = admin_locate(argc, argv, &args, map, rest);
 	int at = -1;
 
-	if (c != NULL && strcmp(c->noun, "mailbox") == 0 && strcmp(c->verb, "import") == 0) {
+	if (c != NULL && admin_takes_file(c)) {
 		for (size_t i = 0; i < args.n; i++)
 			if (strcmp(args.slot[i].name, "file") == 0 && args.set[i] &&
 			    strcmp(args.val[i], "-") != 0)

@@ -6,6 +6,7 @@
  *
  * Entry points: policy_new/policy_new_table/policy_free (run the rows'
  * constructors and compile), policy_run (walk one stage),
+ * policy_run_explain (walk every rule of one stage and report each),
  * policy_call_complete (a check's one completion), policy_call_store,
  * policy_message_queued (every row's after-queue hook), policy_loop,
  * policy_verdict_set, policy_stage_name, verdict_kind_name.
@@ -249,6 +250,30 @@ static const struct policy_check *policy_call_check(const struct policy_call *ca
 	return call->rules[call->next - 1].check;
 }
 
+/*
+ * Explain mode: the rule that timed out is reported as its tempfail and
+ * the rules after it as not run; the run ends there (the timed-out check
+ * still owns the call until it completes, so no other check may start).
+ * The answer is what policy_run would have given: an earlier decisive
+ * verdict, else the tempfail.
+ */
+static void policy_explain_timeout(struct policy_call *call, struct verdict *v)
+{
+	const struct policy_check *check = policy_call_check(call);
+	unsigned ms = check->timeout_ms ? check->timeout_ms : POLICY_CHECK_TIMEOUT_MS;
+	struct verdict told = *v;
+
+	policy_verdict_set(&told, VERDICT_TEMPFAIL, 451, "4.3.0",
+	    "the check did not answer within %u ms: Temporary policy failure, try again "
+	    "later", ms);
+	told.rule = check->name;
+	call->each(call->each_arg, check->name, &told);
+	for (size_t i = call->next; i < call->nrules; i++)
+		call->each(call->each_arg, call->rules[i].check->name, NULL);
+	if (call->decided)
+		*v = call->decision;
+}
+
 static void policy_timeout_cb(uv_timer_t *t)
 {
 	struct policy_call *call = t->data;
@@ -260,7 +285,35 @@ static void policy_timeout_cb(uv_timer_t *t)
 	policy_verdict_set(&v, VERDICT_TEMPFAIL, 451, "4.3.0",
 	    "Temporary policy failure, try again later");
 	v.rule = name;
+	if (call->each != NULL)
+		policy_explain_timeout(call, &v);
 	policy_call_finish(call, &v);
+}
+
+/*
+ * Explain mode: one rule's verdict is reported and the walk goes on; the
+ * first decisive verdict is kept as the run's answer.
+ */
+static void policy_explain_one(struct policy_call *call, const struct policy_check *check)
+{
+	call->each(call->each_arg, check->name, &call->current);
+	if (!call->decided && call->current.kind != VERDICT_CONTINUE) {
+		call->decided = true;
+		call->decision = call->current;
+	}
+}
+
+/* A WARN_ONLY row's decisive verdict as explain reports it: what it would have done. */
+static void policy_explain_warn_only(struct verdict *v)
+{
+	char said[sizeof v->text + 96];
+
+	/* Cut to fit the verdict's text (a report, not a reply: nothing is parsed). */
+	snprintf(said, sizeof said, "warn only, not enforced: would %s with %d %s: %s",
+	    verdict_kind_name(v->kind), v->code, v->enh, v->text);
+	str_copy(v->text, said, sizeof v->text);
+	v->code = 0;
+	v->enh[0] = '\0';
 }
 
 void policy_call_complete(struct policy_call *call, const struct verdict *v)
@@ -291,9 +344,13 @@ void policy_call_complete(struct policy_call *call, const struct verdict *v)
 		log_event(LOG_LVL_INFO, call->req->session_id, "warn_only", check->name,
 		    "would", verdict_kind_name(call->current.kind), "reason",
 		    call->current.text, NULL);
+		if (call->each != NULL)
+			policy_explain_warn_only(&call->current);
 		call->current.kind = VERDICT_CONTINUE;
 	}
-	if (call->current.kind != VERDICT_CONTINUE) {
+	if (call->each != NULL)
+		policy_explain_one(call, check);
+	else if (call->current.kind != VERDICT_CONTINUE) {
 		policy_call_finish(call, &call->current);
 		return;
 	}
@@ -333,7 +390,10 @@ static void policy_call_step(struct policy_call *call)
 	if (!call->finished) {
 		struct verdict v;
 
-		policy_verdict_set(&v, VERDICT_CONTINUE, 0, "", "no rule decided");
+		if (call->decided)
+			v = call->decision;
+		else
+			policy_verdict_set(&v, VERDICT_CONTINUE, 0, "", "no rule decided");
 		policy_call_finish(call, &v);
 	}
 }
@@ -354,8 +414,9 @@ int policy__role_index(const char *role, size_t *index)
 	return -EINVAL;
 }
 
-void policy_run(struct policy *p, const struct policy_request *req,
-    policy_done_fn *done, void *arg)
+/* policy_run and policy_run_explain: each NULL is the ordinary run. */
+static void policy_start(struct policy *p, const struct policy_request *req,
+    policy_each_fn *each, void *each_arg, policy_done_fn *done, void *arg)
 {
 	struct policy_call *call;
 	size_t role;
@@ -376,7 +437,21 @@ void policy_run(struct policy *p, const struct policy_request *req,
 	call->req = req;
 	call->done = done;
 	call->arg = arg;
+	call->each = each;
+	call->each_arg = each_arg;
 	call->rules = p->rules[req->stage][role];
 	call->nrules = p->nrules[req->stage][role];
 	policy_call_step(call);
+}
+
+void policy_run(struct policy *p, const struct policy_request *req,
+    policy_done_fn *done, void *arg)
+{
+	policy_start(p, req, NULL, NULL, done, arg);
+}
+
+void policy_run_explain(struct policy *p, const struct policy_request *req,
+    policy_each_fn *each, void *each_arg, policy_done_fn *done, void *arg)
+{
+	policy_start(p, req, each, each_arg, done, arg);
 }

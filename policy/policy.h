@@ -178,6 +178,27 @@ void policy_run(struct policy *p, const struct policy_request *req,
     policy_done_fn *done, void *arg);
 
 /*
+ * Explain mode (`govrelayctl policy explain`): what each rule of the
+ * stage says about req, not only the one that decides. each(each_arg,
+ * rule, v) runs once per rule of the stage and role, in table order,
+ * with rule the row's name and v its verdict (v->rule may name a
+ * sub-rule; a WARN_ONLY row's decisive verdict is reported as the
+ * CONTINUE the engine makes of it, its text saying what it would have
+ * done). A decisive verdict does not stop the walk: every rule runs.
+ * A rule that times out is reported as its tempfail, and every rule
+ * after it with v NULL (not run): the timed-out check may still complete
+ * later, and the engine's one-completion rule forbids starting another
+ * check of the same call meanwhile. Then done(arg, verdict) runs exactly
+ * once with what policy_run would have answered: the first decisive
+ * verdict, else the timeout's tempfail, else CONTINUE. each runs before
+ * done, maybe before policy_run_explain returns; neither runs after
+ * done. req must stay valid until done runs. Loop thread.
+ */
+typedef void policy_each_fn(void *arg, const char *rule, const struct verdict *v);
+void policy_run_explain(struct policy *p, const struct policy_request *req,
+    policy_each_fn *each, void *each_arg, policy_done_fn *done, void *arg);
+
+/*
  * The message of req (DATA stage request) is durably queued: every row's
  * after-queue hook sees it (the tenant check counts it for the per-user
  * hourly rate). Loop thread.

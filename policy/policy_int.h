@@ -63,6 +63,11 @@ struct policy_call {
 	bool closing;
 	uv_timer_t timer;
 	struct verdict current;
+	/* Explain mode (policy_run_explain): each != NULL. */
+	policy_each_fn *each;
+	void *each_arg;
+	bool decided;           /* a rule gave a decisive verdict */
+	struct verdict decision; /* the first one: what policy_run would answer */
 };
 
 

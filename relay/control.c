@@ -13,7 +13,7 @@
  * daemon is down; here they carry by=uid:N (the peer's kernel-verified
  * uid) and via=daemon.
  *
- * Entry points: ctl_start, ctl_stop.
+ * Entry points: ctl_start, ctl_set_explain, ctl_stop.
  *
  * Exec: a whole govrelayctl command from an operator, run by the admin
  * engine (admin/) on the thread pool with that user's SO_PEERCRED
@@ -433,6 +433,26 @@ static ssize_t ctl_frame_write(void *cookie, const char *data, size_t size)
 	return (ssize_t)size;
 }
 
+/*
+ * Pool thread: `policy explain` through the daemon's explain service,
+ * with what is left of the command's time (a second of it kept for the
+ * output).
+ */
+static int ctl_exec_explain(void *arg, const struct admin_explain_req *req, struct buf *out)
+{
+	struct ctl_conn *c = arg;
+	uint64_t margin = 1000000000u;
+	uint64_t deadline = c->exec_deadline > margin ? c->exec_deadline - margin : 0;
+
+	return c->srv->explain(c->srv->explain_arg, req, deadline, out);
+}
+
+void ctl_set_explain(struct ctl_server *s, ctl_explain_fn *fn, void *arg)
+{
+	s->explain = fn;
+	s->explain_arg = arg;
+}
+
 /* Pool thread: called by the engine after a committed queue change. */
 static void ctl_exec_queue_changed(void *arg)
 {
@@ -475,6 +495,10 @@ static void ctl_exec_work(uv_work_t *w)
 	io.remote = true;
 	io.queue_changed = ctl_exec_queue_changed;
 	io.queue_changed_arg = s;
+	if (s->explain != NULL) {
+		io.explain = ctl_exec_explain;
+		io.explain_arg = c;
+	}
 	if (io.out != NULL && io.err != NULL && io.in != NULL)
 		c->exec_code = admin_run(&io, argc, argv);
 	if (io.out != NULL)
@@ -707,7 +731,20 @@ static void ctl_on_data(void *arg)
 }
 
 /*
- * A payload announced over CTLPROTO_REQUEST_MAX must be an import: the
+ * `policy explain` sends a whole message as its stdin: a large payload
+ * too, bounded by the engine (max_message_size) once it runs.
+ */
+static bool ctl_exec_is_explain(int argc, char *const *argv)
+{
+	const char *w[2];
+
+	return ctlproto_exec_words(argc, argv, w, 2) == 2 && strcmp(w[0], "policy") == 0 &&
+	    strcmp(w[1], "explain") == 0;
+}
+
+/*
+ * A payload announced over CTLPROTO_REQUEST_MAX must be an import (or a
+ * policy explain, which is read the same way): the
  * arguments at its head say so within the first CTLPROTO_REQUEST_MAX
  * bytes, or it is refused there. An import gets its longer deadline,
  * still counted from accept. false when refused or still undecided.
@@ -723,12 +760,13 @@ static bool ctl_exec_big_ok(struct ctl_conn *c)
 	rc = ctlproto_exec_head(c->payload.data, n, &argc, &argv);
 	if (rc == -EAGAIN && c->payload.len < CTLPROTO_REQUEST_MAX)
 		return false;
-	import = rc == 0 && ctlproto_exec_is_import(argc, argv);
+	import = rc == 0 &&
+	    (ctlproto_exec_is_import(argc, argv) || ctl_exec_is_explain(argc, argv));
 	ctlproto_exec_free(argc, argv);
 	if (!import) {
 		ctl__reply(c, EX_USAGE, "a request of %zu bytes is refused: commands send at most "
-		    "%u bytes, mailbox import at most %u", c->exec_len, CTLPROTO_REQUEST_MAX,
-		    CTLPROTO_IMPORT_MAX);
+		    "%u bytes, mailbox import and policy explain at most %u", c->exec_len,
+		    CTLPROTO_REQUEST_MAX, CTLPROTO_IMPORT_MAX);
 		return false;
 	}
 	c->import_ok = true;

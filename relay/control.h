@@ -17,6 +17,7 @@
  * (doc/ARCHITECTURE.md: dependencies point one way).
  */
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -49,6 +50,22 @@ typedef struct config *ctl_config_fn(void *arg);
 int ctl_start(uv_loop_t *loop, const char *path, struct queue_writer *writer,
     struct queue_store *store, ctl_config_fn *config, ctl_changed_fn *changed, void *arg,
     struct ctl_server **out, char *err, size_t errlen);
+/*
+ * `policy explain` (admin/admin.h's io->explain): runs req on the daemon's
+ * policy engine and waits until done or deadline_ns (uv_hrtime); 0 with
+ * the records in out, or a negative errno. Called on a pool thread.
+ */
+struct admin_explain_req;
+struct buf;
+typedef int ctl_explain_fn(void *arg, const struct admin_explain_req *req,
+    uint64_t deadline_ns, struct buf *out);
+/*
+ * Offers `policy explain` to exec requests through fn(arg); without it
+ * the command says it needs the running daemon. Loop thread, before any
+ * request (right after ctl_start).
+ */
+void ctl_set_explain(struct ctl_server *s, ctl_explain_fn *fn, void *arg);
+
 /*
  * Stops accepting, removes the socket file and closes idle connections;
  * a connection whose change is in flight gets its reply first. changed

@@ -57,6 +57,8 @@ struct ctl_server {
 	size_t execs_running;
 	ctl_changed_fn *changed;
 	void *changed_arg;
+	ctl_explain_fn *explain;    /* `policy explain`; NULL: not offered */
+	void *explain_arg;
 	char *path;
 	struct ctlproto_gate gate;  /* refusals of peers that may not talk */
 	uv_timer_t gate_timer;      /* writes coalesced refusal records when due */

@@ -43,6 +43,7 @@
 #include "relay/control.h"
 #include "relay/delivery.h"
 #include "relay/dns.h"
+#include "relay/explain.h"
 #include "relay/listener.h"
 #include "relay/maildir.h"
 #include "relay/policy_dns.h"
@@ -66,6 +67,7 @@ struct govrelayd {
 	struct smtp_server srv;
 	struct listener_set *listeners;
 	struct ctl_server *ctl;
+	struct explain *explain;   /* `policy explain` on d->policy */
 	struct dlv *dlv;
 	struct dns *dns;
 	struct policy_dns *pdns;   /* the policy's view of dns */
@@ -75,6 +77,13 @@ struct govrelayd {
 	uint64_t shutdown_started;
 	bool stopping;
 };
+
+/* `policy explain` from a control-socket thread (relay/explain.h). */
+static int govrelayd_explain(void *arg, const struct admin_explain_req *req,
+    uint64_t deadline_ns, struct buf *out)
+{
+	return explain_run(arg, req, deadline_ns, out);
+}
 
 /* The configuration in force for a control-socket command (a reference). */
 static struct config *govrelayd_config_ref(void *arg)
@@ -189,6 +198,8 @@ static void govrelayd_stop(struct govrelayd *d, const char *why)
 	d->listeners = NULL;
 	ctl_stop(d->ctl);
 	d->ctl = NULL;
+	/* A control thread waiting for an explain wakes now, with an error. */
+	explain_stop(d->explain);
 	checkpointer_stop(d->ckpt);
 	d->ckpt = NULL;
 	smtp_server_shutdown(&d->srv);
@@ -286,6 +297,7 @@ static void govrelayd_teardown(struct govrelayd *d)
 	uv_run(d->loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(d->loop) != 0)
 		log_warn(NULL, "event loop closed with handles still active");
+	explain_free(d->explain);
 	policy_free(d->policy);
 	auth_guard_free(d->auth);
 	tlsio_ctx_free(d->server_tls);
@@ -372,6 +384,9 @@ int main(int argc, char **argv)
 	    govrelayd_on_queued, &d, &d.ctl, err, sizeof err);
 	if (rc < 0)
 		fatal(EX_UNAVAILABLE, "%s", err);
+	/* `policy explain`: the same engine, checks and resolver as the sessions'. */
+	d.explain = explain_new(d.loop, d.policy);
+	ctl_set_explain(d.ctl, govrelayd_explain, d.explain);
 	/* The one resolver: dns_server, or resolv.conf's servers (never /etc/hosts). */
 	d.dns = dns_new(d.loop, &d.cfg->dns_server, err, sizeof err);
 	if (d.dns == NULL)

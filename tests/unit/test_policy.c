@@ -818,6 +818,237 @@ START_TEST(test_table_double_completion)
 }
 END_TEST
 
+/* ------------------------------------------------------ explain mode */
+
+/* What policy_run_explain reported: each rule's verdict (or not run), then done. */
+struct explain_log {
+	int n;
+	const char *rule[8];
+	bool ran[8];
+	struct verdict v[8];
+	int after_done;     /* reports that came after done: must stay 0 */
+	struct policy_test_result r;
+};
+
+static void explain_each(void *arg, const char *rule, const struct verdict *v)
+{
+	struct explain_log *l = arg;
+
+	if (l->r.calls > 0)
+		l->after_done++;
+	ck_assert_int_lt(l->n, 8);
+	l->rule[l->n] = rule;
+	l->ran[l->n] = v != NULL;
+	if (v != NULL)
+		l->v[l->n] = *v;
+	l->n++;
+}
+
+static void explain_done(void *arg, const struct verdict *v)
+{
+	struct explain_log *l = arg;
+
+	l->r.calls++;
+	l->r.v = *v;
+}
+
+static void explain_request(struct policy *p, enum policy_stage stage, struct explain_log *l)
+{
+	struct policy_request req;
+
+	memset(&req, 0, sizeof req);
+	memset(l, 0, sizeof *l);
+	req.stage = stage;
+	req.session_id = "explain";
+	req.listener_role = "mx";
+	req.sender = "";
+	req.rcpt = "";
+	req.rcpt_domain = "";
+	policy_run_explain(p, &req, explain_each, l, explain_done, l);
+	/* Checks that answer later (FAKE_LATER) need the loop; req outlives it. */
+	ck_assert_int_eq(uv_run(&test_loop, UV_RUN_DEFAULT), 0);
+}
+
+static const struct {
+	const char *label;
+	enum fake_action action[4];
+	enum verdict_kind want[4];
+	enum verdict_kind done;
+	const char *done_rule;    /* NULL: no rule decided */
+} explain_cases[] = {
+	{ "every rule continues", { FAKE_CONTINUE, FAKE_CONTINUE, FAKE_CONTINUE, FAKE_CONTINUE },
+	  { VERDICT_CONTINUE, VERDICT_CONTINUE, VERDICT_CONTINUE, VERDICT_CONTINUE },
+	  VERDICT_CONTINUE, NULL },
+	{ "a refusal does not stop the walk",
+	  { FAKE_CONTINUE, FAKE_REJECT, FAKE_TEMPFAIL, FAKE_CONTINUE },
+	  { VERDICT_CONTINUE, VERDICT_REJECT, VERDICT_TEMPFAIL, VERDICT_CONTINUE },
+	  VERDICT_REJECT, "b" },
+	{ "the first decisive verdict is the answer",
+	  { FAKE_TEMPFAIL, FAKE_REJECT, FAKE_REJECT, FAKE_CONTINUE },
+	  { VERDICT_TEMPFAIL, VERDICT_REJECT, VERDICT_REJECT, VERDICT_CONTINUE },
+	  VERDICT_TEMPFAIL, "a" },
+	{ "a check that answers later, then the others",
+	  { FAKE_LATER, FAKE_CONTINUE, FAKE_REJECT, FAKE_CONTINUE },
+	  { VERDICT_REJECT, VERDICT_CONTINUE, VERDICT_REJECT, VERDICT_CONTINUE },
+	  VERDICT_REJECT, "a" },
+	{ "the last rule decides", { FAKE_CONTINUE, FAKE_CONTINUE, FAKE_CONTINUE, FAKE_REJECT },
+	  { VERDICT_CONTINUE, VERDICT_CONTINUE, VERDICT_CONTINUE, VERDICT_REJECT },
+	  VERDICT_REJECT, "d" },
+};
+
+/* Every rule of the stage is reported, in table order, and each one ran. */
+START_TEST(test_explain_every_rule)
+{
+	const unsigned at = POLICY_AT(POLICY_STAGE_MAIL);
+	const struct policy_check rows[] = {
+		FAKE_ROW("a", at, POLICY_ROLES_ALL, 0),
+		FAKE_ROW("b", at, POLICY_ROLES_ALL, 0),
+		FAKE_ROW("c", at, POLICY_ROLES_ALL, 0),
+		FAKE_ROW("d", at, POLICY_ROLES_ALL, 0),
+	};
+	static const char *const names[] = { "a", "b", "c", "d" };
+	struct explain_log l;
+	struct policy *p;
+
+	fake_reset();
+	for (int k = 0; k < 4; k++)
+		fakes[k].action = explain_cases[_i].action[k];
+	p = fake_policy(rows, 4);
+	explain_request(p, POLICY_STAGE_MAIL, &l);
+	ck_assert_msg(l.n == 4, "%s: %d rules reported", explain_cases[_i].label, l.n);
+	for (int k = 0; k < 4; k++) {
+		ck_assert_msg(strcmp(l.rule[k], names[k]) == 0 && l.ran[k] &&
+		    l.v[k].kind == explain_cases[_i].want[k] && fakes[k].runs == 1,
+		    "%s: report %d is %s %s (ran %d times), want %s %s", explain_cases[_i].label,
+		    k, l.rule[k], verdict_kind_name(l.v[k].kind), fakes[k].runs, names[k],
+		    verdict_kind_name(explain_cases[_i].want[k]));
+	}
+	ck_assert_msg(l.r.calls == 1 && l.after_done == 0, "%s: done %d times, %d reports "
+	    "after it", explain_cases[_i].label, l.r.calls, l.after_done);
+	ck_assert_msg(l.r.v.kind == explain_cases[_i].done, "%s: answer %s",
+	    explain_cases[_i].label, verdict_kind_name(l.r.v.kind));
+	if (explain_cases[_i].done_rule != NULL)
+		ck_assert_str_eq(l.r.v.rule, explain_cases[_i].done_rule);
+	/* A refusal keeps its words and codes in the report. */
+	for (int k = 0; k < 4; k++)
+		if (explain_cases[_i].action[k] == FAKE_REJECT) {
+			ck_assert_int_eq(l.v[k].code, 554);
+			ck_assert_str_eq(l.v[k].enh, "5.7.1");
+			ck_assert_str_eq(l.v[k].rule, names[k]);
+		}
+	policy_free(p);
+}
+END_TEST
+
+/*
+ * A rule that times out is its tempfail; the rules after it are reported
+ * as not run (the slow check still holds the call) and never run; a
+ * decisive verdict before the timeout stays the answer. The late answer
+ * is ignored and reports nothing.
+ */
+START_TEST(test_explain_timeout)
+{
+	static const struct {
+		const char *label;
+		enum fake_action first;
+		enum verdict_kind done;
+		const char *done_rule;
+	} cases[] = {
+		{ "timeout decides", FAKE_CONTINUE, VERDICT_TEMPFAIL, "slow" },
+		{ "an earlier refusal stays the answer", FAKE_REJECT, VERDICT_REJECT, "first" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const struct policy_check rows[] = {
+			FAKE_ROW("first", POLICY_AT(POLICY_STAGE_RCPT), POLICY_ROLES_ALL, 0),
+			{ "slow", POLICY_AT(POLICY_STAGE_RCPT), POLICY_ROLES_ALL, 0, 20, fake_new,
+			  fake_free, fake_run, NULL, NULL, NULL, NULL },
+			FAKE_ROW("after", POLICY_AT(POLICY_STAGE_RCPT), POLICY_ROLES_ALL, 0),
+			FAKE_ROW("last", POLICY_AT(POLICY_STAGE_RCPT), POLICY_ROLES_ALL, 0),
+		};
+		struct explain_log l;
+		struct policy *p;
+		struct verdict late;
+
+		fake_reset();
+		fakes[0].action = cases[i].first;
+		fakes[1].action = FAKE_NEVER;
+		p = fake_policy(rows, 4);
+		explain_request(p, POLICY_STAGE_RCPT, &l);
+		ck_assert_msg(l.n == 4, "%s: %d reports", cases[i].label, l.n);
+		ck_assert_str_eq(l.rule[1], "slow");
+		ck_assert(l.ran[1]);
+		ck_assert_int_eq(l.v[1].kind, VERDICT_TEMPFAIL);
+		ck_assert_int_eq(l.v[1].code, 451);
+		ck_assert_str_eq(l.v[1].enh, "4.3.0");
+		ck_assert_ptr_nonnull(strstr(l.v[1].text, "20 ms"));
+		ck_assert_str_eq(l.rule[2], "after");
+		ck_assert_str_eq(l.rule[3], "last");
+		ck_assert_msg(!l.ran[2] && !l.ran[3], "%s: rules after the timeout reported as run",
+		    cases[i].label);
+		ck_assert_int_eq(fakes[2].runs + fakes[3].runs, 0);
+		ck_assert_int_eq(l.r.calls, 1);
+		ck_assert_int_eq(l.r.v.kind, cases[i].done);
+		ck_assert_str_eq(l.r.v.rule, cases[i].done_rule);
+		/* The late answer: ignored, nothing more reported, the call freed. */
+		policy_verdict_set(&late, VERDICT_REJECT, 550, "5.7.1", "too late");
+		policy_call_complete(fakes[1].held, &late);
+		ck_assert_int_eq(uv_run(&test_loop, UV_RUN_DEFAULT), 0);
+		ck_assert_int_eq(l.n, 4);
+		ck_assert_int_eq(l.r.calls, 1);
+		ck_assert_int_eq(l.after_done, 0);
+		policy_free(p);
+	}
+}
+END_TEST
+
+/* A warn-only rule is reported as the CONTINUE it is, saying what it would do. */
+START_TEST(test_explain_warn_only)
+{
+	const struct policy_check rows[] = {
+		FAKE_ROW("dry", POLICY_AT(POLICY_STAGE_DATA), POLICY_ROLES_ALL,
+		    POLICY_CHECK_WARN_ONLY),
+		FAKE_ROW("real", POLICY_AT(POLICY_STAGE_DATA), POLICY_ROLES_ALL, 0),
+	};
+	struct explain_log l;
+	struct policy *p;
+
+	fake_reset();
+	fakes[0].action = FAKE_REJECT;
+	p = fake_policy(rows, 2);
+	explain_request(p, POLICY_STAGE_DATA, &l);
+	ck_assert_int_eq(l.n, 2);
+	ck_assert_int_eq(l.v[0].kind, VERDICT_CONTINUE);
+	ck_assert_int_eq(l.v[0].code, 0);
+	ck_assert_ptr_nonnull(strstr(l.v[0].text, "would reject with 554 5.7.1: fake 0 says no"));
+	ck_assert_int_eq(l.r.v.kind, VERDICT_CONTINUE);
+	policy_free(p);
+}
+END_TEST
+
+/* The ordinary run is unchanged by the explain mode beside it. */
+START_TEST(test_explain_ordinary_run_still_stops)
+{
+	const struct policy_check rows[] = {
+		FAKE_ROW("a", POLICY_AT(POLICY_STAGE_MAIL), POLICY_ROLES_ALL, 0),
+		FAKE_ROW("b", POLICY_AT(POLICY_STAGE_MAIL), POLICY_ROLES_ALL, 0),
+	};
+	struct explain_log l;
+	struct policy *p;
+	struct policy_test_result r;
+
+	fake_reset();
+	fakes[0].action = FAKE_REJECT;
+	p = fake_policy(rows, 2);
+	explain_request(p, POLICY_STAGE_MAIL, &l);
+	ck_assert_int_eq(fakes[1].runs, 1);
+	r = fake_request(p, POLICY_STAGE_MAIL, "mx");
+	ck_assert_int_eq(r.v.kind, VERDICT_REJECT);
+	ck_assert_int_eq(fakes[1].runs, 1);   /* not run again by policy_run */
+	policy_free(p);
+}
+END_TEST
+
 static Suite *test_policy_suite(void)
 {
 	Suite *s = suite_create("policy");
@@ -845,6 +1076,14 @@ static Suite *test_policy_suite(void)
 	tcase_add_test(tc, test_table_after_queue_hook);
 	tcase_add_test(tc, test_table_constructor_fails);
 	tcase_add_test(tc, test_table_double_completion);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("explain");
+	tcase_add_checked_fixture(tc, test_setup, test_teardown);
+	tcase_add_loop_test(tc, test_explain_every_rule, 0,
+	    (int)(sizeof explain_cases / sizeof explain_cases[0]));
+	tcase_add_test(tc, test_explain_timeout);
+	tcase_add_test(tc, test_explain_warn_only);
+	tcase_add_test(tc, test_explain_ordinary_run_still_stops);
 	suite_add_tcase(s, tc);
 	return s;
 }
