@@ -96,12 +96,14 @@ void content_attach_check(const char *name, const char *data, size_t len, bool w
 
 	res->outcome = CONTENT_ATTACH_PASS;
 	res->why[0] = '\0';
+	res->timed_out = false;
 	attach_type_of(data, len, mime, sizeof mime);
 	cat = attach_classify(mime, data, len, name);
 	ca_category(res, rules, cat, w.archive, "");
 	if (cat != ATTACH_ARCHIVE || !whole)
 		return;
 	rc = attach_list(data, len, &lim, ca_entry, &w, &sum);
+	res->timed_out = rc == ATTACH_E_TIMEOUT;
 	if (sum.encrypted)
 		ca_encrypted(res, rules, w.archive);
 	if (rc == ATTACH_E_FORMAT && sum.encrypted)

@@ -33,6 +33,7 @@ struct content_attach_result {
 	enum content_attach_outcome outcome;
 	/* For the reply and the audit note: what was found, in words. */
 	char why[256];
+	bool timed_out;   /* the listing ran out of time: says nothing of the file */
 };
 
 /* A document inside an archive: path is "archive.zip/dir/file.docx". */

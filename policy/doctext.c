@@ -89,12 +89,32 @@ static void doctext_glib_quiet(const gchar *domain, GLogLevelFlags level,
  * damaged file is a result we return, not news for the daemon's log).
  * xmlInitParser() must run once before threads use libxml2.
  */
+/*
+ * poppler builds its global parameters (font tables, encodings) when a
+ * document is opened and no other is alive, and tears them down with the
+ * last one: opening PDFs one after another rebuilt them every time, half
+ * of the cost of reading a 150 KB report's first page (1,167 against 530
+ * microseconds). One empty document, opened once and never closed, keeps
+ * them for the life of the process.
+ */
+static const char doctext_keepalive_pdf[] = "%PDF-1.4\n"
+    "1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+    "2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+    "3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 10 10]>>endobj\n"
+    "trailer<</Root 1 0 R>>\n%%EOF\n";
+static PopplerDocument *doctext_keepalive;
+
 static void doctext_once(void)
 {
+	GBytes *b;
+
 	xmlInitParser();
 	g_log_set_handler("Poppler", (GLogLevelFlags)(G_LOG_LEVEL_WARNING |
 	    G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG),
 	    doctext_glib_quiet, NULL);
+	b = g_bytes_new_static(doctext_keepalive_pdf, sizeof doctext_keepalive_pdf - 1);
+	doctext_keepalive = poppler_document_new_from_bytes(b, NULL, NULL);
+	g_bytes_unref(b);
 }
 
 const char *doctext_kind_name(enum doctext_kind kind)

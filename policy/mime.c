@@ -174,15 +174,26 @@ static int mime_hexval(char c)
 	return -1;
 }
 
+/* The base64 alphabet's values (RFC 4648 table 1); -1 for anything else. */
+static const signed char mime_b64_table[256] = {
+	['A'] = 0, ['B'] = 1, ['C'] = 2, ['D'] = 3, ['E'] = 4, ['F'] = 5, ['G'] = 6,
+	['H'] = 7, ['I'] = 8, ['J'] = 9, ['K'] = 10, ['L'] = 11, ['M'] = 12, ['N'] = 13,
+	['O'] = 14, ['P'] = 15, ['Q'] = 16, ['R'] = 17, ['S'] = 18, ['T'] = 19, ['U'] = 20,
+	['V'] = 21, ['W'] = 22, ['X'] = 23, ['Y'] = 24, ['Z'] = 25, ['a'] = 26, ['b'] = 27,
+	['c'] = 28, ['d'] = 29, ['e'] = 30, ['f'] = 31, ['g'] = 32, ['h'] = 33, ['i'] = 34,
+	['j'] = 35, ['k'] = 36, ['l'] = 37, ['m'] = 38, ['n'] = 39, ['o'] = 40, ['p'] = 41,
+	['q'] = 42, ['r'] = 43, ['s'] = 44, ['t'] = 45, ['u'] = 46, ['v'] = 47, ['w'] = 48,
+	['x'] = 49, ['y'] = 50, ['z'] = 51, ['0'] = 52, ['1'] = 53, ['2'] = 54, ['3'] = 55,
+	['4'] = 56, ['5'] = 57, ['6'] = 58, ['7'] = 59, ['8'] = 60, ['9'] = 61, ['+'] = 62,
+	['/'] = 63,
+};
+
 static int mime_b64val(char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	return c == '+' ? 62 : c == '/' ? 63 : -1;
+	unsigned char u = (unsigned char)c;
+
+	/* The table's zero entries are 'A' only; everything else unset is not base64. */
+	return mime_b64_table[u] != 0 || u == 'A' ? mime_b64_table[u] : -1;
 }
 
 /* The bytes of a quantum cut short by padding or by the end (1 sextet: none). */
@@ -205,7 +216,27 @@ static void mime_b64_tail(struct mime_walker *w)
  */
 static void mime_b64(struct mime_walker *w, const char *s, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
+	size_t i = 0;
+
+	/*
+	 * The common case, whole quanta of four alphabet characters, decoded
+	 * straight into the output buffer (a line of a base64 body is 76 of
+	 * them); anything else goes through the general loop below.
+	 */
+	while (w->b64n == 0 && n - i >= 4 && sizeof w->out - w->nout >= 3) {
+		int a = mime_b64val(s[i]), b = mime_b64val(s[i + 1]), c = mime_b64val(s[i + 2]),
+		    d = mime_b64val(s[i + 3]);
+
+		if ((a | b | c | d) < 0)
+			break;
+		w->out[w->nout++] = (char)(a << 2 | b >> 4);
+		w->out[w->nout++] = (char)((b & 0xf) << 4 | c >> 2);
+		w->out[w->nout++] = (char)((c & 0x3) << 6 | d);
+		i += 4;
+		if (w->nout == sizeof w->out)
+			mime_out_flush(w);
+	}
+	for (; i < n; i++) {
 		int v = mime_b64val(s[i]);
 
 		if (v < 0) {

@@ -44,6 +44,7 @@
 #include "policy/attach.h"
 #include "policy/classify.h"
 #include "policy/content_attach.h"
+#include "policy/content_cache.h"
 #include "policy/dlp.h"
 #include "policy/doctext.h"
 #include "policy/html_text.h"
@@ -150,6 +151,7 @@ struct stage_content {
 	char hostname[256];
 	struct queue_store *store;     /* for the DLP rules (first body piece) */
 	struct dlp_cache *dlp;         /* compiled rule sets by agency; loop thread */
+	struct content_cache *cache;   /* attachment verdicts by digest; any thread */
 };
 
 static const char sc_rule_mime[] = "mime";
@@ -382,6 +384,7 @@ int stage_content_new(const struct config *cfg, void **state, char *err, size_t 
 		log_warn(NULL, "content_scan = no: state-secret markings and MIME limits are "
 		    "not enforced");
 	st->dlp = dlp_cache_new();
+	st->cache = content_cache_new();
 	*state = st;
 	return 0;
 }
@@ -393,6 +396,7 @@ void stage_content_free(void *state)
 	if (st == NULL)
 		return;
 	dlp_cache_free(st->dlp);
+	content_cache_free(st->cache);
 	free(st);
 }
 
@@ -993,7 +997,22 @@ static void sc_docs_work(uv_work_t *w)
 	for (size_t i = 0; i < t->ndocs; i++) {
 		struct sc_doc *d = &t->docs[i];
 		struct sc_inner in = { t, d, deadline };
+		struct content_cache_entry e;
+		unsigned char key[32];
+		/* With DLP rules the text itself is needed: no shortcut. */
+		bool cacheable = t->nscans == 0;
 
+		if (cacheable) {
+			content_cache_key(d->data.data, d->data.len, d->whole, &t->rules, key);
+			if (content_cache_get(t->st->cache, key, &e)) {
+				d->level = e.level;
+				str_copy(d->found, e.found, sizeof d->found);
+				d->status = e.status;
+				d->kind = e.kind;
+				d->attach = e.attach;
+				continue;
+			}
+		}
 		content_attach_check(d->name, d->data.data, d->data.len, d->whole, &t->rules,
 		    sc_inner_doc, &in, &d->attach);
 		if (d->whole) {
@@ -1002,6 +1021,16 @@ static void sc_docs_work(uv_work_t *w)
 
 			if (level > d->level)
 				d->level = level;
+		}
+		/* A time limit says nothing about the document: not kept. */
+		if (cacheable && d->status != DOCTEXT_E_LIMIT && !d->attach.timed_out) {
+			memset(&e, 0, sizeof e);
+			e.level = d->level;
+			str_copy(e.found, d->found, sizeof e.found);
+			e.status = d->status;
+			e.kind = d->kind;
+			e.attach = d->attach;
+			content_cache_put(t->st->cache, key, &e);
 		}
 	}
 }

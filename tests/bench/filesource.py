@@ -9,11 +9,18 @@ sessions, MAIL/RCPT/DATA pipelined when the server offers PIPELINING
 Python process is not the ceiling (bench.py measures this client straight
 into smtp-sink to show it).
 
+--vary OFFSET makes every message different where it does not matter to
+its reader: the 64 base64 characters at OFFSET of the file (a PDF comment
+line of the attachment, tests/bench/contentbench.py) are replaced by the
+base64 of "%", 46 characters unique to the message and a line end, so a check that
+keeps results by content sees a new document each time.
+
 Prints one JSON object: sent, ok, errors (with the first few replies that
 were not 250), seconds. Loopback only; every read has a timeout.
 """
 import argparse
 import asyncio
+import base64
 import json
 import multiprocessing
 import sys
@@ -37,6 +44,14 @@ def fs_stuff(data):
         data += b"\r\n"
     lines = data.split(b"\r\n")
     return b"\r\n".join((b"." + l) if l.startswith(b".") else l for l in lines) + b".\r\n"
+
+
+def fs_varied(body, offset, tag):
+    """body with the 64 base64 characters at offset (of the unstuffed file;
+    base64 never starts with a dot, so stuffing moved nothing before it when
+    the line is not dot-stuffed) replaced by a comment unique to tag."""
+    comment = ("%%%-46s" % tag)[:47].encode().replace(b" ", b"-") + b"\n"
+    return body[:offset] + base64.b64encode(comment) + body[offset + 64:]
 
 
 async def fs_session(args, body, quota, stats):
@@ -73,7 +88,12 @@ async def fs_session(args, body, quota, stats):
                 writer.write(b"RSET\r\n")
                 await fs_reply(reader)
                 continue
-            writer.write(body)
+            if args.vary is not None:
+                stats["seq"] += 1
+                writer.write(fs_varied(body, args.vary, "%d-%d-%d" % (args.proc_index,
+                                                                     id(writer), stats["seq"])))
+            else:
+                writer.write(body)
             code, text = await fs_reply(reader)
             if code == 250:
                 stats["ok"] += 1
@@ -91,14 +111,15 @@ async def fs_session(args, body, quota, stats):
 
 
 async def fs_run(args, body, count):
-    stats = {"sent": 0, "ok": 0, "errors": 0, "samples": []}
+    stats = {"sent": 0, "ok": 0, "errors": 0, "samples": [], "seq": 0}
     quota = [count]
     await asyncio.gather(*(fs_session(args, body, quota, stats)
                            for _ in range(args.sessions)))
     return stats
 
 
-def fs_worker(args, body, count, out):
+def fs_worker(args, body, count, out, index=0):
+    args.proc_index = index
     try:
         out.put(asyncio.run(fs_run(args, body, count)))
     except Exception as e:  # noqa: BLE001 - reported, never hangs the parent
@@ -115,6 +136,8 @@ def main():
     ap.add_argument("--sender", required=True)
     ap.add_argument("--rcpt", required=True)
     ap.add_argument("--helo", default="client.test")
+    ap.add_argument("--vary", type=int, default=None,
+                    help="offset of 64 base64 characters to make unique per message")
     args = ap.parse_args()
     with open(args.file, "rb") as f:
         body = fs_stuff(f.read())
@@ -123,8 +146,8 @@ def main():
     q = multiprocessing.Queue()
     share = [args.count // procs + (1 if i < args.count % procs else 0) for i in range(procs)]
     t0 = time.monotonic()
-    workers = [multiprocessing.Process(target=fs_worker, args=(args, body, n, q))
-               for n in share]
+    workers = [multiprocessing.Process(target=fs_worker, args=(args, body, n, q, i))
+               for i, n in enumerate(share)]
     for w in workers:
         w.start()
     total = {"sent": 0, "ok": 0, "errors": 0, "samples": []}

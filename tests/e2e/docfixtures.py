@@ -30,11 +30,12 @@ def docx(paragraphs):
     return buf.getvalue()
 
 
-def pdf(lines, per_page=45):
+def pdf(lines, per_page=45, comment=b""):
     """A PDF whose text is lines (any Unicode in the BMP), per_page lines
     to an A4 page, as a report is laid out: a Type0 font with Identity-H
     codes equal to the code points and a ToUnicode map saying so, which is
-    how a text extractor reads it."""
+    how a text extractor reads it. comment, if any, is put right after the
+    header line (a benchmark rewrites it to make every copy different)."""
     used = sorted({ord(c) for line in lines for c in line})
     cmap = ("/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n"
             "/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n"
@@ -69,7 +70,7 @@ def pdf(lines, per_page=45):
                     "/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>"
                     % (first + 2 * k + 1))
         objs.append("<< /Length %d >>\nstream\n%sendstream" % (len(content), content))
-    out = b"%PDF-1.4\n"
+    out = b"%PDF-1.4\n" + comment
     offsets = []
     for i, o in enumerate(objs, 1):
         offsets.append(len(out))

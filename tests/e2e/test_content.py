@@ -250,6 +250,8 @@ class ContentTest(RelayTestCase):
                        b"officedocument.wordprocessingml.document", doc),
         ])
         self.assertClassified(message(headers=h, body=body), "TOI MAT")
+        # Again: the verdict now comes from the cache of attachments by digest.
+        self.assertClassified(message(headers=h, body=body), "TOI MAT")
 
     def test_pdf_refused(self):
         doc = pdf(["SỞ XÂY DỰNG", "TỐI MẬT", "Phương án quy hoạch"])
