@@ -200,7 +200,7 @@ int admin__quarantine_list(struct admin *a, const struct admin_args *args)
 		}
 		rc = 0;
 		/* The page is printed after its transaction ended. */
-		fwrite(l.out.data, 1, l.out.len, a->io->out);
+		admin__out_buf(a, &l.out);
 		buf_reset(&l.out);
 	} while (l.more);
 	if (rc == 0 && !a->json)
