@@ -102,7 +102,12 @@ static const char doctext_keepalive_pdf[] = "%PDF-1.4\n"
     "2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
     "3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 10 10]>>endobj\n"
     "trailer<</Root 1 0 R>>\n%%EOF\n";
-static PopplerDocument *doctext_keepalive;
+/*
+ * volatile: written once and never read, the store would otherwise be
+ * dropped by the compiler, and with it the only reference to the
+ * document (valgrind then rightly calls it lost).
+ */
+static PopplerDocument *volatile doctext_keepalive;
 
 static void doctext_once(void)
 {
