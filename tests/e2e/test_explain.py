@@ -48,6 +48,16 @@ TWO_FROM = ("From: <someone@example.org>\n"
             "\n"
             "Two authors.\n")
 
+# A civil servant's report, stamped as a state secret in its first lines.
+CLASSIFIED = ("From: Clerk <clerk@ward.test>\n"
+              "To: <mayor@mayor.test>\n"
+              "Subject: Bao cao\n"
+              "Content-Type: text/plain; charset=utf-8\n"
+              "\n"
+              "UBND PHƯỜNG\n"
+              "TỐI MẬT\n"
+              "Kính gửi: Chủ tịch\n")
+
 FROM_CLERK = ("From: Clerk <clerk@ward.test>\n"
               "To: <friend@example.org>\n"
               "Subject: outside\n"
@@ -81,9 +91,10 @@ class ExplainTest(TenancyCase):
         ctl("user", "add", "mayor@mayor.test", input="Mayor-pw-1\n")
         ctl("operator", "add", "nobody", "--tenant", "ward", "--role", "postmaster")
         cls.files = {}
-        for name, text in (("clean", CLEAN), ("two_from", TWO_FROM), ("clerk", FROM_CLERK)):
+        for name, text in (("clean", CLEAN), ("two_from", TWO_FROM), ("clerk", FROM_CLERK),
+                           ("classified", CLASSIFIED)):
             path = os.path.join(cls.workdir, name + ".eml")
-            with open(path, "w") as f:
+            with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
             os.chmod(path, 0o644)
             cls.files[name] = path
@@ -143,6 +154,21 @@ class ExplainTest(TenancyCase):
         self.assertLess(names.index("tenant"), names.index("headers"))
         self.assertEqual([(r["verdict"], r["code"]) for r in reply_rows(rows, "data")],
                          [("reject", 550)])
+
+    def test_classified_says_where(self):
+        # "Why was my mail refused?": the content rule, its code, and the
+        # level and where it was found among the notes.
+        rows = self.explain_json("classified", "clerk@ward.test", "mayor@mayor.test")
+        content = [r for r in rule_rows(rows, "data") if r["rule"] == "content/classified"]
+        self.assertEqual(len(content), 1, rows)
+        self.assertEqual((content[0]["verdict"], content[0]["code"], content[0]["enh"]),
+                         ("reject", 550, "5.7.1"))
+        self.assertIn("TOI MAT", content[0]["text"])
+        notes = " ".join(r["text"] for r in rows if r["stage"] == "note")
+        self.assertIn("classified=toi-mat", notes)
+        self.assertIn("classified_where=text", notes)
+        # Explained, not refused: no classified record, no notice queued.
+        self.assertEqual(self.relay.queue_ids(), [])
 
     def test_clean_message_every_rule_passes(self):
         before = last_seq(self.relay)
