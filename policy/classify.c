@@ -114,6 +114,7 @@
 
 #include "common/xmalloc.h"
 #include "policy/classify.h"
+#include "policy/classify_int.h"
 
 /* A subject or file name is read up to this many bytes: a marking sits at
  * the start, and a file name is at most a few hundred bytes. */
@@ -1152,7 +1153,8 @@ static void classify_text_end_line(struct classify_text *ct)
 {
 	if (!ct->blank) {
 		ct->nlines++;
-		ct->level = classify_max(ct->level, classify_text_line(ct->line, ct->len));
+		if (classify__may_mark(ct->line, ct->len))
+			ct->level = classify_max(ct->level, classify_text_line(ct->line, ct->len));
 	}
 	ct->len = 0;
 	ct->blank = true;

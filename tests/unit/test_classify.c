@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "policy/classify.h"
+#include "policy/classify_int.h"
 
 #define N_CASES(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -472,6 +473,40 @@ START_TEST(test_text_done_and_long_lines)
 }
 END_TEST
 
+/* The quick test never says "no" to a line that could be a marking. */
+static const struct {
+	const char *label, *text;
+	bool may;
+} tc_quick_cases[] = {
+	{ "ascii capital", "TOI MAT", true },
+	{ "composed", "Tối mật", true },
+	{ "decomposed", "To\xcc\x82\xcc\x81i ma\xcc\xa3\xcc\x82t", true },
+	{ "fullwidth", "\xef\xbc\xad\xef\xbc\xa1\xef\xbc\xb4", true },
+	{ "fullwidth m alone", "\xef\xbc\xad", false },
+	{ "circled", "\xe2\x93\x82\xe2\x93\x90\xe2\x93\xa3", true },
+	{ "mathematical bold", "\xf0\x9d\x90\x8c\xf0\x9d\x90\x9a\xf0\x9d\x90\xad", true },
+	{ "square mm", "\xe3\x8e\x9c", true },
+	{ "fullwidth lower", "\xef\xbd\x8d\xef\xbd\x81\xef\xbd\x94", true },
+	{ "beyond the first planes", "\xf3\xa0\x80\x81", true },
+	{ "prose without the letter", "Kính gửi các phòng ban", false },
+	{ "motto", "Độc lập - Tự do - Hạnh phúc", false },
+	{ "m and a and t apart", "một năm làm việc tốt", false },
+	{ "mặt is read in full", "mặt trận", true },
+	{ "zero-width space inside", "M\xe2\x80\x8b\xe1\xba\xac\x54", true },
+	{ "glued", "TỐIMẬT", true },
+	{ "tab between is no word", "m\tat", false },
+	{ "invalid bytes", "\xff\xfe abc", false },
+	{ "empty", "", false },
+};
+
+START_TEST(test_quick_prefilter)
+{
+	for (size_t i = 0; i < sizeof tc_quick_cases / sizeof tc_quick_cases[0]; i++)
+		ck_assert_msg(classify__may_mark(tc_quick_cases[i].text, strlen(tc_quick_cases[i].text))
+		    == tc_quick_cases[i].may, "%s", tc_quick_cases[i].label);
+}
+END_TEST
+
 static Suite *classify_suite(void)
 {
 	Suite *s = suite_create("classify");
@@ -486,6 +521,7 @@ static Suite *classify_suite(void)
 	tcase_add_test(tc, test_text);
 	tcase_add_test(tc, test_text_done_and_long_lines);
 	tcase_add_test(tc, test_corpus);
+	tcase_add_test(tc, test_quick_prefilter);
 	suite_add_tcase(s, tc);
 	return s;
 }

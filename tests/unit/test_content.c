@@ -16,6 +16,7 @@
 #include "policy/content_attach.h"
 #include "policy/content_cache.h"
 #include "policy/html_text.h"
+#include "policy/mime.h"
 
 /* ------------------------------------------------------------- HTML */
 
@@ -65,6 +66,57 @@ START_TEST(test_html_text)
 			    tc_html_cases[i].label, piece, got);
 			free(got);
 		}
+	}
+}
+END_TEST
+
+/* ------------------------------------------------------ UTF-8 text */
+
+static char *tc_text(const char *charset, const char *in, size_t len, size_t piece)
+{
+	struct mime_text *t = mime_text_new(charset);
+	struct buf out;
+
+	buf_init(&out);
+	for (size_t at = 0; at < len; at += piece)
+		mime_text_feed(t, in + at, len - at < piece ? len - at : piece, tc_collect, &out);
+	mime_text_finish(t, tc_collect, &out);
+	mime_text_free(t);
+	buf_append(&out, "", 1);
+	return out.data;
+}
+
+/* Declared UTF-8 is checked, not converted: each bad byte one U+FFFD, the rest kept. */
+START_TEST(test_declared_utf8)
+{
+	static const struct {
+		const char *label, *in, *want;
+	} cases[] = {
+		{ "valid", "T\xe1\xbb\x90I M\xe1\xba\xacT", "T\xe1\xbb\x90I M\xe1\xba\xacT" },
+		{ "a stray byte", "A\xffM\xe1\xba\xacT", "A\xef\xbf\xbdM\xe1\xba\xacT" },
+		{ "a lone continuation", "\x80x", "\xef\xbf\xbdx" },
+		{ "cut short, then ASCII", "\xe1\xbax", "\xef\xbf\xbd\xef\xbf\xbdx" },
+		{ "cut short at the end", "ok\xe1\xba", "ok\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "above U+10FFFF", "\xf4\x90\x80\x80", NULL },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		size_t len = strlen(cases[i].in);
+		char *whole = tc_text("utf-8", cases[i].in, len, len);
+
+		for (size_t piece = 1; piece < len; piece++) {
+			char *got = tc_text("UTF-8", cases[i].in, len, piece);
+
+			ck_assert_msg(strcmp(got, whole) == 0, "%s: pieces of %zu differ",
+			    cases[i].label, piece);
+			free(got);
+		}
+		if (cases[i].want != NULL)
+			ck_assert_msg(strcmp(whole, cases[i].want) == 0, "%s: %s", cases[i].label, whole);
+		else
+			ck_assert_msg(strstr(whole, "\xf4\x90") == NULL, "%s passed through",
+			    cases[i].label);
+		free(whole);
 	}
 }
 END_TEST
@@ -179,6 +231,7 @@ static Suite *tc_suite(void)
 	TCase *tc = tcase_create("core");
 
 	tcase_add_test(tc, test_html_text);
+	tcase_add_test(tc, test_declared_utf8);
 	tcase_add_test(tc, test_wants_whole);
 	tcase_add_test(tc, test_attach_rules);
 	tcase_add_test(tc, test_cache);
