@@ -459,6 +459,13 @@ void queue_receive_clear(struct queue_receive *req)
 	req->notes = NULL;
 	free(req->quarantine_reason);
 	req->quarantine_reason = NULL;
+	for (size_t i = 0; i < req->nnotices; i++) {
+		queue_receive_clear(req->notices[i]);
+		free(req->notices[i]);
+	}
+	free(req->notices);
+	req->notices = NULL;
+	req->nnotices = 0;
 }
 
 /* ----------------------------------------------------- through the writer */
@@ -473,8 +480,15 @@ struct queue_receive_op {
 static int queue_receive_op_apply(struct queue_txn *txn, void *arg)
 {
 	struct queue_receive_op *op = arg;
+	struct queue_receive_result res;
+	int rc = queue_receive_apply(txn, op->req, &op->res);
 
-	return queue_receive_apply(txn, op->req, &op->res);
+	/* The notices commit with the message they are about, or neither does. */
+	for (size_t i = 0; rc == 0 && i < op->req->nnotices; i++) {
+		rc = queue_receive_apply(txn, op->req->notices[i], &res);
+		queue_receive_result_free(&res);
+	}
+	return rc;
 }
 
 static void queue_receive_op_done(void *arg, int status)

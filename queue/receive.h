@@ -94,6 +94,13 @@ struct queue_receive {
 	 * and the notes above, and a `quarantined` record follows
 	 * `received`. NULL: queued for delivery.
 	 */
+	/*
+	 * Messages we generated about this one (a quarantined classified
+	 * message's notices to the security contacts), queued in the same
+	 * transaction; owned, freed by queue_receive_clear.
+	 */
+	struct queue_receive **notices;
+	size_t nnotices;
 	const char *quarantine_rule;
 	char *quarantine_reason;
 	const char *report_kind;                    /* static string or NULL */

@@ -724,6 +724,7 @@ static void smtp_commit(struct smtp_session *s, const struct verdict *quarantine
 		/* The rule names are static strings (check table rows). */
 		req->quarantine_rule = quarantine->rule ? quarantine->rule : "policy";
 		req->quarantine_reason = xstrdup(quarantine->text);
+		req->notices = smtp__policy_notices(s, &req->nnotices);
 	}
 	if (tx->ptx != NULL && policy_tx_notes(tx->ptx)[0] != '\0')
 		req->notes = xstrdup(policy_tx_notes(tx->ptx));

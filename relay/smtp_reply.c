@@ -126,11 +126,11 @@ static void smtp_notices_queued(void *arg, int status)
 }
 
 /*
- * The notices the checks asked for with this refusal (policy_tx_add_notice),
- * as messages of the null sender (RFC 5321 4.5.5: no report loops back)
- * to their security contacts; NULL when there are none.
+ * The notices the checks asked for (policy_tx_add_notice) with a refusal
+ * or a quarantine, as messages of the null sender (RFC 5321 4.5.5: no
+ * report loops back) to their security contacts; NULL when there are none.
  */
-static struct queue_receive **smtp_refusal_notices(struct smtp_session *s, size_t *n)
+struct queue_receive **smtp__policy_notices(struct smtp_session *s, size_t *n)
 {
 	const struct policy_notice *pn;
 	struct queue_receive **out;
@@ -206,7 +206,7 @@ static void smtp_audit_reject(struct smtp_session *s, const char *stage,
 
 	for (size_t i = 0; whole_message && i < s->tx.nrcpt; i++)
 		rcpts[i] = s->tx.rcpts[i].addr;
-	notices = smtp_refusal_notices(s, &nnotices);
+	notices = smtp__policy_notices(s, &nnotices);
 	queue_receive_refusal_notices_submit(s->srv->writer, &r, notices, nnotices,
 	    nnotices > 0 ? smtp_notices_queued : NULL, s->srv);
 	free(rcpts);

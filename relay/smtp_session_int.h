@@ -218,6 +218,8 @@ void smtp__reply_more(struct smtp_session *s, int code, const char *fmt, ...)
 void smtp__reply_more_enh(struct smtp_session *s, int code, const char *enh,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void smtp__reply_parse_error(struct smtp_session *s, const struct smtp_parse_error *e);
+/* The checks' notices for this transaction as messages to queue (n of them), or NULL. */
+struct queue_receive **smtp__policy_notices(struct smtp_session *s, size_t *n);
 void smtp__flush(struct smtp_session *s);
 void smtp__goodbye(struct smtp_session *s, const char *enh, const char *text);
 void smtp__count_error(struct smtp_session *s);

@@ -316,6 +316,34 @@ class ContentTest(RelayTestCase):
             r.ctl_ok("policy", "unset", "city", "security_contact")
             r.ctl_ok("policy", "unset", "ward", "security_contact")
 
+    def test_classified_quarantine_action(self):
+        r = self.relay
+        ward_sender = "vanthu@" + WARD
+        r.ctl_ok("policy", "set", "ward", "classified_action", "quarantine")
+        r.ctl_ok("policy", "set", "ward", "security_contact", "antoan@" + WARD)
+        try:
+            reply = self.send(message("[TỐI MẬT] quarantine-case", b"q-body\r\n",
+                                      to="x@" + WARD, sender=ward_sender),
+                              ("x@" + WARD,), ward_sender)
+            self.assertEqual(reply.code, 250, reply.lines)
+            qid = queued_id(reply)
+            listing = r.ctl_ok("quarantine", "list").stdout
+            self.assertIn(qid, listing)
+            self.assertIn("classified", listing)
+            shown = r.ctl_ok("quarantine", "show", qid).stdout
+            self.assertIn("classified=toi-mat", shown)
+            # Kept, not delivered; the security team is told it was kept.
+            harness.wait_for(lambda: any(b"classified message quarantined" in m.raw
+                                         for m in self.sink.messages()),
+                             timeout=15, what="the quarantine notice")
+            self.assertEqual(self.sink.count(b"q-body"), 0)
+            # The city is stricter: the same message to the city is refused.
+            self.assertClassified(message("[TỐI MẬT] to the city", sender=ward_sender),
+                                  "TOI MAT", sender=ward_sender)
+        finally:
+            r.ctl_ok("policy", "unset", "ward", "classified_action")
+            r.ctl_ok("policy", "unset", "ward", "security_contact")
+
     def test_min_level_of_the_agency(self):
         self.relay.ctl_ok("policy", "set", "ward", "classified_min_level", "toi-mat")
         ward_sender = "vanthu@" + WARD
