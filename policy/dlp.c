@@ -60,13 +60,6 @@
 #define DLP_LOOKBEHIND_MAX 64   /* characters; DLP_CONTEXT holds 64 x 4 bytes */
 #define DLP_NFC_SLICE 4096      /* bytes of text normalized at once */
 
-static bool dlp_use_jit = true;
-
-void dlp__set_jit(bool on)
-{
-	dlp_use_jit = on;
-}
-
 /* PCRE2's allocations out of memory: fatal, as xmalloc's are (STYLE.md 5). */
 static void dlp_nomem(void)
 {
@@ -383,8 +376,7 @@ static int dlp_rule_compile(const struct dlp_rule_def *d, struct dlp_rule *r, bo
 		return rc;
 	}
 	/* Both complete and hard-partial searches run: JIT code for each. */
-	if (!dlp_use_jit ||
-	    pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD) != 0)
+	if (pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD) != 0)
 		*jit = false;
 	r->name = xstrdup(d->name);
 	r->action = d->action;

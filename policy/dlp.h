@@ -206,12 +206,4 @@ int dlp_cache_get(struct dlp_cache *cache, struct queue_txn *txn, const char *te
  * of its characters, so normalizing it is skipped (dlp.c).
  */
 bool dlp__nfc_is_quick(const char *utf8, size_t n);
-/*
- * For the tests run under valgrind: rule sets compiled from now on use
- * PCRE2's interpreter. The JIT's generated code reads memory in ways
- * valgrind cannot follow (Debian's PCRE2 is built without its valgrind
- * support), so every JIT search would be reported as a jump on
- * uninitialised memory. Before any thread compiles rules.
- */
-void dlp__set_jit(bool on);
 #endif

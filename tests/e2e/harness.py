@@ -614,6 +614,11 @@ class Relay:
         self.log_offset = os.path.getsize(self.logfile)
         # GOVRELAYD_WRAPPER runs the daemon under a tool, e.g. valgrind.
         wrapper = shlex.split(os.environ.get("GOVRELAYD_WRAPPER", ""))
+        if wrapper:
+            # Under valgrind the start reads the symbols of every library
+            # (poppler, glib, libarchive ... since issue 11): seconds on a
+            # busy 2-core machine before the first line.
+            timeout = max(timeout, 60.0)
         self.proc = subprocess.Popen(wrapper + [GOVRELAYD, "-f", "-c", self.conf],
                                      stdin=subprocess.DEVNULL,
                                      stdout=self.log_fh, stderr=self.log_fh,

@@ -905,9 +905,6 @@ int main(void)
 	SRunner *sr = srunner_create(td_suite());
 	int failed;
 
-	/* JIT code is opaque to valgrind (policy/dlp.h): the interpreter there. */
-	if (getenv("GOVRELAY_TEST_UNDER_VALGRIND") != NULL)
-		dlp__set_jit(false);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
