@@ -1,5 +1,5 @@
 /*
- * content_cache: attachment verdicts by the SHA-256 of their bytes
+ * content_cache: attachment verdicts by the SHA-256 of their name and bytes
  * (policy/content_cache.h says what and when).
  *
  * Entry points: content_cache_new/free, content_cache_key,
@@ -52,16 +52,20 @@ void content_cache_free(struct content_cache *c)
 	free(c);
 }
 
-void content_cache_key(const char *data, size_t len, bool whole,
+void content_cache_key(const char *name, const char *data, size_t len, bool whole,
     const struct content_attach_rules *rules, unsigned char key[32])
 {
-	unsigned char tail[3] = { (unsigned char)whole, (unsigned char)rules->block,
-		(unsigned char)rules->encrypted };
+	/* The length first, so no (data, name) pair reads as another. */
+	uint64_t n64 = len;
+	unsigned char tail[4] = { (unsigned char)whole, (unsigned char)rules->block,
+		(unsigned char)rules->encrypted, name != NULL };
 	unsigned int n = 0;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 
 	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, &n64, sizeof n64) != 1 ||
 	    EVP_DigestUpdate(ctx, data, len) != 1 || EVP_DigestUpdate(ctx, tail, sizeof tail) != 1 ||
+	    (name != NULL && EVP_DigestUpdate(ctx, name, strlen(name)) != 1) ||
 	    EVP_DigestFinal_ex(ctx, key, &n) != 1 || n != 32)
 		memset(key, 0, 32);
 	EVP_MD_CTX_free(ctx);

@@ -2,7 +2,7 @@
 #define GOVRELAY_POLICY_CONTENT_CACHE_H
 /*
  * content_cache: what the content check found in an attachment, kept by
- * the SHA-256 of its bytes, so that the same document sent again (a
+ * the SHA-256 of its name and bytes, so that the same document sent again (a
  * circular a department sends to every ward, one message each) is not
  * laid out and typed again: its stamp level, where in it, what doctext
  * and the attachment rules said. Only for a check that needs no more than
@@ -36,8 +36,13 @@ struct content_cache_entry {
 struct content_cache;
 struct content_cache *content_cache_new(void);
 void content_cache_free(struct content_cache *c);
-/* The digest of an attachment's bytes, with the rules and how much was kept. */
-void content_cache_key(const char *data, size_t len, bool whole,
+/*
+ * The digest of an attachment's name (may be NULL) and bytes, with the
+ * rules and how much was kept. The name is in it because the verdict's
+ * words name the file (and the rules read names): a verdict is never
+ * shown for a file of another name, nor to another sender.
+ */
+void content_cache_key(const char *name, const char *data, size_t len, bool whole,
     const struct content_attach_rules *rules, unsigned char key[32]);
 bool content_cache_get(struct content_cache *c, const unsigned char key[32],
     struct content_cache_entry *out);

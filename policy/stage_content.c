@@ -1003,7 +1003,7 @@ static void sc_docs_work(uv_work_t *w)
 		bool cacheable = t->nscans == 0;
 
 		if (cacheable) {
-			content_cache_key(d->data.data, d->data.len, d->whole, &t->rules, key);
+			content_cache_key(d->name, d->data.data, d->data.len, d->whole, &t->rules, key);
 			if (content_cache_get(t->st->cache, key, &e)) {
 				d->level = e.level;
 				str_copy(d->found, e.found, sizeof d->found);

@@ -199,13 +199,17 @@ START_TEST(test_cache)
 	struct content_attach_rules strict = { CONTENT_BLOCK_EXEC_SCRIPTS, CONTENT_ENC_REJECT };
 	struct content_attach_rules lax = { CONTENT_BLOCK_NONE, CONTENT_ENC_ACCEPT };
 	struct content_cache_entry e, got;
-	unsigned char k1[32], k2[32], k3[32], k4[32];
+	unsigned char k1[32], k2[32], k3[32], k4[32], k5[32], k6[32];
 
-	content_cache_key("document one", 12, true, &strict, k1);
-	content_cache_key("document two", 12, true, &strict, k2);
-	content_cache_key("document one", 12, true, &lax, k3);
-	content_cache_key("document one", 12, false, &strict, k4);
+	content_cache_key("a.pdf", "document one", 12, true, &strict, k1);
+	content_cache_key("a.pdf", "document two", 12, true, &strict, k2);
+	content_cache_key("a.pdf", "document one", 12, true, &lax, k3);
+	content_cache_key("a.pdf", "document one", 12, false, &strict, k4);
+	content_cache_key("b.pdf", "document one", 12, true, &strict, k5);
+	content_cache_key(NULL, "document one", 12, true, &strict, k6);
 	ck_assert(memcmp(k1, k2, 32) != 0);
+	ck_assert_msg(memcmp(k1, k5, 32) != 0, "another name, another key");
+	ck_assert_msg(memcmp(k5, k6, 32) != 0, "no name is not an empty one");
 	ck_assert_msg(memcmp(k1, k3, 32) != 0, "other rules, other key");
 	ck_assert_msg(memcmp(k1, k4, 32) != 0, "the head alone is another key");
 	ck_assert(!content_cache_get(c, k1, &got));
