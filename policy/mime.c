@@ -15,7 +15,10 @@
  * (innermost first), so a missing inner closing delimiter cannot swallow
  * the outer structure, and the end of the message closes what is left.
  * Memory is the line buffer, one header field (at most max_header_bytes)
- * and max_depth + 1 frames, whatever the input.
+ * and max_depth + 1 frames, whatever the input; a message/rfc822 part in
+ * base64 or quoted-printable gets a nested walker for its decoded content
+ * (mime_inner_open), one nesting level of the same budget, so at most
+ * max_depth walkers are open.
  *
  * Entry points: mime_new, mime_free, mime_feed, mime_finish,
  * mime_part_count, mime_error_text (mime_words.c: mime_decode_words,
@@ -56,6 +59,7 @@ struct mime_frame {
 	enum mime_kind kind;
 	bool begun;              /* begin was called: end is owed */
 	bool digest;             /* multipart/digest: children default to message/rfc822 */
+	bool encoded_message;    /* message/rfc822 in base64 or QP: walked by w->inner */
 	bool seen_ct, seen_cte, seen_cd, has_cd_name, has_ct_name;
 	bool seen_delim;         /* a delimiter line of this multipart came */
 	bool preamble_text;      /* ...and before it, a line that is not blank */
@@ -97,6 +101,15 @@ struct mime_walker {
 	char qpx;
 	char out[MIME_OUT_MAX];
 	size_t nout;
+	/*
+	 * RFC 2046 section 5.2.1 forbids encoding a message/rfc822 part, yet
+	 * clients send forwarded mail so and readers decode it: the decoded
+	 * content of such a part (the top frame, a leaf) is walked by a
+	 * nested walker whose parts are reported as ours, numbered on from
+	 * inner_base, at depth inner_depth + their own, the part's children.
+	 */
+	struct mime_walker *inner;
+	unsigned inner_base, inner_depth, inner_parent;
 };
 
 const char *mime_error_text(int err)
@@ -139,8 +152,14 @@ static void mime_fail(struct mime_walker *w, int err)
 
 static void mime_out_flush(struct mime_walker *w)
 {
-	if (w->nout > 0 && w->cb.data != NULL)
+	if (w->nout > 0 && w->inner != NULL) {
+		int err = mime_feed(w->inner, w->out, w->nout);
+
+		if (err != 0 && w->err == 0)
+			w->err = err;
+	} else if (w->nout > 0 && w->cb.data != NULL) {
 		w->cb.data(w->arg, &mime_top(w)->part, w->out, w->nout);
+	}
 	w->nout = 0;
 }
 
@@ -349,6 +368,105 @@ static void mime_leaf(struct mime_walker *w, const char *s, size_t n, bool last,
 	}
 }
 
+/* ---------------------------------------------------------------- nested walkers */
+
+static struct mime_walker *mime_new_exact(const struct mime_limits *lim,
+    const struct mime_callbacks *cb, void *arg);
+
+/* A part of w's nested walker as w reports it. */
+static struct mime_part mime_inner_part(const struct mime_walker *w, const struct mime_part *p)
+{
+	struct mime_part q = *p;
+
+	q.index = w->inner_base + p->index;
+	q.depth = w->inner_depth + p->depth;
+	q.parent = p->depth == 0 ? w->inner_parent : w->inner_base + p->parent;
+	return q;
+}
+
+static void mime_inner_header(void *arg, const struct mime_part *p, const char *name,
+    const char *value, size_t value_len)
+{
+	struct mime_walker *w = arg;
+	struct mime_part q = mime_inner_part(w, p);
+
+	if (w->cb.header != NULL)
+		w->cb.header(w->arg, &q, name, value, value_len);
+}
+
+static void mime_inner_begin(void *arg, const struct mime_part *p)
+{
+	struct mime_walker *w = arg;
+	struct mime_part q = mime_inner_part(w, p);
+
+	if (w->cb.begin != NULL)
+		w->cb.begin(w->arg, &q);
+}
+
+static void mime_inner_data(void *arg, const struct mime_part *p, const char *data, size_t len)
+{
+	struct mime_walker *w = arg;
+	struct mime_part q = mime_inner_part(w, p);
+
+	if (w->cb.data != NULL)
+		w->cb.data(w->arg, &q, data, len);
+}
+
+static void mime_inner_end(void *arg, const struct mime_part *p)
+{
+	struct mime_walker *w = arg;
+	struct mime_part q = mime_inner_part(w, p);
+
+	if (w->cb.end != NULL)
+		w->cb.end(w->arg, &q);
+}
+
+/*
+ * The encoded message part f (the top frame, just begun) gets a nested
+ * walker for its decoded content, within what is left of our limits:
+ * its message is one level below f, and its parts count against ours.
+ */
+static void mime_inner_open(struct mime_walker *w, const struct mime_frame *f)
+{
+	static const struct mime_callbacks inner_cb = { mime_inner_header, mime_inner_begin,
+		mime_inner_data, mime_inner_end };
+	struct mime_limits lim = w->lim;
+
+	if (f->part.depth + 1 > w->lim.max_depth) {
+		mime_fail(w, MIME_E_DEPTH);
+		return;
+	}
+	if (w->nparts >= w->lim.max_parts) {
+		mime_fail(w, MIME_E_PARTS);
+		return;
+	}
+	lim.max_depth = w->lim.max_depth - (f->part.depth + 1);
+	lim.max_parts = w->lim.max_parts - w->nparts;
+	w->inner_base = w->nparts;
+	w->inner_depth = f->part.depth + 1;
+	w->inner_parent = f->part.index;
+	w->inner = mime_new_exact(&lim, &inner_cb, w);
+}
+
+/*
+ * The encoded message part ends: so does its nested message (without
+ * more content when we failed), and its parts are counted as ours.
+ */
+static void mime_inner_close(struct mime_walker *w)
+{
+	struct mime_walker *in = w->inner;
+	int err;
+
+	if (w->err != 0 && in->err == 0)
+		in->err = w->err;
+	err = mime_finish(in);
+	if (err != 0 && w->err == 0)
+		w->err = err;
+	w->nparts += mime_part_count(in);
+	w->inner = NULL;
+	mime_free(in);
+}
+
 /* ---------------------------------------------------------------- frames */
 
 static void mime_part_reset(struct mime_frame *f)
@@ -418,6 +536,8 @@ static void mime_pop(struct mime_walker *w, bool at_eof)
 	w->neol = 0;
 	w->nout = 0;
 	w->in_headers = false;
+	if (w->inner != NULL)
+		mime_inner_close(w);
 	if (f->begun && w->cb.end != NULL)
 		w->cb.end(w->arg, &f->part);
 	w->nframes--;
@@ -662,21 +782,25 @@ static void mime_hdr_end(struct mime_walker *w, bool may_open)
 	if (!f->seen_cte)
 		f->part.encoding = MIME_ENC_7BIT;
 	/* RFC 2045 section 6.4 forbids encoding a container; a client that decodes
-	 * it anyway must not see content we skipped, so it is read as a leaf. */
+	 * it anyway must not see content we skipped, so it is read as a leaf
+	 * (an encoded message, as a leaf whose decoded content is walked). */
 	encoded = f->part.encoding == MIME_ENC_BASE64 || f->part.encoding == MIME_ENC_QP;
 	f->kind = MIME_K_LEAF;
 	if (strncmp(f->type, "multipart/", 10) == 0 && f->blen > 0 && !encoded) {
 		f->kind = MIME_K_MULTI;
 		f->digest = strcmp(f->type, "multipart/digest") == 0;
-	} else if ((strcmp(f->type, "message/rfc822") == 0 ||
-	    strcmp(f->type, "message/global") == 0) && !encoded) {
-		f->kind = MIME_K_MESSAGE;
+	} else if (strcmp(f->type, "message/rfc822") == 0 ||
+	    strcmp(f->type, "message/global") == 0) {
+		if (encoded)
+			f->encoded_message = true;
+		else
+			f->kind = MIME_K_MESSAGE;
 	} else if (strncmp(f->type, "multipart/", 10) == 0 && f->blen == 0) {
 		/* RFC 2046 section 5.1.1: no boundary, no multipart; shown as text. */
 		memcpy(f->type, "text/plain", 11);
 	}
 	f->part.multipart = f->kind == MIME_K_MULTI;
-	f->part.message = f->kind == MIME_K_MESSAGE;
+	f->part.message = f->kind == MIME_K_MESSAGE || f->encoded_message;
 	f->part.filename = f->has_cd_name ? f->cd_name : f->has_ct_name ? f->ct_name : NULL;
 	f->begun = true;
 	if (w->cb.begin != NULL)
@@ -688,6 +812,8 @@ static void mime_hdr_end(struct mime_walker *w, bool may_open)
 	w->nout = 0;
 	if (f->kind == MIME_K_MESSAGE && may_open)
 		(void)mime_push(w);
+	else if (f->encoded_message)
+		mime_inner_open(w, f);
 }
 
 /* ---------------------------------------------------------------- boundaries */
@@ -892,19 +1018,13 @@ int mime_finish(struct mime_walker *w)
 	return w->err;
 }
 
-struct mime_walker *mime_new(const struct mime_limits *limits, const struct mime_callbacks *cb,
-    void *arg)
+/* A walker with exactly these limits (0 is a limit here, not "the default"). */
+static struct mime_walker *mime_new_exact(const struct mime_limits *lim,
+    const struct mime_callbacks *cb, void *arg)
 {
 	struct mime_walker *w = xcalloc(1, sizeof *w);
 
-	if (limits != NULL)
-		w->lim = *limits;
-	if (w->lim.max_depth == 0)
-		w->lim.max_depth = 32;
-	if (w->lim.max_parts == 0)
-		w->lim.max_parts = 1000;
-	if (w->lim.max_header_bytes == 0)
-		w->lim.max_header_bytes = 256 * 1024;
+	w->lim = *lim;
 	if (cb != NULL)
 		w->cb = *cb;
 	w->arg = arg;
@@ -912,10 +1032,27 @@ struct mime_walker *mime_new(const struct mime_limits *limits, const struct mime
 	return w;
 }
 
+struct mime_walker *mime_new(const struct mime_limits *limits, const struct mime_callbacks *cb,
+    void *arg)
+{
+	struct mime_limits lim = { 0 };
+
+	if (limits != NULL)
+		lim = *limits;
+	if (lim.max_depth == 0)
+		lim.max_depth = 32;
+	if (lim.max_parts == 0)
+		lim.max_parts = 1000;
+	if (lim.max_header_bytes == 0)
+		lim.max_header_bytes = 256 * 1024;
+	return mime_new_exact(&lim, cb, arg);
+}
+
 void mime_free(struct mime_walker *w)
 {
 	if (w == NULL)
 		return;
+	mime_free(w->inner);
 	for (unsigned i = 0; i < w->nalloc; i++)
 		free(w->frames[i]);
 	free(w->frames);

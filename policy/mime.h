@@ -17,7 +17,9 @@
  * read one unambiguous way (two boundary= parameters, two Content-Type or
  * Content-Transfer-Encoding fields that disagree) is MIME_E_AMBIGUOUS.
  * message/rfc822 parts are walked into (their header fields reported with
- * the nested part's index). A part whose declared type is multipart but
+ * the nested part's index), also when they come in base64 or
+ * quoted-printable, which RFC 2046 5.2.1 forbids but clients send and read
+ * (the decoded message is walked; the part itself gets no data calls). A part whose declared type is multipart but
  * has no usable boundary is read as text/plain (RFC 2046 5.1.1 makes the
  * boundary mandatory; clients show such a body as text).
  *

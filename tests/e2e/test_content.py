@@ -227,6 +227,18 @@ class ContentTest(RelayTestCase):
             (b"Content-Type: text/plain; charset=utf-8\r\n", b"Chuyen tiep thu.\r\n"),
             (b"Content-Type: message/rfc822\r\n", inner)])
         self.assertClassified(message("Fwd: thu", body, h), "TOI MAT")
+        # The same forwarded message in base64 or quoted-printable, which RFC
+        # 2046 5.2.1 forbids but mail clients send and read.
+        for cte, encoded in ((b"base64", base64.encodebytes(inner).replace(b"\n", b"\r\n")),
+                             (b"quoted-printable", b"".join(
+                                 b"=%02X" % c if c > 126 or c == 61 else bytes([c])
+                                 for c in inner))):
+            with self.subTest(encoding=cte):
+                h, body = multipart([
+                    (b"Content-Type: text/plain; charset=utf-8\r\n", b"Chuyen tiep thu.\r\n"),
+                    (b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: " + cte +
+                     b"\r\n", encoded)])
+                self.assertClassified(message("Fwd: thu", body, h), "TOI MAT")
         # A stamp written with HTML character references only.
         html = b"<p>S&#7902; N&#7896;I V&#7908;</p><div>T&#7888;I M&#7852;T</div><p>x</p>"
         self.assertClassified(message(body=html, headers=b"Content-Type: text/html; "
@@ -430,6 +442,14 @@ class ContentTest(RelayTestCase):
                                                  b"text/plain"), ["tinh-luong.py"])
         self.assertAttachmentRefused(self.attach(b"anh.zip", zip_of([("anh/true", elf)])),
                                      ["an executable file", "inside anh.zip"])
+        # An executable in a forwarded message sent base64-encoded.
+        h, body = multipart([(b"Content-Type: application/x-msdownload; name=setup.exe\r\n"
+                              b"Content-Transfer-Encoding: base64\r\n",
+                              base64.encodebytes(PE).replace(b"\n", b"\r\n"))],
+                            boundary="inner1")
+        fwd = b"Subject: fwd\r\n" + h + b"\r\n" + body
+        self.assertAttachmentRefused(self.attach(b"fwd.eml", fwd, b"message/rfc822"),
+                                     ["setup.exe"])
         # Nested: a zip in a zip still shows what is inside.
         inner = zip_of([("setup.exe", PE)])
         self.assertAttachmentRefused(self.attach(b"tai-lieu.zip",

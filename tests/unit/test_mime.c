@@ -313,6 +313,43 @@ static const struct {
 	  "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nX-Long: 0123456789012345678901234567\r\n"
 	  " 0123456789\r\n\r\nx\r\n--b--\r\n", { 0, 0, 48 }, MIME_E_HEADER,
 	  "<0 multipart/mixed></0>", NULL },
+	{ "a base64-encoded message/rfc822 is walked as if it were not encoded",
+	  "Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+	  "--o\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n"
+	  "Content-Disposition: attachment; filename=fwd.eml\r\n\r\n"
+	  "U3ViamVjdDogPT9VVEYtOD9CP1cwM2h1cXhVWFNCaTRicWpiaUJuYUdrPT89DQpDb250ZW50LVR5\r\n"
+	  "cGU6IG11bHRpcGFydC9taXhlZDsgYm91bmRhcnk9bg0KDQotLW4NCkNvbnRlbnQtVHlwZTogYXBw\r\n"
+	  "bGljYXRpb24veC1tc2Rvd25sb2FkOyBuYW1lPSJhLmV4ZSINCg0KTVoNCi0tbi0tDQo=\r\n"
+	  "--o\r\n\r\nafter\r\n--o--\r\n", { 0, 0, 0 }, 0,
+	  "<0 multipart/mixed><1 text/plain d1 p0>hi</1>"
+	  "<2 message/rfc822 fn=fwd.eml attachment d1 p0><3 multipart/mixed d2 p2>"
+	  "<4 application/x-msdownload fn=a.exe d3 p3>MZ</4></3></2>"
+	  "<5 text/plain d1 p0>after</5></0>",
+	  "0:Content-Type=multipart/mixed; boundary=o;1:Content-Type=text/plain;"
+	  "2:Content-Type=message/rfc822;2:Content-Transfer-Encoding=base64;"
+	  "2:Content-Disposition=attachment; filename=fwd.eml;"
+	  "3:Subject==?UTF-8?B?W03huqxUXSBi4bqjbiBnaGk=?=;3:Content-Type=multipart/mixed; boundary=n;"
+	  "4:Content-Type=application/x-msdownload; name=\"a.exe\";" },
+	{ "a quoted-printable message/rfc822 is walked too",
+	  "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+	  "Subject: T=E1=BB=90I M=E1=BA=ACT\r\n\r\nx=\r\ny\r\n", { 0, 0, 0 }, 0,
+	  "<0 message/rfc822><1 text/plain d1 p0>xy\\r\\n</1></0>",
+	  "0:Content-Type=message/rfc822;0:Content-Transfer-Encoding=quoted-printable;"
+	  "1:Subject=T\xe1\xbb\x90I M\xe1\xba\xacT;" },
+	{ "depth limit through encoded message/rfc822 parts",
+	  "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+	  "Q29udGVudC1UeXBlOiBtZXNzYWdlL3JmYzgyMg0KQ29udGVudC1UcmFuc2Zlci1FbmNvZGluZzog\r\n"
+	  "YmFzZTY0DQoNClEyOXVkR1Z1ZEMxVWVYQmxPaUJ0WlhOellXZGxMM0ptWXpneU1nMEtEUXBUZFdK\r\n"
+	  "cVpXTjBPaUJrWldWd0RRb05DbmdOQ2c9PQ0K\r\n", { 2, 0, 0 }, MIME_E_DEPTH,
+	  "<0 message/rfc822><1 message/rfc822 d1 p0><2 message/rfc822 d2 p1></2></1></0>", NULL },
+	{ "the parts of an encoded message count against the limit",
+	  "Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n"
+	  "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+	  "U3ViamVjdDogPT9VVEYtOD9CP1cwM2h1cXhVWFNCaTRicWpiaUJuYUdrPT89DQpDb250ZW50LVR5\r\n"
+	  "cGU6IG11bHRpcGFydC9taXhlZDsgYm91bmRhcnk9bg0KDQotLW4NCkNvbnRlbnQtVHlwZTogYXBw\r\n"
+	  "bGljYXRpb24veC1tc2Rvd25sb2FkOyBuYW1lPSJhLmV4ZSINCg0KTVoNCi0tbi0tDQo=\r\n"
+	  "--o\r\n\r\nafter\r\n--o--\r\n", { 0, 3, 0 }, MIME_E_PARTS,
+	  "<0 multipart/mixed><1 message/rfc822 d1 p0><2 multipart/mixed d2 p1></2></1></0>", NULL },
 	{ "depth limit through message/rfc822",
 	  "Content-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\n"
 	  "Content-Type: message/rfc822\r\n\r\nSubject: deep\r\n\r\nx\r\n", { 2, 0, 0 }, MIME_E_DEPTH,
