@@ -28,21 +28,6 @@ static const char sasl_b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /* Value of one base64 character, or -1. */
-static int sasl_b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 int sasl_b64_decode(const char *in, size_t inlen, unsigned char *out, size_t outcap,
     size_t *outlen)
 {
@@ -75,7 +60,7 @@ int sasl_b64_decode(const char *in, size_t inlen, unsigned char *out, size_t out
 				v[k] = 0;
 				continue;
 			}
-			v[k] = sasl_b64_value(c);
+			v[k] = b64_value(c);
 			if (v[k] < 0)
 				return -EINVAL;
 		}

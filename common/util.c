@@ -2,7 +2,7 @@
  * util: bounded string copies, ASCII case helpers and clocks.
  *
  * Entry points: str_copy, str_copyn, str_lower, str_ieq, str_hash, str_has_iprefix,
- * str_utf8_seq_len,
+ * str_utf8_seq_len, b64_value,
  * time_now_ms, time_mono_ms, time_format_iso, time_parse_iso,
  * time_format_rfc5322, hex_encode.
  * OWNERSHIP: nothing kept. THREADS: any. ERRORS: none.
@@ -48,6 +48,21 @@ uint32_t str_hash(const char *s)
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
 		h = (h ^ *p) * 16777619u;
 	return h;
+}
+
+int b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
 }
 
 bool str_ieq(const char *a, const char *b)

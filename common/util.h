@@ -17,6 +17,8 @@ void str_lower(char *s);
 bool str_ieq(const char *a, const char *b);
 /* FNV-1a of s: bucket index for small in-memory tables, not for security. */
 uint32_t str_hash(const char *s);
+/* The value of a base64 character (RFC 4648 table 1), or -1. */
+int b64_value(unsigned char c);
 bool str_has_iprefix(const char *s, const char *prefix);
 /*
  * Length of the well-formed UTF-8 sequence starting at p (RFC 3629: no

@@ -112,6 +112,7 @@
 #include <strings.h>
 #include <utf8proc.h>
 
+#include "common/util.h"
 #include "common/xmalloc.h"
 #include "policy/classify.h"
 #include "policy/classify_int.h"
@@ -857,21 +858,6 @@ enum classify_level classify_filename(const char *utf8, size_t len)
 
 /* -------------------------------------------------------- SIO-Label */
 
-static int classify_b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /*
  * Base64 (RFC 4648 section 4) of s[0..len) into out (at least len bytes),
  * white space skipped, stopping at '='. Returns the decoded length, or -1
@@ -885,7 +871,7 @@ static long classify_b64_decode(const char *s, size_t len, unsigned char *out)
 
 	for (size_t i = 0; i < len && s[i] != '='; i++) {
 		unsigned char c = (unsigned char)s[i];
-		int v = classify_b64_value(c);
+		int v = b64_value(c);
 
 		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
 			continue;

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/util.h"
 #include "common/xmalloc.h"
 #include "policy/mime.h"
 #include "policy/mime_int.h"
@@ -40,21 +41,6 @@ static int mime_hex(int c)
 	return -1;
 }
 
-static int mime_b64(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* RFC 2047 section 4.1: "B" text to bytes; -1 on a character outside base64. */
 static int mime_word_b(const char *s, size_t n, char *out, size_t *olen)
 {
@@ -66,7 +52,7 @@ static int mime_word_b(const char *s, size_t n, char *out, size_t *olen)
 
 		if (s[i] == '=')
 			break;
-		if ((v = mime_b64((unsigned char)s[i])) < 0)
+		if ((v = b64_value((unsigned char)s[i])) < 0)
 			return -1;
 		acc = (acc << 6 | (unsigned)v) & 0xffffff;
 		bits += 6;
