@@ -43,6 +43,8 @@
 	  "unix:PATH or tcp:ADDRESS:PORT of clamd; when set every message is streamed to it (INSTREAM) before it is accepted: a virus is refused with 554 5.7.1, clamd unreachable, slow or in error is 451 4.7.1; read at startup only.") \
 	X(clamd_timeout, DURATION, "30s", 1000, 300000, 0, \
 	  "How long govrelayd waits on clamd (to connect, to take the message, to answer) before the message is refused with 451 4.7.1.") \
+	X(quarantine_lifetime, DURATION, "30d", 0, 315360000000ULL, 1, \
+	  "How long a quarantined message is kept: after that govrelayd deletes it (body and envelope) with an audit record (event admin, action quarantine.expire, by govrelayd); looked at every minute (a quarter of a lifetime under four minutes). 0 keeps every message until an operator releases or deletes it, and the quarantine then grows until the store is full.") \
 	X(control_socket, PATH, "", 0, 0, 0, \
 	  "Unix socket for govrelayctl live verbs; default: DATA_DIR/control.sock.") \
 	X(log_format, LOGFORMAT, "text", 0, 0, 1, \

@@ -1,10 +1,10 @@
 /*
  * quarantine: the store side of the quarantine (queue/quarantine.h):
  * the `quarantine` record (envelope and verdict; layout in schema.h), and
- * the two ways out, release and delete, each inside the caller's write
+ * the ways out, release, delete and expiry, each inside the caller's write
  * transaction so that the caller's audit record commits with it.
  *
- * Entry points: queue_quarantine_free/encode/decode/put/get/walk/
+ * Entry points: queue_quarantine_free/encode/decode/put/get/walk/expire/
  * release/delete, and queue__quarantine_has for orphan collection
  * (queue_int.h).
  * OWNERSHIP: records handed out (get, decode, release's *out) are fresh
@@ -21,6 +21,7 @@
 
 #include "common/buf.h"
 #include "common/xmalloc.h"
+#include "queue/audit_event.h"
 #include "queue/quarantine.h"
 #include "queue/queue.h"
 #include "queue/queue_int.h"
@@ -284,4 +285,77 @@ int queue_quarantine_delete(struct queue_txn *txn, uint64_t id)
 	if ((rc = queue_quarantine_del_record(txn, id)) < 0)
 		return rc;
 	return queue_body_delete(txn, id);
+}
+
+/* ------------------------------------------------------------ retention */
+
+struct queue_quar_expiring {
+	int64_t before;          /* quarantined at or before this (unix ms) */
+	uint64_t *ids;
+	size_t n, max;
+	bool more;
+};
+
+static int queue_quar_expiring_cb(void *arg, const struct queue_quarantine *q)
+{
+	struct queue_quar_expiring *e = arg;
+
+	if (q->time > e->before)
+		return 0;
+	if (e->n == e->max) {
+		e->more = true;
+		return 1;
+	}
+	e->ids[e->n++] = q->id;
+	return 0;
+}
+
+/* One expired message out, and its audit record, as an operator's delete is. */
+static int queue_quar_expire_one(struct queue_txn *txn, uint64_t id, int64_t now)
+{
+	struct queue_quarantine *q = NULL;
+	char qid[QUEUE_ID_TEXT_LEN + 1];
+	int rc;
+
+	if ((rc = queue_quarantine_get(txn, id, &q)) < 0)
+		return rc;
+	queue_id_format(id, qid);
+	rc = queue_quarantine_delete(txn, id);
+	if (rc == 0) {
+		const struct queue_audit_field f[4] = {
+			{ "tenant", q->tenants }, { "object", qid }, { "rule", q->rule },
+			{ "reason", q->reason },
+		};
+
+		rc = queue_audit_admin(txn, now, qid, "quarantine.expire", "govrelayd", "retention",
+		    f, 4);
+	}
+	queue_quarantine_free(q);
+	return rc;
+}
+
+int queue_quarantine_expire(struct queue_txn *txn, int64_t now, uint64_t lifetime_ms,
+    size_t max, size_t *expired, bool *more)
+{
+	struct queue_quar_expiring e = { 0 };
+	int rc;
+
+	*expired = 0;
+	*more = false;
+	if ((rc = queue__need_write(txn)) < 0)
+		return rc;
+	if (lifetime_ms == 0 || max == 0 || lifetime_ms > (uint64_t)now)
+		return 0;
+	e.before = now - (int64_t)lifetime_ms;
+	e.max = max;
+	e.ids = xreallocarray(NULL, max, sizeof *e.ids);
+	rc = queue_quarantine_walk(txn, 0, queue_quar_expiring_cb, &e);
+	if (rc > 0)
+		rc = 0;     /* the batch is full */
+	for (size_t i = 0; rc == 0 && i < e.n; i++)
+		if ((rc = queue_quar_expire_one(txn, e.ids[i], now)) == 0)
+			(*expired)++;
+	free(e.ids);
+	*more = e.more;
+	return rc;
 }

@@ -18,7 +18,8 @@
  *            release, so a message kept for days is not expired on its
  *            first attempt; its original arrival stays in the audit
  *            chain (`received`, `quarantined`).
- *   delete   the record and every body chunk go.
+ *   delete   the record and every body chunk go (also when it has been
+ *            kept quarantine_lifetime: queue_quarantine_expire).
  * The audit records (`quarantined` at receive, the operator's action at
  * release and delete) are the callers' (queue/receive.c, admin/).
  *
@@ -71,5 +72,16 @@ int queue_quarantine_release(struct queue_txn *txn, uint64_t id, int64_t now,
     struct queue_quarantine **out);
 /* Delete (see above): the record and the body chunks. Write txn. */
 int queue_quarantine_delete(struct queue_txn *txn, uint64_t id);
+/*
+ * Retention (quarantine_lifetime): deletes, as queue_quarantine_delete
+ * does, at most max messages quarantined lifetime_ms or longer before
+ * now (unix ms), each with an audit record (admin, action
+ * quarantine.expire, by govrelayd, via retention, and the fields an
+ * operator's delete records). *expired: how many went; *more: others are
+ * due too (call again). lifetime_ms 0 expires nothing. Write txn; every
+ * record is read, so a caller runs it now and then, not per message.
+ */
+int queue_quarantine_expire(struct queue_txn *txn, int64_t now, uint64_t lifetime_ms,
+    size_t max, size_t *expired, bool *more);
 
 #endif

@@ -40,6 +40,7 @@
 #include "queue/queue.h"
 #include "queue/queue_writer.h"
 #include "relay/checkpointer.h"
+#include "relay/retention.h"
 #include "relay/control.h"
 #include "relay/delivery.h"
 #include "relay/dns.h"
@@ -72,6 +73,7 @@ struct govrelayd {
 	struct dns *dns;
 	struct policy_dns *pdns;   /* the policy's view of dns */
 	struct checkpointer *ckpt; /* NULL without audit_signing_key */
+	struct retention *retention; /* quarantine_lifetime */
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t shutdown_timer;
 	uint64_t shutdown_started;
@@ -202,6 +204,8 @@ static void govrelayd_stop(struct govrelayd *d, const char *why)
 	explain_stop(d->explain);
 	checkpointer_stop(d->ckpt);
 	d->ckpt = NULL;
+	retention_stop(d->retention);
+	d->retention = NULL;
 	smtp_server_shutdown(&d->srv);
 	d->shutdown_started = uv_now(d->loop);
 	/* Poll rather than count callbacks: sessions close on their own schedule. */
@@ -239,6 +243,7 @@ static void govrelayd_reload(struct govrelayd *d)
 		listener_set_config(d->listeners, cfg);
 	if (d->dlv)
 		dlv_set_config(d->dlv, cfg);
+	retention_set_lifetime(d->retention, cfg->quarantine_lifetime);
 	maildir_set_root(cfg->maildir_root); /* doc/THREAT-MODEL.md */
 	log_info(NULL, "reloaded configuration from %s", d->config_file);
 }
@@ -396,6 +401,7 @@ int main(int argc, char **argv)
 	rc = dlv_start(d.loop, d.cfg, d.store, d.writer, d.client_tls, d.dns, &d.dlv);
 	if (rc < 0)
 		fatal(EX_SOFTWARE, "cannot start the delivery scheduler: %s", strerror(-rc));
+	d.retention = retention_start(d.loop, d.writer, d.cfg->quarantine_lifetime);
 
 	govrelayd_signals_start(&d);
 

@@ -31,6 +31,7 @@ Skipped (saying why) where the Unix users cannot run govrelayctl here.
 """
 import json
 import os
+import signal
 import sys
 
 sys.dont_write_bytecode = True
@@ -293,6 +294,37 @@ class QuarantineTest(RelayTestCase):
         self.assertEqual([x["event"] for x in recs if x["event"] != "admin"],
                          ["received", "quarantined", "delivered"], recs)
         self.assertEqual(self.relay.ctl("quarantine", "release", "xyz").returncode, 65)
+
+    def reloads(self):
+        with open(self.relay.logfile, "rb") as f:
+            return f.read().count(b"reloaded configuration")
+
+    def reload(self, **keys):
+        n = self.reloads()
+        self.relay.configure(**keys)
+        self.relay.proc.send_signal(signal.SIGHUP)
+        harness.wait_for(lambda: self.reloads() > n, timeout=10, what="reload")
+
+    def test_kept_past_its_lifetime_expires(self):
+        qid = self.quarantine(["clerk@city.test"], "e-old")
+        # A reload shortens quarantine_lifetime: the message goes, audited.
+        self.reload(quarantine_lifetime="2s")
+        try:
+            harness.wait_for(lambda: qid not in self.listed(), timeout=30,
+                             what="quarantined message expired")
+        finally:
+            # Back to the default (30 days) for the other tests, which
+            # check that their messages stay.
+            self.reload(quarantine_lifetime=None)
+        self.assertAction(qid, "quarantine.expire", "govrelayd", "retention")
+        self.assertEqual(self.relay.ctl("quarantine", "show", qid).returncode, EX_NOINPUT)
+        self.assertEqual(self.sink.count(b"e-old body"), 0)
+        recs = self.records("--queue-id", qid)
+        self.assertEqual([x["event"] for x in recs], ["received", "quarantined", "admin"], recs)
+        # Earlier tests' messages may go in the same look.
+        with open(self.relay.logfile, "rb") as f:
+            self.assertRegex(f.read(), rb"quarantine retention: deleted [0-9]+ messages? kept "
+                             rb"2 s or longer")
 
 
 if __name__ == "__main__":

@@ -382,6 +382,62 @@ START_TEST(test_delete_frees_chunks)
 }
 END_TEST
 
+/* quarantine_lifetime: what has been kept that long goes, in batches, audited. */
+START_TEST(test_expire)
+{
+	const uint64_t lifetime = 2000;
+	struct tq_env e;
+	struct queue_quarantine *q;
+	struct queue_txn *t;
+	struct buf b;
+	size_t n;
+	bool more;
+	const char *p;
+	int records = 0;
+
+	tq_setup(&e);
+	buf_init(&b);
+	ck_assert_int_eq(tq_receive(&e, 0x100, "a@ward.test", NULL, "content"), 0);
+	ck_assert_int_eq(tq_receive(&e, 0x200, "b@ward.test", NULL, "dmarc"), 0);
+	ck_assert_int_eq(tq_receive(&e, 0x300, "c@ward.test", NULL, "content"), 0);
+	t = tq_begin(&e, true);
+	/* Not kept long enough yet; a lifetime of 0 keeps everything. */
+	ck_assert_int_eq(queue_quarantine_expire(t, TQ_ARRIVAL + 1999, lifetime, 8, &n, &more), 0);
+	ck_assert_uint_eq(n, 0);
+	ck_assert(!more);
+	ck_assert_int_eq(queue_quarantine_expire(t, TQ_ARRIVAL + 86400000, 0, 8, &n, &more), 0);
+	ck_assert_uint_eq(n, 0);
+	/* Due: two per call, then the last one. */
+	ck_assert_int_eq(queue_quarantine_expire(t, TQ_ARRIVAL + 2000, lifetime, 2, &n, &more), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert(more);
+	ck_assert_int_eq(queue_quarantine_expire(t, TQ_ARRIVAL + 2000, lifetime, 2, &n, &more), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert(!more);
+	ck_assert_int_eq(queue_txn_commit(t), 0);
+	t = tq_begin(&e, false);
+	ck_assert_int_eq(queue_quarantine_get(t, 0x100, &q), -ENOENT);
+	ck_assert_int_eq(queue_quarantine_get(t, 0x300, &q), -ENOENT);
+	ck_assert_int_eq(queue_body_get(t, 0x200, 1, &b), -ENOENT);
+	ck_assert_int_eq(queue_audit_walk(t, tq_lines_cb, &b), 0);
+	queue_txn_abort(t);
+	for (p = buf_cstr(&b); (p = strstr(p, " event=admin action=quarantine.expire by=govrelayd "
+	    "via=retention tenant=ward")) != NULL; p++)
+		records++;
+	ck_assert_int_eq(records, 3);
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&b), "qid=0000000000000200 event=admin "
+	    "action=quarantine.expire by=govrelayd via=retention tenant=ward object=0000000000000200 "
+	    "rule=dmarc reason="));
+	/* A read transaction cannot expire anything. */
+	t = tq_begin(&e, false);
+	ck_assert_int_lt(queue_quarantine_expire(t, TQ_ARRIVAL + 9000, lifetime, 2, &n, &more), 0);
+	queue_txn_abort(t);
+	ck_assert_uint_eq(tq_queued(&e), 0);
+	buf_free(&b);
+	tq_teardown(&e);
+}
+END_TEST
+
 /* One valid record's encoding, then damaged case by case. */
 START_TEST(test_decode_refuses_damage)
 {
@@ -706,6 +762,7 @@ static Suite *quarantine_suite(void)
 	tcase_add_test(tc, test_list_walk);
 	tcase_add_test(tc, test_release_makes_deliverable);
 	tcase_add_test(tc, test_delete_frees_chunks);
+	tcase_add_test(tc, test_expire);
 	tcase_add_test(tc, test_decode_refuses_damage);
 	tcase_add_test(tc, test_roles);
 	tcase_add_test(tc, test_store_before_quarantine);
