@@ -1,7 +1,7 @@
 /*
  * admin/stats: `stats`: counts of tenants, domains, mailboxes, aliases,
- * users, operators, queued messages and audit records, within the
- * caller's scope.
+ * users, operators, queued messages, quarantined messages and audit
+ * records, within the caller's scope.
  *
  * Entry points: admin__stats (admin_int.h).
  * OWNERSHIP: nothing outlives the call.
@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
+#include "queue/quarantine.h"
 #include "queue/queue.h"
 #include "queue/tenancy.h"
 
@@ -36,6 +37,7 @@ struct admin_stats {
 	uint64_t messages, held, pending;
 	bool have_audit;
 	uint64_t audit;
+	uint64_t quarantined;
 };
 
 static int admin_stats_tenant(void *arg, const struct queue_tenant *t)
@@ -100,6 +102,13 @@ static int admin_stats_msg(void *arg, const struct queue_msg *m)
 	return 0;
 }
 
+static int admin_stats_quarantined(void *arg, const struct queue_quarantine *q)
+{
+	(void)q;
+	(*(uint64_t *)arg)++;
+	return 0;
+}
+
 static int admin_stats_read(struct admin *a, struct queue_txn *txn, struct admin_stats *s)
 {
 	int rc;
@@ -122,11 +131,13 @@ static int admin_stats_read(struct admin *a, struct queue_txn *txn, struct admin
 		rc = queue_operator_walk(txn, admin_stats_operator, s);
 	if (rc == 0)
 		rc = queue_msg_walk(txn, admin_stats_msg, s);
-	/* The audit chain is the security team's: its size is for super only. */
+	/* The audit chain and the quarantine are the security team's: super only. */
 	if (rc == 0 && a->super) {
 		rc = admin__audit_count(txn, &s->audit);
 		s->have_audit = rc == 0;
 	}
+	if (rc == 0 && a->super)
+		rc = queue_quarantine_walk(txn, 0, admin_stats_quarantined, &s->quarantined);
 	if (rc < 0) {
 		admin__err(a, "cannot read the store: %s", queue_strerror(rc));
 		return admin__store_exit(rc);
@@ -168,10 +179,13 @@ int admin__stats(struct admin *a, const struct admin_args *args)
 		admin__json_kuint(&j, "queued_messages", s.messages);
 		admin__json_kuint(&j, "queued_held", s.held);
 		admin__json_kuint(&j, "queued_pending_recipients", s.pending);
-		if (s.have_audit)
+		if (s.have_audit) {
+			admin__json_kuint(&j, "quarantined_messages", s.quarantined);
 			admin__json_kuint(&j, "audit_records", s.audit);
-		else
+		} else {
+			admin__json_kstr(&j, "quarantined_messages", NULL);
 			admin__json_kstr(&j, "audit_records", NULL);
+		}
 		admin__json_end(a, &j);
 	} else {
 		admin__out(a, "scope:              %s\n", a->super ? "everything" : a->op_tenant);
@@ -184,8 +198,10 @@ int admin__stats(struct admin *a, const struct admin_args *args)
 		admin__out(a, "operators:          %" PRIu64 "\n", s.operators);
 		admin__out(a, "queued messages:    %" PRIu64 " (%" PRIu64 " held, %" PRIu64
 		    " pending recipients)\n", s.messages, s.held, s.pending);
-		if (s.have_audit)
+		if (s.have_audit) {
+			admin__out(a, "quarantined:        %" PRIu64 "\n", s.quarantined);
 			admin__out(a, "audit records:      %" PRIu64 "\n", s.audit);
+		}
 	}
 	return EX_OK;
 }

@@ -295,6 +295,17 @@ class QuarantineTest(RelayTestCase):
                          ["received", "quarantined", "delivered"], recs)
         self.assertEqual(self.relay.ctl("quarantine", "release", "xyz").returncode, 65)
 
+    def test_stats_count_the_quarantine(self):
+        self.quarantine(["clerk@ward.test"], "s-count")
+        stats = json.loads(self.relay.ctl_ok("stats", "--json").stdout)
+        self.assertGreaterEqual(stats["quarantined_messages"], 1)
+        self.assertEqual(stats["quarantined_messages"], len(self.listed()))
+        self.assertIn("quarantined:", self.relay.ctl_ok("stats").stdout)
+        # The quarantine is the security team's: a postmaster is told nothing of it.
+        r = self.as_role("postmaster", "stats", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIsNone(json.loads(r.stdout)["quarantined_messages"])
+
     def reloads(self):
         with open(self.relay.logfile, "rb") as f:
             return f.read().count(b"reloaded configuration")
