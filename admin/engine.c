@@ -174,10 +174,11 @@ static const struct admin_cmd admin_cmds[] = {
 	  "Attempt message ID's pending recipients now, whatever their backoff." },
 	{ "queue", "flush", "", 0, PM, admin__queue_change,
 	  "Attempt every message that is not held now." },
-	{ "quarantine", "list", "", R, QREAD, admin__quarantine_list,
+	{ "quarantine", "list", "", W, QREAD, admin__quarantine_list,
 	  "List the quarantined messages (kept out of delivery by a policy verdict): id, "
 	  "time, sender, recipients, rule and reason. Operators see the messages with a "
-	  "recipient in their subtree or sent by one of its users (authenticated)." },
+	  "recipient in their subtree or sent by one of its users (authenticated). Who "
+	  "listed is recorded." },
 	{ "quarantine", "show", "<id>", W, QREAD, admin__quarantine_show,
 	  "Show a quarantined message: its envelope, the verdict (rule, reason), the "
 	  "checks' notes and the message's header section (who looked is recorded)." },

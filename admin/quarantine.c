@@ -166,6 +166,25 @@ static int admin_quar_list_cb(void *arg, const struct queue_quarantine *q)
 	return 0;
 }
 
+/*
+ * `quarantine list` tells who wrote to whom and why it was stopped: an
+ * admin record action=quarantine.list names who looked, before anything
+ * is shown (no record, no list).
+ */
+static int admin_quar_listed(struct admin *a, struct queue_txn *txn, void *arg)
+{
+	int rc;
+
+	(void)arg;
+	rc = queue_audit_admin(txn, time_now_ms(), NULL, "quarantine.list", a->user, a->via,
+	    NULL, 0);
+	if (rc < 0) {
+		admin__err(a, "cannot record the list: %s", queue_strerror(rc));
+		return admin__store_exit(rc);
+	}
+	return 0;
+}
+
 int admin__quarantine_list(struct admin *a, const struct admin_args *args)
 {
 	static const char *const head[] = { "ID", "QUARANTINED", "SENDER", "RECIPIENTS",
@@ -180,6 +199,12 @@ int admin__quarantine_list(struct admin *a, const struct admin_args *args)
 	l.a = a;
 	l.t = &t;
 	buf_init(&l.out);
+	if (a->store != NULL && (rc = admin__write(a, admin_quar_listed, NULL,
+	    "the record of the list")) != 0) {
+		admin__table_free(&t);
+		buf_free(&l.out);
+		return rc;
+	}
 	do {
 		if (a->store == NULL)
 			break;

@@ -250,6 +250,10 @@ class QuarantineTest(RelayTestCase):
         seen = self.listed("auditor")
         self.assertIn(ward, seen)
         self.assertNotIn(city, seen)
+        # Who listed is recorded too, not only who showed.
+        self.assertTrue([x for x in self.records("--event", "admin")
+                         if x.get("action") == "quarantine.list" and x.get("by") == "daemon"
+                         and x.get("via") == "daemon"])
         r = self.as_role("auditor", "quarantine", "show", ward, "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("Subject: a-ward", json.loads(r.stdout)["header"])
