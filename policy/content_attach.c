@@ -48,14 +48,56 @@ static void ca_find(struct content_attach_result *res, enum content_attach_outco
 	snprintf(res->why, sizeof res->why, "%s (%s%s)", what, name, where != NULL ? where : "");
 }
 
+bool content_attach_ext_blocked(const char *extensions, const char *name, char *ext,
+    size_t extlen)
+{
+	char want[40];
+	size_t end, dot, n;
+
+	if (extensions == NULL || extensions[0] == '\0' || name == NULL)
+		return false;
+	end = strlen(name);
+	while (end > 0 && (name[end - 1] == '.' || name[end - 1] == ' '))
+		end--;
+	for (dot = end; dot > 0 && name[dot - 1] != '.' && name[dot - 1] != '/' &&
+	    name[dot - 1] != '\\'; dot--)
+		;
+	if (dot == 0 || name[dot - 1] != '.' || end == dot)
+		return false;
+	n = end - dot;
+	if (n + 3 > sizeof want)
+		return false;
+	want[0] = ',';
+	for (size_t i = 0; i < n; i++) {
+		char c = name[dot + i];
+
+		want[1 + i] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+	}
+	want[1 + n] = ',';
+	want[2 + n] = '\0';
+	if (strstr(extensions, want) == NULL)
+		return false;
+	if (ext != NULL && extlen > 0) {
+		want[1 + n] = '\0';
+		str_copy(ext, want + 1, extlen);
+	}
+	return true;
+}
+
 /* What the category of one file (attached, or inside an archive) means. */
 static void ca_category(struct content_attach_result *res, const struct content_attach_rules *r,
     enum attach_category cat, const char *name, const char *where)
 {
-	if (cat == ATTACH_EXECUTABLE && r->block != CONTENT_BLOCK_NONE)
+	char ext[24], what[48];
+
+	if (cat == ATTACH_EXECUTABLE && r->block != CONTENT_BLOCK_NONE) {
 		ca_find(res, CONTENT_ATTACH_REJECT, "an executable file", name, where);
-	else if (cat == ATTACH_SCRIPT && r->block == CONTENT_BLOCK_EXEC_SCRIPTS)
+	} else if (cat == ATTACH_SCRIPT && r->block == CONTENT_BLOCK_EXEC_SCRIPTS) {
 		ca_find(res, CONTENT_ATTACH_REJECT, "a script file", name, where);
+	} else if (content_attach_ext_blocked(r->extensions, name, ext, sizeof ext)) {
+		snprintf(what, sizeof what, "a .%s file", ext);
+		ca_find(res, CONTENT_ATTACH_REJECT, what, name, where);
+	}
 }
 
 static void ca_encrypted(struct content_attach_result *res, const struct content_attach_rules *r,

@@ -24,6 +24,11 @@ enum content_encrypted { CONTENT_ENC_REJECT, CONTENT_ENC_QUARANTINE, CONTENT_ENC
 struct content_attach_rules {
 	enum content_block block;
 	enum content_encrypted encrypted;
+	/*
+	 * blocked_extensions of the agencies concerned, lowercased, each
+	 * between commas (",iso,lnk,"); NULL or "" for none.
+	 */
+	const char *extensions;
 };
 
 enum content_attach_outcome { CONTENT_ATTACH_PASS, CONTENT_ATTACH_QUARANTINE,
@@ -48,6 +53,15 @@ typedef void content_attach_doc_fn(void *arg, const char *path, const char *data
 void content_attach_check(const char *name, const char *data, size_t len, bool whole,
     const struct content_attach_rules *rules, content_attach_doc_fn *doc, void *arg,
     struct content_attach_result *res);
+
+/*
+ * Is the extension of file name on the list (as in content_attach_rules)?
+ * It is the text after the last "." once trailing dots and spaces are
+ * gone, since Windows drops them ("x.iso." opens as x.iso); ASCII case
+ * is ignored. On a match the extension is copied to ext (extlen bytes).
+ */
+bool content_attach_ext_blocked(const char *extensions, const char *name, char *ext,
+    size_t extlen);
 
 /* Is what a part begins with an archive or a document, to be kept whole? */
 bool content_attach_wants_whole(const char *head, size_t len);

@@ -65,7 +65,9 @@ void content_cache_key(const char *name, const char *data, size_t len, bool whol
 	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
 	    EVP_DigestUpdate(ctx, &n64, sizeof n64) != 1 ||
 	    EVP_DigestUpdate(ctx, data, len) != 1 || EVP_DigestUpdate(ctx, tail, sizeof tail) != 1 ||
-	    (name != NULL && EVP_DigestUpdate(ctx, name, strlen(name)) != 1) ||
+	    (name != NULL && EVP_DigestUpdate(ctx, name, strlen(name) + 1) != 1) ||
+	    (rules->extensions != NULL &&
+	    EVP_DigestUpdate(ctx, rules->extensions, strlen(rules->extensions)) != 1) ||
 	    EVP_DigestFinal_ex(ctx, key, &n) != 1 || n != 32)
 		memset(key, 0, 32);
 	EVP_MD_CTX_free(ctx);

@@ -128,6 +128,15 @@ struct sc_tx {
 	/* The most dangerous file name of any part (text parts included). */
 	enum attach_category name_category;
 	char name_found[SC_FOUND_IN_MAX];
+	/*
+	 * blocked_extensions of the agencies concerned and of each of their
+	 * ancestors (",iso,lnk,"), read at the first piece like the DLP
+	 * rules, and the first part whose file name has one.
+	 */
+	bool exts_ready, exts_error;
+	struct buf exts;
+	char ext_found[SC_FOUND_IN_MAX];
+	char ext_found_ext[24];
 	/* The agencies' attachment rules (DATA stage, before the pool reads them). */
 	struct content_attach_rules rules;
 	enum content_attach_outcome attach_outcome;   /* the worst attachment's */
@@ -173,6 +182,7 @@ static void sc_free(struct sc_tx *t)
 		free(t->tenants[i]);
 	free(t->tenants);
 	free(t->sender_tenant);
+	buf_free(&t->exts);
 	for (size_t i = 0; i < t->nscans; i++) {
 		dlp_scan_free(t->scans[i]);
 		dlp_ruleset_free(t->rulesets[i]);
@@ -307,6 +317,9 @@ static void sc_mime_begin(void *arg, const struct mime_part *part)
 		}
 		sc_found(t, classify_filename(part->filename, strlen(part->filename)),
 		    CLASSIFY_IN_FILENAME, part->filename);
+		if (t->ext_found[0] == '\0' && content_attach_ext_blocked(buf_cstr(&t->exts),
+		    part->filename, t->ext_found_ext, sizeof t->ext_found_ext))
+			str_copy(t->ext_found, part->filename, sizeof t->ext_found);
 		for (size_t i = 0; i < t->nscans; i++)
 			dlp_scan_name(t->scans[i], part->filename, strlen(part->filename));
 	}
@@ -447,23 +460,112 @@ static void sc_dlp_add(struct sc_tx *t, struct queue_txn *txn, const char *tenan
 	t->scans[t->nscans++] = dlp_scan_new(rs);
 }
 
+static char *sc_strdup(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
 /*
- * The DLP rules of the agencies the message concerns, at its first
- * piece (RCPT has named them all): a scan per distinct rule set.
+ * fn(arg, txn, tenant) for every agency the message concerns and every
+ * ancestor of each (a policy that holds down the tree: security
+ * contacts, blocked extensions). Returns -EIO when a tenant could not be
+ * read (the walk goes on with the others).
  */
-static void sc_dlp_start(struct sc_tx *t)
+static int sc_each_agency_up(const struct sc_tx *t, struct queue_txn *txn,
+    void (*fn)(void *arg, struct queue_txn *txn, const char *tenant), void *arg)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i <= t->ntenants; i++) {
+		char *tenant = sc_strdup(i < t->ntenants ? t->tenants[i] : t->sender_tenant);
+
+		/* TENANCY_DEPTH_MAX bounds a chain; 16 is beyond any the store keeps. */
+		for (unsigned depth = 0; tenant != NULL && depth < 16; depth++) {
+			struct queue_tenant *rec = NULL;
+			int rc;
+
+			fn(arg, txn, tenant);
+			rc = queue_tenant_get(txn, tenant, &rec);
+			free(tenant);
+			tenant = NULL;
+			if (rc == 0)
+				tenant = sc_strdup(rec->parent);
+			else if (rc != -ENOENT)
+				ret = -EIO;
+			queue_tenant_free(rec);
+		}
+		free(tenant);
+	}
+	return ret;
+}
+
+/* One tenant's own blocked_extensions ("iso,lnk") joins the message's list. */
+static void sc_exts_add(struct sc_tx *t, const char *value)
+{
+	const char *p = value;
+
+	if (strcmp(value, "none") == 0)
+		return;
+	while (*p != '\0') {
+		size_t n = strcspn(p, ",");
+		char item[40];
+
+		if (n > 0 && n + 3 <= sizeof item) {
+			item[0] = ',';
+			memcpy(item + 1, p, n);
+			item[n + 1] = ',';
+			item[n + 2] = '\0';
+			if (strstr(buf_cstr(&t->exts), item) == NULL) {
+				if (t->exts.len > 0)
+					t->exts.len--;   /* the two commas meet */
+				buf_append_str(&t->exts, item);
+			}
+		}
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+}
+
+/* One agency's own blocked_extensions, for sc_each_agency_up. */
+static void sc_exts_of(void *arg, struct queue_txn *txn, const char *tenant)
+{
+	struct sc_tx *t = arg;
+	char *value = NULL;
+	int rc = queue_policy_get(txn, tenant, "blocked_extensions", &value);
+
+	if (rc == 0)
+		sc_exts_add(t, value);
+	else if (rc != -ENOENT)
+		t->exts_error = true;
+	free(value);
+}
+
+/*
+ * At the first piece of the message (RCPT has named every agency it
+ * concerns), in one read of the store: a DLP scan per distinct rule set
+ * of those agencies, and the blocked_extensions of each and of every
+ * ancestor (so each part's file name is checked as it comes; a list only
+ * ever grows down the tree).
+ */
+static void sc_start(struct sc_tx *t)
 {
 	struct queue_txn *txn = NULL;
 
 	t->dlp_ready = true;
+	t->exts_ready = true;
+	buf_init(&t->exts);
 	if (queue_txn_begin(policy_tx_store(t->tx), false, &txn) < 0) {
 		str_copy(t->dlp_error, "the store cannot be read", sizeof t->dlp_error);
+		t->exts_error = true;
 		return;
 	}
 	for (size_t i = 0; i < t->ntenants; i++)
 		sc_dlp_add(t, txn, t->tenants[i]);
 	if (t->sender_tenant != NULL)
 		sc_dlp_add(t, txn, t->sender_tenant);
+	if (sc_each_agency_up(t, txn, sc_exts_of, t) < 0)
+		t->exts_error = true;
 	queue_txn_abort(txn);
 }
 
@@ -472,7 +574,7 @@ void stage_content_body(void *txstate, const char *data, size_t len)
 	struct sc_tx *t = txstate;
 
 	if (!t->dlp_ready)
-		sc_dlp_start(t);
+		sc_start(t);
 	if (t->mime_err == 0)
 		t->mime_err = mime_feed(t->walker, data, len);
 }
@@ -605,12 +707,20 @@ static int sc_attach_rules(struct policy_call *call, struct sc_tx *t)
 	queue_txn_abort(txn);
 	t->rules.block = (enum content_block)block;
 	t->rules.encrypted = (enum content_encrypted)enc;
+	t->rules.extensions = t->exts_ready ? buf_cstr(&t->exts) : NULL;
+	if (rc == 0 && t->exts_error)
+		rc = -EIO;
 	return rc;
 }
 
 /* A file name that is an executable or a script by itself (text parts too). */
 static void sc_name_rule(struct sc_tx *t)
 {
+	if (t->ext_found[0] != '\0' && t->attach_outcome < CONTENT_ATTACH_REJECT) {
+		t->attach_outcome = CONTENT_ATTACH_REJECT;
+		snprintf(t->attach_why, sizeof t->attach_why, "a .%s file (%s)", t->ext_found_ext,
+		    t->ext_found);
+	}
 	if ((t->name_category == ATTACH_EXECUTABLE && t->rules.block != CONTENT_BLOCK_NONE) ||
 	    (t->name_category == ATTACH_SCRIPT && t->rules.block == CONTENT_BLOCK_EXEC_SCRIPTS)) {
 		if (t->attach_outcome < CONTENT_ATTACH_REJECT) {
@@ -650,11 +760,6 @@ static const char *sc_level_ascii(enum classify_level level)
 	return "";
 }
 
-static char *sc_strdup(const char *s)
-{
-	return s != NULL ? xstrdup(s) : NULL;
-}
-
 /* Most security contacts one notice goes to (the agencies and their ancestors). */
 #define SC_CONTACTS_MAX 32
 
@@ -664,46 +769,40 @@ static char *sc_strdup(const char *s)
  * once. A store error leaves the list as far as it got: the refusal
  * stands whatever the notices.
  */
+struct sc_contact_list {
+	char **out;
+	size_t n;
+};
+
+static void sc_contact_of(void *arg, struct queue_txn *txn, const char *tenant)
+{
+	struct sc_contact_list *l = arg;
+	char *value = NULL;
+	bool seen = false;
+
+	if (queue_policy_get(txn, tenant, "security_contact", &value) == 0 &&
+	    strcmp(value, "none") != 0) {
+		for (size_t k = 0; k < l->n && !seen; k++)
+			seen = strcmp(l->out[k], value) == 0;
+		if (!seen && l->n < SC_CONTACTS_MAX) {
+			l->out[l->n++] = value;
+			value = NULL;
+		}
+	}
+	free(value);
+}
+
 static size_t sc_contacts(struct policy_call *call, const struct sc_tx *t,
     char *out[SC_CONTACTS_MAX])
 {
+	struct sc_contact_list l = { out, 0 };
 	struct queue_txn *txn = NULL;
-	size_t n = 0;
 
 	if (queue_txn_begin(policy_call_store(call), false, &txn) < 0)
 		return 0;
-	for (size_t i = 0; i <= t->ntenants; i++) {
-		char *tenant = sc_strdup(i < t->ntenants ? t->tenants[i] : t->sender_tenant);
-
-		/* TENANCY_DEPTH_MAX bounds a chain; 16 is beyond any the store keeps. */
-		for (unsigned depth = 0; tenant != NULL && depth < 16; depth++) {
-			struct queue_tenant *rec = NULL;
-			char *value = NULL;
-			bool seen = false;
-
-			if (queue_policy_get(txn, tenant, "security_contact", &value) == 0 &&
-			    strcmp(value, "none") != 0) {
-				for (size_t k = 0; k < n && !seen; k++)
-					seen = strcmp(out[k], value) == 0;
-				if (!seen && n < SC_CONTACTS_MAX) {
-					out[n++] = value;
-					value = NULL;
-				}
-			}
-			free(value);
-			if (queue_tenant_get(txn, tenant, &rec) < 0) {
-				free(tenant);
-				tenant = NULL;
-				break;
-			}
-			free(tenant);
-			tenant = sc_strdup(rec->parent);
-			queue_tenant_free(rec);
-		}
-		free(tenant);
-	}
+	(void)sc_each_agency_up(t, txn, sc_contact_of, &l);
 	queue_txn_abort(txn);
-	return n;
+	return l.n;
 }
 
 /* "=?UTF-8?B?...?=" of a short UTF-8 text (RFC 2047), for the notice's Subject. */

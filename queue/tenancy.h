@@ -151,7 +151,11 @@ int queue_user_may_send_as(struct queue_txn *txn, const char *user, const char *
 /* DLP_RULE: a "dlp_rule.NAME" key (below, "DLP rules"). */
 /* ADDRESS: a canonical mail address (common/addr.h), or "none". */
 enum tenancy_policy_type { TENANCY_POLICY_SIZE, TENANCY_POLICY_COUNT, TENANCY_POLICY_BOOL,
-	TENANCY_POLICY_WORD, TENANCY_POLICY_DLP_RULE, TENANCY_POLICY_ADDRESS };
+	TENANCY_POLICY_WORD, TENANCY_POLICY_DLP_RULE, TENANCY_POLICY_ADDRESS,
+	TENANCY_POLICY_EXTENSIONS /* file name extensions: "iso,lnk" or "none" */ };
+/* Most extensions one blocked_extensions value lists, and the longest one. */
+#define TENANCY_EXTENSIONS_MAX 32
+#define TENANCY_EXTENSION_LEN_MAX 16
 
 struct tenancy_policy_key {
 	const char *name;

@@ -102,6 +102,10 @@ const struct tenancy_policy_key tenancy_policy_keys[] = {
 	{ "encrypted_archive_action", TENANCY_POLICY_WORD, "reject",
 		"an encrypted archive (its content hidden from every check): reject, quarantine "
 		"or accept", tenancy_encrypted_archive_words },
+	{ "blocked_extensions", TENANCY_POLICY_EXTENSIONS, "none",
+		"file name extensions refused besides blocked_attachments (.iso, .lnk, .docm), "
+		"inside archives too, comma-separated, or none; each agency adds to its "
+		"ancestors' list, never removes from it", NULL },
 	{ "security_contact", TENANCY_POLICY_ADDRESS, "none",
 		"the address of the tenant's security team: a notice goes there when mail "
 		"concerning the tenant (or a tenant below it) is refused as a state secret; "
@@ -158,6 +162,8 @@ static const struct {
 	{ "blocked_attachments", TENANCY_ORDER_WORDS },
 	{ "encrypted_archive_action", TENANCY_ORDER_WORDS },
 	{ "security_contact", TENANCY_ORDER_ANY },
+	/* Each tenant's list adds to its ancestors' (policy/stage_content.c). */
+	{ "blocked_extensions", TENANCY_ORDER_ANY },
 };
 
 static enum tenancy_policy_order tenancy_policy_order_of(const struct tenancy_policy_key *key)
@@ -237,6 +243,86 @@ static bool tenancy_parse_decimal(const char *s, size_t len, uint64_t max, uint6
 	}
 	*v = x;
 	return true;
+}
+
+/* strcmp for qsort over an array of strings. */
+static int tenancy_str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * blocked_extensions: "none", or extensions separated by commas or white
+ * space, each with or without its "." or "*." (".ISO, *.lnk docm"); the
+ * normal form is lowercased, sorted, each once: "docm,iso,lnk".
+ */
+static int tenancy_extensions_normalize(const struct tenancy_policy_key *key, const char *value,
+    char *out, size_t outlen, char *why, size_t whylen)
+{
+	char items[TENANCY_EXTENSIONS_MAX][TENANCY_EXTENSION_LEN_MAX + 1];
+	char ext[TENANCY_EXTENSION_LEN_MAX + 1];
+	const char *sorted[TENANCY_EXTENSIONS_MAX];
+	char shown[TENANCY_SHOWN_MAX + 4];
+	size_t n = 0, used = 0;
+	const char *p = value;
+
+	if (str_ieq(value, "none"))
+		return snprintf(out, outlen, "none") < (int)outlen ? 0 :
+		    tenancy__fail(why, whylen, -EINVAL, "%s: no room for the value", key->name);
+	while (*p != '\0') {
+		size_t len = 0;
+		bool dup = false;
+
+		while (*p == ',' || *p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0')
+			break;
+		if (p[0] == '*' && p[1] == '.')
+			p++;
+		if (*p == '.')
+			p++;
+		while (p[len] != '\0' && p[len] != ',' && p[len] != ' ' && p[len] != '\t')
+			len++;
+		if (len == 0 || len > TENANCY_EXTENSION_LEN_MAX)
+			return tenancy__fail(why, whylen, -EINVAL, "%s: '%s': each extension is 1 to "
+			    "%d letters, digits, '-' or '_', as in .iso or docm", key->name,
+			    tenancy__shown(value, shown), TENANCY_EXTENSION_LEN_MAX);
+		for (size_t i = 0; i < len; i++) {
+			unsigned char c = (unsigned char)p[i];
+
+			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			    (c >= '0' && c <= '9') || c == '-' || c == '_'))
+				return tenancy__fail(why, whylen, -EINVAL, "%s: '%s': an extension is "
+				    "made of letters, digits, '-' and '_' (as in .iso or docm)",
+				    key->name, tenancy__shown(value, shown));
+			ext[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+		}
+		ext[len] = '\0';
+		p += len;
+		for (size_t k = 0; k < n && !dup; k++)
+			dup = strcmp(items[k], ext) == 0;
+		if (dup)
+			continue;
+		if (n == TENANCY_EXTENSIONS_MAX)
+			return tenancy__fail(why, whylen, -EINVAL, "%s: more than %d extensions",
+			    key->name, TENANCY_EXTENSIONS_MAX);
+		memcpy(items[n++], ext, len + 1);
+	}
+	if (n == 0)
+		return tenancy__fail(why, whylen, -EINVAL, "%s: no extension given (or none)",
+		    key->name);
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = items[i];
+	qsort(sorted, n, sizeof sorted[0], tenancy_str_cmp);
+	for (size_t i = 0; i < n; i++) {
+		int w = snprintf(out + used, outlen - used, "%s%s", i > 0 ? "," : "", sorted[i]);
+
+		if (w < 0 || (size_t)w >= outlen - used)
+			return tenancy__fail(why, whylen, -EINVAL, "%s: no room for the value",
+			    key->name);
+		used += (size_t)w;
+	}
+	return 0;
 }
 
 int tenancy_policy_normalize(const struct tenancy_policy_key *key, const char *value,
@@ -331,6 +417,8 @@ int tenancy_policy_normalize(const struct tenancy_policy_key *key, const char *v
 	}
 	case TENANCY_POLICY_DLP_RULE:
 		return tenancy__dlp_normalize(value, out, outlen, why, whylen);
+	case TENANCY_POLICY_EXTENSIONS:
+		return tenancy_extensions_normalize(key, value, out, outlen, why, whylen);
 	default:
 		return tenancy__fail(why, whylen, -EINVAL, "%s: unknown type", key->name);
 	}

@@ -168,7 +168,8 @@ class TenantCliTest(TenancyCase):
                                   "allow_external", "require_tls_outbound",
                                   "spf_fail_action", "classified_action",
                                   "classified_min_level", "blocked_attachments",
-                                  "encrypted_archive_action", "security_contact"}, p)
+                                  "encrypted_archive_action", "blocked_extensions",
+                                  "security_contact"}, p)
         self.assertEqual(p["messages_per_hour"], {"value": 0, "source": "default"})
         self.assertEqual(p["spf_fail_action"], {"value": "reject", "source": "default"})
         self.assertEqual(p["allow_external"], {"value": True, "source": "default"})

@@ -160,8 +160,8 @@ static void tc_pe(char out[256])
 
 START_TEST(test_attach_rules)
 {
-	struct content_attach_rules strict = { CONTENT_BLOCK_EXEC_SCRIPTS, CONTENT_ENC_REJECT };
-	struct content_attach_rules lax = { CONTENT_BLOCK_NONE, CONTENT_ENC_ACCEPT };
+	struct content_attach_rules strict = { CONTENT_BLOCK_EXEC_SCRIPTS, CONTENT_ENC_REJECT, NULL };
+	struct content_attach_rules lax = { CONTENT_BLOCK_NONE, CONTENT_ENC_ACCEPT, NULL };
 	struct content_attach_result r;
 	char pe[256];
 
@@ -191,13 +191,48 @@ START_TEST(test_attach_rules)
 }
 END_TEST
 
+/* blocked_extensions: the name's last extension, as Windows reads it. */
+START_TEST(test_attach_extensions)
+{
+	static const struct {
+		const char *name;
+		const char *ext;      /* NULL: not blocked */
+	} cases[] = {
+		{ "dia.iso", "iso" }, { "DIA.ISO", "iso" }, { "dia.iso.", "iso" },
+		{ "dia.iso . ", "iso" }, { "bao-cao.pdf.lnk", "lnk" }, { "thu-muc/x.docm", "docm" },
+		{ "dia.iso.pdf", NULL }, { "iso", NULL }, { "dia.", NULL }, { "", NULL },
+		{ "dia.isox", NULL }, { "dia.is", NULL }, { "x.so", NULL },
+	};
+	struct content_attach_rules r = { CONTENT_BLOCK_EXEC_SCRIPTS, CONTENT_ENC_REJECT,
+		",docm,iso,lnk," };
+	struct content_attach_result res;
+	char ext[24];
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		bool got = content_attach_ext_blocked(r.extensions, cases[i].name, ext, sizeof ext);
+
+		ck_assert_msg(got == (cases[i].ext != NULL), "%s", cases[i].name);
+		if (got)
+			ck_assert_str_eq(ext, cases[i].ext);
+	}
+	ck_assert(!content_attach_ext_blocked(NULL, "dia.iso", ext, sizeof ext));
+	ck_assert(!content_attach_ext_blocked("", "dia.iso", ext, sizeof ext));
+	/* Attached, whatever the content; the reason names the extension and the file. */
+	content_attach_check("Dia.ISO", "CD001", 5, false, &r, NULL, NULL, &res);
+	ck_assert_int_eq(res.outcome, CONTENT_ATTACH_REJECT);
+	ck_assert_str_eq(res.why, "a .iso file (Dia.ISO)");
+	content_attach_check("dia.img", "CD001", 5, false, &r, NULL, NULL, &res);
+	ck_assert_int_eq(res.outcome, CONTENT_ATTACH_PASS);
+}
+END_TEST
+
 /* ------------------------------------------------------------- cache */
 
 START_TEST(test_cache)
 {
 	struct content_cache *c = content_cache_new();
-	struct content_attach_rules strict = { CONTENT_BLOCK_EXEC_SCRIPTS, CONTENT_ENC_REJECT };
-	struct content_attach_rules lax = { CONTENT_BLOCK_NONE, CONTENT_ENC_ACCEPT };
+	struct content_attach_rules strict = { CONTENT_BLOCK_EXEC_SCRIPTS, CONTENT_ENC_REJECT, NULL };
+	struct content_attach_rules lax = { CONTENT_BLOCK_NONE, CONTENT_ENC_ACCEPT, NULL };
 	struct content_cache_entry e, got;
 	unsigned char k1[32], k2[32], k3[32], k4[32], k5[32], k6[32];
 
@@ -210,6 +245,14 @@ START_TEST(test_cache)
 	ck_assert(memcmp(k1, k2, 32) != 0);
 	ck_assert_msg(memcmp(k1, k5, 32) != 0, "another name, another key");
 	ck_assert_msg(memcmp(k5, k6, 32) != 0, "no name is not an empty one");
+	{
+		struct content_attach_rules iso = strict;
+		unsigned char k7[32];
+
+		iso.extensions = ",iso,";
+		content_cache_key("a.pdf", "document one", 12, true, &iso, k7);
+		ck_assert_msg(memcmp(k1, k7, 32) != 0, "other blocked extensions, other key");
+	}
 	ck_assert_msg(memcmp(k1, k3, 32) != 0, "other rules, other key");
 	ck_assert_msg(memcmp(k1, k4, 32) != 0, "the head alone is another key");
 	ck_assert(!content_cache_get(c, k1, &got));
@@ -238,6 +281,7 @@ static Suite *tc_suite(void)
 	tcase_add_test(tc, test_declared_utf8);
 	tcase_add_test(tc, test_wants_whole);
 	tcase_add_test(tc, test_attach_rules);
+	tcase_add_test(tc, test_attach_extensions);
 	tcase_add_test(tc, test_cache);
 	suite_add_tcase(s, tc);
 	return s;

@@ -331,6 +331,7 @@ static const struct td_cmp_case {
 	/* Each tenant names its own contact; an ancestor's is not a ceiling. */
 	{ "security_contact", "a@city.example", "b@ward.example", 0 },
 	{ "security_contact", "none", "b@ward.example", 0 },
+	{ "blocked_extensions", "iso", "lnk", 0 },   /* a ward adds to the city's list */
 };
 
 START_TEST(test_policy_compare)

@@ -333,6 +333,13 @@ static const struct {
 	{ "address none", "security_contact", "NONE", "none" },
 	{ "address no domain", "security_contact", "baomat", NULL },
 	{ "address literal", "security_contact", "a@[192.0.2.1]", NULL },
+	{ "extensions", "blocked_extensions", ".ISO, *.lnk docm,iso", "docm,iso,lnk" },
+	{ "extensions none", "blocked_extensions", "None", "none" },
+	{ "extensions one", "blocked_extensions", "img", "img" },
+	{ "extensions empty", "blocked_extensions", " , ", NULL },
+	{ "extensions path", "blocked_extensions", "../iso", NULL },
+	{ "extensions too long", "blocked_extensions", "abcdefghijklmnopq", NULL },
+	{ "extensions non-ASCII", "blocked_extensions", "t\xe1\xbb\x87p", NULL },
 };
 
 START_TEST(test_policy_normalize)
@@ -368,7 +375,7 @@ START_TEST(test_policy_normalize)
 		ck_assert_str_eq(out, k->builtin);
 		ck_assert_ptr_eq(tenancy_policy_key_find(k->name), k);
 	}
-	ck_assert_uint_eq(nkeys, 11);
+	ck_assert_uint_eq(nkeys, 12);
 	ck_assert_str_eq(tenancy_policy_key_find("max_message_size")->builtin, "26214400");
 	ck_assert_str_eq(tenancy_policy_key_find("max_recipients")->builtin, "100");
 	ck_assert_str_eq(tenancy_policy_key_find("messages_per_hour")->builtin, "0");
