@@ -97,8 +97,11 @@ struct mime_walker {
 	/* Transfer decoding of the current leaf. */
 	enum mime_encoding enc;
 	unsigned b64acc, b64n;
-	int qps;                     /* 0 text, 1 "=", 2 "=X", 3 "=\r" */
+	int qps;                     /* 0 text, 1 "=", 2 "=X", 3 "=\r", 4 "=" WSP */
 	char qpx;
+	/* White space not yet known to be trailing (state 0) or after "=" (4). */
+	char qpws[64];
+	size_t nqpws;
 	char out[MIME_OUT_MAX];
 	size_t nout;
 	/*
@@ -275,10 +278,28 @@ static void mime_b64(struct mime_walker *w, const char *s, size_t n)
 	}
 }
 
+static bool mime_qp_wsp(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* White space held by the QP decoder turned out to be content. */
+static void mime_qp_ws_out(struct mime_walker *w)
+{
+	mime_out(w, w->qpws, w->nqpws);
+	w->nqpws = 0;
+}
+
 /*
  * RFC 2045 section 6.7: "=XX" is a byte, "=" at the end of a line is a
  * soft line break; an "=" not followed by two hex digits is kept as
  * written (rule (1) leaves it to the reader; showing it hides nothing).
+ * White space at the end of a line was added in transport and is
+ * deleted (rule (3)), so "=" followed by white space and the line end is
+ * a soft line break too, as readers take it: "TỐI M= " CRLF "ẬT" is one
+ * word to them and must be one word to the checks. White space is held
+ * until what follows it is known (at most sizeof qpws bytes: a longer
+ * run is content, and its end is then not trimmed).
  */
 static void mime_qp(struct mime_walker *w, const char *s, size_t n)
 {
@@ -288,6 +309,16 @@ static void mime_qp(struct mime_walker *w, const char *s, size_t n)
 
 		switch (w->qps) {
 		case 0:
+			if (mime_qp_wsp(c)) {
+				if (w->nqpws == sizeof w->qpws)
+					mime_qp_ws_out(w);
+				w->qpws[w->nqpws++] = c;
+				continue;
+			}
+			if (c == '\r' || c == '\n')
+				w->nqpws = 0;      /* trailing: deleted */
+			else if (w->nqpws > 0)
+				mime_qp_ws_out(w);
 			if (c == '=')
 				w->qps = 1;
 			else
@@ -298,6 +329,10 @@ static void mime_qp(struct mime_walker *w, const char *s, size_t n)
 				w->qps = 0;
 			} else if (c == '\r') {
 				w->qps = 3;
+			} else if (mime_qp_wsp(c)) {
+				w->qpws[0] = c;
+				w->nqpws = 1;
+				w->qps = 4;
 			} else if (mime_hexval(c) >= 0) {
 				w->qpx = c;
 				w->qps = 2;
@@ -318,6 +353,22 @@ static void mime_qp(struct mime_walker *w, const char *s, size_t n)
 				mime_out_byte(w, w->qpx);
 				i--;
 			}
+			continue;
+		case 4:
+			if (mime_qp_wsp(c) && w->nqpws < sizeof w->qpws) {
+				w->qpws[w->nqpws++] = c;
+				continue;
+			}
+			if (c == '\r' || c == '\n') {
+				/* A soft line break with transport padding. */
+				w->nqpws = 0;
+				w->qps = c == '\r' ? 3 : 0;
+				continue;
+			}
+			mime_out_byte(w, '=');
+			mime_qp_ws_out(w);
+			w->qps = 0;
+			i--;
 			continue;
 		default:
 			w->qps = 0;
@@ -347,6 +398,8 @@ static void mime_decode_end(struct mime_walker *w)
 		mime_b64_tail(w);
 	else if (w->enc == MIME_ENC_QP && w->qps == 2)
 		mime_out(w, (char[2]){ '=', w->qpx }, 2);
+	/* White space last in the part is trailing; after "=" it ends a soft break. */
+	w->nqpws = 0;
 	/* A lone "=" (or "=\r") last is a soft break whose line end the
 	 * boundary took: nothing to write. */
 	w->qps = 0;
@@ -808,6 +861,7 @@ static void mime_hdr_end(struct mime_walker *w, bool may_open)
 	w->enc = f->part.encoding;
 	w->b64n = w->b64acc = 0;
 	w->qps = 0;
+	w->nqpws = 0;
 	w->neol = 0;
 	w->nout = 0;
 	if (f->kind == MIME_K_MESSAGE && may_open)

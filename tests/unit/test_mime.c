@@ -313,6 +313,12 @@ static const struct {
 	  "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nX-Long: 0123456789012345678901234567\r\n"
 	  " 0123456789\r\n\r\nx\r\n--b--\r\n", { 0, 0, 48 }, MIME_E_HEADER,
 	  "<0 multipart/mixed></0>", NULL },
+	{ "quoted-printable: trailing white space deleted, \"=\" + padding is a soft break",
+	  "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+	  "T=E1=BB=90I M= \t\r\n=E1=BA=ACT  \r\n"
+	  "a = b\t\r\nc=  d\r\nlast \t", { 0, 0, 0 }, 0,
+	  "<0 text/plain>T\xe1\xbb\x90I M\xe1\xba\xacT\\r\\na = b\\r\\nc=  d\\r\\nlast</0>",
+	  NULL },
 	{ "a base64-encoded message/rfc822 is walked as if it were not encoded",
 	  "Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
 	  "--o\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n"
