@@ -25,6 +25,8 @@
 
 static const char *log_ident = "govrelay";
 static bool log_to_stderr = true;
+/* Ours, read once: glibc's getpid() is a system call, and every line names it. */
+static long log_pid;
 static enum log_format log_fmt = LOG_FORMAT_TEXT;
 static bool log_debug_on;
 
@@ -32,6 +34,7 @@ void log_open(const char *ident, bool to_stderr, enum log_format format)
 {
 	log_ident = ident;
 	log_to_stderr = to_stderr;
+	log_pid = (long)getpid();
 	log_fmt = format;
 	if (!to_stderr)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
@@ -153,7 +156,7 @@ static void log_prefix(struct buf *b, enum log_level level, const char *id)
 		gmtime_r(&tv.tv_sec, &tm);
 		strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
 		buf_printf(b, "%s.%03ldZ %s[%ld]: ", ts, (long)(tv.tv_usec / 1000),
-		    log_ident, (long)getpid());
+		    log_ident, log_pid != 0 ? log_pid : (long)getpid());
 	}
 	if (level >= LOG_LVL_WARN)
 		buf_printf(b, "%s: ", log_level_name(level));
