@@ -207,7 +207,7 @@ def content_report(rows, ran, size):
          "PDF's first page through poppler on the thread pool), the attachment rules "
          "(libmagic). Antivirus: clamd INSTREAM over a unix socket. *The same PDF each "
          "time* is a circular sent to many agencies: the attachment's verdict is kept by "
-         "its SHA-256 (policy/content_cache.c) and clamd keeps its own; *a different PDF "
+         "its name and SHA-256 (policy/content_cache.c) and clamd keeps its own; *a different PDF "
          "each time* rewrites a comment line inside the PDF in every message "
          "(filesource.py --vary), so no verdict is reused. ABBA order, rate = messages of "
          "both runs over the summed times; CPU per message from the relay's cgroup (clamd "
