@@ -273,6 +273,7 @@ class AntivirusTest(RelayTestCase):
 
     def test_infected_by_bdat(self):
         msg = infected_messages()[2][2]
+        before = len(self.antivirus_rejections())
         c = RawSMTP(self.relay.port)
         self.addCleanup(c.close)
         c.ehlo()
@@ -284,6 +285,11 @@ class AntivirusTest(RelayTestCase):
         c.send(b"BDAT %d LAST\r\n" % (len(msg) - half) + msg[half:])
         self.assertReply(c.reply(), 554, "554 5.7.1", "BDAT LAST")
         self.assertQueueEmpty("virus by BDAT")
+        # The refusal is recorded too. The record is written after the reply,
+        # so it is waited for here: a later test counting records must not
+        # find this one arriving late.
+        harness.wait_for(lambda: len(self.antivirus_rejections()) == before + 1, 15,
+                         what="the rejected audit record of the BDAT message")
 
     def test_over_stream_max_length_tempfails(self):
         # 1.5 MB of clean text against StreamMaxLength 1M.
