@@ -68,11 +68,8 @@ bool content_attach_ext_blocked(const char *extensions, const char *name, char *
 	if (n + 3 > sizeof want)
 		return false;
 	want[0] = ',';
-	for (size_t i = 0; i < n; i++) {
-		char c = name[dot + i];
-
-		want[1 + i] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-	}
+	str_copyn(want + 1, name + dot, n, sizeof want - 1);
+	str_lower(want + 1);   /* the list is kept in lower case */
 	want[1 + n] = ',';
 	want[2 + n] = '\0';
 	if (strstr(extensions, want) == NULL)
