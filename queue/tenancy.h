@@ -209,6 +209,11 @@ int queue_policy_get(struct queue_txn *txn, const char *tenant, const char *key,
  * tightened by every ancestor's value above it up to the first exemption
  * (see queue_policy_set); else the key's builtin. *source is the tenant
  * id whose value won, or "default" for the builtin (fresh strings).
+ * A key no value of which is looser than another (security_contact,
+ * blocked_extensions) holds at every level at once: its value gathers
+ * every setting from the tenant up (one sorted list of extensions; the
+ * contacts nearest first, ", " between) and *source lists the tenants
+ * that set it, nearest first, "," between.
  */
 int queue_policy_effective(struct queue_txn *txn, const char *tenant, const char *key,
     char **value, char **source);

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "common/addr.h"
+#include "common/buf.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "queue/queue.h"
@@ -608,6 +609,110 @@ int queue_policy_get(struct queue_txn *txn, const char *tenant, const char *key,
 }
 
 /*
+ * One step of a walk up the tree: cur's parent (*next, NULL at the top)
+ * and cur's own setting of key (*v, NULL when it has none). 0; 1 when
+ * cur is gone (an ancestor removed: the walk ends there, no error);
+ * -ELOOP past TENANCY_DEPTH_MAX; else the store's error. The tenant the
+ * walk starts from (depth 0) must exist.
+ */
+static int tenancy_policy_step(struct queue_txn *txn, const char *cur, unsigned depth,
+    const char *key, char **next, char **v)
+{
+	char dbkey[TENANCY_POLICY_KEY_MAX];
+	size_t klen;
+	int rc;
+
+	*next = NULL;
+	*v = NULL;
+	if (depth >= TENANCY_DEPTH_MAX)
+		return -ELOOP;
+	rc = tenancy__parent_of(txn, cur, next);
+	if (rc == -ENOENT && depth > 0)
+		return 1;
+	if (rc < 0)
+		return rc;
+	if ((rc = tenancy_policy_dbkey(cur, key, dbkey, &klen)) == 0)
+		rc = tenancy_policy_load(txn, dbkey, klen, v);
+	if (rc < 0 && rc != -ENOENT) {
+		free(*next);
+		*next = NULL;
+		return rc;
+	}
+	return 0;
+}
+
+/* One value (or one extension) of a gathered key, kept once. */
+static void tenancy_gather_add(char ***items, size_t *n, const char *item, size_t len)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strlen((*items)[i]) == len && memcmp((*items)[i], item, len) == 0)
+			return;
+	*items = xreallocarray(*items, *n + 1, sizeof **items);
+	(*items)[(*n)++] = xstrndup(item, len);
+}
+
+/*
+ * The effective value of a key no value of which is looser than another
+ * (TENANCY_ORDER_ANY): every tenant's own from tenant up to the root,
+ * since each holds for the whole subtree (what the content check reads,
+ * policy/stage_content_agency.c). blocked_extensions: one sorted list,
+ * each extension once; security_contact: each address once, nearest
+ * first, ", " between. source: the tenants that set it, nearest
+ * first, "," between; nothing added: the builtin, "default".
+ */
+static int tenancy_policy_gathered(struct queue_txn *txn, const char *tenant,
+    const struct tenancy_policy_key *pk, char **value, char **source)
+{
+	bool list = pk->type == TENANCY_POLICY_EXTENSIONS;
+	char **items = NULL, *cur = xstrdup(tenant), *next = NULL;
+	size_t n = 0;
+	struct buf out, from;
+	int rc = 0;
+
+	buf_init(&out);
+	buf_init(&from);
+	for (unsigned depth = 0; cur != NULL; depth++) {
+		char *v = NULL;
+
+		if ((rc = tenancy_policy_step(txn, cur, depth, pk->name, &next, &v)) != 0) {
+			rc = rc > 0 ? 0 : rc;
+			break;
+		}
+		if (v != NULL && strcmp(v, "none") != 0) {
+			/* A stored list is normalized: "docm,iso". */
+			for (const char *p = v; list && *p != '\0'; p += *p == ',') {
+				size_t len = strcspn(p, ",");
+
+				if (len > 0)
+					tenancy_gather_add(&items, &n, p, len);
+				p += len;
+			}
+			if (!list)
+				tenancy_gather_add(&items, &n, v, strlen(v));
+			buf_printf(&from, "%s%s", from.len > 0 ? "," : "", cur);
+		}
+		free(v);
+		free(cur);
+		cur = next;
+	}
+	free(cur);
+	if (list && n > 1)
+		qsort(items, n, sizeof *items, tenancy_str_cmp);
+	for (size_t i = 0; i < n; i++) {
+		buf_printf(&out, "%s%s", i == 0 ? "" : list ? "," : ", ", items[i]);
+		free(items[i]);
+	}
+	free(items);
+	if (rc == 0) {
+		*value = xstrdup(n > 0 ? buf_cstr(&out) : pk->builtin);
+		*source = xstrdup(n > 0 ? buf_cstr(&from) : "default");
+	}
+	buf_free(&out);
+	buf_free(&from);
+	return rc;
+}
+
+/*
  * The effective value: walking up from tenant, the nearest setting,
  * tightened by every setting above it (an ancestor's value is a
  * ceiling), up to and including the first exempt setting (root's
@@ -619,9 +724,7 @@ int queue_policy_effective(struct queue_txn *txn, const char *tenant, const char
     char **value, char **source)
 {
 	const struct tenancy_policy_key *pk = tenancy_policy_key_find(key);
-	char dbkey[TENANCY_POLICY_KEY_MAX];
 	char *cur, *next = NULL;
-	size_t klen;
 	bool exempt = false;
 	int rc = 0;
 
@@ -631,28 +734,18 @@ int queue_policy_effective(struct queue_txn *txn, const char *tenant, const char
 		return -EINVAL;
 	if ((rc = tenancy_id_check(tenant, NULL, 0)) < 0)
 		return rc;
+	if (tenancy_policy_order_of(pk) == TENANCY_ORDER_ANY)
+		return tenancy_policy_gathered(txn, tenant, pk, value, source);
 	cur = xstrdup(tenant);
 	for (unsigned depth = 0; cur != NULL && !exempt; depth++) {
 		char *v = NULL;
 
-		next = NULL;
-		if (depth >= TENANCY_DEPTH_MAX) {
-			rc = -ELOOP;
+		if ((rc = tenancy_policy_step(txn, cur, depth, key, &next, &v)) != 0) {
+			rc = rc > 0 ? 0 : rc;
 			break;
 		}
-		/* The tenant itself must exist; a broken chain above ends it. */
-		rc = tenancy__parent_of(txn, cur, &next);
-		if (rc == -ENOENT && depth > 0) {
-			rc = 0;
-			break;
-		}
-		if (rc < 0)
-			break;
-		if ((rc = tenancy_policy_dbkey(cur, key, dbkey, &klen)) == 0)
-			rc = tenancy_policy_load(txn, dbkey, klen, &v);
-		if (rc == 0)
-			rc = tenancy_policy_is_exempt(txn, cur, key, &exempt);
-		if (rc < 0 && rc != -ENOENT) {
+		if (v != NULL && (rc = tenancy_policy_is_exempt(txn, cur, key, &exempt)) < 0 &&
+		    rc != -ENOENT) {
 			free(v);
 			free(next);
 			break;

@@ -523,8 +523,11 @@ class ContentTest(RelayTestCase):
             # A message to both agencies gets both lists.
             reply = self.send(self.attach(b"dia-2.iso", b"CD001"), ("nhan@" + CITY,) + ward_rcpt)
             self.assertEqual(reply.code, 550, reply.lines)
-            # An operator is told the normal form, and bad values are refused.
-            self.assertIn("img,iso", r.ctl_ok("policy", "show", "ward").stdout)
+            # An operator is told the normal form, and the list that applies:
+            # the ward's and the city's, each source named.
+            shown = r.ctl_ok("policy", "show", "ward").stdout
+            self.assertRegex(shown, r"blocked_extensions\s+docm,img,iso\s+ward,city")
+            # bad values are refused.
             bad = r.ctl("policy", "set", "ward", "blocked_extensions", "../iso")
             self.assertNotEqual(bad.returncode, 0)
             self.assertIn("blocked_extensions", bad.stderr)

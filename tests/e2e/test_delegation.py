@@ -24,6 +24,9 @@ govrelayctl against the running daemon. Covered:
   delete, retry); mail to a ward recipient is visible; a message with a
   ward and a mayor recipient shows the ward's recipient only and cannot
   be deleted or held by the ward's postmaster;
+- blocked_extensions: the city's list cannot be unset or set to none by
+  the ward's postmaster, the ward's own "none" takes nothing from it
+  (policy show says so), and a .docm to the ward is refused;
 - a message from the ward's own user, authenticated on submission, to
   the mayor is the ward's: visible with its recipient, theirs to delete.
 """
@@ -217,6 +220,44 @@ class DelegationBoundaryTest(TenancyCase):
         p = ctl_json(self.relay, "policy", "show", "ward")[0]["policy"]
         self.assertEqual(p["max_recipients"], {"value": 10, "source": "ward"})
         self.assertEqual(p["allow_external"], {"value": False, "source": "city"})
+
+    def test_city_blocked_extensions_hold_for_the_ward(self):
+        self.ctl("policy", "set", "city", "blocked_extensions", "docm")
+        try:
+            # The city's list is not the ward's to take off ...
+            self.assertRefused(self.as_ward("policy", "unset", "city", "blocked_extensions"),
+                               "city")
+            self.assertRefused(self.as_ward("policy", "set", "city", "blocked_extensions",
+                                            "none"), "city")
+            # ... nor to shadow: the ward's own "none" adds nothing and takes nothing.
+            r = self.as_ward("policy", "set", "ward", "blocked_extensions", "none")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            r = self.as_ward("policy", "show", "ward", "--json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            p = parse_json_lines(r.stdout)[0]["policy"]
+            self.assertEqual(p["blocked_extensions"], {"value": "docm", "source": "city"})
+            mail = ("Subject: mau bieu\r\nMIME-Version: 1.0\r\n"
+                    "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+                    "--b\r\nContent-Type: text/plain\r\n\r\nxem tep\r\n"
+                    "--b\r\nContent-Type: application/octet-stream\r\n"
+                    "Content-Disposition: attachment; filename=\"mau-bieu.DOCM\"\r\n"
+                    "Content-Transfer-Encoding: base64\r\n\r\n%s\r\n--b--\r\n"
+                    % base64.b64encode(b"macro").decode())
+            c = harness.RawSMTP(self.relay.ports["mx"], source="127.0.0.2")
+            try:
+                c.ehlo()
+                c.expect("MAIL FROM:<someone@example.net>", 250)
+                c.expect("RCPT TO:<clerk@ward.test>", 250)
+                c.expect("DATA", 354)
+                c.send(harness.dot_stuff(mail.encode()))
+                reply = c.cmd(b".")
+            finally:
+                c.close()
+            self.assertReply(reply, 550)
+            self.assertIn("a .docm file (mau-bieu.DOCM)", "\n".join(reply.lines))
+        finally:
+            self.ctl("policy", "unset", "ward", "blocked_extensions")
+            self.ctl("policy", "unset", "city", "blocked_extensions")
 
     # ------------------------------------------------------------ messages
 

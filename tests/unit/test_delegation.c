@@ -400,19 +400,35 @@ static void td_effective(struct queue_txn *t, const char *tenant, const char *ke
 	free(s);
 }
 
+/* A fresh store with city -> dept -> ward, in a write transaction. */
+static struct queue_txn *td_env_open(struct td_env *e)
+{
+	struct queue_txn *t;
+
+	snprintf(e->dir, sizeof e->dir, "/tmp/test-delegation-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(e->dir));
+	ck_assert_int_eq(queue_store_open(e->dir, 0, false, &e->store), 0);
+	ck_assert_int_eq(queue_txn_begin(e->store, true, &t), 0);
+	td_tenant(t, "city", NULL);
+	td_tenant(t, "dept", "city");
+	td_tenant(t, "ward", "dept");
+	return t;
+}
+
+static void td_env_close(struct td_env *e, struct queue_txn *t)
+{
+	ck_assert_int_eq(queue_txn_commit(t), 0);
+	queue_store_close(e->store);
+	nftw(e->dir, td_rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 START_TEST(test_policy_ceiling_store)
 {
 	struct td_env e;
 	struct queue_txn *t;
 	char *v = NULL, *s = NULL, why[128];
 
-	snprintf(e.dir, sizeof e.dir, "/tmp/test-delegation-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(e.dir));
-	ck_assert_int_eq(queue_store_open(e.dir, 0, false, &e.store), 0);
-	ck_assert_int_eq(queue_txn_begin(e.store, true, &t), 0);
-	td_tenant(t, "city", NULL);
-	td_tenant(t, "dept", "city");
-	td_tenant(t, "ward", "dept");
+	t = td_env_open(&e);
 
 	/* No ancestor sets it: no ceiling (the builtin is no decision). */
 	ck_assert_int_eq(queue_policy_ceiling(t, "ward", "allow_external", &v, &s), -ENOENT);
@@ -462,10 +478,40 @@ START_TEST(test_policy_ceiling_store)
 	ck_assert_int_eq(queue_tenant_delete(t, "ward", why, sizeof why), 0);
 	td_tenant(t, "ward", "dept");
 	td_effective(t, "ward", "allow_external", "no", "city");
-	ck_assert_int_eq(queue_txn_commit(t), 0);
+	td_env_close(&e, t);
+}
+END_TEST
 
-	queue_store_close(e.store);
-	nftw(e.dir, td_rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+/*
+ * security_contact and blocked_extensions hold at every level at once:
+ * what policy show says is what the content check applies, every
+ * setting from the tenant up.
+ */
+START_TEST(test_policy_gathered_store)
+{
+	struct td_env e;
+	struct queue_txn *t;
+
+	t = td_env_open(&e);
+
+	td_effective(t, "ward", "blocked_extensions", "none", "default");
+	ck_assert_int_eq(queue_policy_set(t, "city", "blocked_extensions", "docm,iso"), 0);
+	td_effective(t, "ward", "blocked_extensions", "docm,iso", "city");
+	/* The ward's own list adds to the city's, sorted, each once. */
+	ck_assert_int_eq(queue_policy_set(t, "ward", "blocked_extensions", "img,iso"), 0);
+	td_effective(t, "ward", "blocked_extensions", "docm,img,iso", "ward,city");
+	td_effective(t, "dept", "blocked_extensions", "docm,iso", "city");
+	/* none at the ward takes nothing from the city. */
+	ck_assert_int_eq(queue_policy_set(t, "ward", "blocked_extensions", "none"), 0);
+	td_effective(t, "ward", "blocked_extensions", "docm,iso", "city");
+
+	ck_assert_int_eq(queue_policy_set(t, "city", "security_contact", "soc@city.example"), 0);
+	ck_assert_int_eq(queue_policy_set(t, "ward", "security_contact", "it@ward.example"), 0);
+	ck_assert_int_eq(queue_policy_set(t, "dept", "security_contact", "soc@city.example"), 0);
+	td_effective(t, "ward", "security_contact", "it@ward.example, soc@city.example",
+	    "ward,dept,city");
+	td_effective(t, "city", "security_contact", "soc@city.example", "city");
+	td_env_close(&e, t);
 }
 END_TEST
 
@@ -490,6 +536,7 @@ static Suite *td_suite(void)
 	    (int)(sizeof td_cmp_cases / sizeof td_cmp_cases[0]));
 	tcase_add_test(tc, test_policy_every_key_ordered);
 	tcase_add_test(tc, test_policy_ceiling_store);
+	tcase_add_test(tc, test_policy_gathered_store);
 	suite_add_tcase(s, tc);
 	return s;
 }
