@@ -264,6 +264,9 @@ static void mime_b64(struct mime_walker *w, const char *s, size_t n)
 		if (v < 0) {
 			if (s[i] == '=')
 				mime_b64_tail(w);
+			else if (s[i] != '\r' && s[i] != '\n' && s[i] != ' ' && s[i] != '\t' &&
+			    mime_top(w)->encoded_message)
+				mime_fail(w, MIME_E_AMBIGUOUS);   /* text a raw reader shows */
 			continue;
 		}
 		w->b64acc = (w->b64acc << 6 | (unsigned)v) & 0xffffff;
@@ -834,12 +837,21 @@ static void mime_hdr_end(struct mime_walker *w, bool may_open)
 	}
 	if (!f->seen_cte)
 		f->part.encoding = MIME_ENC_7BIT;
-	/* RFC 2045 section 6.4 forbids encoding a container; a client that decodes
-	 * it anyway must not see content we skipped, so it is read as a leaf
-	 * (an encoded message, as a leaf whose decoded content is walked). */
+	/*
+	 * RFC 2045 section 6.4 forbids encoding a container. A multipart so
+	 * encoded is read as parts by a reader that ignores the encoding and
+	 * as other parts by one that decodes first: refused. A message so
+	 * encoded is sent by real clients: its decoded content is walked
+	 * (mime_inner_open), and base64 with anything but its alphabet in it
+	 * is refused (mime_b64), so the raw text shows nothing unread.
+	 */
 	encoded = f->part.encoding == MIME_ENC_BASE64 || f->part.encoding == MIME_ENC_QP;
+	if (strncmp(f->type, "multipart/", 10) == 0 && f->blen > 0 && encoded) {
+		mime_fail(w, MIME_E_AMBIGUOUS);
+		return;
+	}
 	f->kind = MIME_K_LEAF;
-	if (strncmp(f->type, "multipart/", 10) == 0 && f->blen > 0 && !encoded) {
+	if (strncmp(f->type, "multipart/", 10) == 0 && f->blen > 0) {
 		f->kind = MIME_K_MULTI;
 		f->digest = strcmp(f->type, "multipart/digest") == 0;
 	} else if (strcmp(f->type, "message/rfc822") == 0 ||

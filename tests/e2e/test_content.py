@@ -253,6 +253,43 @@ class ContentTest(RelayTestCase):
         self.assertClassified(message(body=html, headers=b"Content-Type: text/html; "
                                       b"charset=us-ascii\r\n"), "TOI MAT")
 
+    def test_encoded_containers_refused(self):
+        # A multipart with a transfer encoding (RFC 2045 6.4 forbids it): a
+        # reader that ignores the encoding shows the stamped part, one that
+        # decodes first shows other parts. Either way it is refused, never
+        # passed unread.
+        stamped = (LETTERHEAD + "TỐI MẬT\r\n\r\nKính gửi: Các phòng ban\r\n").encode()
+        h, body = multipart([
+            (b"Content-Type: text/plain; charset=utf-8\r\n", b"Thu thuong.\r\n"),
+            (b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n",
+             stamped)])
+        for cte in (b"quoted-printable", b"base64"):
+            for encoded in (False, True):
+                with self.subTest(cte=cte, encoded=encoded):
+                    data = body
+                    if encoded and cte == b"base64":
+                        data = base64.encodebytes(body).replace(b"\n", b"\r\n")
+                    reply = self.send(message("Bao cao", data, h + b"Content-Transfer-Encoding: "
+                                              + cte + b"\r\n"))
+                    self.assertEqual(reply.code, 554, reply.lines)
+                    self.assertIn("5.6.0", reply.lines[-1])
+                    self.assertIn("can be read more than one way", reply.lines[-1])
+        # A forwarded message in base64 whose text is not base64: a reader
+        # that shows it raw sees a stamp the decoder would skip.
+        raw = ("Subject: [TỐI MẬT] Kế hoạch\r\n\r\nNội dung.\r\n").encode()
+        h, body = multipart([
+            (b"Content-Type: text/plain; charset=utf-8\r\n", b"Chuyen tiep thu.\r\n"),
+            (b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n", raw)])
+        reply = self.send(message("Fwd: thu", body, h))
+        self.assertEqual(reply.code, 554, reply.lines)
+        self.assertIn("5.6.0", reply.lines[-1])
+        # The same multipart declared 7bit is walked: the stamp is found.
+        h, body = multipart([
+            (b"Content-Type: text/plain; charset=utf-8\r\n", b"Thu thuong.\r\n"),
+            (b"Content-Type: text/plain; charset=utf-8\r\n", stamped)])
+        self.assertClassified(message("Bao cao", body, h + b"Content-Transfer-Encoding: 8bit\r\n"),
+                              "TOI MAT")
+
     def test_file_name_refused(self):
         name = "[MẬT] kế hoạch.txt".encode()
         encoded = b"".join(b"%%%02X" % c if c > 126 or c in b" []%" else bytes([c])

@@ -251,10 +251,25 @@ static const struct {
 	{ "multipart without a boundary is read as text",
 	  "Content-Type: multipart/mixed\r\n\r\n--x\r\nhidden?\r\n", { 0, 0, 0 }, 0,
 	  "<0 text/plain>--x\\r\\nhidden?\\r\\n</0>", NULL },
-	{ "base64-encoded multipart is read as a leaf",
+	/* RFC 2045 6.4: a reader that decodes it and one that does not see other parts. */
+	{ "a base64-encoded multipart is refused",
 	  "Content-Type: multipart/mixed; boundary=b\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-	  "LS1iDQoNCmhp\r\n", { 0, 0, 0 }, 0,
-	  "<0 multipart/mixed>--b\\r\\n\\r\\nhi</0>", NULL },
+	  "LS1iDQoNCmhp\r\n", { 0, 0, 0 }, MIME_E_AMBIGUOUS, "", NULL },
+	{ "a quoted-printable multipart is refused, nested too",
+	  "Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n\r\nhi\r\n--o\r\n"
+	  "Content-Type: multipart/alternative; boundary=b\r\n"
+	  "Content-Transfer-Encoding: Quoted-Printable\r\n\r\n--b\r\n\r\nT=E1=BB=90I\r\n--b--\r\n"
+	  "--o--\r\n", { 0, 0, 0 }, MIME_E_AMBIGUOUS,
+	  "<0 multipart/mixed><1 text/plain d1 p0>hi</1></0>", NULL },
+	{ "a 7bit multipart is walked",
+	  "Content-Type: multipart/mixed; boundary=b\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+	  "--b\r\n\r\nhi\r\n--b--\r\n", { 0, 0, 0 }, 0,
+	  "<0 multipart/mixed><1 text/plain d1 p0>hi</1></0>", NULL },
+	/* Text a reader that ignores the encoding shows, the decoder would skip. */
+	{ "a base64 message/rfc822 with text besides its alphabet is refused",
+	  "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+	  "U3ViamVjdDogaGkNCg0KeA==\r\nSubject: [TOI MAT]\r\n", { 0, 0, 0 }, MIME_E_AMBIGUOUS,
+	  "<0 message/rfc822><1 text/plain d1 p0></1></0>", NULL },
 	{ "a header section without its empty line",
 	  "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n"
 	  "no colon here\r\n--b--\r\n", { 0, 0, 0 }, 0,
