@@ -182,6 +182,9 @@ static void sc_mime_header(void *arg, const struct mime_part *part, const char *
 		n = mime_decode_words(value, len, decoded, sizeof decoded);
 		sc_found(t, classify_subject(decoded, n), CLASSIFY_IN_SUBJECT,
 		    part->index == 0 ? "Subject" : in);
+		/* Every reader shows the Subject (a forwarded message's too): DLP reads it. */
+		for (size_t i = 0; i < t->nscans; i++)
+			dlp_scan_name(t->scans[i], decoded, n);
 	} else if (strcasecmp(name, "SIO-Label") == 0) {
 		sc_found(t, classify_sio_label(value, len), CLASSIFY_IN_SIO_LABEL,
 		    part->index == 0 ? "SIO-Label" : in);

@@ -439,6 +439,12 @@ class ContentTest(RelayTestCase):
             self.assertEqual(reply.code, 550, reply.lines)
             self.assertIn("5.7.1", reply.last)
             self.assertIn("cccd (1)", "\n".join(reply.lines))
+            # In the Subject alone (RFC 2047), which every reader shows.
+            subject = "=?UTF-8?B?%s?=" % base64.b64encode(
+                "Gửi CCCD 001203004567".encode()).decode()
+            reply = self.send(message(subject, b"Xem tieu de.\r\n", to=ward[0]), ward)
+            self.assertEqual(reply.code, 550, reply.lines)
+            self.assertIn("cccd (1)", "\n".join(reply.lines))
             # The same number to the city, which has no such rule: delivered.
             self.assertDelivered(message("Ho so", body + b"dlp-city-marker\r\n",
                                          b"Content-Type: text/plain; charset=utf-8\r\n"),
