@@ -99,9 +99,13 @@ struct mime_walker {
 	unsigned b64acc, b64n;
 	int qps;                     /* 0 text, 1 "=", 2 "=X", 3 "=\r", 4 "=" WSP */
 	char qpx;
-	/* White space not yet known to be trailing (state 0) or after "=" (4). */
+	/*
+	 * White space not yet known to be trailing (state 0) or after "=" (4):
+	 * the first bytes as written, the rest counted (shown as spaces when
+	 * it is content), so a run of any length is deleted when trailing.
+	 */
 	char qpws[64];
-	size_t nqpws;
+	size_t nqpws, qpws_more;
 	char out[MIME_OUT_MAX];
 	size_t nout;
 	/*
@@ -289,8 +293,31 @@ static bool mime_qp_wsp(char c)
 /* White space held by the QP decoder turned out to be content. */
 static void mime_qp_ws_out(struct mime_walker *w)
 {
+	static const char spaces[] = "                                ";
+
 	mime_out(w, w->qpws, w->nqpws);
+	while (w->qpws_more > 0) {
+		size_t k = w->qpws_more < sizeof spaces - 1 ? w->qpws_more : sizeof spaces - 1;
+
+		mime_out(w, spaces, k);
+		w->qpws_more -= k;
+	}
 	w->nqpws = 0;
+}
+
+static void mime_qp_ws_hold(struct mime_walker *w, char c)
+{
+	if (w->nqpws < sizeof w->qpws)
+		w->qpws[w->nqpws++] = c;
+	else
+		w->qpws_more++;
+}
+
+/* Held white space was trailing: deleted. */
+static void mime_qp_ws_drop(struct mime_walker *w)
+{
+	w->nqpws = 0;
+	w->qpws_more = 0;
 }
 
 /*
@@ -301,8 +328,8 @@ static void mime_qp_ws_out(struct mime_walker *w)
  * deleted (rule (3)), so "=" followed by white space and the line end is
  * a soft line break too, as readers take it: "TỐI M= " CRLF "ẬT" is one
  * word to them and must be one word to the checks. White space is held
- * until what follows it is known (at most sizeof qpws bytes: a longer
- * run is content, and its end is then not trimmed).
+ * until what follows it is known, however long the run (a hundred spaces
+ * before the line end hide nothing either).
  */
 static void mime_qp(struct mime_walker *w, const char *s, size_t n)
 {
@@ -313,13 +340,11 @@ static void mime_qp(struct mime_walker *w, const char *s, size_t n)
 		switch (w->qps) {
 		case 0:
 			if (mime_qp_wsp(c)) {
-				if (w->nqpws == sizeof w->qpws)
-					mime_qp_ws_out(w);
-				w->qpws[w->nqpws++] = c;
+				mime_qp_ws_hold(w, c);
 				continue;
 			}
 			if (c == '\r' || c == '\n')
-				w->nqpws = 0;      /* trailing: deleted */
+				mime_qp_ws_drop(w);      /* trailing: deleted */
 			else if (w->nqpws > 0)
 				mime_qp_ws_out(w);
 			if (c == '=')
@@ -333,8 +358,7 @@ static void mime_qp(struct mime_walker *w, const char *s, size_t n)
 			} else if (c == '\r') {
 				w->qps = 3;
 			} else if (mime_qp_wsp(c)) {
-				w->qpws[0] = c;
-				w->nqpws = 1;
+				mime_qp_ws_hold(w, c);
 				w->qps = 4;
 			} else if (mime_hexval(c) >= 0) {
 				w->qpx = c;
@@ -358,13 +382,13 @@ static void mime_qp(struct mime_walker *w, const char *s, size_t n)
 			}
 			continue;
 		case 4:
-			if (mime_qp_wsp(c) && w->nqpws < sizeof w->qpws) {
-				w->qpws[w->nqpws++] = c;
+			if (mime_qp_wsp(c)) {
+				mime_qp_ws_hold(w, c);
 				continue;
 			}
 			if (c == '\r' || c == '\n') {
 				/* A soft line break with transport padding. */
-				w->nqpws = 0;
+				mime_qp_ws_drop(w);
 				w->qps = c == '\r' ? 3 : 0;
 				continue;
 			}
@@ -402,7 +426,7 @@ static void mime_decode_end(struct mime_walker *w)
 	else if (w->enc == MIME_ENC_QP && w->qps == 2)
 		mime_out(w, (char[2]){ '=', w->qpx }, 2);
 	/* White space last in the part is trailing; after "=" it ends a soft break. */
-	w->nqpws = 0;
+	mime_qp_ws_drop(w);
 	/* A lone "=" (or "=\r") last is a soft break whose line end the
 	 * boundary took: nothing to write. */
 	w->qps = 0;
@@ -873,7 +897,7 @@ static void mime_hdr_end(struct mime_walker *w, bool may_open)
 	w->enc = f->part.encoding;
 	w->b64n = w->b64acc = 0;
 	w->qps = 0;
-	w->nqpws = 0;
+	mime_qp_ws_drop(w);
 	w->neol = 0;
 	w->nout = 0;
 	if (f->kind == MIME_K_MESSAGE && may_open)

@@ -217,6 +217,11 @@ class ContentTest(RelayTestCase):
         self.assertClassified(message(
             body=cut, headers=b"Content-Type: text/plain; charset=utf-8\r\n"
                               b"Content-Transfer-Encoding: quoted-printable\r\n"), "TOI MAT")
+        # The same with more padding than the decoder holds as written.
+        self.assertClassified(message(
+            body=cut.replace(b"M= \t\r\n", b"M=" + b" " * 300 + b"\r\n", 1),
+            headers=b"Content-Type: text/plain; charset=utf-8\r\n"
+                    b"Content-Transfer-Encoding: quoted-printable\r\n"), "TOI MAT")
         legacy = cp1258(LETTERHEAD + "TỐI MẬT\r\n\r\nKính gửi: Giám đốc Sở\r\n")
         self.assertClassified(message(
             body=legacy, headers=b"Content-Type: text/plain; charset=windows-1258\r\n"

@@ -334,6 +334,12 @@ static const struct {
 	  "a = b\t\r\nc=  d\r\nlast \t", { 0, 0, 0 }, 0,
 	  "<0 text/plain>T\xe1\xbb\x90I M\xe1\xba\xacT\\r\\na = b\\r\\nc=  d\\r\\nlast</0>",
 	  NULL },
+	/* 100 spaces: past the bytes held as written, deleted all the same. */
+	{ "quoted-printable: a long run of padding after \"=\" or last on a line",
+	  "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+	  "T=E1=BB=90I M=                                                                                                    \r\n=E1=BA=ACT                                                                                                    \t\r\n"
+	  "a                                                                                                    b\r\n", { 0, 0, 0 }, 0,
+	  "<0 text/plain>T\xe1\xbb\x90I M\xe1\xba\xacT\\r\\na                                                                                                    b\\r\\n</0>", NULL },
 	{ "a base64-encoded message/rfc822 is walked as if it were not encoded",
 	  "Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
 	  "--o\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n"
