@@ -2,9 +2,9 @@
 #define GOVRELAY_POLICY_DLP_H
 /*
  * dlp: a tenant's data-loss-prevention rules (issue 11, "DLP rules") over
- * the text a message shows its reader (decoded UTF-8: the Subject, text
- * parts, the text of attached documents) and over attachment file
- * names. A rule is
+ * the text a message carries (decoded UTF-8: the Subject, text parts, a
+ * multipart's preamble and epilogue, the text of attached documents) and
+ * over attachment file names. A rule is
  * {name, pattern, action, threshold}: PCRE2 counts the pattern's matches
  * in the message, and a rule whose count reaches its threshold fires; the
  * strongest action among the rules that fired wins (reject > quarantine

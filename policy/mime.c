@@ -6,7 +6,8 @@
  * unfolded and reported, Content-Type, Content-Transfer-Encoding and
  * Content-Disposition parsed), recognizes the boundaries of every open
  * multipart (RFC 2046 section 5.1.1) and hands leaf content on with the
- * transfer encoding undone.
+ * transfer encoding undone, and a multipart's preamble and epilogue as
+ * written.
  *
  * The open parts are a stack of frames, one per nesting level, never a
  * recursion: a multipart holds its boundary, a message/rfc822 part holds
@@ -501,6 +502,16 @@ static void mime_inner_end(void *arg, const struct mime_part *p)
 		w->cb.end(w->arg, &q);
 }
 
+static void mime_inner_outside(void *arg, const struct mime_part *p, const char *data,
+    size_t len)
+{
+	struct mime_walker *w = arg;
+	struct mime_part q = mime_inner_part(w, p);
+
+	if (w->cb.outside != NULL)
+		w->cb.outside(w->arg, &q, data, len);
+}
+
 /*
  * The encoded message part f (the top frame, just begun) gets a nested
  * walker for its decoded content, within what is left of our limits:
@@ -509,7 +520,7 @@ static void mime_inner_end(void *arg, const struct mime_part *p)
 static void mime_inner_open(struct mime_walker *w, const struct mime_frame *f)
 {
 	static const struct mime_callbacks inner_cb = { mime_inner_header, mime_inner_begin,
-		mime_inner_data, mime_inner_end };
+		mime_inner_data, mime_inner_end, mime_inner_outside };
 	struct mime_limits lim = w->lim;
 
 	if (f->part.depth + 1 > w->lim.max_depth) {
@@ -969,11 +980,22 @@ static void mime_body_piece(struct mime_walker *w, const char *s, size_t n, bool
 
 	(void)first;
 	/* Only leaves have content; a preamble and an epilogue are not shown
-	 * (RFC 2046 section 5.1.1), nor is a message part that could not open. */
-	if (f->kind == MIME_K_LEAF)
+	 * (RFC 2046 section 5.1.1), nor is a message part that could not open,
+	 * but they are handed on as text outside the parts. */
+	if (f->kind == MIME_K_LEAF) {
 		mime_leaf(w, s, n, last, eol, neol);
-	else if (f->kind == MIME_K_MULTI && !f->seen_delim && !mime_all_wsp(s, n))
+		return;
+	}
+	if (f->kind != MIME_K_MULTI)
+		return;
+	if (!f->seen_delim && !mime_all_wsp(s, n))
 		f->preamble_text = true;
+	if (w->cb.outside != NULL) {
+		if (n > 0)
+			w->cb.outside(w->arg, &f->part, s, n);
+		if (last && neol > 0)
+			w->cb.outside(w->arg, &f->part, eol, neol);
+	}
 }
 
 static void mime_hdr_piece(struct mime_walker *w, const char *s, size_t n, bool first, bool last,

@@ -83,6 +83,15 @@ struct mime_callbacks {
 	void (*data)(void *arg, const struct mime_part *part, const char *data, size_t len);
 	/* The part ended (each begin has exactly one end, also at mime_finish). */
 	void (*end)(void *arg, const struct mime_part *part);
+	/*
+	 * Text of a multipart outside its parts: the preamble before its
+	 * first delimiter and the epilogue after its close delimiter, as
+	 * written (no transfer encoding applies), line ends included, in
+	 * pieces of any size. No reader is meant to show it (RFC 2046
+	 * 5.1.1), but it travels with the message: what reads all that
+	 * leaves (DLP) reads it too. May be NULL (as may every member).
+	 */
+	void (*outside)(void *arg, const struct mime_part *part, const char *data, size_t len);
 };
 
 struct mime_walker;

@@ -4,10 +4,11 @@
  * hook feeds the MIME walker (policy/mime.h) as DATA streams in; each
  * part's header fields (Subject:, SIO-Label:), file name and text (in
  * UTF-8, HTML reduced to its text) go to the classification finder
- * (policy/classify.h) at once, in fixed memory. Attached documents (DOCX,
- * ODT, PDF, recognised by their first bytes) are kept and read on the
- * thread pool at end of data (policy/doctext.h), since a document's text
- * needs the whole file. The DATA run decides:
+ * (policy/classify.h) at once, in fixed memory; so does the text outside
+ * the parts (preamble, epilogue), which leaves with the message.
+ * Attached documents (DOCX, ODT, PDF, recognised by their first bytes)
+ * are kept and read on the thread pool at end of data (policy/doctext.h),
+ * since a document's text needs the whole file. The DATA run decides:
  *   - a MIME limit crossed or a structure two readers would read
  *     differently: 554 5.6.0, saying which;
  *   - a marking at or above classified_min_level of an agency the
@@ -58,6 +59,8 @@ static void sc_free(struct sc_tx *t)
 	mime_free(t->walker);
 	mime_text_free(t->conv);
 	classify_text_free(t->ct);
+	mime_text_free(t->outside_conv);
+	classify_text_free(t->outside_ct);
 	for (size_t i = 0; i < t->ndocs; i++) {
 		free(t->docs[i].name);
 		buf_free(&t->docs[i].data);
@@ -122,6 +125,54 @@ static void sc_text_out(void *arg, const char *utf8, size_t len)
 		html_text_feed(&t->hs, utf8, len, sc_emit_cb, t);
 	else
 		sc_emit(t, utf8, len);
+}
+
+/*
+ * Text outside the parts, in UTF-8: no reader is meant to show it, but
+ * a reader that does not know MIME shows all, and it leaves with the
+ * message: a stamp in it counts, and the DLP rules read it.
+ */
+static void sc_outside_out(void *arg, const char *utf8, size_t len)
+{
+	struct sc_tx *t = arg;
+
+	if (!classify_text_is_done(t->outside_ct))
+		classify_text_feed(t->outside_ct, utf8, len);
+	for (size_t i = 0; i < t->nscans; i++)
+		dlp_scan_text(t->scans[i], utf8, len);
+}
+
+static void sc_outside_close(struct sc_tx *t)
+{
+	char in[64];
+
+	if (t->outside_ct == NULL)
+		return;
+	mime_text_finish(t->outside_conv, sc_outside_out, t);
+	for (size_t i = 0; i < t->nscans; i++)
+		dlp_scan_text_end(t->scans[i]);
+	snprintf(in, sizeof in, "part %u, outside its parts", t->outside_part);
+	sc_found(t, classify_text_level(t->outside_ct), CLASSIFY_IN_TEXT, in);
+	classify_text_free(t->outside_ct);
+	mime_text_free(t->outside_conv);
+	t->outside_ct = NULL;
+	t->outside_conv = NULL;
+}
+
+static void sc_mime_outside(void *arg, const struct mime_part *part, const char *data,
+    size_t len)
+{
+	struct sc_tx *t = arg;
+
+	if (t->outside_ct != NULL && t->outside_part != part->index)
+		sc_outside_close(t);
+	if (t->outside_ct == NULL) {
+		t->outside_conv = mime_text_new(part->charset);
+		t->outside_ct = classify_text_new();
+		t->outside_part = part->index;
+	}
+	if (!classify_text_is_done(t->outside_ct) || t->nscans > 0)
+		mime_text_feed(t->outside_conv, data, len, sc_outside_out, t);
 }
 
 /* -------------------------------------------------------- documents */
@@ -194,6 +245,7 @@ static void sc_mime_header(void *arg, const struct mime_part *part, const char *
 static void sc_mime_begin(void *arg, const struct mime_part *part)
 {
 	struct sc_tx *t = arg;
+	sc_outside_close(t);
 
 	if (part->filename != NULL) {
 		enum attach_category cat = attach_category_of_name(part->filename);
@@ -249,6 +301,7 @@ static void sc_mime_end(void *arg, const struct mime_part *part)
 {
 	struct sc_tx *t = arg;
 	char in[32];
+	sc_outside_close(t);
 
 	if (t->ct != NULL) {
 		mime_text_finish(t->conv, sc_text_out, t);
@@ -304,7 +357,7 @@ void stage_content_free(void *state)
 void *stage_content_tx_new(void *state, struct policy_tx *tx)
 {
 	static const struct mime_callbacks cb = { sc_mime_header, sc_mime_begin, sc_mime_data,
-		sc_mime_end };
+		sc_mime_end, sc_mime_outside };
 	const struct stage_content *st = state;
 	struct sc_tx *t;
 

@@ -65,6 +65,14 @@ struct sc_tx {
 	/* The leaf part being read. */
 	struct mime_text *conv;
 	struct classify_text *ct;
+	/*
+	 * Text outside the parts (a multipart's preamble or epilogue) being
+	 * read, and the part it belongs to: one at a time, closed by the next
+	 * part's begin or end.
+	 */
+	struct mime_text *outside_conv;
+	struct classify_text *outside_ct;
+	unsigned outside_part;
 	bool html;
 	struct html_text hs;
 	bool sniffing;             /* a non-text part: a document? */

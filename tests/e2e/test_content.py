@@ -253,6 +253,11 @@ class ContentTest(RelayTestCase):
                     (b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: " + cte +
                      b"\r\n", encoded)])
                 self.assertClassified(message("Fwd: thu", body, h), "TOI MAT")
+        # A stamp in a preamble: a reader that does not know MIME shows it.
+        h, body = multipart([(b"Content-Type: text/plain; charset=utf-8\r\n", b"x\r\n")])
+        body = body.replace(b"This is a multi-part message.\r\n",
+                            (LETTERHEAD + "TUYỆT MẬT\r\n").encode())
+        self.assertClassified(message("Bao cao", body, h), "TUYET MAT")
         # A stamp written with HTML character references only.
         html = b"<p>S&#7902; N&#7896;I V&#7908;</p><div>T&#7888;I M&#7852;T</div><p>x</p>"
         self.assertClassified(message(body=html, headers=b"Content-Type: text/html; "
@@ -443,6 +448,12 @@ class ContentTest(RelayTestCase):
                                       b"charset=utf-8\r\n", to=ward[0]), ward)
             self.assertEqual(reply.code, 550, reply.lines)
             self.assertIn("5.7.1", reply.last)
+            self.assertIn("cccd (1)", "\n".join(reply.lines))
+            # Outside the parts (the epilogue), which leaves with the message.
+            h, b = multipart([(b"Content-Type: text/plain; charset=utf-8\r\n", b"Xem.\r\n")])
+            reply = self.send(message("Ho so", b + b"So: 001203004567\r\n", h, to=ward[0]),
+                              ward)
+            self.assertEqual(reply.code, 550, reply.lines)
             self.assertIn("cccd (1)", "\n".join(reply.lines))
             # In the Subject alone (RFC 2047), which every reader shows.
             subject = "=?UTF-8?B?%s?=" % base64.b64encode(

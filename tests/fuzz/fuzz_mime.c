@@ -147,7 +147,18 @@ static void fz_end(void *arg, const struct mime_part *p)
 	}
 }
 
-static const struct mime_callbacks fz_cb = { fz_header, fz_begin, fz_data, fz_end };
+/* A multipart's preamble or epilogue: hashed like content (pieces may be cut anywhere). */
+static void fz_outside(void *arg, const struct mime_part *p, const char *d, size_t len)
+{
+	struct fz *f = arg;
+
+	if (f->failed || f->nopen == 0 || f->open[f->nopen - 1] != p->index || !p->multipart ||
+	    len == 0)
+		abort();
+	fz_hash(f, d, len);
+}
+
+static const struct mime_callbacks fz_cb = { fz_header, fz_begin, fz_data, fz_end, fz_outside };
 
 /* One walk in pieces of step bytes (0: whole); returns its result and hash. */
 static int fz_walk(const char *msg, size_t len, const struct mime_limits *lim, size_t step,

@@ -32,6 +32,9 @@ struct tlog {
 	int open;               /* begins minus ends */
 	unsigned max_depth;
 	bool bad;               /* an event out of order */
+	char *out;              /* text outside the parts: "{INDEX}text" per stretch */
+	size_t on, ocap;
+	long out_part;          /* the stretch being logged, -1 after any other event */
 };
 
 static void tput(char **s, size_t *n, size_t *cap, const char *p, size_t len)
@@ -91,6 +94,7 @@ static void t_begin(void *arg, const struct mime_part *p)
 		k += snprintf(b + k, sizeof b - (size_t)k, " d%u p%u", p->depth, p->parent);
 	tput(&l->s, &l->n, &l->cap, b, (size_t)k);
 	tput(&l->s, &l->n, &l->cap, ">", 1);
+	l->out_part = -1;
 	l->open++;
 	if (p->depth > l->max_depth)
 		l->max_depth = p->depth;
@@ -111,12 +115,27 @@ static void t_end(void *arg, const struct mime_part *p)
 	char b[32];
 
 	l->open--;
+	l->out_part = -1;
 	if (l->open < 0)
 		l->bad = true;
 	tput(&l->s, &l->n, &l->cap, b, (size_t)snprintf(b, sizeof b, "</%u>", p->index));
 }
 
-static const struct mime_callbacks t_cb = { t_header, t_begin, t_data, t_end };
+/* Logged apart, a marker per stretch, so however the input is cut the log is the same. */
+static void t_outside(void *arg, const struct mime_part *p, const char *d, size_t len)
+{
+	struct tlog *l = arg;
+	char b[32];
+
+	if (!p->multipart || l->open == 0 || len == 0)
+		l->bad = true;
+	if (l->out_part != (long)p->index)
+		tput(&l->out, &l->on, &l->ocap, b, (size_t)snprintf(b, sizeof b, "{%u}", p->index));
+	l->out_part = p->index;
+	tesc(&l->out, &l->on, &l->ocap, d, len);
+}
+
+static const struct mime_callbacks t_cb = { t_header, t_begin, t_data, t_end, t_outside };
 
 /*
  * Walks msg in pieces: step 0 all at once, step > 0 that many bytes at a
@@ -131,6 +150,8 @@ static int twalk(const char *msg, size_t len, const struct mime_limits *lim, siz
 	memset(l, 0, sizeof *l);
 	tput(&l->s, &l->n, &l->cap, "", 0);
 	tput(&l->hdr, &l->hn, &l->hcap, "", 0);
+	tput(&l->out, &l->on, &l->ocap, "", 0);
+	l->out_part = -1;
 	w = mime_new(lim, &t_cb, l);
 	if (cut > 0) {
 		mime_feed(w, msg, cut);
@@ -152,6 +173,7 @@ static void tlog_free(struct tlog *l)
 {
 	free(l->s);
 	free(l->hdr);
+	free(l->out);
 }
 
 /* ---------------------------------------------------------------- walker cases */
@@ -389,13 +411,13 @@ static void tcheck_same(const char *label, const char *msg, size_t len,
 	struct tlog l;
 
 	ck_assert_msg(twalk(msg, len, lim, 1, 0, &l) == rc, "%s: one byte at a time: rc", label);
-	ck_assert_msg(strcmp(l.s, ref->s) == 0 && strcmp(l.hdr, ref->hdr) == 0,
-	    "%s: one byte at a time: %s", label, l.s);
+	ck_assert_msg(strcmp(l.s, ref->s) == 0 && strcmp(l.hdr, ref->hdr) == 0 &&
+	    strcmp(l.out, ref->out) == 0, "%s: one byte at a time: %s", label, l.s);
 	tlog_free(&l);
 	for (size_t cut = 1; cut < len; cut++) {
 		ck_assert_msg(twalk(msg, len, lim, 0, cut, &l) == rc, "%s: cut at %zu: rc", label, cut);
-		ck_assert_msg(strcmp(l.s, ref->s) == 0 && strcmp(l.hdr, ref->hdr) == 0,
-		    "%s: cut at %zu: %s", label, cut, l.s);
+		ck_assert_msg(strcmp(l.s, ref->s) == 0 && strcmp(l.hdr, ref->hdr) == 0 &&
+		    strcmp(l.out, ref->out) == 0, "%s: cut at %zu: %s", label, cut, l.s);
 		tlog_free(&l);
 	}
 }
@@ -413,6 +435,36 @@ START_TEST(test_walk)
 		    l.hdr);
 	tcheck_same(label, msg, strlen(msg), &walk_cases[_i].lim, &l, rc);
 	tlog_free(&l);
+}
+END_TEST
+
+/* A multipart's preamble and epilogue, nested ones and an encoded message's too. */
+START_TEST(test_outside)
+{
+	static const struct {
+		const char *msg, *out;
+	} cases[] = {
+		{ "Content-Type: multipart/mixed; boundary=b\r\n\r\npre 1\r\npre 2\r\n--b\r\n\r\n"
+		  "in\r\n--b--\r\nepi\r\n", "{0}pre 1\\r\\npre 2\\r\\n{0}epi\\r\\n" },
+		{ "Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n"
+		  "Content-Type: multipart/alternative; boundary=i\r\n\r\ninner pre\r\n--i\r\n\r\n"
+		  "x\r\n--i--\r\ninner epi\r\n--o--\r\n",
+		  "{1}inner pre\\r\\n{1}inner epi\\r\\n" },
+		{ "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+		  "Q29udGVudC1UeXBlOiBtdWx0aXBhcnQvbWl4ZWQ7IGJvdW5kYXJ5PWINCg0KaGlkZGVuDQotLWIN"
+		  "Cg0KeA0KLS1iLS0NCg==\r\n", "{1}hidden\\r\\n" },
+		{ "Content-Type: text/plain\r\n\r\nno multipart\r\n", "" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct tlog l;
+		int rc = twalk(cases[i].msg, strlen(cases[i].msg), NULL, 0, 0, &l);
+
+		ck_assert_int_eq(rc, 0);
+		ck_assert_msg(strcmp(l.out, cases[i].out) == 0, "case %zu: outside %s", i, l.out);
+		tcheck_same("outside", cases[i].msg, strlen(cases[i].msg), NULL, &l, rc);
+		tlog_free(&l);
+	}
 }
 END_TEST
 
@@ -552,7 +604,7 @@ START_TEST(test_walk_text)
 		"VOG7kEkgTeG6rFQNCkvDrW5oIGfhu61p\r\n"
 		"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
 		"M\xc2\xf2T\r\n--b--\r\n";
-	static const struct mime_callbacks cb = { NULL, tconv_begin, tconv_data, tconv_end };
+	static const struct mime_callbacks cb = { NULL, tconv_begin, tconv_data, tconv_end, NULL };
 
 	for (size_t step = 1; step <= sizeof msg; step += 13) {
 		struct tconv c;
@@ -748,6 +800,7 @@ static Suite *mime_suite(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_walk, 0, N_CASES(walk_cases));
+	tcase_add_test(tc, test_outside);
 	tcase_add_test(tc, test_deep);
 	tcase_add_test(tc, test_long_line);
 	tcase_add_test(tc, test_error_sticks);
