@@ -349,6 +349,8 @@ bool admin__msg_in_scope(const struct admin *a, const struct queue_msg *m,
 bool admin__msg_all_in_scope(const struct admin *a, const struct queue_msg *m);
 /* Drops from m the recipients outside the caller's scope (what they are shown). queue.c. */
 void admin__msg_narrow(const struct admin *a, struct queue_msg *m);
+/* A queue id argument (queue, quarantine): 0, or EX_DATAERR reported. queue.c. */
+int admin__queue_id_arg(struct admin *a, const char *arg, uint64_t *id);
 int admin__config_check(struct admin *a, const struct admin_args *args);
 
 int admin__tenant_add(struct admin *a, const struct admin_args *args);

@@ -64,18 +64,6 @@
 #define ADMIN_QUAR_HEADER_MAX (64 * 1024)
 #define ADMIN_QUAR_KICK_TIMEOUT_S 10
 
-static int admin_quar_id_arg(struct admin *a, const char *arg, uint64_t *id)
-{
-	char *shown;
-
-	if (queue_id_parse(arg, id) == 0)
-		return 0;
-	shown = admin__text_dup(arg);
-	admin__err(a, "bad queue id '%s': expected %d hex digits", shown, QUEUE_ID_TEXT_LEN);
-	free(shown);
-	return EX_DATAERR;
-}
-
 /* "a, b, c": the recipients of m, for the table and the text of show. */
 static void admin_quar_rcpts(const struct queue_msg *m, struct buf *b)
 {
@@ -427,7 +415,7 @@ int admin__quarantine_show(struct admin *a, const struct admin_args *args)
 	uint64_t id;
 	int rc;
 
-	if ((rc = admin_quar_id_arg(a, admin__arg(args, "id"), &id)) != 0)
+	if ((rc = admin__queue_id_arg(a, admin__arg(args, "id"), &id)) != 0)
 		return rc;
 	if (a->store == NULL) {
 		char qid[QUEUE_ID_TEXT_LEN + 1];
@@ -532,7 +520,7 @@ int admin__quarantine_change(struct admin *a, const struct admin_args *args)
 	int rc;
 
 	memset(&op, 0, sizeof op);
-	if ((rc = admin_quar_id_arg(a, admin__arg(args, "id"), &op.id)) != 0)
+	if ((rc = admin__queue_id_arg(a, admin__arg(args, "id"), &op.id)) != 0)
 		return rc;
 	queue_id_format(op.id, op.qid);
 	op.release = strcmp(a->cmd->verb, "release") == 0;

@@ -569,7 +569,7 @@ static void admin_msg_text(const struct admin *a, const struct queue_msg *m)
 	}
 }
 
-static int admin_queue_id_arg(struct admin *a, const char *arg, uint64_t *id)
+int admin__queue_id_arg(struct admin *a, const char *arg, uint64_t *id)
 {
 	char *shown;
 
@@ -590,7 +590,7 @@ int admin__queue_show(struct admin *a, const struct admin_args *args)
 	uint64_t id;
 	int rc;
 
-	if ((rc = admin_queue_id_arg(a, admin__arg(args, "id"), &id)) != 0)
+	if ((rc = admin__queue_id_arg(a, admin__arg(args, "id"), &id)) != 0)
 		return rc;
 	queue_id_format(id, text);
 	rc = -ENOENT;
@@ -885,7 +885,7 @@ int admin__queue_change(struct admin *a, const struct admin_args *args)
 	if (queue_admin_verb_parse(a->cmd->verb, &q.verb) < 0)
 		panic("govrelayctl: no queue change named %s", a->cmd->verb);
 	if (queue_admin_verb_has_id(q.verb)) {
-		if ((rc = admin_queue_id_arg(a, admin__arg(args, "id"), &q.id)) != 0)
+		if ((rc = admin__queue_id_arg(a, admin__arg(args, "id"), &q.id)) != 0)
 			return rc;
 		queue_id_format(q.id, q.qid);
 	}

@@ -527,15 +527,15 @@ int queue_msg_walk(struct queue_txn *txn, queue_msg_walk_cb *cb, void *arg)
 	return queue_msg_walk_from(txn, 0, cb, arg);
 }
 
-int queue_msg_walk_from(struct queue_txn *txn, uint64_t from, queue_msg_walk_cb *cb, void *arg)
+int queue__walk_ids(struct queue_txn *txn, MDB_dbi dbi, uint64_t from,
+    int (*fn)(void *arg, uint64_t id, const void *value, size_t len), void *arg)
 {
 	uint8_t key[QUEUE_KEY_ID_LEN];
-	struct queue_msg *m;
 	MDB_cursor *c;
 	MDB_val k, v;
 	int rc, ret = 0;
 
-	rc = mdb_cursor_open(txn->txn, txn->store->db_messages, &c);
+	rc = mdb_cursor_open(txn->txn, dbi, &c);
 	if (rc != MDB_SUCCESS)
 		return queue__lmdb_err(rc);
 	queue__be64_put(key, from);
@@ -547,22 +547,39 @@ int queue_msg_walk_from(struct queue_txn *txn, uint64_t from, queue_msg_walk_cb 
 			ret = -EBADMSG;
 			break;
 		}
-		if ((ret = queue_msg_decode(v.mv_data, v.mv_size, &m)) < 0)
-			break;
-		if (m->id != queue__be64_get(k.mv_data)) {
-			queue_msg_free(m);
-			ret = -EBADMSG;
-			break;
-		}
-		ret = cb(arg, m);
-		queue_msg_free(m);
-		if (ret != 0)
+		if ((ret = fn(arg, queue__be64_get(k.mv_data), v.mv_data, v.mv_size)) != 0)
 			break;
 	}
 	mdb_cursor_close(c);
 	if (ret != 0)
 		return ret;
 	return rc == MDB_NOTFOUND ? 0 : queue__lmdb_err(rc);
+}
+
+struct queue_msg_walk {
+	queue_msg_walk_cb *cb;
+	void *arg;
+};
+
+/* One record of the messages table: decoded, its id checked against its key. */
+static int queue_msg_walk_one(void *arg, uint64_t id, const void *value, size_t len)
+{
+	struct queue_msg_walk *w = arg;
+	struct queue_msg *m;
+	int ret;
+
+	if ((ret = queue_msg_decode(value, len, &m)) < 0)
+		return ret;
+	ret = m->id == id ? w->cb(w->arg, m) : -EBADMSG;
+	queue_msg_free(m);
+	return ret;
+}
+
+int queue_msg_walk_from(struct queue_txn *txn, uint64_t from, queue_msg_walk_cb *cb, void *arg)
+{
+	struct queue_msg_walk w = { cb, arg };
+
+	return queue__walk_ids(txn, txn->store->db_messages, from, queue_msg_walk_one, &w);
 }
 
 /* -------------------------------------------------------------- bodies */

@@ -178,45 +178,34 @@ bool queue__quarantine_has(struct queue_txn *txn, uint64_t id, int *err)
 	return false;
 }
 
+struct queue_quarantine_walk {
+	queue_quarantine_walk_cb *cb;
+	void *arg;
+};
+
+/* One quarantine record: decoded, its id checked against its key. */
+static int queue_quarantine_walk_one(void *arg, uint64_t id, const void *value, size_t len)
+{
+	struct queue_quarantine_walk *w = arg;
+	struct queue_quarantine *q;
+	int ret;
+
+	if ((ret = queue_quarantine_decode(value, len, &q)) < 0)
+		return ret;
+	ret = q->id == id ? w->cb(w->arg, q) : -EBADMSG;
+	queue_quarantine_free(q);
+	return ret;
+}
+
 int queue_quarantine_walk(struct queue_txn *txn, uint64_t from, queue_quarantine_walk_cb *cb,
     void *arg)
 {
-	uint8_t key[QUEUE_KEY_ID_LEN];
-	struct queue_quarantine *q;
-	MDB_cursor *c;
-	MDB_val k, v;
-	int rc, ret = 0;
+	struct queue_quarantine_walk w = { cb, arg };
 
 	if (!queue_quarantine_db(txn))
 		return 0;
-	rc = mdb_cursor_open(txn->txn, txn->store->db_quarantine, &c);
-	if (rc != MDB_SUCCESS)
-		return queue__lmdb_err(rc);
-	queue__be64_put(key, from);
-	k.mv_size = sizeof key;
-	k.mv_data = key;
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == MDB_SUCCESS;
-	    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != QUEUE_KEY_ID_LEN) {
-			ret = -EBADMSG;
-			break;
-		}
-		if ((ret = queue_quarantine_decode(v.mv_data, v.mv_size, &q)) < 0)
-			break;
-		if (q->id != queue__be64_get(k.mv_data)) {
-			queue_quarantine_free(q);
-			ret = -EBADMSG;
-			break;
-		}
-		ret = cb(arg, q);
-		queue_quarantine_free(q);
-		if (ret != 0)
-			break;
-	}
-	mdb_cursor_close(c);
-	if (ret != 0)
-		return ret;
-	return rc == MDB_NOTFOUND ? 0 : queue__lmdb_err(rc);
+	return queue__walk_ids(txn, txn->store->db_quarantine, from, queue_quarantine_walk_one,
+	    &w);
 }
 
 static int queue_quarantine_del_record(struct queue_txn *txn, uint64_t id)

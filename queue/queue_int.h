@@ -73,6 +73,14 @@ int queue__note_id(struct queue_txn *txn, uint64_t id);
  */
 bool queue__quarantine_has(struct queue_txn *txn, uint64_t id, int *err);
 
+/*
+ * The records of dbi, keyed by a message id (big-endian), from id from
+ * on in id order: fn(arg, id, value, length) for each until it returns
+ * non-zero, which is returned. A key of another length is -EBADMSG.
+ */
+int queue__walk_ids(struct queue_txn *txn, MDB_dbi dbi, uint64_t from,
+    int (*fn)(void *arg, uint64_t id, const void *value, size_t len), void *arg);
+
 /* Lookups that fail with -EINVAL on a read-only transaction. */
 int queue__need_write(const struct queue_txn *txn);
 
