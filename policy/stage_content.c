@@ -196,10 +196,36 @@ static void sc_doc_keep(struct sc_tx *t, bool whole)
 }
 
 /*
- * The head of an attachment: once SC_SNIFF_MAX bytes are in (or the part
- * ends), it is kept, and so is the rest when it is an archive or a
- * document. Memory: a head per part (bounded by the part count), and the
- * archives and documents, bounded by the message size.
+ * A part declared text whose content is a document or an archive: a
+ * reader saves it under its name (bao-cao.docx) and opens it as one, so
+ * it is read as one. Text never holds the control bytes of a binary
+ * header; a PDF may be all ASCII, but then starts with its signature.
+ */
+static bool sc_text_is_file(const char *head, size_t len)
+{
+	if (!content_attach_wants_whole(head, len))
+		return false;
+	if (len >= 5 && memcmp(head, "%PDF-", 5) == 0)
+		return true;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)head[i] < 0x09)
+			return true;
+	return false;
+}
+
+/* Whether the head read is kept as an attachment, and whole. */
+static bool sc_sniff_keep(const struct sc_tx *t, bool *whole)
+{
+	*whole = content_attach_wants_whole(t->sniff, t->nsniff);
+	return !t->sniff_text || sc_text_is_file(t->sniff, t->nsniff);
+}
+
+/*
+ * The head of an attachment (or of a text part): once SC_SNIFF_MAX bytes
+ * are in (or the part ends), it is kept, and so is the rest when it is
+ * an archive or a document; a text part's only when it is one. Memory: a
+ * head per part (bounded by the part count), and the archives and
+ * documents, bounded by the message size.
  */
 static void sc_sniff(struct sc_tx *t, const char *data, size_t len)
 {
@@ -211,7 +237,8 @@ static void sc_sniff(struct sc_tx *t, const char *data, size_t len)
 	if (t->nsniff < SC_SNIFF_MAX)
 		return;
 	t->sniffing = false;
-	whole = content_attach_wants_whole(t->sniff, t->nsniff);
+	if (!sc_sniff_keep(t, &whole))
+		return;
 	sc_doc_keep(t, whole);
 	if (whole)
 		buf_append(&t->doc->data, data + take, len - take);
@@ -245,8 +272,8 @@ static void sc_mime_header(void *arg, const struct mime_part *part, const char *
 static void sc_mime_begin(void *arg, const struct mime_part *part)
 {
 	struct sc_tx *t = arg;
-	sc_outside_close(t);
 
+	sc_outside_close(t);
 	if (part->filename != NULL) {
 		enum attach_category cat = attach_category_of_name(part->filename);
 
@@ -267,14 +294,14 @@ static void sc_mime_begin(void *arg, const struct mime_part *part)
 		return;
 	t->part_name = part->filename;
 	t->part_index = part->index;
-	if (strncmp(part->type, "text/", 5) == 0) {
+	t->sniffing = true;
+	t->nsniff = 0;
+	t->sniff_text = strncmp(part->type, "text/", 5) == 0;
+	if (t->sniff_text) {
 		t->conv = mime_text_new(part->charset);
 		t->ct = classify_text_new();
 		t->html = strcmp(part->type, "text/html") == 0;
 		memset(&t->hs, 0, sizeof t->hs);
-	} else {
-		t->sniffing = true;
-		t->nsniff = 0;
 	}
 }
 
@@ -290,19 +317,20 @@ static void sc_mime_data(void *arg, const struct mime_part *part, const char *da
 		 */
 		if (!classify_text_is_done(t->ct) || t->nscans > 0)
 			mime_text_feed(t->conv, data, len, sc_text_out, t);
-	} else if (t->doc != NULL) {
-		buf_append(&t->doc->data, data, len);
-	} else if (t->sniffing) {
-		sc_sniff(t, data, len);
 	}
+	if (t->doc != NULL)
+		buf_append(&t->doc->data, data, len);
+	else if (t->sniffing)
+		sc_sniff(t, data, len);
 }
 
 static void sc_mime_end(void *arg, const struct mime_part *part)
 {
 	struct sc_tx *t = arg;
 	char in[32];
-	sc_outside_close(t);
+	bool whole;
 
+	sc_outside_close(t);
 	if (t->ct != NULL) {
 		mime_text_finish(t->conv, sc_text_out, t);
 		for (size_t i = 0; i < t->nscans; i++)
@@ -314,10 +342,10 @@ static void sc_mime_end(void *arg, const struct mime_part *part)
 		mime_text_free(t->conv);
 		t->ct = NULL;
 		t->conv = NULL;
-	} else if (t->sniffing && t->nsniff > 0) {
-		/* An attachment shorter than the head: all of it is the head. */
-		sc_doc_keep(t, content_attach_wants_whole(t->sniff, t->nsniff));
 	}
+	/* An attachment shorter than the head: all of it is the head. */
+	if (t->sniffing && t->nsniff > 0 && sc_sniff_keep(t, &whole))
+		sc_doc_keep(t, whole);
 	t->sniffing = false;
 	t->doc = NULL;
 	t->part_name = NULL;

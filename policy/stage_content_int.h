@@ -75,7 +75,8 @@ struct sc_tx {
 	unsigned outside_part;
 	bool html;
 	struct html_text hs;
-	bool sniffing;             /* a non-text part: a document? */
+	bool sniffing;             /* the part's head is read: a document? */
+	bool sniff_text;           /* ...of a text part: kept only if it is one */
 	struct sc_doc *doc;        /* being kept */
 	char sniff[SC_SNIFF_MAX];
 	size_t nsniff;

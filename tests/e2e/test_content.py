@@ -321,6 +321,32 @@ class ContentTest(RelayTestCase):
         # Again: the verdict now comes from the cache of attachments by digest.
         self.assertClassified(message(headers=h, body=body), "TOI MAT")
 
+    def test_documents_declared_text_refused(self):
+        # A stamped document or an archive sent as text/plain: the reader
+        # saves it under its name and opens it as what it is.
+        for name, ctype, data, level in (
+                (b"bao-cao.docx", b"text/plain; charset=utf-8",
+                 docx(["SỞ TÀI CHÍNH", "TỐI MẬT", "Dự toán"]), "TOI MAT"),
+                (b"phuong-an.pdf", b"text/plain",
+                 pdf(["SỞ XÂY DỰNG", "MẬT", "Phương án"]), "MAT")):
+            with self.subTest(name=name):
+                h, body = multipart([
+                    (b"Content-Type: text/plain; charset=utf-8\r\n", b"Gui anh.\r\n"),
+                    attachment(b'filename="' + name + b'"', ctype, data)])
+                self.assertClassified(message(headers=h, body=body), level)
+        h, body = multipart([
+            (b"Content-Type: text/plain; charset=utf-8\r\n", b"Gui anh.\r\n"),
+            attachment(b'filename="tai-lieu.txt"', b"text/plain",
+                       zip_of([("cai-dat.exe", PE)]))])
+        reply = self.send(message(headers=h, body=body))
+        self.assertEqual(reply.code, 550, reply.lines)
+        self.assertIn("cai-dat.exe", "\n".join(reply.lines))
+        # Text that starts like an archive's signature is still text.
+        self.assertDelivered(message(body=b"BZh, MSCF va ustar la ten dinh dang.\r\n"
+                                     b"text-sig-marker\r\n",
+                                     headers=b"Content-Type: text/plain; charset=utf-8\r\n"),
+                             "text-sig-marker")
+
     def test_pdf_refused(self):
         doc = pdf(["SỞ XÂY DỰNG", "TỐI MẬT", "Phương án quy hoạch"])
         h, body = multipart([
