@@ -66,8 +66,8 @@ static char *sc_strdup(const char *s)
 
 /*
  * fn(arg, txn, tenant) for every agency the message concerns and every
- * ancestor of each (a policy that holds down the tree: security
- * contacts, blocked extensions). Returns -EIO when a tenant could not be
+ * ancestor of each (the security contacts: each gets the notice).
+ * Returns -EIO when a tenant could not be
  * read (the walk goes on with the others).
  */
 static int sc_each_agency_up(const struct sc_tx *t, struct queue_txn *txn,
@@ -98,7 +98,7 @@ static int sc_each_agency_up(const struct sc_tx *t, struct queue_txn *txn,
 	return ret;
 }
 
-/* One tenant's own blocked_extensions ("iso,lnk") joins the message's list. */
+/* One agency's blocked_extensions ("iso,lnk") join the message's list. */
 static void sc_exts_add(struct sc_tx *t, const char *value)
 {
 	const char *p = value;
@@ -123,18 +123,22 @@ static void sc_exts_add(struct sc_tx *t, const char *value)
 	}
 }
 
-/* One agency's own blocked_extensions, for sc_each_agency_up. */
-static void sc_exts_of(void *arg, struct queue_txn *txn, const char *tenant)
+/*
+ * The blocked_extensions that hold for one agency: its own and every
+ * ancestor's, gathered by the store as `policy show` says them. A
+ * tenant removed since RCPT has none.
+ */
+static void sc_exts_of(struct sc_tx *t, struct queue_txn *txn, const char *tenant)
 {
-	struct sc_tx *t = arg;
-	char *value = NULL;
-	int rc = queue_policy_get(txn, tenant, "blocked_extensions", &value);
+	char *value = NULL, *source = NULL;
+	int rc = queue_policy_effective(txn, tenant, "blocked_extensions", &value, &source);
 
 	if (rc == 0)
 		sc_exts_add(t, value);
 	else if (rc != -ENOENT)
 		t->exts_error = true;
 	free(value);
+	free(source);
 }
 
 /*
@@ -156,15 +160,16 @@ void stage_content__agencies_read(struct sc_tx *t)
 		t->exts_error = true;
 		return;
 	}
-	for (size_t i = 0; i < t->ntenants; i++)
+	for (size_t i = 0; i < t->ntenants; i++) {
 		sc_dlp_add(t, txn, t->tenants[i]);
-	if (t->sender_tenant != NULL)
+		sc_exts_of(t, txn, t->tenants[i]);
+	}
+	if (t->sender_tenant != NULL) {
 		sc_dlp_add(t, txn, t->sender_tenant);
-	if (sc_each_agency_up(t, txn, sc_exts_of, t) < 0)
-		t->exts_error = true;
+		sc_exts_of(t, txn, t->sender_tenant);
+	}
 	queue_txn_abort(txn);
 }
-
 
 /* The recipient's agency, once per agency (the DATA stage reads their policy). */
 void stage_content__rcpt(struct policy_call *call, const struct policy_request *req,

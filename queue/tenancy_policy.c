@@ -163,7 +163,7 @@ static const struct {
 	{ "blocked_attachments", TENANCY_ORDER_WORDS },
 	{ "encrypted_archive_action", TENANCY_ORDER_WORDS },
 	{ "security_contact", TENANCY_ORDER_ANY },
-	/* Each tenant's list adds to its ancestors' (policy/stage_content.c). */
+	/* Each tenant's list adds to its ancestors' (queue_policy_effective gathers them). */
 	{ "blocked_extensions", TENANCY_ORDER_ANY },
 };
 
@@ -296,9 +296,10 @@ static int tenancy_extensions_normalize(const struct tenancy_policy_key *key, co
 				return tenancy__fail(why, whylen, -EINVAL, "%s: '%s': an extension is "
 				    "made of letters, digits, '-' and '_' (as in .iso or docm)",
 				    key->name, tenancy__shown(value, shown));
-			ext[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+			ext[i] = (char)c;
 		}
 		ext[len] = '\0';
+		str_lower(ext);
 		p += len;
 		for (size_t k = 0; k < n && !dup; k++)
 			dup = strcmp(items[k], ext) == 0;
