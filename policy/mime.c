@@ -146,20 +146,30 @@ static struct mime_frame *mime_top(struct mime_walker *w)
 static void mime_out_flush(struct mime_walker *w);
 
 /* The first error sticks; content decoded before it still goes out, so
- * what callers saw does not depend on how the input was cut. */
+ * what callers saw does not depend on how the input was cut. That
+ * content may hold a nested walker's error, which then came first. */
 static void mime_fail(struct mime_walker *w, int err)
 {
 	if (w->err != 0)
 		return;
 	if (w->nout > 0)
 		mime_out_flush(w);
-	w->err = err;
+	if (w->err == 0)
+		w->err = err;
 }
 
 /* ---------------------------------------------------------------- content */
 
 static void mime_out_flush(struct mime_walker *w)
 {
+	/*
+	 * After an error nothing more goes out: how much a piece still
+	 * decoded past it depends on where the input was cut.
+	 */
+	if (w->err != 0) {
+		w->nout = 0;
+		return;
+	}
 	if (w->nout > 0 && w->inner != NULL) {
 		int err = mime_feed(w->inner, w->out, w->nout);
 
@@ -270,8 +280,10 @@ static void mime_b64(struct mime_walker *w, const char *s, size_t n)
 			if (s[i] == '=')
 				mime_b64_tail(w);
 			else if (s[i] != '\r' && s[i] != '\n' && s[i] != ' ' && s[i] != '\t' &&
-			    mime_top(w)->encoded_message)
+			    mime_top(w)->encoded_message) {
 				mime_fail(w, MIME_E_AMBIGUOUS);   /* text a raw reader shows */
+				return;
+			}
 			continue;
 		}
 		w->b64acc = (w->b64acc << 6 | (unsigned)v) & 0xffffff;
