@@ -45,7 +45,9 @@
  * ("MẬT Kế hoạch phòng thủ"), and for the two-word levels in capitals
  * before anything ("TỐI MẬT KẾ HOẠCH"). A level followed by a word is
  * otherwise prose: "Mật khẩu mới", "Mật ong rừng", "MẬT KHẨU MỚI", "MẬT
- * ONG NGUYÊN CHẤT", "Tối mật và bí mật nhà nước: tập huấn". A '.' after
+ * ONG NGUYÊN CHẤT", "Tối mật và bí mật nhà nước: tập huấn", and the
+ * capital single word before a word it makes a compound with ("MẬT ong",
+ * "MẬT khẩu", "MẬT độ"). A '.' after
  * the level is not a separator ("Mật. ..." reads as a sentence). Also
  * anywhere in the subject: a
  * level alone inside brackets ("Kế hoạch 15 (MẬT)"), and a two-word level
@@ -61,8 +63,11 @@
  * A quoted reply ("> MẬT") is a stamp: quoting a secret is carrying it.
  * Not stamps: "KHÔNG MẬT" and "Tài liệu không mật" (a statement that a
  * document is NOT secret; "không" is no item), "Độ mật: Thường" (normal),
- * "Mật ong", "MẬT ONG NGUYÊN CHẤT", a bare "ĐỘ MẬT" heading, and a line
- * listing several levels ("Mật, Tối mật, Tuyệt mật": training material).
+ * "Mật ong", "MẬT ONG NGUYÊN CHẤT", a bare "ĐỘ MẬT" heading, a line
+ * listing several levels ("Mật, Tối mật, Tuyệt mật": training material),
+ * and a list item: one bullet and the level alone in small letters ("- Mật",
+ * "* Tối mật", the same levels listed one per line; "- MẬT" and "* Mật *"
+ * are stamps).
  *
  * FILE NAME: a path the client sent is dropped (up to the last '/' or
  * '\'). The extension (the last word after a '.', five characters at
@@ -135,7 +140,7 @@ static const utf8proc_option_t classify_norm_opts =
 enum classify_word {
 	CW_OTHER, CW_MAT, CW_TOI, CW_TUYET, CW_TOIMAT, CW_TUYETMAT, CW_DO, CW_MUC,
 	CW_KHAN, CW_THUONG, CW_HOA, CW_TOC, CW_HEN, CW_GIO, CW_REPLY, CW_TRA, CW_LOI,
-	CW_CHUYEN, CW_TIEP,
+	CW_CHUYEN, CW_TIEP, CW_COMPOUND,
 };
 
 /* Case-folded NFC spelling, spelling without diacritics (NULL: none), word. */
@@ -171,6 +176,21 @@ static const struct {
 	{ "lời", "loi", CW_LOI },
 	{ "chuyển", "chuyen", CW_CHUYEN },
 	{ "tiếp", "tiep", CW_TIEP },
+	/*
+	 * Words that make a common compound after "mật": honey, password,
+	 * cipher, bile, molasses, code language, secret talk, spy. ("độ",
+	 * density, is CW_DO.) Words that also start a title ("thiết kế",
+	 * "danh sách", "lệnh", "vụ việc", "báo cáo") are left out: after a
+	 * capital MẬT they are more likely a marked document's title.
+	 */
+	{ "ong", NULL, CW_COMPOUND },
+	{ "khẩu", "khau", CW_COMPOUND },
+	{ "mã", NULL, CW_COMPOUND },
+	{ "gấu", "gau", CW_COMPOUND },
+	{ "mía", "mia", CW_COMPOUND },
+	{ "ngữ", NULL, CW_COMPOUND },
+	{ "đàm", NULL, CW_COMPOUND },
+	{ "thám", NULL, CW_COMPOUND },
 };
 
 struct classify_tok {
@@ -568,6 +588,38 @@ static size_t classify_field_at(const struct classify_norm *n, size_t i, enum cl
 
 /* ------------------------------------------------------- stamp line */
 
+/* The level's tokens [i, i + len) are in capitals. */
+static bool classify_is_upper(const struct classify_norm *n, size_t i, size_t len)
+{
+	for (size_t k = i; k < i + len; k++)
+		if (!n->tok[k].upper)
+			return false;
+	return true;
+}
+
+/* A list bullet: what starts an item of a list typed in plain text. */
+static bool classify_is_bullet(int32_t cp)
+{
+	return cp == '-' || cp == '*' || cp == '+' || cp == 0x2022 || cp == 0x25AA ||
+	    cp == 0x25CF || cp == 0x25E6;
+}
+
+/*
+ * The line is an item of a list, not a stamp: one bullet, then the level
+ * alone in small letters, nothing after it ("- Mật", "* Tối mật": the
+ * levels listed in training material, honey on a shopping list). A stamp
+ * is typed in capitals or decorated on both sides ("- MẬT", "* Mật *").
+ */
+static bool classify_is_list_item(const struct classify_norm *n, size_t level_len)
+{
+	int32_t first = classify_run_first(n, 0, n->tok[0].start);
+
+	return level_len == n->ntok && first != -1 && classify_is_bullet(first) &&
+	    classify_run_last(n, 0, n->tok[0].start) == first &&
+	    classify_run_all(n, n->tok[n->ntok - 1].end, n->ncp, classify_is_space) &&
+	    !classify_is_upper(n, 0, level_len);
+}
+
 static bool classify_is_item_sep(int32_t cp)
 {
 	return classify_is_deco(cp) || cp == ',' || cp == ';' || cp == '/';
@@ -604,6 +656,8 @@ static enum classify_level classify_stamp(const struct classify_norm *n, bool st
 			continue;
 		}
 		if ((lv = classify_level_at(n, i, &k, strict)) != CLASSIFY_NONE) {
+			if (i == 0 && classify_is_list_item(n, k))
+				return CLASSIFY_NONE;
 			level = lv;
 			nlevels++;
 			i += k;
@@ -646,15 +700,6 @@ static int32_t classify_opener_before(const struct classify_norm *n, size_t i, b
 	return classify_closer(c) != -1 ? c : -1;
 }
 
-/* The level's tokens [i, i + len) are in capitals. */
-static bool classify_is_upper(const struct classify_norm *n, size_t i, size_t len)
-{
-	for (size_t k = i; k < i + len; k++)
-		if (!n->tok[k].upper)
-			return false;
-	return true;
-}
-
 /* Token i is the last and nothing but decoration follows it. */
 static bool classify_ends(const struct classify_norm *n, size_t i)
 {
@@ -687,9 +732,11 @@ static enum classify_level classify_subject_marking(const struct classify_norm *
 		return lv;
 	/* "TỐI MẬT KẾ HOẠCH ...", "MẬT Kế hoạch ...": a level in capitals
 	 * before words that are not is typed as a marking; "MẬT ONG" and
-	 * "MẬT KHẨU" are all capitals, and the single word needs the contrast. */
+	 * "MẬT KHẨU" are all capitals, and the single word needs the contrast,
+	 * unless the word makes a compound with it ("MẬT ong", "MẬT khẩu"). */
 	if (c == -1 && last + 1 < n->ntok && classify_is_upper(n, j, k) &&
-	    (lv > CLASSIFY_MAT || n->tok[last + 1].lower))
+	    (lv > CLASSIFY_MAT || (n->tok[last + 1].lower &&
+	    classify_w(n, last + 1) != CW_COMPOUND && classify_w(n, last + 1) != CW_DO)))
 		return lv;
 	return CLASSIFY_NONE;
 }
