@@ -2,8 +2,10 @@
 #define GOVRELAY_POLICY_DLP_H
 /*
  * dlp: a tenant's data-loss-prevention rules (issue 11, "DLP rules") over
- * the text a message carries (decoded UTF-8: the Subject, text parts, a
- * multipart's preamble and epilogue, the text of attached documents) and
+ * the text a message carries (decoded UTF-8: the Subject, Comments,
+ * Keywords and Content-Description, the display names and comments of
+ * the address fields, text parts, a multipart's preamble and epilogue,
+ * the text of attached documents) and
  * over attachment file names. A rule is
  * {name, pattern, action, threshold}: PCRE2 counts the pattern's matches
  * in the message, and a rule whose count reaches its threshold fires; the

@@ -114,6 +114,18 @@ unsigned mime_part_count(const struct mime_walker *w);
  */
 size_t mime_decode_words(const char *value, size_t len, char *out, size_t outlen);
 /*
+ * The text a reader shows of an address-list field (From, To, Cc, ...)
+ * besides the addresses: each display name, group name and comment,
+ * quoted strings unquoted, RFC 2047 decoded, goes to fn as one piece of
+ * UTF-8 (at most MIME_ADDRESS_TEXT_MAX bytes of the value each; more is
+ * cut). A piece without angle brackets that holds an '@' outside quotes
+ * is an address and is left out; one without is shown as written and is
+ * not.
+ */
+#define MIME_ADDRESS_TEXT_MAX 2048
+void mime_address_text(const char *value, size_t len,
+    void (*fn)(void *arg, const char *utf8, size_t len), void *arg);
+/*
  * The parameter name (case-insensitive) of a structured field value
  * (Content-Type, Content-Disposition), RFC 2231 decoded to UTF-8 (and
  * RFC 2047, which some clients wrongly use in quoted names). 1 found and

@@ -6,7 +6,7 @@
  * (Content-Type, Content-Disposition, RFC 2045 section 5.1 and RFC 2183),
  * both to bounded UTF-8.
  *
- * Entry points: mime_decode_words, mime_param.
+ * Entry points: mime_decode_words, mime_address_text, mime_param.
  * OWNERSHIP: values are borrowed; output goes to the caller's buffer.
  * THREADS: any; no global state.
  * ERRORS: mime_param returns MIME_E_AMBIGUOUS when a parameter is given
@@ -203,6 +203,99 @@ size_t mime_decode_words(const char *value, size_t len, char *out, size_t outlen
 	free(run);
 	free(raw);
 	return used < outlen ? used : strlen(out);
+}
+
+/* ----------------------------------------------------- address text */
+
+struct mime_atext {
+	char raw[MIME_ADDRESS_TEXT_MAX];
+	size_t n;
+	bool at;                /* the piece holds an '@' */
+	void (*fn)(void *arg, const char *utf8, size_t len);
+	void *arg;
+};
+
+static void mime_atext_put(struct mime_atext *a, char c, bool quoted)
+{
+	if (c == '\r' || c == '\n' || c == '\t')
+		c = ' ';
+	if (c == ' ' && (a->n == 0 || a->raw[a->n - 1] == ' '))
+		return;
+	if (c == '@' && !quoted)
+		a->at = true;
+	if (a->n < sizeof a->raw)
+		a->raw[a->n++] = c;
+}
+
+/* The piece so far goes to fn (keep) or away; either way a new one starts. */
+static void mime_atext_end(struct mime_atext *a, bool keep)
+{
+	char out[2 * MIME_ADDRESS_TEXT_MAX];
+	size_t n;
+
+	while (a->n > 0 && a->raw[a->n - 1] == ' ')
+		a->n--;
+	if (keep && a->n > 0) {
+		n = mime_decode_words(a->raw, a->n, out, sizeof out);
+		a->fn(a->arg, out, n);
+	}
+	a->n = 0;
+	a->at = false;
+}
+
+/*
+ * One pass over the value (RFC 5322 3.4): quoted strings and atoms make
+ * the current piece; '<' shows it was a display name, and the address up
+ * to '>' is skipped; ':' ends a group name; ',' and ';' end a mailbox,
+ * whose piece without '<' is its addr-spec unless it has no '@'. A
+ * comment is a piece of its own wherever it stands.
+ */
+void mime_address_text(const char *value, size_t len,
+    void (*fn)(void *arg, const char *utf8, size_t len), void *arg)
+{
+	struct mime_atext a = { .fn = fn, .arg = arg };
+	struct mime_atext comment = { .fn = fn, .arg = arg };
+	size_t i = 0;
+
+	while (i < len) {
+		char c = value[i++];
+
+		if (c == '"') {
+			while (i < len && value[i] != '"') {
+				if (value[i] == '\\' && i + 1 < len)
+					i++;
+				mime_atext_put(&a, value[i++], true);
+			}
+			i++;            /* the closing quote, if any */
+		} else if (c == '(') {
+			unsigned depth = 1;
+
+			while (i < len && depth > 0) {
+				c = value[i++];
+				if (c == '\\' && i < len)
+					c = value[i++];
+				else if (c == '(')
+					depth++;
+				else if (c == ')' && --depth == 0)
+					break;
+				mime_atext_put(&comment, c, true);
+			}
+			mime_atext_end(&comment, true);
+			mime_atext_put(&a, ' ', false);
+		} else if (c == '<') {
+			mime_atext_end(&a, true);
+			while (i < len && value[i] != '>')
+				i++;
+			i++;
+		} else if (c == ':') {
+			mime_atext_end(&a, true);
+		} else if (c == ',' || c == ';') {
+			mime_atext_end(&a, !a.at);
+		} else {
+			mime_atext_put(&a, c, false);
+		}
+	}
+	mime_atext_end(&a, !a.at);
 }
 
 /* ---------------------------------------------------------------- parameters */

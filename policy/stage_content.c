@@ -2,7 +2,8 @@
  * stage_content: what a message shows its reader, checked before the 250
  * (issue 11): its MIME structure and its state-secret markings. The body
  * hook feeds the MIME walker (policy/mime.h) as DATA streams in; each
- * part's header fields (Subject:, SIO-Label:), file name and text (in
+ * part's header fields (Subject:, SIO-Label:; for DLP also the text of
+ * the address fields, Comments:, Keywords:), file name and text (in
  * UTF-8, HTML reduced to its text) go to the classification finder
  * (policy/classify.h) at once, in fixed memory; so does the text outside
  * the parts (preamble, epilogue), which leaves with the message.
@@ -248,6 +249,38 @@ static void sc_sniff(struct sc_tx *t, const char *data, size_t len)
 
 /* ------------------------------------------------------ MIME events */
 
+/* One piece of a header field's text to every DLP scan, as a name is. */
+static void sc_dlp_piece(void *arg, const char *utf8, size_t len)
+{
+	struct sc_tx *t = arg;
+
+	for (size_t i = 0; i < t->nscans; i++)
+		dlp_scan_name(t->scans[i], utf8, len);
+}
+
+/*
+ * Header fields whose text the sender writes and readers show, besides
+ * the Subject: DLP reads them. Trace, identifier and authentication
+ * fields (Received, Message-ID, DKIM-Signature, ...) are machine-made and
+ * full of numbers, so they are not read.
+ */
+static bool sc_is_address_field(const char *name)
+{
+	static const char *const names[] = { "From", "Sender", "Reply-To", "To", "Cc",
+		"Bcc", "Resent-From", "Resent-Sender", "Resent-To", "Resent-Cc" };
+
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (strcasecmp(name, names[i]) == 0)
+			return true;
+	return false;
+}
+
+static bool sc_is_text_field(const char *name)
+{
+	return strcasecmp(name, "Comments") == 0 || strcasecmp(name, "Keywords") == 0 ||
+	    strcasecmp(name, "Content-Description") == 0;
+}
+
 static void sc_mime_header(void *arg, const struct mime_part *part, const char *name,
     const char *value, size_t len)
 {
@@ -266,6 +299,11 @@ static void sc_mime_header(void *arg, const struct mime_part *part, const char *
 	} else if (strcasecmp(name, "SIO-Label") == 0) {
 		sc_found(t, classify_sio_label(value, len), CLASSIFY_IN_SIO_LABEL,
 		    part->index == 0 ? "SIO-Label" : in);
+	} else if (t->nscans > 0 && sc_is_address_field(name)) {
+		mime_address_text(value, len, sc_dlp_piece, t);
+	} else if (t->nscans > 0 && sc_is_text_field(name)) {
+		n = mime_decode_words(value, len, decoded, sizeof decoded);
+		sc_dlp_piece(t, decoded, n);
 	}
 }
 

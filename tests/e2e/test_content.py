@@ -487,6 +487,19 @@ class ContentTest(RelayTestCase):
             reply = self.send(message(subject, b"Xem tieu de.\r\n", to=ward[0]), ward)
             self.assertEqual(reply.code, 550, reply.lines)
             self.assertIn("cccd (1)", "\n".join(reply.lines))
+            # In a display name of Cc: (RFC 2047), and in a Comments: field.
+            name = "=?UTF-8?B?%s?=" % base64.b64encode(
+                "Ông A CCCD 001203004567".encode()).decode()
+            for extra in (("Cc: %s <y@%s>\r\n" % (name, WARD)).encode(),
+                          b"Comments: so 001203004567\r\n"):
+                reply = self.send(message("Ho so", b"Xem.\r\n", extra, to=ward[0]), ward)
+                self.assertEqual(reply.code, 550, (extra, reply.lines))
+                self.assertIn("cccd (1)", "\n".join(reply.lines))
+            # The addresses and machine-made fields are not text: delivered.
+            self.assertDelivered(message("Ho so", b"dlp-addr-marker\r\n",
+                                         b"Cc: 001203004567@" + WARD.encode() + b"\r\n"
+                                         b"References: <001203004567@city.org>\r\n",
+                                         to=ward[0]), "dlp-addr-marker", rcpts=ward)
             # The same number to the city, which has no such rule: delivered.
             self.assertDelivered(message("Ho so", body + b"dlp-city-marker\r\n",
                                          b"Content-Type: text/plain; charset=utf-8\r\n"),

@@ -5,9 +5,9 @@
  * rest (the message) is cut into pieces; the message is walked twice,
  * whole and in those pieces, and both walks must give the same events
  * (a hash of every header, begin, content byte and end) and the same
- * result. Every header value also goes through mime_decode_words and
- * mime_param, and every leaf's content through mime_text with the part's
- * charset.
+ * result. Every header value also goes through mime_decode_words,
+ * mime_address_text and mime_param, and every leaf's content through
+ * mime_text with the part's charset.
  *
  * Invariants (abort on any): begins and ends nest, each begin has exactly
  * one end, at mime_finish too; no depth beyond max_depth and no more
@@ -67,6 +67,15 @@ static void fz_check_decoded(const char *out, size_t n, size_t cap)
 		abort();
 }
 
+/* A piece of address text: bounded, valid UTF-8 without controls. */
+static void fz_address_piece(void *arg, const char *utf8, size_t len)
+{
+	(void)arg;
+	if (len == 0 || len >= 2 * MIME_ADDRESS_TEXT_MAX || utf8[len] != '\0' ||
+	    !fuzz_utf8_valid(utf8, len) || fuzz_has_ctl(utf8))
+		abort();
+}
+
 static void fz_header(void *arg, const struct mime_part *p, const char *name, const char *value,
     size_t len)
 {
@@ -84,6 +93,7 @@ static void fz_header(void *arg, const struct mime_part *p, const char *name, co
 	fz_hash(f, value, len);
 	n = mime_decode_words(value, len, out, sizeof out);
 	fz_check_decoded(out, n, sizeof out);
+	mime_address_text(value, len, fz_address_piece, NULL);
 	rc = mime_param(value, len, "name", out, sizeof out);
 	if (rc < MIME_E_AMBIGUOUS || rc > 1 || (rc == 1 && (!fuzz_utf8_valid(out, strlen(out)) ||
 	    fuzz_has_ctl(out))))

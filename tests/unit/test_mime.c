@@ -677,6 +677,73 @@ START_TEST(test_words_bounded)
 }
 END_TEST
 
+/* -------------------------------------------------- address-list text */
+
+static const struct {
+	const char *label, *value, *out;   /* out: the pieces joined by '|' */
+} atext_cases[] = {
+	{ "display name and address", "Nguyen Van A <a@x.vn>", "Nguyen Van A" },
+	{ "quoted name with a comma", "\"Tran, B\" <b@x.vn>, c@x.vn", "Tran, B" },
+	{ "bare addresses only", "a@x.vn, b@y.vn", "" },
+	{ "encoded name", "=?UTF-8?B?TmfGsOG7nWkgQQ==?= <a@x.vn>", "Ng\xc6\xb0\xe1\xbb\x9di A" },
+	{ "comment after an address", "a@x.vn (CCCD 001203004567)", "CCCD 001203004567" },
+	{ "nested comment and escapes", "a@x.vn (x (y) \\) z)", "x (y) ) z" },
+	{ "group name and members", "Phong A: a@x.vn, \"B\" <b@x.vn>;", "Phong A|B" },
+	{ "empty group", "undisclosed-recipients:;", "undisclosed-recipients" },
+	{ "name without an address is shown", "So 001203004567, a@x.vn", "So 001203004567" },
+	{ "folding inside a name", "\"Le\r\n\tVan C\" <c@x.vn>", "Le Van C" },
+	{ "escaped quote in a name", "\"D \\\"E\\\"\" <d@x.vn>", "D \"E\"" },
+	{ "unclosed angle", "F <f@x.vn", "F" },
+	{ "unclosed quote", "\"G <g@x.vn>", "G <g@x.vn>" },
+};
+
+static void atext_join(void *arg, const char *utf8, size_t len)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	if (n > 0 && n + 1 < 256)
+		out[n++] = '|';
+	snprintf(out + n, 256 - n, "%.*s", (int)len, utf8);
+}
+
+START_TEST(test_address_text)
+{
+	char out[256] = "";
+	const char *v = atext_cases[_i].value;
+
+	mime_address_text(v, strlen(v), atext_join, out);
+	ck_assert_msg(strcmp(out, atext_cases[_i].out) == 0, "%s: [%s]", atext_cases[_i].label,
+	    out);
+}
+END_TEST
+
+static void atext_lengths(void *arg, const char *utf8, size_t len)
+{
+	size_t *got = arg;
+
+	ck_assert_uint_lt(got[0], 4);
+	got[1 + got[0]++] = len;
+	if (len == 1)
+		ck_assert_int_eq(utf8[0], 'H');
+}
+
+START_TEST(test_address_text_bounded)
+{
+	char value[3 * MIME_ADDRESS_TEXT_MAX];
+	size_t got[5] = { 0 };
+
+	/* A name longer than a piece is cut, not overrun; the next one is whole. */
+	memset(value, 'n', 2 * MIME_ADDRESS_TEXT_MAX);
+	snprintf(value + 2 * MIME_ADDRESS_TEXT_MAX, sizeof value - 2 * MIME_ADDRESS_TEXT_MAX,
+	    " <a@x.vn>, H <h@x.vn>");
+	mime_address_text(value, strlen(value), atext_lengths, got);
+	ck_assert_uint_eq(got[0], 2);
+	ck_assert_uint_eq(got[1], MIME_ADDRESS_TEXT_MAX);
+	ck_assert_uint_eq(got[2], 1);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- RFC 2231 */
 
 static const struct {
@@ -807,6 +874,8 @@ static Suite *mime_suite(void)
 	tcase_add_test(tc, test_walk_text);
 	tcase_add_loop_test(tc, test_words, 0, N_CASES(word_cases));
 	tcase_add_test(tc, test_words_bounded);
+	tcase_add_loop_test(tc, test_address_text, 0, N_CASES(atext_cases));
+	tcase_add_test(tc, test_address_text_bounded);
 	tcase_add_loop_test(tc, test_param, 0, N_CASES(param_cases));
 	tcase_add_loop_test(tc, test_text, 0, N_CASES(text_cases));
 	suite_add_tcase(s, tc);
