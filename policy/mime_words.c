@@ -236,8 +236,10 @@ static void mime_atext_end(struct mime_atext *a, bool keep)
 	while (a->n > 0 && a->raw[a->n - 1] == ' ')
 		a->n--;
 	if (keep && a->n > 0) {
+		/* What decodes to nothing (an empty encoded word) is no piece. */
 		n = mime_decode_words(a->raw, a->n, out, sizeof out);
-		a->fn(a->arg, out, n);
+		if (n > 0)
+			a->fn(a->arg, out, n);
 	}
 	a->n = 0;
 	a->at = false;

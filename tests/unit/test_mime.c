@@ -695,6 +695,7 @@ static const struct {
 	{ "escaped quote in a name", "\"D \\\"E\\\"\" <d@x.vn>", "D \"E\"" },
 	{ "unclosed angle", "F <f@x.vn", "F" },
 	{ "unclosed quote", "\"G <g@x.vn>", "G <g@x.vn>" },
+	{ "a name that decodes to nothing is no piece", "=?UTF-8?B?" "?= <a@x.vn>", "" },
 };
 
 static void atext_join(void *arg, const char *utf8, size_t len)
@@ -702,6 +703,7 @@ static void atext_join(void *arg, const char *utf8, size_t len)
 	char *out = arg;
 	size_t n = strlen(out);
 
+	ck_assert_uint_gt(len, 0);
 	if (n > 0 && n + 1 < 256)
 		out[n++] = '|';
 	snprintf(out + n, 256 - n, "%.*s", (int)len, utf8);
