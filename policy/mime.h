@@ -118,9 +118,8 @@ size_t mime_decode_words(const char *value, size_t len, char *out, size_t outlen
  * besides the addresses: each display name, group name and comment,
  * quoted strings unquoted, RFC 2047 decoded, goes to fn as one piece of
  * UTF-8 (at most MIME_ADDRESS_TEXT_MAX bytes of the value each; more is
- * cut). A piece without angle brackets that holds an '@' outside quotes
- * is an address and is left out; one without is shown as written and is
- * not.
+ * cut). Addresses are left out: in angle brackets, and, in a piece
+ * without them, each word holding an '@' outside quotes.
  */
 #define MIME_ADDRESS_TEXT_MAX 2048
 void mime_address_text(const char *value, size_t len,

@@ -227,12 +227,38 @@ static void mime_atext_put(struct mime_atext *a, char c, bool quoted)
 		a->raw[a->n++] = c;
 }
 
-/* The piece so far goes to fn (keep) or away; either way a new one starts. */
+/* The words of the piece that hold an '@' (addresses) go; the rest stays. */
+static void mime_atext_drop_addresses(struct mime_atext *a)
+{
+	size_t from = 0, to = 0;
+
+	while (from < a->n) {
+		const char *sp = memchr(a->raw + from, ' ', a->n - from);
+		size_t end = sp != NULL ? (size_t)(sp - a->raw) : a->n;
+
+		if (memchr(a->raw + from, '@', end - from) == NULL) {
+			if (to > 0)
+				a->raw[to++] = ' ';
+			memmove(a->raw + to, a->raw + from, end - from);
+			to += end - from;
+		}
+		from = end + 1;
+	}
+	a->n = to;
+}
+
+/*
+ * The piece so far goes to fn, or away (keep false), or without its
+ * addresses (an '@' outside quotes and no angle brackets); either way a
+ * new one starts.
+ */
 static void mime_atext_end(struct mime_atext *a, bool keep)
 {
 	char out[2 * MIME_ADDRESS_TEXT_MAX];
 	size_t n;
 
+	if (keep && a->at)
+		mime_atext_drop_addresses(a);
 	while (a->n > 0 && a->raw[a->n - 1] == ' ')
 		a->n--;
 	if (keep && a->n > 0) {
@@ -249,7 +275,8 @@ static void mime_atext_end(struct mime_atext *a, bool keep)
  * One pass over the value (RFC 5322 3.4): quoted strings and atoms make
  * the current piece; '<' shows it was a display name, and the address up
  * to '>' is skipped; ':' ends a group name; ',' and ';' end a mailbox,
- * whose piece without '<' is its addr-spec unless it has no '@'. A
+ * whose piece without '<' is its addr-spec, or text a reader shows as
+ * written around one ("So 0012... a@x.vn"): its words with an '@' go. A
  * comment is a piece of its own wherever it stands.
  */
 void mime_address_text(const char *value, size_t len,
@@ -292,12 +319,12 @@ void mime_address_text(const char *value, size_t len,
 		} else if (c == ':') {
 			mime_atext_end(&a, true);
 		} else if (c == ',' || c == ';') {
-			mime_atext_end(&a, !a.at);
+			mime_atext_end(&a, true);
 		} else {
 			mime_atext_put(&a, c, false);
 		}
 	}
-	mime_atext_end(&a, !a.at);
+	mime_atext_end(&a, true);
 }
 
 /* ---------------------------------------------------------------- parameters */

@@ -691,6 +691,7 @@ static const struct {
 	{ "group name and members", "Phong A: a@x.vn, \"B\" <b@x.vn>;", "Phong A|B" },
 	{ "empty group", "undisclosed-recipients:;", "undisclosed-recipients" },
 	{ "name without an address is shown", "So 001203004567, a@x.vn", "So 001203004567" },
+	{ "words around a bare address", "So 001203004567 a@x.vn, b@x.vn (B)", "So 001203004567|B" },
 	{ "folding inside a name", "\"Le\r\n\tVan C\" <c@x.vn>", "Le Van C" },
 	{ "escaped quote in a name", "\"D \\\"E\\\"\" <d@x.vn>", "D \"E\"" },
 	{ "unclosed angle", "F <f@x.vn", "F" },
