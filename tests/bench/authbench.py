@@ -151,12 +151,13 @@ def auth_audit_says(gv, words):
     return not missing, text if missing else ""
 
 
-def auth_pair(ctx, label, plain, checked, argv_of, results):
-    """ABBA runs of the two relays; appends both pooled results."""
+def auth_pair(ctx, label, plain, checked, argv_of, results, watch=None):
+    """ABBA runs of the two relays; appends both pooled results. watch:
+    other processes whose CPU each run reads (run_case)."""
     runs = {plain.name: [], checked.name: []}
     for t in (plain, checked, checked, plain):
         runs[t.name].append(ctx.run_case(ctx.procs, ctx.args.tmp, ctx.sink, t, SIZE, SESSIONS,
-                                         ctx.count, label, argv=argv_of(t)))
+                                         ctx.count, label, argv=argv_of(t), watch=watch))
     a = ctx.combine_runs(runs[plain.name])
     b = ctx.combine_runs(runs[checked.name])
     results += [a, b]

@@ -50,7 +50,7 @@ import time
 # __pycache__ there (tests/bench goes into the tarball whole).
 sys.dont_write_bytecode = True
 from compare import BASELINE, baseline_target, combine_runs, fmt_rate, latency_pool  # noqa: E402
-from cputime import (Cgroup, cpu_how, cpu_proc_seconds, cpu_report_text,  # noqa: E402
+from cputime import (Cgroup, cpu_how, cpu_proc_seconds, cpu_report_text, machine_busy_seconds,  # noqa: E402
                      cpu_result, cpu_sample, cpu_tree_seconds, fmt_cpu)
 import authbench  # noqa: E402
 import contentbench  # noqa: E402
@@ -515,15 +515,23 @@ def source_argv(port, size, sessions, count):
             "-f", SENDER, "-t", RCPT, "-M", "client.test", "127.0.0.1:%d" % port]
 
 
-def run_case(procs, tmp, sink, target, size, sessions, count, label, argv=None):
+def run_case(procs, tmp, sink, target, size, sessions, count, label, argv=None, watch=None):
     """One smtp-source run through target (or another client's argv: the
-    sender-authentication rows use filesource.py); returns a result dict."""
+    sender-authentication rows use filesource.py); returns a result dict.
+    From the client's start until the sink has every message (the window
+    the rate is taken over) it also reads the whole machine's busy CPU
+    (machine_s) and, for watch = {name: pid}, those processes' (watch_s):
+    the content rows use them to show what clamd costs."""
     argv = argv or source_argv(target.port, size, sessions, count)
     bench_cmd(argv)
     base = sink.count()
     want = base + count
     outlog = open(os.path.join(tmp, "smtp-source.out"), "ab")
     cpu0 = cpu_sample(target)
+    watch = watch or {}
+    watch0 = {name: cpu_proc_seconds(pid) for name, pid in watch.items()}
+    machine0 = machine_busy_seconds()
+    machine1, watch1 = None, {}
     t0 = time.monotonic()
     p = procs.spawn(argv, stdin=subprocess.DEVNULL, stdout=outlog, stderr=subprocess.STDOUT)
     t_acc = None
@@ -537,6 +545,8 @@ def run_case(procs, tmp, sink, target, size, sessions, count, label, argv=None):
         if not getattr(target, "counted", True):
             if t_acc is not None:
                 t_done = t_acc if p.returncode == 0 else None
+                machine1 = machine_busy_seconds()
+                watch1 = {name: cpu_proc_seconds(pid) for name, pid in watch.items()}
                 break
             if now >= deadline:
                 break
@@ -545,6 +555,8 @@ def run_case(procs, tmp, sink, target, size, sessions, count, label, argv=None):
         got = sink.count()
         if got >= want:
             t_done = now
+            machine1 = machine_busy_seconds()
+            watch1 = {name: cpu_proc_seconds(pid) for name, pid in watch.items()}
             break
         if now >= deadline:
             break
@@ -577,6 +589,10 @@ def run_case(procs, tmp, sink, target, size, sessions, count, label, argv=None):
         res["delivered"] = count
         res["total_s"] = t_done - t0
         res["rate"] = count / (t_done - t0)
+        if machine0 is not None and machine1 is not None:
+            res["machine_s"] = machine1 - machine0
+        res["watch_s"] = {name: watch1[name] - watch0[name] for name in watch
+                          if watch0[name] is not None and watch1.get(name) is not None}
         log("%s %s: %.0f msg/s delivered (%d in %.2fs; accepted in %.2fs), smtp-source rc %d"
             % (target.name, label, res["rate"], count, res["total_s"], res["accept_s"],
                p.returncode))

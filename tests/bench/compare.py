@@ -31,6 +31,11 @@ def combine_runs(runs):
     else:
         out["total_s"] = sum(r["total_s"] for r in runs)
         out["rate"] = sum(r["count"] for r in runs) / out["total_s"]
+        n = sum(r["count"] for r in runs)
+        if all("machine_s" in r for r in runs):
+            out["machine_us"] = 1e6 * sum(r["machine_s"] for r in runs) / n
+        names = set.intersection(*(set(r.get("watch_s", {})) for r in runs))
+        out["watch_us"] = {k: 1e6 * sum(r["watch_s"][k] for r in runs) / n for k in names}
     m = runs[0].get("cpu_method")
     if m and all(r.get("cpu_method") == m for r in runs):
         out["cpu_s"] = {k: sum(r["cpu_s"][k] for r in runs) for k in runs[0]["cpu_s"]

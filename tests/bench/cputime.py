@@ -24,6 +24,8 @@ A relay is measured one of two ways, the first that works:
 
 BENCH_NO_CGROUP=1 in the environment forces the /proc way, to compare.
 cpu_sample(), cpu_result() and cpu_how() are what bench.py calls per run;
+machine_busy_seconds() is the whole machine's, for the content rows'
+account of where the cores went;
 cpu_report_text() says in the report how each relay was measured.
 Each cgroup made is listed in TMP/cgroups (one path a line) so that
 tests/bench/run.sh can remove it whatever happens; Cgroup.remove() does it
@@ -174,6 +176,22 @@ def cpu_proc_stat(pid):
         return int(rest[1]), int(rest[11]) + int(rest[12]), int(rest[13]) + int(rest[14])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def machine_busy_seconds():
+    """CPU seconds every core has spent busy since boot, from /proc/stat's
+    cpu line: user, nice, system, irq and softirq (guest time is inside
+    user); idle, iowait and steal (time the host gave to others) are not
+    work done here. None where /proc/stat cannot be read."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        if fields[0] != "cpu":
+            return None
+        user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+    except (OSError, IndexError, ValueError):
+        return None
+    return (user + nice + system + irq + softirq) / float(CLK_TCK)
 
 
 def cpu_proc_seconds(pid):
