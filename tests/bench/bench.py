@@ -50,8 +50,8 @@ import time
 # __pycache__ there (tests/bench goes into the tarball whole).
 sys.dont_write_bytecode = True
 from compare import BASELINE, baseline_target, combine_runs, fmt_rate, latency_pool  # noqa: E402
-from cputime import (Cgroup, cpu_how, cpu_proc_seconds, cpu_report_text, machine_busy_seconds,  # noqa: E402
-                     cpu_result, cpu_sample, cpu_tree_seconds, fmt_cpu)
+from cputime import (Cgroup, cpu_how, cpu_proc_seconds, cpu_report_text,  # noqa: E402
+                     cpu_result, cpu_sample, cpu_tree_seconds, fmt_cpu, machine_busy_seconds)
 import authbench  # noqa: E402
 import contentbench  # noqa: E402
 import importload  # noqa: E402

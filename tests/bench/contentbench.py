@@ -242,8 +242,8 @@ def content_ceiling(rows, ncpu=None):
          "(/proc/PID/stat). *Ceiling*: the highest rate %d cores allow if the relay's "
          "content checks cost nothing and only clamd's scan is added to the plain run, "
          "%d CPU-seconds a second ÷ (the plain run's machine CPU per message + clamd's "
-         "CPU per message), as a share of the plain rate. Below 60%%, no relay can meet the target on this "
-         "machine with this clamd." % (ncpu, ncpu), "",
+         "CPU per message), as a share of the plain rate. Below 60%%, no relay can meet "
+         "the target on this machine with this clamd." % (ncpu, ncpu), "",
          "| case | machine CPU / msg, plain | machine CPU / msg, with the checks | "
          "clamd CPU / msg | ceiling msg/s | ceiling / plain |",
          "| --- | ---: | ---: | ---: | ---: | ---: |"]
