@@ -69,18 +69,27 @@ void buf_append_char(struct buf *b, char c)
 	buf_append(b, &c, 1);
 }
 
+/*
+ * Formats straight into the room the buffer already has, and a second
+ * time only when that was too small (its count says how much to grow):
+ * a reply or log line mostly fits, and formatting is a real share of the
+ * relay's work per message.
+ */
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
 	va_list ap2;
+	size_t room = b->cap > b->len ? b->cap - b->len : 0;
 	int n;
 
 	va_copy(ap2, ap);
-	n = vsnprintf(NULL, 0, fmt, ap2);
+	n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, ap2);
 	va_end(ap2);
 	if (n <= 0)
 		return;
-	buf_reserve(b, (size_t)n);
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	if ((size_t)n >= room) {
+		buf_reserve(b, (size_t)n);
+		vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	}
 	b->len += (size_t)n;
 }
 

@@ -3,7 +3,8 @@
  * common/addr.c (canonical domains through IDNA2008 and canonical
  * addresses), common/rfc5322.c (the header scanner and the address-list
  * parser), common/sasl.c (strict base64 and the PLAIN message) and
- * common/passwd.c (scrypt hashes).
+ * common/passwd.c (scrypt hashes); and common/buf.c's buf_printf, which
+ * formats into the room it has and again only when that was short.
  *
  * Every table row carries a label that names what it checks; failures
  * print the label. Length limits are built at run time, exactly at the
@@ -23,6 +24,7 @@
 #include <string.h>
 
 #include "common/addr.h"
+#include "common/buf.h"
 #include "common/passwd.h"
 #include "common/rfc5322.h"
 #include "common/sasl.h"
@@ -858,6 +860,56 @@ START_TEST(test_passwd_params)
 }
 END_TEST
 
+/* ----------------------------------------------------------------- buf */
+
+/*
+ * Every split of the room around the end of the text: a prefix of p
+ * bytes, then "%s|%d" of an n-byte word, against snprintf into a plain
+ * array. Runs the lengths across the 64-byte first allocation and the
+ * doublings after it, so the text fits, fills the room but for the NUL,
+ * needs exactly one byte more, and needs more than twice the room.
+ */
+START_TEST(test_buf_printf_every_fit)
+{
+	static char prefix[140], word[300], want[sizeof(prefix) + sizeof(word) + 16];
+	struct buf b;
+	int p, n;
+
+	memset(prefix, 'p', sizeof(prefix));
+	memset(word, 'w', sizeof(word));
+	for (p = 0; p < (int)sizeof(prefix); p += 3) {
+		for (n = 0; n < (int)sizeof(word); n += (n < 140 ? 1 : 7)) {
+			buf_init(&b);
+			if (p > 0)
+				buf_printf(&b, "%.*s", p, prefix);
+			ck_assert_uint_eq(b.len, (size_t)p);
+			buf_printf(&b, "%.*s|%d", n, word, n);
+			snprintf(want, sizeof(want), "%.*s%.*s|%d", p, prefix, n, word, n);
+			ck_assert_uint_eq(b.len, strlen(want));
+			ck_assert_uint_lt(b.len, b.cap);
+			ck_assert_str_eq(buf_cstr(&b), want);
+			buf_free(&b);
+		}
+	}
+}
+END_TEST
+
+/* An empty result adds nothing and leaves the text as it was. */
+START_TEST(test_buf_printf_empty)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_printf(&b, "%s", "");
+	ck_assert_uint_eq(b.len, 0);
+	buf_append_str(&b, "abc");
+	buf_printf(&b, "%s", "");
+	ck_assert_uint_eq(b.len, 3);
+	ck_assert_str_eq(buf_cstr(&b), "abc");
+	buf_free(&b);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- main */
 
 #define N_CASES(a) (int)(sizeof(a) / sizeof((a)[0]))
@@ -886,6 +938,8 @@ static Suite *ta_suite(void)
 	tcase_add_test(tc, test_passwd_roundtrip);
 	tcase_add_test(tc, test_passwd_wrong_and_tampered);
 	tcase_add_test(tc, test_passwd_params);
+	tcase_add_test(tc, test_buf_printf_every_fit);
+	tcase_add_test(tc, test_buf_printf_empty);
 	suite_add_tcase(s, tc);
 	return s;
 }
