@@ -94,8 +94,8 @@ struct attach_entry {
 	const char *data;     /* its whole content, when it is a document or an
 	                       * archive by content (within max_document for a
 	                       * document), else NULL: for doctext, in a zipped
-	                       * DOCX or PDF. Offer both to doctext_kind_of:
-	                       * libmagic types many a DOCX application/zip. */
+	                       * document. Offer both to doctext_kind_of:
+	                       * libmagic types many an OOXML file application/zip. */
 	size_t data_len;
 };
 

@@ -2,8 +2,9 @@
 #define GOVRELAY_POLICY_DOCTEXT_H
 /*
  * doctext: the text of an attached document, for the checks that read
- * what a reader sees (classification stamps, DLP). DOCX and ODT are zip
- * archives of XML (libarchive reads the archive from memory, libxml2's
+ * what a reader sees (classification stamps, DLP). Office Open XML
+ * (DOCX, XLSX, PPTX) and OpenDocument (ODT, ODS, ODP) are zip archives of
+ * XML (libarchive reads the archive from memory, libxml2's
  * reader streams the XML: nothing is written to disk); PDF through
  * poppler-glib from memory. Bounded: the document's size, the text
  * produced, the bytes inflated (zip bombs) and the wall time each have a
@@ -16,7 +17,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum doctext_kind { DOCTEXT_NONE, DOCTEXT_DOCX, DOCTEXT_ODT, DOCTEXT_PDF };
+enum doctext_kind {
+	DOCTEXT_NONE, DOCTEXT_DOCX, DOCTEXT_ODT, DOCTEXT_PDF,
+	DOCTEXT_XLSX, DOCTEXT_PPTX, DOCTEXT_ODS, DOCTEXT_ODP,
+};
 const char *doctext_kind_name(enum doctext_kind kind);
 /* What data is, by its content (not its name): NONE for anything else. */
 enum doctext_kind doctext_kind_of(const char *data, size_t len);

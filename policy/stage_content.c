@@ -7,7 +7,7 @@
  * UTF-8, HTML reduced to its text) go to the classification finder
  * (policy/classify.h) at once, in fixed memory; so does the text outside
  * the parts (preamble, epilogue), which leaves with the message.
- * Attached documents (DOCX, ODT, PDF, recognised by their first bytes)
+ * Attached documents (policy/doctext.h's kinds, recognised by content)
  * are kept and read on the thread pool at end of data (policy/doctext.h),
  * since a document's text needs the whole file. The DATA run decides:
  *   - a MIME limit crossed or a structure two readers would read

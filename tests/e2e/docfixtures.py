@@ -1,10 +1,61 @@
 """
 Documents for the content tests and the content benchmark, made at run
 time (nothing binary is committed): a minimal DOCX (WordprocessingML in a
-zip) and a one-page PDF whose text any extractor reads back exactly.
+zip), XLSX (SpreadsheetML) and PPTX (PresentationML), and a one-page PDF
+whose text any extractor reads back exactly.
 """
 import io
 import zipfile
+from xml.sax.saxutils import escape
+
+OPC_TYPES = ('<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.'
+             'openxmlformats.org/package/2006/content-types"><Default Extension="xml" '
+             'ContentType="application/xml"/><Override PartName="/%s" '
+             'ContentType="application/vnd.openxmlformats-officedocument.%s.main+xml"/>'
+             '</Types>')
+XML_DECL = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+
+
+def opc(main, main_type, parts):
+    """A zip package: [Content_Types].xml naming the main part, then parts."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", OPC_TYPES % (main, main_type))
+        for name, text in parts:
+            z.writestr(name, text)
+    return buf.getvalue()
+
+
+def xlsx(cells, header=None):
+    """One worksheet: each cell a shared string, one per row; header is
+    the page header's centre section (Excel's &C code)."""
+    ns = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    rows = "".join('<row r="%d"><c r="A%d" t="s"><v>%d</v></c></row>' % (i + 1, i + 1, i)
+                   for i in range(len(cells)))
+    hf = ("<headerFooter><oddHeader>&amp;C&amp;\"Times New Roman,Bold\"%s</oddHeader>"
+          "</headerFooter>" % escape(header)) if header else ""
+    sheet = ('%s<worksheet xmlns="%s"><sheetData>%s</sheetData>%s</worksheet>'
+             % (XML_DECL, ns, rows, hf))
+    sst = ('%s<sst xmlns="%s">%s</sst>'
+           % (XML_DECL, ns, "".join("<si><t>%s</t></si>" % escape(c) for c in cells)))
+    book = ('%s<workbook xmlns="%s"><sheets><sheet name="Trang 1" sheetId="1"/></sheets>'
+            '</workbook>' % (XML_DECL, ns))
+    return opc("xl/workbook.xml", "spreadsheetml.sheet",
+               [("xl/workbook.xml", book), ("xl/worksheets/sheet1.xml", sheet),
+                ("xl/sharedStrings.xml", sst)])
+
+
+def pptx(slides):
+    """One slide per list of paragraphs."""
+    ns = ('xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" '
+          'xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main"')
+    parts = [("ppt/presentation.xml", "%s<p:presentation %s/>" % (XML_DECL, ns))]
+    for i, paragraphs in enumerate(slides):
+        body = "".join("<a:p><a:r><a:t>%s</a:t></a:r></a:p>" % escape(p) for p in paragraphs)
+        parts.append(("ppt/slides/slide%d.xml" % (i + 1),
+                      "%s<p:sld %s><p:cSld><p:spTree><p:sp><p:txBody><a:bodyPr/>%s"
+                      "</p:txBody></p:sp></p:spTree></p:cSld></p:sld>" % (XML_DECL, ns, body)))
+    return opc("ppt/presentation.xml", "presentationml.presentation", parts)
 
 
 def docx(paragraphs):

@@ -9,7 +9,8 @@ the MIME structure limits. Covered:
   UTF-8 quoted-printable body, of a Windows-1258 body, of a base64 HTML
   body, of HTML written in character references, in the Subject of a
   forwarded message/rfc822, in an RFC 2231 file name, in the text of a
-  DOCX and of a PDF attachment and of a DOCX inside a zip: 550 5.7.1,
+  DOCX and of a PDF attachment and of a DOCX inside a zip, in an XLSX's
+  page header and on a PPTX's first slide: 550 5.7.1,
   Vietnamese lines first then English, nothing delivered;
 - attachments: executables by content (a PE named .pdf) and by name (.bat,
   .py sent as text), inside archives and nested archives, an encrypted
@@ -41,7 +42,7 @@ import zipfile
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from docfixtures import docx, pdf  # noqa: E402
+from docfixtures import docx, pdf, pptx, xlsx  # noqa: E402
 from harness import RelayTestCase, parse_json_lines, queued_id  # noqa: E402
 
 CITY = "city.org"
@@ -320,6 +321,28 @@ class ContentTest(RelayTestCase):
         self.assertClassified(message(headers=h, body=body), "TOI MAT")
         # Again: the verdict now comes from the cache of attachments by digest.
         self.assertClassified(message(headers=h, body=body), "TOI MAT")
+
+    def test_spreadsheet_and_slides_refused(self):
+        # A workbook stamped in its page header (where a spreadsheet's
+        # stamp is printed) and a presentation stamped on its first slide.
+        sheet = xlsx(["Bảng tổng hợp", "Đơn vị", "Số tiền"], header="TỐI MẬT")
+        slides = pptx([["TUYỆT MẬT", "Phương án bảo vệ"], ["Nội dung"]])
+        for name, ctype, data, level in (
+                (b"tong-hop.xlsx", b"application/vnd.openxmlformats-officedocument."
+                 b"spreadsheetml.sheet", sheet, "TOI MAT"),
+                (b"phuong-an.pptx", b"application/vnd.openxmlformats-officedocument."
+                 b"presentationml.presentation", slides, "TUYET MAT")):
+            with self.subTest(name=name):
+                h, body = multipart([
+                    (b"Content-Type: text/plain; charset=utf-8\r\n", b"Gui anh.\r\n"),
+                    attachment(b'filename="' + name + b'"', ctype, data)])
+                self.assertClassified(message(headers=h, body=body), level)
+        # Ordinary ones pass, "mật khẩu" in a cell included.
+        for name, data in ((b"cham-cong.xlsx", xlsx(["Bảng chấm công", "mật khẩu wifi"],
+                                                     header="Phòng Hành chính")),
+                           (b"lich-hop.pptx", pptx([["Lịch họp tuần", "Thứ Hai"]]))):
+            with self.subTest(name=name):
+                self.assertDelivered(self.attach(name, data), name.decode())
 
     def test_documents_declared_text_refused(self):
         # A stamped document or an archive sent as text/plain: the reader

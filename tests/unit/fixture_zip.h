@@ -2,7 +2,7 @@
 #define GOVRELAY_TESTS_FIXTURE_ZIP_H
 /*
  * fixture_zip: archives built in memory at test time with libarchive's
- * writer, for test_doctext and test_attach (DOCX and ODT packages,
+ * writer, for test_doctext and test_attach (OOXML and ODF packages,
  * encrypted zips, nested archives, bombs). Nothing touches the disk.
  *
  * OWNERSHIP: fx_archive returns an xmalloc'd buffer the caller frees.

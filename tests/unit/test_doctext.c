@@ -1,7 +1,7 @@
 /*
- * test_doctext: the text of DOCX, ODT and PDF documents (policy/doctext.c),
- * on documents built here at test time: DOCX and ODT packages written to
- * memory with libarchive's zip writer, a PDF drawn with cairo's PDF
+ * test_doctext: the text of DOCX, XLSX, PPTX, ODT, ODS, ODP and PDF
+ * documents (policy/doctext.c), on documents built here at test time: the
+ * zip packages written to memory with libarchive's zip writer, a PDF drawn with cairo's PDF
  * surface in DejaVu Sans (a font with the Vietnamese glyphs, from
  * fonts-dejavu-core), each stamped "TỐI MẬT" in the body or the page
  * header. Also the limits (text, inflated bytes, time), encrypted
@@ -170,6 +170,140 @@ static char *mk_odt(size_t *len)
 	return fx_archive(FX_ZIP, f, 4, NULL, NULL, len);
 }
 
+/* ------------------------------------------------ spreadsheets, slides */
+
+#define S_NS "xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\""
+#define P_NS "xmlns:a=\"http://schemas.openxmlformats.org/drawingml/2006/main\" " \
+	"xmlns:p=\"http://schemas.openxmlformats.org/presentationml/2006/main\""
+#define CT_HEAD XML_DECL "<Types xmlns=\"http://schemas.openxmlformats.org/package/2006/" \
+	"content-types\"><Default Extension=\"xml\" ContentType=\"application/xml\"/>"
+#define CT_MAIN(part, type) "<Override PartName=\"" part "\" ContentType=\"application/" \
+	"vnd.openxmlformats-officedocument." type ".main+xml\"/>"
+
+static const char xlsx_ct[] = CT_HEAD CT_MAIN("/xl/workbook.xml", "spreadsheetml.sheet")
+	"</Types>";
+/*
+ * A workbook that embeds a document lists the document's type too, and
+ * first: the main part's type decides.
+ */
+static const char xlsx_ct_embedding[] = CT_HEAD "<Default Extension=\"docx\" "
+	"ContentType=\"application/vnd.openxmlformats-officedocument.wordprocessingml."
+	"document\"/>" CT_MAIN("/xl/book.xml", "spreadsheetml.sheet") "</Types>";
+static const char xlsx_workbook[] = XML_DECL "<workbook " S_NS "><sheets><sheet "
+	"name=\"Trang 1\" sheetId=\"1\"/></sheets></workbook>";
+/*
+ * The stamp in the page header, between formatting codes; an inline
+ * string and a formula's cached value (not typed text) in the cells; a
+ * footer with a literal ampersand.
+ */
+static const char xlsx_sheet[] = XML_DECL "<worksheet " S_NS "><sheetData><row r=\"1\">"
+	"<c r=\"A1\" t=\"s\"><v>0</v></c></row><row r=\"2\"><c r=\"A2\" t=\"inlineStr\">"
+	"<is><t>Ô nhập trực tiếp</t></is></c><c r=\"B2\"><f>1+1</f><v>2</v></c></row>"
+	"</sheetData><headerFooter><oddHeader>&amp;C&amp;\"Times New Roman,Bold\"&amp;14TỐI "
+	"MẬT&amp;RTrang &amp;P/&amp;N</oddHeader><oddFooter>&amp;L&amp;K00FF00Lưu hành nội bộ "
+	"&amp;&amp; có kiểm soát&amp;</oddFooter></headerFooter></worksheet>";
+static const char xlsx_sst[] = XML_DECL "<sst " S_NS " count=\"2\" uniqueCount=\"2\">"
+	"<si><t>Báo cáo</t></si><si><r><t xml:space=\"preserve\">Số liệu </t></r><r><rPr><b/>"
+	"</rPr><t>quý IV</t></r><rPh sb=\"0\" eb=\"1\"><t>ふりがな</t></rPh></si></sst>";
+static const char xlsx_comments[] = XML_DECL "<comments " S_NS "><authors><author>A"
+	"</author></authors><commentList><comment ref=\"A1\" authorId=\"0\"><text><r>"
+	"<t>Ghi chú ô A1</t></r></text></comment></commentList></comments>";
+
+static char *mk_xlsx(size_t *len)
+{
+	struct fx_file f[] = {
+		{ .name = "[Content_Types].xml", .data = xlsx_ct },
+		{ .name = "xl/workbook.xml", .data = xlsx_workbook },
+		{ .name = "xl/worksheets/sheet1.xml", .data = xlsx_sheet },
+		{ .name = "xl/sharedStrings.xml", .data = xlsx_sst },
+		{ .name = "xl/comments1.xml", .data = xlsx_comments },
+	};
+
+	return fx_archive(FX_ZIP, f, 5, NULL, NULL, len);
+}
+
+/* Numbers only: no shared strings at all, still a workbook that reads. */
+static char *mk_xlsx_numbers(size_t *len)
+{
+	struct fx_file f[] = {
+		{ .name = "[Content_Types].xml", .data = xlsx_ct_embedding },
+		{ .name = "xl/book.xml", .data = xlsx_workbook },
+		{ .name = "xl/embeddings/a.docx", .data = "PK" },
+		{ .name = "xl/worksheets/sheet1.xml", .data = XML_DECL "<worksheet " S_NS
+		  "><sheetData><row r=\"1\"><c r=\"A1\"><v>42</v></c></row></sheetData>"
+		  "</worksheet>" },
+	};
+
+	return fx_archive(FX_ZIP, f, 4, NULL, NULL, len);
+}
+
+static const char pptx_ct[] = CT_HEAD CT_MAIN("/ppt/presentation.xml",
+	"presentationml.presentation") "</Types>";
+/* A tab stop (a:tab in a:tabLst) is no text; a:br is a line break. */
+static const char pptx_slide[] = XML_DECL "<p:sld " P_NS "><p:cSld><p:spTree><p:sp>"
+	"<p:txBody><a:bodyPr/><a:p><a:pPr><a:tabLst><a:tab pos=\"914400\"/></a:tabLst>"
+	"</a:pPr><a:r><a:t>TỐI MẬT</a:t></a:r></a:p><a:p><a:r><a:t>Kế hoạch</a:t></a:r>"
+	"<a:br/><a:r><a:t>năm 2027</a:t></a:r></a:p></p:txBody></p:sp></p:spTree></p:cSld>"
+	"</p:sld>";
+
+static char *mk_pptx(size_t *len)
+{
+	struct fx_file f[] = {
+		{ .name = "[Content_Types].xml", .data = pptx_ct },
+		{ .name = "ppt/presentation.xml", .data = XML_DECL "<p:presentation " P_NS
+		  "/>" },
+		{ .name = "ppt/slideMasters/slideMaster1.xml", .data = XML_DECL "<p:sldMaster "
+		  P_NS "><p:cSld><p:spTree><p:sp><p:txBody><a:p><a:r><a:t>Click to edit "
+		  "Master title style</a:t></a:r></a:p></p:txBody></p:sp></p:spTree></p:cSld>"
+		  "</p:sldMaster>" },
+		{ .name = "ppt/notesSlides/notesSlide1.xml", .data = XML_DECL "<p:notes " P_NS
+		  "><p:cSld><p:spTree><p:sp><p:txBody><a:p><a:r><a:t>Ghi chú người trình bày"
+		  "</a:t></a:r></a:p></p:txBody></p:sp></p:spTree></p:cSld></p:notes>" },
+		{ .name = "ppt/slides/slide1.xml", .data = pptx_slide },
+	};
+
+	return fx_archive(FX_ZIP, f, 5, NULL, NULL, len);
+}
+
+#define ODF_MORE "xmlns:table=\"urn:oasis:names:tc:opendocument:xmlns:table:1.0\" " \
+	"xmlns:draw=\"urn:oasis:names:tc:opendocument:xmlns:drawing:1.0\""
+
+static char *odf_of(const char *mime, const char *content, size_t *len)
+{
+	struct fx_file f[] = {
+		{ .name = "mimetype", .data = mime, .store = 1 },
+		{ .name = "content.xml", .data = content },
+	};
+
+	return fx_archive(FX_ZIP, f, 2, NULL, NULL, len);
+}
+
+static char *mk_ods(size_t *len)
+{
+	return odf_of("application/vnd.oasis.opendocument.spreadsheet", XML_DECL
+	    "<office:document-content " ODF_NS " " ODF_MORE "><office:body><office:spreadsheet>"
+	    "<table:table><table:table-row><table:table-cell><text:p>MẬT</text:p>"
+	    "</table:table-cell><table:table-cell><text:p>Bảng lương</text:p>"
+	    "</table:table-cell></table:table-row></table:table></office:spreadsheet>"
+	    "</office:body></office:document-content>", len);
+}
+
+static char *mk_odp(size_t *len)
+{
+	return odf_of("application/vnd.oasis.opendocument.presentation", XML_DECL
+	    "<office:document-content " ODF_NS " " ODF_MORE "><office:body><office:presentation>"
+	    "<draw:page><draw:frame><draw:text-box><text:p>TUYỆT MẬT</text:p>"
+	    "</draw:text-box></draw:frame></draw:page></office:presentation></office:body>"
+	    "</office:document-content>", len);
+}
+
+/* An ODF type this module does not read (a drawing). */
+static char *mk_odg(size_t *len)
+{
+	return odf_of("application/vnd.oasis.opendocument.graphics", XML_DECL
+	    "<office:document-content " ODF_NS "/>", len);
+}
+
 static char *mk_plain_zip(size_t *len)
 {
 	struct fx_file f[] = { { .name = "word/readme.txt", .data = "TỐI MẬT" } };
@@ -296,6 +430,13 @@ static const struct {
 	{ "docx by [Content_Types].xml", mk_docx_ct_only, DOCTEXT_DOCX },
 	{ "encrypted docx still a docx", mk_docx_encrypted, DOCTEXT_DOCX },
 	{ "odt by its mimetype entry", mk_odt, DOCTEXT_ODT },
+	{ "xlsx by xl/workbook.xml", mk_xlsx, DOCTEXT_XLSX },
+	{ "xlsx by its main part's type, an embedded docx's listed first", mk_xlsx_numbers,
+	  DOCTEXT_XLSX },
+	{ "pptx by ppt/presentation.xml", mk_pptx, DOCTEXT_PPTX },
+	{ "ods by its mimetype entry", mk_ods, DOCTEXT_ODS },
+	{ "odp by its mimetype entry", mk_odp, DOCTEXT_ODP },
+	{ "odg: an ODF kind not read", mk_odg, DOCTEXT_NONE },
 	{ "pdf drawn by cairo", mk_pdf, DOCTEXT_PDF },
 	{ "pdf header only", mk_pdf_garbage, DOCTEXT_PDF },
 	{ "a zip of text", mk_plain_zip, DOCTEXT_NONE },
@@ -330,6 +471,10 @@ START_TEST(test_kind_edges)
 	ck_assert_str_eq(doctext_kind_name(DOCTEXT_DOCX), "docx");
 	ck_assert_str_eq(doctext_kind_name(DOCTEXT_ODT), "odt");
 	ck_assert_str_eq(doctext_kind_name(DOCTEXT_PDF), "pdf");
+	ck_assert_str_eq(doctext_kind_name(DOCTEXT_XLSX), "xlsx");
+	ck_assert_str_eq(doctext_kind_name(DOCTEXT_PPTX), "pptx");
+	ck_assert_str_eq(doctext_kind_name(DOCTEXT_ODS), "ods");
+	ck_assert_str_eq(doctext_kind_name(DOCTEXT_ODP), "odp");
 	ck_assert_str_eq(doctext_kind_name(DOCTEXT_NONE), "none");
 }
 END_TEST
@@ -360,6 +505,25 @@ static const struct {
 	  DOCTEXT_OK, EXACT, "TỐI MẬT\nBáo cáo tình hình\nGhi chú\n" },
 	{ "odt: page header in styles.xml, then text:h, text:s, text:span", mk_odt,
 	  DOCTEXT_ODT, { 0 }, DOCTEXT_OK, EXACT, "MẬT\nTỐI MẬT\nSố: 12/BC-UBND\n" },
+	{ "xlsx: page headers first (codes dropped, sections as lines), shared strings "
+	  "(no rPh), inline strings (no formula values), footers, comments", mk_xlsx,
+	  DOCTEXT_XLSX, { 0 }, DOCTEXT_OK, EXACT,
+	  "\nTỐI MẬT\nTrang /\nBáo cáo\nSố liệu quý IV\nÔ nhập trực tiếp\n"
+	  "\nLưu hành nội bộ & có kiểm soát\nGhi chú ô A1\n" },
+	{ "xlsx of numbers only: no text, read", mk_xlsx_numbers, DOCTEXT_XLSX, { 0 },
+	  DOCTEXT_OK, EMPTY, NULL },
+	{ "pptx: slides (a:t, a:br; tab stops no text), then notes; no master", mk_pptx,
+	  DOCTEXT_PPTX, { 0 }, DOCTEXT_OK, EXACT,
+	  "TỐI MẬT\nKế hoạch\nnăm 2027\nGhi chú người trình bày\n" },
+	{ "ods: cells' text:p", mk_ods, DOCTEXT_ODS, { 0 }, DOCTEXT_OK, EXACT,
+	  "MẬT\nBảng lương\n" },
+	{ "odp: a frame's text:p", mk_odp, DOCTEXT_ODP, { 0 }, DOCTEXT_OK, EXACT, "TUYỆT MẬT\n" },
+	{ "a docx as xlsx: no worksheet", mk_docx_body, DOCTEXT_XLSX, { 0 }, DOCTEXT_E_FORMAT,
+	  EMPTY, NULL },
+	{ "an xlsx as pptx: no slide", mk_xlsx, DOCTEXT_PPTX, { 0 }, DOCTEXT_E_FORMAT, EMPTY,
+	  NULL },
+	{ "an xlsx as docx: no w:document", mk_xlsx, DOCTEXT_DOCX, { 0 }, DOCTEXT_E_FORMAT,
+	  EMPTY, NULL },
 	{ "pdf drawn by cairo in DejaVu Sans", mk_pdf, DOCTEXT_PDF, { 0 }, DOCTEXT_OK,
 	  CONTAINS, "TỐI MẬT" },
 	{ "pdf second page", mk_pdf, DOCTEXT_PDF, { 0 }, DOCTEXT_OK, CONTAINS, "Trang hai" },
@@ -458,6 +622,86 @@ START_TEST(test_inflate_bound)
 }
 END_TEST
 
+/*
+ * Page header codes as a hostile workbook might write them: cut short,
+ * followed by non-ASCII, or too long. What comes out is whole UTF-8.
+ */
+static const struct {
+	const char *label;
+	const char *header;     /* XML-escaped, as in the part */
+	const char *text;
+} hf_cases[] = {
+	{ "unterminated font name", "&amp;C&amp;\"Arial", "\n\n" },
+	{ "ampersand at the end", "Mật&amp;", "Mật\n" },
+	{ "colour cut by a non-ASCII character", "&amp;KTỐI", "ỐI\n" },
+	{ "ampersand before a non-ASCII character", "&amp;Ố", "Ố\n" },
+	{ "font size at the end", "&amp;12", "\n" },
+	{ "toggles around the stamp", "&amp;B&amp;UTỐI MẬT&amp;U&amp;B", "TỐI MẬT\n" },
+	{ "the three sections", "&amp;LA&amp;CB&amp;RC", "\nA\nB\nC\n" },
+};
+
+static char *xlsx_with_header(const char *header, size_t *len)
+{
+	struct buf sheet;
+	char *out;
+
+	buf_init(&sheet);
+	buf_printf(&sheet, "%s<worksheet %s><sheetData/><headerFooter><firstHeader>%s"
+	    "</firstHeader></headerFooter></worksheet>", XML_DECL, S_NS, header);
+	{
+		struct fx_file f[] = {
+			{ .name = "[Content_Types].xml", .data = xlsx_ct },
+			{ .name = "xl/worksheets/sheet1.xml", .data = buf_cstr(&sheet) },
+		};
+
+		out = fx_archive(FX_ZIP, f, 2, NULL, NULL, len);
+	}
+	buf_free(&sheet);
+	return out;
+}
+
+START_TEST(test_xlsx_header_codes)
+{
+	size_t len;
+	char *d = xlsx_with_header(hf_cases[_i].header, &len);
+	struct buf out;
+
+	buf_init(&out);
+	ck_assert_int_eq(doctext_extract(DOCTEXT_XLSX, d, len, NULL, collect, &out), DOCTEXT_OK);
+	ck_assert_msg(out.len == strlen(hf_cases[_i].text) &&
+	    memcmp(out.data, hf_cases[_i].text, out.len) == 0, "%s: got \"%.*s\"",
+	    hf_cases[_i].label, (int)out.len, out.data);
+	buf_free(&out);
+	free(d);
+}
+END_TEST
+
+/* A header past the 1 KiB kept is cut on a character boundary. */
+START_TEST(test_xlsx_header_long)
+{
+	struct buf hdr, out, want;
+	size_t len, i;
+	char *d;
+
+	buf_init(&hdr);
+	buf_init(&out);
+	buf_init(&want);
+	for (i = 0; i < 700; i++)
+		buf_append_str(&hdr, "Ố");
+	d = xlsx_with_header(buf_cstr(&hdr), &len);
+	ck_assert_int_eq(doctext_extract(DOCTEXT_XLSX, d, len, NULL, collect, &out), DOCTEXT_OK);
+	for (i = 0; i < 1024 / 3; i++)
+		buf_append_str(&want, "Ố");
+	buf_append_str(&want, "\n");
+	ck_assert_uint_eq(out.len, want.len);
+	ck_assert_int_eq(memcmp(out.data, want.data, out.len), 0);
+	buf_free(&hdr);
+	buf_free(&out);
+	buf_free(&want);
+	free(d);
+}
+END_TEST
+
 /* Each call is independent: several threads extract at once. */
 struct job {
 	const char *doc;
@@ -518,6 +762,8 @@ static Suite *doctext_suite(void)
 	tcase_add_test(tc, test_kind_edges);
 	tcase_add_loop_test(tc, test_text, 0, N_CASES(text_cases));
 	tcase_add_test(tc, test_inflate_bound);
+	tcase_add_loop_test(tc, test_xlsx_header_codes, 0, N_CASES(hf_cases));
+	tcase_add_test(tc, test_xlsx_header_long);
 	tcase_add_test(tc, test_threads);
 	suite_add_tcase(s, tc);
 	return s;
