@@ -370,6 +370,42 @@ static enum attach_category attach_category_of_type(const char *mime)
 	return ATTACH_OTHER;
 }
 
+bool attach_head_is_archive(const char *head, size_t head_len)
+{
+	static const struct {
+		const char *magic;
+		size_t len;
+		size_t at;
+	} kinds[] = {
+		{ "PK\x03\x04", 4, 0 },             /* zip: archives, OOXML, ODF */
+		{ "PK\x05\x06", 4, 0 },             /* an empty zip */
+		{ "7z\xbc\xaf\x27\x1c", 6, 0 },
+		{ "Rar!\x1a\x07", 6, 0 },
+		{ "\x1f\x8b", 2, 0 },               /* gzip */
+		{ "BZh", 3, 0 },
+		{ "\xfd" "7zXZ\x00", 6, 0 },
+		{ "\x28\xb5\x2f\xfd", 4, 0 },       /* zstd */
+		{ "MSCF", 4, 0 },                   /* cab */
+		{ "ustar", 5, 257 },                /* tar */
+	};
+
+	if (head == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+		if (head_len >= kinds[i].at + kinds[i].len &&
+		    memcmp(head + kinds[i].at, kinds[i].magic, kinds[i].len) == 0)
+			return true;
+	return false;
+}
+
+bool attach_listable(const char *mime, const char *head, size_t head_len)
+{
+	enum attach_category by_type = attach_category_of_type(mime);
+
+	return by_type == ATTACH_ARCHIVE ||
+	    (by_type != ATTACH_DOCUMENT && attach_head_is_archive(head, head_len));
+}
+
 static enum attach_category attach_worse(enum attach_category a, enum attach_category b)
 {
 	return a > b ? a : b;
@@ -591,11 +627,15 @@ static void attach_entry_one(struct attach_walk *w, struct archive *a,
 		/*
 		 * A nested archive is kept whole to be listed in turn (the
 		 * inflate limit bounds it), a document for the caller's text
-		 * checks (within max_document).
+		 * checks (within max_document): a document by its type, its
+		 * name, or a PDF's header, whatever libmagic calls it.
 		 */
-		nested = attach_category_of_type(mime) == ATTACH_ARCHIVE;
+		nested = attach_listable(mime, head, e.head_len);
 		keep = nested ? w->lim.max_inflated :
-		    attach_category_of_type(mime) == ATTACH_DOCUMENT ? w->lim.max_document : 0;
+		    attach_category_of_type(mime) == ATTACH_DOCUMENT ||
+		    attach_category_of_name(e.name) == ATTACH_DOCUMENT ||
+		    memmem(head, e.head_len < 1024 ? e.head_len : 1024, "%PDF-", 5) != NULL ?
+		    w->lim.max_document : 0;
 		if (keep >= e.head_len && keep > 0)
 			buf_append(&whole, head, e.head_len);
 		else

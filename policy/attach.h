@@ -54,6 +54,21 @@ int attach_type_of(const char *data, size_t len, char *out, size_t outlen);
 enum attach_category attach_classify(const char *mime, const char *head,
     size_t head_len, const char *filename);
 
+/*
+ * Does head (an entry's or an attachment's first bytes) carry the
+ * signature of an archive format attach_list reads (zip, 7z, rar, gzip,
+ * bzip2, xz, zstd, cab, tar)?
+ */
+bool attach_head_is_archive(const char *head, size_t head_len);
+
+/*
+ * Is it to be listed as an archive: libmagic calls it one, or its first
+ * bytes are an archive's and libmagic does not call it a document (a DOCX
+ * is a zip; a zip laid out so that libmagic takes it for an Office file
+ * it cannot name is "application/octet-stream", and is still listed).
+ */
+bool attach_listable(const char *mime, const char *head, size_t head_len);
+
 /* The category a file name alone gives (its extension, case-insensitive). */
 enum attach_category attach_category_of_name(const char *filename);
 

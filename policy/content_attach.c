@@ -116,7 +116,11 @@ static int ca_entry(void *arg, const struct attach_entry *e)
 	ca_category(w->res, w->rules, e->category, e->name != NULL ? e->name : "?", where);
 	if (e->encrypted)
 		ca_encrypted(w->res, w->rules, path);
-	if (e->data != NULL && e->category == ATTACH_DOCUMENT && w->doc != NULL)
+	/*
+	 * Whatever it is called (an archive may be a DOCX libmagic calls a
+	 * zip): what is a document is for doctext_kind_of to say.
+	 */
+	if (e->data != NULL && w->doc != NULL)
 		w->doc(w->arg, path, e->data, e->data_len);
 	return 0;
 }
@@ -139,7 +143,7 @@ void content_attach_check(const char *name, const char *data, size_t len, bool w
 	attach_type_of(data, len, mime, sizeof mime);
 	cat = attach_classify(mime, data, len, name);
 	ca_category(res, rules, cat, w.archive, "");
-	if (cat != ATTACH_ARCHIVE || !whole)
+	if (!whole || (cat != ATTACH_ARCHIVE && !attach_listable(mime, data, len)))
 		return;
 	rc = attach_list(data, len, &lim, ca_entry, &w, &sum);
 	res->timed_out = rc == ATTACH_E_TIMEOUT;
@@ -158,27 +162,8 @@ void content_attach_check(const char *name, const char *data, size_t len, bool w
 
 bool content_attach_wants_whole(const char *head, size_t len)
 {
-	static const struct {
-		const char *magic;
-		size_t len;
-		size_t at;
-	} kinds[] = {
-		{ "PK\x03\x04", 4, 0 },             /* zip: DOCX, ODT, archives */
-		{ "PK\x05\x06", 4, 0 },             /* an empty zip */
-		{ "7z\xbc\xaf\x27\x1c", 6, 0 },
-		{ "Rar!\x1a\x07", 6, 0 },
-		{ "\x1f\x8b", 2, 0 },               /* gzip */
-		{ "BZh", 3, 0 },
-		{ "\xfd" "7zXZ\x00", 6, 0 },
-		{ "\x28\xb5\x2f\xfd", 4, 0 },       /* zstd */
-		{ "MSCF", 4, 0 },                   /* cab */
-		{ "ustar", 5, 257 },                /* tar */
-	};
-
-	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-		if (len >= kinds[i].at + kinds[i].len &&
-		    memcmp(head + kinds[i].at, kinds[i].magic, kinds[i].len) == 0)
-			return true;
+	if (attach_head_is_archive(head, len))
+		return true;
 	/* A PDF may follow junk (readers look at the first kilobyte). */
 	return memmem(head, len < 1024 ? len : 1024, "%PDF-", 5) != NULL;
 }

@@ -58,8 +58,11 @@ def pptx(slides):
     return opc("ppt/presentation.xml", "presentationml.presentation", parts)
 
 
-def docx(paragraphs):
-    """A minimal WordprocessingML document with these paragraphs."""
+def docx(paragraphs, padding=0):
+    """A minimal WordprocessingML document with these paragraphs. padding:
+    that many extra XML parts stored before [Content_Types].xml (OPC does
+    not order the parts, and Word opens such a package), which libmagic
+    then calls application/zip."""
     ns = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
     body = "".join("<w:p><w:r><w:t>%s</w:t></w:r></w:p>" % p for p in paragraphs)
     doc = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
@@ -75,6 +78,8 @@ def docx(paragraphs):
             'officeDocument" Target="word/document.xml"/></Relationships>')
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for i in range(padding):
+            z.writestr("customXml/item%d.xml" % (i + 1), "<item>%s</item>" % ("x" * 100))
         z.writestr("[Content_Types].xml", types)
         z.writestr("_rels/.rels", rels)
         z.writestr("word/document.xml", doc)

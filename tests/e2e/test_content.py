@@ -97,12 +97,16 @@ def attachment(name_header, content_type, data):
     return (h, base64.encodebytes(data).replace(b"\n", b"\r\n"))
 
 
-def zip_of(entries, encrypted=False):
+def zip_of(entries, encrypted=False, padding=0):
     """A zip of (name, bytes); encrypted marks every entry as encrypted
     (the general-purpose flag bit 0 in the local and central headers), which
-    is what a reader sees of a password-protected archive."""
+    is what a reader sees of a password-protected archive. padding: that
+    many small XML entries first, which make libmagic take the zip for an
+    Office file it cannot name ("application/octet-stream")."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for i in range(padding):
+            z.writestr("customXml/item%d.xml" % (i + 1), "<item>%s</item>" % ("x" * 100))
         for name, data in entries:
             z.writestr(name, data)
     raw = bytearray(buf.getvalue())
@@ -588,6 +592,14 @@ class ContentTest(RelayTestCase):
         self.assertAttachmentRefused(self.attach(b"tai-lieu.zip",
                                                  zip_of([("inner.zip", inner)])),
                                      ["setup.exe"])
+        # An archive libmagic does not know as one is listed all the same,
+        # by its signature: sent as it is, inside another, named as a photo.
+        padded = zip_of([("setup.exe", PE)], padding=30)
+        for name, data in ((b"tai-lieu.dat", padded),
+                           (b"tai-lieu.zip", zip_of([("inner.zip", padded)])),
+                           (b"tai-lieu-2.zip", zip_of([("anh.jpg", padded)]))):
+            with self.subTest(name=name):
+                self.assertAttachmentRefused(self.attach(name, data), ["setup.exe"])
         self.assertAttachmentRefused(self.attach(b"mat-khau.zip", zip_of(
             [("bao-cao.txt", b"noi dung")], encrypted=True)), ["an encrypted archive"])
         self.assertAttachmentRefused(self.attach(b"bomb.zip", zero_bomb(24 << 20)),
@@ -596,6 +608,14 @@ class ContentTest(RelayTestCase):
         doc = docx(["UBND PHƯỜNG", "TUYỆT MẬT", "Phương án"])
         self.assertClassified(self.attach(b"ho-so.zip", zip_of([("ho-so/ke-hoach.docx", doc)])),
                               "TUYET MAT")
+        # Laid out so that libmagic no longer knows it (parts before
+        # [Content_Types].xml), or named like a photo: inside an archive
+        # too, a document is one by what its content is.
+        padded = docx(["UBND PHƯỜNG", "TUYỆT MẬT", "Phương án"], padding=30)
+        for name in ("ke-hoach.docx", "anh-chup.jpg"):
+            with self.subTest(name=name):
+                self.assertClassified(self.attach(b"ho-so-2.zip", zip_of([(name, padded)])),
+                                      "TUYET MAT")
         # What the agency allows: encrypted archives quarantined, scripts accepted.
         r = self.relay
         r.ctl_ok("policy", "set", "city", "encrypted_archive_action", "quarantine")

@@ -578,6 +578,88 @@ START_TEST(test_list_documents)
 }
 END_TEST
 
+/*
+ * zip { anh.jpg = zip { 30 customXml parts, setup.exe } }: libmagic takes
+ * the inner zip for an Office file it cannot name (octet-stream), and its
+ * name says photo; its signature says archive, and it is listed.
+ */
+static char *mk_padded_nested(size_t *len)
+{
+	struct fx_file f[31], outer[1];
+	char names[30][32], *pe, *inner, *z;
+	size_t plen, ilen, i;
+
+	pe = mk_pe(&plen);
+	for (i = 0; i < 30; i++) {
+		snprintf(names[i], sizeof names[i], "customXml/item%zu.xml", i + 1);
+		f[i] = (struct fx_file){ .name = names[i], .data = "<item>xxxxxxxxxxxxxxxx</item>" };
+	}
+	f[30] = (struct fx_file){ .name = "setup.exe", .data = pe, .len = plen };
+	inner = fx_archive(FX_ZIP, f, 31, NULL, NULL, &ilen);
+	outer[0] = (struct fx_file){ .name = "anh.jpg", .data = inner, .len = ilen };
+	z = fx_archive(FX_ZIP, outer, 1, NULL, NULL, len);
+	free(pe);
+	free(inner);
+	return z;
+}
+
+START_TEST(test_list_by_signature)
+{
+	struct attach_summary sum;
+	struct seen s = { .stop_at = -1 };
+	size_t len, ilen;
+	char *z = mk_padded_nested(&len), mime[128];
+	struct archive *a;
+	struct archive_entry *e;
+	char *inner;
+
+	/* What libmagic makes of the inner zip, the premise of this test. */
+	a = archive_read_new();
+	archive_read_support_format_zip(a);
+	ck_assert_int_eq(archive_read_open_memory(a, z, len), ARCHIVE_OK);
+	ck_assert_int_eq(archive_read_next_header(a, &e), ARCHIVE_OK);
+	ilen = (size_t)archive_entry_size(e);
+	inner = xmalloc(ilen);
+	ck_assert_int_eq(archive_read_data(a, inner, ilen), (la_ssize_t)ilen);
+	archive_read_free(a);
+	attach_type_of(inner, ilen, mime, sizeof mime);
+	ck_assert_msg(strcmp(mime, "application/zip") != 0, "libmagic knows it: %s", mime);
+	ck_assert(attach_listable(mime, inner, ilen));
+	free(inner);
+
+	buf_init(&s.names);
+	ck_assert_int_eq(attach_list(z, len, NULL, record, &s, &sum), ATTACH_OK);
+	ck_assert_msg(strstr(buf_cstr(&s.names), "2:setup.exe:executable;") != NULL, "%s",
+	    buf_cstr(&s.names));
+	ck_assert_int_eq(sum.worst, ATTACH_EXECUTABLE);
+	ck_assert_uint_eq(sum.depth, 2);
+	buf_free(&s.names);
+	free(z);
+}
+END_TEST
+
+START_TEST(test_listable)
+{
+	static const char pk[] = "PK\003\004rest";
+	char tar[300];
+
+	memset(tar, 0, sizeof tar);
+	memcpy(tar + 257, "ustar", 5);
+	ck_assert(attach_listable("application/zip", pk, 8));
+	ck_assert(attach_listable("application/octet-stream", pk, 8));
+	ck_assert(attach_listable(NULL, pk, 8));
+	ck_assert(attach_listable("application/octet-stream", tar, sizeof tar));
+	ck_assert(!attach_listable("application/octet-stream", tar, 261));
+	/* A document is a zip too: read as one, not listed. */
+	ck_assert(!attach_listable("application/vnd.openxmlformats-officedocument."
+	    "wordprocessingml.document", pk, 8));
+	ck_assert(!attach_listable("application/vnd.oasis.opendocument.text", pk, 8));
+	ck_assert(!attach_listable("text/plain", "PK", 2));
+	ck_assert(!attach_head_is_archive(NULL, 0));
+	ck_assert(attach_head_is_archive("\x1f\x8b", 2));
+}
+END_TEST
+
 /* One libmagic handle per thread: concurrent typing stays right. */
 static void *type_many(void *arg)
 {
@@ -622,6 +704,8 @@ static Suite *attach_suite(void)
 	tcase_add_test(tc, test_list_sizes);
 	tcase_add_test(tc, test_list_stop);
 	tcase_add_test(tc, test_list_documents);
+	tcase_add_test(tc, test_list_by_signature);
+	tcase_add_test(tc, test_listable);
 	tcase_add_test(tc, test_threads);
 	suite_add_tcase(s, tc);
 	return s;
