@@ -398,6 +398,11 @@ bool attach_head_is_archive(const char *head, size_t head_len)
 	return false;
 }
 
+bool attach_head_is_pdf(const char *head, size_t head_len)
+{
+	return head != NULL && memmem(head, head_len < 1024 ? head_len : 1024, "%PDF-", 5) != NULL;
+}
+
 bool attach_listable(const char *mime, const char *head, size_t head_len)
 {
 	enum attach_category by_type = attach_category_of_type(mime);
@@ -595,7 +600,7 @@ static void attach_entry_one(struct attach_walk *w, struct archive *a,
 	struct attach_entry e;
 	char mime[128];
 	struct buf whole;
-	bool nested = false;
+	bool nested = false, document;
 	int64_t n, rest;
 	size_t keep;
 	int ret;
@@ -631,11 +636,10 @@ static void attach_entry_one(struct attach_walk *w, struct archive *a,
 		 * name, or a PDF's header, whatever libmagic calls it.
 		 */
 		nested = attach_listable(mime, head, e.head_len);
-		keep = nested ? w->lim.max_inflated :
-		    attach_category_of_type(mime) == ATTACH_DOCUMENT ||
+		document = attach_category_of_type(mime) == ATTACH_DOCUMENT ||
 		    attach_category_of_name(e.name) == ATTACH_DOCUMENT ||
-		    memmem(head, e.head_len < 1024 ? e.head_len : 1024, "%PDF-", 5) != NULL ?
-		    w->lim.max_document : 0;
+		    attach_head_is_pdf(head, e.head_len);
+		keep = nested ? w->lim.max_inflated : document ? w->lim.max_document : 0;
 		if (keep >= e.head_len && keep > 0)
 			buf_append(&whole, head, e.head_len);
 		else

@@ -61,6 +61,9 @@ enum attach_category attach_classify(const char *mime, const char *head,
  */
 bool attach_head_is_archive(const char *head, size_t head_len);
 
+/* A PDF header in the first kilobyte, where readers look for it (ISO 32000-1 §7.5.2). */
+bool attach_head_is_pdf(const char *head, size_t head_len);
+
 /*
  * Is it to be listed as an archive: libmagic calls it one, or its first
  * bytes are an archive's and libmagic does not call it a document (a DOCX

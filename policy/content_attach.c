@@ -162,8 +162,5 @@ void content_attach_check(const char *name, const char *data, size_t len, bool w
 
 bool content_attach_wants_whole(const char *head, size_t len)
 {
-	if (attach_head_is_archive(head, len))
-		return true;
-	/* A PDF may follow junk (readers look at the first kilobyte). */
-	return memmem(head, len < 1024 ? len : 1024, "%PDF-", 5) != NULL;
+	return attach_head_is_archive(head, len) || attach_head_is_pdf(head, len);
 }

@@ -592,7 +592,8 @@ static char *mk_padded_nested(size_t *len)
 	pe = mk_pe(&plen);
 	for (i = 0; i < 30; i++) {
 		snprintf(names[i], sizeof names[i], "customXml/item%zu.xml", i + 1);
-		f[i] = (struct fx_file){ .name = names[i], .data = "<item>xxxxxxxxxxxxxxxx</item>" };
+		f[i] = (struct fx_file){ .name = names[i],
+		    .data = "<item>a part of the package</item>" };
 	}
 	f[30] = (struct fx_file){ .name = "setup.exe", .data = pe, .len = plen };
 	inner = fx_archive(FX_ZIP, f, 31, NULL, NULL, &ilen);
@@ -657,6 +658,9 @@ START_TEST(test_listable)
 	ck_assert(!attach_listable("text/plain", "PK", 2));
 	ck_assert(!attach_head_is_archive(NULL, 0));
 	ck_assert(attach_head_is_archive("\x1f\x8b", 2));
+	ck_assert(attach_head_is_pdf("junk\n%PDF-1.7", 14));
+	ck_assert(!attach_head_is_pdf("%PDF", 4));
+	ck_assert(!attach_head_is_pdf(NULL, 0));
 }
 END_TEST
 
